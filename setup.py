@@ -1,0 +1,30 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+version = {}
+exec((Path(__file__).parent / "speechkit" / "__init__.py").read_text(), version)
+
+setup(
+    name="speechkit",
+    version=version["__version__"],
+    description="Open speech foundation model toolkit: OWSM/Whisper-style training, decoding, zoo",
+    python_requires=">=3.10",
+    packages=find_packages(include=["speechkit", "speechkit.*"]),
+    install_requires=[
+        "torch==2.14.1",
+        "torchaudio==2.11.0",
+        "lhotse==1.33.0",
+        "sentencepiece==0.2.3",
+        "jiwer==4.0.0",
+        "sacrebleu==2.6.0",
+        "soundfile==0.14.0",
+        "librosa==0.11.0",
+        "pyyaml>=6.0,<7",
+        "tqdm>=4.66,<5",
+        "tensorboard==2.21.0",
+        "numpy>=1.26,<3",
+    ],
+    extras_require={"dev": ["pytest>=8", "ruff>=0.6"]},
+    entry_points={"console_scripts": ["speechkit=speechkit.bin.cli:main"]},
+)

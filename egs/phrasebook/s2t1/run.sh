@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Phrasebook speech recognition + speech translation recipe (OWSM/Whisper-style model, CPU-sized).
+#   ./run.sh                       # all stages
+#   ./run.sh --stage 3 --stop_stage 4
+# Stages: 1 corpus, 2 tokenizer, 3 train, 4 decode, 5 score -> RESULTS.md, 6 pack the model.
+set -euo pipefail
+cd "$(dirname "$0")"
+. ./path.sh
+
+stage=1
+stop_stage=6
+hours=1.0          # hours of audio in the generated corpus
+nj=2               # parallel jobs for corpus synthesis
+seed=0
+config=../../../conf/s2t/phrasebook_tiny.yaml
+data=data/phrasebook
+exp=exp/s2t_tiny
+beam=5
+ctc_weight=0.3
+train_args=""      # extra --set key=value overrides for training, e.g. "--set trainer.max_minutes=5"
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --*) name=${1#--}; [ $# -ge 2 ] || { echo "missing value for $1" >&2; exit 1; }
+         declare -p "$name" >/dev/null 2>&1 || { echo "unknown option $1" >&2; exit 1; }
+         printf -v "$name" '%s' "$2"; shift 2 ;;
+    *) echo "unknown argument $1" >&2; exit 1 ;;
+  esac
+done
+
+log() { echo "[$(date '+%H:%M:%S')] (run.sh) $*"; }
+
+if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
+  log "stage 1: generate the phrasebook corpus ($hours h) in $data"
+  python -m speechkit.bin.prepare_phrasebook --out $data --hours $hours --seed $seed --num-jobs $nj
+fi
+
+if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
+  log "stage 2: train the sentencepiece tokenizer"
+  python -m speechkit.bin.train_tokenizer --config $config --cuts $data/cuts_train.jsonl.gz --out $data/tokenizer
+fi
+
+if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
+  log "stage 3: train $exp"
+  python -m speechkit.bin.train --config $config --train-cuts $data/cuts_train.jsonl.gz \
+    --dev-cuts $data/cuts_dev.jsonl.gz --tokenizer $data/tokenizer --out $exp --resume $train_args
+fi
+
+if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
+  log "stage 4: decode the test sets (beam $beam, CTC weight $ctc_weight)"
+  python -m speechkit.bin.decode --model $exp/model_avg.pt --cuts $data/cuts_test_seen.jsonl.gz \
+    --out $exp/decode_test_seen --beam-size $beam --ctc-weight $ctc_weight
+  python -m speechkit.bin.decode --model $exp/model_avg.pt --cuts $data/cuts_test_novel.jsonl.gz \
+    --out $exp/decode_test_novel --beam-size $beam --ctc-weight $ctc_weight
+fi
+
+if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+  log "stage 5: score and write RESULTS.md"
+  python -m speechkit.bin.score --decode-dir $exp/decode_test_seen --results-md RESULTS.md \
+    --title "$exp: test_seen (unseen speakers, sentences seen in training)"
+  python -m speechkit.bin.score --decode-dir $exp/decode_test_novel --results-md RESULTS.md \
+    --title "$exp: test_novel (unseen speakers, sentences never seen in training)"
+fi
+
+if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
+  log "stage 6: pack the model for the zoo in $exp/packed"
+  python -m speechkit.bin.pack_model --checkpoint $exp/model_avg.pt --out $exp/packed
+fi
+log "done"

@@ -1,0 +1,92 @@
+"""Tests for the strict YAML -> dataclass loader."""
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+import pytest
+
+from speechkit.config import ConfigError, apply_overrides, from_dict, load_config, save_config, to_dict
+
+
+@dataclass
+class Inner:
+    width: int = 4
+    rate: float = 0.5
+    kind: Literal["a", "b"] = "a"
+
+    def __post_init__(self):
+        if self.width <= 0:
+            raise ConfigError(f"width must be positive, got {self.width}")
+
+
+@dataclass
+class Outer:
+    name: str = "x"
+    inner: Inner = field(default_factory=Inner)
+    langs: list[str] = field(default_factory=lambda: ["eng"])
+    betas: tuple[float, float] = (0.9, 0.98)
+    limit: Optional[float] = None
+
+
+def test_nested_values_and_defaults():
+    cfg = from_dict(Outer, {"inner": {"width": 8, "rate": 1}, "langs": ["deu", "fra"]})
+    assert cfg.inner.width == 8
+    assert cfg.inner.rate == 1.0 and isinstance(cfg.inner.rate, float)
+    assert cfg.inner.kind == "a"
+    assert cfg.langs == ["deu", "fra"]
+    assert cfg.betas == (0.9, 0.98)
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("inner:\n  widht: 3\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(Outer, path)
+    assert "inner.widht" in str(err.value)
+    assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"inner": {"width": "3"}},
+        {"inner": {"width": 2.5}},
+        {"inner": {"kind": "c"}},
+        {"inner": {"width": True}},
+        {"betas": [0.9]},
+        {"langs": "eng"},
+        {"limit": "none"},
+    ],
+)
+def test_wrong_types_are_rejected(data):
+    with pytest.raises(ConfigError):
+        from_dict(Outer, data)
+
+
+def test_post_init_rule_reports_where():
+    with pytest.raises(ConfigError) as err:
+        from_dict(Outer, {"inner": {"width": 0}}, source="conf/x.yaml")
+    assert "conf/x.yaml" in str(err.value) and "width must be positive" in str(err.value)
+
+
+def test_round_trip_and_overrides(tmp_path):
+    cfg = from_dict(Outer, {"name": "y", "limit": 2})
+    path = tmp_path / "c.yaml"
+    save_config(cfg, path)
+    again = load_config(Outer, path, overrides=["inner.width=16", "limit=null", "langs=[spa]"])
+    assert again.inner.width == 16 and again.limit is None and again.langs == ["spa"]
+    assert to_dict(load_config(Outer, path)) == to_dict(cfg)
+
+
+def test_bad_override_form():
+    with pytest.raises(ConfigError):
+        apply_overrides({}, ["no_equals_sign"])
+
+
+def test_missing_file_and_non_mapping(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(Outer, tmp_path / "nope.yaml")
+    path = tmp_path / "list.yaml"
+    path.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(Outer, path)

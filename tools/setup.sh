@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Sets up speechkit on a fresh machine; safe to run again (each step is skipped when already done).
+#   - a virtual environment in .venv with speechkit installed editable (pinned torch/torchaudio)
+#   - espeak-ng (the phrasebook corpus's speech synthesiser): apt where we may, else the
+#     espeakng-loader wheel that bundles the library and its data
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+log() { echo "[setup $(date +%H:%M:%S)] $*"; }
+
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  log "creating .venv with $($python --version)"
+  "$python" -m venv .venv
+fi
+
+# Reinstall only when setup.py changed since the last successful install.
+stamp=.venv/.speechkit-setup-stamp
+want=$(sha256sum setup.py | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  log "installing speechkit and its pinned dependencies (torch is large: about 2 minutes)"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[dev]'
+  echo "$want" > "$stamp"
+else
+  log "python environment up to date"
+fi
+
+if command -v espeak-ng >/dev/null 2>&1; then
+  log "espeak-ng found: $(command -v espeak-ng)"
+elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  log "installing espeak-ng with apt-get"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null
+elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null && command -v apt-get >/dev/null 2>&1; then
+  log "installing espeak-ng with sudo apt-get"
+  sudo DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null
+else
+  log "no apt: installing the espeakng-loader wheel (bundled libespeak-ng)"
+  .venv/bin/python -m pip install -q espeakng-loader
+fi
+log "done. Activate with: source .venv/bin/activate"

@@ -1,1 +1,38 @@
+"""Models and the registry that builds them from a config.
 
+Example::
+
+    from speechkit.models import build_model, count_parameters
+    model = build_model(S2TConfig(vocab_size=tok.vocab_size))
+    print(count_parameters(model))
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from speechkit.models.s2t import OWSM_V31_PRESETS, S2TConfig, S2TModel
+
+__all__ = [
+    "MODELS",
+    "OWSM_V31_PRESETS",
+    "S2TConfig",
+    "S2TModel",
+    "build_model",
+    "count_parameters",
+]
+
+# name -> model class; each class takes its config dataclass as the only argument.
+MODELS: dict[str, type[nn.Module]] = {"s2t": S2TModel}
+
+
+def build_model(cfg: S2TConfig, name: str = "s2t") -> nn.Module:
+    """Builds the registered model ``name`` from ``cfg``; ConfigError if cfg cannot be built."""
+    if name not in MODELS:
+        raise KeyError(f"unknown model {name!r}; registered: {sorted(MODELS)}")
+    return MODELS[name](cfg)
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (shared/tied tensors counted once)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,173 @@
+"""Train a speech-to-text model, then average its best checkpoints.
+
+    python -m speechkit.bin.train --config conf/s2t/phrasebook_tiny.yaml \\
+        --train-cuts data/cuts_train.jsonl.gz --dev-cuts data/cuts_dev.jsonl.gz \\
+        --tokenizer data/tokenizer --out exp/run [--resume] [--set optim.lr=5e-4 ...]
+
+Writes ``OUT/config.yaml`` (the full experiment config, vocab size filled from the tokenizer),
+``OUT/checkpoints/``, ``OUT/train_log.csv``, ``OUT/valid_log.csv``, ``OUT/tensorboard/``,
+``OUT/train.log`` and finally ``OUT/model_avg.pt`` (the best ``trainer.average_best``
+checkpoints by valid loss, averaged; loadable by decode and pack_model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import math
+import sys
+from pathlib import Path
+
+from lhotse import CutSet, combine
+
+from speechkit.config import ConfigError, save_config, to_dict
+from speechkit.data import build_dataloader, expand_tasks
+from speechkit.models import build_model
+from speechkit.tokenizer import Tokenizer
+from speechkit.train.checkpoint import best_checkpoints, save_averaged
+from speechkit.train.config import ExperimentConfig, load_experiment_config
+from speechkit.train.trainer import TrainData, Trainer, seed_everything
+
+logger = logging.getLogger("speechkit.bin.train")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    p.add_argument("--config", required=True, help="experiment YAML (conf/...)")
+    p.add_argument(
+        "--train-cuts", required=True, nargs="+", help="lhotse cut manifest(s)"
+    )
+    p.add_argument(
+        "--dev-cuts", nargs="+", default=[], help="validation cut manifest(s)"
+    )
+    p.add_argument(
+        "--tokenizer", required=True, help="directory written by train_tokenizer"
+    )
+    p.add_argument("--out", required=True, help="experiment directory")
+    p.add_argument(
+        "--resume", action="store_true", help="continue from the newest checkpoint"
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides, e.g. optim.lr=5e-4 trainer.max_epochs=3",
+    )
+    return p.parse_args(argv)
+
+
+def with_vocab(
+    cfg: ExperimentConfig, tokenizer: Tokenizer, source: str
+) -> ExperimentConfig:
+    """Fills ``model.vocab_size`` from the tokenizer (a different non-zero value is an error)."""
+    given = cfg.model.vocab_size
+    if given not in (0, tokenizer.vocab_size):
+        raise ConfigError(
+            f"{source}: model.vocab_size is {given} but the tokenizer has {tokenizer.vocab_size} "
+            "ids; set model.vocab_size to 0 (filled automatically) or to the tokenizer's size"
+        )
+    model = dataclasses.replace(cfg.model, vocab_size=tokenizer.vocab_size)
+    return dataclasses.replace(cfg, model=model)
+
+
+def load_cuts(paths: list[str], cfg: ExperimentConfig) -> CutSet:
+    """Reads manifests and expands every cut into its ASR/ST tasks."""
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        raise FileNotFoundError(f"cut manifest not found: {missing[0]}")
+    parts = [CutSet.from_file(p) for p in paths]
+    cuts = parts[0] if len(parts) == 1 else combine(parts)
+    return expand_tasks(cuts, cfg.data.asr_languages, cfg.data.st_directions)
+
+
+def estimate_total_steps(cuts: CutSet, cfg: ExperimentConfig) -> int:
+    """Expected optimiser updates in the run, for the LR schedule (a lower bound: dynamic
+    batches are never fuller than ``max_duration``)."""
+    if cfg.trainer.max_steps:
+        return cfg.trainer.max_steps
+    seconds = sum(c.duration for c in cuts)
+    batches = max(1, math.ceil(seconds / cfg.data.sampler.max_duration))
+    return max(1, batches * cfg.trainer.max_epochs // cfg.optim.accum_grad)
+
+
+def average_best(out: Path, n: int) -> Path | None:
+    """Averages the best ``n`` checkpoints by valid loss into ``out/model_avg.pt``."""
+    best = best_checkpoints(out / "checkpoints", n)
+    if not best:
+        logger.warning("no checkpoints in %s; nothing to average", out / "checkpoints")
+        return None
+    by_step = sorted(best, key=lambda p: int(p.stem.split("-")[1]))
+    return save_averaged(by_step, out / "model_avg.pt")
+
+
+def setup_logging(out: Path) -> logging.Handler:
+    """Logs to stderr and to ``out/train.log``; returns the file handler (to remove at the end)."""
+    out.mkdir(parents=True, exist_ok=True)
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=logging.INFO, format=fmt, stream=sys.stderr)
+    handler = logging.FileHandler(out / "train.log")
+    handler.setFormatter(logging.Formatter(fmt))
+    logging.getLogger().addHandler(handler)
+    return handler
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out = Path(args.out)
+    handler = setup_logging(out)
+    try:
+        return train(args, out)
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+
+
+def train(args: argparse.Namespace, out: Path) -> int:
+    """Config, data, model, training loop, then checkpoint averaging."""
+    tokenizer = Tokenizer.load(args.tokenizer)
+    cfg = with_vocab(
+        load_experiment_config(args.config, args.overrides), tokenizer, args.config
+    )
+    save_config(cfg, out / "config.yaml")
+
+    train_cuts = load_cuts(args.train_cuts, cfg)
+    dev_cuts = load_cuts(args.dev_cuts, cfg) if args.dev_cuts else None
+    seed = cfg.trainer.seed
+    seed_everything(seed)
+    model = build_model(cfg.model)
+    train_loader, sampler = build_dataloader(
+        train_cuts, tokenizer, cfg.data, train=True, seed=seed
+    )
+    dev_loader = None
+    if dev_cuts is not None:
+        dev_loader, _ = build_dataloader(
+            dev_cuts, tokenizer, cfg.data, train=False, seed=seed
+        )
+
+    trainer = Trainer(
+        model,
+        TrainData(train_loader, sampler, dev_loader),
+        cfg.optim,
+        cfg.trainer,
+        out,
+        run_config=to_dict(cfg),
+        tokenizer_state=tokenizer.state_dict(),
+        total_steps=estimate_total_steps(train_cuts, cfg),
+    )
+    try:
+        summary = trainer.fit(resume=args.resume)
+    except KeyboardInterrupt:
+        logger.warning("interrupted; run again with --resume to continue")
+        return 130
+    logger.info("training finished: %s", summary)
+    average_best(out, cfg.trainer.average_best)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,277 @@
+"""The speech-to-text dataset: a batch of cuts (chosen by the sampler) -> padded tensors.
+
+Batch layout (``S2TDataset.__getitem__``; B utterances, T frames, F mel bins, L / S tokens)::
+
+    feats            float32 (B, T, F)  log-mel frames (10 ms hop), zero-padded
+    feat_lens        int64   (B,)       valid frames
+    ys_in            int64   (B, L)     [<sop> prompt] <sos> <lang> <task> <nots> text ; padded with eos
+    ys_out           int64   (B, L)     ys_in shifted left, then <eos>; -100 = ignore (padding, and
+                                        every position whose target is a prompt token or <sos>)
+    ctc_targets      int64   (B, S)     transcript pieces in the spoken language; padded with -1
+    ctc_target_lens  int64   (B,)
+    cut_ids          list[str]
+    context          dict: speaker, language, event, task (list[str]); snr_db float32 (B,), nan = clean
+
+The decoder text is the transcript for ``asr`` and the translation for ``st_<lang>`` (see
+``tasks.py``). Cuts that cannot be used (unreadable audio, empty or over-long text, a language or
+task the tokenizer lacks) are dropped with a warning naming the cut and counted in
+``dataset.skipped`` (a Counter by reason). A batch with no usable cut becomes ``None``;
+:func:`build_dataloader`'s loader skips those, so the training loop never sees one. With
+``num_workers > 0`` the counter lives in the worker processes; the warnings still reach the log.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import Counter
+
+import torch
+from lhotse import CutSet
+from torch.utils.data import DataLoader, Dataset
+
+from speechkit.config import ConfigError
+from speechkit.data.audio import AudioError, load_audio
+from speechkit.data.features import FeatureConfig, LogMel
+from speechkit.data.sampler import SamplerConfig, build_sampler
+from speechkit.data.specaug import SpecAugConfig, SpecAugment
+from speechkit.data.tasks import parse_direction, target_text
+from speechkit.tokenizer import Tokenizer
+
+__all__ = ["CTC_PAD_ID", "IGNORE_ID", "DataConfig", "S2TDataset", "build_dataloader"]
+
+logger = logging.getLogger(__name__)
+
+IGNORE_ID = -100  # ys_out positions without a loss
+CTC_PAD_ID = -1  # ctc_targets padding
+
+
+def _default_directions() -> list[str]:
+    return ["eng-deu", "eng-spa", "eng-fra", "deu-eng", "spa-eng", "fra-eng"]
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Everything between a cut manifest and a batch (paths to data are CLI arguments).
+
+    asr_languages / st_directions: tasks built by ``expand_tasks`` ("src-tgt", ISO 639-3).
+    max_target_tokens: cuts whose decoder text or CTC transcript has more pieces are skipped.
+    prompt_prob: training-time probability of prepending ``<sop> previous text`` (the previous
+        text is ``custom["prev_text"]`` or the transcript of another cut of the same speaker in
+        the batch; no prompt when neither exists).
+    num_workers: DataLoader worker processes (0 = load in the training process).
+    """
+
+    features: FeatureConfig = dataclasses.field(default_factory=FeatureConfig)
+    specaug: SpecAugConfig = dataclasses.field(default_factory=SpecAugConfig)
+    sampler: SamplerConfig = dataclasses.field(default_factory=SamplerConfig)
+    asr_languages: list[str] = dataclasses.field(
+        default_factory=lambda: ["eng", "deu", "spa", "fra"]
+    )
+    st_directions: list[str] = dataclasses.field(default_factory=_default_directions)
+    max_target_tokens: int = 200
+    prompt_prob: float = 0.0
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        for direction in self.st_directions:
+            try:
+                parse_direction(direction)
+            except ValueError as e:
+                raise ConfigError(f"data.st_directions: {e}") from None
+        if self.max_target_tokens < 1:
+            raise ConfigError(f"data.max_target_tokens must be >= 1, got {self.max_target_tokens}")
+        if not 0.0 <= self.prompt_prob <= 1.0:
+            raise ConfigError(f"data.prompt_prob must be in [0, 1], got {self.prompt_prob}")
+        if self.num_workers < 0:
+            raise ConfigError(f"data.num_workers must be >= 0, got {self.num_workers}")
+
+
+@dataclasses.dataclass
+class _Item:
+    """One usable cut, ready to pad."""
+
+    cut_id: str
+    wave: torch.Tensor  # (S,) float32
+    ys: list[int]  # <sos> <lang> <task> <nots> text <eos>
+    prompt: list[int]  # [] or <sop> prompt pieces
+    ctc: list[int]
+    speaker: str
+    language: str
+    task: str
+    event: str
+    snr_db: float
+
+
+class S2TDataset(Dataset):
+    """Map-style dataset: ``dataset[cuts: CutSet] -> batch dict | None`` (see module docstring)."""
+
+    def __init__(self, tokenizer: Tokenizer, cfg: DataConfig, train: bool):
+        self.tokenizer = tokenizer
+        self.cfg = cfg
+        self.train = train
+        self.logmel = LogMel(cfg.features)
+        self.specaug = SpecAugment(cfg.specaug) if train and cfg.specaug.enabled else None
+        self.skipped: Counter = Counter()
+
+    def _skip(self, cut_id: str, reason: str, detail: str) -> None:
+        self.skipped[reason] += 1
+        logger.warning("skipping cut %s (%s): %s", cut_id, reason, detail)
+
+    def _prepare(self, cut, prev_texts: dict[str, str]) -> _Item | None:
+        """Tokenises and loads one cut; returns None (after counting it) when it is unusable."""
+        tok, sup = self.tokenizer, cut.supervisions[0] if cut.supervisions else None
+        if sup is None:
+            self._skip(cut.id, "no_supervision", "cut has no supervision")
+            return None
+        task = (cut.custom or {}).get("task", "asr")
+        text, transcript = target_text(cut).strip(), (sup.text or "").strip()
+        if not text or not transcript:
+            self._skip(
+                cut.id,
+                "empty_text",
+                f"empty {'transcript' if not transcript else task} text",
+            )
+            return None
+        try:
+            sot = tok.sot_sequence(sup.language, task)
+        except KeyError as e:
+            self._skip(cut.id, "unknown_lang_task", str(e))
+            return None
+        pieces, ctc = tok.encode(text), tok.encode(transcript)
+        if max(len(pieces), len(ctc)) > self.cfg.max_target_tokens:
+            self._skip(
+                cut.id,
+                "too_long",
+                f"{max(len(pieces), len(ctc))} pieces > max_target_tokens={self.cfg.max_target_tokens}",
+            )
+            return None
+        try:
+            wave = load_audio(cut, self.cfg.features.sample_rate)
+        except AudioError as e:
+            self._skip(cut.id, "audio", e.reason)
+            return None
+        custom = cut.custom or {}
+        snr = custom.get("snr_db")
+        return _Item(
+            cut_id=cut.id,
+            wave=torch.from_numpy(wave),
+            ys=sot + pieces + [tok.eos_id],
+            prompt=self._prompt(cut, prev_texts),
+            ctc=ctc,
+            speaker=sup.speaker or "",
+            language=sup.language,
+            task=task,
+            event=custom.get("event", "clean"),
+            snr_db=float("nan") if snr is None else float(snr),
+        )
+
+    def _prompt(self, cut, prev_texts: dict[str, str]) -> list[int]:
+        """``[<sop>, pieces...]`` with probability ``prompt_prob`` (training only), else ``[]``."""
+        if not self.train or self.cfg.prompt_prob <= 0.0:
+            return []
+        if float(torch.rand(())) >= self.cfg.prompt_prob:
+            return []
+        sup = cut.supervisions[0]
+        prev = (cut.custom or {}).get("prev_text") or prev_texts.get(sup.speaker or "", "")
+        if prev == sup.text or not prev:
+            return []
+        # Keep the prompt's tail, at most half the target budget, as Whisper keeps recent context.
+        pieces = self.tokenizer.encode(prev)[-(self.cfg.max_target_tokens // 2) :]
+        return [self.tokenizer.sop_id] + pieces
+
+    def __getitem__(self, cuts: CutSet) -> dict | None:
+        cuts = list(cuts)
+        # A speaker's other transcript in this batch can serve as its prompt.
+        prev_texts: dict[str, str] = {}
+        for cut in cuts:
+            if cut.supervisions and cut.supervisions[0].text:
+                spk = cut.supervisions[0].speaker or ""
+                prev_texts.setdefault(spk, cut.supervisions[0].text)
+        items = [item for cut in cuts if (item := self._prepare(cut, prev_texts)) is not None]
+        if not items:
+            logger.warning("dropping a batch of %d cuts: none is usable", len(cuts))
+            return None
+        return self._collate(items)
+
+    def _collate(self, items: list[_Item]) -> dict:
+        waves = torch.nn.utils.rnn.pad_sequence([it.wave for it in items], batch_first=True)
+        wave_lens = torch.tensor([it.wave.numel() for it in items], dtype=torch.long)
+        with torch.no_grad():
+            feats, feat_lens = self.logmel(waves, wave_lens)
+            if self.specaug is not None:
+                feats = self.specaug(feats, feat_lens)
+        ys_in, ys_out = self._decoder_tensors(items)
+        ctc_lens = torch.tensor([len(it.ctc) for it in items], dtype=torch.long)
+        ctc = torch.full((len(items), max(1, int(ctc_lens.max()))), CTC_PAD_ID, dtype=torch.long)
+        for i, it in enumerate(items):
+            ctc[i, : len(it.ctc)] = torch.tensor(it.ctc, dtype=torch.long)
+        return {
+            "feats": feats.float(),
+            "feat_lens": feat_lens,
+            "ys_in": ys_in,
+            "ys_out": ys_out,
+            "ctc_targets": ctc,
+            "ctc_target_lens": ctc_lens,
+            "cut_ids": [it.cut_id for it in items],
+            "context": {
+                "speaker": [it.speaker for it in items],
+                "language": [it.language for it in items],
+                "event": [it.event for it in items],
+                "snr_db": torch.tensor([it.snr_db for it in items], dtype=torch.float32),
+                "task": [it.task for it in items],
+            },
+        }
+
+    def _decoder_tensors(self, items: list[_Item]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, L) decoder inputs and targets; prompt and <sos> targets are ignored."""
+        seqs = [it.prompt + it.ys for it in items]  # full sequence, ends with <eos>
+        length = max(len(s) for s in seqs) - 1
+        ys_in = torch.full((len(items), length), self.tokenizer.eos_id, dtype=torch.long)
+        ys_out = torch.full((len(items), length), IGNORE_ID, dtype=torch.long)
+        for i, (it, seq) in enumerate(zip(items, seqs)):
+            n = len(seq) - 1
+            ys_in[i, :n] = torch.tensor(seq[:-1], dtype=torch.long)
+            ys_out[i, :n] = torch.tensor(seq[1:], dtype=torch.long)
+            # Targets seq[1 .. len(prompt)] are prompt pieces and <sos>: given, not predicted.
+            ys_out[i, : len(it.prompt)] = IGNORE_ID
+        return ys_in, ys_out
+
+
+class _SkipNoneLoader(DataLoader):
+    """A DataLoader that drops the ``None`` batches S2TDataset returns for all-bad batches."""
+
+    def __iter__(self):
+        for batch in super().__iter__():
+            if batch is not None:
+                yield batch
+
+
+def build_dataloader(
+    cuts: CutSet,
+    tokenizer: Tokenizer,
+    cfg: DataConfig,
+    train: bool,
+    seed: int = 0,
+    world_size: int = 1,
+    rank: int = 0,
+) -> tuple[DataLoader, object]:
+    """``(loader, sampler)`` over already task-expanded ``cuts``.
+
+    The sampler (checkpoint it with ``state_dict()``) yields CutSet batches; the loader turns
+    each into a batch dict (``batch_size=None``) and skips batches with no usable cut. For
+    evaluation (``train=False``) the sampler neither shuffles nor drops the last batch.
+    """
+    sampler_cfg = cfg.sampler
+    if not train:
+        sampler_cfg = dataclasses.replace(sampler_cfg, shuffle=False, drop_last=False)
+    sampler = build_sampler(cuts, sampler_cfg, seed=seed, world_size=world_size, rank=rank)
+    dataset = S2TDataset(tokenizer, cfg, train=train)
+    loader = _SkipNoneLoader(
+        dataset,
+        sampler=sampler,
+        batch_size=None,
+        num_workers=cfg.num_workers,
+        persistent_workers=False,
+    )
+    return loader, sampler

@@ -1,0 +1,132 @@
+"""Log-mel features computed on the fly from waveforms.
+
+Two flavours, selected by ``FeatureConfig.kind``:
+
+* ``fbank``: natural-log mel power spectrogram (HTK mel scale, no filter normalisation), then
+  per-utterance mean/variance normalisation over the valid frames (``normalize="utterance"``).
+* ``whisper``: the log-mel of OpenAI Whisper: periodic Hann window, n_fft 400, hop 160, power
+  spectrum with the last frame dropped, Slaney mel filters (librosa), ``log10(max(x, 1e-10))``,
+  floored at ``max - 8``, then ``(x + 4) / 4``. The floor uses the maximum of each utterance's own
+  valid frames (Whisper uses the maximum over its 30 s padded window; for unpadded audio the two
+  agree).
+
+Framing: centred STFT with reflect padding, so a wave of S samples gives ``S // hop + 1`` frames
+(``fbank``) or ``S // hop`` frames (``whisper``, which drops the last one). Each utterance is
+transformed on its own valid samples, so padding never leaks into the features.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import librosa
+import numpy as np
+import torch
+import torchaudio
+from torch import nn
+
+from speechkit.config import ConfigError
+
+__all__ = ["FeatureConfig", "LogMel", "num_frames"]
+
+
+@dataclasses.dataclass
+class FeatureConfig:
+    """Feature extraction settings; units are samples (n_fft, hop_length) and Hz."""
+
+    kind: Literal["fbank", "whisper"] = "fbank"
+    n_mels: int = 80
+    sample_rate: int = 16000
+    n_fft: int = 400
+    hop_length: int = 160
+    normalize: Literal["utterance", "none"] = "utterance"
+
+    def __post_init__(self) -> None:
+        if self.n_mels <= 0 or self.n_fft <= 0 or self.hop_length <= 0:
+            raise ConfigError("features: n_mels, n_fft and hop_length must be positive")
+        if self.kind == "whisper":
+            if self.n_mels not in (80, 128):
+                raise ConfigError(
+                    f"features: whisper log-mel needs n_mels 80 or 128, got {self.n_mels}"
+                )
+            if (self.n_fft, self.hop_length, self.sample_rate) != (400, 160, 16000):
+                raise ConfigError(
+                    "features: kind 'whisper' requires n_fft 400, hop_length 160, sample_rate 16000"
+                )
+
+
+def num_frames(num_samples: torch.Tensor | int, cfg: FeatureConfig) -> torch.Tensor | int:
+    """Number of feature frames for a wave of ``num_samples`` samples (see module docstring)."""
+    frames = num_samples // cfg.hop_length + 1
+    return frames - 1 if cfg.kind == "whisper" else frames
+
+
+class LogMel(nn.Module):
+    """Waveforms -> log-mel features, ``forward(wave (B, S), wave_lens (B,)) -> (B, T, F), (B,)``.
+
+    ``wave`` is float audio at ``cfg.sample_rate`` (zero-padded past ``wave_lens`` samples);
+    features past ``feat_lens`` frames are zero.
+    """
+
+    def __init__(self, cfg: FeatureConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.register_buffer(
+            "window", torch.hann_window(cfg.n_fft, periodic=True), persistent=False
+        )
+        if cfg.kind == "whisper":
+            fb = librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels)
+            mel = torch.from_numpy(np.asarray(fb, dtype=np.float32))  # (F, n_fft//2+1)
+        else:
+            mel = torchaudio.functional.melscale_fbanks(
+                n_freqs=cfg.n_fft // 2 + 1,
+                f_min=0.0,
+                f_max=cfg.sample_rate / 2,
+                n_mels=cfg.n_mels,
+                sample_rate=cfg.sample_rate,
+            ).T.contiguous()  # (F, n_fft//2+1)
+        self.register_buffer("mel", mel, persistent=False)
+
+    def _one(self, wave: torch.Tensor) -> torch.Tensor:
+        """One utterance (S,) -> (T, F)."""
+        pad = self.cfg.n_fft // 2
+        frames = num_frames(wave.numel(), self.cfg)
+        if wave.numel() <= pad:  # reflect padding needs more samples than the pad width
+            wave = torch.nn.functional.pad(wave, (0, pad + 1 - wave.numel()))
+        spec = torch.stft(
+            wave.float(),
+            self.cfg.n_fft,
+            self.cfg.hop_length,
+            window=self.window,
+            center=True,
+            pad_mode="reflect",
+            return_complex=True,
+        )  # (n_fft//2+1, T)
+        power = spec.abs() ** 2
+        if self.cfg.kind == "whisper":
+            power = power[:, :-1]
+        power = power[:, :frames]
+        mel = self.mel @ power  # (F, T)
+        if self.cfg.kind == "whisper":
+            logmel = torch.clamp(mel, min=1e-10).log10()
+            logmel = torch.maximum(logmel, logmel.max() - 8.0)
+            return ((logmel + 4.0) / 4.0).T
+        logmel = torch.clamp(mel, min=1e-10).log().T  # (T, F)
+        if self.cfg.normalize == "utterance":
+            mean = logmel.mean(dim=0, keepdim=True)
+            std = logmel.std(dim=0, keepdim=True, unbiased=False)
+            logmel = (logmel - mean) / (std + 1e-5)
+        return logmel
+
+    def forward(
+        self, wave: torch.Tensor, wave_lens: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if wave.dim() != 2:
+            raise ValueError(f"LogMel expects wave (B, S), got shape {tuple(wave.shape)}")
+        feats = [self._one(wave[i, : int(n)]) for i, n in enumerate(wave_lens.tolist())]
+        feat_lens = torch.tensor([f.shape[0] for f in feats], dtype=torch.long, device=wave.device)
+        out = wave.new_zeros(len(feats), int(feat_lens.max()) if feats else 0, self.cfg.n_mels)
+        for i, f in enumerate(feats):
+            out[i, : f.shape[0]] = f
+        return out, feat_lens

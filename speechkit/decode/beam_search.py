@@ -1,0 +1,215 @@
+"""Batched beam search with optional joint CTC prefix scoring.
+
+``B`` utterances x ``K`` beams are flattened to ``N = B * K`` decoder rows, so every output step is
+one ``model.decode_step`` call on the KV cache, followed by one ``cache.reorder`` that moves each
+row's cache to the beam it continues. Per step and utterance:
+
+1. every live beam proposes candidates: all tokens, or with CTC scoring its ``ctc_top_k`` best
+   attention tokens; a candidate's score is ``(1 - λ) * att + λ * ctc`` (both cumulative);
+2. the ``2K`` best candidates of the utterance are ranked; ``<eos>`` candidates ranked before the
+   K-th continuing one become finished hypotheses, and the first ``K`` non-``<eos>`` candidates
+   become the new beams (there are always K: each beam contributes at most one ``<eos>``);
+3. an utterance is finished once its best live beam, ended at the next step, would not enter the
+   top ``K`` of its ended hypotheses, or once it has used its token budget (then ``<eos>`` is
+   forced). Finished utterances leave the batch, shrinking ``N``.
+
+Finished hypotheses are ranked by ``DecodeOptions.final_score`` (length penalty/normalisation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from speechkit.decode.ctc_prefix import CTCPrefixScorer, CTCState
+from speechkit.decode.options import (
+    DecodeOptions,
+    Hypothesis,
+    SpecialIds,
+    constrain_next_token,
+)
+
+__all__ = ["BeamSearch", "beam_search"]
+
+
+@dataclass
+class _Candidates:
+    """Scores of every (row, candidate) pair at one step; C = V or ``ctc_top_k``.
+
+    total / att / ctc: (N, C) cumulative scores; tokens: (N, C) ids (None when C = V, the id is
+    the column); ctc_r: (N, C, 2, T) CTC forward variables (None without CTC).
+    """
+
+    total: torch.Tensor
+    att: torch.Tensor
+    ctc: torch.Tensor | None
+    tokens: torch.Tensor | None
+    ctc_r: torch.Tensor | None
+
+    def token(self, row: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
+        return col if self.tokens is None else self.tokens[row, col]
+
+
+class BeamSearch:
+    """Beam search over a model that follows the ``S2TModel`` decoding API (see design.md)."""
+
+    def __init__(self, model: torch.nn.Module, options: DecodeOptions, ids: SpecialIds):
+        self.model, self.opt, self.ids = model, options, ids
+
+    @torch.inference_mode()
+    def __call__(
+        self, enc: torch.Tensor, enc_lens: torch.Tensor, prefix: torch.Tensor
+    ) -> list[list[Hypothesis]]:
+        """enc: (B, T', D); enc_lens: (B,); prefix: (B, P) int64 start tokens.
+
+        Returns per utterance the n-best list (best first), tokens without prefix and ``<eos>``.
+        """
+        B, K, device = enc.shape[0], self.opt.beam_size, enc.device
+        budget = torch.tensor([self.opt.max_tokens(int(n)) for n in enc_lens], device=device)
+        utts = torch.arange(B, device=device)  # original index of each active utterance
+        rows_utt = utts.repeat_interleave(K)
+        cache = self.model.new_cache(enc, enc_lens)
+        cache.reorder(rows_utt)
+        logits = self.model.decode_step(prefix.to(device).repeat_interleave(K, 0), cache)[:, -1]
+
+        # Only beam 0 is live at the start, so the first step does not pick K copies of one token.
+        att = torch.full((B, K), float("-inf"), device=device)
+        att[:, 0] = 0.0
+        att = att.flatten()
+        scorer, ctc_state = None, None
+        if self.opt.ctc_weight > 0:
+            scorer = CTCPrefixScorer(
+                self.model.ctc_log_probs(enc), enc_lens, self.ids.blank, self.ids.eos
+            )
+            ctc_state = scorer.initial_state(rows_utt)
+        tokens = torch.zeros(B * K, 0, dtype=torch.long, device=device)
+        ended: list[list[tuple]] = [[] for _ in range(B)]
+
+        for step in range(int(budget.max()) + 1):
+            logp = logits.float().log_softmax(-1)
+            logp = constrain_next_token(logp, step, budget[rows_utt], self.opt, self.ids)
+            cand = self._candidates(logp, att, scorer, ctc_state)
+            src, col, done = self._select(cand, step, utts, tokens, ended, budget)
+            if bool(done.all()):
+                break
+            # Keep the K new beams of every unfinished utterance; one reorder does both.
+            src, col = src[~done].flatten(), col[~done].flatten()
+            utts = utts[~done]
+            rows_utt = utts.repeat_interleave(K)
+            new_tok = cand.token(src, col)
+            tokens = torch.cat([tokens[src], new_tok[:, None]], dim=1)
+            att = cand.att[src, col]
+            if scorer is not None:
+                ctc_state = scorer.advance(cand.ctc, cand.ctc_r, cand.tokens, src, col, rows_utt)
+            cache.reorder(src)
+            logits = self.model.decode_step(new_tok[:, None], cache)[:, -1]
+        return [self._nbest(hyps) for hyps in ended]
+
+    def _candidates(
+        self,
+        logp: torch.Tensor,
+        att: torch.Tensor,
+        scorer: CTCPrefixScorer | None,
+        state: CTCState | None,
+    ) -> _Candidates:
+        """Cumulative scores of extending each row (N) by each candidate token."""
+        if scorer is None:
+            new_att = att[:, None] + logp  # (N, V)
+            return _Candidates(new_att, new_att, None, None, None)
+        lam = self.opt.ctc_weight
+        att_c, tok = logp.topk(min(self.opt.ctc_top_k, logp.shape[1]), dim=-1)  # (N, C)
+        # Blank is never an attention output; keep it out of the CTC recursion.
+        att_c = att_c.masked_fill(tok == self.ids.blank, float("-inf"))
+        psi, r = scorer.score(state, tok)
+        new_att = att[:, None] + att_c
+        total = (1 - lam) * new_att + lam * psi
+        total = total.masked_fill(torch.isinf(new_att), float("-inf"))
+        return _Candidates(total, new_att, psi, tok, r)
+
+    def _select(
+        self,
+        cand: _Candidates,
+        step: int,
+        utts: torch.Tensor,
+        tokens: torch.Tensor,
+        ended: list[list[tuple]],
+        budget: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Ranks candidates per utterance, records ended hypotheses, picks the next K beams.
+
+        Returns src rows (A, K), candidate columns (A, K) and a done mask (A,) over the A active
+        utterances.
+        """
+        A, K = utts.shape[0], self.opt.beam_size
+        C = cand.total.shape[1]
+        top_s, top_i = cand.total.view(A, K * C).topk(2 * K, dim=-1)  # (A, 2K)
+        src = top_i // C + (torch.arange(A, device=top_i.device) * K)[:, None]
+        col = top_i % C
+        is_eos = cand.token(src, col) == self.ids.eos
+        finite = torch.isfinite(top_s)
+        live = ~is_eos & finite
+        record = is_eos & finite & ((live.cumsum(-1) - live.long()) < K)
+        for a, j in record.nonzero().tolist():
+            r, c = src[a, j], col[a, j]
+            ctc = 0.0 if cand.ctc is None else float(cand.ctc[r, c])
+            hyp = (
+                tokens[r].tolist(),
+                float(top_s[a, j]),
+                float(cand.att[r, c]),
+                ctc,
+                step + 1,
+            )
+            ended[int(utts[a])].append(hyp)
+
+        cont = ~is_eos
+        keep = cont & (cont.cumsum(-1) <= K)  # the first K continuing candidates
+        src, col, live_s = (
+            src[keep].view(A, K),
+            col[keep].view(A, K),
+            top_s[keep].view(A, K),
+        )
+        return src, col, self._done(live_s[:, 0], step, utts, ended, budget)
+
+    def _done(
+        self,
+        best_live: torch.Tensor,
+        step: int,
+        utts: torch.Tensor,
+        ended: list[list[tuple]],
+        budget: torch.Tensor,
+    ) -> torch.Tensor:
+        """(A,) True where an utterance is finished: it has used its budget, has no live beam,
+        or has K ended hypotheses and its best live beam, were it to end at the next step, would
+        rank below the K-th of them (a heuristic when length terms can still raise scores)."""
+        K = self.opt.beam_size
+        kth = []
+        for u in utts.tolist():
+            finals = sorted((self.opt.final_score(h[1], h[4]) for h in ended[u]), reverse=True)
+            kth.append(finals[K - 1] if len(finals) >= K else float("-inf"))
+        kth = torch.tensor(kth, device=utts.device)
+        live_final = best_live + self.opt.length_penalty * (step + 2)
+        if self.opt.length_norm:
+            live_final = live_final / (step + 2)
+        beaten = torch.isfinite(kth) & (live_final <= kth)
+        return beaten | (step >= budget[utts]) | ~torch.isfinite(best_live)
+
+    def _nbest(self, hyps: list[tuple]) -> list[Hypothesis]:
+        scored = [
+            Hypothesis(toks, self.opt.final_score(raw, n), att_logp=att, ctc_logp=ctc)
+            for toks, raw, att, ctc, n in hyps
+        ]
+        scored.sort(key=lambda h: h.score, reverse=True)
+        return scored[: self.opt.nbest]
+
+
+def beam_search(
+    model: torch.nn.Module,
+    enc: torch.Tensor,
+    enc_lens: torch.Tensor,
+    prefix: torch.Tensor,
+    options: DecodeOptions,
+    ids: SpecialIds,
+) -> list[list[Hypothesis]]:
+    """Functional form of :class:`BeamSearch` (same arguments and result)."""
+    return BeamSearch(model, options, ids)(enc, enc_lens, prefix)

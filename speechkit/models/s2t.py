@@ -1,0 +1,385 @@
+"""The OWSM v3.1 / Whisper-style speech-to-text model: an attention encoder-decoder with CTC.
+
+Read top to bottom: config, presets, encoder, decoder cache, decoder, model.
+
+* Encoder: 4x Conv2d subsampling (10 ms frames -> 40 ms), absolute sinusoidal positions (what
+  the OWSM v3.1 configs use: ``abs_pos``; relative positions are not implemented), then
+  E-Branchformer or pre-LN Transformer layers and a final LayerNorm.
+* Decoder: pre-LN Transformer with learned positions (like Whisper) and an output layer tied to
+  the token embedding. Cross-attention K/V are computed once per utterance (:meth:`new_cache`);
+  self-attention K/V grow in the cache at each :meth:`decode_step`.
+* CTC head: a linear map of encoder frames to the vocabulary (blank = id 0).
+
+Shapes: B batch, T input frames (10 ms), T' = encoder frames (40 ms), L decoder tokens, V vocab,
+D model width. Token ids follow ``speechkit.tokenizer``: ``ys_out`` uses -100 for ignored
+positions, ``ys_in`` is padded with <eos>, ``ctc_targets`` are padded with -1.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from speechkit.config import ConfigError
+from speechkit.nn.attention import MultiHeadAttention, resolve_backend
+from speechkit.nn.ebranchformer import EBranchformerLayer
+from speechkit.nn.embedding import SinusoidalPositionalEncoding
+from speechkit.nn.masks import causal_mask, lengths_to_mask
+from speechkit.nn.subsampling import Conv2dSubsampling4
+from speechkit.nn.transformer import TransformerDecoderLayer, TransformerEncoderLayer
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "BLANK_ID",
+    "IGNORE_ID",
+    "OWSM_V31_PRESETS",
+    "DecoderCache",
+    "S2TConfig",
+    "S2TModel",
+]
+
+IGNORE_ID = -100  # ys_out positions that carry no loss (padding, prompt)
+BLANK_ID = 0  # CTC blank, the tokenizer's id 0
+
+
+@dataclass
+class S2TConfig:
+    """Shape and loss settings of :class:`S2TModel`.
+
+    ``vocab_size`` may stay 0 in YAML (the train entry point fills it from the tokenizer) but must
+    be > 0 when the model is built. The loss is ``(1 - ctc_weight) * loss_att + ctc_weight *
+    loss_ctc``; ``ctc_weight`` 0 turns the CTC loss off (the head then stays untrained).
+    ``label_smoothing`` is spread over the whole vocabulary. Encoder and decoder share
+    ``d_model`` and ``n_heads``. ``tie_embeddings`` shares the decoder's token embedding with
+    its output layer (Whisper); OWSM/ESPnet keeps a separate output layer (set it false to
+    match OWSM parameter counts). ``subsampling_channels`` sets the width of the conv front end
+    (0 = ``d_model``, as in OWSM); small CPU models run several times faster with fewer.
+    """
+
+    n_mels: int = 80
+    vocab_size: int = 0
+    d_model: int = 256
+    n_heads: int = 4
+    encoder_type: Literal["transformer", "ebranchformer"] = "ebranchformer"
+    encoder_layers: int = 12
+    encoder_ffn: int = 1024
+    cgmlp_units: int = 1024
+    cgmlp_kernel: int = 31
+    merge_conv_kernel: int = 31
+    decoder_layers: int = 6
+    decoder_ffn: int = 1024
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    max_target_positions: int = 448
+    ctc_weight: float = 0.3
+    label_smoothing: float = 0.1
+    attention_backend: Literal["sdpa", "eager", "triton"] = "sdpa"
+    tie_embeddings: bool = True
+    subsampling_channels: int = 0
+
+    def __post_init__(self) -> None:
+        self._check_sizes()
+        for name in ("dropout", "attention_dropout", "label_smoothing"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"model.{name} must lie in [0, 1), got {value}")
+        if not 0.0 <= self.ctc_weight < 1.0:
+            raise ConfigError(
+                f"model.ctc_weight must lie in [0, 1), got {self.ctc_weight}: 0 disables the CTC "
+                "loss; 1 (pure CTC) is not supported because the decoder needs training"
+            )
+
+    def _check_sizes(self) -> None:
+        if self.vocab_size < 0:
+            raise ConfigError(
+                f"model.vocab_size must be >= 0 (0 = from tokenizer), got {self.vocab_size}"
+            )
+        if self.n_mels < 7:
+            raise ConfigError(
+                f"model.n_mels must be >= 7 for 4x conv subsampling, got {self.n_mels}"
+            )
+        positive = (
+            "d_model",
+            "n_heads",
+            "encoder_layers",
+            "encoder_ffn",
+            "decoder_layers",
+        )
+        positive += ("decoder_ffn", "max_target_positions", "cgmlp_units")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"model.{name} must be > 0, got {getattr(self, name)}")
+        if self.d_model % self.n_heads != 0:
+            raise ConfigError(
+                f"model.d_model ({self.d_model}) must be divisible by model.n_heads "
+                f"({self.n_heads}); e.g. d_model={self.n_heads * 64} or n_heads that divides it"
+            )
+        if self.d_model % 2 != 0:
+            raise ConfigError(
+                f"model.d_model must be even (sinusoidal positions), got {self.d_model}"
+            )
+        if self.cgmlp_units % 2 != 0:
+            raise ConfigError(
+                f"model.cgmlp_units must be even (split in halves), got {self.cgmlp_units}"
+            )
+        for name in ("cgmlp_kernel", "merge_conv_kernel"):
+            k = getattr(self, name)
+            if k <= 0 or k % 2 == 0:
+                raise ConfigError(
+                    f"model.{name} must be a positive odd number ('same' conv), got {k}"
+                )
+
+
+# OWSM v3.1 shapes (ESPnet egs2/owsm_v3.1/s2t1 configs "ebf_conv2d_size{d}_e{n}_d{n}"):
+# E-Branchformer encoder with macaron FFNs, abs_pos, conv2d subsampling, merge kernel 31,
+# cgMLP kernel 31; Transformer decoder; 128 mels; 50k vocabulary; ctc_weight 0.3; lsm 0.1.
+# OWSM's decoder output layer is not tied to its embedding. Fill vocab_size from the tokenizer
+# (OWSM itself uses 50000). Counts here at vocab 50000: 103.1M, 374.1M, 1029.9M.
+OWSM_V31_PRESETS: dict[str, dict] = {
+    "base": {  # ~101M in OWSM (384 wide, 6 + 6 layers)
+        "n_mels": 128, "d_model": 384, "n_heads": 6, "encoder_layers": 6, "encoder_ffn": 1536,
+        "cgmlp_units": 1536, "decoder_layers": 6, "decoder_ffn": 1536, "tie_embeddings": False,
+    },
+    "small": {  # ~367M in OWSM (768 wide, 9 + 9 layers)
+        "n_mels": 128, "d_model": 768, "n_heads": 12, "encoder_layers": 9, "encoder_ffn": 3072,
+        "cgmlp_units": 3072, "decoder_layers": 9, "decoder_ffn": 3072, "tie_embeddings": False,
+    },
+    "medium": {  # ~1.02B in OWSM (1024 wide, 18 + 18 layers)
+        "n_mels": 128, "d_model": 1024, "n_heads": 16, "encoder_layers": 18, "encoder_ffn": 4096,
+        "cgmlp_units": 4096, "decoder_layers": 18, "decoder_ffn": 4096,
+        "tie_embeddings": False,
+    },
+}  # fmt: skip
+
+
+class Encoder(nn.Module):
+    """(B, T, n_mels) log-mel frames + lengths -> (B, T', D) + lengths (T' ~ T / 4)."""
+
+    def __init__(self, cfg: S2TConfig):
+        super().__init__()
+        self.subsample = Conv2dSubsampling4(cfg.n_mels, cfg.d_model, cfg.subsampling_channels)
+        self.positions = SinusoidalPositionalEncoding(cfg.d_model, cfg.dropout)
+        args = (cfg.d_model, cfg.n_heads, cfg.encoder_ffn)
+        if cfg.encoder_type == "ebranchformer":
+            extra = (cfg.cgmlp_units, cfg.cgmlp_kernel, cfg.merge_conv_kernel)
+            make = lambda: EBranchformerLayer(*args, *extra, cfg.dropout, cfg.attention_dropout)
+        else:
+            make = lambda: TransformerEncoderLayer(*args, cfg.dropout, cfg.attention_dropout)
+        self.layers = nn.ModuleList(make() for _ in range(cfg.encoder_layers))
+        self.norm = nn.LayerNorm(cfg.d_model)
+
+    def forward(self, feats: Tensor, feat_lens: Tensor) -> tuple[Tensor, Tensor]:
+        x = self.positions(self.subsample(feats))
+        lens = Conv2dSubsampling4.output_lengths(feat_lens)
+        pad_mask = lengths_to_mask(lens, x.size(1))  # (B, T') True = valid
+        for layer in self.layers:
+            x = layer(x, pad_mask)
+        return self.norm(x), lens
+
+
+@dataclass
+class DecoderCache:
+    """Decoder state for incremental decoding; rows are hypotheses (B = batch x beam).
+
+    ``cross``: per layer, cross-attention (K, V), each (B, H, T', Dh); computed once.
+    ``cross_mask``: (B, 1, 1, T') bool, True = valid encoder frame.
+    ``self_kv``: per layer, self-attention (K, V) of the tokens so far, (B, H, t, Dh), or None.
+    """
+
+    cross: list[tuple[Tensor, Tensor]]
+    cross_mask: Tensor
+    self_kv: list[tuple[Tensor, Tensor] | None]
+
+    @property
+    def length(self) -> int:
+        """Number of tokens already decoded (t)."""
+        first = self.self_kv[0]
+        return 0 if first is None else first[0].size(2)
+
+    def reorder(self, index: Tensor) -> DecoderCache:
+        """Keeps/duplicates rows: new row i = old row ``index[i]``; ``index`` (B',) int64.
+
+        Changes the cache in place and returns it.
+        """
+        pick = lambda t: t.index_select(0, index)
+        self.cross = [(pick(k), pick(v)) for k, v in self.cross]
+        self.cross_mask = pick(self.cross_mask)
+        self.self_kv = [None if kv is None else (pick(kv[0]), pick(kv[1])) for kv in self.self_kv]
+        return self
+
+
+class Decoder(nn.Module):
+    """Token ids (B, l) + cache -> logits (B, l, V); pre-LN Transformer, learned positions."""
+
+    def __init__(self, cfg: S2TConfig):
+        super().__init__()
+        self.max_positions = cfg.max_target_positions
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.positions = nn.Parameter(torch.empty(cfg.max_target_positions, cfg.d_model))
+        # Small embeddings keep tied output logits near zero at the start.
+        nn.init.normal_(self.embed.weight, std=cfg.d_model**-0.5)
+        nn.init.normal_(self.positions, std=0.02)
+        self.dropout = nn.Dropout(cfg.dropout)
+        args = (cfg.d_model, cfg.n_heads, cfg.decoder_ffn, cfg.dropout, cfg.attention_dropout)
+        self.layers = nn.ModuleList(
+            TransformerDecoderLayer(*args) for _ in range(cfg.decoder_layers)
+        )
+        self.norm = nn.LayerNorm(cfg.d_model)
+        # None = tied: logits reuse the token embedding (Whisper); else a separate layer (OWSM).
+        self.output = None if cfg.tie_embeddings else nn.Linear(cfg.d_model, cfg.vocab_size)
+
+    def new_cache(self, enc: Tensor, enc_lens: Tensor) -> DecoderCache:
+        """Cross-attention K/V of ``enc`` (B, T', D) with valid lengths ``enc_lens`` (B,)."""
+        mask = lengths_to_mask(enc_lens, enc.size(1))[:, None, None, :]
+        cross = [layer.cross_kv(enc) for layer in self.layers]
+        return DecoderCache(cross=cross, cross_mask=mask, self_kv=[None] * len(self.layers))
+
+    def forward(self, ys_new: Tensor, cache: DecoderCache) -> Tensor:
+        """Runs the l newest tokens ``ys_new`` (B, l) and appends their K/V to ``cache``."""
+        past, n_new = cache.length, ys_new.size(1)
+        if past + n_new > self.max_positions:
+            raise ValueError(
+                f"decoder input of {past + n_new} tokens exceeds max_target_positions "
+                f"({self.max_positions})"
+            )
+        x = self.embed(ys_new) + self.positions[past : past + n_new]
+        x = self.dropout(x)
+        # One new token may see every cached one: no mask needed (lets sdpa pick fast kernels).
+        self_mask = None if n_new == 1 else causal_mask(n_new, past, device=ys_new.device)
+        for i, layer in enumerate(self.layers):
+            x, cache.self_kv[i] = layer(
+                x, self_mask, cache.cross[i], cache.cross_mask, cache.self_kv[i]
+            )
+        x = self.norm(x)
+        return x @ self.embed.weight.t() if self.output is None else self.output(x)
+
+
+class S2TModel(nn.Module):
+    """Encoder-decoder with a CTC head; the method contract is in ``docs/design.md``."""
+
+    def __init__(self, cfg: S2TConfig):
+        super().__init__()
+        if cfg.vocab_size <= 0:
+            raise ConfigError(
+                f"model.vocab_size must be > 0 to build the model, got {cfg.vocab_size}; "
+                "fill it from the tokenizer (tokenizer.vocab_size)"
+            )
+        self.cfg = cfg
+        self.encoder = Encoder(cfg)
+        self.decoder = Decoder(cfg)
+        self.ctc_head = nn.Linear(cfg.d_model, cfg.vocab_size)
+        self.set_attention_backend(cfg.attention_backend)
+
+    def set_attention_backend(self, name: str) -> None:
+        """Switches every attention module to backend ``name`` (logged; see nn/attention.py)."""
+        runs = resolve_backend(name)
+        for module in self.modules():
+            if isinstance(module, MultiHeadAttention):
+                module.backend = name
+        logger.info("attention backend: %s (runs %s)", name, runs)
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        """Parameter count (the tied output layer counts once)."""
+        params = self.parameters()
+        return sum(p.numel() for p in params if p.requires_grad or not trainable_only)
+
+    # ---- inference API -------------------------------------------------------------------
+
+    def encode(self, feats: Tensor, feat_lens: Tensor) -> tuple[Tensor, Tensor]:
+        """``feats`` (B, T, n_mels), ``feat_lens`` (B,) -> enc (B, T', D), enc_lens (B,).
+
+        ``enc_lens = ((feat_lens - 1) // 2 - 1) // 2`` exactly (0 for under 7 frames).
+        """
+        return self.encoder(feats, feat_lens)
+
+    def ctc_log_probs(self, enc: Tensor) -> Tensor:
+        """(B, T', D) -> (B, T', V) log-probabilities in fp32."""
+        return F.log_softmax(self.ctc_head(enc).float(), dim=-1)
+
+    def new_cache(self, enc: Tensor, enc_lens: Tensor) -> DecoderCache:
+        """Cache for incremental decoding; precomputes cross-attention K/V."""
+        return self.decoder.new_cache(enc, enc_lens)
+
+    def decode_step(self, ys_new: Tensor, cache: DecoderCache) -> Tensor:
+        """``ys_new`` (B, l) newest tokens -> logits (B, l, V); appends self-attention K/V."""
+        return self.decoder(ys_new, cache)
+
+    def decode(self, ys_in: Tensor, enc: Tensor, enc_lens: Tensor) -> Tensor:
+        """Teacher forcing: ``ys_in`` (B, L) -> logits (B, L, V)."""
+        return self.decoder(ys_in, self.decoder.new_cache(enc, enc_lens))
+
+    # ---- training ------------------------------------------------------------------------
+
+    def forward(
+        self,
+        feats: Tensor,
+        feat_lens: Tensor,
+        ys_in: Tensor,
+        ys_out: Tensor,
+        ctc_targets: Tensor,
+        ctc_target_lens: Tensor,
+    ) -> dict[str, Tensor]:
+        """Loss on one batch (layout in docs/design.md). Returns scalar tensors:
+
+        ``loss_att``: label-smoothed cross-entropy, mean over non-ignored target tokens;
+        ``loss_ctc``: CTC loss summed over the batch, divided by the total number of CTC target
+        tokens (per token, like ``loss_att``; 0 when ``ctc_weight`` is 0);
+        ``loss = (1 - ctc_weight) * loss_att + ctc_weight * loss_ctc``;
+        ``acc``: next-token accuracy over non-ignored tokens; ``num_tokens``: their count.
+        """
+        enc, enc_lens = self.encode(feats, feat_lens)
+        logits = self.decode(ys_in, enc, enc_lens)
+        loss_att, acc, num_tokens = self._attention_loss(logits, ys_out)
+        w = self.cfg.ctc_weight
+        if w > 0:
+            loss_ctc = self._ctc_loss(enc, enc_lens, ctc_targets, ctc_target_lens)
+        else:
+            loss_ctc = torch.zeros((), device=enc.device)
+        loss = (1.0 - w) * loss_att + w * loss_ctc
+        return {
+            "loss": loss,
+            "loss_att": loss_att,
+            "loss_ctc": loss_ctc,
+            "acc": acc,
+            "num_tokens": num_tokens,
+        }
+
+    def _attention_loss(self, logits: Tensor, ys_out: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Label-smoothed CE per token, accuracy, and token count over ``ys_out != -100``."""
+        valid = ys_out != IGNORE_ID
+        num_tokens = valid.sum()
+        flat = logits.float().reshape(-1, logits.size(-1))
+        total = F.cross_entropy(
+            flat,
+            ys_out.reshape(-1),
+            ignore_index=IGNORE_ID,
+            label_smoothing=self.cfg.label_smoothing,
+            reduction="sum",
+        )
+        denom = num_tokens.clamp(min=1)
+        correct = ((logits.argmax(-1) == ys_out) & valid).sum()
+        return total / denom, correct.float() / denom, num_tokens
+
+    def _ctc_loss(
+        self, enc: Tensor, enc_lens: Tensor, targets: Tensor, target_lens: Tensor
+    ) -> Tensor:
+        """CTC (blank 0, zero_infinity) summed over the batch / total target tokens."""
+        logp = self.ctc_log_probs(enc).transpose(0, 1)  # (T', B, V)
+        # Concatenated 1-D targets avoid depending on the -1 padding value anywhere.
+        keep = lengths_to_mask(target_lens, targets.size(1))
+        total = F.ctc_loss(
+            logp,
+            targets[keep],
+            enc_lens,
+            target_lens,
+            blank=BLANK_ID,
+            reduction="sum",
+            zero_infinity=True,
+        )
+        return total / target_lens.sum().clamp(min=1)

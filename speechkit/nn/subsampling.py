@@ -1,0 +1,56 @@
+"""Convolutional front end: 4x time subsampling of log-mel frames.
+
+Two 3x3 convolutions with stride 2 (no padding) over (time, frequency), each followed by ReLU,
+then a linear map of channels x remaining frequency bins to the model width. With 10 ms input
+frames the output hop is 40 ms.
+
+Output length for ``T`` input frames (exact, see :meth:`Conv2dSubsampling4.output_lengths`)::
+
+    T1 = (T - 1) // 2;  T' = (T1 - 1) // 2
+
+Every output frame ``t`` sees input frames ``4t .. 4t + 6`` only, so frames past an utterance's
+valid length never leak into its valid outputs.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+__all__ = ["Conv2dSubsampling4"]
+
+MIN_FRAMES = 7  # shortest input that yields one output frame
+
+
+class Conv2dSubsampling4(nn.Module):
+    """(B, T, F) features -> (B, T', D) with T' = ((T - 1) // 2 - 1) // 2."""
+
+    def __init__(self, n_mels: int, d_model: int, channels: int = 0):
+        """``channels`` of the two convolutions; 0 means ``d_model`` (OWSM). Fewer channels make
+        the front end, which dominates small models on CPU, several times cheaper."""
+        super().__init__()
+        channels = channels or d_model
+        if n_mels < MIN_FRAMES:
+            raise ValueError(f"Conv2dSubsampling4 needs n_mels >= {MIN_FRAMES}, got {n_mels}")
+        self.conv = nn.Sequential(
+            nn.Conv2d(1, channels, kernel_size=3, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, kernel_size=3, stride=2),
+            nn.ReLU(),
+        )
+        f_out = ((n_mels - 1) // 2 - 1) // 2
+        self.out = nn.Linear(channels * f_out, d_model)
+
+    @staticmethod
+    def output_lengths(lengths: Tensor) -> Tensor:
+        """Valid output frames for ``lengths`` (B,) valid input frames; 0 when under 7."""
+        return (((lengths - 1) // 2 - 1) // 2).clamp(min=0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, T, F) -> (B, T', D); raises ValueError when T < 7."""
+        if x.size(1) < MIN_FRAMES:
+            raise ValueError(
+                f"need at least {MIN_FRAMES} frames for 4x subsampling, got {x.size(1)}"
+            )
+        h = self.conv(x.unsqueeze(1))  # (B, C, T', F')
+        b, c, t, f = h.shape
+        return self.out(h.transpose(1, 2).reshape(b, t, c * f))

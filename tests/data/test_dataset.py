@@ -1,0 +1,191 @@
+"""Tests for speechkit/data/dataset.py: batch layout, skipping, prompts, the dataloader."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from lhotse import CutSet, MonoCut, Recording, SupervisionSegment
+
+from speechkit.config import ConfigError, from_dict
+from speechkit.data import DataConfig, S2TDataset, build_dataloader, expand_tasks
+from speechkit.data.dataset import CTC_PAD_ID, IGNORE_ID
+from speechkit.data.features import FeatureConfig, num_frames
+from speechkit.data.sampler import SamplerConfig
+from speechkit.data.specaug import SpecAugConfig
+from speechkit.tokenizer import Tokenizer, TokenizerConfig
+
+TEXTS = {
+    "eng": "the small cat sleeps",
+    "deu": "die kleine katze schläft",
+    "spa": "el gato pequeño duerme",
+}
+
+
+@pytest.fixture(scope="module")
+def tok():
+    texts = list(TEXTS.values()) * 5 + ["a longer sentence about the weather today"] * 5
+    return Tokenizer.train(
+        texts,
+        None,
+        TokenizerConfig(vocab_size=60),
+        ["eng", "deu", "spa"],
+        ["asr", "st_eng", "st_deu"],
+    )
+
+
+def _make_cut(tmp_path, name, lang, text, seconds=0.5, sr=16000, channels=1, **custom):
+    """A cut over a sine-tone file; ``custom`` goes to cut.custom (prev_text, snr_db, event)."""
+    path = tmp_path / f"{name}.flac"
+    n = int(seconds * sr)
+    tone = 0.2 * np.sin(2 * np.pi * 300 * np.arange(n) / sr).astype(np.float32)
+    sf.write(path, np.stack([tone] * channels, axis=1) if channels > 1 else tone, sr)
+    rec = Recording.from_file(path, recording_id=name)
+    translations = {k: v for k, v in TEXTS.items() if k != lang}
+    sup = SupervisionSegment(
+        f"{name}-sup",
+        name,
+        0.0,
+        rec.duration,
+        text=text,
+        language=lang,
+        speaker=f"{lang}-spk",
+        custom={"translations": translations},
+    )
+    cut_custom = {"event": "clean", "snr_db": None, "sentence_id": "s1", **custom}
+    return MonoCut(name, 0.0, rec.duration, 0, recording=rec, supervisions=[sup], custom=cut_custom)
+
+
+def _cfg(**kw):
+    return DataConfig(
+        features=FeatureConfig(n_mels=40),
+        specaug=SpecAugConfig(enabled=False),
+        sampler=SamplerConfig(max_duration=10.0, max_cut_duration=5.0, shuffle=False),
+        asr_languages=["eng", "deu"],
+        st_directions=["eng-deu", "deu-eng"],
+        **kw,
+    )
+
+
+def test_batch_layout(tok, tmp_path):
+    cuts = CutSet.from_cuts(
+        [
+            _make_cut(tmp_path, "a", "eng", TEXTS["eng"], seconds=0.5),
+            _make_cut(tmp_path, "b", "deu", TEXTS["deu"], seconds=0.8, event="music", snr_db=5.0),
+        ]
+    )
+    expanded = expand_tasks(cuts, ["eng", "deu"], ["eng-deu"])
+    batch = S2TDataset(tok, _cfg(), train=False)[expanded]
+    assert batch["cut_ids"] == ["a__asr", "a__st_deu", "b__asr"]
+    b = len(batch["cut_ids"])
+
+    assert batch["feats"].dtype == torch.float32 and batch["feats"].shape[2] == 40
+    assert batch["feat_lens"].dtype == torch.int64
+    assert batch["feat_lens"].tolist() == [num_frames(8000, FeatureConfig())] * 2 + [81]
+    assert batch["feats"].shape[:2] == (b, 81) and batch["feats"][0, 51:].abs().sum() == 0
+
+    ys_in, ys_out = batch["ys_in"], batch["ys_out"]
+    assert ys_in.shape == ys_out.shape and ys_in.dtype == ys_out.dtype == torch.int64
+    targets = [TEXTS["eng"], TEXTS["deu"], TEXTS["deu"]]
+    for i, (lang, task) in enumerate([("eng", "asr"), ("eng", "st_deu"), ("deu", "asr")]):
+        valid = ys_out[i] != IGNORE_ID
+        n = int(valid.sum())
+        assert valid[:n].all() and not valid[n:].any()  # ignore only on the padding tail
+        assert ys_in[i, :4].tolist() == tok.sot_sequence(lang, task)
+        assert torch.equal(ys_out[i, : n - 1], ys_in[i, 1:n])  # shifted left ...
+        assert ys_out[i, n - 1] == tok.eos_id  # ... then <eos>
+        assert (ys_in[i, n:] == tok.eos_id).all()  # padded with eos
+        assert tok.decode(ys_out[i, 3 : n - 1].tolist()) == targets[i]
+        assert batch["context"]["task"][i] == task
+
+    ctc, ctc_lens = batch["ctc_targets"], batch["ctc_target_lens"]
+    for i, text in enumerate([TEXTS["eng"], TEXTS["eng"], TEXTS["deu"]]):
+        n = int(ctc_lens[i])
+        assert tok.decode(ctc[i, :n].tolist()) == text  # spoken language, also for ST
+        assert (ctc[i, n:] == CTC_PAD_ID).all()
+
+    ctx = batch["context"]
+    assert ctx["language"] == ["eng", "eng", "deu"] and ctx["speaker"][2] == "deu-spk"
+    assert ctx["event"] == ["clean", "clean", "music"]
+    assert ctx["snr_db"].dtype == torch.float32
+    assert torch.isnan(ctx["snr_db"][:2]).all() and ctx["snr_db"][2] == 5.0
+
+
+def test_bad_cuts_are_skipped_and_counted(tok, tmp_path, caplog):
+    good = _make_cut(tmp_path, "good", "eng", TEXTS["eng"])
+    stereo = _make_cut(tmp_path, "stereo8k", "deu", TEXTS["deu"], seconds=1.0, sr=8000, channels=2)
+    empty = _make_cut(tmp_path, "empty", "eng", "   ")
+    long = _make_cut(tmp_path, "long", "eng", "the small cat sleeps " * 10)
+    corrupt = _make_cut(tmp_path, "corrupt", "eng", TEXTS["eng"])
+    (tmp_path / "corrupt.flac").write_bytes(b"garbage" * 100)
+    dataset = S2TDataset(tok, _cfg(max_target_tokens=30), train=False)
+    caplog.set_level("WARNING")
+    batch = dataset[CutSet.from_cuts([good, stereo, empty, long, corrupt])]
+
+    assert batch["cut_ids"] == ["good", "stereo8k"]
+    assert batch["feat_lens"][1] == num_frames(16000, FeatureConfig())  # resampled to 16 kHz
+    assert dataset.skipped == {"audio": 1, "empty_text": 1, "too_long": 1}
+    for cut_id in ("corrupt", "empty", "long"):
+        assert f"skipping cut {cut_id}" in caplog.text
+
+    assert dataset[CutSet.from_cuts([empty, corrupt])] is None
+    assert dataset.skipped["empty_text"] == 2
+
+
+def test_prompt(tok, tmp_path):
+    prev = "die kleine katze"
+    cut = _make_cut(tmp_path, "p", "deu", TEXTS["deu"], prev_text=prev)
+    plain = _make_cut(tmp_path, "q", "eng", TEXTS["eng"])
+    dataset = S2TDataset(tok, _cfg(prompt_prob=1.0), train=True)
+    batch = dataset[CutSet.from_cuts([cut, plain])]
+    ys_in, ys_out = batch["ys_in"], batch["ys_out"]
+
+    k = 1 + len(tok.encode(prev))  # <sop> + prompt pieces
+    assert ys_in[0, 0] == tok.sop_id
+    assert tok.decode(ys_in[0, 1:k].tolist()) == prev
+    assert ys_in[0, k : k + 4].tolist() == tok.sot_sequence("deu", "asr")
+    assert (ys_out[0, :k] == IGNORE_ID).all()  # prompt pieces and <sos> are not predicted
+    assert ys_out[0, k] == tok.lang_id("deu")
+    n = int((ys_out[0] != IGNORE_ID).sum()) + k
+    assert (
+        tok.decode(ys_out[0, k : n - 1].tolist()) == TEXTS["deu"] and ys_out[0, n - 1] == tok.eos_id
+    )
+    # Alone in its batch with no prev_text, the English cut gets no prompt.
+    assert ys_in[1, 0] == tok.sos_id
+
+    # Evaluation never prompts.
+    assert (
+        S2TDataset(tok, _cfg(prompt_prob=1.0), train=False)[CutSet.from_cuts([cut])]["ys_in"][0, 0]
+        == tok.sos_id
+    )
+
+
+def test_specaug_only_in_training(tok, tmp_path):
+    cuts = CutSet.from_cuts([_make_cut(tmp_path, "a", "eng", TEXTS["eng"], seconds=1.0)])
+    cfg = DataConfig(features=FeatureConfig(n_mels=40), specaug=SpecAugConfig(num_time_masks=20))
+    eval1 = S2TDataset(tok, cfg, train=False)[cuts]["feats"]
+    eval2 = S2TDataset(tok, cfg, train=False)[cuts]["feats"]
+    torch.manual_seed(0)
+    train = S2TDataset(tok, cfg, train=True)[cuts]["feats"]
+    assert torch.equal(eval1, eval2) and not torch.equal(eval1, train)
+
+
+def test_build_dataloader_skips_empty_batches(tok, tmp_path):
+    cuts = [_make_cut(tmp_path, f"c{i}", "eng", TEXTS["eng"], seconds=1.0) for i in range(4)]
+    cuts.append(_make_cut(tmp_path, "bad", "eng", ""))
+    cfg = _cfg()
+    cfg.sampler = SamplerConfig(
+        max_duration=1.0, max_cut_duration=1.0, bucketing=False, shuffle=False
+    )
+    loader, sampler = build_dataloader(CutSet.from_cuts(cuts), tok, cfg, train=True)
+    batches = list(loader)
+    assert [b["cut_ids"] for b in batches] == [["c0"], ["c1"], ["c2"], ["c3"]]
+    assert hasattr(sampler, "state_dict") and loader.dataset.skipped == {"empty_text": 1}
+
+
+def test_data_config_validation():
+    with pytest.raises(ConfigError, match="st_directions"):
+        from_dict(DataConfig, {"st_directions": ["engdeu"]})
+    with pytest.raises(ConfigError, match="prompt_prob"):
+        from_dict(DataConfig, {"prompt_prob": 2.0})
+    cfg = from_dict(DataConfig, {"features": {"n_mels": 128}, "sampler": {"max_duration": 50}})
+    assert cfg.features.n_mels == 128 and len(cfg.st_directions) == 6

@@ -1,0 +1,145 @@
+"""speechkit.bin.decode end to end on a tiny random packed model and a few synthetic cuts."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from lhotse import CutSet, Recording, SupervisionSegment
+
+from speechkit.bin import decode as decode_bin
+from speechkit.bin import score as score_bin
+
+s2t = pytest.importorskip("speechkit.models.s2t")
+pretrained = pytest.importorskip("speechkit.pretrained")
+features = pytest.importorskip("speechkit.data.features")
+tokenizer = pytest.importorskip("speechkit.tokenizer")
+
+SENTENCES = [
+    ("eng", "the red cat", {"deu": "die rote Katze"}),
+    ("eng", "a green dog", {"deu": "ein grüner Hund"}),
+    ("deu", "ein blauer Vogel", {"eng": "a blue bird", "fra": "un oiseau bleu"}),
+]
+
+
+def _cut(path, i, lang, text, translations, seconds=0.6):
+    t = np.arange(int(16000 * seconds)) / 16000
+    sf.write(path, (0.2 * np.sin(2 * np.pi * (150 + 50 * i) * t)).astype(np.float32), 16000)
+    cut = Recording.from_file(path, recording_id=f"rec{i}").to_cut()
+    cut.supervisions = [
+        SupervisionSegment(
+            f"sup{i}",
+            f"rec{i}",
+            0.0,
+            cut.duration,
+            text=text,
+            language=lang,
+            speaker=f"{lang}-s{i}",
+            custom={"translations": translations},
+        )
+    ]
+    return cut
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dec")
+    cuts = [_cut(root / f"a{i}.flac", i, *s) for i, s in enumerate(SENTENCES)]
+    bad = _cut(root / "broken.flac", 9, "eng", "the cat", {"deu": "die Katze"})
+    (root / "broken.flac").write_bytes(b"garbage" * 20)
+    CutSet.from_cuts([*cuts, bad]).to_file(root / "cuts.jsonl.gz")
+
+    texts = [s[1] for s in SENTENCES] + [t for s in SENTENCES for t in s[2].values()]
+    tok = tokenizer.Tokenizer.train(
+        texts * 3,
+        None,
+        tokenizer.TokenizerConfig(vocab_size=30),
+        ["eng", "deu"],
+        ["asr", "st_eng", "st_deu"],
+    )
+    torch.manual_seed(0)
+    feat_cfg = features.FeatureConfig(n_mels=16)
+    cfg = s2t.S2TConfig(
+        n_mels=16,
+        vocab_size=tok.vocab_size,
+        d_model=32,
+        n_heads=2,
+        encoder_type="transformer",
+        encoder_layers=1,
+        encoder_ffn=32,
+        decoder_layers=1,
+        decoder_ffn=32,
+        dropout=0.0,
+        attention_dropout=0.0,
+        max_target_positions=32,
+    )
+    pretrained.save_pretrained(s2t.S2TModel(cfg), tok, feat_cfg, root / "packed")
+    return root
+
+
+def _lines(path):
+    return path.read_text().splitlines()
+
+
+def test_auto_tasks_write_every_direction(setup, tmp_path, caplog):
+    out = tmp_path / "out"
+    args = ["--model", str(setup / "packed"), "--cuts", str(setup / "cuts.jsonl.gz"),
+            "--out", str(out), "--beam-size", "2", "--ctc-weight", "0.3", "--max-len", "5",
+            "--device", "cpu", "--batch-duration", "1.0"]  # fmt: skip
+    with caplog.at_level(logging.WARNING):
+        assert decode_bin.main(args) == 0
+    assert "broken.flac" in caplog.text
+    # "fra" has no st_fra token in the tokenizer, so no st_deu-fra directory.
+    dirs = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert dirs == ["asr_deu", "asr_eng", "st_deu-eng", "st_eng-deu"]
+    hyp_ids = [ln.split(" ", 1)[0] for ln in _lines(out / "asr_eng" / "hyp.txt")]
+    all_cuts = CutSet.from_file(setup / "cuts.jsonl.gz")
+    assert hyp_ids == sorted(c.id for c in all_cuts if c.recording_id in ("rec0", "rec1"))
+    refs = dict(ln.split(" ", 1) for ln in _lines(out / "st_eng-deu" / "ref.txt"))
+    assert sorted(refs.values()) == ["die rote Katze", "ein grüner Hund"]
+    rec = json.loads(_lines(out / "st_deu-eng" / "hyps.jsonl")[0])
+    assert set(rec) == {"id", "hyp", "ref", "score"} and rec["ref"] == "a blue bird"
+    stats = json.loads((out / "decode_stats.json").read_text())
+    assert stats["num_skipped"] == 1 and "broken.flac" in stats["skipped"][0]["error"]
+    assert stats["audio_seconds"] == pytest.approx(1.8, abs=0.01) and stats["rtfx"] > 0
+    assert stats["options"]["ctc_weight"] == 0.3
+    assert score_bin.main(["--decode-dir", str(out)]) == 0
+    assert (out / "scores.json").is_file()
+
+
+def test_explicit_tasks_and_max_utts(setup, tmp_path):
+    out = tmp_path / "out"
+    args = ["--model", str(setup / "packed"), "--cuts", str(setup / "cuts.jsonl.gz"),
+            "--out", str(out), "--tasks", "asr", "--beam-size", "1", "--max-len", "4",
+            "--max-utts", "2"]  # fmt: skip
+    assert decode_bin.main(args) == 0
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["asr_eng"]
+    assert len(_lines(out / "asr_eng" / "hyp.txt")) == 2
+
+
+def test_unknown_task_is_rejected(setup, tmp_path):
+    args = [
+        "--model",
+        str(setup / "packed"),
+        "--cuts",
+        str(setup / "cuts.jsonl.gz"),
+        "--out",
+        str(tmp_path),
+        "--tasks",
+        "st_klingon",
+    ]
+    with pytest.raises(SystemExit, match="st_klingon"):
+        decode_bin.main(args)
+
+
+def test_batches_are_sorted_and_capped():
+    class C:
+        def __init__(self, d):
+            self.duration = d
+
+    batches = decode_bin.make_batches([C(1.0), C(5.0), C(2.0), C(2.5)], 5.0)
+    assert [[c.duration for c in b] for b in batches] == [[5.0], [2.5, 2.0], [1.0]]

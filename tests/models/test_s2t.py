@@ -1,0 +1,217 @@
+"""S2TModel: config checks, shapes, padding, backends, KV cache, loss and gradients."""
+
+import pytest
+import torch
+
+from speechkit.config import ConfigError, from_dict
+from speechkit.models.s2t import S2TConfig, S2TModel
+
+V, F = 23, 16
+
+
+TINY = {
+    "n_mels": F, "vocab_size": V, "d_model": 32, "n_heads": 4, "encoder_layers": 2,
+    "encoder_ffn": 48, "cgmlp_units": 48, "cgmlp_kernel": 5, "merge_conv_kernel": 3,
+    "decoder_layers": 2, "decoder_ffn": 48, "dropout": 0.0, "attention_dropout": 0.0,
+    "max_target_positions": 32,
+}  # fmt: skip
+
+
+def tiny_cfg(**kw) -> S2TConfig:
+    return S2TConfig(**{**TINY, **kw})
+
+
+def tiny_model(seed=0, **kw) -> S2TModel:
+    torch.manual_seed(seed)
+    return S2TModel(tiny_cfg(**kw)).eval()
+
+
+def make_batch(seed=0):
+    """Two utterances of 41 and 27 frames; targets of 6 and 4 tokens (+ ignored padding)."""
+    g = torch.Generator().manual_seed(seed)
+    feats = torch.randn(2, 41, F, generator=g)
+    feat_lens = torch.tensor([41, 27])
+    feats[1, 27:] = 0.0
+    ys_in = torch.randint(1, V, (2, 6), generator=g)
+    ys_out = torch.cat([ys_in[:, 1:], torch.full((2, 1), 3)], dim=1)
+    ys_in[1, 4:] = 3  # padded with eos
+    ys_out[1, 4:] = -100
+    ctc_targets = torch.randint(1, V, (2, 5), generator=g)
+    ctc_target_lens = torch.tensor([5, 3])
+    ctc_targets[1, 3:] = -1
+    return feats, feat_lens, ys_in, ys_out, ctc_targets, ctc_target_lens
+
+
+# ---- config ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"d_model": 30, "n_heads": 4}, "divisible"),
+        ({"ctc_weight": 1.0}, "ctc_weight"),
+        ({"ctc_weight": -0.1}, "ctc_weight"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"label_smoothing": 1.5}, "label_smoothing"),
+        ({"cgmlp_kernel": 4}, "odd"),
+        ({"cgmlp_units": 47}, "even"),
+        ({"n_mels": 4}, "n_mels"),
+        ({"encoder_layers": 0}, "encoder_layers"),
+        ({"vocab_size": -1}, "vocab_size"),
+    ],
+)
+def test_config_rejects_bad_values(kw, match):
+    with pytest.raises(ConfigError, match=match):
+        tiny_cfg(**kw)
+
+
+def test_config_defaults_and_yaml_round_trip():
+    cfg = S2TConfig()  # vocab 0 is allowed until build
+    assert cfg.vocab_size == 0
+    with pytest.raises(ConfigError, match="vocab_size"):
+        S2TModel(cfg)
+    with pytest.raises(ConfigError, match="encoder_type"):
+        from_dict(S2TConfig, {"encoder_type": "conformer"})
+
+
+# ---- shapes and masks -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoder_type", ["ebranchformer", "transformer"])
+def test_shapes_and_padding_invariance(encoder_type):
+    model = tiny_model(encoder_type=encoder_type)
+    feats, feat_lens, ys_in, *_ = make_batch()
+    enc, enc_lens = model.encode(feats, feat_lens)
+    assert enc.shape == (2, 9, 32)
+    assert enc_lens.tolist() == [9, 6]  # ((41-1)//2-1)//2, ((27-1)//2-1)//2
+    logits = model.decode(ys_in, enc, enc_lens)
+    assert logits.shape == (2, 6, V)
+    assert model.ctc_log_probs(enc).shape == (2, 9, V)
+
+    enc1, lens1 = model.encode(feats[1:, :27], feat_lens[1:])
+    torch.testing.assert_close(enc[1:, :6], enc1, atol=1e-5, rtol=1e-5)
+    logits1 = model.decode(ys_in[1:, :4], enc1, lens1)
+    torch.testing.assert_close(logits[1:, :4], logits1, atol=1e-5, rtol=1e-5)
+
+
+def test_sdpa_and_eager_agree():
+    model = tiny_model(attention_backend="eager")
+    batch = make_batch()
+    with torch.no_grad():
+        ref = model(*batch)
+        model.set_attention_backend("sdpa")
+        out = model(*batch)
+    for key in ("loss", "loss_att", "loss_ctc"):
+        torch.testing.assert_close(out[key], ref[key], atol=1e-5, rtol=1e-5)
+
+
+def test_triton_backend_builds_and_runs():
+    model = tiny_model(attention_backend="triton")
+    out = model(*make_batch())
+    assert torch.isfinite(out["loss"])
+
+
+# ---- incremental decoding ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["sdpa", "eager"])
+def test_cache_steps_match_teacher_forcing(backend):
+    model = tiny_model(attention_backend=backend)
+    feats, feat_lens, ys_in, *_ = make_batch()
+    with torch.no_grad():
+        enc, enc_lens = model.encode(feats, feat_lens)
+        full = model.decode(ys_in, enc, enc_lens)
+        cache = model.new_cache(enc, enc_lens)
+        first = model.decode_step(ys_in[:, :2], cache)  # a prefix of 2, then one at a time
+        steps = [first] + [model.decode_step(ys_in[:, i : i + 1], cache) for i in range(2, 6)]
+    assert cache.length == 6
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_cache_reorder_selects_and_expands_rows():
+    model = tiny_model()
+    feats, feat_lens, ys_in, *_ = make_batch()
+    with torch.no_grad():
+        enc, enc_lens = model.encode(feats, feat_lens)
+        cache = model.new_cache(enc, enc_lens)
+        model.decode_step(ys_in[:, :3], cache)
+        index = torch.tensor([1, 1, 0])
+        cache.reorder(index)
+        step = model.decode_step(ys_in[index, 3:4], cache)
+        full = model.decode(ys_in[index, :4], enc[index], enc_lens[index])
+    torch.testing.assert_close(step[:, 0], full[:, 3], atol=1e-5, rtol=1e-5)
+
+
+def test_decoder_length_limit_is_clear():
+    model = tiny_model(max_target_positions=8)
+    feats, feat_lens, *_ = make_batch()
+    enc, enc_lens = model.encode(feats, feat_lens)
+    with pytest.raises(ValueError, match="max_target_positions"):
+        model.decode(torch.zeros(2, 9, dtype=torch.long), enc, enc_lens)
+
+
+# ---- loss and training ------------------------------------------------------------------
+
+
+def test_loss_terms_and_ignore_index():
+    model = tiny_model(label_smoothing=0.0)
+    batch = make_batch()
+    out = model(*batch)
+    assert set(out) == {"loss", "loss_att", "loss_ctc", "acc", "num_tokens"}
+    assert out["num_tokens"].item() == 10
+    w = model.cfg.ctc_weight
+    torch.testing.assert_close(out["loss"], (1 - w) * out["loss_att"] + w * out["loss_ctc"])
+    # loss_att is the plain per-token cross-entropy over the non-ignored targets
+    feats, feat_lens, ys_in, ys_out, *_ = batch
+    enc, enc_lens = model.encode(feats, feat_lens)
+    logits = model.decode(ys_in, enc, enc_lens)
+    keep = ys_out != -100
+    expected = torch.nn.functional.cross_entropy(logits[keep], ys_out[keep])
+    torch.testing.assert_close(out["loss_att"], expected, atol=1e-5, rtol=1e-5)
+    # changing an ignored target changes nothing
+    ys_out2 = ys_out.clone()
+    ys_in2 = ys_in.clone()
+    ys_in2[1, 5] = 7
+    out2 = model(feats, feat_lens, ys_in2, ys_out2, *batch[4:])
+    torch.testing.assert_close(out2["loss"], out["loss"])
+
+
+def test_ctc_weight_zero_skips_ctc():
+    out = tiny_model(ctc_weight=0.0)(*make_batch())
+    assert out["loss_ctc"].item() == 0.0
+    torch.testing.assert_close(out["loss"], out["loss_att"])
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_gradients_reach_every_parameter(tie):
+    model = tiny_model(tie_embeddings=tie)
+    model.train()
+    model(*make_batch())["loss"].backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert missing == []
+
+
+@pytest.mark.parametrize("encoder_type", ["ebranchformer", "transformer"])
+def test_tiny_overfit_lowers_loss(encoder_type):
+    model = tiny_model(encoder_type=encoder_type)
+    model.train()
+    batch = make_batch()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(25):
+        out = model(*batch)
+        assert torch.isfinite(out["loss"])
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        losses.append(out["loss"].item())
+    assert losses[-1] < 0.5 * losses[0]
+    assert model(*batch)["acc"].item() > 0.5
+
+
+def test_zero_length_utterance_is_finite():
+    model = tiny_model()
+    feats, feat_lens, *rest = make_batch()
+    feat_lens = torch.tensor([41, 5])  # second one is shorter than one output frame
+    out = model(feats, feat_lens, *rest)
+    assert torch.isfinite(out["loss"])

@@ -1,0 +1,107 @@
+"""Attention dispatch: backends agree, masks keep what they say, no NaN on empty rows."""
+
+import logging
+
+import pytest
+import torch
+
+from speechkit.nn import attention as attention_module
+from speechkit.nn.attention import (
+    MultiHeadAttention,
+    resolve_backend,
+    scaled_dot_product,
+)
+from speechkit.nn.masks import causal_mask, lengths_to_mask
+
+
+def _qkv(b=2, h=3, lq=5, s=7, dh=11, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(b, h, n, dh, generator=g) for n in (lq, s, s)]
+
+
+@pytest.mark.parametrize("dh", [8, 11])
+def test_sdpa_matches_eager_with_key_mask(dh):
+    q, k, v = _qkv(dh=dh)
+    mask = lengths_to_mask(torch.tensor([7, 4]), 7)[:, None, None, :]
+    ref = scaled_dot_product(q, k, v, mask, backend="eager")
+    out = scaled_dot_product(q, k, v, mask, backend="sdpa")
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_eager_matches_explicit_softmax():
+    q, k, v = _qkv()
+    scores = q @ k.transpose(-2, -1) / (q.size(-1) ** 0.5)
+    expected = torch.softmax(scores, -1) @ v
+    torch.testing.assert_close(scaled_dot_product(q, k, v, backend="eager"), expected)
+
+
+@pytest.mark.parametrize("backend", ["eager", "sdpa"])
+def test_masked_keys_do_not_matter(backend):
+    q, k, v = _qkv()
+    mask = lengths_to_mask(torch.tensor([7, 3]), 7)[:, None, None, :]
+    out = scaled_dot_product(q, k, v, mask, backend=backend)
+    k2, v2 = k.clone(), v.clone()
+    k2[1, :, 3:] = 100.0
+    v2[1, :, 3:] = -50.0
+    out2 = scaled_dot_product(q, k2, v2, mask, backend=backend)
+    torch.testing.assert_close(out, out2)
+
+
+@pytest.mark.parametrize("backend", ["eager", "sdpa"])
+def test_fully_masked_rows_give_zeros_not_nan(backend):
+    q, k, v = _qkv()
+    mask = lengths_to_mask(torch.tensor([7, 0]), 7)[:, None, None, :]
+    out = scaled_dot_product(q, k, v, mask, backend=backend)
+    assert torch.isfinite(out).all()
+    assert torch.all(out[1] == 0)
+    assert out[0].abs().sum() > 0
+
+
+@pytest.mark.parametrize("backend", ["eager", "sdpa"])
+def test_causal_mask_blocks_future(backend):
+    q, k, v = _qkv(lq=6, s=6)
+    mask = causal_mask(6, 0)
+    out = scaled_dot_product(q, k, v, mask, backend=backend)
+    v2 = v.clone()
+    v2[:, :, 4:] += 10.0  # change the future of queries 0..3
+    out2 = scaled_dot_product(q, k, v2, mask, backend=backend)
+    torch.testing.assert_close(out[:, :, :4], out2[:, :, :4])
+    assert not torch.allclose(out[:, :, 4:], out2[:, :, 4:])
+
+
+def test_causal_mask_with_offset():
+    m = causal_mask(2, 3)
+    assert m.shape == (2, 5)
+    assert m[0].tolist() == [True, True, True, True, False]
+    assert m[1].all()
+
+
+def test_triton_falls_back_with_one_warning(caplog, monkeypatch):
+    monkeypatch.setattr(attention_module, "_warned", set())
+    q, k, v = _qkv()
+    with caplog.at_level(logging.WARNING, logger="speechkit.nn.attention"):
+        out = scaled_dot_product(q, k, v, backend="triton")
+        scaled_dot_product(q, k, v, backend="triton")
+    warnings = [r for r in caplog.records if "triton" in r.getMessage()]
+    assert len(warnings) == 1
+    torch.testing.assert_close(out, scaled_dot_product(q, k, v, backend="eager"))
+
+
+def test_unknown_backend_is_rejected():
+    with pytest.raises(ValueError, match="flash"):
+        resolve_backend("flash")
+
+
+def test_module_split_path_equals_self_attention():
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(24, 4).eval()
+    x = torch.randn(2, 5, 24)
+    k, v = mha.project_kv(x)
+    assert k.shape == (2, 4, 5, 6)
+    torch.testing.assert_close(mha(x), mha.attend(x, k, v))
+
+
+def test_eager_keeps_input_dtype():
+    q, k, v = (t.to(torch.bfloat16) for t in _qkv())
+    out = scaled_dot_product(q, k, v, backend="eager")
+    assert out.dtype == torch.bfloat16

@@ -1,0 +1,92 @@
+"""End to end: speechkit.bin.train on a tiny tone corpus with the real model and data pipeline."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+import yaml
+
+from speechkit.bin import average_checkpoints as average_bin
+from speechkit.bin import pack_model as pack_bin
+from speechkit.bin import train as train_bin
+from speechkit.config import ConfigError
+from speechkit.pretrained import load_pretrained
+from speechkit.tokenizer import Tokenizer
+from speechkit.train.checkpoint import list_checkpoints, load_checkpoint
+
+
+def run(corpus, out, *overrides, resume=False):
+    argv = [
+        "--config",
+        str(corpus["config"]),
+        "--train-cuts",
+        str(corpus["train"]),
+        "--dev-cuts",
+        str(corpus["dev"]),
+        "--tokenizer",
+        str(corpus["tokenizer"]),
+        "--out",
+        str(out),
+        "--set",
+        *overrides,
+    ]
+    return train_bin.main(argv + (["--resume"] if resume else []))
+
+
+def test_train_resume_average_and_load(tiny_corpus, tmp_path):
+    out = tmp_path / "exp"
+    assert run(tiny_corpus, out, "trainer.max_steps=2") == 0
+    vocab = Tokenizer.load(tiny_corpus["tokenizer"]).vocab_size
+    assert (
+        yaml.safe_load((out / "config.yaml").read_text())["model"]["vocab_size"]
+        == vocab
+    )
+    ckpt = load_checkpoint(list_checkpoints(out / "checkpoints")[-1])
+    assert ckpt["step"] == 2 and ckpt["valid_loss"] is not None
+    assert ckpt["config"]["model"]["vocab_size"] == vocab
+
+    assert run(tiny_corpus, out, "trainer.max_steps=4", resume=True) == 0
+    assert list_checkpoints(out / "checkpoints")[-1].name == "step-4.pt"
+    with open(out / "train_log.csv") as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == [1, 2, 3, 4]
+
+    avg = load_checkpoint(out / "model_avg.pt")
+    assert len(avg["averaged_from"]) == 2 and "optimizer" not in avg
+    pretrained = load_pretrained(out / "model_avg.pt")
+    assert not pretrained.model.training and pretrained.features.n_mels == 20
+    feats, lens = torch.randn(1, 50, 20), torch.tensor([50])
+    enc, _enc_lens = pretrained.model.encode(feats, lens)
+    assert torch.isfinite(enc).all() and enc.shape[0] == 1
+
+    assert (
+        average_bin.main(
+            ["--exp", str(out), "--best", "1", "--out", str(tmp_path / "b.pt")]
+        )
+        == 0
+    )
+    assert len(load_checkpoint(tmp_path / "b.pt")["averaged_from"]) == 1
+    assert (
+        pack_bin.main(
+            ["--checkpoint", str(out / "model_avg.pt"), "--out", str(out / "pk")]
+        )
+        == 0
+    )
+    packed = load_pretrained(out / "pk")
+    with torch.no_grad():
+        torch.testing.assert_close(
+            packed.model.encode(feats, lens)[0], enc, rtol=0, atol=0
+        )
+
+
+def test_resume_with_changed_model_is_refused(tiny_corpus, tmp_path):
+    out = tmp_path / "exp"
+    assert run(tiny_corpus, out, "trainer.max_steps=1") == 0
+    with pytest.raises(ConfigError, match="model.d_model"):
+        run(tiny_corpus, out, "trainer.max_steps=2", "model.d_model=16", resume=True)
+
+
+def test_vocab_size_that_contradicts_the_tokenizer_is_an_error(tiny_corpus, tmp_path):
+    with pytest.raises(ConfigError, match="vocab_size is 7"):
+        run(tiny_corpus, tmp_path / "exp", "model.vocab_size=7")

@@ -1,0 +1,240 @@
+"""Trainer behaviour with a tiny stand-in model and a real (checkpointable) lhotse sampler."""
+
+from __future__ import annotations
+
+import csv
+import logging
+
+import pytest
+import torch
+from lhotse import CutSet
+from lhotse.dataset import DynamicCutSampler
+from lhotse.testing.dummies import dummy_cut
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from speechkit.config import ConfigError
+from speechkit.train.checkpoint import list_checkpoints, load_checkpoint
+from speechkit.train.config import OptimConfig, TrainerConfig
+from speechkit.train.trainer import TRAIN_COLUMNS, TrainData, Trainer
+
+N_FEATS = 4
+
+
+class ToyDataset(Dataset):
+    """Maps a CutSet batch to the batch layout; training feats get noise from the global RNG
+    (like SpecAugment does), so resuming must restore RNG state to reproduce a run."""
+
+    def __init__(self, train: bool) -> None:
+        self.train = train
+
+    def __getitem__(self, cuts: CutSet) -> dict:
+        ids = [c.id for c in cuts]
+        lens = torch.tensor([int(c.duration * 10) for c in cuts])
+        feats = torch.zeros(len(ids), int(lens.max()), N_FEATS)
+        for i, cut_id in enumerate(ids):
+            g = torch.Generator().manual_seed(int(cut_id.split("-")[-1]))
+            feats[i, : lens[i]] = torch.randn(int(lens[i]), N_FEATS, generator=g)
+        if self.train:
+            feats = feats + 0.01 * torch.randn_like(feats)
+        ys = torch.zeros(len(ids), 3, dtype=torch.long)
+        return {
+            "feats": feats,
+            "feat_lens": lens,
+            "ys_in": ys,
+            "ys_out": ys,
+            "ctc_targets": ys,
+            "ctc_target_lens": torch.full((len(ids),), 3),
+            "cut_ids": ids,
+        }
+
+
+class ToyModel(nn.Module):
+    """Regresses the mean of each utterance's first feature; NaN loss on chosen calls."""
+
+    def __init__(
+        self, nan_calls: set[int] = frozenset(), interrupt_call: int = -1
+    ) -> None:
+        super().__init__()
+        self.proj = nn.Linear(N_FEATS, 1)
+        self.norm = nn.LayerNorm(N_FEATS)
+        self.drop = nn.Dropout(0.1)
+        self.nan_calls, self.interrupt_call, self.calls = nan_calls, interrupt_call, 0
+
+    def forward(self, feats, feat_lens, ys_in, ys_out, ctc_targets, ctc_target_lens):
+        if self.training:
+            self.calls += 1
+            if self.calls == self.interrupt_call:
+                raise KeyboardInterrupt
+        mask = (torch.arange(feats.shape[1])[None] < feat_lens[:, None]).float()
+        pred = (self.proj(self.drop(self.norm(feats))).squeeze(-1) * mask).sum(
+            1
+        ) / feat_lens
+        target = (feats[..., 0] * mask).sum(1) / feat_lens + 1.0
+        loss = ((pred - target) ** 2).mean()
+        if self.training and self.calls in self.nan_calls:
+            loss = loss * float("nan")
+        acc = (torch.abs(pred - target) < 0.1).float().mean()
+        return {
+            "loss": loss,
+            "loss_att": loss,
+            "loss_ctc": loss * 0,
+            "acc": acc,
+            "num_tokens": torch.tensor(len(feat_lens)),
+        }
+
+
+def make_data(n_cuts: int = 16) -> TrainData:
+    cuts = CutSet.from_cuts(
+        dummy_cut(i, duration=1.0 + 0.25 * (i % 4)) for i in range(n_cuts)
+    )
+    sampler = DynamicCutSampler(cuts, max_duration=6.0, shuffle=True, seed=3)
+    loader = DataLoader(ToyDataset(train=True), sampler=sampler, batch_size=None)
+    dev_sampler = DynamicCutSampler(cuts.subset(first=4), max_duration=6.0)
+    dev = DataLoader(ToyDataset(train=False), sampler=dev_sampler, batch_size=None)
+    return TrainData(loader, sampler, dev)
+
+
+def make_trainer(out, model=None, run_config=None, **trainer_kw) -> Trainer:
+    torch.manual_seed(0)
+    model = model if model is not None else ToyModel()
+    kw = {
+        "max_epochs": 2,
+        "log_every_steps": 1,
+        "device": "cpu",
+        "keep_checkpoints": 10,
+    }
+    kw.update(trainer_kw)
+    optim = OptimConfig(lr=0.05, warmup_steps=2, scheduler="warmup_linear")
+    return Trainer(
+        model,
+        make_data(),
+        optim,
+        TrainerConfig(**kw),
+        out,
+        run_config=run_config or {"optim": {"lr": 0.05}, "trainer": {"max_steps": 0}},
+        tokenizer_state={"dummy": True},
+        total_steps=20,
+    )
+
+
+def test_fit_writes_checkpoints_logs_and_learns(tmp_path):
+    trainer = make_trainer(tmp_path)
+    first = trainer.model.proj.bias.detach().clone()
+    summary = trainer.fit()
+    assert summary["epoch"] == 3 and summary["step"] > 4
+    ckpts = list_checkpoints(tmp_path / "checkpoints")
+    assert len(ckpts) == 2  # one per epoch
+    ckpt = load_checkpoint(ckpts[-1])
+    for key in (
+        "model",
+        "optimizer",
+        "scheduler",
+        "sampler",
+        "step",
+        "epoch",
+        "config",
+        "tokenizer",
+        "speechkit_version",
+        "valid_loss",
+    ):
+        assert key in ckpt
+    assert ckpt["step"] == summary["step"] and ckpt["epoch_done"]
+    assert ckpt["valid_loss"] is not None and ckpt["valid_loss"] >= 0
+    with open(tmp_path / "train_log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == TRAIN_COLUMNS
+    assert [int(r["step"]) for r in rows] == list(range(1, summary["step"] + 1))
+    assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
+    assert not torch.equal(first, trainer.model.proj.bias.detach())
+    assert (tmp_path / "tensorboard").is_dir()
+
+
+def test_resume_mid_epoch_reproduces_uninterrupted_run(tmp_path):
+    full = make_trainer(tmp_path / "full", max_steps=7)
+    full.fit()
+    part = make_trainer(tmp_path / "part", max_steps=3)
+    assert part.fit()["step"] == 3
+    assert not load_checkpoint(list_checkpoints(tmp_path / "part/checkpoints")[-1])[
+        "epoch_done"
+    ]
+    resumed = make_trainer(
+        tmp_path / "part", max_steps=7
+    )  # max_steps may change on resume
+    summary = resumed.fit(resume=True)
+    assert summary["step"] == 7
+    for name, p in full.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[name], p, rtol=0, atol=0)
+    with open(tmp_path / "part/train_log.csv") as f:
+        steps = [int(r["step"]) for r in csv.DictReader(f)]
+    assert steps == list(range(1, 8))
+
+
+def test_resume_with_different_config_names_the_keys(tmp_path):
+    cfg = {"optim": {"lr": 0.05}, "trainer": {"max_steps": 2}, "model": {"d_model": 8}}
+    make_trainer(tmp_path, run_config=cfg, max_steps=2).fit()
+    changed = {
+        "optim": {"lr": 0.01},
+        "trainer": {"max_steps": 4},
+        "model": {"d_model": 16},
+    }
+    with pytest.raises(ConfigError, match=r"model\.d_model, optim\.lr") as err:
+        make_trainer(tmp_path, run_config=changed, max_steps=4).fit(resume=True)
+    assert "trainer.max_steps" not in str(err.value).split("Only")[0]
+    allowed = {
+        "optim": {"lr": 0.05},
+        "trainer": {"max_steps": 4},
+        "model": {"d_model": 8},
+    }
+    assert (
+        make_trainer(tmp_path, run_config=allowed, max_steps=4).fit(resume=True)["step"]
+        == 4
+    )
+
+
+def test_nan_losses_are_skipped_and_logged(tmp_path, caplog):
+    trainer = make_trainer(tmp_path, model=ToyModel(nan_calls={2, 3}), max_epochs=1)
+    with caplog.at_level(logging.WARNING):
+        summary = trainer.fit()
+    assert summary["bad_steps"] == 2
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    warnings = [
+        r.getMessage() for r in caplog.records if "skipped the update" in r.getMessage()
+    ]
+    assert len(warnings) == 2 and "dummy-mono-cut-" in warnings[0]
+
+
+def test_too_many_consecutive_nan_losses_abort(tmp_path):
+    trainer = make_trainer(
+        tmp_path, model=ToyModel(nan_calls=set(range(1, 100))), max_bad_steps=3
+    )
+    with pytest.raises(RuntimeError, match="3 consecutive non-finite"):
+        trainer.fit()
+
+
+def test_keyboard_interrupt_saves_a_checkpoint(tmp_path):
+    trainer = make_trainer(tmp_path, model=ToyModel(interrupt_call=4))
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    ckpts = list_checkpoints(tmp_path / "checkpoints")
+    assert [p.name for p in ckpts] == ["step-3.pt"]
+    assert load_checkpoint(ckpts[0])["valid_loss"] is None
+    assert not list((tmp_path / "checkpoints").glob("*.tmp"))
+
+
+def test_time_budget_stops_cleanly_with_a_checkpoint(tmp_path, monkeypatch):
+    clock = iter(range(0, 10**6, 10))  # every reading of the clock advances it by 10 s
+    monkeypatch.setattr("speechkit.train.trainer.time.monotonic", lambda: next(clock))
+    trainer = make_trainer(tmp_path, max_minutes=1.0, max_epochs=50)
+    summary = trainer.fit()
+    assert "max_minutes" in summary["stop_reason"] and 0 < summary["step"] < 20
+    ckpt = load_checkpoint(list_checkpoints(tmp_path / "checkpoints")[-1])
+    assert ckpt["step"] == summary["step"] and ckpt["valid_loss"] is not None
+
+
+def test_gradient_accumulation_counts_updates(tmp_path):
+    plain = make_trainer(tmp_path / "a", max_epochs=1)
+    accumulated = make_trainer(tmp_path / "b", max_epochs=1)
+    accumulated.optim_cfg.accum_grad = 2
+    n_plain = plain.fit()["step"]
+    assert accumulated.fit()["step"] == (n_plain + 1) // 2

@@ -15,16 +15,14 @@ the command that produced the numbers, the date and the machine.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import logging
-import os
-import platform
 import shlex
 import sys
 from pathlib import Path
 
 from speechkit.metrics import bleu, cer, chrf, wer
+from speechkit.report import provenance_lines, update_markdown
 
 logger = logging.getLogger("speechkit.bin.score")
 
@@ -99,39 +97,17 @@ def format_table(header: list[str], rows: list[list[str]]) -> str:
 
 def markdown_section(title: str, command: str, scores: list[dict]) -> str:
     header, rows = table_rows(scores)
-    machine = f"{platform.platform()}, {platform.processor() or platform.machine()}, "
-    machine += f"{os.cpu_count()} CPUs"
     lines = [f"## {title}", "", "| " + " | ".join(header) + " |"]
     lines.append("|" + "|".join("---" for _ in header) + "|")
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines += [
         "",
-        f"- command: `{command}`",
-        f"- date: {datetime.date.today().isoformat()}",
-        f"- machine: {machine}",
+        *provenance_lines(command),
         "- WER/CER on normalised text (NFKC, lower-case, no punctuation); BLEU/chrF by sacrebleu",
         "  (cased 13a, and lower-cased without punctuation).",
         "",
     ]
     return "\n".join(lines)
-
-
-def update_markdown(path: Path, title: str, section: str) -> None:
-    """Replaces the ``## <title>`` section (up to the next ``## `` heading) or appends it."""
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    lines = text.splitlines(keepends=True)
-    heading = f"## {title}"
-    start = next((i for i, ln in enumerate(lines) if ln.rstrip() == heading), None)
-    if start is None:
-        sep = "" if not text or text.endswith("\n\n") else ("\n" if text.endswith("\n") else "\n\n")
-        path.write_text(text + sep + section, encoding="utf-8")
-        return
-    end = next(
-        (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
-        len(lines),
-    )
-    tail = "".join(lines[end:])
-    path.write_text("".join(lines[:start]) + section + ("\n" + tail if tail else ""), "utf-8")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -76,12 +76,15 @@ def with_vocab(
 
 
 def load_cuts(paths: list[str], cfg: ExperimentConfig) -> CutSet:
-    """Reads manifests and expands every cut into its ASR/ST tasks."""
+    """Reads manifests; with ``data.multitask: expand`` one cut per (cut, task), else as is
+    (the dataset then gives each cut a decoder target per task, sharing one encoder pass)."""
     missing = [p for p in paths if not Path(p).is_file()]
     if missing:
         raise FileNotFoundError(f"cut manifest not found: {missing[0]}")
     parts = [CutSet.from_file(p) for p in paths]
     cuts = parts[0] if len(parts) == 1 else combine(parts)
+    if cfg.data.multitask == "shared":
+        return cuts
     return expand_tasks(cuts, cfg.data.asr_languages, cfg.data.st_directions)
 
 

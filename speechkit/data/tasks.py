@@ -49,9 +49,10 @@ def cut_tasks(cut, asr_languages: Sequence[str], st_directions: Sequence[str]) -
     return tasks
 
 
-def target_text(cut) -> str:
-    """The decoder text for an expanded cut: the transcript (asr) or the translation (st_<tgt>)."""
-    task = (cut.custom or {}).get("task", "asr")
+def target_text(cut, task: str | None = None) -> str:
+    """The decoder text of ``task`` (default: an expanded cut's ``custom["task"]``, else asr):
+    the transcript (asr) or the translation (st_<tgt>)."""
+    task = task or (cut.custom or {}).get("task", "asr")
     sup = cut.supervisions[0]
     if task == "asr":
         return sup.text or ""

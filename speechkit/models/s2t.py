@@ -324,8 +324,12 @@ class S2TModel(nn.Module):
         ys_out: Tensor,
         ctc_targets: Tensor,
         ctc_target_lens: Tensor,
+        target_utt: Tensor | None = None,
     ) -> dict[str, Tensor]:
-        """Loss on one batch (layout in docs/design.md). Returns scalar tensors:
+        """Loss on one batch (layout in docs/design.md). ``ys_in``/``ys_out`` are (N, L) with
+        ``target_utt`` (N,) naming the utterance each decoder target belongs to, so several
+        tasks (transcript, translations) share one encoder pass; None means N == B, row i of
+        the targets belongs to utterance i. Returns scalar tensors:
 
         ``loss_att``: label-smoothed cross-entropy, mean over non-ignored target tokens;
         ``loss_ctc``: CTC loss summed over the batch, divided by the total number of CTC target
@@ -334,7 +338,10 @@ class S2TModel(nn.Module):
         ``acc``: next-token accuracy over non-ignored tokens; ``num_tokens``: their count.
         """
         enc, enc_lens = self.encode(feats, feat_lens)
-        logits = self.decode(ys_in, enc, enc_lens)
+        if target_utt is None:
+            logits = self.decode(ys_in, enc, enc_lens)
+        else:
+            logits = self.decode(ys_in, enc[target_utt], enc_lens[target_utt])
         loss_att, acc, num_tokens = self._attention_loss(logits, ys_out)
         w = self.cfg.ctc_weight
         if w > 0:

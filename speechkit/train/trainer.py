@@ -65,6 +65,8 @@ MODEL_INPUTS = (
     "ctc_targets",
     "ctc_target_lens",
 )
+# Batch keys passed by name when the batch has them (targets sharing an encoder pass).
+OPTIONAL_INPUTS = ("target_utt",)
 # Config keys that may change between a run and its resumption.
 RESUMABLE_KEYS = frozenset(
     {"trainer.max_epochs", "trainer.max_steps", "trainer.max_minutes"}
@@ -316,10 +318,11 @@ class Trainer:
 
     def _forward(self, batch: dict) -> dict[str, torch.Tensor]:
         inputs = [batch[k].to(self.device, non_blocking=True) for k in MODEL_INPUTS]
+        extra = {k: batch[k].to(self.device) for k in OPTIONAL_INPUTS if batch.get(k) is not None}
         with torch.autocast(
             self.device.type, self.amp_dtype, enabled=self.amp_dtype is not None
         ):
-            return self.model(*inputs)
+            return self.model(*inputs, **extra)
 
     def _update(self, sums: Counter, bar: tqdm) -> None:
         """Clips, steps optimiser and schedule, logs, and validates when due."""

@@ -56,14 +56,14 @@ def _make_cut(tmp_path, name, lang, text, seconds=0.5, sr=16000, channels=1, **c
 
 
 def _cfg(**kw):
-    return DataConfig(
+    defaults = dict(
         features=FeatureConfig(n_mels=40),
         specaug=SpecAugConfig(enabled=False),
         sampler=SamplerConfig(max_duration=10.0, max_cut_duration=5.0, shuffle=False),
         asr_languages=["eng", "deu"],
         st_directions=["eng-deu", "deu-eng"],
-        **kw,
     )
+    return DataConfig(**{**defaults, **kw})
 
 
 def test_batch_layout(tok, tmp_path):
@@ -95,7 +95,8 @@ def test_batch_layout(tok, tmp_path):
         assert ys_out[i, n - 1] == tok.eos_id  # ... then <eos>
         assert (ys_in[i, n:] == tok.eos_id).all()  # padded with eos
         assert tok.decode(ys_out[i, 3 : n - 1].tolist()) == targets[i]
-        assert batch["context"]["task"][i] == task
+        assert batch["tasks"][i] == task
+    assert batch["target_utt"].tolist() == [0, 1, 2]  # expanded cuts: one target each
 
     ctc, ctc_lens = batch["ctc_targets"], batch["ctc_target_lens"]
     for i, text in enumerate([TEXTS["eng"], TEXTS["eng"], TEXTS["deu"]]):
@@ -108,6 +109,27 @@ def test_batch_layout(tok, tmp_path):
     assert ctx["event"] == ["clean", "clean", "music"]
     assert ctx["snr_db"].dtype == torch.float32
     assert torch.isnan(ctx["snr_db"][:2]).all() and ctx["snr_db"][2] == 5.0
+
+
+def test_shared_multitask_batch_has_one_row_per_cut_and_a_target_per_task(tok, tmp_path):
+    cuts = CutSet.from_cuts(
+        [
+            _make_cut(tmp_path, "a", "eng", TEXTS["eng"], seconds=0.5),
+            _make_cut(tmp_path, "b", "deu", TEXTS["deu"], seconds=0.8),
+        ]
+    )
+    cfg = _cfg(st_directions=["eng-deu"])  # "b" (German) has no configured ST direction
+    batch = S2TDataset(tok, cfg, train=False)[cuts]
+    assert batch["cut_ids"] == ["a", "b"] and batch["feats"].shape[0] == 2
+    assert batch["tasks"] == ["asr", "st_deu", "asr"]
+    assert batch["target_utt"].tolist() == [0, 0, 1]
+    assert batch["ys_in"].shape[0] == 3 and batch["ctc_targets"].shape[0] == 2
+    for row, (lang, task, text) in enumerate(
+        [("eng", "asr", TEXTS["eng"]), ("eng", "st_deu", TEXTS["deu"]), ("deu", "asr", TEXTS["deu"])]
+    ):
+        n = int((batch["ys_out"][row] != IGNORE_ID).sum())
+        assert batch["ys_in"][row, :4].tolist() == tok.sot_sequence(lang, task)
+        assert tok.decode(batch["ys_out"][row, 3 : n - 1].tolist()) == text
 
 
 def test_bad_cuts_are_skipped_and_counted(tok, tmp_path, caplog):
@@ -149,8 +171,11 @@ def test_prompt(tok, tmp_path):
     assert (
         tok.decode(ys_out[0, k : n - 1].tolist()) == TEXTS["deu"] and ys_out[0, n - 1] == tok.eos_id
     )
-    # Alone in its batch with no prev_text, the English cut gets no prompt.
-    assert ys_in[1, 0] == tok.sos_id
+    # Every target of the German cut carries its prompt; alone in its batch with no prev_text,
+    # the English cut gets none.
+    utt = batch["target_utt"]
+    assert (ys_in[utt == 0, 0] == tok.sop_id).all()
+    assert (ys_in[utt == 1, 0] == tok.sos_id).all()
 
     # Evaluation never prompts.
     assert (

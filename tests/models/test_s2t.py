@@ -215,3 +215,22 @@ def test_zero_length_utterance_is_finite():
     feat_lens = torch.tensor([41, 5])  # second one is shorter than one output frame
     out = model(feats, feat_lens, *rest)
     assert torch.isfinite(out["loss"])
+
+
+def test_shared_encoder_targets_match_duplicated_utterances():
+    """Targets that share an utterance's encoder pass (target_utt) get the same decoder loss
+    as if the utterance had been repeated once per target."""
+    model = tiny_model(encoder_type="transformer")
+    feats, feat_lens, ys_in, ys_out, ctc, ctc_lens = make_batch()
+    target_utt = torch.tensor([0, 1, 0])
+    ys_in3 = torch.cat([ys_in, ys_in[:1].flip(1)])
+    ys_out3 = torch.cat([ys_out, ys_out[:1].flip(1)])
+    with torch.no_grad():
+        shared = model(feats, feat_lens, ys_in3, ys_out3, ctc, ctc_lens, target_utt)
+        repeated = model(
+            feats[target_utt], feat_lens[target_utt], ys_in3, ys_out3,
+            ctc[target_utt], ctc_lens[target_utt],
+        )  # fmt: skip
+    torch.testing.assert_close(shared["loss_att"], repeated["loss_att"])
+    torch.testing.assert_close(shared["acc"], repeated["acc"])
+    assert shared["num_tokens"] == repeated["num_tokens"]

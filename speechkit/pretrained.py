@@ -2,7 +2,8 @@
 
 Layout (docs/design.md "Checkpoints and packed models")::
 
-    config.yaml       {model: S2TConfig, features: FeatureConfig}
+    config.yaml       {model: S2TConfig, features: FeatureConfig,
+                       tasks: {asr_languages: [...], st_directions: [...]}  (what it was trained on)}
     model.pt          state_dict, float32
     tokenizer.model   sentencepiece model
     tokenizer.json    languages, tasks, special tokens
@@ -51,6 +52,14 @@ logger = logging.getLogger(__name__)
 CONFIG_FILE, MODEL_FILE, META_FILE = "config.yaml", "model.pt", "meta.json"
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json")
 PACKED_FILES = (CONFIG_FILE, MODEL_FILE, *TOKENIZER_FILES)
+_TASK_KEYS = ("asr_languages", "st_directions")
+
+
+def _tasks_of(section: dict | None) -> dict | None:
+    """The trained-task lists of a data config (or packed ``tasks``) section, if present."""
+    if not section or any(k not in section for k in _TASK_KEYS):
+        return None
+    return {k: list(section[k]) for k in _TASK_KEYS}
 
 
 class PackedModelError(RuntimeError):
@@ -60,12 +69,14 @@ class PackedModelError(RuntimeError):
 @dataclass
 class Pretrained:
     """A ready-to-use model: ``model`` (eval mode, on the requested device), its tokenizer,
-    the features it was trained on, and its config."""
+    the features it was trained on, its config, and the tasks it was trained for
+    (``{"asr_languages": [...], "st_directions": ["eng-deu", ...]}``; None if unknown)."""
 
     model: nn.Module
     tokenizer: Tokenizer
     features: FeatureConfig
     config: S2TConfig
+    tasks: dict | None = None
 
 
 def _sha256(path: Path) -> str:
@@ -83,6 +94,7 @@ def save_pretrained(
     out_dir: str | Path,
     source: str = "",
     model_cfg: S2TConfig | None = None,
+    tasks: dict | None = None,
 ) -> Path:
     """Writes a packed model directory; ``model_cfg`` defaults to ``model.cfg``.
 
@@ -94,6 +106,8 @@ def save_pretrained(
     (out / META_FILE).unlink(missing_ok=True)
     model_cfg = model_cfg if model_cfg is not None else model.cfg
     config = {"model": to_dict(model_cfg), "features": to_dict(features_cfg)}
+    if tasks is not None:
+        config["tasks"] = {k: list(tasks[k]) for k in _TASK_KEYS}
     (out / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
     state = {
         k: v.detach().cpu().float() if v.is_floating_point() else v.detach().cpu()
@@ -111,7 +125,7 @@ def save_pretrained(
     return out
 
 
-def _from_checkpoint(path: Path) -> tuple[S2TConfig, FeatureConfig, Tokenizer, dict]:
+def _from_checkpoint(path: Path) -> tuple[S2TConfig, FeatureConfig, Tokenizer, dict, dict | None]:
     """Config, features, tokenizer and weights from a training checkpoint (or model_avg.pt)."""
     from speechkit.train.checkpoint import (
         load_checkpoint,
@@ -120,30 +134,27 @@ def _from_checkpoint(path: Path) -> tuple[S2TConfig, FeatureConfig, Tokenizer, d
     ckpt = load_checkpoint(path)
     for key in ("config", "tokenizer", "model"):
         if not ckpt.get(key):
-            raise PackedModelError(
-                f"{path}: not a speechkit training checkpoint (no '{key}')"
-            )
+            raise PackedModelError(f"{path}: not a speechkit training checkpoint (no '{key}')")
     config = ckpt["config"]
     model_cfg = from_dict(S2TConfig, config["model"], source=f"{path}:config.model")
-    features = from_dict(
-        FeatureConfig, config["data"]["features"], source=f"{path}:features"
-    )
+    features = from_dict(FeatureConfig, config["data"]["features"], source=f"{path}:features")
     return (
         model_cfg,
         features,
         Tokenizer.from_state_dict(ckpt["tokenizer"]),
         ckpt["model"],
+        _tasks_of(config["data"]),
     )
 
 
 def pack(checkpoint_path: str | Path, out_dir: str | Path) -> Path:
     """Packs a training checkpoint (e.g. ``exp/run/model_avg.pt``) into ``out_dir``."""
     checkpoint_path = Path(checkpoint_path)
-    model_cfg, features, tokenizer, state = _from_checkpoint(checkpoint_path)
+    model_cfg, features, tokenizer, state, tasks = _from_checkpoint(checkpoint_path)
     model = build_model(model_cfg)
     model.load_state_dict(state)
     return save_pretrained(
-        model, tokenizer, features, out_dir, str(checkpoint_path), model_cfg
+        model, tokenizer, features, out_dir, str(checkpoint_path), model_cfg, tasks
     )
 
 
@@ -170,25 +181,23 @@ def _verify(directory: Path) -> None:
             )
 
 
-def _from_packed(directory: Path) -> tuple[S2TConfig, FeatureConfig, Tokenizer, dict]:
+def _from_packed(directory: Path) -> tuple[S2TConfig, FeatureConfig, Tokenizer, dict, dict | None]:
     _verify(directory)
     config = yaml.safe_load((directory / CONFIG_FILE).read_text()) or {}
     source = str(directory / CONFIG_FILE)
     model_cfg = from_dict(S2TConfig, config.get("model"), source=f"{source}:model")
-    features = from_dict(
-        FeatureConfig, config.get("features"), source=f"{source}:features"
-    )
+    features = from_dict(FeatureConfig, config.get("features"), source=f"{source}:features")
     state = torch.load(directory / MODEL_FILE, map_location="cpu", weights_only=True)
-    return model_cfg, features, Tokenizer.load(directory), state
+    return model_cfg, features, Tokenizer.load(directory), state, _tasks_of(config.get("tasks"))
 
 
 def load_pretrained(path: str | Path, device: str | torch.device = "cpu") -> Pretrained:
     """Loads a packed directory or a training checkpoint ``.pt`` (see module docstring)."""
     path = Path(path)
     if path.is_dir():
-        model_cfg, features, tokenizer, state = _from_packed(path)
+        model_cfg, features, tokenizer, state, tasks = _from_packed(path)
     elif path.is_file():
-        model_cfg, features, tokenizer, state = _from_checkpoint(path)
+        model_cfg, features, tokenizer, state, tasks = _from_checkpoint(path)
     else:
         raise FileNotFoundError(f"no packed model directory or checkpoint at {path}")
     if model_cfg.vocab_size != tokenizer.vocab_size:
@@ -200,5 +209,5 @@ def load_pretrained(path: str | Path, device: str | torch.device = "cpu") -> Pre
     model.load_state_dict(state)
     model.to(device).eval()
     return Pretrained(
-        model=model, tokenizer=tokenizer, features=features, config=model_cfg
+        model=model, tokenizer=tokenizer, features=features, config=model_cfg, tasks=tasks
     )

@@ -6,8 +6,9 @@ Usage::
         [--tasks auto|asr|st_deu,...] [--beam-size 5] [--ctc-weight 0.3] [--batch-duration 200] \\
         [--device auto] [--max-utts N]
 
-``--tasks auto`` decodes ASR in each cut's language and ST into every other language that the cut
-has a translation for and that the tokenizer has an ``<st_lang>`` token for. Output, one directory
+``--tasks auto`` decodes the tasks the model was trained for (ASR languages and ST directions
+recorded in its config) that the cut has a reference for; for a model without that record, ASR
+and ST into every language the cut has a translation for and the tokenizer has a token for. Output, one directory
 per task and direction (``DIR/asr_eng/``, ``DIR/st_eng-deu/``)::
 
     hyp.txt  ref.txt   Kaldi style: "<cut_id> <text>" per line
@@ -33,6 +34,7 @@ import torch
 from tqdm import tqdm
 
 from speechkit.config import ConfigError, to_dict
+from speechkit.data.tasks import cut_tasks
 from speechkit.decode import DecodeOptions, SpecialIds, beam_search, greedy_search
 
 logger = logging.getLogger("speechkit.bin.decode")
@@ -69,8 +71,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def cut_items(cut, index: int, tasks: list[str] | None, tok) -> list[Item]:
-    """The (task, direction) items of one cut; ``tasks`` None means auto (see module doc)."""
+def cut_items(
+    cut, index: int, tasks: list[str] | None, tok, trained: dict | None = None
+) -> list[Item]:
+    """The (task, direction) items of one cut; ``tasks`` None means auto (see module doc):
+    the tasks the model was trained for (``trained``) where known, else every task of the
+    tokenizer that the cut has a reference for."""
     if not cut.supervisions or cut.supervisions[0].language not in tok.languages:
         logger.warning("skipping cut %s: no supervision in a language of the model", cut.id)
         return []
@@ -78,7 +84,9 @@ def cut_items(cut, index: int, tasks: list[str] | None, tok) -> list[Item]:
     src = sup.language
     translations = (sup.custom or {}).get("translations") or {}
     wanted = tasks
-    if wanted is None:
+    if wanted is None and trained is not None:
+        wanted = cut_tasks(cut, trained["asr_languages"], trained["st_directions"])
+    elif wanted is None:
         wanted = ["asr"] + [f"st_{t}" for t in sorted(translations) if f"st_{t}" in tok.tasks]
     items = []
     for task in wanted:
@@ -224,7 +232,7 @@ def run(args: argparse.Namespace) -> dict:
     bar = tqdm(total=round(sum(c.duration for c in cuts)), unit="s", desc="decode (audio s)")
     for batch in make_batches(cuts, args.batch_duration):
         ok, feats, feat_lens = load_features(batch, logmel, pre.features.sample_rate, skipped)
-        items = [it for i, c in enumerate(ok) for it in cut_items(c, i, tasks, tok)]
+        items = [it for i, c in enumerate(ok) for it in cut_items(c, i, tasks, tok, pre.tasks)]
         if items:
             for it, hyp, score in decode_items(pre, feats, feat_lens, items, opts, device):
                 results[it.subdir].append((it, hyp, score))

@@ -12,7 +12,7 @@ import logging
 import sys
 
 from speechkit.config import ConfigError
-from speechkit.data.phrasebook.prepare import PrepareConfig, prepare_phrasebook
+from speechkit.data.phrasebook.prepare import PIPER_MODES, PrepareConfig, prepare_phrasebook
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -26,6 +26,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--snr-min", type=float, default=5.0, help="lowest SNR in dB")
     parser.add_argument("--snr-max", type=float, default=20.0, help="highest SNR in dB")
+    parser.add_argument(
+        "--piper",
+        choices=PIPER_MODES,
+        default="auto",
+        help="Piper English voice: auto = use it when installed, on = require it, off = never",
+    )
     return parser.parse_args(argv)
 
 
@@ -43,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             languages=[lang.strip() for lang in args.languages.split(",") if lang.strip()],
             snr_min_db=args.snr_min,
             snr_max_db=args.snr_max,
+            piper=args.piper,
         )
         prepare_phrasebook(cfg)
     except (ConfigError, RuntimeError) as e:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import math
 import sys
@@ -53,10 +54,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--set",
         dest="overrides",
-        nargs="*",
+        nargs="+",
+        action="extend",
         default=[],
         metavar="KEY=VALUE",
-        help="config overrides, e.g. optim.lr=5e-4 trainer.max_epochs=3",
+        help="config overrides, e.g. --set optim.lr=5e-4 trainer.max_epochs=3 (repeatable)",
     )
     return p.parse_args(argv)
 
@@ -136,6 +138,12 @@ def train(args: argparse.Namespace, out: Path) -> int:
     cfg = with_vocab(
         load_experiment_config(args.config, args.overrides), tokenizer, args.config
     )
+    marker = out / "train_done.json"
+    if args.resume and marker.is_file():
+        done = json.loads(marker.read_text())
+        if done.get("config") == to_dict(cfg):
+            logger.info("skip: %s finished training with this config (%s)", out, marker)
+            return 0
     save_config(cfg, out / "config.yaml")
 
     train_cuts = load_cuts(args.train_cuts, cfg)
@@ -169,6 +177,9 @@ def train(args: argparse.Namespace, out: Path) -> int:
         return 130
     logger.info("training finished: %s", summary)
     average_best(out, cfg.trainer.average_best)
+    # A time budget or Ctrl-C leaves the run resumable; only a finished schedule is final.
+    if str(summary.get("stop_reason")).startswith(("max_steps", "max_epochs")):
+        marker.write_text(json.dumps({"summary": summary, "config": to_dict(cfg)}, indent=1))
     return 0
 
 

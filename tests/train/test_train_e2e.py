@@ -90,3 +90,13 @@ def test_resume_with_changed_model_is_refused(tiny_corpus, tmp_path):
 def test_vocab_size_that_contradicts_the_tokenizer_is_an_error(tiny_corpus, tmp_path):
     with pytest.raises(ConfigError, match="vocab_size is 7"):
         run(tiny_corpus, tmp_path / "exp", "model.vocab_size=7")
+
+
+def test_repeated_set_flags_accumulate():
+    from speechkit.bin.train import parse_args
+
+    args = parse_args(
+        ["--config", "c.yaml", "--train-cuts", "a", "--tokenizer", "t", "--out", "o"]
+        + ["--set", "optim.lr=1", "--set", "model.d_model=8", "trainer.seed=3"]
+    )
+    assert args.overrides == ["optim.lr=1", "model.d_model=8", "trainer.seed=3"]

@@ -7,6 +7,10 @@ Layout of ``out_dir`` (all audio 16 kHz mono FLAC)::
     stats.json          utterances, hours, speakers, languages and events per split
     prepare_args.json   the arguments of the build; written last, so it marks a complete build
 
+English is spoken by espeak-ng voices and, with ``piper`` (``auto``: when installed), also by the
+Piper voice (see ``voices.PIPER_SPEAKERS``); whether Piper was used is part of
+``prepare_args.json``, so switching it rebuilds.
+
 Splits: ``train`` (train speakers, seen sentences), ``dev`` (dev speakers, seen sentences),
 ``test_seen`` (test speakers reading sentences that occur in ``train``) and ``test_novel`` (test
 speakers, sentences that never occur in ``train`` or ``dev``). Everything is a pure function of
@@ -40,9 +44,11 @@ from speechkit.data.phrasebook.grammar import (
 )
 from speechkit.data.phrasebook.voices import (
     SAMPLE_RATE,
+    PiperSpeaker,
     Speaker,
     find_espeak,
     make_speakers,
+    piper_missing,
     synthesize,
 )
 
@@ -59,11 +65,16 @@ SPEAKER_POOL = {
 }
 MEAN_UTTERANCE_S = 1.95  # measured on the default build (1.93 s); only plans how many to make
 MANIFEST_KINDS = ("recordings", "supervisions", "cuts")
+PIPER_MODES = ("auto", "on", "off")
 
 
 @dataclass
 class PrepareConfig:
-    """What to build. ``hours``: total audio over all splits (train gets 85 %)."""
+    """What to build. ``hours``: total audio over all splits (train gets 85 %).
+
+    ``piper``: ``auto`` adds the Piper English speakers when the Piper packages are installed,
+    ``on`` requires them, ``off`` uses espeak-ng only. Ignored without ``eng`` in ``languages``.
+    """
 
     out_dir: str
     hours: float = 1.0
@@ -73,6 +84,7 @@ class PrepareConfig:
     snr_min_db: float = 5.0
     snr_max_db: float = 20.0
     novel_fraction: float = 0.1
+    piper: str = "auto"
 
     def __post_init__(self):
         if not self.hours > 0:
@@ -86,11 +98,27 @@ class PrepareConfig:
             )
         if not self.snr_min_db <= self.snr_max_db:
             raise ConfigError(f"snr_min_db {self.snr_min_db} > snr_max_db {self.snr_max_db}")
+        if self.piper not in PIPER_MODES:
+            raise ConfigError(f"piper must be one of {list(PIPER_MODES)}, got {self.piper!r}")
+
+    def uses_piper(self) -> bool:
+        """Whether the build adds Piper speakers; RuntimeError for ``on`` when Piper is missing."""
+        if self.piper == "off" or "eng" not in self.languages:
+            return False
+        missing = piper_missing()
+        if missing and self.piper == "on":
+            raise RuntimeError(f"--piper on, but {missing}")
+        return missing is None
 
     def build_args(self) -> dict:
-        """The arguments that determine the corpus (``num_jobs`` and ``out_dir`` do not)."""
+        """The arguments that determine the corpus (``num_jobs`` and ``out_dir`` do not).
+
+        ``piper`` is recorded as resolved (True/False), not as asked for: ``auto`` gives a
+        different corpus depending on what is installed.
+        """
         args = asdict(self)
         del args["num_jobs"], args["out_dir"]
+        args["piper"] = self.uses_piper()
         return {"format_version": FORMAT_VERSION, **args}
 
 
@@ -101,7 +129,7 @@ class Utterance:
     utt_id: str
     split: str
     index: int
-    speaker: Speaker
+    speaker: Speaker | PiperSpeaker
     sentence_id: str
     event: str
     snr_db: float | None
@@ -131,7 +159,7 @@ def _num_utterances(cfg: PrepareConfig, split: str) -> int:
 
 def plan_corpus(cfg: PrepareConfig) -> list[Utterance]:
     """Every utterance of the corpus, split by split, languages round-robin."""
-    speakers = make_speakers(cfg.languages, cfg.seed)
+    speakers = make_speakers(cfg.languages, cfg.seed, piper=cfg.uses_piper())
     sentences = split_sentences(cfg.seed, cfg.novel_fraction)
     train_ids: set[str] = set()
     plan = []
@@ -166,7 +194,7 @@ def _babble_sources(plan: list[Utterance], utt: Utterance, rng: random.Random) -
 
 
 # ---- workers (module level so that process pools can pickle them) ----------------------------
-def _synth_job(job: tuple[str, Speaker, str]) -> np.ndarray:
+def _synth_job(job: tuple[str, Speaker | PiperSpeaker, str]) -> np.ndarray:
     text, speaker, espeak = job
     return synthesize(text, speaker, espeak)
 
@@ -321,12 +349,25 @@ def _mix_jobs(cfg: PrepareConfig, out_dir: Path, plan: list[Utterance], speech: 
 
 
 # ---- the build -------------------------------------------------------------------------------
+def _log_piper_choice(cfg: PrepareConfig) -> None:
+    """One log line saying whether English gets the Piper voice, and why not if it does not."""
+    if cfg.uses_piper():
+        logger.info("phrasebook: Piper English voice installed; adding Piper speakers")
+    elif cfg.piper == "off":
+        logger.info("phrasebook: Piper disabled (--piper off); espeak-ng voices only")
+    elif "eng" not in cfg.languages:
+        logger.info("phrasebook: no English in %s; Piper not used", cfg.languages)
+    else:
+        logger.info("phrasebook: Piper not used: %s", piper_missing())
+
+
 def prepare_phrasebook(cfg: PrepareConfig) -> dict:
     """Builds the corpus in ``cfg.out_dir`` (or skips when a complete identical build is there).
 
     Returns the stats dict written to ``stats.json``.
     """
     out_dir = Path(cfg.out_dir).resolve()
+    _log_piper_choice(cfg)
     if is_complete(out_dir, cfg):
         logger.info("phrasebook corpus in %s is complete for these arguments; skipping", out_dir)
         return json.loads((out_dir / "stats.json").read_text())

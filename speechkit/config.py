@@ -97,6 +97,12 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
             for k, v in value.items()
         }
     if tp is float:
+        if isinstance(value, str):
+            # PyYAML (YAML 1.1) reads "1e-3" (no dot) as a string; accept it as the number it is.
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)

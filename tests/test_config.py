@@ -78,6 +78,14 @@ def test_round_trip_and_overrides(tmp_path):
     assert to_dict(load_config(Outer, path)) == to_dict(cfg)
 
 
+def test_exponent_without_dot_is_a_float(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("inner:\n  rate: 5e-3\n")  # PyYAML reads this as a string
+    assert load_config(Outer, path).inner.rate == 0.005
+    with pytest.raises(ConfigError):
+        from_dict(Outer, {"inner": {"rate": "fast"}})
+
+
 def test_bad_override_form():
     with pytest.raises(ConfigError):
         apply_overrides({}, ["no_equals_sign"])

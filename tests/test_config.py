@@ -1,11 +1,18 @@
 """Tests for the strict YAML -> dataclass loader."""
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal
 
 import pytest
 
-from speechkit.config import ConfigError, apply_overrides, from_dict, load_config, save_config, to_dict
+from speechkit.config import (
+    ConfigError,
+    apply_overrides,
+    from_dict,
+    load_config,
+    save_config,
+    to_dict,
+)
 
 
 @dataclass
@@ -25,7 +32,7 @@ class Outer:
     inner: Inner = field(default_factory=Inner)
     langs: list[str] = field(default_factory=lambda: ["eng"])
     betas: tuple[float, float] = (0.9, 0.98)
-    limit: Optional[float] = None
+    limit: float | None = None
 
 
 def test_nested_values_and_defaults():

@@ -13,6 +13,7 @@ duration stays under ``max_duration`` seconds, and both support ``state_dict()``
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import warnings
 from collections.abc import Sequence
@@ -136,9 +137,15 @@ def build_sampler(
 
 def _make(cuts: CutSet, cfg: SamplerConfig, common: dict):
     if cfg.bucketing:
+        # lhotse needs a cut per bucket; a tiny (e.g. dev) set gets fewer buckets. Counting
+        # only up to num_buckets keeps this cheap for large lazy manifests.
+        available = sum(1 for _ in itertools.islice(cuts, cfg.num_buckets))
+        num_buckets = max(1, min(cfg.num_buckets, available))
+        if num_buckets < cfg.num_buckets:
+            logger.info("only %d cuts: using %d duration buckets", available, num_buckets)
         return DynamicBucketingSampler(
             cuts,
-            num_buckets=cfg.num_buckets,
+            num_buckets=num_buckets,
             buffer_size=cfg.buffer_size,
             num_cuts_for_bins_estimate=min(cfg.buffer_size, 10000),
             **common,

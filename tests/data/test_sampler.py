@@ -109,3 +109,13 @@ def test_distributed_ranks_are_disjoint():
 def test_config_validation():
     with pytest.raises(ConfigError, match="max_cut_duration"):
         from_dict(SamplerConfig, {"max_duration": 10.0, "max_cut_duration": 30.0})
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_fewer_cuts_than_buckets_still_samples_every_cut(tmp_path, lazy):
+    cuts = CutSet.from_cuts(dummy_cut(i, duration=1.0 + i) for i in range(3))
+    if lazy:
+        cuts.to_file(tmp_path / "c.jsonl.gz")
+        cuts = CutSet.from_jsonl_lazy(tmp_path / "c.jsonl.gz")
+    sampler = build_sampler(cuts, SamplerConfig(max_duration=100.0, num_buckets=10), seed=0)
+    assert sorted(c.id for batch in sampler for c in batch) == sorted(c.id for c in cuts)

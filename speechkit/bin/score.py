@@ -95,7 +95,9 @@ def format_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
-def markdown_section(title: str, command: str, scores: list[dict]) -> str:
+def markdown_section(
+    title: str, command: str, scores: list[dict], decode_stats: dict | None = None
+) -> str:
     header, rows = table_rows(scores)
     lines = [f"## {title}", "", "| " + " | ".join(header) + " |"]
     lines.append("|" + "|".join("---" for _ in header) + "|")
@@ -103,6 +105,7 @@ def markdown_section(title: str, command: str, scores: list[dict]) -> str:
     lines += [
         "",
         *provenance_lines(command),
+        *_decode_lines(decode_stats),
         "- WER/CER on normalised text (NFKC, lower-case, no punctuation); BLEU/chrF by sacrebleu",
         "  (cased 13a, and lower-cased without punctuation).",
         "",
@@ -117,6 +120,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--title", default=None, help="section title (default: the decode dir)")
     p.add_argument("--command", default=None, help="command to cite (default: this command)")
     return p.parse_args(argv)
+
+
+def _decode_lines(stats: dict | None) -> list[str]:
+    """What ``speechkit.bin.decode`` recorded: its model, options and speed."""
+    if not stats:
+        return []
+    opts = stats.get("options", {})
+    return [
+        f"- decoded `{stats.get('model')}` on {stats.get('device')}: beam {opts.get('beam_size')},"
+        f" CTC weight {opts.get('ctc_weight')}, RTFx {stats.get('rtfx', 0):.1f}"
+        f" ({stats.get('audio_seconds', 0):.0f} s of audio, all tasks of each cut)",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.results_md:
         argv_used = sys.argv[1:] if argv is None else argv
         command = args.command or shlex.join(["python", "-m", "speechkit.bin.score", *argv_used])
-        section = markdown_section(args.title or str(root), command, scores)
+        stats_path = root / "decode_stats.json"
+        stats = json.loads(stats_path.read_text()) if stats_path.is_file() else None
+        section = markdown_section(args.title or str(root), command, scores, stats)
         update_markdown(Path(args.results_md), args.title or str(root), section)
         logger.info("wrote section %r to %s", args.title or str(root), args.results_md)
     return 0

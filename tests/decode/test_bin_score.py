@@ -82,3 +82,13 @@ def test_results_md_section_replaced_in_place(decode_dir, tmp_path):
 
 def test_empty_dir_is_an_error(tmp_path):
     assert score.main(["--decode-dir", str(tmp_path)]) == 2
+
+
+def test_results_md_cites_the_decoding_run(decode_dir, tmp_path):
+    stats = {"model": "exp/m/model_avg.pt", "device": "cpu", "rtfx": 42.0,
+             "audio_seconds": 10.0, "options": {"beam_size": 5, "ctc_weight": 0.3}}  # fmt: skip
+    (decode_dir / "decode_stats.json").write_text(json.dumps(stats))
+    md = tmp_path / "RESULTS.md"
+    assert score.main(["--decode-dir", str(decode_dir), "--results-md", str(md)]) == 0
+    line = next(ln for ln in md.read_text().splitlines() if ln.startswith("- decoded"))
+    assert "exp/m/model_avg.pt" in line and "beam 5" in line and "RTFx 42.0" in line

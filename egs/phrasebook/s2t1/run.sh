@@ -31,6 +31,8 @@ while [ $# -gt 0 ]; do
 done
 
 log() { echo "[$(date '+%H:%M:%S')] (run.sh) $*"; }
+# How to reproduce what this run writes into $results (recorded next to each figure).
+repro="cd egs/phrasebook/s2t1 && ./run.sh --config $config --hours $hours --seed $seed --exp $exp --beam $beam --ctc_weight $ctc_weight${train_args:+ --train_args '$train_args'}"
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   log "stage 1: generate the phrasebook corpus ($hours h) in $data"
@@ -59,9 +61,9 @@ fi
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   log "stage 5: score and write RESULTS.md"
   python -m speechkit.bin.score --decode-dir $exp/decode_test_seen --results-md $results \
-    --title "$exp: test_seen (unseen speakers, sentences seen in training)"
+    --title "$exp: test_seen (unseen speakers, sentences seen in training)" --command "$repro"
   python -m speechkit.bin.score --decode-dir $exp/decode_test_novel --results-md $results \
-    --title "$exp: test_novel (unseen speakers, sentences never seen in training)"
+    --title "$exp: test_novel (unseen speakers, sentences never seen in training)" --command "$repro"
 fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then

@@ -58,9 +58,7 @@ def parts():
 def outputs(model, tok) -> torch.Tensor:
     torch.manual_seed(1)
     feats, lens = torch.randn(2, 40, 16), torch.tensor([40, 31])
-    ys = torch.tensor(
-        [tok.sot_sequence("eng", "asr"), tok.sot_sequence("deu", "st_deu")]
-    )
+    ys = torch.tensor([tok.sot_sequence("eng", "asr"), tok.sot_sequence("deu", "st_deu")])
     enc, enc_lens = model.encode(feats, lens)
     return model.decode(ys, enc, enc_lens)
 
@@ -110,9 +108,7 @@ def test_pack_and_load_give_identical_outputs(parts, tmp_path):
 
 def test_corrupt_or_incomplete_packed_dirs_are_refused(parts, tmp_path):
     tok, cfg, model, features = parts
-    out = save_pretrained(
-        model, tok, features, tmp_path / "p", source="test", model_cfg=cfg
-    )
+    out = save_pretrained(model, tok, features, tmp_path / "p", source="test", model_cfg=cfg)
     with open(out / "model.pt", "ab") as f:
         f.write(b"\0")
     with pytest.raises(PackedModelError, match="model.pt: sha256 does not match"):
@@ -132,6 +128,4 @@ def test_packed_weights_are_float32(parts, tmp_path):
     half = build_model(cfg).to(torch.bfloat16)
     out = save_pretrained(half, tok, features, tmp_path / "p", model_cfg=cfg)
     state = torch.load(out / "model.pt", weights_only=True)
-    assert all(
-        v.dtype == torch.float32 for v in state.values() if v.is_floating_point()
-    )
+    assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())

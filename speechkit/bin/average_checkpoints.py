@@ -19,16 +19,10 @@ logger = logging.getLogger("speechkit.bin.average_checkpoints")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--exp", help="experiment directory (uses EXP/checkpoints)")
-    p.add_argument(
-        "--best", type=int, default=5, help="how many best checkpoints (with --exp)"
-    )
-    p.add_argument(
-        "--inputs", nargs="+", help="explicit checkpoint files, oldest first"
-    )
+    p.add_argument("--best", type=int, default=5, help="how many best checkpoints (with --exp)")
+    p.add_argument("--inputs", nargs="+", help="explicit checkpoint files, oldest first")
     p.add_argument("--out", help="output file (default: EXP/model_avg.pt)")
     args = p.parse_args(argv)
     if bool(args.exp) == bool(args.inputs):
@@ -41,9 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     if args.inputs:
         paths = [Path(p) for p in args.inputs]

@@ -18,21 +18,13 @@ logger = logging.getLogger("speechkit.bin.pack_model")
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
-    )
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
-    p.add_argument(
-        "--checkpoint", required=True, help="training checkpoint or model_avg.pt"
-    )
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="training checkpoint or model_avg.pt")
     p.add_argument("--out", required=True, help="output directory")
     args = p.parse_args(argv)
     out = pack(args.checkpoint, args.out)
-    load_pretrained(
-        out
-    )  # verify checksums and that the weights load before reporting success
+    load_pretrained(out)  # verify checksums and that the weights load before reporting success
     logger.info("packed %s -> %s", args.checkpoint, out)
     return 0
 

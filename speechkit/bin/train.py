@@ -34,23 +34,13 @@ logger = logging.getLogger("speechkit.bin.train")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--config", required=True, help="experiment YAML (conf/...)")
-    p.add_argument(
-        "--train-cuts", required=True, nargs="+", help="lhotse cut manifest(s)"
-    )
-    p.add_argument(
-        "--dev-cuts", nargs="+", default=[], help="validation cut manifest(s)"
-    )
-    p.add_argument(
-        "--tokenizer", required=True, help="directory written by train_tokenizer"
-    )
+    p.add_argument("--train-cuts", required=True, nargs="+", help="lhotse cut manifest(s)")
+    p.add_argument("--dev-cuts", nargs="+", default=[], help="validation cut manifest(s)")
+    p.add_argument("--tokenizer", required=True, help="directory written by train_tokenizer")
     p.add_argument("--out", required=True, help="experiment directory")
-    p.add_argument(
-        "--resume", action="store_true", help="continue from the newest checkpoint"
-    )
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     p.add_argument(
         "--set",
         dest="overrides",
@@ -63,9 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def with_vocab(
-    cfg: ExperimentConfig, tokenizer: Tokenizer, source: str
-) -> ExperimentConfig:
+def with_vocab(cfg: ExperimentConfig, tokenizer: Tokenizer, source: str) -> ExperimentConfig:
     """Fills ``model.vocab_size`` from the tokenizer (a different non-zero value is an error)."""
     given = cfg.model.vocab_size
     if given not in (0, tokenizer.vocab_size):
@@ -135,9 +123,7 @@ def main(argv: list[str] | None = None) -> int:
 def train(args: argparse.Namespace, out: Path) -> int:
     """Config, data, model, training loop, then checkpoint averaging."""
     tokenizer = Tokenizer.load(args.tokenizer)
-    cfg = with_vocab(
-        load_experiment_config(args.config, args.overrides), tokenizer, args.config
-    )
+    cfg = with_vocab(load_experiment_config(args.config, args.overrides), tokenizer, args.config)
     marker = out / "train_done.json"
     if args.resume and marker.is_file():
         done = json.loads(marker.read_text())
@@ -151,14 +137,10 @@ def train(args: argparse.Namespace, out: Path) -> int:
     seed = cfg.trainer.seed
     seed_everything(seed)
     model = build_model(cfg.model)
-    train_loader, sampler = build_dataloader(
-        train_cuts, tokenizer, cfg.data, train=True, seed=seed
-    )
+    train_loader, sampler = build_dataloader(train_cuts, tokenizer, cfg.data, train=True, seed=seed)
     dev_loader = None
     if dev_cuts is not None:
-        dev_loader, _ = build_dataloader(
-            dev_cuts, tokenizer, cfg.data, train=False, seed=seed
-        )
+        dev_loader, _ = build_dataloader(dev_cuts, tokenizer, cfg.data, train=False, seed=seed)
 
     trainer = Trainer(
         model,

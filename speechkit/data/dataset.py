@@ -251,7 +251,9 @@ class S2TDataset(Dataset):
     def _decoder_tensors(self, items: list[_Item]) -> tuple[torch.Tensor, ...]:
         """(N, L) decoder inputs and targets, (N,) owning utterance; prompt and <sos> targets
         are ignored."""
-        rows = [(i, it.prompt, it.prompt + ys) for i, it in enumerate(items) for _, ys in it.targets]
+        rows = [
+            (i, it.prompt, it.prompt + ys) for i, it in enumerate(items) for _, ys in it.targets
+        ]
         length = max(len(seq) for _, _, seq in rows) - 1  # full sequences end with <eos>
         ys_in = torch.full((len(rows), length), self.tokenizer.eos_id, dtype=torch.long)
         ys_out = torch.full((len(rows), length), IGNORE_ID, dtype=torch.long)

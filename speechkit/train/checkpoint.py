@@ -83,9 +83,7 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     return path
 
 
-def load_checkpoint(
-    path: str | Path, map_location: str | torch.device = "cpu"
-) -> dict[str, Any]:
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Loads a checkpoint dict; a clear error if it is missing or unreadable.
 
     Checkpoints hold only tensors and plain Python values, so the safe ``weights_only`` loader
@@ -110,9 +108,7 @@ def list_checkpoints(ckpt_dir: str | Path) -> list[Path]:
     ckpt_dir = Path(ckpt_dir)
     if not ckpt_dir.is_dir():
         return []
-    found = [
-        (int(m.group(1)), p) for p in ckpt_dir.iterdir() if (m := _NAME.match(p.name))
-    ]
+    found = [(int(m.group(1)), p) for p in ckpt_dir.iterdir() if (m := _NAME.match(p.name))]
     return [p for _, p in sorted(found)]
 
 
@@ -138,9 +134,7 @@ def read_index(ckpt_dir: str | Path) -> dict[str, float | None]:
     return out
 
 
-def record_valid_loss(
-    ckpt_dir: str | Path, name: str, valid_loss: float | None
-) -> None:
+def record_valid_loss(ckpt_dir: str | Path, name: str, valid_loss: float | None) -> None:
     """Adds/overwrites one entry of ``index.json`` (atomically)."""
     ckpt_dir = Path(ckpt_dir)
     index = read_index(ckpt_dir)
@@ -162,25 +156,17 @@ def best_checkpoints(ckpt_dir: str | Path, n: int) -> list[Path]:
         return [ckpt_dir / name for _, name in scored[:n]]
     newest = list_checkpoints(ckpt_dir)[::-1][:n]
     if newest:
-        logger.warning(
-            "no checkpoint in %s has a valid loss; using the newest %d", ckpt_dir, n
-        )
+        logger.warning("no checkpoint in %s has a valid loss; using the newest %d", ckpt_dir, n)
     return newest
 
 
-def prune_checkpoints(
-    ckpt_dir: str | Path, keep_last: int, keep_best: int
-) -> list[Path]:
+def prune_checkpoints(ckpt_dir: str | Path, keep_last: int, keep_best: int) -> list[Path]:
     """Deletes checkpoints that are neither among the newest ``keep_last`` nor the best
     ``keep_best`` by valid loss. Returns the deleted paths."""
     ckpt_dir = Path(ckpt_dir)
     all_ckpts = list_checkpoints(ckpt_dir)
     keep = {p.name for p in all_ckpts[-keep_last:]} if keep_last > 0 else set()
-    keep |= (
-        {p.name for p in best_checkpoints(ckpt_dir, keep_best)}
-        if keep_best > 0
-        else set()
-    )
+    keep |= {p.name for p in best_checkpoints(ckpt_dir, keep_best)} if keep_best > 0 else set()
     deleted = [p for p in all_ckpts if p.name not in keep]
     for p in deleted:
         p.unlink(missing_ok=True)
@@ -210,9 +196,7 @@ def average_checkpoints(paths: list[str | Path]) -> dict[str, torch.Tensor]:
             reference = state
         elif state.keys() != reference.keys():
             diff = sorted(set(state) ^ set(reference))
-            raise ValueError(
-                f"{path}: parameter names differ from {paths[0]}: {diff[:5]}"
-            )
+            raise ValueError(f"{path}: parameter names differ from {paths[0]}: {diff[:5]}")
         for name, tensor in state.items():
             if tensor.shape != reference[name].shape:
                 raise ValueError(
@@ -268,9 +252,7 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def config_differences(
-    old: dict, new: dict, allowed: set[str] = frozenset()
-) -> list[str]:
+def config_differences(old: dict, new: dict, allowed: set[str] = frozenset()) -> list[str]:
     """Dotted keys whose values differ between two config dicts, except those in ``allowed``.
 
     Lists and tuples compare equal when their items do (YAML turns tuples into lists).
@@ -281,7 +263,5 @@ def config_differences(
         return [norm(x) for x in v] if isinstance(v, (list, tuple)) else v
 
     return sorted(
-        k
-        for k in set(a) | set(b)
-        if k not in allowed and norm(a.get(k)) != norm(b.get(k))
+        k for k in set(a) | set(b) if k not in allowed and norm(a.get(k)) != norm(b.get(k))
     )

@@ -38,9 +38,7 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-9
     weight_decay: float = 0.01
-    scheduler: Literal["warmup_cosine", "noam", "warmup_linear", "constant"] = (
-        "warmup_cosine"
-    )
+    scheduler: Literal["warmup_cosine", "noam", "warmup_linear", "constant"] = "warmup_cosine"
     warmup_steps: int = 500
     min_lr_ratio: float = 0.05
     grad_clip: float = 5.0
@@ -54,23 +52,15 @@ class OptimConfig:
         if self.eps <= 0:
             raise ConfigError(f"optim.eps must be > 0, got {self.eps}")
         if self.weight_decay < 0:
-            raise ConfigError(
-                f"optim.weight_decay must be >= 0, got {self.weight_decay}"
-            )
+            raise ConfigError(f"optim.weight_decay must be >= 0, got {self.weight_decay}")
         if self.warmup_steps < 0:
-            raise ConfigError(
-                f"optim.warmup_steps must be >= 0, got {self.warmup_steps}"
-            )
+            raise ConfigError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.scheduler == "noam" and self.warmup_steps == 0:
             raise ConfigError("optim.scheduler 'noam' needs optim.warmup_steps > 0")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise ConfigError(
-                f"optim.min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio}"
-            )
+            raise ConfigError(f"optim.min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio}")
         if self.grad_clip < 0:
-            raise ConfigError(
-                f"optim.grad_clip must be >= 0 (0 = off), got {self.grad_clip}"
-            )
+            raise ConfigError(f"optim.grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
         if self.accum_grad < 1:
             raise ConfigError(f"optim.accum_grad must be >= 1, got {self.accum_grad}")
 
@@ -102,18 +92,14 @@ class TrainerConfig:
     def __post_init__(self) -> None:
         for name in ("max_epochs", "keep_checkpoints", "average_best", "max_bad_steps"):
             if getattr(self, name) < 1:
-                raise ConfigError(
-                    f"trainer.{name} must be >= 1, got {getattr(self, name)}"
-                )
+                raise ConfigError(f"trainer.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("max_steps", "max_minutes", "valid_every_steps", "num_threads"):
             if getattr(self, name) < 0:
                 raise ConfigError(
                     f"trainer.{name} must be >= 0 (0 = off), got {getattr(self, name)}"
                 )
         if self.log_every_steps < 1:
-            raise ConfigError(
-                f"trainer.log_every_steps must be >= 1, got {self.log_every_steps}"
-            )
+            raise ConfigError(f"trainer.log_every_steps must be >= 1, got {self.log_every_steps}")
         if self.device != "auto" and not self.device.startswith(("cpu", "cuda", "mps")):
             raise ConfigError(
                 f"trainer.device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {self.device!r}"
@@ -142,11 +128,7 @@ class ExperimentConfig:
             )
         max_tokens = getattr(self.data, "max_target_tokens", None)
         max_pos = getattr(self.model, "max_target_positions", None)
-        if (
-            max_tokens is not None
-            and max_pos is not None
-            and max_tokens + _SOT_AND_EOS > max_pos
-        ):
+        if max_tokens is not None and max_pos is not None and max_tokens + _SOT_AND_EOS > max_pos:
             raise ConfigError(
                 f"data.max_target_tokens ({max_tokens}) + {_SOT_AND_EOS} prefix/eos tokens exceeds "
                 f"model.max_target_positions ({max_pos}); lower the first or raise the second"

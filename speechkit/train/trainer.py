@@ -68,9 +68,7 @@ MODEL_INPUTS = (
 # Batch keys passed by name when the batch has them (targets sharing an encoder pass).
 OPTIONAL_INPUTS = ("target_utt",)
 # Config keys that may change between a run and its resumption.
-RESUMABLE_KEYS = frozenset(
-    {"trainer.max_epochs", "trainer.max_steps", "trainer.max_minutes"}
-)
+RESUMABLE_KEYS = frozenset({"trainer.max_epochs", "trainer.max_steps", "trainer.max_minutes"})
 TRAIN_COLUMNS = [
     "step",
     "epoch",
@@ -114,9 +112,7 @@ def select_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(
-            f"trainer.device={name!r} but no CUDA GPU is available; use 'auto'"
-        )
+        raise RuntimeError(f"trainer.device={name!r} but no CUDA GPU is available; use 'auto'")
     return device
 
 
@@ -129,9 +125,7 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
             return torch.bfloat16
         return None
     if amp == "fp16" and device.type != "cuda":
-        logger.warning(
-            "trainer.amp=fp16 needs a CUDA GPU; training in fp32 on %s", device
-        )
+        logger.warning("trainer.amp=fp16 needs a CUDA GPU; training in fp32 on %s", device)
         return None
     return torch.float16 if amp == "fp16" else torch.bfloat16
 
@@ -219,16 +213,12 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, optim_cfg)
         self.scheduler = build_scheduler(self.optimizer, optim_cfg, max(1, total_steps))
         # Only fp16 needs loss scaling (bf16 has fp32's exponent range).
-        self.scaler = torch.amp.GradScaler(
-            "cuda", enabled=self.amp_dtype == torch.float16
-        )
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.step, self.epoch, self.epoch_done = 0, 1, False
         self.bad_in_a_row, self.bad_total = 0, 0
         self.stop_reason: str | None = None
         self.padding = PaddingMeter()
-        self._pending_rng: dict[str, Any] | None = (
-            None  # RNG state to restore (on resume)
-        )
+        self._pending_rng: dict[str, Any] | None = None  # RNG state to restore (on resume)
         self._elapsed_before, self._start = 0.0, time.monotonic()
         self._last_valid: tuple[int, dict[str, float] | None] = (-1, None)
         logger.info(
@@ -255,9 +245,7 @@ class Trainer:
                     break
                 self._end_epoch()
             else:
-                self.stop_reason = (
-                    self.stop_reason or f"max_epochs={self.cfg.max_epochs} done"
-                )
+                self.stop_reason = self.stop_reason or f"max_epochs={self.cfg.max_epochs} done"
         except KeyboardInterrupt:
             logger.warning("interrupted: saving step %d before exiting", self.step)
             self.stop_reason = "interrupted"
@@ -278,9 +266,7 @@ class Trainer:
         accum, micro = self.optim_cfg.accum_grad, 0
         sums: Counter = Counter()
         self.padding.reset()
-        bar = tqdm(
-            desc=f"epoch {self.epoch}", unit="batch", dynamic_ncols=True, leave=False
-        )
+        bar = tqdm(desc=f"epoch {self.epoch}", unit="batch", dynamic_ncols=True, leave=False)
         if self._limit_reached():  # e.g. resumed from a run that already hit max_steps
             bar.close()
             return False
@@ -292,9 +278,7 @@ class Trainer:
         for batch in batches:
             if batch is None:  # every cut of the batch was dropped by the dataset
                 continue
-            self.padding.update(
-                batch["feat_lens"].tolist()
-            )  # frames: the fraction is unit-free
+            self.padding.update(batch["feat_lens"].tolist())  # frames: the fraction is unit-free
             out = self._forward(batch)
             if not torch.isfinite(out["loss"]).item():
                 self._skip_bad_batch(batch, f"loss is {out['loss'].item()}")
@@ -319,9 +303,7 @@ class Trainer:
     def _forward(self, batch: dict) -> dict[str, torch.Tensor]:
         inputs = [batch[k].to(self.device, non_blocking=True) for k in MODEL_INPUTS]
         extra = {k: batch[k].to(self.device) for k in OPTIONAL_INPUTS if batch.get(k) is not None}
-        with torch.autocast(
-            self.device.type, self.amp_dtype, enabled=self.amp_dtype is not None
-        ):
+        with torch.autocast(self.device.type, self.amp_dtype, enabled=self.amp_dtype is not None):
             return self.model(*inputs, **extra)
 
     def _update(self, sums: Counter, bar: tqdm) -> None:
@@ -354,11 +336,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.bad_in_a_row += 1
         self.bad_total += 1
-        cuts = (
-            ", ".join(batch["cut_ids"][:20])
-            if batch is not None
-            else "(accumulated batches)"
-        )
+        cuts = ", ".join(batch["cut_ids"][:20]) if batch is not None else "(accumulated batches)"
         logger.warning(
             "step %d: %s; skipped the update (%d in a row, %d in total); cuts: %s",
             self.step,
@@ -378,18 +356,13 @@ class Trainer:
     def _limit_reached(self) -> bool:
         if self.cfg.max_steps and self.step >= self.cfg.max_steps:
             self.stop_reason = f"max_steps={self.cfg.max_steps} reached"
-        elif (
-            self.cfg.max_minutes
-            and time.monotonic() - self._start >= 60 * self.cfg.max_minutes
-        ):
+        elif self.cfg.max_minutes and time.monotonic() - self._start >= 60 * self.cfg.max_minutes:
             self.stop_reason = f"max_minutes={self.cfg.max_minutes:g} reached"
         return self.stop_reason is not None
 
     def _end_epoch(self) -> None:
         """Logs the epoch's padding and skipped cuts, validates, checkpoints, moves on."""
-        skipped = dict(
-            getattr(getattr(self.data.train_loader, "dataset", None), "skipped", {})
-        )
+        skipped = dict(getattr(getattr(self.data.train_loader, "dataset", None), "skipped", {}))
         logger.info(
             "epoch %d done at step %d: padding %.1f%% of frames, skipped cuts so far: %s",
             self.epoch,
@@ -422,9 +395,7 @@ class Trainer:
                 continue
             out = self._forward(batch)
             n = float(out.get("num_tokens", len(batch["cut_ids"])))
-            total.update(
-                loss=float(out["loss"]) * n, acc=float(out.get("acc", 0.0)) * n, n=n
-            )
+            total.update(loss=float(out["loss"]) * n, acc=float(out.get("acc", 0.0)) * n, n=n)
         _set_rng_state(rng)
         result = None
         if total["n"] > 0:
@@ -463,12 +434,8 @@ class Trainer:
         )  # slow import, only when training
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.train_log = _CsvLog(
-            self.out_dir / "train_log.csv", TRAIN_COLUMNS, resume_step
-        )
-        self.valid_log = _CsvLog(
-            self.out_dir / "valid_log.csv", VALID_COLUMNS, resume_step
-        )
+        self.train_log = _CsvLog(self.out_dir / "train_log.csv", TRAIN_COLUMNS, resume_step)
+        self.valid_log = _CsvLog(self.out_dir / "valid_log.csv", VALID_COLUMNS, resume_step)
         self.tb = SummaryWriter(self.out_dir / "tensorboard", purge_step=resume_step)
 
     def _log_train(self, sums: Counter, lr: float) -> None:
@@ -517,9 +484,7 @@ class Trainer:
         }
         path = save_checkpoint(state, checkpoint_path(self.ckpt_dir, self.step))
         record_valid_loss(self.ckpt_dir, path.name, valid_loss)
-        prune_checkpoints(
-            self.ckpt_dir, self.cfg.keep_checkpoints, self.cfg.average_best
-        )
+        prune_checkpoints(self.ckpt_dir, self.cfg.keep_checkpoints, self.cfg.average_best)
         logger.info("saved %s (valid loss %s)", path, valid_loss)
         return path
 
@@ -527,9 +492,7 @@ class Trainer:
         """Restores the newest checkpoint in ``out_dir``; None (fresh start) if there is none."""
         path = latest_checkpoint(self.ckpt_dir)
         if path is None:
-            logger.warning(
-                "--resume: no checkpoint in %s, starting from scratch", self.ckpt_dir
-            )
+            logger.warning("--resume: no checkpoint in %s, starting from scratch", self.ckpt_dir)
             return None
         ckpt = load_checkpoint(path, map_location=self.device)
         diffs = config_differences(ckpt["config"], self.run_config, RESUMABLE_KEYS)

@@ -125,7 +125,11 @@ def test_shared_multitask_batch_has_one_row_per_cut_and_a_target_per_task(tok, t
     assert batch["target_utt"].tolist() == [0, 0, 1]
     assert batch["ys_in"].shape[0] == 3 and batch["ctc_targets"].shape[0] == 2
     for row, (lang, task, text) in enumerate(
-        [("eng", "asr", TEXTS["eng"]), ("eng", "st_deu", TEXTS["deu"]), ("deu", "asr", TEXTS["deu"])]
+        [
+            ("eng", "asr", TEXTS["eng"]),
+            ("eng", "st_deu", TEXTS["deu"]),
+            ("deu", "asr", TEXTS["deu"]),
+        ]
     ):
         n = int((batch["ys_out"][row] != IGNORE_ID).sum())
         assert batch["ys_in"][row, :4].tolist() == tok.sot_sequence(lang, task)

@@ -36,9 +36,7 @@ def tone_cuts(directory, n: int, offset: int = 0) -> CutSet:
         sr, seconds = 16000, 0.4 + 0.1 * (i % 3)
         t = np.arange(int(sr * seconds)) / sr
         path = directory / f"tone{i}.flac"
-        sf.write(
-            path, (0.3 * np.sin(2 * np.pi * (200 + 80 * k) * t)).astype(np.float32), sr
-        )
+        sf.write(path, (0.3 * np.sin(2 * np.pi * (200 + 80 * k) * t)).astype(np.float32), sr)
         cut = Recording.from_file(path, recording_id=f"rec{i}").to_cut()
         cut.supervisions = [
             SupervisionSegment(

@@ -31,9 +31,7 @@ def save(tmp_path, step, valid_loss=None, weight=0.0):
     return path
 
 
-def test_interrupted_save_leaves_no_partial_file_and_keeps_the_old_one(
-    tmp_path, monkeypatch
-):
+def test_interrupted_save_leaves_no_partial_file_and_keeps_the_old_one(tmp_path, monkeypatch):
     path = save(tmp_path, 5, weight=1.0)
 
     def broken_save(obj, f):
@@ -91,9 +89,7 @@ def test_average_is_the_float_mean_and_integer_buffers_come_from_the_last(tmp_pa
     out = ck.save_averaged(paths, tmp_path / "avg.pt")
     state = ck.load_checkpoint(out)
     assert state["averaged_from"] == ["step-1.pt", "step-2.pt", "step-3.pt"]
-    assert (
-        state["step"] == 3 and "optimizer" not in state and state["config"] == {"a": 1}
-    )
+    assert state["step"] == 3 and "optimizer" not in state and state["config"] == {"a": 1}
 
 
 def test_average_rejects_mismatched_checkpoints(tmp_path):

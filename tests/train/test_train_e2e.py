@@ -39,10 +39,7 @@ def test_train_resume_average_and_load(tiny_corpus, tmp_path):
     out = tmp_path / "exp"
     assert run(tiny_corpus, out, "trainer.max_steps=2") == 0
     vocab = Tokenizer.load(tiny_corpus["tokenizer"]).vocab_size
-    assert (
-        yaml.safe_load((out / "config.yaml").read_text())["model"]["vocab_size"]
-        == vocab
-    )
+    assert yaml.safe_load((out / "config.yaml").read_text())["model"]["vocab_size"] == vocab
     ckpt = load_checkpoint(list_checkpoints(out / "checkpoints")[-1])
     assert ckpt["step"] == 2 and ckpt["valid_loss"] is not None
     assert ckpt["config"]["model"]["vocab_size"] == vocab
@@ -61,23 +58,13 @@ def test_train_resume_average_and_load(tiny_corpus, tmp_path):
     assert torch.isfinite(enc).all() and enc.shape[0] == 1
 
     assert (
-        average_bin.main(
-            ["--exp", str(out), "--best", "1", "--out", str(tmp_path / "b.pt")]
-        )
-        == 0
+        average_bin.main(["--exp", str(out), "--best", "1", "--out", str(tmp_path / "b.pt")]) == 0
     )
     assert len(load_checkpoint(tmp_path / "b.pt")["averaged_from"]) == 1
-    assert (
-        pack_bin.main(
-            ["--checkpoint", str(out / "model_avg.pt"), "--out", str(out / "pk")]
-        )
-        == 0
-    )
+    assert pack_bin.main(["--checkpoint", str(out / "model_avg.pt"), "--out", str(out / "pk")]) == 0
     packed = load_pretrained(out / "pk")
     with torch.no_grad():
-        torch.testing.assert_close(
-            packed.model.encode(feats, lens)[0], enc, rtol=0, atol=0
-        )
+        torch.testing.assert_close(packed.model.encode(feats, lens)[0], enc, rtol=0, atol=0)
 
 
 def test_resume_with_changed_model_is_refused(tiny_corpus, tmp_path):

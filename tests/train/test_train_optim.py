@@ -25,9 +25,7 @@ class Tiny(nn.Module):
         self.lin = nn.Linear(4, 4)
         self.norm = nn.LayerNorm(4)
         self.out = nn.Linear(4, 10, bias=False)
-        self.out.weight = (
-            self.embed.weight
-        )  # tied, like the decoder's output projection
+        self.out.weight = self.embed.weight  # tied, like the decoder's output projection
 
 
 def test_param_groups_exclude_biases_norms_and_embeddings():

@@ -52,9 +52,7 @@ class ToyDataset(Dataset):
 class ToyModel(nn.Module):
     """Regresses the mean of each utterance's first feature; NaN loss on chosen calls."""
 
-    def __init__(
-        self, nan_calls: set[int] = frozenset(), interrupt_call: int = -1
-    ) -> None:
+    def __init__(self, nan_calls: set[int] = frozenset(), interrupt_call: int = -1) -> None:
         super().__init__()
         self.proj = nn.Linear(N_FEATS, 1)
         self.norm = nn.LayerNorm(N_FEATS)
@@ -67,9 +65,7 @@ class ToyModel(nn.Module):
             if self.calls == self.interrupt_call:
                 raise KeyboardInterrupt
         mask = (torch.arange(feats.shape[1])[None] < feat_lens[:, None]).float()
-        pred = (self.proj(self.drop(self.norm(feats))).squeeze(-1) * mask).sum(
-            1
-        ) / feat_lens
+        pred = (self.proj(self.drop(self.norm(feats))).squeeze(-1) * mask).sum(1) / feat_lens
         target = (feats[..., 0] * mask).sum(1) / feat_lens + 1.0
         loss = ((pred - target) ** 2).mean()
         if self.training and self.calls in self.nan_calls:
@@ -85,9 +81,7 @@ class ToyModel(nn.Module):
 
 
 def make_data(n_cuts: int = 16) -> TrainData:
-    cuts = CutSet.from_cuts(
-        dummy_cut(i, duration=1.0 + 0.25 * (i % 4)) for i in range(n_cuts)
-    )
+    cuts = CutSet.from_cuts(dummy_cut(i, duration=1.0 + 0.25 * (i % 4)) for i in range(n_cuts))
     sampler = DynamicCutSampler(cuts, max_duration=6.0, shuffle=True, seed=3)
     loader = DataLoader(ToyDataset(train=True), sampler=sampler, batch_size=None)
     dev_sampler = DynamicCutSampler(cuts.subset(first=4), max_duration=6.0)
@@ -155,12 +149,8 @@ def test_resume_mid_epoch_reproduces_uninterrupted_run(tmp_path):
     full.fit()
     part = make_trainer(tmp_path / "part", max_steps=3)
     assert part.fit()["step"] == 3
-    assert not load_checkpoint(list_checkpoints(tmp_path / "part/checkpoints")[-1])[
-        "epoch_done"
-    ]
-    resumed = make_trainer(
-        tmp_path / "part", max_steps=7
-    )  # max_steps may change on resume
+    assert not load_checkpoint(list_checkpoints(tmp_path / "part/checkpoints")[-1])["epoch_done"]
+    resumed = make_trainer(tmp_path / "part", max_steps=7)  # max_steps may change on resume
     summary = resumed.fit(resume=True)
     assert summary["step"] == 7
     for name, p in full.model.state_dict().items():
@@ -186,10 +176,7 @@ def test_resume_with_different_config_names_the_keys(tmp_path):
         "trainer": {"max_steps": 4},
         "model": {"d_model": 8},
     }
-    assert (
-        make_trainer(tmp_path, run_config=allowed, max_steps=4).fit(resume=True)["step"]
-        == 4
-    )
+    assert make_trainer(tmp_path, run_config=allowed, max_steps=4).fit(resume=True)["step"] == 4
 
 
 def test_nan_losses_are_skipped_and_logged(tmp_path, caplog):
@@ -198,16 +185,12 @@ def test_nan_losses_are_skipped_and_logged(tmp_path, caplog):
         summary = trainer.fit()
     assert summary["bad_steps"] == 2
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
-    warnings = [
-        r.getMessage() for r in caplog.records if "skipped the update" in r.getMessage()
-    ]
+    warnings = [r.getMessage() for r in caplog.records if "skipped the update" in r.getMessage()]
     assert len(warnings) == 2 and "dummy-mono-cut-" in warnings[0]
 
 
 def test_too_many_consecutive_nan_losses_abort(tmp_path):
-    trainer = make_trainer(
-        tmp_path, model=ToyModel(nan_calls=set(range(1, 100))), max_bad_steps=3
-    )
+    trainer = make_trainer(tmp_path, model=ToyModel(nan_calls=set(range(1, 100))), max_bad_steps=3)
     with pytest.raises(RuntimeError, match="3 consecutive non-finite"):
         trainer.fit()
 

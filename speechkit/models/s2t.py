@@ -60,6 +60,11 @@ class S2TConfig:
     its output layer (Whisper); OWSM/ESPnet keeps a separate output layer (set it false to
     match OWSM parameter counts). ``subsampling_channels`` sets the width of the conv front end
     (0 = ``d_model``, as in OWSM); small CPU models run several times faster with fewer.
+    Front-end options (defaults match OWSM/ESPnet, so imported weights compute the same):
+    ``subsampling_norm`` puts a LayerNorm between the front end and the positional encoding;
+    ``subsampling_activation`` is ReLU (OWSM) or GELU (Whisper); ``scale_input`` multiplies the
+    front end's output by sqrt(d_model) before adding positions (ESPnet). They were added while
+    chasing an encoder collapse on the phrasebook recipe (see its RESULTS.md); none fixed it.
     """
 
     n_mels: int = 80
@@ -82,6 +87,9 @@ class S2TConfig:
     attention_backend: Literal["sdpa", "eager", "triton"] = "sdpa"
     tie_embeddings: bool = True
     subsampling_channels: int = 0
+    subsampling_norm: bool = False
+    subsampling_activation: Literal["relu", "gelu"] = "relu"
+    scale_input: bool = True
 
     def __post_init__(self) -> None:
         self._check_sizes()
@@ -163,8 +171,11 @@ class Encoder(nn.Module):
 
     def __init__(self, cfg: S2TConfig):
         super().__init__()
-        self.subsample = Conv2dSubsampling4(cfg.n_mels, cfg.d_model, cfg.subsampling_channels)
-        self.positions = SinusoidalPositionalEncoding(cfg.d_model, cfg.dropout)
+        self.subsample = Conv2dSubsampling4(
+            cfg.n_mels, cfg.d_model, cfg.subsampling_channels, cfg.subsampling_activation
+        )
+        self.subsample_norm = nn.LayerNorm(cfg.d_model) if cfg.subsampling_norm else nn.Identity()
+        self.positions = SinusoidalPositionalEncoding(cfg.d_model, cfg.dropout, scale=cfg.scale_input)
         args = (cfg.d_model, cfg.n_heads, cfg.encoder_ffn)
         if cfg.encoder_type == "ebranchformer":
             extra = (cfg.cgmlp_units, cfg.cgmlp_kernel, cfg.merge_conv_kernel)
@@ -175,7 +186,7 @@ class Encoder(nn.Module):
         self.norm = nn.LayerNorm(cfg.d_model)
 
     def forward(self, feats: Tensor, feat_lens: Tensor) -> tuple[Tensor, Tensor]:
-        x = self.positions(self.subsample(feats))
+        x = self.positions(self.subsample_norm(self.subsample(feats)))
         lens = Conv2dSubsampling4.output_lengths(feat_lens)
         pad_mask = lengths_to_mask(lens, x.size(1))  # (B, T') True = valid
         for layer in self.layers:

@@ -39,10 +39,12 @@ class SinusoidalPositionalEncoding(nn.Module):
     table grows on demand, so any input length works.
     """
 
-    def __init__(self, dim: int, dropout: float = 0.0, initial_length: int = 1500):
+    def __init__(
+        self, dim: int, dropout: float = 0.0, initial_length: int = 1500, scale: bool = True
+    ):
         super().__init__()
         self.dim = dim
-        self.scale = math.sqrt(dim)
+        self.scale = math.sqrt(dim) if scale else 1.0
         self.dropout = nn.Dropout(dropout)
         self.register_buffer("table", sinusoidal_positions(initial_length, dim), persistent=False)
 

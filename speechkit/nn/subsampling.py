@@ -24,18 +24,19 @@ MIN_FRAMES = 7  # shortest input that yields one output frame
 class Conv2dSubsampling4(nn.Module):
     """(B, T, F) features -> (B, T', D) with T' = ((T - 1) // 2 - 1) // 2."""
 
-    def __init__(self, n_mels: int, d_model: int, channels: int = 0):
+    def __init__(self, n_mels: int, d_model: int, channels: int = 0, activation: str = "relu"):
         """``channels`` of the two convolutions; 0 means ``d_model`` (OWSM). Fewer channels make
         the front end, which dominates small models on CPU, several times cheaper."""
         super().__init__()
         channels = channels or d_model
+        act = {"relu": nn.ReLU, "gelu": nn.GELU}[activation]
         if n_mels < MIN_FRAMES:
             raise ValueError(f"Conv2dSubsampling4 needs n_mels >= {MIN_FRAMES}, got {n_mels}")
         self.conv = nn.Sequential(
             nn.Conv2d(1, channels, kernel_size=3, stride=2),
-            nn.ReLU(),
+            act(),
             nn.Conv2d(channels, channels, kernel_size=3, stride=2),
-            nn.ReLU(),
+            act(),
         )
         f_out = ((n_mels - 1) // 2 - 1) // 2
         self.out = nn.Linear(channels * f_out, d_model)

@@ -234,3 +234,17 @@ def test_shared_encoder_targets_match_duplicated_utterances():
     torch.testing.assert_close(shared["loss_att"], repeated["loss_att"])
     torch.testing.assert_close(shared["acc"], repeated["acc"])
     assert shared["num_tokens"] == repeated["num_tokens"]
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [{"subsampling_norm": True}, {"subsampling_activation": "gelu"}, {"scale_input": False}],
+)
+def test_front_end_options_change_the_encoder_but_not_its_shapes(kw):
+    feats, feat_lens, *_ = make_batch()
+    base, other = tiny_model(seed=0), tiny_model(seed=0, **kw)
+    with torch.no_grad():
+        enc_a, lens_a = base.encode(feats, feat_lens)
+        enc_b, lens_b = other.encode(feats, feat_lens)
+    assert enc_a.shape == enc_b.shape and torch.equal(lens_a, lens_b)
+    assert not torch.allclose(enc_a, enc_b)

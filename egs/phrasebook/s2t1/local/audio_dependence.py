@@ -46,12 +46,8 @@ def main() -> int:
 
     pre = load_pretrained(args.model)
     cuts = CutSet.from_file(args.cuts).subset(first=args.num_cuts)
-    data_cfg = DataConfig(features=pre.features, specaug=SpecAugConfig(enabled=False))
-    if pre.tasks:
-        data_cfg.asr_languages, data_cfg.st_directions = (
-            pre.tasks["asr_languages"],
-            pre.tasks["st_directions"],
-        )
+    tasks = pre.tasks or {}  # the tasks it was trained for, when the model records them
+    data_cfg = DataConfig(features=pre.features, specaug=SpecAugConfig(enabled=False), **tasks)
     batch = S2TDataset(pre.tokenizer, data_cfg, train=False)[cuts]
     inputs = [batch[k] for k in INPUTS]
     with torch.inference_mode():
@@ -60,6 +56,10 @@ def main() -> int:
         print(f"teacher-forced accuracy, real features:   {real['acc']:.3f}")
         print(f"teacher-forced accuracy, zeroed features: {silent['acc']:.3f}")
         print(f"CTC loss per token: {real['loss_ctc']:.3f}")
+        enc, lens = pre.model.encode(batch["feats"], batch["feat_lens"])
+        frame = int(lens.min()) // 2  # a frame every utterance has
+        spread = enc[:, frame].std(0).mean()
+        print(f"encoder output at frame {frame}, std across utterances: {spread:.2e}")
         for cut, hyp in zip(cuts, ctc_greedy(pre.model, batch, pre.tokenizer, 3)):
             print(f"CTC greedy: {hyp!r}  | reference: {cut.supervisions[0].text!r}")
     return 0

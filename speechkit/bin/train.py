@@ -8,6 +8,12 @@ Writes ``OUT/config.yaml`` (the full experiment config, vocab size filled from t
 ``OUT/checkpoints/``, ``OUT/train_log.csv``, ``OUT/valid_log.csv``, ``OUT/tensorboard/``,
 ``OUT/train.log`` and finally ``OUT/model_avg.pt`` (the best ``trainer.average_best``
 checkpoints by valid loss, averaged; loadable by decode and pack_model).
+
+Data-parallel on N processes (docs/distributed.md)::
+
+    torchrun --nproc_per_node N -m speechkit.bin.train --config ... --out exp/run
+
+Each rank trains on its shard of every step's batches; rank 0 alone writes files.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -26,6 +33,7 @@ from speechkit.config import ConfigError, save_config, to_dict
 from speechkit.data import build_dataloader, expand_tasks
 from speechkit.models import build_model
 from speechkit.tokenizer import Tokenizer
+from speechkit.train import distributed as dist_utils
 from speechkit.train.checkpoint import best_checkpoints, save_averaged
 from speechkit.train.config import ExperimentConfig, load_experiment_config
 from speechkit.train.trainer import TrainData, Trainer, seed_everything
@@ -78,14 +86,17 @@ def load_cuts(paths: list[str], cfg: ExperimentConfig) -> CutSet:
     return expand_tasks(cuts, cfg.data.asr_languages, cfg.data.st_directions)
 
 
-def estimate_total_steps(cuts: CutSet, cfg: ExperimentConfig) -> int:
+def estimate_total_steps(cuts: CutSet, cfg: ExperimentConfig, world_size: int = 1) -> int:
     """Expected optimiser updates in the run, for the LR schedule (a lower bound: dynamic
-    batches are never fuller than ``max_duration``)."""
+    batches are never fuller than ``max_duration``). An update takes a batch from each rank."""
     if cfg.trainer.max_steps:
         return cfg.trainer.max_steps
     seconds = sum(c.duration for c in cuts)
     batches = max(1, math.ceil(seconds / cfg.data.sampler.max_duration))
-    return max(1, batches * cfg.trainer.max_epochs // cfg.optim.accum_grad)
+    accum = dist_utils.accum_steps(
+        cfg.optim.accum_grad, cfg.trainer.global_micro_batches, world_size
+    )
+    return max(1, batches * cfg.trainer.max_epochs // (accum * world_size))
 
 
 def average_best(out: Path, n: int) -> Path | None:
@@ -98,12 +109,14 @@ def average_best(out: Path, n: int) -> Path | None:
     return save_averaged(by_step, out / "model_avg.pt")
 
 
-def setup_logging(out: Path) -> logging.Handler:
-    """Logs to stderr and to ``out/train.log``; returns the file handler (to remove at the end)."""
+def setup_logging(out: Path, rank: int = 0) -> logging.Handler:
+    """Logs to stderr and to ``out/train.log`` (``train.rank<N>.log`` and warnings only on
+    other ranks); returns the file handler (to remove at the end)."""
     out.mkdir(parents=True, exist_ok=True)
-    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    logging.basicConfig(level=logging.INFO, format=fmt, stream=sys.stderr)
-    handler = logging.FileHandler(out / "train.log")
+    fmt = f"%(asctime)s %(levelname)s {'' if rank == 0 else f'[rank {rank}] '}%(name)s: %(message)s"
+    level = logging.INFO if rank == 0 else logging.WARNING
+    logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
+    handler = logging.FileHandler(out / ("train.log" if rank == 0 else f"train.rank{rank}.log"))
     handler.setFormatter(logging.Formatter(fmt))
     logging.getLogger().addHandler(handler)
     return handler
@@ -112,35 +125,44 @@ def setup_logging(out: Path) -> logging.Handler:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
-    handler = setup_logging(out)
+    rank = int(os.environ.get("RANK", "0"))  # set by torchrun
+    handler = setup_logging(out, rank)
     try:
         return train(args, out)
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()
+        dist_utils.destroy()
 
 
 def train(args: argparse.Namespace, out: Path) -> int:
     """Config, data, model, training loop, then checkpoint averaging."""
     tokenizer = Tokenizer.load(args.tokenizer)
     cfg = with_vocab(load_experiment_config(args.config, args.overrides), tokenizer, args.config)
+    info = dist_utils.init_distributed(cfg.trainer.device)
     marker = out / "train_done.json"
     if args.resume and marker.is_file():
         done = json.loads(marker.read_text())
         if done.get("config") == to_dict(cfg):
             logger.info("skip: %s finished training with this config (%s)", out, marker)
             return 0
-    save_config(cfg, out / "config.yaml")
+    if info.is_main:
+        save_config(cfg, out / "config.yaml")
 
     train_cuts = load_cuts(args.train_cuts, cfg)
     dev_cuts = load_cuts(args.dev_cuts, cfg) if args.dev_cuts else None
     seed = cfg.trainer.seed
     seed_everything(seed)
     model = build_model(cfg.model)
-    train_loader, sampler = build_dataloader(train_cuts, tokenizer, cfg.data, train=True, seed=seed)
+    shard = {"world_size": info.world_size, "rank": info.rank}
+    train_loader, sampler = build_dataloader(
+        train_cuts, tokenizer, cfg.data, train=True, seed=seed, **shard
+    )
     dev_loader = None
     if dev_cuts is not None:
-        dev_loader, _ = build_dataloader(dev_cuts, tokenizer, cfg.data, train=False, seed=seed)
+        dev_loader, _ = build_dataloader(
+            dev_cuts, tokenizer, cfg.data, train=False, seed=seed, **shard
+        )
 
     trainer = Trainer(
         model,
@@ -150,7 +172,7 @@ def train(args: argparse.Namespace, out: Path) -> int:
         out,
         run_config=to_dict(cfg),
         tokenizer_state=tokenizer.state_dict(),
-        total_steps=estimate_total_steps(train_cuts, cfg),
+        total_steps=estimate_total_steps(train_cuts, cfg, info.world_size),
     )
     try:
         summary = trainer.fit(resume=args.resume)
@@ -158,6 +180,8 @@ def train(args: argparse.Namespace, out: Path) -> int:
         logger.warning("interrupted; run again with --resume to continue")
         return 130
     logger.info("training finished: %s", summary)
+    if not info.is_main:
+        return 0
     average_best(out, cfg.trainer.average_best)
     # A time budget or Ctrl-C leaves the run resumable; only a finished schedule is final.
     if str(summary.get("stop_reason")).startswith(("max_steps", "max_epochs")):

@@ -300,7 +300,9 @@ def build_dataloader(
     sampler_cfg = cfg.sampler
     if not train:
         sampler_cfg = dataclasses.replace(sampler_cfg, shuffle=False, drop_last=False)
-    sampler = build_sampler(cuts, sampler_cfg, seed=seed, world_size=world_size, rank=rank)
+    sampler = build_sampler(
+        cuts, sampler_cfg, seed=seed, world_size=world_size, rank=rank, tokenizer=tokenizer
+    )
     dataset = S2TDataset(tokenizer, cfg, train=train)
     loader = _SkipNoneLoader(
         dataset,

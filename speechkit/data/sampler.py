@@ -6,6 +6,16 @@ so little compute is wasted on padding) or, with ``bucketing: false``, a ``Dynam
 duration stays under ``max_duration`` seconds, and both support ``state_dict()`` /
 ``load_state_dict()`` so a resumed run continues mid-epoch with the same remaining batches.
 
+With ``buckets: <file>`` (a :class:`~speechkit.data.buckets.BucketGrid` YAML from
+``speechkit.bin.estimate_buckets``, optionally with per-bucket batch sizes from
+``speechkit.train.batch_search``) the buckets are 2D, over duration and output tokens.
+
+Distributed: every rank builds the sampler with its ``world_size`` and ``rank``; lhotse draws
+``world_size`` batches per step from one bucket (the same on all ranks, as the bucket choice
+uses a rank-independent RNG) and gives rank ``r`` the ``r``-th, so ranks stay in step. The
+state records how many batches the epoch has used over all ranks, so a run resumed with a
+different number of processes skips exactly those and goes on (re-sharded).
+
 ``PaddingMeter`` measures the padding waste of the batches an epoch produced:
 ``sum_b(max_dur_b * n_b - sum(durs_b)) / sum_b(max_dur_b * n_b)``.
 """
@@ -20,10 +30,20 @@ from collections.abc import Sequence
 
 from lhotse import CutSet
 from lhotse.dataset import DynamicBucketingSampler, DynamicCutSampler
+from lhotse.dataset.sampling.base import EpochDiagnostics
 
 from speechkit.config import ConfigError
+from speechkit.data.buckets import Bucket2DConstraint, BucketGrid, TokenCounter
+from speechkit.tokenizer import Tokenizer
 
-__all__ = ["PaddingMeter", "SamplerConfig", "build_sampler", "padding_fraction"]
+__all__ = [
+    "BucketingSampler",
+    "PaddingMeter",
+    "ShuffledSampler",
+    "SamplerConfig",
+    "build_sampler",
+    "padding_fraction",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +60,9 @@ class SamplerConfig:
     shuffle / drop_last: as in lhotse.
     max_cut_duration: cuts longer than this are dropped before sampling (with a logged count).
     buffer_size: cuts held in memory for bucketing / shuffling.
+    buckets: path of a 2D bucket YAML (duration x output tokens; see ``data/buckets.py``);
+        when set, ``bucketing`` must be true and ``num_buckets`` / ``quadratic_duration`` are
+        unused; batch sizes come from the file, else from ``max_duration``.
     """
 
     max_duration: float = 100.0
@@ -50,6 +73,7 @@ class SamplerConfig:
     drop_last: bool = False
     max_cut_duration: float = 30.0
     buffer_size: int = 10000
+    buckets: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_duration <= 0 or self.max_cut_duration <= 0:
@@ -63,6 +87,11 @@ class SamplerConfig:
             raise ConfigError("sampler: num_buckets and buffer_size must be >= 1")
         if self.quadratic_duration is not None and self.quadratic_duration <= 0:
             raise ConfigError("sampler.quadratic_duration must be > 0 seconds or null")
+        if self.buckets is not None and not self.bucketing:
+            raise ConfigError(
+                "sampler.buckets (a 2D bucket file) needs sampler.bucketing: true; "
+                "set bucketing: true or buckets: null"
+            )
 
 
 class _MaxDuration:
@@ -98,11 +127,112 @@ class _MaxDuration:
         return False
 
 
+class _ElasticResume:
+    """Mixin for lhotse samplers: resumable under a different ``world_size``.
+
+    It counts the raw batches the epoch has drawn over all ranks and the world size the epoch's
+    batch stream was started with (lhotse's bucket choice depends on it). ``load_state_dict``
+    replays that stream and skips those batches, exactly as lhotse does for an unchanged world
+    size; the rest of the epoch is then dealt out over the new number of ranks, so every cut is
+    still used once. (Until the epoch ends, a step's ranks may straddle two buckets.)
+    """
+
+    _global_batches = 0
+    _stream_world_size: int | None = None
+    _restore: tuple[int | None, int | None] = (None, None)
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self._global_batches = 0
+        super().set_epoch(epoch)
+
+    def __iter__(self):
+        if not self._just_restored_state:
+            self._global_batches = 0
+            self._stream_world_size = self.world_size
+        return super().__iter__()
+
+    def __next__(self):
+        batch = super().__next__()
+        self._global_batches += self.world_size
+        return batch
+
+    def state_dict(self) -> dict:
+        sd = super().state_dict()
+        sd["global_batches"] = self._global_batches
+        sd["stream_world_size"] = self._stream_world_size or self.world_size
+        return sd
+
+    def load_state_dict(self, sd: dict) -> None:
+        sd = dict(sd)
+        saved = sd.get("world_size", self.world_size)
+        if saved != self.world_size:
+            logger.warning(
+                "resuming a sampler saved with world_size=%d under world_size=%d: skipping the "
+                "%s batches the epoch has drawn so far, then dealing the rest out to %d ranks",
+                saved,
+                self.world_size,
+                sd.get("global_batches", "?"),
+                self.world_size,
+            )
+            sd["world_size"] = self.world_size
+        # (Checkpoints from before these keys existed fall back to lhotse's per-rank count.)
+        self._restore = (sd.pop("global_batches", None), sd.pop("stream_world_size", None))
+        super().load_state_dict(sd)  # restores lhotse's fields, then calls our _fast_forward
+
+    def _fast_forward(self) -> None:
+        n, stream_ws = self._restore
+        self._restore = (None, None)
+        if n is None:
+            n = self.diagnostics.current_epoch_stats.total_batches * self.world_size
+        epoch = self.diagnostics.current_epoch
+        self.set_epoch(epoch)
+        self.diagnostics.stats_per_epoch[epoch] = EpochDiagnostics(epoch=epoch)
+        self._just_restored_state = False
+        world_size, self.world_size = self.world_size, stream_ws or self.world_size
+        try:
+            iter(self)  # the bucketer takes the stream's world size from here
+            for _ in range(n):  # raw batches, as all ranks together drew them
+                try:
+                    self._next_batch()
+                except StopIteration:
+                    break
+        finally:
+            self.world_size = world_size
+        self._global_batches = n
+        self._just_restored_state = True
+
+
+class BucketingSampler(_ElasticResume, DynamicBucketingSampler):
+    """lhotse's ``DynamicBucketingSampler``, checkpointable with a custom (2D) constraint and
+    resumable under a different world size."""
+
+    def state_dict(self) -> dict:
+        # lhotse refuses state_dict() with a custom constraint because it cannot rebuild one;
+        # ours is rebuilt from the config, and holds no state between batches.
+        constraint, self.constraint = self.constraint, None
+        try:
+            return super().state_dict()
+        finally:
+            self.constraint = constraint
+
+
+class ShuffledSampler(_ElasticResume, DynamicCutSampler):
+    """lhotse's ``DynamicCutSampler``, resumable under a different world size."""
+
+
 def build_sampler(
-    cuts: CutSet, cfg: SamplerConfig, seed: int = 0, world_size: int = 1, rank: int = 0
-) -> DynamicBucketingSampler | DynamicCutSampler:
+    cuts: CutSet,
+    cfg: SamplerConfig,
+    seed: int = 0,
+    world_size: int = 1,
+    rank: int = 0,
+    tokenizer: Tokenizer | None = None,
+) -> BucketingSampler | ShuffledSampler:
     """A checkpointable sampler over ``cuts`` (see module docstring).
 
+    ``tokenizer`` counts output tokens for 2D buckets (``cfg.buckets``); without it, the
+    tokenizer directory recorded in the bucket file is loaded.
     The long-cut filter is available as ``sampler.long_cut_filter`` (``.dropped`` = count).
     For an eager CutSet the count is known (and logged) up front.
     """
@@ -119,10 +249,8 @@ def build_sampler(
                 cfg.max_cut_duration,
             )
     common = {
-        "max_duration": cfg.max_duration,
         "shuffle": cfg.shuffle,
         "drop_last": cfg.drop_last,
-        "quadratic_duration": cfg.quadratic_duration,
         "world_size": world_size,
         "rank": rank,
         "seed": seed,
@@ -130,12 +258,20 @@ def build_sampler(
     with warnings.catch_warnings():
         # lhotse warns about eager CutSets; small corpora and tests are legitimately eager.
         warnings.filterwarnings("ignore", message=".*eagerly read CutSet.*")
-        sampler = _make(cuts, cfg, common)
+        if cfg.buckets is not None:
+            sampler = _make_2d(cuts, cfg, common, tokenizer)
+        else:
+            sampler = _make(cuts, cfg, common)
     sampler.long_cut_filter = keep
     return sampler
 
 
 def _make(cuts: CutSet, cfg: SamplerConfig, common: dict):
+    common = {
+        **common,
+        "max_duration": cfg.max_duration,
+        "quadratic_duration": cfg.quadratic_duration,
+    }
     if cfg.bucketing:
         # lhotse needs a cut per bucket; a tiny (e.g. dev) set gets fewer buckets. Counting
         # only up to num_buckets keeps this cheap for large lazy manifests.
@@ -143,14 +279,38 @@ def _make(cuts: CutSet, cfg: SamplerConfig, common: dict):
         num_buckets = max(1, min(cfg.num_buckets, available))
         if num_buckets < cfg.num_buckets:
             logger.info("only %d cuts: using %d duration buckets", available, num_buckets)
-        return DynamicBucketingSampler(
+        return BucketingSampler(
             cuts,
             num_buckets=num_buckets,
             buffer_size=cfg.buffer_size,
             num_cuts_for_bins_estimate=min(cfg.buffer_size, 10000),
             **common,
         )
-    return DynamicCutSampler(cuts, shuffle_buffer_size=cfg.buffer_size, **common)
+    return ShuffledSampler(cuts, shuffle_buffer_size=cfg.buffer_size, **common)
+
+
+def _make_2d(cuts: CutSet, cfg: SamplerConfig, common: dict, tokenizer: Tokenizer | None):
+    grid = BucketGrid.load(cfg.buckets)
+    if tokenizer is None:
+        if not grid.tokenizer:
+            raise ConfigError(
+                f"{cfg.buckets}: no 'tokenizer' recorded and none given; re-run estimate_buckets"
+            )
+        tokenizer = Tokenizer.load(grid.tokenizer)
+    constraint = Bucket2DConstraint(grid, TokenCounter(tokenizer), max_duration=cfg.max_duration)
+    logger.info(
+        "2D buckets from %s: %d buckets, batch sizes %s",
+        cfg.buckets,
+        grid.num_buckets,
+        constraint.batch_sizes,
+    )
+    return BucketingSampler(
+        cuts,
+        constraint=constraint,
+        duration_bins=grid.lhotse_bins(),
+        buffer_size=cfg.buffer_size,
+        **common,
+    )
 
 
 def padding_fraction(batch_durations: Sequence[float]) -> float:

@@ -74,6 +74,11 @@ class TrainerConfig:
     reached the trainer validates, checkpoints and stops cleanly (``--resume`` goes on).
     ``amp='auto'`` is bf16 on a GPU that supports it and off on CPU. ``num_threads=0`` keeps
     torch's default. ``max_bad_steps`` consecutive non-finite losses abort the run.
+
+    Under ``torchrun`` (docs/distributed.md): ``strategy`` is ``ddp`` (a replica per rank) or
+    ``fsdp`` (parameters sharded over ranks). ``global_micro_batches`` > 0 fixes the micro-batches
+    of one update over all ranks (each rank accumulates ``global_micro_batches / world_size``;
+    ``optim.accum_grad`` is then ignored), so the update does not change with the process count.
     """
 
     max_epochs: int = 20
@@ -88,8 +93,14 @@ class TrainerConfig:
     num_threads: int = 0
     seed: int = 42
     max_bad_steps: int = 20
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    global_micro_batches: int = 0
 
     def __post_init__(self) -> None:
+        if self.global_micro_batches < 0:
+            raise ConfigError(
+                f"trainer.global_micro_batches must be >= 0 (0 = off), got {self.global_micro_batches}"
+            )
         for name in ("max_epochs", "keep_checkpoints", "average_best", "max_bad_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"trainer.{name} must be >= 1, got {getattr(self, name)}")

@@ -40,6 +40,7 @@ from tqdm import tqdm
 import speechkit
 from speechkit.config import ConfigError
 from speechkit.data.sampler import PaddingMeter
+from speechkit.train import distributed as dist_utils
 from speechkit.train.checkpoint import (
     checkpoint_path,
     config_differences,
@@ -209,8 +210,10 @@ class Trainer:
         if cfg.num_threads > 0:
             torch.set_num_threads(cfg.num_threads)
         self.amp_dtype = resolve_amp(cfg.amp, self.device)
-        self.model = model.to(self.device)
+        self.dist = dist_utils.dist_info()  # rank 0 of 1 unless launched by torchrun
+        self.model = dist_utils.wrap_model(model.to(self.device), cfg.strategy, self.device)
         self.optimizer = build_optimizer(self.model, optim_cfg)
+        self._accum_steps()  # a world size that does not divide the global batch fails here
         self.scheduler = build_scheduler(self.optimizer, optim_cfg, max(1, total_steps))
         # Only fp16 needs loss scaling (bf16 has fp32's exponent range).
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
@@ -263,10 +266,16 @@ class Trainer:
     def _train_epoch(self) -> bool:
         """One pass over the sampler (or its rest, after resume). False if a limit stopped it."""
         self.model.train()
-        accum, micro = self.optim_cfg.accum_grad, 0
+        accum, micro = self._accum_steps(), 0
         sums: Counter = Counter()
         self.padding.reset()
-        bar = tqdm(desc=f"epoch {self.epoch}", unit="batch", dynamic_ncols=True, leave=False)
+        bar = tqdm(
+            desc=f"epoch {self.epoch}",
+            unit="batch",
+            dynamic_ncols=True,
+            leave=False,
+            disable=not self.dist.is_main,
+        )
         if self._limit_reached():  # e.g. resumed from a run that already hit max_steps
             bar.close()
             return False
@@ -279,12 +288,17 @@ class Trainer:
             if batch is None:  # every cut of the batch was dropped by the dataset
                 continue
             self.padding.update(batch["feat_lens"].tolist())  # frames: the fraction is unit-free
-            out = self._forward(batch)
-            if not torch.isfinite(out["loss"]).item():
+            # Non-final micro-steps skip DDP's gradient all-reduce; the final one averages all.
+            with dist_utils.no_sync(self.model, micro + 1 < accum):
+                out = self._forward(batch)
+                # All ranks skip together, or the others would wait in backward's all-reduce.
+                bad = dist_utils.any_rank(not torch.isfinite(out["loss"]).item())
+                if not bad:
+                    self.scaler.scale(out["loss"] / accum).backward()
+            if bad:
                 self._skip_bad_batch(batch, f"loss is {out['loss'].item()}")
                 micro = 0
                 continue
-            self.scaler.scale(out["loss"] / accum).backward()
             sums.update({k: float(out[k].detach()) for k in _STATS if k in out}, n=1)
             micro += 1
             bar.update(1)
@@ -296,9 +310,16 @@ class Trainer:
                     bar.close()
                     return False
         if micro > 0:  # an epoch's tail shorter than accum_grad still makes an update
+            dist_utils.average_gradients(self.model)  # (its micro-steps all ran under no_sync)
             self._update(sums, bar)
         bar.close()
         return True
+
+    def _accum_steps(self) -> int:
+        """Micro-batches per update on this rank."""
+        return dist_utils.accum_steps(
+            self.optim_cfg.accum_grad, self.cfg.global_micro_batches, self.dist.world_size
+        )
 
     def _forward(self, batch: dict) -> dict[str, torch.Tensor]:
         inputs = [batch[k].to(self.device, non_blocking=True) for k in MODEL_INPUTS]
@@ -310,7 +331,7 @@ class Trainer:
         """Clips, steps optimiser and schedule, logs, and validates when due."""
         self.scaler.unscale_(self.optimizer)
         clip = self.optim_cfg.grad_clip if self.optim_cfg.grad_clip > 0 else math.inf
-        grad_norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), clip))
+        grad_norm = float(dist_utils.clip_grad_norm(self.model, clip))
         if not math.isfinite(grad_norm) and not self.scaler.is_enabled():
             # (with fp16 the scaler skips such steps itself and lowers its scale)
             self._skip_bad_batch(None, f"gradient norm is {grad_norm}")
@@ -325,7 +346,7 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         bar.set_postfix(loss=f"{sums['loss'] / max(1, sums['n']):.3f}", lr=f"{lr:.2e}")
         if self.step % self.cfg.log_every_steps == 0:
-            self._log_train(sums, lr)
+            self._log_train(Counter(dist_utils.all_reduce_sums(sums)), lr)
             sums.clear()
         if self.cfg.valid_every_steps and self.step % self.cfg.valid_every_steps == 0:
             self._save(self._validate())
@@ -356,7 +377,9 @@ class Trainer:
     def _limit_reached(self) -> bool:
         if self.cfg.max_steps and self.step >= self.cfg.max_steps:
             self.stop_reason = f"max_steps={self.cfg.max_steps} reached"
-        elif self.cfg.max_minutes and time.monotonic() - self._start >= 60 * self.cfg.max_minutes:
+        elif self.cfg.max_minutes and dist_utils.any_rank(
+            time.monotonic() - self._start >= 60 * self.cfg.max_minutes
+        ):
             self.stop_reason = f"max_minutes={self.cfg.max_minutes:g} reached"
         return self.stop_reason is not None
 
@@ -397,6 +420,7 @@ class Trainer:
             n = float(out.get("num_tokens", len(batch["cut_ids"])))
             total.update(loss=float(out["loss"]) * n, acc=float(out.get("acc", 0.0)) * n, n=n)
         _set_rng_state(rng)
+        total = Counter(dist_utils.all_reduce_sums({k: total[k] for k in ("loss", "acc", "n")}))
         result = None
         if total["n"] > 0:
             result = {
@@ -433,6 +457,9 @@ class Trainer:
             SummaryWriter,
         )  # slow import, only when training
 
+        if not self.dist.is_main:  # rank 0 alone writes logs
+            self.train_log = self.valid_log = self.tb = dist_utils.NullWriter()
+            return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.train_log = _CsvLog(self.out_dir / "train_log.csv", TRAIN_COLUMNS, resume_step)
         self.valid_log = _CsvLog(self.out_dir / "valid_log.csv", VALID_COLUMNS, resume_step)
@@ -467,8 +494,8 @@ class Trainer:
     def _save(self, valid: dict[str, float] | None) -> Path:
         valid_loss = valid["loss"] if valid else None
         state = {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "model": dist_utils.model_state(self.model),  # unwrapped: any world size resumes
+            "optimizer": dist_utils.optimizer_state(self.model, self.optimizer),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "sampler": self.data.sampler.state_dict(),
@@ -482,10 +509,13 @@ class Trainer:
             "rng": _rng_state(),
             "elapsed": self._elapsed(),
         }
-        path = save_checkpoint(state, checkpoint_path(self.ckpt_dir, self.step))
-        record_valid_loss(self.ckpt_dir, path.name, valid_loss)
-        prune_checkpoints(self.ckpt_dir, self.cfg.keep_checkpoints, self.cfg.average_best)
-        logger.info("saved %s (valid loss %s)", path, valid_loss)
+        path = checkpoint_path(self.ckpt_dir, self.step)
+        if self.dist.is_main:  # one writer; the others wait below until the file is complete
+            save_checkpoint(state, path)
+            record_valid_loss(self.ckpt_dir, path.name, valid_loss)
+            prune_checkpoints(self.ckpt_dir, self.cfg.keep_checkpoints, self.cfg.average_best)
+            logger.info("saved %s (valid loss %s)", path, valid_loss)
+        dist_utils.barrier()
         return path
 
     def _resume(self) -> Path | None:
@@ -502,8 +532,8 @@ class Trainer:
                 f"{', '.join(diffs)}. Only {', '.join(sorted(RESUMABLE_KEYS))} may change; "
                 "restore the other values or train into a new output directory."
             )
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        dist_utils.load_model_state(self.model, ckpt["model"])
+        dist_utils.load_optimizer_state(self.model, self.optimizer, ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.data.sampler.load_state_dict(copy.deepcopy(ckpt["sampler"]))

@@ -1,0 +1,265 @@
+"""Data-parallel training: process group, model wrapping, and the few collectives the loop needs.
+
+Launch (one process per GPU, or per CPU worker with gloo)::
+
+    torchrun --nproc_per_node 4 -m speechkit.bin.train --config ... --out exp/run
+
+``torchrun`` sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``;
+:func:`init_distributed` reads them (NCCL on CUDA, gloo on CPU). Without them everything here
+is a no-op for a single process, so the trainer calls these functions unconditionally.
+
+Strategies (``trainer.strategy``): ``ddp`` keeps a full replica per rank and averages gradients
+(DistributedDataParallel); ``fsdp`` shards parameters, gradients and optimiser state over ranks
+(FullyShardedDataParallel, for models that do not fit one GPU). Checkpoints always hold the
+full, unwrapped state dict, written by rank 0 only, so a run can resume under a different
+number of processes, or none. See docs/distributed.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from speechkit.config import ConfigError
+
+__all__ = [
+    "DistInfo",
+    "NullWriter",
+    "accum_steps",
+    "all_reduce_sums",
+    "any_rank",
+    "average_gradients",
+    "barrier",
+    "clip_grad_norm",
+    "destroy",
+    "dist_info",
+    "init_distributed",
+    "is_main",
+    "load_model_state",
+    "load_optimizer_state",
+    "model_state",
+    "no_sync",
+    "optimizer_state",
+    "unwrap",
+    "wrap_model",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _active() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def dist_info() -> DistInfo:
+    """This process's place in the group (0 / 1 / 0 when not distributed)."""
+    if not _active():
+        return DistInfo()
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def is_main() -> bool:
+    return dist_info().is_main
+
+
+def init_distributed(device: str = "auto", timeout_minutes: float = 30.0) -> DistInfo:
+    """Joins the process group described by torchrun's environment; a no-op without it.
+
+    ``device`` is ``trainer.device``: NCCL when it resolves to CUDA (each rank then uses GPU
+    ``LOCAL_RANK``), gloo otherwise.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or _active():
+        return dist_info()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if cuda:
+        torch.cuda.set_device(local_rank)  # "cuda" then means this rank's GPU
+    backend = "nccl" if cuda else "gloo"
+    dist.init_process_group(backend, timeout=datetime.timedelta(minutes=timeout_minutes))
+    info = dist_info()
+    logger.info(
+        "rank %d of %d (local %d), backend %s", info.rank, info.world_size, local_rank, backend
+    )
+    return info
+
+
+def destroy() -> None:
+    if _active():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if _active():
+        dist.barrier()
+
+
+def accum_steps(accum_grad: int, global_micro_batches: int, world_size: int) -> int:
+    """Micro-batches per rank per update: ``accum_grad``, or ``global_micro_batches /
+    world_size`` when a global count is configured (then the update sees the same number of
+    batches whatever the number of processes)."""
+    if not global_micro_batches:
+        return accum_grad
+    if global_micro_batches % world_size:
+        raise ConfigError(
+            f"trainer.global_micro_batches={global_micro_batches} is not divisible by the "
+            f"world size {world_size}; launch a number of processes that divides it, or change it"
+        )
+    return global_micro_batches // world_size
+
+
+# ---------------------------------------------------------------------- wrapping
+
+
+def wrap_model(model: nn.Module, strategy: str, device: torch.device) -> nn.Module:
+    """``model`` (already on ``device``) wrapped for data parallelism; unchanged when alone."""
+    if not _active() or dist.get_world_size() == 1:
+        return model
+    ids = None
+    if device.type == "cuda":
+        ids = [device.index if device.index is not None else torch.cuda.current_device()]
+    if strategy == "fsdp":
+        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+        kwargs = {"device_id": ids[0]} if ids else {}
+        return FSDP(model, use_orig_params=True, sync_module_states=True, **kwargs)
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def _is_fsdp(model: nn.Module) -> bool:
+    return type(model).__name__ == "FullyShardedDataParallel"
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain model inside a DDP / FSDP wrapper."""
+    return model.module if hasattr(model, "module") else model
+
+
+def no_sync(model: nn.Module, skip: bool):
+    """Context in which backward does not all-reduce (non-final accumulation micro-steps)."""
+    if skip and hasattr(model, "no_sync"):
+        return model.no_sync()
+    return contextlib.nullcontext()
+
+
+def average_gradients(model: nn.Module) -> None:
+    """All-reduces (means) gradients by hand: for an update whose last micro-step ran under
+    :func:`no_sync` (an epoch tail shorter than the accumulation)."""
+    if not _active() or dist.get_world_size() == 1:
+        return
+    for p in model.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= dist.get_world_size()
+
+
+def clip_grad_norm(model: nn.Module, max_norm: float) -> torch.Tensor:
+    """Global gradient norm (over all shards under FSDP), clipped to ``max_norm``."""
+    if _is_fsdp(model):
+        return model.clip_grad_norm_(max_norm)
+    return nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+
+
+# ---------------------------------------------------------------------- collectives
+
+
+def all_reduce_sums(sums: Mapping[str, float]) -> dict[str, float]:
+    """Sums each value over ranks. Every rank must pass the same keys (sorted here)."""
+    if not _active() or dist.get_world_size() == 1:
+        return dict(sums)
+    keys = sorted(sums)
+    t = torch.tensor([float(sums[k]) for k in keys], dtype=torch.float64, device=_comm_device())
+    dist.all_reduce(t)
+    return dict(zip(keys, t.tolist()))
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank if ``flag`` is true on any (keeps ranks' control flow in step)."""
+    if not _active() or dist.get_world_size() == 1:
+        return bool(flag)
+    t = torch.tensor([1.0 if flag else 0.0], device=_comm_device())
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def _comm_device() -> torch.device:
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+# ---------------------------------------------------------------------- checkpoint state
+
+
+@contextlib.contextmanager
+def _full_state(model: nn.Module, rank0_only: bool) -> Iterator[None]:
+    from torch.distributed.fsdp import FullOptimStateDictConfig, FullStateDictConfig, StateDictType
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    with FSDP.state_dict_type(
+        model,
+        StateDictType.FULL_STATE_DICT,
+        FullStateDictConfig(offload_to_cpu=True, rank0_only=rank0_only),
+        FullOptimStateDictConfig(offload_to_cpu=True, rank0_only=rank0_only),
+    ):
+        yield
+
+
+def model_state(model: nn.Module) -> dict:
+    """The full, unwrapped model state dict (collective under FSDP: call on every rank)."""
+    if _is_fsdp(model):
+        with _full_state(model, rank0_only=True):
+            return model.state_dict()
+    return unwrap(model).state_dict()
+
+
+def optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """Optimiser state keyed like a single-process run (collective under FSDP)."""
+    if _is_fsdp(model):
+        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+        with _full_state(model, rank0_only=True):
+            return FSDP.optim_state_dict(model, optimizer)
+    return optimizer.state_dict()
+
+
+def load_model_state(model: nn.Module, state: dict) -> None:
+    if _is_fsdp(model):
+        with _full_state(model, rank0_only=False):
+            model.load_state_dict(state)
+        return
+    unwrap(model).load_state_dict(state)
+
+
+def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
+    if _is_fsdp(model):
+        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+        with _full_state(model, rank0_only=False):
+            state = FSDP.optim_state_dict_to_load(model, optimizer, state)
+    optimizer.load_state_dict(state)
+
+
+class NullWriter:
+    """Stands in for logs and TensorBoard on ranks other than 0: every method does nothing."""
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: None

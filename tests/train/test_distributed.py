@@ -1,0 +1,167 @@
+"""Tests for speechkit/train/distributed.py and the trainer under DDP (2 CPU processes, gloo).
+
+The claim under test: DDP on 2 ranks, each taking half of every batch, follows the same loss
+trajectory as one process taking whole batches (no dropout, equal-length utterances, so the
+mean of the halves' per-token losses is the whole batch's), with gradient accumulation
+(``no_sync`` on the first micro-step), one checkpoint writer, and resumable checkpoints.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from speechkit.config import ConfigError
+from speechkit.models.s2t import S2TConfig, S2TModel
+from speechkit.train import distributed as dist_utils
+from speechkit.train.checkpoint import list_checkpoints, load_checkpoint
+from speechkit.train.config import OptimConfig, TrainerConfig
+from speechkit.train.trainer import TrainData, Trainer
+
+VOCAB, MELS, BATCH, STEPS, ACCUM = 24, 8, 4, 3, 2
+
+
+def _batches() -> list[dict]:
+    """Fixed batches of BATCH utterances, all of one length (so halves weigh equally)."""
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for _ in range(STEPS * ACCUM):
+        ys = torch.randint(7, VOCAB, (BATCH, 6), generator=g)
+        out.append(
+            {
+                "feats": torch.randn(BATCH, 40, MELS, generator=g),
+                "feat_lens": torch.full((BATCH,), 40),
+                "ys_in": ys,
+                "ys_out": torch.roll(ys, -1, dims=1),
+                "ctc_targets": ys[:, :4],
+                "ctc_target_lens": torch.full((BATCH,), 4),
+                "cut_ids": [f"c{i}" for i in range(BATCH)],
+            }
+        )
+    return out
+
+
+def _shard(batch: dict, rank: int, world: int) -> dict:
+    n = BATCH // world
+    return {k: v[rank * n : (rank + 1) * n] for k, v in batch.items()}
+
+
+class FixedSampler:
+    """The trainer's sampler contract over a fixed batch list (position kept for resume)."""
+
+    def __init__(self, batches):
+        self.batches, self.pos, self.epoch = batches, 0, 1
+
+    def set_epoch(self, epoch):
+        self.epoch, self.pos = epoch, 0
+
+    def state_dict(self):
+        return {"pos": self.pos, "epoch": self.epoch}
+
+    def load_state_dict(self, sd):
+        self.pos, self.epoch = sd["pos"], sd["epoch"]
+
+    def __iter__(self):
+        while self.pos < len(self.batches):
+            self.pos += 1
+            yield self.batches[self.pos - 1]
+
+
+def _trainer(out, rank, world, run_config=None, strategy="ddp"):
+    torch.manual_seed(0)
+    cfg = S2TConfig(
+        n_mels=MELS, vocab_size=VOCAB, d_model=16, n_heads=2, encoder_type="transformer",
+        encoder_layers=1, encoder_ffn=32, decoder_layers=1, decoder_ffn=32, dropout=0.0,
+        attention_dropout=0.0, label_smoothing=0.0, max_target_positions=16,
+    )  # fmt: skip
+    sampler = FixedSampler([_shard(b, rank, world) for b in _batches()])
+    return Trainer(
+        S2TModel(cfg),
+        TrainData(sampler, sampler),
+        OptimConfig(lr=1e-2, warmup_steps=1, accum_grad=ACCUM, scheduler="constant"),
+        TrainerConfig(
+            max_epochs=1, log_every_steps=1, device="cpu", num_threads=1, strategy=strategy
+        ),
+        out,
+        run_config=run_config or {"trainer": {"seed": 1}},
+    )
+
+
+def _losses(out) -> list[float]:
+    with open(out / "train_log.csv") as f:
+        return [float(r["loss"]) for r in csv.DictReader(f)]
+
+
+def _worker(rank, world, port, out, results):
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist_utils.init_distributed("cpu")
+    try:
+        trainer = _trainer(out, rank, world)
+        results[f"wrapped{rank}"] = type(trainer.model).__name__
+        trainer.fit()
+        # A resumed run whose config differs from its checkpoint fails on every rank.
+        try:
+            _trainer(out, rank, world, run_config={"trainer": {"seed": 2}}).fit(resume=True)
+        except ConfigError as e:
+            results[f"error{rank}"] = str(e)
+    finally:
+        dist_utils.destroy()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch without distributed")
+def test_two_ranks_match_one_process_and_resume_anywhere(tmp_path):
+    single = _trainer(tmp_path / "single", 0, 1)
+    single.fit()
+    expected = _losses(tmp_path / "single")
+    assert len(expected) == STEPS
+
+    results = mp.Manager().dict()
+    mp.spawn(_worker, args=(2, _free_port(), tmp_path / "ddp", results), nprocs=2, join=True)
+    assert results["wrapped0"] == results["wrapped1"] == "DistributedDataParallel"
+    got = _losses(tmp_path / "ddp")
+    assert got == pytest.approx(expected, abs=1e-5)
+    assert expected[-1] < expected[0]  # and it trains
+    # Rank 0 wrote the only logs and an unwrapped checkpoint (no "module." prefix) ...
+    assert not list((tmp_path / "ddp").rglob("*.tmp"))
+    ckpts = list_checkpoints(tmp_path / "ddp" / "checkpoints")
+    state = load_checkpoint(ckpts[-1])
+    assert state["step"] == STEPS and not any(k.startswith("module.") for k in state["model"])
+    single_state = load_checkpoint(list_checkpoints(tmp_path / "single" / "checkpoints")[-1])
+    for k, v in single_state["model"].items():
+        torch.testing.assert_close(state["model"][k], v, atol=1e-5, rtol=1e-4)
+    # ... which one process resumes (here: finds the epoch done and stops).
+    resumed = _trainer(tmp_path / "ddp", 0, 1)
+    assert resumed.fit(resume=True)["step"] == STEPS
+    for rank in (0, 1):
+        assert (
+            "cannot resume" in results[f"error{rank}"] and "trainer.seed" in results[f"error{rank}"]
+        )
+
+
+def test_global_micro_batches_must_divide_by_world_size():
+    assert dist_utils.accum_steps(3, 0, 4) == 3
+    assert dist_utils.accum_steps(3, 8, 4) == 2
+    with pytest.raises(
+        ConfigError, match="global_micro_batches=6 is not divisible by the world size 4"
+    ):
+        dist_utils.accum_steps(1, 6, 4)
+
+
+def test_single_process_helpers_are_no_ops():
+    model = torch.nn.Linear(2, 1)
+    assert dist_utils.wrap_model(model, "ddp", torch.device("cpu")) is model
+    assert dist_utils.all_reduce_sums({"a": 1.5}) == {"a": 1.5}
+    assert dist_utils.any_rank(True) and not dist_utils.any_rank(False)
+    assert dist_utils.dist_info().is_main and dist_utils.dist_info().world_size == 1

@@ -24,8 +24,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--languages", default="eng,deu,spa,fra", help="comma-separated ISO 639-3 codes"
     )
-    parser.add_argument("--snr-min", type=float, default=5.0, help="lowest SNR in dB")
-    parser.add_argument("--snr-max", type=float, default=20.0, help="highest SNR in dB")
+    parser.add_argument("--snr-min", type=float, default=10.0, help="lowest SNR in dB")
+    parser.add_argument("--snr-max", type=float, default=30.0, help="highest SNR in dB")
     parser.add_argument(
         "--piper",
         choices=PIPER_MODES,

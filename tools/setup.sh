@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # Sets up speechkit on a fresh machine; safe to run again (each step is skipped when already done).
+#   bash tools/setup.sh         what the recipes need
+#   bash tools/setup.sh --dev   also the test tools and the reference implementations the tests
+#                               compare against (transformers, ctranslate2, openai-whisper, ...)
 #   - a virtual environment in .venv with speechkit installed editable (pinned torch/torchaudio)
 #   - espeak-ng (the phrasebook corpus's speech synthesiser): apt where we may, else the
 #     espeakng-loader wheel that bundles the library and its data
@@ -8,20 +11,29 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 log() { echo "[setup $(date +%H:%M:%S)] $*"; }
 
+extras=""
+case "${1:-}" in
+  "") ;;
+  --dev) extras="[dev]" ;;
+  *) echo "usage: bash tools/setup.sh [--dev]" >&2; exit 2 ;;
+esac
+
 python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   log "creating .venv with $($python --version)"
   "$python" -m venv .venv
 fi
 
-# Reinstall only when setup.py changed since the last successful install.
+# Reinstall only when setup.py changed since the last successful install, or when --dev asks
+# for more than was installed. The stamp holds "<sha256 of setup.py> <extras>".
 stamp=.venv/.speechkit-setup-stamp
-want=$(sha256sum setup.py | cut -d' ' -f1)
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  log "installing speechkit and its pinned dependencies (torch is large: about 2 minutes)"
+hash=$(sha256sum setup.py | cut -d' ' -f1)
+read -r have_hash have_extras < "$stamp" 2>/dev/null || true
+if [ "${have_hash:-}" != "$hash" ] || { [ -n "$extras" ] && [ "${have_extras:-}" != "[dev]" ]; }; then
+  log "installing speechkit$extras and its pinned dependencies (torch is large: about 2 minutes)"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[dev]'
-  echo "$want" > "$stamp"
+  .venv/bin/python -m pip install -q -e ".$extras"
+  echo "$hash ${extras}" > "$stamp"
 else
   log "python environment up to date"
 fi

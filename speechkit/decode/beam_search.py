@@ -14,6 +14,13 @@ row's cache to the beam it continues. Per step and utterance:
    forced). Finished utterances leave the batch, shrinking ``N``.
 
 Finished hypotheses are ranked by ``DecodeOptions.final_score`` (length penalty/normalisation).
+``DecodeOptions.stop = "count"`` replaces rules 2-3 by CTranslate2's: only ``<eos>`` among the K
+best candidates ends a hypothesis, and an utterance is finished once K hypotheses have ended.
+An optional ``LogitFilter`` edits the logits before the log-softmax (Whisper's token rules).
+
+Speed: the cross-attention K/V of the B x K rows are reordered only when utterances leave the
+batch (a beam never moves to another utterance, and an utterance's K rows hold the same cross
+K/V), so a step copies only the self-attention cache.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from speechkit.decode.ctc_prefix import CTCPrefixScorer, CTCState
 from speechkit.decode.options import (
     DecodeOptions,
     Hypothesis,
+    LogitFilter,
     SpecialIds,
     constrain_next_token,
 )
@@ -54,8 +62,15 @@ class _Candidates:
 class BeamSearch:
     """Beam search over a model that follows the ``S2TModel`` decoding API (see design.md)."""
 
-    def __init__(self, model: torch.nn.Module, options: DecodeOptions, ids: SpecialIds):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        options: DecodeOptions,
+        ids: SpecialIds,
+        logit_filter: LogitFilter | None = None,
+    ):
         self.model, self.opt, self.ids = model, options, ids
+        self.logit_filter = logit_filter
 
     @torch.inference_mode()
     def __call__(
@@ -87,13 +102,17 @@ class BeamSearch:
         ended: list[list[tuple]] = [[] for _ in range(B)]
 
         for step in range(int(budget.max()) + 1):
-            logp = logits.float().log_softmax(-1)
+            logits = logits.float()
+            if self.logit_filter is not None:
+                logits = self.logit_filter(logits, tokens, step)
+            logp = logits.log_softmax(-1)
             logp = constrain_next_token(logp, step, budget[rows_utt], self.opt, self.ids)
             cand = self._candidates(logp, att, scorer, ctc_state)
             src, col, done = self._select(cand, step, utts, tokens, ended, budget)
             if bool(done.all()):
                 break
             # Keep the K new beams of every unfinished utterance; one reorder does both.
+            same_rows = not bool(done.any())
             src, col = src[~done].flatten(), col[~done].flatten()
             utts = utts[~done]
             rows_utt = utts.repeat_interleave(K)
@@ -102,7 +121,7 @@ class BeamSearch:
             att = cand.att[src, col]
             if scorer is not None:
                 ctc_state = scorer.advance(cand.ctc, cand.ctc_r, cand.tokens, src, col, rows_utt)
-            cache.reorder(src)
+            _reorder(cache, src, same_rows)
             logits = self.model.decode_step(new_tok[:, None], cache)[:, -1]
         return [self._nbest(hyps) for hyps in ended]
 
@@ -149,7 +168,10 @@ class BeamSearch:
         is_eos = cand.token(src, col) == self.ids.eos
         finite = torch.isfinite(top_s)
         live = ~is_eos & finite
-        record = is_eos & finite & ((live.cumsum(-1) - live.long()) < K)
+        if self.opt.stop == "count":
+            record = is_eos & finite & (torch.arange(2 * K, device=top_i.device) < K)
+        else:
+            record = is_eos & finite & ((live.cumsum(-1) - live.long()) < K)
         for a, j in record.nonzero().tolist():
             r, c = src[a, j], col[a, j]
             ctc = 0.0 if cand.ctc is None else float(cand.ctc[r, c])
@@ -183,14 +205,19 @@ class BeamSearch:
         or has K ended hypotheses and its best live beam, were it to end at the next step, would
         rank below the K-th of them (a heuristic when length terms can still raise scores)."""
         K = self.opt.beam_size
+        if self.opt.stop == "count":
+            enough = torch.tensor([len(ended[u]) >= K for u in utts.tolist()], device=utts.device)
+            return enough | (step >= budget[utts]) | ~torch.isfinite(best_live)
         kth = []
         for u in utts.tolist():
             finals = sorted((self.opt.final_score(h[1], h[4]) for h in ended[u]), reverse=True)
             kth.append(finals[K - 1] if len(finals) >= K else float("-inf"))
         kth = torch.tensor(kth, device=utts.device)
-        live_final = best_live + self.opt.length_penalty * (step + 2)
-        if self.opt.length_norm:
-            live_final = live_final / (step + 2)
+        # A live beam ending at the next step has step + 2 output tokens, <eos> included.
+        live_final = torch.tensor(
+            [self.opt.final_score(float(s), step + 2) for s in best_live.tolist()],
+            device=best_live.device,
+        )
         beaten = torch.isfinite(kth) & (live_final <= kth)
         return beaten | (step >= budget[utts]) | ~torch.isfinite(best_live)
 
@@ -203,6 +230,18 @@ class BeamSearch:
         return scored[: self.opt.nbest]
 
 
+def _reorder(cache, src: torch.Tensor, same_rows: bool) -> None:
+    """``cache.reorder(src)``; when no utterance left the batch, only the self-attention K/V of a
+    ``DecoderCache`` move (each utterance's rows share their cross-attention K/V)."""
+    if same_rows and hasattr(cache, "self_kv") and hasattr(cache, "cross"):
+        cache.self_kv = [
+            None if kv is None else (kv[0].index_select(0, src), kv[1].index_select(0, src))
+            for kv in cache.self_kv
+        ]
+    else:
+        cache.reorder(src)
+
+
 def beam_search(
     model: torch.nn.Module,
     enc: torch.Tensor,
@@ -210,6 +249,7 @@ def beam_search(
     prefix: torch.Tensor,
     options: DecodeOptions,
     ids: SpecialIds,
+    logit_filter: LogitFilter | None = None,
 ) -> list[list[Hypothesis]]:
     """Functional form of :class:`BeamSearch` (same arguments and result)."""
-    return BeamSearch(model, options, ids)(enc, enc_lens, prefix)
+    return BeamSearch(model, options, ids, logit_filter)(enc, enc_lens, prefix)

@@ -11,6 +11,7 @@ import torch
 from speechkit.decode.options import (
     DecodeOptions,
     Hypothesis,
+    LogitFilter,
     SpecialIds,
     constrain_next_token,
 )
@@ -26,8 +27,9 @@ def greedy_search(
     prefix: torch.Tensor,
     options: DecodeOptions,
     ids: SpecialIds,
+    logit_filter: LogitFilter | None = None,
 ) -> list[list[Hypothesis]]:
-    """Greedy decoding of a batch.
+    """Greedy decoding of a batch; ``logit_filter`` edits logits before the log-softmax.
 
     enc: (B, T', D) encoder output; enc_lens: (B,) valid encoder frames.
     prefix: (B, P) int64 start tokens (``[<sop> prompt] <sos> <lang> <task> <notimestamps>``).
@@ -44,7 +46,11 @@ def greedy_search(
     n_out = torch.zeros(B, dtype=torch.long, device=device)  # output tokens incl. eos
     steps: list[torch.Tensor] = []
     for step in range(int(max_tokens.max()) + 1):
-        logp = constrain_next_token(logits.float().log_softmax(-1), step, max_tokens, options, ids)
+        logits = logits.float()
+        if logit_filter is not None:
+            so_far = torch.stack(steps, 1) if steps else prefix.new_zeros(B, 0).to(device)
+            logits = logit_filter(logits, so_far, step)
+        logp = constrain_next_token(logits.log_softmax(-1), step, max_tokens, options, ids)
         best = logp.argmax(-1)  # (B,)
         best = best.masked_fill(done, ids.eos)
         att_logp += logp.gather(1, best[:, None])[:, 0].masked_fill(done, 0.0)

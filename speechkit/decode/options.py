@@ -2,23 +2,28 @@
 
 Options are one frozen dataclass checked up front, so a bad value fails before any audio is read.
 
-Scoring of a finished hypothesis with ``n`` output tokens (text tokens plus ``<eos>``)::
+Scoring of a finished hypothesis with ``n`` output tokens (text tokens plus ``<eos>``; text tokens
+only when ``eos_in_length`` is False, as Whisper and CTranslate2 count)::
 
     raw   = (1 - ctc_weight) * sum(log p_att) + ctc_weight * log p_ctc(prefix) + length_penalty * n
     score = raw / n           if length_norm
           = raw               otherwise
+
+A ``LogitFilter`` edits the raw logits of every row before the log-softmax (so suppressed tokens
+take no probability mass, as in Whisper); ``SpecialIds.suppress`` instead masks log-probabilities
+after it (the S2T convention).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import torch
 
 from speechkit.config import ConfigError
 
-__all__ = ["DecodeOptions", "Hypothesis", "SpecialIds", "constrain_next_token"]
+__all__ = ["DecodeOptions", "Hypothesis", "LogitFilter", "SpecialIds", "constrain_next_token"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,13 @@ class DecodeOptions:
         tokens per utterance, ``enc_len`` in encoder frames.
     min_len: ``<eos>`` is forbidden before this many text tokens.
     nbest: hypotheses returned per utterance (at most ``beam_size``).
+    eos_in_length: whether ``<eos>`` counts as an output token in the length used by
+        ``length_norm`` and ``length_penalty`` (Whisper/CTranslate2 count text tokens only).
+    stop: when a beam search ends an utterance. ``bound``: once ``beam_size`` hypotheses have
+        ended and the best live beam cannot overtake them; an ``<eos>`` ranked before the
+        ``beam_size``-th continuing candidate ends a hypothesis. ``count`` (CTranslate2 /
+        faster-whisper with a length penalty): once ``beam_size`` hypotheses have ended, whatever
+        their scores; only ``<eos>`` among the ``beam_size`` best candidates ends a hypothesis.
     """
 
     beam_size: int = 5
@@ -46,6 +58,8 @@ class DecodeOptions:
     max_len: int = 200
     min_len: int = 0
     nbest: int = 1
+    eos_in_length: bool = True
+    stop: Literal["bound", "count"] = "bound"
 
     def __post_init__(self) -> None:
         if self.beam_size < 1:
@@ -62,14 +76,17 @@ class DecodeOptions:
             raise ConfigError(f"min_len must be in [0, max_len={self.max_len}], got {self.min_len}")
         if not 1 <= self.nbest <= self.beam_size:
             raise ConfigError(f"nbest must be in [1, beam_size={self.beam_size}], got {self.nbest}")
+        if self.stop not in ("bound", "count"):
+            raise ConfigError(f"stop must be 'bound' or 'count', got {self.stop!r}")
 
     def max_tokens(self, enc_len: int) -> int:
         """The text-token budget for an utterance of ``enc_len`` encoder frames."""
         return max(1, min(self.max_len, int(self.max_len_ratio * enc_len) + 10))
 
     def final_score(self, raw_logp: float, num_tokens: int) -> float:
-        """Applies the length penalty and normalisation to a summed log score."""
-        n = max(1, num_tokens)
+        """Applies the length penalty and normalisation to a summed log score; ``num_tokens``
+        counts the output tokens including ``<eos>`` if the hypothesis ended with one."""
+        n = max(1, num_tokens - (0 if self.eos_in_length else 1))
         raw = raw_logp + self.length_penalty * n
         return raw / n if self.length_norm else raw
 
@@ -85,9 +102,24 @@ class SpecialIds:
 
     @classmethod
     def from_tokenizer(cls, tok: Any) -> SpecialIds:
-        """Every special token except ``<eos>`` (ids below ``tok.num_special``) is suppressed."""
-        suppress = tuple(i for i in range(tok.num_special) if i != tok.eos_id)
+        """Every special token except ``<eos>`` is suppressed: ``tok.suppress_ids`` where the
+        tokenizer lists them (Whisper's specials follow the text pieces), else the ids below
+        ``tok.num_special`` (speechkit's tokenizer puts its specials first)."""
+        if hasattr(tok, "suppress_ids"):
+            suppress = tuple(int(i) for i in tok.suppress_ids)
+        else:
+            suppress = tuple(i for i in range(tok.num_special) if i != tok.eos_id)
         return cls(eos=tok.eos_id, blank=tok.blank_id, suppress=suppress)
+
+
+class LogitFilter(Protocol):
+    """Edits next-token logits before the log-softmax (e.g. Whisper's suppression rules).
+
+    logits: (N, V) float32 raw scores of N rows; tokens: (N, t) int64 tokens each row has
+    generated so far (prefix excluded); step: t. Returns (N, V) logits, -inf = forbidden.
+    """
+
+    def __call__(self, logits: torch.Tensor, tokens: torch.Tensor, step: int) -> torch.Tensor: ...
 
 
 @dataclass

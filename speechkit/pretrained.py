@@ -40,6 +40,7 @@ from torch import nn
 import speechkit
 from speechkit.config import from_dict, to_dict
 from speechkit.data.features import FeatureConfig
+from speechkit.espnet_tokenizer import EspnetTokenizer
 from speechkit.models import MODEL_CONFIGS, build_model
 from speechkit.models.s2t import S2TConfig
 from speechkit.models.whisper import WhisperConfig
@@ -113,12 +114,16 @@ def whisper_features(cfg: WhisperConfig) -> FeatureConfig:
 def _load_tokenizer(directory: Path, model_type: str, cfg) -> Tokenizer | WhisperTokenizer:
     if model_type == "whisper":
         return WhisperTokenizer.load(directory, vocab_size=cfg.n_vocab)
+    if EspnetTokenizer.is_espnet_dir(directory):  # an imported ESPnet/OWSM model
+        return EspnetTokenizer.load(directory)
     return Tokenizer.load(directory)
 
 
 def _tokenizer_from_state(state: dict) -> Tokenizer | WhisperTokenizer:
     if state.get("kind") == "whisper":
         return WhisperTokenizer.from_state_dict(state)
+    if state.get("kind") == "espnet":
+        return EspnetTokenizer.from_state_dict(state)
     return Tokenizer.from_state_dict(state)
 
 

@@ -10,6 +10,11 @@ Two flavours, selected by ``FeatureConfig.kind``:
   valid frames (Whisper uses the maximum over its 30 s padded window; for unpadded audio the two
   agree).
 
+* ``espnet``: ESPnet's ``DefaultFrontend`` (Stft + LogMel): periodic Hann window of
+  ``win_length`` samples centred in ``n_fft`` (OWSM: 400 in 512, hop 160), power spectrum, Slaney
+  mel filters (librosa, 0 Hz to Nyquist), natural ``log(max(x, 1e-10))``. No normalisation here
+  (``normalize: none``): ESPnet's global MVN lives in the model (``S2TConfig.global_mvn``).
+
 Framing: centred STFT with reflect padding, so a wave of S samples gives ``S // hop + 1`` frames
 (``fbank``) or ``S // hop`` frames (``whisper``, which drops the last one). Each utterance is
 transformed on its own valid samples, so padding never leaks into the features.
@@ -35,16 +40,21 @@ __all__ = ["FeatureConfig", "LogMel", "num_frames"]
 class FeatureConfig:
     """Feature extraction settings; units are samples (n_fft, hop_length) and Hz."""
 
-    kind: Literal["fbank", "whisper"] = "fbank"
+    kind: Literal["fbank", "whisper", "espnet"] = "fbank"
     n_mels: int = 80
     sample_rate: int = 16000
     n_fft: int = 400
     hop_length: int = 160
     normalize: Literal["utterance", "none"] = "utterance"
+    win_length: int = 0  # analysis window in samples, centred in n_fft; 0 = n_fft
 
     def __post_init__(self) -> None:
         if self.n_mels <= 0 or self.n_fft <= 0 or self.hop_length <= 0:
             raise ConfigError("features: n_mels, n_fft and hop_length must be positive")
+        if not 0 <= self.win_length <= self.n_fft:
+            raise ConfigError(
+                f"features: win_length must lie in [0, n_fft={self.n_fft}], got {self.win_length}"
+            )
         if self.kind == "whisper":
             if self.n_mels not in (80, 128):
                 raise ConfigError(
@@ -72,10 +82,11 @@ class LogMel(nn.Module):
     def __init__(self, cfg: FeatureConfig):
         super().__init__()
         self.cfg = cfg
+        self.win_length = cfg.win_length or cfg.n_fft
         self.register_buffer(
-            "window", torch.hann_window(cfg.n_fft, periodic=True), persistent=False
+            "window", torch.hann_window(self.win_length, periodic=True), persistent=False
         )
-        if cfg.kind == "whisper":
+        if cfg.kind in ("whisper", "espnet"):
             fb = librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels)
             mel = torch.from_numpy(np.asarray(fb, dtype=np.float32))  # (F, n_fft//2+1)
         else:
@@ -98,6 +109,7 @@ class LogMel(nn.Module):
             wave.float(),
             self.cfg.n_fft,
             self.cfg.hop_length,
+            win_length=self.win_length,
             window=self.window,
             center=True,
             pad_mode="reflect",

@@ -18,6 +18,7 @@ positions, ``ys_in`` is padded with <eos>, ``ctc_targets`` are padded with -1.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -28,8 +29,9 @@ from torch import Tensor, nn
 from speechkit.config import ConfigError
 from speechkit.nn.attention import MultiHeadAttention, resolve_backend
 from speechkit.nn.ebranchformer import EBranchformerLayer
-from speechkit.nn.embedding import SinusoidalPositionalEncoding
+from speechkit.nn.embedding import SinusoidalPositionalEncoding, sinusoidal_positions
 from speechkit.nn.masks import causal_mask, lengths_to_mask
+from speechkit.nn.mvn import GlobalMVN
 from speechkit.nn.subsampling import Conv2dSubsampling4
 from speechkit.nn.transformer import TransformerDecoderLayer, TransformerEncoderLayer
 
@@ -65,6 +67,14 @@ class S2TConfig:
     ``subsampling_activation`` is ReLU (OWSM) or GELU (Whisper); ``scale_input`` multiplies the
     front end's output by sqrt(d_model) before adding positions (ESPnet). They were added while
     chasing an encoder collapse on the phrasebook recipe (see its RESULTS.md); none fixed it.
+
+    ESPnet options (the defaults keep speechkit's own behaviour; ``speechkit.convert.espnet`` sets
+    them to represent an imported OWSM/ESPnet model exactly): ``global_mvn`` normalises input
+    frames with corpus statistics held as model buffers (``encoder.mvn``; ESPnet's
+    ``feats_stats.npz``); ``ffn_activation`` of the Transformer encoder/decoder layers (ESPnet:
+    ReLU; E-Branchformer FFNs are always Swish); ``decoder_positions`` ``sinusoidal`` scales the
+    token embedding by sqrt(d_model) and adds fixed sinusoidal positions (ESPnet) instead of
+    learned ones (Whisper); ``layer_norm_eps`` of every LayerNorm (ESPnet: 1e-12).
     """
 
     n_mels: int = 80
@@ -90,6 +100,10 @@ class S2TConfig:
     subsampling_norm: bool = False
     subsampling_activation: Literal["relu", "gelu"] = "relu"
     scale_input: bool = True
+    global_mvn: bool = False
+    ffn_activation: Literal["gelu", "relu", "swish"] = "gelu"
+    decoder_positions: Literal["learned", "sinusoidal"] = "learned"
+    layer_norm_eps: float = 1e-5
 
     def __post_init__(self) -> None:
         self._check_sizes()
@@ -97,6 +111,8 @@ class S2TConfig:
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise ConfigError(f"model.{name} must lie in [0, 1), got {value}")
+        if not 0.0 < self.layer_norm_eps < 1.0:
+            raise ConfigError(f"model.layer_norm_eps must lie in (0, 1), got {self.layer_norm_eps}")
         if not 0.0 <= self.ctc_weight < 1.0:
             raise ConfigError(
                 f"model.ctc_weight must lie in [0, 1), got {self.ctc_weight}: 0 disables the CTC "
@@ -171,21 +187,27 @@ class Encoder(nn.Module):
 
     def __init__(self, cfg: S2TConfig):
         super().__init__()
+        self.mvn = GlobalMVN(cfg.n_mels) if cfg.global_mvn else None
         self.subsample = Conv2dSubsampling4(
             cfg.n_mels, cfg.d_model, cfg.subsampling_channels, cfg.subsampling_activation
         )
         self.subsample_norm = nn.LayerNorm(cfg.d_model) if cfg.subsampling_norm else nn.Identity()
-        self.positions = SinusoidalPositionalEncoding(cfg.d_model, cfg.dropout, scale=cfg.scale_input)
+        self.positions = SinusoidalPositionalEncoding(
+            cfg.d_model, cfg.dropout, scale=cfg.scale_input
+        )
         args = (cfg.d_model, cfg.n_heads, cfg.encoder_ffn)
         if cfg.encoder_type == "ebranchformer":
             extra = (cfg.cgmlp_units, cfg.cgmlp_kernel, cfg.merge_conv_kernel)
             make = lambda: EBranchformerLayer(*args, *extra, cfg.dropout, cfg.attention_dropout)
         else:
-            make = lambda: TransformerEncoderLayer(*args, cfg.dropout, cfg.attention_dropout)
+            drops = (cfg.dropout, cfg.attention_dropout)
+            make = lambda: TransformerEncoderLayer(*args, *drops, cfg.ffn_activation)
         self.layers = nn.ModuleList(make() for _ in range(cfg.encoder_layers))
         self.norm = nn.LayerNorm(cfg.d_model)
 
     def forward(self, feats: Tensor, feat_lens: Tensor) -> tuple[Tensor, Tensor]:
+        if self.mvn is not None:
+            feats = self.mvn(feats, feat_lens)
         x = self.positions(self.subsample_norm(self.subsample(feats)))
         lens = Conv2dSubsampling4.output_lengths(feat_lens)
         pad_mask = lengths_to_mask(lens, x.size(1))  # (B, T') True = valid
@@ -226,20 +248,27 @@ class DecoderCache:
 
 
 class Decoder(nn.Module):
-    """Token ids (B, l) + cache -> logits (B, l, V); pre-LN Transformer, learned positions."""
+    """Token ids (B, l) + cache -> logits (B, l, V); pre-LN Transformer, learned positions
+    (or ESPnet's scaled embedding + sinusoidal positions, ``decoder_positions``)."""
 
     def __init__(self, cfg: S2TConfig):
         super().__init__()
         self.max_positions = cfg.max_target_positions
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.positions = nn.Parameter(torch.empty(cfg.max_target_positions, cfg.d_model))
         # Small embeddings keep tied output logits near zero at the start.
         nn.init.normal_(self.embed.weight, std=cfg.d_model**-0.5)
-        nn.init.normal_(self.positions, std=0.02)
+        if cfg.decoder_positions == "learned":
+            self.positions = nn.Parameter(torch.empty(cfg.max_target_positions, cfg.d_model))
+            nn.init.normal_(self.positions, std=0.02)
+            self.embed_scale = 1.0
+        else:
+            table = sinusoidal_positions(cfg.max_target_positions, cfg.d_model)
+            self.register_buffer("positions", table, persistent=False)
+            self.embed_scale = math.sqrt(cfg.d_model)
         self.dropout = nn.Dropout(cfg.dropout)
         args = (cfg.d_model, cfg.n_heads, cfg.decoder_ffn, cfg.dropout, cfg.attention_dropout)
         self.layers = nn.ModuleList(
-            TransformerDecoderLayer(*args) for _ in range(cfg.decoder_layers)
+            TransformerDecoderLayer(*args, cfg.ffn_activation) for _ in range(cfg.decoder_layers)
         )
         self.norm = nn.LayerNorm(cfg.d_model)
         # None = tied: logits reuse the token embedding (Whisper); else a separate layer (OWSM).
@@ -259,7 +288,10 @@ class Decoder(nn.Module):
                 f"decoder input of {past + n_new} tokens exceeds max_target_positions "
                 f"({self.max_positions})"
             )
-        x = self.embed(ys_new) + self.positions[past : past + n_new]
+        emb = self.embed(ys_new)
+        if self.embed_scale != 1.0:
+            emb = emb * self.embed_scale
+        x = emb + self.positions[past : past + n_new]
         x = self.dropout(x)
         # One new token may see every cached one: no mask needed (lets sdpa pick fast kernels).
         self_mask = None if n_new == 1 else causal_mask(n_new, past, device=ys_new.device)
@@ -285,6 +317,10 @@ class S2TModel(nn.Module):
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
         self.ctc_head = nn.Linear(cfg.d_model, cfg.vocab_size)
+        if cfg.layer_norm_eps != 1e-5:  # 1e-5 is nn.LayerNorm's own default
+            for module in self.modules():
+                if isinstance(module, nn.LayerNorm):
+                    module.eps = cfg.layer_norm_eps
         self.set_attention_backend(cfg.attention_backend)
 
     def set_attention_backend(self, name: str) -> None:

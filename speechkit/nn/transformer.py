@@ -1,10 +1,13 @@
 """Pre-LayerNorm Transformer layers: an encoder layer and a decoder layer with a KV cache.
 
 Shapes: B batch, T/L time (encoder frames / decoder tokens), S memory length, D model width,
-H heads, Dh = D / H. Masks are boolean with True = keep (see ``nn/attention.py``).
+H heads, Dh = D / H. Masks are boolean with True = keep (see ``nn/attention.py``). The FFN
+activation is GELU unless given (ESPnet's Transformer layers use ReLU).
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -27,12 +30,13 @@ class TransformerEncoderLayer(nn.Module):
         d_ffn: int,
         dropout: float,
         attention_dropout: float,
+        activation: Literal["gelu", "relu", "swish"] = "gelu",
     ):
         super().__init__()
         self.attn_norm = nn.LayerNorm(d_model)
         self.attn = MultiHeadAttention(d_model, n_heads, attention_dropout)
         self.ffn_norm = nn.LayerNorm(d_model)
-        self.ffn = FeedForward(d_model, d_ffn, dropout, activation="gelu")
+        self.ffn = FeedForward(d_model, d_ffn, dropout, activation=activation)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, pad_mask: Tensor) -> Tensor:
@@ -51,6 +55,7 @@ class TransformerDecoderLayer(nn.Module):
         d_ffn: int,
         dropout: float,
         attention_dropout: float,
+        activation: Literal["gelu", "relu", "swish"] = "gelu",
     ):
         super().__init__()
         self.self_norm = nn.LayerNorm(d_model)
@@ -58,7 +63,7 @@ class TransformerDecoderLayer(nn.Module):
         self.cross_norm = nn.LayerNorm(d_model)
         self.cross_attn = MultiHeadAttention(d_model, n_heads, attention_dropout)
         self.ffn_norm = nn.LayerNorm(d_model)
-        self.ffn = FeedForward(d_model, d_ffn, dropout, activation="gelu")
+        self.ffn = FeedForward(d_model, d_ffn, dropout, activation=activation)
         self.dropout = nn.Dropout(dropout)
 
     def cross_kv(self, memory: Tensor) -> KV:

@@ -1,11 +1,20 @@
 """2D buckets: cuts grouped by input duration AND output length, with a batch size per bucket.
 
-A 1D duration bucket still mixes a 2 s cut with 3 decoder tokens and a 2 s cut with 40; the
-decoder side of such a batch is mostly padding. A :class:`BucketGrid` first splits durations into
-rows (each row holds about the same total audio), then splits each row by output tokens into
-columns (each holding about the same number of cuts). Bucket ``(r, c)`` holds cuts with
-``duration <= duration_edges[r]`` (and above the previous row's edge) and
-``tokens <= token_edges[r][c]``; the last row / column also take anything longer.
+What 2D buckets are for: a translation's length does not follow the audio's, so a 1D duration
+bucket still mixes a 2 s cut with 3 decoder tokens and a 2 s cut with 40, and the decoder side of
+such a batch is mostly padding. A :class:`BucketGrid` splits durations into rows, then each row by
+output tokens into columns. Bucket ``(r, c)`` holds cuts with ``duration <= duration_edges[r]``
+(and above the previous row's edge) and ``tokens <= token_edges[r][c]`` (above the previous
+column's); the last row / column also take anything longer.
+
+How the edges are chosen (:func:`estimate_grid`): padding is a property of a bucket's *spread*, so
+rows are cut from the sorted training durations wherever the row's own frame padding
+``1 - sum(d) / (n * max(d))`` would exceed a target (a random batch drawn from a row pads less
+than the whole row, so the target bounds the epoch's padding); columns are cut the same way on
+tokens. Every bucket must hold ``min_bucket_seconds`` of audio (a few batches), or it would only
+ever yield partial batches; that is why long, sparse tails get wider buckets. The number of
+buckets thus follows the corpus instead of being fixed: few rows where durations are tight,
+many where they spread, and columns only in rows with enough audio to fill them.
 
 Units: durations in seconds; tokens are sentencepiece pieces of the longest decoder text of a cut
 (its task's text for a task-expanded cut, else the longest of transcript and translations),
@@ -22,7 +31,8 @@ The grid is a YAML file (``speechkit.bin.estimate_buckets`` writes it, and
 
 :class:`Bucket2DConstraint` is the lhotse ``SamplingConstraint`` that routes a cut to its bucket
 and closes a batch at that bucket's batch size (from ``batch_sizes``, else
-``floor(max_duration / duration_edge)``: a padded-seconds budget).
+``floor(max_duration / duration_edge)``: a padded-seconds budget). lhotse draws every batch from
+a single bucket, so a batch never mixes rows or columns.
 """
 
 from __future__ import annotations
@@ -30,7 +40,6 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import logging
-import math
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -133,44 +142,65 @@ class BucketGrid:
             raise ValueError(f"{path}: {e}") from None
 
 
-def _duration_rows(durations: np.ndarray, num_rows: int) -> np.ndarray:
-    """Row of each cut (sorted-duration order): rows hold about equal total audio."""
-    cum = np.cumsum(durations)
-    share = cum[-1] / num_rows
-    # A cut belongs to the row in which its cumulative duration ends (ceil, 0-based).
-    return np.minimum(np.ceil(cum / share - 1e-9).astype(int) - 1, num_rows - 1).clip(0)
+def _greedy_groups(
+    values: np.ndarray, seconds: np.ndarray, max_padding: float, min_seconds: float
+) -> list[tuple[int, int]]:
+    """Cuts ascending ``values`` (N,) into contiguous ``[start, end)`` groups.
+
+    A group is closed before the value that would lift its padding ``1 - sum(v) / (n * max(v))``
+    above ``max_padding``, provided it already holds ``min_seconds`` of audio (``seconds``, (N,));
+    a last group short of ``min_seconds`` joins the one before. Equal values are never split
+    (a cut is routed by value, so ties must share a group).
+    """
+    groups: list[tuple[int, int]] = []
+    start, total, audio = 0, 0.0, 0.0
+    for j, v in enumerate(values.tolist()):
+        if j > start and v > values[j - 1] and audio >= min_seconds:
+            padding = 1.0 - (total + v) / ((j - start + 1) * v)
+            if padding > max_padding:
+                groups.append((start, j))
+                start, total, audio = j, 0.0, 0.0
+        total += v
+        audio += float(seconds[j])
+    groups.append((start, len(values)))
+    if len(groups) > 1 and audio < min_seconds:
+        groups[-2:] = [(groups[-2][0], len(values))]
+    return groups
 
 
 def estimate_grid(
-    durations: Sequence[float], tokens: Sequence[int], num_rows: int, num_cols: int
+    durations: Sequence[float],
+    tokens: Sequence[int],
+    max_frame_padding: float = 0.03,
+    max_token_padding: float = 0.10,
+    min_bucket_seconds: float = 120.0,
+    max_token_buckets: int = 4,
 ) -> BucketGrid:
-    """Edges for ``num_rows`` duration rows x ``num_cols`` token columns (fewer where ties or
-    few cuts leave a row or column empty). Each edge is the largest value it covers."""
+    """Edges (see module docstring) from the training cuts' ``durations`` (s) and ``tokens``.
+
+    Rows keep their frame padding under ``max_frame_padding`` and columns their token padding
+    under ``max_token_padding``, each bucket holding at least ``min_bucket_seconds`` of audio
+    (so a row is split into at most ``max_token_buckets`` columns, fewer when it holds less
+    audio). Each edge is the largest value it covers.
+    """
     if len(durations) != len(tokens) or not durations:
         raise ValueError("estimate_grid needs one token count per duration, and at least one cut")
-    if num_rows < 1 or num_cols < 1:
-        raise ValueError("estimate_grid: num_rows and num_cols must be >= 1")
+    if not (0 < max_frame_padding < 1 and 0 < max_token_padding < 1):
+        raise ValueError("estimate_grid: padding targets must lie in (0, 1)")
+    if min_bucket_seconds < 0 or max_token_buckets < 1:
+        raise ValueError("estimate_grid: min_bucket_seconds >= 0 and max_token_buckets >= 1")
     order = np.argsort(np.asarray(durations, dtype=float), kind="stable")
     dur = np.asarray(durations, dtype=float)[order]
     tok = np.asarray(tokens, dtype=int)[order]
-    rows = _duration_rows(dur, num_rows)
-    duration_edges: list[float] = []
-    groups: list[np.ndarray] = []
-    for r in range(num_rows):
-        members = rows == r
-        if not members.any():
-            continue
-        edge = float(dur[members].max())
-        if duration_edges and edge <= duration_edges[-1]:
-            groups[-1] = np.concatenate([groups[-1], tok[members]])  # ties: merge rows
-            continue
-        duration_edges.append(edge)
-        groups.append(tok[members])
-    token_edges = []
-    for row_tokens in groups:
-        qs = np.quantile(np.sort(row_tokens), [(c + 1) / num_cols for c in range(num_cols)])
-        edges = sorted({int(math.ceil(q)) for q in qs})
-        token_edges.append(edges)
+    duration_edges, token_edges = [], []
+    for start, end in _greedy_groups(dur, dur, max_frame_padding, min_bucket_seconds):
+        row_dur, row_tok = dur[start:end], tok[start:end]
+        by_tokens = np.argsort(row_tok, kind="stable")
+        # Columns share the row's audio: no more than max_token_buckets of them.
+        min_col = max(min_bucket_seconds, float(row_dur.sum()) / max_token_buckets)
+        cols = _greedy_groups(row_tok[by_tokens], row_dur[by_tokens], max_token_padding, min_col)
+        duration_edges.append(float(row_dur[-1]))
+        token_edges.append([int(row_tok[by_tokens][e - 1]) for _, e in cols])
     return BucketGrid(duration_edges=duration_edges, token_edges=token_edges)
 
 

@@ -16,8 +16,11 @@ means:
 * CPU: the step's measured bytes stay under ``--memory-gib * --margin``: activations saved
   for backward (summed over distinct storages via ``saved_tensors_hooks`` during the real
   forward pass, parameters excluded) plus 4x the parameter bytes (weights, gradients, AdamW's
-  two moments). This measure is taken in the forward pass, so the search skips the backward;
-  it starts from an affine fit through batches of 1 and 2, then gallops and bisects.
+  two moments). This measure is taken in the forward pass, so the search skips the backward.
+  At a fixed shape it grows by the same bytes per utterance: real forward passes at batches of
+  1, 2 and 3 check that, and the line's crossing of the budget is the batch size (exact, and
+  far cheaper than probing at full size). Should the three points not be collinear, the
+  crossing is only a first guess, and the search gallops and bisects with real probes.
 
 The result is the bucket file plus ``batch_sizes``; point ``data.sampler.buckets`` at it.
 """
@@ -125,11 +128,18 @@ def cuda_step_fits(
 def largest_fitting(fits: Callable[[int], bool], max_batch: int, guess: int | None = None) -> int:
     """The largest ``b`` in [1, max_batch] with ``fits(b)`` (assumed monotone), or 0 if even one
     does not fit: galloping away from ``guess`` (default 1) until the answer is bracketed, then
-    bisection. A good guess makes it a handful of probes."""
+    bisection. A right guess is confirmed with two probes (``guess`` fits, ``guess + 1`` not)."""
     g = min(max(guess or 1, 1), max_batch)
-    good, bad, step = 0, None, max(1, g // 8) if guess else g
+    step = max(1, g // 8) if guess else g
+    good, bad = 0, None
     if fits(g):
-        good = g
+        # On CPU the guess comes from an exact affine fit: usually this confirms it.
+        if guess and (g == max_batch or not fits(g + 1)):
+            return g
+        good = g + 1 if guess else g
+    else:
+        bad = g
+    if good:
         while good < max_batch:
             trial = min(good + step, max_batch)
             if not fits(trial):
@@ -137,7 +147,6 @@ def largest_fitting(fits: Callable[[int], bool], max_batch: int, guess: int | No
                 break
             good, step = trial, 2 * step
     else:
-        bad = g
         while bad > 1:
             trial = max(bad - step, 1)
             if fits(trial):
@@ -152,11 +161,14 @@ def largest_fitting(fits: Callable[[int], bool], max_batch: int, guess: int | No
     return good
 
 
-def _linear_guess(measure: Callable[[int], int], limit: float) -> int:
-    """Where an affine fit through ``measure(1)`` and ``measure(2)`` crosses ``limit``."""
-    one, two = measure(1), measure(2)
+def _affine_crossing(measure: Callable[[int], int], limit: float) -> tuple[int, bool]:
+    """Where an affine fit through ``measure(1)`` and ``measure(2)`` crosses ``limit``, and
+    whether ``measure(3)`` lies on that line (then the crossing is exact, not a guess). The
+    crossing is 0 when a single utterance exceeds ``limit``."""
+    one, two, three = measure(1), measure(2), measure(3)
     per_item = max(1, two - one)
-    return max(1, int((limit - (one - per_item)) // per_item))
+    exact = abs(three - (two + per_item)) <= 0.001 * three
+    return max(0, int((limit - (one - per_item)) // per_item)), exact
 
 
 @dataclasses.dataclass
@@ -194,9 +206,21 @@ def search_grid(model_cfg: S2TConfig, grid: BucketGrid, s: SearchSettings) -> li
             batch = synthetic_batch(d, t, b, grid.targets_per_cut, model_cfg)
             return cuda_step_fits(model, optimizer, batch, device, amp, limit)
 
-        # On CPU the measure is nearly affine in the batch: start the search where it says.
-        guess = _linear_guess(measure, limit) if device.type != "cuda" else None
-        size = largest_fitting(fits, s.max_batch, guess)
+        guess, exact = None, False
+        if device.type != "cuda":
+            # Saved activations grow by the same bytes per utterance at a fixed shape; when
+            # three small batches confirm it, the budget's crossing is the answer (no probes
+            # at full size, which cost a forward pass each); otherwise it is the first guess.
+            guess, exact = _affine_crossing(measure, limit)
+        if exact:
+            size = min(guess, s.max_batch)
+        else:
+            if guess is not None:
+                # An off line can put the guess far above the budget, and one probe there can
+                # exhaust the machine's memory: gallop up from 1 instead (doubling only while
+                # the batch fits, so no probe holds more than about twice the budget).
+                logger.info("bucket <= %.2f s: memory not affine in the batch; probing", d)
+            size = largest_fitting(fits, s.max_batch)
         if size == 0:
             raise RuntimeError(
                 f"a single utterance of {d:.1f} s with {t} tokens does not fit in the memory "

@@ -45,12 +45,16 @@ def test_writes_a_grid_that_covers_the_cuts(tmp_path, caplog):
     cuts = _write_corpus(tmp_path)
     out = tmp_path / "exp" / "buckets.yaml"
     argv = ["--cuts", str(tmp_path / "cuts.jsonl.gz"), "--tokenizer", str(tmp_path / "tok")]
-    argv += ["--num-buckets", "3", "--num-token-buckets", "2", "--max-cut-duration", "20"]
+    argv += ["--min-bucket-seconds", "30", "--max-token-buckets", "2", "--max-cut-duration", "20"]
+    argv += ["--max-frame-padding", "0.2"]
     caplog.set_level("WARNING")
     assert main(argv + ["--out", str(out)]) == 0
     assert "left out 1 cuts longer than 20.0 s" in caplog.text
     grid = BucketGrid.load(out)
-    assert len(grid.duration_edges) == 3 and grid.num_buckets == 6
+    # ~740 s of audio, rows padding <= 20%, buckets of >= 30 s.
+    assert 2 <= len(grid.duration_edges) <= 12
+    assert max(len(r) for r in grid.token_edges) <= 2  # --max-token-buckets
+    assert grid.num_buckets * 30 <= sum(c.duration for c in cuts[:-1])
     assert grid.targets_per_cut == 2  # transcript + German translation
     tok = Tokenizer.load(grid.tokenizer)
     longest = max(len(tok.encode(c.supervisions[0].text)) for c in cuts[:-1])
@@ -62,3 +66,9 @@ def test_missing_manifest_is_an_error(tmp_path, caplog):
     argv = ["--cuts", str(tmp_path / "nope.jsonl.gz"), "--tokenizer", "x", "--out", "o.yaml"]
     assert main(argv) == 2
     assert "nope.jsonl.gz" in caplog.text
+
+
+def test_bad_padding_target_is_an_error(tmp_path, caplog):
+    argv = ["--cuts", "c", "--tokenizer", "t", "--out", "o.yaml", "--max-frame-padding", "5"]
+    assert main(argv) == 2
+    assert "--max-frame-padding" in caplog.text

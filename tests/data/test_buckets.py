@@ -3,6 +3,7 @@
 import copy
 import random
 
+import numpy as np
 import pytest
 from lhotse import CutSet, SupervisionSegment
 from lhotse.testing.dummies import dummy_cut
@@ -39,14 +40,24 @@ def _cuts(n=240, seed=0):
     return CutSet.from_cuts(cuts)
 
 
-def _grid_file(tmp_path, cuts, rows=4, cols=3, batch_sizes=None):
+def _grid_file(tmp_path, cuts, batch_sizes=None, **targets):
     count = TokenCounter(WordTokenizer())
-    grid = estimate_grid([c.duration for c in cuts], [count(c) for c in cuts], rows, cols)
+    targets = {"min_bucket_seconds": 150.0, **targets}
+    grid = estimate_grid([c.duration for c in cuts], [count(c) for c in cuts], **targets)
     if batch_sizes is not None:
         grid.batch_sizes = [[batch_sizes] * len(r) for r in grid.token_edges]
     path = tmp_path / "buckets.yaml"
     grid.save(path)
     return path, grid
+
+
+def _frame_padding(batches):
+    real = padded = 0.0
+    for batch in batches:
+        durs = [c.duration for c in batch]
+        real += sum(durs)
+        padded += max(durs) * len(durs)
+    return 1 - real / padded
 
 
 def _token_padding(batches):
@@ -59,24 +70,45 @@ def _token_padding(batches):
     return 1 - real / padded
 
 
-def test_estimate_grid_balances_rows_and_routes_cuts():
+def _padding(values):
+    return 1 - sum(values) / (len(values) * max(values))
+
+
+@pytest.mark.parametrize("spread", ["long-tailed", "narrow"])
+def test_estimate_grid_meets_its_padding_targets(spread):
     rng = random.Random(1)
-    durs = [rng.uniform(1, 30) for _ in range(2000)]
-    toks = [rng.randint(1, 100) for _ in range(2000)]
-    grid = estimate_grid(durs, toks, num_rows=5, num_cols=4)
-    assert len(grid.duration_edges) == 5 and grid.num_buckets == 20
+    if spread == "narrow":  # phrasebook-like: 1-3.5 s
+        durs = [rng.uniform(1.0, 3.5) for _ in range(3000)]
+    else:
+        durs = [min(35.0, rng.lognormvariate(1.8, 0.75)) for _ in range(3000)]
+    toks = [rng.randint(1, 100) for _ in range(3000)]  # independent of duration
+    grid = estimate_grid(durs, toks, max_frame_padding=0.03, max_token_padding=0.1,
+                         min_bucket_seconds=100.0, max_token_buckets=4)  # fmt: skip
     assert grid.duration_edges[-1] == max(durs)
-    per_row = [0.0] * 5
-    per_bucket = [0] * grid.num_buckets
+    members = [[] for _ in range(grid.num_buckets)]
     for d, t in zip(durs, toks):
         b = grid.index(d, t)
-        per_bucket[b] += 1
-        r = next(i for i, e in enumerate(grid.duration_edges) if d <= e)
-        per_row[r] += d
         max_d, max_t = grid.shapes()[b]
         assert d <= max_d and t <= max_t  # the bucket's edges bound its cuts (batch search)
-    assert max(per_row) < 1.3 * min(per_row)  # rows hold about equal audio
-    assert min(per_bucket) > 0.5 * len(durs) / 20
+        members[b].append((d, t))
+    rows = np.cumsum([0] + [len(r) for r in grid.token_edges])
+    for r in range(len(grid.duration_edges)):
+        row = [m for b in range(rows[r], rows[r + 1]) for m in members[b]]
+        # A row pads at most the target, unless it is a minimum-size row (sparse tail).
+        assert _padding([d for d, _ in row]) <= 0.03 or sum(d for d, _ in row) < 200.0
+        for b in range(rows[r], rows[r + 1]):
+            assert sum(d for d, _ in members[b]) >= 100.0  # every bucket fills a few batches
+    # Rows with audio to spare get token columns, never more than max_token_buckets.
+    assert 2 <= max(len(r) for r in grid.token_edges) <= 4
+    all_tokens_padding = np.mean([_padding([t for _, t in m]) for m in members])
+    assert all_tokens_padding < 0.75 * _padding(toks)
+
+
+def test_estimate_grid_has_few_rows_for_tight_durations():
+    tight = estimate_grid([2.0, 2.01, 2.02] * 100, [5, 6, 7] * 100, min_bucket_seconds=10.0)
+    assert len(tight.duration_edges) == 1 and tight.token_edges == [[5, 6, 7]]
+    with pytest.raises(ValueError, match="padding targets"):
+        estimate_grid([1.0], [1], max_frame_padding=1.5)
 
 
 def test_grid_yaml_round_trip_and_errors(tmp_path):
@@ -108,15 +140,18 @@ def test_decoder_texts_follow_task():
     assert TokenCounter(WordTokenizer())(cut) == 3
 
 
-def test_2d_buckets_pad_fewer_tokens_than_1d(tmp_path):
-    cuts = _cuts()
-    path, _ = _grid_file(tmp_path, cuts)
+def test_2d_buckets_pad_few_frames_and_fewer_tokens_than_1d(tmp_path):
+    cuts = _cuts(600)
+    path, grid = _grid_file(tmp_path, cuts, min_bucket_seconds=60.0)
     common = {"max_duration": 60.0, "max_cut_duration": 20.0, "buffer_size": 1000}
-    one_d = list(build_sampler(cuts, SamplerConfig(num_buckets=4, **common)))
+    # 1D with as many duration buckets as the grid has rows: 2D must win on tokens alone.
+    rows = len(grid.duration_edges)
+    one_d = list(build_sampler(cuts, SamplerConfig(num_buckets=rows, **common)))
     cfg = SamplerConfig(buckets=str(path), **common)
     two_d = list(build_sampler(cuts, cfg, tokenizer=WordTokenizer()))
     assert sorted(c.id for b in two_d for c in b) == sorted(c.id for c in cuts)
-    assert _token_padding(two_d) < 0.6 * _token_padding(one_d)
+    assert _frame_padding(two_d) <= 0.05
+    assert _token_padding(two_d) < 0.75 * _token_padding(one_d)
     # Without batch sizes in the file, a batch holds floor(max_duration / edge) cuts at most.
     grid = BucketGrid.load(path)
     constraint = Bucket2DConstraint(grid, TokenCounter(WordTokenizer()), max_duration=60.0)

@@ -1,27 +1,37 @@
 """Padding and training throughput of four batching strategies, on two duration distributions.
 
-    python local/throughput_report.py --config ../../../conf/s2t/phrasebook_tiny.yaml \
+    nice -n 15 python local/throughput_report.py --config ../../../conf/s2t/phrasebook_tiny.yaml \
         --cuts data/phrasebook/cuts_train.jsonl.gz --tokenizer data/phrasebook/tokenizer \
-        --results-md RESULTS.md [--steps 15] [--quick]
+        --results-md RESULTS.md [--batches 5] [--rounds 3] [--threads 1] [--quick]
 
-Strategies, all with the config's ``data.sampler.max_duration`` as the batch budget:
+Strategies, all with the config's ``data.sampler.max_duration`` (seconds) as the batch budget:
 
-(a) fixed-size random batches of ``round(max_duration / mean duration)`` cuts;
+(a) fixed-size random batches of ``round(max_duration / mean duration)`` cuts (the same audio
+    per batch on average as the budget; its peak memory is not capped, which favours (a));
 (b) the same sizes over duration-sorted cuts (batch order shuffled);
 (c) lhotse 1D dynamic duration buckets (``build_sampler`` as training uses it);
-(d) 2D buckets (duration x output tokens, ``estimate_grid``) with per-bucket batch sizes from
-    ``speechkit.train.batch_search`` on CPU, given as budget the measured memory of the
-    costliest batch (c) produced (so (d) may use no more memory than (c) already does).
+(d) 2D buckets (duration x output tokens; ``estimate_grid`` with its padding targets and
+    buckets of at least two batch budgets of audio) with per-bucket batch sizes from
+    ``speechkit.train.batch_search`` on CPU, given as memory budget the measured memory of the
+    costliest batches (c) produced, so (d) may use no more memory than (c) already does.
 
 Corpora: the phrasebook training cuts (token counts from the tokenizer: each cut's longest
 decoder text) and a synthetic long-tailed set (lognormal durations clipped to 1-35 s, about 3
 tokens per second with lognormal noise; features are random, so no audio is read).
 
-Padding is over one full epoch of batches: frames ``1 - sum(T_i) / (B * T_max)`` and decoder
-tokens likewise. Throughput: ``--steps`` batches drawn at random from the epoch are trained
-(real forward + backward + AdamW step of the configured model, one decoder target per cut of
-the cut's token length) after one untimed warm-up step; audio-seconds/s and tokens/s count real
-(unpadded) seconds and tokens per wall-clock second.
+Padding, the same formula for every strategy, over one full epoch of batches: frames
+``sum_b(n_b * T_max,b - sum_i T_i) / sum_b(n_b * T_max,b)`` (100 frames per second), and decoder
+tokens likewise. Peak memory: :func:`~speechkit.train.batch_search.cpu_step_bytes` of the
+epoch's costliest batches.
+
+Throughput, real (unpadded) audio-seconds and tokens per wall-clock second of training (forward,
+backward, AdamW step of the configured model; one decoder target per cut of the cut's token
+length): the epoch's batches are sorted by padded size and cut into ``--batches`` strata of
+equal count; the middle batch of each stratum is trained (a systematic sample, so the estimate
+``sum(audio) / sum(time)`` stands for the whole epoch). One round trains every strategy's sample
+after a warm-up step, strategies interleaved (rotated each round) so that load from other
+processes hits all of them alike; the table gives the median over ``--rounds`` rounds, and
+"vs (a)" the median of the per-round ratios.
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ import logging
 import math
 import random
 import shlex
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -42,7 +53,7 @@ from lhotse import CutSet, SupervisionSegment
 from lhotse.testing.dummies import dummy_cut
 from tqdm import tqdm
 
-from speechkit.data.buckets import BucketGrid, TokenCounter, estimate_grid
+from speechkit.data.buckets import TokenCounter, estimate_grid
 from speechkit.data.sampler import build_sampler
 from speechkit.models import build_model
 from speechkit.report import provenance_lines, update_markdown
@@ -56,6 +67,10 @@ STRATEGIES = (
     "(c) lhotse 1D buckets",
     "(d) 2D buckets + per-bucket sizes",
 )
+TITLE = "Batching strategies: padding and training throughput"
+QUICK_MODEL = ["model.d_model=16", "model.encoder_layers=1", "model.decoder_layers=1",
+               "model.encoder_ffn=32", "model.decoder_ffn=32", "model.cgmlp_units=32",
+               "model.n_heads=2"]  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -111,8 +126,17 @@ def fixed_batches(corpus: Corpus, max_duration: float, sort: bool, seed: int) ->
     return batches
 
 
+def _frames(corpus: Corpus, i: int) -> int:
+    return math.ceil(100 * corpus.durations[i])
+
+
+def padded_frames(corpus: Corpus, batch: list[int]) -> int:
+    return len(batch) * max(_frames(corpus, i) for i in batch)
+
+
 def epoch_padding(corpus: Corpus, batches: list[list[int]]) -> dict[str, float]:
-    frames = [[math.ceil(100 * corpus.durations[i]) for i in b] for b in batches]
+    """Padding fractions (frames, tokens) and batch counts of one epoch of ``batches``."""
+    frames = [[_frames(corpus, i) for i in b] for b in batches]
     toks = [[corpus.tokens[i] for i in b] for b in batches]
 
     def pad(groups):
@@ -129,7 +153,7 @@ def epoch_padding(corpus: Corpus, batches: list[list[int]]) -> dict[str, float]:
 
 def make_batch(corpus: Corpus, idx: list[int], n_mels: int, vocab: int) -> dict:
     """Random features and tokens with the shapes (and padding) of the cuts ``idx``."""
-    frames = torch.tensor([math.ceil(100 * corpus.durations[i]) for i in idx])
+    frames = torch.tensor([_frames(corpus, i) for i in idx])
     toks = torch.tensor([corpus.tokens[i] for i in idx])
     ys = torch.randint(7, vocab, (len(idx), int(toks.max()) + 4))
     ys_out = torch.roll(ys, -1, dims=1)
@@ -145,45 +169,91 @@ def make_batch(corpus: Corpus, idx: list[int], n_mels: int, vocab: int) -> dict:
     }
 
 
-def throughput(corpus, batches, model_cfg, steps: int, seed: int) -> dict[str, float]:
-    """Trains ``steps`` random batches of the epoch (after an untimed warm-up step)."""
-    torch.manual_seed(seed)
-    model = build_model(model_cfg).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    picks = random.Random(seed).sample(batches, min(len(batches), steps + 1))
-    seconds = tokens = 0.0
-    elapsed = 0.0
-    for k, idx in enumerate(picks):
-        b = make_batch(corpus, idx, model_cfg.n_mels, model_cfg.vocab_size)
+def costliest(corpus: Corpus, batches: list[list[int]]) -> list[list[int]]:
+    """The batches most likely to set the peak memory: largest padded frames, longest cut,
+    largest padded tokens."""
+    keys = [
+        lambda b: padded_frames(corpus, b),
+        lambda b: max(corpus.durations[i] for i in b),
+        lambda b: len(b) * max(corpus.tokens[i] for i in b),
+    ]
+    picked = {tuple(max(batches, key=k)) for k in keys}
+    return [list(b) for b in picked]
+
+
+def peak_bytes(corpus: Corpus, batches: list[list[int]], model, cfg) -> int:
+    """Bytes (see ``cpu_step_bytes``) of the costliest of ``batches`` for ``model`` (``cfg``)."""
+    return max(
+        cpu_step_bytes(model, make_batch(corpus, b, cfg.n_mels, cfg.vocab_size), backward=False)
+        for b in costliest(corpus, batches)
+    )
+
+
+def stratified_sample(corpus: Corpus, batches: list[list[int]], k: int) -> list[list[int]]:
+    """The middle batch of each of ``k`` equal-count strata of batches sorted by padded size."""
+    ranked = sorted(batches, key=lambda b: padded_frames(corpus, b))
+    k = min(k, len(ranked))
+    return [ranked[int((s + 0.5) * len(ranked) / k)] for s in range(k)]
+
+
+class Trainer:
+    """One model and optimiser per strategy; ``step(batch) -> seconds`` of one training step."""
+
+    def __init__(self, model_cfg, seed: int) -> None:
+        torch.manual_seed(seed)
+        self.model = build_model(model_cfg).train()
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
+
+    def step(self, b: dict) -> float:
         start = time.perf_counter()
-        loss = model(
-            *(b[key] for key in ("feats", "feat_lens", "ys_in", "ys_out")),
-            b["ctc_targets"],
-            b["ctc_target_lens"],
-        )["loss"]
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if k == 0:
-            continue  # warm-up
-        elapsed += time.perf_counter() - start
-        seconds += sum(corpus.durations[i] for i in idx)
-        tokens += sum(corpus.tokens[i] for i in idx)
-    return {"audio_s_per_s": seconds / elapsed, "tokens_per_s": tokens / elapsed}
+        keys = ("feats", "feat_lens", "ys_in", "ys_out", "ctc_targets", "ctc_target_lens")
+        self.model(*(b[k] for k in keys))["loss"].backward()
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        return time.perf_counter() - start
 
 
-def two_d_batches(
-    corpus, cuts, sampler_cfg, c_batches, model_cfg, args
-) -> tuple[list, BucketGrid, float]:
-    """Strategy (d): grid, batch search under (c)'s peak memory, one epoch of batches."""
-    grid = estimate_grid(corpus.durations, corpus.tokens, args.rows, args.cols)
-    torch.manual_seed(0)
-    model = build_model(model_cfg).train()
-    costly = sorted(c_batches, key=lambda b: -len(b) * max(corpus.durations[i] for i in b))[:2]
-    costly += sorted(c_batches, key=lambda b: -max(corpus.durations[i] for i in b))[:1]
-    budget = max(
-        cpu_step_bytes(model, make_batch(corpus, b, model_cfg.n_mels, model_cfg.vocab_size))
-        for b in costly
+def throughput(corpus: Corpus, samples: list[list[list[int]]], model_cfg, args) -> list[dict]:
+    """Median audio-s/s and tokens/s of each strategy's sample, and median ratio vs the first."""
+    n_mels, vocab = model_cfg.n_mels, model_cfg.vocab_size
+    trainers = [Trainer(model_cfg, args.seed) for _ in samples]
+    for trainer, sample in zip(trainers, samples):  # warm-up (allocator, kernels): untimed
+        trainer.step(make_batch(corpus, sample[0], n_mels, vocab))
+    per_round = []  # [round][strategy] -> (audio_s_per_s, tokens_per_s)
+    bar = tqdm(total=args.rounds * sum(map(len, samples)), desc="timed steps", unit="step")
+    for r in range(args.rounds):
+        elapsed = [0.0] * len(samples)
+        order = [(s + r) % len(samples) for s in range(len(samples))]
+        for k in range(max(map(len, samples))):
+            for s in order:
+                if k < len(samples[s]):
+                    batch = make_batch(corpus, samples[s][k], n_mels, vocab)
+                    elapsed[s] += trainers[s].step(batch)
+                    bar.update()
+        per_round.append(
+            [
+                (
+                    sum(corpus.durations[i] for b in sample for i in b) / t,
+                    sum(corpus.tokens[i] for b in sample for i in b) / t,
+                )
+                for sample, t in zip(samples, elapsed)
+            ]
+        )
+    bar.close()
+    return [
+        {
+            "audio_s_per_s": statistics.median(rd[s][0] for rd in per_round),
+            "tokens_per_s": statistics.median(rd[s][1] for rd in per_round),
+            "vs_a": statistics.median(rd[s][0] / rd[0][0] for rd in per_round),
+        }
+        for s in range(len(samples))
+    ]
+
+
+def two_d_batches(corpus, cuts, sampler_cfg, budget: int, model_cfg, args):
+    """Strategy (d): grid, batch search under ``budget`` bytes, one epoch of batches."""
+    grid = estimate_grid(
+        corpus.durations, corpus.tokens, min_bucket_seconds=2 * sampler_cfg.max_duration
     )
     settings = SearchSettings(
         memory_gib=budget / GIB, margin=1.0, max_batch=args.max_batch, device="cpu"
@@ -192,79 +262,106 @@ def two_d_batches(
     path = Path(args.work_dir) / f"buckets_{corpus.name.split()[0]}.yaml"
     grid.save(path)
     cfg = dataclasses.replace(sampler_cfg, buckets=str(path))
-    sampler = build_sampler(cuts, cfg, seed=args.seed, tokenizer=_Words())
-    return _index(sampler), grid, budget
+    return _index(build_sampler(cuts, cfg, seed=args.seed, tokenizer=_Words())), grid
 
 
-def run_corpus(corpus: Corpus, cfg, args) -> list[dict]:
+def run_corpus(corpus: Corpus, cfg, args) -> tuple[list[dict], list[str]]:
+    """Table rows (one per strategy) and notes for one corpus."""
     sampler_cfg = dataclasses.replace(
         cfg.data.sampler,
         max_cut_duration=max(corpus.durations),
         max_duration=max(cfg.data.sampler.max_duration, max(corpus.durations)),
     )
     cuts = _stub_cuts(corpus)
-    c_batches = _index(
-        build_sampler(cuts, dataclasses.replace(sampler_cfg, buckets=None), seed=args.seed)
-    )
-    d_batches, grid, budget = two_d_batches(corpus, cuts, sampler_cfg, c_batches, cfg.model, args)
+    one_d = dataclasses.replace(sampler_cfg, buckets=None)
+    c_batches = _index(build_sampler(cuts, one_d, seed=args.seed))
+    torch.manual_seed(0)
+    probe = build_model(cfg.model).train()
+    budget = peak_bytes(corpus, c_batches, probe, cfg.model)
+    d_batches, grid = two_d_batches(corpus, cuts, sampler_cfg, budget, cfg.model, args)
     all_batches = [
         fixed_batches(corpus, sampler_cfg.max_duration, sort=False, seed=args.seed),
         fixed_batches(corpus, sampler_cfg.max_duration, sort=True, seed=args.seed),
         c_batches,
         d_batches,
     ]
-    rows = []
-    for name, batches in tqdm(
-        list(zip(STRATEGIES, all_batches)), desc=corpus.name, unit="strategy"
-    ):
-        row = {"strategy": name, **epoch_padding(corpus, batches)}
-        row.update(throughput(corpus, batches, cfg.model, args.steps, args.seed))
-        logging.info("%s %s: %s", corpus.name, name, row)
-        rows.append(row)
-    rows[-1]["grid"] = f"{grid.num_buckets} buckets, memory budget {budget / 2**20:.0f} MiB"
-    return rows
+    rows = [{"strategy": n, **epoch_padding(corpus, b)} for n, b in zip(STRATEGIES, all_batches)]
+    for row, batches in zip(rows, all_batches):
+        row["peak_mib"] = peak_bytes(corpus, batches, probe, cfg.model) / 2**20
+    samples = [stratified_sample(corpus, b, args.batches) for b in all_batches]
+    for row, speed in zip(rows, throughput(corpus, samples, cfg.model, args)):
+        row.update(speed)
+        logging.info("%s %s: %s", corpus.name, row["strategy"], row)
+    # The same number of 1D duration buckets as (d) has rows: what 2D adds beyond frames.
+    rows_1d = dataclasses.replace(one_d, num_buckets=len(grid.duration_edges))
+    same_rows = epoch_padding(corpus, _index(build_sampler(cuts, rows_1d, seed=args.seed)))
+    notes = [
+        f"(d) grid: {len(grid.duration_edges)} duration rows, {grid.num_buckets} buckets, "
+        f"batch sizes {min(grid.flat_batch_sizes())}-{max(grid.flat_batch_sizes())}, memory "
+        f"budget {budget / 2**20:.0f} MiB (the peak of (c)). For comparison, lhotse 1D with "
+        f"{len(grid.duration_edges)} duration buckets pads {100 * same_rows['pad_frames']:.1f}% "
+        f"of frames and {100 * same_rows['pad_tokens']:.1f}% of tokens (padding only, not timed).",
+    ]
+    return rows, notes
 
 
-def table(corpus: Corpus, rows: list[dict], max_duration: float) -> list[str]:
-    base = rows[0]
+def table(corpus: Corpus, rows: list[dict], notes: list[str], max_duration: float) -> list[str]:
     lines = [
-        f"### {corpus.name} ({len(corpus.durations)} cuts, mean {np.mean(corpus.durations):.1f} s, "
-        f"max {max(corpus.durations):.1f} s; budget {max_duration:g} s; {rows[-1]['grid']})",
+        f"### {corpus.name} ({len(corpus.durations)} cuts, mean {np.mean(corpus.durations):.1f} s,"
+        f" max {max(corpus.durations):.1f} s; batch budget {max_duration:g} s)",
         "",
-        "| strategy | padding (frames) | padding (tokens) | batches | mean batch | audio s/s | tokens/s | vs (a) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| strategy | padding (frames) | padding (tokens) | batches | mean batch | peak MiB "
+        "| audio s/s | tokens/s | vs (a) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['strategy']} | {100 * r['pad_frames']:.1f}% | {100 * r['pad_tokens']:.1f}% | "
-            f"{r['batches']} | {r['mean_batch']:.1f} | {r['audio_s_per_s']:.1f} | "
-            f"{r['tokens_per_s']:.0f} | {r['audio_s_per_s'] / base['audio_s_per_s']:.2f}x |"
+            f"{r['batches']} | {r['mean_batch']:.1f} | {r['peak_mib']:.0f} | "
+            f"{r['audio_s_per_s']:.1f} | {r['tokens_per_s']:.0f} | {r['vs_a']:.2f}x |"
         )
-    return lines + [""]
+    return lines + [""] + [f"- {n}" for n in notes] + [""]
 
 
-def main() -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--config", required=True)
     p.add_argument("--cuts", required=True)
     p.add_argument("--tokenizer", required=True)
-    p.add_argument("--steps", type=int, default=15)
-    p.add_argument("--rows", type=int, default=6, help="2D duration rows")
-    p.add_argument("--cols", type=int, default=2, help="2D token columns per row")
+    p.add_argument("--batches", type=int, default=5, help="timed batches per strategy and round")
+    p.add_argument("--rounds", type=int, default=3, help="timing rounds (medians are reported)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (the CPU is shared)")
     p.add_argument("--max-batch", type=int, default=256)
     p.add_argument("--synthetic-cuts", type=int, default=3000)
     p.add_argument("--work-dir", default="exp/throughput")
     p.add_argument("--results-md", default=None)
+    p.add_argument("--cite-as-recipe", action="store_true",
+                   help="cite --cuts/--tokenizer as the recipe's data/phrasebook paths")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="tiny model and corpora, 2 steps (tests)")
     p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[])
-    args = p.parse_args()
+    return p.parse_args(argv)
+
+
+def cited_command(args: argparse.Namespace, argv: list[str]) -> list[str]:
+    """The command line, with the data paths a recipe user has if ``--cite-as-recipe``."""
+    if not args.cite_as_recipe:
+        return ["python", *argv]
+    recipe = {args.cuts: "data/phrasebook/cuts_train.jsonl.gz"}
+    recipe[args.tokenizer] = "data/phrasebook/tokenizer"
+    cmd = ["python", *(recipe.get(a, a) for a in argv if a != "--cite-as-recipe")]
+    return cmd
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[:] if argv is None else ["local/throughput_report.py", *argv]
+    args = parse_args(argv[1:])
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    torch.set_num_threads(args.threads)
     overrides = list(args.overrides)
     if args.quick:
-        args.steps, args.synthetic_cuts, args.rows, args.max_batch = 2, 300, 3, 32
-        overrides += ["model.d_model=16", "model.encoder_layers=1", "model.decoder_layers=1",
-                      "model.encoder_ffn=32", "model.decoder_ffn=32", "model.cgmlp_units=32", "model.n_heads=2"]  # fmt: skip
+        args.batches, args.rounds, args.synthetic_cuts, args.max_batch = 2, 1, 300, 32
+        overrides += QUICK_MODEL
     cfg = load_experiment_config(args.config, overrides)
     tokenizer = Tokenizer.load(args.tokenizer)
     cfg = dataclasses.replace(
@@ -275,24 +372,31 @@ def main() -> int:
         synthetic(args.synthetic_cuts, args.seed),
     ]
     if args.quick:
-        corpora[0].durations, corpora[0].tokens = (
-            corpora[0].durations[:300],
-            corpora[0].tokens[:300],
-        )
+        corpora[0] = Corpus(corpora[0].name, corpora[0].durations[:300], corpora[0].tokens[:300])
+    # The synthetic tail has longer texts than the tiny model's position table: widen it (a
+    # few parameters) rather than drop or clip the cuts that make the tail.
+    positions = max(cfg.model.max_target_positions, 5 + max(max(c.tokens) for c in corpora))
+    cfg = dataclasses.replace(
+        cfg, model=dataclasses.replace(cfg.model, max_target_positions=positions)
+    )
     lines = [
-        "## Batching strategies: padding and training throughput",
+        f"## {TITLE}",
         "",
-        f"Tiny model of `{args.config}`{' (--quick: shrunk)' if args.quick else ''}, "
-        f"{args.steps} timed training steps per strategy (forward + backward + AdamW, CPU, "
-        f"{torch.get_num_threads()} threads). See the script's docstring for definitions.",
+        f"Model of `{Path(args.config).name}`{' (--quick: shrunk)' if args.quick else ''}, "
+        f"max_target_positions {positions}, CPU, {args.threads} thread(s); timing: median of {args.rounds} round(s) of "
+        f"{args.batches} stratified batches per strategy (see the script's docstring for every "
+        "definition).",
         "",
     ]
     for corpus in corpora:
-        lines += table(corpus, run_corpus(corpus, cfg, args), cfg.data.sampler.max_duration)
-    lines += [*provenance_lines(shlex.join(["python", *sys.argv])), ""]
+        rows, notes = run_corpus(corpus, cfg, args)
+        lines += table(corpus, rows, notes, cfg.data.sampler.max_duration)
+    lines += [*provenance_lines(shlex.join(cited_command(args, argv))), ""]
+    if args.cite_as_recipe:
+        lines.insert(-1, f"- data read for this run: `{args.cuts}`, tokenizer `{args.tokenizer}`")
     print("\n".join(lines))
     if args.results_md:
-        update_markdown(Path(args.results_md), lines[0][3:], "\n".join(lines))
+        update_markdown(Path(args.results_md), TITLE, "\n".join(lines))
     return 0
 
 

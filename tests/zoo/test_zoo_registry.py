@@ -30,8 +30,10 @@ def test_unknown_name_lists_close_names():
     with pytest.raises(UnknownModelError) as info:
         get_entry("whisper-tiny")
     assert "did you mean whisper-tiny.en" in str(info.value)
-    with pytest.raises(UnknownModelError, match="known: whisper-base, whisper-tiny.en"):
+    with pytest.raises(UnknownModelError) as info:
         get_entry("zzz")
+    # no close match: the message lists every registered name instead
+    assert "known: " + ", ".join(sorted(load_registry())) in str(info.value)
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,15 @@
         --train-cuts data/cuts_train.jsonl.gz --dev-cuts data/cuts_dev.jsonl.gz \\
         --tokenizer data/tokenizer --out exp/run [--resume] [--set optim.lr=5e-4 ...]
 
+Fine-tuning a pretrained model (a packed directory, a checkpoint, or a zoo name such as an
+imported OWSM model) with the same recipe: ``--init PATH_OR_ZOO_NAME`` instead of
+``--tokenizer``. The model's tokenizer, model config (replacing the YAML's ``model`` section) and
+features (replacing ``data.features``; global MVN travels inside the model) are used, and its
+weights are loaded before training::
+
+    python -m speechkit.bin.train --config conf/s2t/owsm_finetune.yaml --init owsm-v3.1-ebf-base \\
+        --train-cuts data/cuts_train.jsonl.gz --out exp/owsm_ft
+
 Writes ``OUT/config.yaml`` (the full experiment config, vocab size filled from the tokenizer),
 ``OUT/checkpoints/``, ``OUT/train_log.csv``, ``OUT/valid_log.csv``, ``OUT/tensorboard/``,
 ``OUT/train.log`` and finally ``OUT/model_avg.pt`` (the best ``trainer.average_best``
@@ -32,6 +41,7 @@ from lhotse import CutSet, combine
 from speechkit.config import ConfigError, save_config, to_dict
 from speechkit.data import build_dataloader, expand_tasks
 from speechkit.models import build_model
+from speechkit.pretrained import Pretrained, load_pretrained
 from speechkit.tokenizer import Tokenizer
 from speechkit.train import distributed as dist_utils
 from speechkit.train.checkpoint import best_checkpoints, save_averaged
@@ -46,7 +56,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--config", required=True, help="experiment YAML (conf/...)")
     p.add_argument("--train-cuts", required=True, nargs="+", help="lhotse cut manifest(s)")
     p.add_argument("--dev-cuts", nargs="+", default=[], help="validation cut manifest(s)")
-    p.add_argument("--tokenizer", required=True, help="directory written by train_tokenizer")
+    p.add_argument("--tokenizer", help="directory written by train_tokenizer (not with --init)")
+    p.add_argument(
+        "--init",
+        help="start from a pretrained model: packed dir, checkpoint .pt or zoo name; its "
+        "tokenizer, model config and features replace --tokenizer, the YAML's model section "
+        "and data.features",
+    )
     p.add_argument("--out", required=True, help="experiment directory")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     p.add_argument(
@@ -58,7 +74,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="config overrides, e.g. --set optim.lr=5e-4 trainer.max_epochs=3 (repeatable)",
     )
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if not args.tokenizer and not args.init:
+        p.error("one of --tokenizer or --init is required")
+    return args
+
+
+def load_init(init: str) -> Pretrained:
+    """The ``--init`` model: a packed directory or checkpoint path, else a zoo name."""
+    if Path(init).exists():
+        return load_pretrained(init)
+    from speechkit import zoo  # only when a zoo name is given
+
+    return load_pretrained(zoo.download(init))
+
+
+def with_pretrained(cfg: ExperimentConfig, pretrained: Pretrained, source: str) -> ExperimentConfig:
+    """The pretrained model's config and features replace the YAML's (both are logged)."""
+    if pretrained.model_type != "s2t":
+        raise ConfigError(f"--init {source}: a {pretrained.model_type} model; train needs s2t")
+    logger.info("--init %s: model section replaced by %s", source, to_dict(pretrained.config))
+    logger.info("--init %s: data.features replaced by %s", source, to_dict(pretrained.features))
+    data = dataclasses.replace(cfg.data, features=pretrained.features)
+    return dataclasses.replace(cfg, model=pretrained.config, data=data)
 
 
 def with_vocab(cfg: ExperimentConfig, tokenizer: Tokenizer, source: str) -> ExperimentConfig:
@@ -137,8 +175,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def train(args: argparse.Namespace, out: Path) -> int:
     """Config, data, model, training loop, then checkpoint averaging."""
-    tokenizer = Tokenizer.load(args.tokenizer)
-    cfg = with_vocab(load_experiment_config(args.config, args.overrides), tokenizer, args.config)
+    pretrained = load_init(args.init) if args.init else None
+    if pretrained is not None and args.tokenizer:
+        logger.warning("--tokenizer %s ignored: --init brings its own tokenizer", args.tokenizer)
+    tokenizer = pretrained.tokenizer if pretrained is not None else Tokenizer.load(args.tokenizer)
+    cfg = load_experiment_config(args.config, args.overrides)
+    if pretrained is not None:
+        cfg = with_pretrained(cfg, pretrained, args.init)
+    cfg = with_vocab(cfg, tokenizer, args.config)
     info = dist_utils.init_distributed(cfg.trainer.device)
     marker = out / "train_done.json"
     if args.resume and marker.is_file():
@@ -154,6 +198,9 @@ def train(args: argparse.Namespace, out: Path) -> int:
     seed = cfg.trainer.seed
     seed_everything(seed)
     model = build_model(cfg.model)
+    if pretrained is not None:
+        model.load_state_dict(pretrained.model.state_dict())
+        del pretrained
     shard = {"world_size": info.world_size, "rank": info.rank}
     train_loader, sampler = build_dataloader(
         train_cuts, tokenizer, cfg.data, train=True, seed=seed, **shard

@@ -16,6 +16,11 @@ row's cache to the beam it continues. Per step and utterance:
 Finished hypotheses are ranked by ``DecodeOptions.final_score`` (length penalty/normalisation).
 ``DecodeOptions.stop = "count"`` replaces rules 2-3 by CTranslate2's: only ``<eos>`` among the K
 best candidates ends a hypothesis, and an utterance is finished once K hypotheses have ended.
+``stop = "espnet"`` follows ESPnet's ``BatchBeamSearch``: the K best candidates over the live
+beams are taken, the ``<eos>`` ones end and their slots stay dead (fewer live beams), and the
+utterance is finished once no beam is live or the budget is used up. With ``ctc_prompt_offset``
+the CTC prefix scorer counts the prompt as emitted (see ``ctc_prefix``). Both exist for parity
+with ESPnet (OWSM).
 An optional ``LogitFilter`` edits the logits before the log-softmax (Whisper's token rules).
 
 Speed: the cross-attention K/V of the B x K rows are reordered only when utterances leave the
@@ -94,8 +99,9 @@ class BeamSearch:
         att = att.flatten()
         scorer, ctc_state = None, None
         if self.opt.ctc_weight > 0:
+            offset = prefix.shape[1] - 1 if self.opt.ctc_prompt_offset else 0
             scorer = CTCPrefixScorer(
-                self.model.ctc_log_probs(enc), enc_lens, self.ids.blank, self.ids.eos
+                self.model.ctc_log_probs(enc), enc_lens, self.ids.blank, self.ids.eos, offset
             )
             ctc_state = scorer.initial_state(rows_utt)
         tokens = torch.zeros(B * K, 0, dtype=torch.long, device=device)
@@ -107,8 +113,14 @@ class BeamSearch:
                 logits = self.logit_filter(logits, tokens, step)
             logp = logits.log_softmax(-1)
             logp = constrain_next_token(logp, step, budget[rows_utt], self.opt, self.ids)
-            cand = self._candidates(logp, att, scorer, ctc_state)
-            src, col, done = self._select(cand, step, utts, tokens, ended, budget)
+            cand = self._candidates(logp, att, scorer, ctc_state, step)
+            dead = None
+            if self.opt.stop == "espnet":
+                src, col, done, dead = self._select_espnet(cand, step, utts, tokens, ended, budget)
+                if self.opt.end_detect:
+                    done = done | _end_detected(ended, utts, step, prefix.shape[1])
+            else:
+                src, col, done = self._select(cand, step, utts, tokens, ended, budget)
             if bool(done.all()):
                 break
             # Keep the K new beams of every unfinished utterance; one reorder does both.
@@ -119,6 +131,8 @@ class BeamSearch:
             new_tok = cand.token(src, col)
             tokens = torch.cat([tokens[src], new_tok[:, None]], dim=1)
             att = cand.att[src, col]
+            if dead is not None:  # ended or impossible slots never extend again
+                att = att.masked_fill(dead[~done].flatten(), float("-inf"))
             if scorer is not None:
                 ctc_state = scorer.advance(cand.ctc, cand.ctc_r, cand.tokens, src, col, rows_utt)
             _reorder(cache, src, same_rows)
@@ -131,6 +145,7 @@ class BeamSearch:
         att: torch.Tensor,
         scorer: CTCPrefixScorer | None,
         state: CTCState | None,
+        step: int,
     ) -> _Candidates:
         """Cumulative scores of extending each row (N) by each candidate token."""
         if scorer is None:
@@ -138,9 +153,14 @@ class BeamSearch:
             return _Candidates(new_att, new_att, None, None, None)
         lam = self.opt.ctc_weight
         att_c, tok = logp.topk(min(self.opt.ctc_top_k, logp.shape[1]), dim=-1)  # (N, C)
+        if self.opt.stop == "espnet":  # <eos> is always a candidate, once
+            att_c = att_c.masked_fill(tok == self.ids.eos, float("-inf"))
+            eos = torch.full_like(tok[:, :1], self.ids.eos)
+            tok = torch.cat([tok, eos], dim=1)
+            att_c = torch.cat([att_c, logp[:, self.ids.eos, None]], dim=1)
         # Blank is never an attention output; keep it out of the CTC recursion.
         att_c = att_c.masked_fill(tok == self.ids.blank, float("-inf"))
-        psi, r = scorer.score(state, tok)
+        psi, r = scorer.score(state, tok, step)
         new_att = att[:, None] + att_c
         total = (1 - lam) * new_att + lam * psi
         total = total.masked_fill(torch.isinf(new_att), float("-inf"))
@@ -193,6 +213,42 @@ class BeamSearch:
         )
         return src, col, self._done(live_s[:, 0], step, utts, ended, budget)
 
+    def _select_espnet(
+        self,
+        cand: _Candidates,
+        step: int,
+        utts: torch.Tensor,
+        tokens: torch.Tensor,
+        ended: list[list[tuple]],
+        budget: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """ESPnet's rule: the K best candidates of an utterance over all its live beams; the
+        ``<eos>`` ones end, and so do all K once they use up the budget (no ``<eos>`` score).
+
+        Returns src rows (A, K), candidate columns (A, K), a done mask (A,) and a dead mask
+        (A, K) of slots that must not extend (ended, or no finite candidate).
+        """
+        A, K = utts.shape[0], self.opt.beam_size
+        C = cand.total.shape[1]
+        top_s, top_i = cand.total.view(A, K * C).topk(K, dim=-1)  # (A, K)
+        src = top_i // C + (torch.arange(A, device=top_i.device) * K)[:, None]
+        col = top_i % C
+        new_tok = cand.token(src, col)
+        is_eos = new_tok == self.ids.eos
+        finite = torch.isfinite(top_s)
+        last = (step + 1 >= budget[utts])[:, None]  # these tokens use up the budget
+        end = finite & (is_eos | last)
+        for a, j in end.nonzero().tolist():
+            r, c = src[a, j], col[a, j]
+            eos = bool(is_eos[a, j])
+            toks = tokens[r].tolist() + ([] if eos else [int(new_tok[a, j])])
+            ctc = 0.0 if cand.ctc is None else float(cand.ctc[r, c])
+            # ESPnet appends <eos> to a budget-ended beam: it counts as an output token.
+            hyp = (toks, float(top_s[a, j]), float(cand.att[r, c]), ctc, step + (1 if eos else 2))
+            ended[int(utts[a])].append(hyp)
+        dead = end | ~finite
+        return src, col, dead.all(-1), dead
+
     def _done(
         self,
         best_live: torch.Tensor,
@@ -228,6 +284,23 @@ class BeamSearch:
         ]
         scored.sort(key=lambda h: h.score, reverse=True)
         return scored[: self.opt.nbest]
+
+
+def _end_detected(
+    ended: list[list[tuple]], utts: torch.Tensor, step: int, prompt_len: int
+) -> torch.Tensor:
+    """(A,) ESPnet's end detection after ``step`` (see ``DecodeOptions.end_detect``): an ended
+    hypothesis of n output tokens (``<eos>`` included) has sequence length ``prompt_len + n``."""
+    out = []
+    for u in utts.tolist():
+        hyps = ended[u]
+        best = max((h[1] for h in hyps), default=None)
+        count = 0
+        for length in (step - m for m in range(3)):
+            same = [h[1] for h in hyps if prompt_len + h[4] == length]
+            count += bool(same) and max(same) - best < -10.0
+        out.append(best is not None and count == 3)
+    return torch.tensor(out, device=utts.device)
 
 
 def _reorder(cache, src: torch.Tensor, same_rows: bool) -> None:

@@ -29,6 +29,12 @@ Padding: frames past an utterance's length get ``x(blank) = 0`` and ``x(k) = -in
 the recursion runs over the padded length for the whole batch and still ends with the right total
 (``r_n`` folds into ``r_b`` and stays constant).
 
+Prompt offset (ESPnet's convention, ``offset > 0``): the prompt tokens after ``<sos>`` count as
+already emitted, so extending a prefix of ``k`` text tokens may first emit ``c`` at frame
+``s = k + offset``: ``phi[t] = -inf`` for ``t < s - 1`` and ``r_n[0] = -inf``. This removes
+alignments a plain CTC recursion would allow; ESPnet's ``CTCPrefixScoreTH`` starts its time loop
+at ``len(prefix) - 1`` in the same way.
+
 Shapes: ``N`` hypothesis rows (utterances x beams), ``C`` candidate tokens per row, ``T`` frames.
 """
 
@@ -68,11 +74,14 @@ class CTCPrefixScorer:
 
     logp: (B, T, V) CTC log-probabilities, e.g. ``model.ctc_log_probs(enc)``.
     lens: (B,) valid frames per utterance.
+    offset: prompt tokens counted as already emitted (see the module docstring; 0 = none).
     """
 
-    def __init__(self, logp: torch.Tensor, lens: torch.Tensor, blank: int, eos: int):
+    def __init__(
+        self, logp: torch.Tensor, lens: torch.Tensor, blank: int, eos: int, offset: int = 0
+    ):
         T = logp.shape[1]
-        self.blank, self.eos, self.T = blank, eos, T
+        self.blank, self.eos, self.T, self.offset = blank, eos, T, offset
         logp = logp.float().clone()
         pad = torch.arange(T, device=logp.device)[None, :] >= lens.to(logp.device)[:, None]
         logp[pad] = NEG_INF
@@ -89,10 +98,13 @@ class CTCPrefixScorer:
         zeros = torch.zeros(N, device=self.x.device)
         return CTCState(r, zeros, torch.full_like(utt, -1), utt)
 
-    def score(self, state: CTCState, cand: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def score(
+        self, state: CTCState, cand: torch.Tensor, step: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Prefix log-probabilities of every ``h + c``.
 
         cand: (N, C) candidate token ids (may include eos; must not include blank).
+        step: text tokens in ``h`` (only used with a prompt offset).
         Returns ``psi`` (N, C) and the candidates' forward variables ``r`` (N, C, 2, T).
         """
         N, C = cand.shape
@@ -104,6 +116,10 @@ class CTCPrefixScorer:
         phi = torch.logaddexp(r_b_h, r_n_h.masked_fill(repeat, NEG_INF).expand(N, C, T))
 
         empty = (state.last < 0)[:, None]  # (N, 1)
+        if self.offset > 0:
+            start = step + self.offset  # first frame at which c may be emitted
+            phi[..., : max(0, start - 1)] = NEG_INF
+            empty = torch.zeros_like(empty)
         xc_t = x_c.permute(2, 0, 1).contiguous()  # (T, N, C): one contiguous slab per frame
         xb_t = x_b.permute(2, 0, 1)  # (T, N, 1)
         phi_t = phi.permute(2, 0, 1).contiguous()

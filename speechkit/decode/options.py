@@ -47,6 +47,22 @@ class DecodeOptions:
         ``beam_size``-th continuing candidate ends a hypothesis. ``count`` (CTranslate2 /
         faster-whisper with a length penalty): once ``beam_size`` hypotheses have ended, whatever
         their scores; only ``<eos>`` among the ``beam_size`` best candidates ends a hypothesis.
+        ``espnet`` (ESPnet's ``BatchBeamSearch`` with a max length ratio): the ``beam_size`` best
+        candidates over all live beams are taken; those that are ``<eos>`` end and leave the
+        beam, so fewer beams live on; ``<eos>`` is always a candidate (also outside the CTC
+        ``ctc_top_k``); the utterance ends once no beam is live; beams still live when the
+        budget is used up end there with no ``<eos>`` score added. ``min_len`` still forbids
+        ``<eos>`` (ESPnet instead drops short ended hypotheses), and ``length_norm`` counts
+        output tokens, not ESPnet's prompt-inclusive sequence length.
+    end_detect: with ``stop="espnet"``, also ESPnet's end detection (what it uses with
+        ``maxlenratio=0``): finished once, for each of the last 3 sequence lengths, the best
+        hypothesis that ended with that length scores more than 10 below the best ended one
+        (lengths count the prefix and ``<eos>``, as ESPnet's do).
+    ctc_prompt_offset: count the prefix tokens after its first (``<lang> <task> <notimestamps>``
+        after ``<sos>``) as already emitted in the CTC prefix scorer, as ESPnet's scorer does:
+        the k-th text token (0-based) may not be emitted before encoder frame ``k + P - 1`` for
+        a prefix of length P. Off, CTC alignment starts at frame 0, which is exact for a CTC
+        head that never emits the prompt.
     """
 
     beam_size: int = 5
@@ -59,7 +75,9 @@ class DecodeOptions:
     min_len: int = 0
     nbest: int = 1
     eos_in_length: bool = True
-    stop: Literal["bound", "count"] = "bound"
+    stop: Literal["bound", "count", "espnet"] = "bound"
+    ctc_prompt_offset: bool = False
+    end_detect: bool = False
 
     def __post_init__(self) -> None:
         if self.beam_size < 1:
@@ -76,8 +94,11 @@ class DecodeOptions:
             raise ConfigError(f"min_len must be in [0, max_len={self.max_len}], got {self.min_len}")
         if not 1 <= self.nbest <= self.beam_size:
             raise ConfigError(f"nbest must be in [1, beam_size={self.beam_size}], got {self.nbest}")
-        if self.stop not in ("bound", "count"):
-            raise ConfigError(f"stop must be 'bound' or 'count', got {self.stop!r}")
+        if self.stop not in ("bound", "count", "espnet"):
+            raise ConfigError(f"stop must be 'bound', 'count' or 'espnet', got {self.stop!r}")
+
+        if self.end_detect and self.stop != "espnet":
+            raise ConfigError("end_detect is ESPnet's rule: it needs stop='espnet'")
 
     def max_tokens(self, enc_len: int) -> int:
         """The text-token budget for an utterance of ``enc_len`` encoder frames."""

@@ -20,6 +20,8 @@ beam=5
 ctc_weight=0.3
 results=RESULTS.md
 train_args=""      # extra --set key=value overrides for training, e.g. "--set trainer.max_minutes=5"
+init=""            # fine-tune a pretrained model (path or zoo name, e.g. owsm-v3.1-ebf-base, with
+                   # --config ../../../conf/s2t/owsm_finetune.yaml): skips stage 2, its tokenizer is used
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -39,7 +41,7 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   python -m speechkit.bin.prepare_phrasebook --out $data --hours $hours --seed $seed --num-jobs $nj
 fi
 
-if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
+if [ -z "$init" ] && [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   log "stage 2: train the sentencepiece tokenizer"
   python -m speechkit.bin.train_tokenizer --config $config --cuts $data/cuts_train.jsonl.gz --out $data/tokenizer
 fi
@@ -47,7 +49,8 @@ fi
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   log "stage 3: train $exp"
   python -m speechkit.bin.train --config $config --train-cuts $data/cuts_train.jsonl.gz \
-    --dev-cuts $data/cuts_dev.jsonl.gz --tokenizer $data/tokenizer --out $exp --resume $train_args
+    --dev-cuts $data/cuts_dev.jsonl.gz --tokenizer $data/tokenizer --out $exp --resume $train_args \
+    ${init:+--init $init}
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then

@@ -1,0 +1,128 @@
+"""Long-form decoding mechanics: OWSM timestamp parsing, window advance and stitching.
+
+The tokenizer is that of a tiny converted ESPnet model (``espnet_fakes``, no ESPnet needed):
+timestamps ``<0.00>`` .. ``<1.00>`` every 0.02 s, so windows are 1 s long.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "convert"))
+import espnet_fakes as ef  # noqa: E402
+
+from speechkit.convert.espnet import convert_espnet  # noqa: E402
+from speechkit.decode import DecodeOptions  # noqa: E402
+from speechkit.decode.longform import LongformDecoder, parse_timestamped  # noqa: E402
+from speechkit.pretrained import load_pretrained  # noqa: E402
+
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("owsm")
+    ef.write_fake_espnet_dir(root / "esp")
+    return load_pretrained(convert_espnet(root / "esp", root / "packed"))
+
+
+def _ids(tok, *parts):
+    """Token ids of a mix of times (floats) and texts (str)."""
+    out = []
+    for p in parts:
+        out += [tok.timestamp_id(p)] if isinstance(p, float) else tok.encode(p)
+    return out
+
+
+def test_parse_segments_and_cut_off_tail(pretrained):
+    tok = pretrained.tokenizer
+    ids = _ids(tok, 0.0, "the cat", 0.4, 0.4, "sat on", 0.86, 0.9, "the park")
+    parsed = parse_timestamped(ids, tok)
+    got = [(s.start, s.end, s.text) for s in parsed.complete]
+    assert got == [(0.0, 0.4, "the cat"), (0.4, 0.86, "sat on")]
+    assert tok.decode(parsed.tail) == "the park" and parsed.tail_start == 0.9
+    assert parsed.last_end == 0.86
+    # Text before any timestamp starts at 0; an empty opening is moved, not a segment.
+    parsed = parse_timestamped(_ids(tok, "hello", 0.3, 0.5, 0.52, "world", 0.7), tok)
+    assert [(s.start, s.end, s.text) for s in parsed.complete] == [
+        (0.0, 0.3, "hello"), (0.52, 0.7, "world"),
+    ]  # fmt: skip
+    assert parsed.tail is None
+
+
+def test_window_and_resolution_come_from_the_tokenizer(pretrained):
+    lf = LongformDecoder.for_model(pretrained, "eng", "asr", DecodeOptions(beam_size=1))
+    assert lf.window_s == pytest.approx(ef.MAX_TIME)
+    assert lf.resolution == pytest.approx(ef.RESOLUTION)
+    assert lf.decode_window.window_samples == int(ef.MAX_TIME * SR)
+    with pytest.raises(ValueError, match="shorter than two timestamp steps"):
+        LongformDecoder(lambda w: [], pretrained.tokenizer, SR, window_s=0.03)
+
+
+class Scripted:
+    """A forced window decoder: returns scripted outputs and records where each window began
+    (the test audio is a ramp, so a window's first sample gives its offset)."""
+
+    def __init__(self, outputs):
+        self.outputs, self.offsets, self.lengths = list(outputs), [], []
+
+    def __call__(self, wave):
+        self.offsets.append(round(float(wave[0]) / SR, 4))
+        self.lengths.append(wave.numel())
+        return self.outputs.pop(0)
+
+
+def test_advance_to_last_complete_timestamp_and_stitch(pretrained):
+    tok = pretrained.tokenizer
+    wave = torch.arange(int(2.5 * SR), dtype=torch.float64)  # sample k has value k
+    script = Scripted([
+        _ids(tok, 0.0, "the cat", 0.4, 0.4, "sat on", 0.86, 0.9, "the ma"),  # tail cut off
+        _ids(tok, 0.04, "the mat", 0.5, 0.5, "hello"),
+        _ids(tok, "world how"),  # no timestamps: one segment over the window
+        _ids(tok, 0.0, "are you"),  # the last window keeps its tail, up to the audio's end
+    ])  # fmt: skip
+    lf = LongformDecoder(script, tok, SR)
+    segments = lf(wave.double())
+    assert script.offsets == [0.0, 0.86, 1.36, 2.36]
+    assert script.lengths == [SR, SR, SR, int(0.14 * SR)]
+    got = [(s.start, s.end, s.text) for s in segments]
+    assert got == [
+        (0.0, 0.4, "the cat"),
+        (0.4, 0.86, "sat on"),
+        (0.9, 1.36, "the mat"),
+        (1.36, 2.36, "world how"),
+        (2.36, 2.5, "are you"),
+    ]
+    assert not script.outputs
+
+
+def test_timestamp_at_zero_only_advances_a_full_window(pretrained):
+    tok = pretrained.tokenizer
+    script = Scripted([_ids(tok, 0.0, "a dog", 0.0), _ids(tok, 0.0, "ran", 0.5)])
+    segments = LongformDecoder(script, tok, SR)(torch.arange(int(1.5 * SR)).float())
+    assert script.offsets == [0.0, 1.0]
+    # The first window closed nothing after 0: its text spans the window.
+    assert [(s.start, s.end, s.text) for s in segments] == [(0.0, 1.0, "a dog"), (1.0, 1.5, "ran")]
+
+
+def test_real_model_windows(pretrained):
+    """The converted model itself decodes 2.3 s in windows; its times are absolute and sorted."""
+    g = torch.Generator().manual_seed(0)
+    wave = 0.1 * torch.randn(int(2.3 * SR), generator=g)
+    opts = DecodeOptions(beam_size=2, ctc_weight=0.3, max_len=6)
+    lf = LongformDecoder.for_model(pretrained, "eng", "asr", opts)
+    calls = []
+    inner = lf.decode_window
+    lf.decode_window = lambda w: calls.append(w.numel()) or inner(w)
+    segments = lf(wave)
+    assert calls and calls[0] == SR  # full 1 s windows
+    assert 2 <= len(calls) <= 23  # advances by >= one timestamp step, ends at the audio's end
+    starts = [s.start for s in segments]
+    assert starts == sorted(starts)
+    assert all(0.0 <= s.start <= s.end <= 2.3 + 1e-6 for s in segments)
+    times = set(pretrained.tokenizer.timestamp_ids)
+    assert all(t not in times for s in segments for t in s.tokens)

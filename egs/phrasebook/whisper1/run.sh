@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Fine-tune Whisper on the phrasebook corpus; WER/BLEU on the test sets before and after.
+#   ./run.sh                                        # whisper-tiny.en, English ASR
+#   ./run.sh --model whisper-base --config ../../../conf/whisper/finetune_base.yaml \
+#            --languages eng,deu,spa,fra --tasks asr,st_eng --exp exp/whisper_base_ft
+#   ./run.sh --stage 4 --stop_stage 5
+# Stages: 1 corpus (reused when an identical build is in $data), 2 download the model,
+#         3 decode + score BEFORE fine-tuning -> RESULTS.md, 4 fine-tune,
+#         5 decode + score AFTER -> RESULTS.md, 6 pack the fine-tuned model.
+set -euo pipefail
+cd "$(dirname "$0")"
+. ./path.sh
+
+stage=1
+stop_stage=6
+model=whisper-tiny.en
+config=../../../conf/whisper/finetune_tiny_en.yaml
+data=../s2t1/data/phrasebook   # the s2t1 recipe's corpus (same generator arguments)
+hours=1.0
+seed=0
+nj=2
+languages=eng        # spoken languages to decode and score
+tasks=asr            # asr, and st_eng (X -> English) for multilingual models
+beam=5
+exp=exp/whisper_tiny_en_ft
+results=RESULTS.md
+train_args=""        # extra --set overrides, e.g. "--set trainer.max_steps=100"
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --*) name=${1#--}; [ $# -ge 2 ] || { echo "missing value for $1" >&2; exit 1; }
+         declare -p "$name" >/dev/null 2>&1 || { echo "unknown option $1" >&2; exit 1; }
+         printf -v "$name" '%s' "$2"; shift 2 ;;
+    *) echo "unknown argument $1" >&2; exit 1 ;;
+  esac
+done
+
+log() { echo "[$(date '+%H:%M:%S')] (run.sh) $*"; }
+repro="cd egs/phrasebook/whisper1 && ./run.sh --model $model --config $config --languages $languages --tasks $tasks --beam $beam --exp $exp${train_args:+ --train_args '$train_args'}"
+decode="python local/decode_cuts.py --languages $languages --tasks $tasks --beam $beam"
+
+if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
+  log "stage 1: phrasebook corpus ($hours h) in $data"
+  python -m speechkit.bin.prepare_phrasebook --out $data --hours $hours --seed $seed --num-jobs $nj
+fi
+
+if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
+  log "stage 2: download $model into the speechkit cache"
+  speechkit zoo download $model
+fi
+
+if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
+  log "stage 3: decode and score the test sets with $model BEFORE fine-tuning"
+  $decode --model $model --cuts $data/cuts_test_seen.jsonl.gz --out $exp/before_test_seen
+  $decode --model $model --cuts $data/cuts_test_novel.jsonl.gz --out $exp/before_test_novel
+  python -m speechkit.bin.score --decode-dir $exp/before_test_seen --results-md $results \
+    --title "$model BEFORE fine-tuning: test_seen" --command "$repro --stage 3 --stop_stage 3"
+  python -m speechkit.bin.score --decode-dir $exp/before_test_novel --results-md $results \
+    --title "$model BEFORE fine-tuning: test_novel" --command "$repro --stage 3 --stop_stage 3"
+fi
+
+if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
+  log "stage 4: fine-tune $model into $exp"
+  python -m speechkit.bin.finetune_whisper --config $config --init $model \
+    --train-cuts $data/cuts_train.jsonl.gz --dev-cuts $data/cuts_dev.jsonl.gz \
+    --out $exp --resume $train_args
+fi
+
+if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+  log "stage 5: decode and score the test sets with the fine-tuned model"
+  $decode --model $exp/model_avg.pt --cuts $data/cuts_test_seen.jsonl.gz --out $exp/after_test_seen
+  $decode --model $exp/model_avg.pt --cuts $data/cuts_test_novel.jsonl.gz --out $exp/after_test_novel
+  python -m speechkit.bin.score --decode-dir $exp/after_test_seen --results-md $results \
+    --title "$model AFTER fine-tuning ($exp): test_seen" --command "$repro"
+  python -m speechkit.bin.score --decode-dir $exp/after_test_novel --results-md $results \
+    --title "$model AFTER fine-tuning ($exp): test_novel" --command "$repro"
+fi
+
+if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
+  log "stage 6: pack the fine-tuned model in $exp/packed"
+  python -m speechkit.bin.pack_model --checkpoint $exp/model_avg.pt --out $exp/packed
+fi
+log "done"

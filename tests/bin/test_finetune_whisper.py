@@ -1,0 +1,236 @@
+"""Whisper fine-tuning end to end on a tiny random Whisper model and a few synthetic cuts: the
+batch format, the front end's parity with the decoder's, the loss going down, checkpoints that
+load and pack, and clear errors for a bad --init and bad configs."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from lhotse import CutSet, Recording, SupervisionSegment
+
+from speechkit.bin import finetune_whisper
+from speechkit.config import ConfigError
+from speechkit.data.dataset import DataConfig
+from speechkit.data.features import FeatureConfig
+from speechkit.data.whisper_dataset import WhisperDataset
+from speechkit.inference import Transcriber
+from speechkit.models.whisper import WhisperConfig, WhisperModel
+from speechkit.pretrained import load_pretrained, pack, save_pretrained, whisper_features
+from speechkit.train.finetune_config import (
+    FinetuneConfig,
+    WhisperDataConfig,
+    load_finetune_config,
+)
+from speechkit.whisper_tokenizer import WhisperTokenizer
+
+tokenizers = pytest.importorskip("tokenizers")
+
+WORDS = ["one", "two", "three", "four"]
+WOERTER = ["eins", "zwei", "drei", "vier"]
+
+YAML = """
+whisper: {pad_to_window: false}
+data:
+  sampler: {max_duration: 20.0, max_cut_duration: 20.0, bucketing: false, shuffle: false}
+  asr_languages: [eng, deu]
+  st_directions: [deu-eng]
+optim: {lr: 0.01, warmup_steps: 1, scheduler: constant, weight_decay: 0.0}
+trainer: {max_steps: 8, max_epochs: 100, log_every_steps: 1, valid_every_steps: 4,
+          device: cpu, keep_checkpoints: 2, average_best: 2}
+"""
+
+
+def _tokenizer_json() -> str:
+    """A byte-level BPE over single bytes with Whisper's multilingual special tokens."""
+    from tokenizers import decoders, models, pre_tokenizers
+
+    vocab = {ch: i for i, ch in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    hf = tokenizers.Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    hf.decoder = decoders.ByteLevel()
+    hf.add_special_tokens(
+        [
+            "<|endoftext|>",
+            "<|startoftranscript|>",
+            "<|en|>",
+            "<|de|>",
+            "<|translate|>",
+            "<|transcribe|>",
+            "<|startoflm|>",
+            "<|startofprev|>",
+            "<|nospeech|>",
+            "<|notimestamps|>",
+        ]  # fmt: skip
+    )
+    return hf.to_str()
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory):
+    """A packed directory holding a tiny random multilingual Whisper model."""
+    tok = WhisperTokenizer(_tokenizer_json())
+    cfg = WhisperConfig(n_mels=80, n_audio_state=16, n_audio_head=2, n_audio_layer=1,
+                        n_vocab=tok.vocab_size, n_text_ctx=64, n_text_state=16, n_text_head=2,
+                        n_text_layer=1)  # fmt: skip
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("init") / "tiny-whisper"
+    return save_pretrained(WhisperModel(cfg), tok, whisper_features(cfg), out, source="test")
+
+
+def _cuts(directory, n: int, offset: int = 0) -> CutSet:
+    """Tones whose pitch encodes a number; even cuts English, odd ones German with a
+    translation into English."""
+    cuts = []
+    for i in range(offset, offset + n):
+        k, lang = i % len(WORDS), ("eng", "deu")[i % 2]
+        t = np.arange(int(16000 * (0.5 + 0.1 * (i % 3)))) / 16000
+        path = directory / f"tone{i}.flac"
+        sf.write(path, (0.3 * np.sin(2 * np.pi * (200 + 90 * k) * t)).astype(np.float32), 16000)
+        cut = Recording.from_file(path, recording_id=f"rec{i}").to_cut()
+        text = f"number {WORDS[k]}" if lang == "eng" else f"Zahl {WOERTER[k]}"
+        translations = (
+            {"deu": f"Zahl {WOERTER[k]}"} if lang == "eng" else {"eng": f"number {WORDS[k]}"}
+        )
+        cut.supervisions = [
+            SupervisionSegment(f"sup{i}", f"rec{i}", 0.0, cut.duration, text=text, language=lang,
+                               speaker=f"spk{i}", custom={"translations": translations})
+        ]  # fmt: skip
+        cuts.append(cut)
+    return CutSet.from_cuts(cuts)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cuts")
+    _cuts(root, 4).to_file(root / "train.jsonl.gz")
+    _cuts(root, 2, offset=10).to_file(root / "dev.jsonl.gz")
+    (root / "ft.yaml").write_text(YAML)
+    return root
+
+
+def _data_cfg(st_directions=(), **kw) -> DataConfig:
+    features = FeatureConfig(kind="whisper", n_mels=80, normalize="none")
+    return DataConfig(features=features, asr_languages=["eng", "deu"],
+                      st_directions=list(st_directions), **kw)  # fmt: skip
+
+
+def test_batch_has_whisper_targets_and_shared_encoder_rows(packed, corpus):
+    tok = load_pretrained(packed).tokenizer
+    cuts = CutSet.from_file(corpus / "train.jsonl.gz").subset(first=2)  # one eng, one deu
+    data = _data_cfg(st_directions=["deu-eng"])
+    batch = WhisperDataset(tok, data, train=False, pad_to_window=True)[cuts]
+    assert batch["feats"].shape == (2, 3000, 80) and batch["feat_lens"].tolist() == [3000, 3000]
+    assert batch["tasks"] == ["asr", "asr", "st_eng"]
+    assert batch["target_utt"].tolist() == [0, 1, 1]
+    sot, nots = tok.sos_id, tok.notimestamps_id
+    en, de = tok.lang_id("eng"), tok.lang_id("deu")
+    expected = [
+        [sot, en, tok.transcribe_id, nots] + tok.encode("number one"),
+        [sot, de, tok.transcribe_id, nots] + tok.encode("Zahl zwei"),
+        [sot, de, tok.translate_id, nots] + tok.encode("number two"),
+    ]
+    for row, seq in enumerate(expected):
+        n = len(seq)
+        assert batch["ys_in"][row, :n].tolist() == seq
+        assert batch["ys_out"][row, : n - 1].tolist() == seq[1:]
+        assert batch["ys_out"][row, n - 1].item() == tok.eos_id
+        assert (batch["ys_out"][row, n:] == -100).all()
+    unpadded = WhisperDataset(tok, data, train=False, pad_to_window=False)[cuts]
+    assert unpadded["feat_lens"].tolist() == [c.num_samples // 160 for c in cuts]
+    assert unpadded["feats"].shape[1] == max(unpadded["feat_lens"].tolist())
+
+
+def test_front_end_matches_the_transcriber(packed, corpus):
+    """Training features equal what speechkit transcribe feeds the encoder."""
+    pre = load_pretrained(packed)
+    cut = CutSet.from_file(corpus / "train.jsonl.gz")[0]
+    batch = WhisperDataset(pre.tokenizer, _data_cfg(), False, pad_to_window=True)[
+        CutSet.from_cuts([cut])
+    ]
+    wave = cut.load_audio()[0]
+    window = Transcriber(pre).features(wave)[:-1]  # the decoder's content frames
+    n = window.shape[0]
+    torch.testing.assert_close(batch["feats"][0, :n], window, atol=1e-5, rtol=1e-5)
+    assert (batch["feats"][0, n:] == 0).all()
+
+
+def test_finetune_lowers_the_loss_and_writes_loadable_checkpoints(packed, corpus, tmp_path):
+    out = tmp_path / "exp"
+    argv = ["--config", str(corpus / "ft.yaml"), "--init", str(packed),
+            "--train-cuts", str(corpus / "train.jsonl.gz"),
+            "--dev-cuts", str(corpus / "dev.jsonl.gz"), "--out", str(out)]  # fmt: skip
+    assert finetune_whisper.main(argv) == 0
+    with open(out / "train_log.csv") as f:
+        losses = [float(r["loss"]) for r in csv.DictReader(f)]
+    assert len(losses) == 8  # one batch per epoch: the same 4 cuts at every step
+    assert losses[-1] < losses[0] - 1.0 and max(losses[1:]) < losses[0], losses
+    ckpts = sorted((out / "checkpoints").glob("step-*.pt"))
+    assert len(ckpts) == 2 and ckpts[-1].name == "step-8.pt"  # keep_checkpoints: 2
+    fine = load_pretrained(ckpts[-1])
+    assert isinstance(fine.model, WhisperModel)
+    assert isinstance(fine.tokenizer, WhisperTokenizer)
+    assert fine.tasks == {"asr_languages": ["eng", "deu"], "st_directions": ["deu-eng"]}
+    assert fine.features == load_pretrained(packed).features
+    init = load_pretrained(packed).model.state_dict()
+    key = "decoder.embed.weight"
+    assert not torch.equal(fine.model.state_dict()[key], init[key])  # it did train
+    repacked = load_pretrained(pack(out / "model_avg.pt", tmp_path / "packed"))
+    assert repacked.model_type == "whisper"
+    # A finished run is not trained again by --resume.
+    assert finetune_whisper.main([*argv, "--resume"]) == 0
+    assert sorted((out / "checkpoints").glob("step-*.pt")) == ckpts
+
+
+def test_freeze_encoder_keeps_the_encoder(packed, corpus, tmp_path):
+    out = tmp_path / "frozen"
+    argv = ["--config", str(corpus / "ft.yaml"), "--init", str(packed),
+            "--train-cuts", str(corpus / "train.jsonl.gz"), "--out", str(out),
+            "--set", "whisper.freeze_encoder=true", "trainer.max_steps=2",
+            "whisper.pad_to_window=true"]  # fmt: skip
+    assert finetune_whisper.main(argv) == 0
+    fine = load_pretrained(out / "model_avg.pt").model.state_dict()
+    init = load_pretrained(packed).model.state_dict()
+    assert all(torch.equal(fine[k], init[k]) for k in init if k.startswith("encoder."))
+    assert not torch.equal(fine["decoder.embed.weight"], init["decoder.embed.weight"])
+
+
+def test_bad_init_name_is_a_clear_error(corpus, tmp_path, capsys):
+    argv = ["--config", str(corpus / "ft.yaml"), "--init", "whisper-nonexistent",
+            "--train-cuts", str(corpus / "train.jsonl.gz"), "--out", str(tmp_path / "x")]  # fmt: skip
+    with pytest.raises(SystemExit) as e:
+        finetune_whisper.main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--init 'whisper-nonexistent'" in err and "zoo model" in err
+
+
+def test_config_rules(tmp_path):
+    assert load_finetune_config(_write(tmp_path, "trainer: {max_steps: 5}")).trainer.max_steps == 5
+    for text, match in (
+        ("whisper: {freeze: true}", "unknown key 'whisper.freeze'"),
+        ("data: {st_directions: [eng-deu]}", "translates only into English"),
+        ("trainer: {max_steps: 0}", "max_steps must be > 0"),
+        ("data: {features: {kind: fbank}}", "unknown key 'data.features'"),
+        ("data: {asr_languages: []}", "both empty"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            load_finetune_config(_write(tmp_path, text))
+    assert FinetuneConfig().data.data_config(FeatureConfig(kind="whisper")).specaug.enabled is False
+
+
+def test_english_only_task_check(packed):
+    pre = load_pretrained(packed)
+    pre.tokenizer.multilingual = False  # as an English-only (.en) model's tokenizer
+    cfg = FinetuneConfig(data=WhisperDataConfig(asr_languages=["eng", "deu"]))
+    with pytest.raises(ConfigError, match="English-only .* cannot train"):
+        finetune_whisper.check_tasks(cfg, pre, "x.yaml")
+
+
+def _write(tmp_path, text: str):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path

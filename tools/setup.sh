@@ -28,7 +28,7 @@ fi
 # for more than was installed. The stamp holds "<sha256 of setup.py> <extras>".
 stamp=.venv/.speechkit-setup-stamp
 hash=$(sha256sum setup.py | cut -d' ' -f1)
-read -r have_hash have_extras < "$stamp" 2>/dev/null || true
+if [ -f "$stamp" ]; then read -r have_hash have_extras < "$stamp" || true; fi
 if [ "${have_hash:-}" != "$hash" ] || { [ -n "$extras" ] && [ "${have_extras:-}" != "[dev]" ]; }; then
   log "installing speechkit$extras and its pinned dependencies (torch is large: about 2 minutes)"
   .venv/bin/python -m pip install -q --upgrade pip

@@ -37,7 +37,7 @@ from speechkit.data.tasks import cut_tasks
 from speechkit.data.whisper_dataset import build_whisper_dataloader
 from speechkit.models import build_model
 from speechkit.models.whisper import WhisperConfig
-from speechkit.pretrained import Pretrained, load_pretrained
+from speechkit.pretrained import Pretrained
 from speechkit.train.checkpoint import best_checkpoints, save_averaged
 from speechkit.train.finetune_config import FinetuneConfig, load_finetune_config
 from speechkit.train.trainer import TrainData, Trainer, seed_everything
@@ -71,17 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load_init(init: str) -> Pretrained:
     """The pretrained Whisper model named by ``--init`` (path first, then zoo name)."""
-    if Path(init).exists():
-        pre = load_pretrained(init)
-    else:
-        from speechkit import zoo
+    from speechkit import zoo
 
-        try:
-            pre = zoo.load(init)
-        except zoo.UnknownModelError as e:
-            raise ValueError(
-                f"--init {init!r} is neither a file, a directory nor a zoo model: {e}"
-            ) from None
+    try:
+        pre = zoo.load(init)
+    except zoo.UnknownModelError as e:
+        raise ValueError(
+            f"--init {init!r} is neither a file, a directory nor a zoo model: {e}"
+        ) from None
     if pre.model_type != "whisper":
         raise ValueError(f"--init {init!r} is a {pre.model_type} model, not a Whisper model")
     return pre

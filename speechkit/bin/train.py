@@ -41,7 +41,7 @@ from lhotse import CutSet, combine
 from speechkit.config import ConfigError, save_config, to_dict
 from speechkit.data import build_dataloader, expand_tasks
 from speechkit.models import build_model
-from speechkit.pretrained import Pretrained, load_pretrained
+from speechkit.pretrained import Pretrained
 from speechkit.tokenizer import Tokenizer
 from speechkit.train import distributed as dist_utils
 from speechkit.train.checkpoint import best_checkpoints, save_averaged
@@ -82,11 +82,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def load_init(init: str) -> Pretrained:
     """The ``--init`` model: a packed directory or checkpoint path, else a zoo name."""
-    if Path(init).exists():
-        return load_pretrained(init)
-    from speechkit import zoo  # only when a zoo name is given
+    from speechkit import zoo  # imported only for --init
 
-    return load_pretrained(zoo.download(init))
+    return zoo.load(init)
 
 
 def with_pretrained(cfg: ExperimentConfig, pretrained: Pretrained, source: str) -> ExperimentConfig:

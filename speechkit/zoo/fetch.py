@@ -160,7 +160,10 @@ def _zoo_meta(name: str, spec: SourceSpec, where: str) -> dict:
 
 
 def load(name: str, device: str = "cpu", **download_kwargs):
-    """``speechkit.pretrained.load_pretrained`` of ``download(name, **download_kwargs)``."""
+    """A pretrained model: ``name`` is an existing path (a packed directory or a checkpoint
+    ``.pt``, loaded as is) or a zoo name (``download(name, **download_kwargs)`` first)."""
     from speechkit.pretrained import load_pretrained
 
+    if Path(name).exists():
+        return load_pretrained(name, device=device)
     return load_pretrained(download(name, **download_kwargs), device=device)

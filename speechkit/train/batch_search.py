@@ -97,7 +97,9 @@ def cpu_step_bytes(model: nn.Module, batch: dict, backward: bool = True) -> int:
         storage = t.untyped_storage()
         if storage.data_ptr() not in param_storages:
             saved[storage.data_ptr()] = storage.nbytes()
-        return t
+        # Detached: a saved output returned as itself points back (grad_fn) at the node that
+        # saves it, a C++ reference cycle that leaks the whole graph when no backward runs.
+        return t.detach()
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         loss = _forward(model, batch, torch.device("cpu"), None)

@@ -8,7 +8,7 @@ from lhotse import CutSet, MonoCut, Recording, SupervisionSegment
 
 from speechkit.config import ConfigError, from_dict
 from speechkit.data import DataConfig, S2TDataset, build_dataloader, expand_tasks
-from speechkit.data.dataset import CTC_PAD_ID, IGNORE_ID
+from speechkit.data.dataset import CTC_PAD_ID, IGNORE_ID, speed_perturb
 from speechkit.data.features import FeatureConfig, num_frames
 from speechkit.data.sampler import SamplerConfig
 from speechkit.data.specaug import SpecAugConfig
@@ -198,6 +198,26 @@ def test_specaug_only_in_training(tok, tmp_path):
     assert torch.equal(eval1, eval2) and not torch.equal(eval1, train)
 
 
+def test_speed_perturb_changes_tempo_and_pitch():
+    sr = 16000
+    tone = np.sin(2 * np.pi * 300 * np.arange(sr) / sr).astype(np.float32)  # 1 s at 300 Hz
+    fast = speed_perturb(tone, 1.25, sr)
+    assert fast.dtype == np.float32 and abs(len(fast) - sr / 1.25) <= 2
+    spectrum = np.abs(np.fft.rfft(fast[100:-100] * np.hanning(len(fast) - 200)))
+    peak_hz = np.argmax(spectrum) * sr / (len(fast) - 200)
+    assert abs(peak_hz - 375) < 5  # 300 Hz played 1.25x faster
+    assert speed_perturb(tone, 1.0, sr) is tone
+
+
+def test_speed_perturb_only_in_training(tok, tmp_path):
+    cuts = CutSet.from_cuts([_make_cut(tmp_path, "a", "eng", TEXTS["eng"], seconds=1.0)])
+    cfg = _cfg(speed_perturb=[0.8])
+    train = S2TDataset(tok, cfg, train=True)[cuts]
+    evaluation = S2TDataset(tok, cfg, train=False)[cuts]
+    assert int(evaluation["feat_lens"][0]) == num_frames(16000, cfg.features)
+    assert int(train["feat_lens"][0]) == num_frames(20000, cfg.features)
+
+
 def test_build_dataloader_skips_empty_batches(tok, tmp_path):
     cuts = [_make_cut(tmp_path, f"c{i}", "eng", TEXTS["eng"], seconds=1.0) for i in range(4)]
     cuts.append(_make_cut(tmp_path, "bad", "eng", ""))
@@ -216,5 +236,7 @@ def test_data_config_validation():
         from_dict(DataConfig, {"st_directions": ["engdeu"]})
     with pytest.raises(ConfigError, match="prompt_prob"):
         from_dict(DataConfig, {"prompt_prob": 2.0})
+    with pytest.raises(ConfigError, match="speed_perturb"):
+        from_dict(DataConfig, {"speed_perturb": [0.9, 3.0]})
     cfg = from_dict(DataConfig, {"features": {"n_mels": 128}, "sampler": {"max_duration": 50}})
     assert cfg.features.n_mels == 128 and len(cfg.st_directions) == 6

@@ -1,5 +1,8 @@
 """Tests for speechkit/train/batch_search.py (tiny model, CPU memory accounting)."""
 
+import gc
+import weakref
+
 import pytest
 import torch
 
@@ -70,6 +73,29 @@ def test_cpu_step_bytes_measures_activations():
     assert act[2] == pytest.approx(2 * act[1], rel=0.15)  # activations grow with the batch
     assert longer > 1.5 * two - 4 * params  # ... and with the duration
     assert all(p.grad is None for p in model.parameters())
+
+
+class _SavesItsOutput(torch.nn.Module):
+    """``sigmoid`` saves its own output for backward, like softmax and SDPA in the model."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(8))
+        self.outputs = []
+
+    def forward(self, feats, *args, **kwargs):
+        y = torch.sigmoid(feats * self.w)
+        self.outputs.append(weakref.ref(y))
+        return {"loss": y.sum()}
+
+
+def test_cpu_step_bytes_without_backward_frees_the_graph():
+    # A saved output handed back by the pack hook as itself forms a C++ reference cycle with
+    # its grad_fn: every forward-only measurement leaked its whole graph.
+    model = _SavesItsOutput()
+    cpu_step_bytes(model, synthetic_batch(1.0, 5, 2, 1, CFG), backward=False)
+    gc.collect()
+    assert len(model.outputs) == 1 and model.outputs[0]() is None
 
 
 def test_search_gives_long_buckets_smaller_batches_that_just_fit():

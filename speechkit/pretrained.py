@@ -64,13 +64,19 @@ PACKED_FILES = (CONFIG_FILE, MODEL_FILE, *TOKENIZER_FILES)
 # model_type -> the files a packed directory of that type holds (besides meta.json).
 FILES_BY_TYPE = {"s2t": PACKED_FILES, "whisper": (CONFIG_FILE, MODEL_FILE, "tokenizer.json")}
 _TASK_KEYS = ("asr_languages", "st_directions")
+# How translations were prompted in training (decode's --st-prompt auto reads them).
+_PROMPT_KEYS = ("st_source_prompt", "max_prompt_tokens")
 
 
 def _tasks_of(section: dict | None) -> dict | None:
-    """The trained-task lists of a data config (or packed ``tasks``) section, if present."""
+    """The trained-task lists of a data config (or packed ``tasks``) section, if present, with
+    the translation-prompt settings where the section has them."""
     if not section or any(k not in section for k in _TASK_KEYS):
         return None
-    return {k: list(section[k]) for k in _TASK_KEYS}
+    tasks = {k: list(section[k]) for k in _TASK_KEYS}
+    if section.get("st_source_prompt", 0) > 0:
+        tasks.update({k: section[k] for k in _PROMPT_KEYS if k in section})
+    return tasks
 
 
 class PackedModelError(RuntimeError):
@@ -161,7 +167,7 @@ def save_pretrained(
         "features": to_dict(features_cfg),
     }
     if tasks is not None:
-        config["tasks"] = {k: list(tasks[k]) for k in _TASK_KEYS}
+        config["tasks"] = _tasks_of(tasks)
     (out / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
     state = {
         k: v.detach().cpu().float() if v.is_floating_point() else v.detach().cpu()

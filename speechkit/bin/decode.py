@@ -4,7 +4,7 @@ Usage::
 
     python -m speechkit.bin.decode --model exp/run/packed --cuts data/test.jsonl.gz --out exp/dec \\
         [--tasks auto|asr|st_deu,...] [--beam-size 5] [--ctc-weight 0.3] [--batch-duration 200] \\
-        [--device auto] [--max-utts N]
+        [--st-prompt none|asr|both|auto] [--device auto] [--max-utts N]
 
 ``--tasks auto`` decodes the tasks the model was trained for (ASR languages and ST directions
 recorded in its config) that the cut has a reference for; for a model without that record, ASR
@@ -13,6 +13,12 @@ per task and direction (``DIR/asr_eng/``, ``DIR/st_eng-deu/``)::
 
     hyp.txt  ref.txt   Kaldi style: "<cut_id> <text>" per line
     hyps.jsonl         {"id", "hyp", "ref", "score"} per line
+
+Two-pass translation (``--st-prompt asr``; for models trained with ``data.st_source_prompt``):
+each cut is transcribed first (with CTC prefix scoring), then translated with ``<sop>`` and that
+transcript as the decoder prompt. ``both`` writes the direct translations to ``st_eng-deu/``
+and the two-pass ones to ``st_eng-deu.2pass/``; ``auto`` (default) is ``both`` for a model trained
+with source prompts and ``none`` otherwise.
 
 and ``DIR/decode_stats.json`` with speed (RTF = wall / audio seconds; RTFx = its inverse) and the
 cuts skipped for unreadable audio. Score the result with ``python -m speechkit.bin.score``.
@@ -50,6 +56,11 @@ class Item:
     subdir: str
     prefix: list[int]
     ref: str
+    output: bool = True  # False: a first-pass transcript needed only as a prompt
+
+
+ST_PROMPT_MODES = ("none", "asr", "both", "auto")
+TWO_PASS_SUFFIX = ".2pass"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -68,6 +79,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-duration", type=float, default=200.0, help="audio seconds per batch")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--max-utts", type=int, default=None, help="decode only the first N cuts")
+    p.add_argument("--st-prompt", default="auto", choices=ST_PROMPT_MODES,
+                   help="translate with the cut's first-pass transcript as prompt (see above)")  # fmt: skip
     return p.parse_args(argv)
 
 
@@ -141,30 +154,85 @@ def load_features(cuts: list, logmel, sample_rate: int, skipped: list) -> tuple:
     return ok, feats, feat_lens
 
 
+def _search(model, enc, enc_lens, group: list[Item], prefixes, opts, ids, max_positions):
+    """Decodes ``group`` (items whose prefixes, ``prefixes``, have one length) -> n-best lists."""
+    rows = torch.tensor([it.index for it in group], device=enc.device)
+    prefix = torch.tensor(prefixes, device=enc.device)
+    # Learned positions end at max_positions: the prefix, the text and <eos> must fit.
+    opts = dataclasses.replace(opts, max_len=min(opts.max_len, max_positions - prefix.shape[1] - 1))
+    search = greedy_search if opts.beam_size == 1 and opts.ctc_weight == 0 else beam_search
+    return search(model, enc[rows], enc_lens[rows], prefix, opts, ids)
+
+
 @torch.inference_mode()
-def decode_items(pre, feats, feat_lens, items: list[Item], opts: DecodeOptions, device) -> list:
+def decode_items(
+    pre, feats, feat_lens, items: list[Item], opts: DecodeOptions, device, st_prompt: str = "none"
+) -> list:
     """Encodes a batch once and decodes every item (rows may share a cut).
 
     The CTC head is trained on transcripts in the spoken language, so CTC prefix scoring is used
-    for ASR items only; ST items are decoded with the attention decoder alone.
+    for ASR items only; ST items are decoded with the attention decoder alone. With
+    ``st_prompt`` ``asr`` or ``both`` the transcripts come first and prompt the translations
+    (see the module docstring); a cut whose transcript was not asked for is transcribed anyway.
     """
     model, tok = pre.model, pre.tokenizer
     ids = SpecialIds.from_tokenizer(tok)
+    max_positions = pre.config.max_target_positions
     enc, enc_lens = model.encode(feats.to(device), feat_lens.to(device))
-    results = []
-    for is_asr in (True, False):
-        group = [it for it in items if it.subdir.startswith("asr_") == is_asr]
-        if not group:
-            continue
-        o = opts if is_asr else dataclasses.replace(opts, ctc_weight=0.0)
-        rows = torch.tensor([it.index for it in group], device=device)
-        prefix = torch.tensor([it.prefix for it in group], device=device)
-        search = greedy_search if o.beam_size == 1 and o.ctc_weight == 0 else beam_search
-        nbests = search(model, enc[rows], enc_lens[rows], prefix, o, ids)
-        for it, nbest in zip(group, nbests):
+    asr = [it for it in items if it.subdir.startswith("asr_")]
+    st = [it for it in items if not it.subdir.startswith("asr_")]
+    if st_prompt in ("asr", "both"):
+        have = {it.index for it in asr}
+        for it in st:
+            if it.index not in have:
+                src = it.subdir[len("st_") :].split("-")[0]
+                asr.append(
+                    Item(it.index, it.cut_id, f"asr_{src}", tok.sot_sequence(src, "asr"), "", False)
+                )
+                have.add(it.index)
+    results, transcripts = [], {}
+    if asr:
+        nbests = _search(
+            model, enc, enc_lens, asr, [it.prefix for it in asr], opts, ids, max_positions
+        )
+        for it, nbest in zip(asr, nbests):
             best = nbest[0] if nbest else None
-            hyp = tok.decode(best.tokens) if best else ""
-            results.append((it, hyp, best.score if best else None))
+            transcripts[it.index] = best.tokens if best else []
+            if it.output:
+                results.append(
+                    (it, tok.decode(best.tokens) if best else "", best.score if best else None)
+                )
+    st_opts = dataclasses.replace(opts, ctc_weight=0.0)
+    passes = []
+    if st and st_prompt in ("none", "both"):
+        passes.append([(it, it.prefix) for it in st])
+    if st and st_prompt in ("asr", "both"):
+        suffix = TWO_PASS_SUFFIX if st_prompt == "both" else ""
+        # The prompt length the model was trained with; else a third of the positions.
+        max_prompt = (pre.tasks or {}).get("max_prompt_tokens") or max(1, max_positions // 3)
+        passes.append(
+            [
+                (
+                    dataclasses.replace(it, subdir=it.subdir + suffix),
+                    [tok.sop_id] + transcripts[it.index][-max_prompt:] + it.prefix,
+                )
+                for it in st
+            ]
+        )
+    for pairs in passes:
+        by_length: dict[int, list] = defaultdict(list)
+        for it, prefix in pairs:
+            by_length[len(prefix)].append((it, prefix))
+        for group in by_length.values():
+            group_items = [it for it, _ in group]
+            prefixes = [p for _, p in group]
+            nbests = _search(
+                model, enc, enc_lens, group_items, prefixes, st_opts, ids, max_positions
+            )
+            for it, nbest in zip(group_items, nbests):
+                best = nbest[0] if nbest else None
+                hyp = tok.decode(best.tokens) if best else ""
+                results.append((it, hyp, best.score if best else None))
     return results
 
 
@@ -219,6 +287,9 @@ def run(args: argparse.Namespace) -> dict:
         if task != "asr" and task not in tok.tasks:
             raise SystemExit(f"--tasks: {task!r} is not a task of this model ({tok.tasks})")
     opts = options_from_args(args, pre.config.max_target_positions, 4)
+    st_prompt = args.st_prompt
+    if st_prompt == "auto":
+        st_prompt = "both" if (pre.tasks or {}).get("st_source_prompt", 0) > 0 else "none"
     logmel = LogMel(pre.features)
 
     cuts = list(CutSet.from_file(args.cuts))
@@ -234,7 +305,8 @@ def run(args: argparse.Namespace) -> dict:
         ok, feats, feat_lens = load_features(batch, logmel, pre.features.sample_rate, skipped)
         items = [it for i, c in enumerate(ok) for it in cut_items(c, i, tasks, tok, pre.tasks)]
         if items:
-            for it, hyp, score in decode_items(pre, feats, feat_lens, items, opts, device):
+            decoded = decode_items(pre, feats, feat_lens, items, opts, device, st_prompt)
+            for it, hyp, score in decoded:
                 results[it.subdir].append((it, hyp, score))
         audio_s += sum(c.duration for c in ok)
         bar.update(round(sum(c.duration for c in batch)))
@@ -254,6 +326,7 @@ def run(args: argparse.Namespace) -> dict:
         "rtfx": audio_s / wall_s if wall_s else None,
         "device": str(device),
         "options": to_dict(opts),
+        "st_prompt": st_prompt,
     }
     (out / "decode_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     return stats

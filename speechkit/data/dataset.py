@@ -71,9 +71,15 @@ class DataConfig:
 
     asr_languages / st_directions: tasks built by ``expand_tasks`` ("src-tgt", ISO 639-3).
     max_target_tokens: cuts whose decoder text or CTC transcript has more pieces are skipped.
+    max_prompt_tokens: a prompt keeps at most this many pieces of its text (the tail).
     prompt_prob: training-time probability of prepending ``<sop> previous text`` (the previous
         text is ``custom["prev_text"]`` or the transcript of another cut of the same speaker in
         the batch; no prompt when neither exists).
+    st_source_prompt: training-time probability that a translation target is preceded by
+        ``<sop>`` and the cut's own transcript (instead of any previous-text prompt). A model
+        trained so can translate in two passes: transcribe (with CTC's help), then translate
+        with its transcript as the prompt (``speechkit.bin.decode --st-prompt asr``); the
+        other targets teach it to translate from the audio alone as well.
     num_workers: DataLoader worker processes (0 = load in the training process).
     multitask: ``shared``: one sample per cut with a decoder target for each of its tasks, all
         sharing one encoder pass (about 2x cheaper when every cut has 2-4 tasks); ``expand``:
@@ -93,7 +99,9 @@ class DataConfig:
     )
     st_directions: list[str] = dataclasses.field(default_factory=_default_directions)
     max_target_tokens: int = 200
+    max_prompt_tokens: int = 100
     prompt_prob: float = 0.0
+    st_source_prompt: float = 0.0
     num_workers: int = 0
     multitask: Literal["shared", "expand"] = "shared"
     speed_perturb: list[float] = dataclasses.field(default_factory=list)
@@ -108,10 +116,13 @@ class DataConfig:
                 parse_direction(direction)
             except ValueError as e:
                 raise ConfigError(f"data.st_directions: {e}") from None
+        if self.max_prompt_tokens < 1:
+            raise ConfigError(f"data.max_prompt_tokens must be >= 1, got {self.max_prompt_tokens}")
         if self.max_target_tokens < 1:
             raise ConfigError(f"data.max_target_tokens must be >= 1, got {self.max_target_tokens}")
-        if not 0.0 <= self.prompt_prob <= 1.0:
-            raise ConfigError(f"data.prompt_prob must be in [0, 1], got {self.prompt_prob}")
+        for name in ("prompt_prob", "st_source_prompt"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"data.{name} must be in [0, 1], got {getattr(self, name)}")
         if self.num_workers < 0:
             raise ConfigError(f"data.num_workers must be >= 0, got {self.num_workers}")
 
@@ -123,7 +134,7 @@ class _Item:
     cut_id: str
     wave: torch.Tensor  # (S,) float32
     targets: list[tuple[str, list[int]]]  # (task, <sos> <lang> <task> <nots> text <eos>)
-    prompt: list[int]  # [] or <sop> prompt pieces
+    prompts: list[list[int]]  # per target: [] or <sop> prompt pieces
     ctc: list[int]
     speaker: str
     language: str
@@ -178,7 +189,7 @@ class S2TDataset(Dataset):
             cut_id=cut.id,
             wave=torch.from_numpy(wave),
             targets=targets,
-            prompt=self._prompt(cut, prev_texts),
+            prompts=self._prompts(cut, prev_texts, targets, ctc),
             ctc=ctc,
             speaker=sup.speaker or "",
             language=sup.language,
@@ -212,6 +223,20 @@ class S2TDataset(Dataset):
             targets.append((task, sot + pieces + [tok.eos_id]))
         return targets
 
+    def _prompts(self, cut, prev_texts, targets, transcript: list[int]) -> list[list[int]]:
+        """One prompt per target: the transcript for translations with probability
+        ``st_source_prompt``, else the cut's previous-text prompt (training only)."""
+        shared = self._prompt(cut, prev_texts)
+        if not self.train or self.cfg.st_source_prompt <= 0.0:
+            return [shared] * len(targets)
+        source = [self.tokenizer.sop_id] + transcript[-self.cfg.max_prompt_tokens :]
+        return [
+            source
+            if task.startswith("st_") and float(torch.rand(())) < self.cfg.st_source_prompt
+            else shared
+            for task, _ in targets
+        ]
+
     def _prompt(self, cut, prev_texts: dict[str, str]) -> list[int]:
         """``[<sop>, pieces...]`` with probability ``prompt_prob`` (training only), else ``[]``."""
         if not self.train or self.cfg.prompt_prob <= 0.0:
@@ -222,8 +247,8 @@ class S2TDataset(Dataset):
         prev = (cut.custom or {}).get("prev_text") or prev_texts.get(sup.speaker or "", "")
         if prev == sup.text or not prev:
             return []
-        # Keep the prompt's tail, at most half the target budget, as Whisper keeps recent context.
-        pieces = self.tokenizer.encode(prev)[-(self.cfg.max_target_tokens // 2) :]
+        # Keep the prompt's tail, as Whisper keeps the most recent context.
+        pieces = self.tokenizer.encode(prev)[-self.cfg.max_prompt_tokens :]
         return [self.tokenizer.sop_id] + pieces
 
     def __getitem__(self, cuts: CutSet) -> dict | None:
@@ -274,7 +299,9 @@ class S2TDataset(Dataset):
         """(N, L) decoder inputs and targets, (N,) owning utterance; prompt and <sos> targets
         are ignored."""
         rows = [
-            (i, it.prompt, it.prompt + ys) for i, it in enumerate(items) for _, ys in it.targets
+            (i, prompt, prompt + ys)
+            for i, it in enumerate(items)
+            for (_, ys), prompt in zip(it.targets, it.prompts)
         ]
         length = max(len(seq) for _, _, seq in rows) - 1  # full sequences end with <eos>
         ys_in = torch.full((len(rows), length), self.tokenizer.eos_id, dtype=torch.long)

@@ -139,10 +139,18 @@ class ExperimentConfig:
             )
         max_tokens = getattr(self.data, "max_target_tokens", None)
         max_pos = getattr(self.model, "max_target_positions", None)
-        if max_tokens is not None and max_pos is not None and max_tokens + _SOT_AND_EOS > max_pos:
+        if max_tokens is None or max_pos is None:
+            return
+        prompted = getattr(self.data, "prompt_prob", 0) > 0 or getattr(
+            self.data, "st_source_prompt", 0
+        ) > 0
+        prompt = 1 + getattr(self.data, "max_prompt_tokens", 0) if prompted else 0  # <sop>, pieces
+        if prompt + max_tokens + _SOT_AND_EOS > max_pos:
+            what = f" + a {prompt}-token prompt" if prompt else ""
             raise ConfigError(
-                f"data.max_target_tokens ({max_tokens}) + {_SOT_AND_EOS} prefix/eos tokens exceeds "
-                f"model.max_target_positions ({max_pos}); lower the first or raise the second"
+                f"data.max_target_tokens ({max_tokens}){what} + {_SOT_AND_EOS} prefix/eos tokens "
+                f"exceeds model.max_target_positions ({max_pos}); lower the first or raise the "
+                "second"
             )
 
 

@@ -136,6 +136,40 @@ def test_shared_multitask_batch_has_one_row_per_cut_and_a_target_per_task(tok, t
         assert tok.decode(batch["ys_out"][row, 3 : n - 1].tolist()) == text
 
 
+def test_st_source_prompt_puts_the_transcript_before_translations_only(tok, tmp_path):
+    cuts = CutSet.from_cuts([_make_cut(tmp_path, "a", "eng", TEXTS["eng"], seconds=0.5)])
+    cfg = _cfg(st_directions=["eng-deu"], st_source_prompt=1.0)
+    batch = S2TDataset(tok, cfg, train=True)[cuts]
+    assert batch["tasks"] == ["asr", "st_deu"]
+    transcript = tok.encode(TEXTS["eng"])
+    asr_in, st_in = batch["ys_in"].tolist()
+    assert asr_in[:4] == tok.sot_sequence("eng", "asr")
+    p = 1 + len(transcript)
+    assert st_in[:p] == [tok.sop_id, *transcript]
+    assert st_in[p : p + 4] == tok.sot_sequence("eng", "st_deu")
+    st_out = batch["ys_out"][1]
+    # Nothing of the prompt is a target; the prefix after <sos> and the translation are.
+    assert (st_out[:p] == IGNORE_ID).all()
+    assert st_out[p : p + 3].tolist() == tok.sot_sequence("eng", "st_deu")[1:]
+    n = int((st_out != IGNORE_ID).sum())
+    assert tok.decode(st_out[p + 3 : p + 3 + n - 1].tolist()) == TEXTS["deu"]
+    # Evaluation batches are never prompted.
+    evaluation = S2TDataset(tok, cfg, train=False)[cuts]
+    assert evaluation["ys_in"][1, :4].tolist() == tok.sot_sequence("eng", "st_deu")
+
+
+def test_prompts_must_fit_the_decoder_positions():
+    from speechkit.train.config import ExperimentConfig
+
+    model = {"max_target_positions": 65}
+    data = {"max_target_tokens": 40, "max_prompt_tokens": 20}
+    assert from_dict(ExperimentConfig, {"model": model, "data": data})  # no prompt: 45 <= 65
+    with pytest.raises(ConfigError, match="21-token prompt"):
+        from_dict(ExperimentConfig, {"model": model, "data": {**data, "st_source_prompt": 0.5}})
+    ok = {**data, "max_prompt_tokens": 19, "prompt_prob": 0.5}
+    assert from_dict(ExperimentConfig, {"model": model, "data": ok})
+
+
 def test_bad_cuts_are_skipped_and_counted(tok, tmp_path, caplog):
     good = _make_cut(tmp_path, "good", "eng", TEXTS["eng"])
     stereo = _make_cut(tmp_path, "stereo8k", "deu", TEXTS["deu"], seconds=1.0, sr=8000, channels=2)

@@ -121,6 +121,49 @@ def test_explicit_tasks_and_max_utts(setup, tmp_path):
     assert len(_lines(out / "asr_eng" / "hyp.txt")) == 2
 
 
+def test_two_pass_translation_is_prompted_with_the_first_pass_transcript(
+    setup, tmp_path, monkeypatch
+):
+    calls = []  # (prefixes, hypotheses) of every search
+
+    def recording_search(model, enc, enc_lens, prefix, opts, ids):
+        nbests = decode_bin.greedy_search(model, enc, enc_lens, prefix, opts, ids)
+        calls.append((prefix.tolist(), [n[0].tokens for n in nbests]))
+        return nbests
+
+    monkeypatch.setattr(decode_bin, "beam_search", recording_search)
+    tok = tokenizer.Tokenizer.load(setup / "packed")
+    out = tmp_path / "out"
+    args = ["--model", str(setup / "packed"), "--cuts", str(setup / "cuts.jsonl.gz"),
+            "--out", str(out), "--tasks", "st_deu", "--beam-size", "2", "--max-len", "4",
+            "--st-prompt", "both"]  # fmt: skip
+    assert decode_bin.main(args) == 0
+    # The transcripts were decoded (first pass) but not asked for, so not written.
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [
+        "st_eng-deu", "st_eng-deu.2pass"
+    ]  # fmt: skip
+    assert json.loads((out / "decode_stats.json").read_text())["st_prompt"] == "both"
+    asr_sot = tok.sot_sequence("eng", "asr")
+    st_sot = tok.sot_sequence("eng", "st_deu")
+    first = [c for c in calls if c[0][0] == asr_sot]
+    assert len(first) == 1 and len(first[0][0]) == 2  # both English cuts, one batch
+    transcripts = first[0][1]
+    prompted = [p for c in calls for p in c[0] if p[0] == tok.sop_id]
+    expected = [[tok.sop_id, *t, *st_sot] for t in transcripts]
+    assert sorted(prompted) == sorted(expected)
+    direct = [p for c in calls for p in c[0] if p == st_sot]
+    assert len(direct) == 2
+
+
+def test_st_prompt_auto_follows_the_training_config(setup, tmp_path):
+    out = tmp_path / "out"
+    args = ["--model", str(setup / "packed"), "--cuts", str(setup / "cuts.jsonl.gz"),
+            "--out", str(out), "--tasks", "st_deu", "--beam-size", "1", "--max-len", "3"]  # fmt: skip
+    assert decode_bin.main(args) == 0  # packed without st_source_prompt: direct only
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["st_eng-deu"]
+    assert json.loads((out / "decode_stats.json").read_text())["st_prompt"] == "none"
+
+
 def test_unknown_task_is_rejected(setup, tmp_path):
     args = [
         "--model",

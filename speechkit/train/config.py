@@ -141,9 +141,10 @@ class ExperimentConfig:
         max_pos = getattr(self.model, "max_target_positions", None)
         if max_tokens is None or max_pos is None:
             return
-        prompted = getattr(self.data, "prompt_prob", 0) > 0 or getattr(
-            self.data, "st_source_prompt", 0
-        ) > 0
+        prompted = (
+            getattr(self.data, "prompt_prob", 0) > 0
+            or getattr(self.data, "st_source_prompt", 0) > 0
+        )
         prompt = 1 + getattr(self.data, "max_prompt_tokens", 0) if prompted else 0  # <sop>, pieces
         if prompt + max_tokens + _SOT_AND_EOS > max_pos:
             what = f" + a {prompt}-token prompt" if prompt else ""

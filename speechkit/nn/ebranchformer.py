@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from speechkit.nn.attention import MultiHeadAttention
+from speechkit.nn.depthwise import depthwise_conv1d
 from speechkit.nn.feedforward import FeedForward
 
 __all__ = ["ConvolutionalGatingMLP", "EBranchformerLayer"]
@@ -41,8 +42,9 @@ class _DepthwiseConv(nn.Module):
         self.conv = nn.Conv1d(channels, channels, kernel, padding=kernel // 2, groups=channels)
 
     def forward(self, x: Tensor, pad_mask: Tensor) -> Tensor:
-        x = _zero_padding(x, pad_mask)
-        return self.conv(x.transpose(1, 2)).transpose(1, 2)
+        # The Conv1d module only holds the parameters (and their names, which the ESPnet
+        # converter maps); speechkit.nn.depthwise computes it time-major, fast on CPU.
+        return depthwise_conv1d(_zero_padding(x, pad_mask), self.conv.weight, self.conv.bias)
 
 
 class ConvolutionalGatingMLP(nn.Module):

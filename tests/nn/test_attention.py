@@ -5,6 +5,7 @@ fall back to the reference with one warning. The kernel itself, and dispatch int
 ``TRITON_INTERPRET=1``, are tested in tests/kernels/.
 """
 
+import importlib.util
 import logging
 
 import pytest
@@ -17,6 +18,12 @@ from speechkit.nn.attention import (
     scaled_dot_product,
 )
 from speechkit.nn.masks import causal_mask, lengths_to_mask
+
+if importlib.util.find_spec("triton") is not None:
+    # Decorate the Triton kernels now, under the interpreter tests/conftest.py turns on: the
+    # fallback test below unsets TRITON_INTERPRET, and kernels first imported there could not
+    # run in the interpreter in later test modules (tests/models).
+    import speechkit.kernels.flash_attention_triton  # noqa: F401
 
 
 def _qkv(b=2, h=3, lq=5, s=7, dh=11, seed=0):

@@ -8,7 +8,8 @@ Fine-tuning a pretrained model (a packed directory, a checkpoint, or a zoo name 
 imported OWSM model) with the same recipe: ``--init PATH_OR_ZOO_NAME`` instead of
 ``--tokenizer``. The model's tokenizer, model config (replacing the YAML's ``model`` section) and
 features (replacing ``data.features``; global MVN travels inside the model) are used, and its
-weights are loaded before training::
+weights are loaded before training. ``--set model.KEY=VALUE`` still applies, to the pretrained
+model's config (e.g. ``model.dropout=0.1``)::
 
     python -m speechkit.bin.train --config conf/s2t/owsm_finetune.yaml --init owsm-v3.1-ebf-base \\
         --train-cuts data/cuts_train.jsonl.gz --out exp/owsm_ft
@@ -38,7 +39,7 @@ from pathlib import Path
 
 from lhotse import CutSet, combine
 
-from speechkit.config import ConfigError, save_config, to_dict
+from speechkit.config import ConfigError, apply_overrides, from_dict, save_config, to_dict
 from speechkit.data import build_dataloader, expand_tasks
 from speechkit.models import build_model
 from speechkit.pretrained import Pretrained
@@ -87,14 +88,21 @@ def load_init(init: str) -> Pretrained:
     return zoo.load(init)
 
 
-def with_pretrained(cfg: ExperimentConfig, pretrained: Pretrained, source: str) -> ExperimentConfig:
-    """The pretrained model's config and features replace the YAML's (both are logged)."""
+def with_pretrained(
+    cfg: ExperimentConfig, pretrained: Pretrained, source: str, overrides: list[str] = ()
+) -> ExperimentConfig:
+    """The pretrained model's config and features replace the YAML's (both are logged); the
+    command line's ``model.*`` overrides then apply to the pretrained config (dropout, CTC
+    weight, attention backend; a changed shape fails when the weights are loaded)."""
     if pretrained.model_type != "s2t":
         raise ConfigError(f"--init {source}: a {pretrained.model_type} model; train needs s2t")
-    logger.info("--init %s: model section replaced by %s", source, to_dict(pretrained.config))
+    model_overrides = [o[len("model.") :] for o in overrides if o.startswith("model.")]
+    model_dict = apply_overrides(to_dict(pretrained.config), model_overrides)
+    model = from_dict(type(pretrained.config), model_dict, source=f"--init {source} + --set")
+    logger.info("--init %s: model section replaced by %s", source, to_dict(model))
     logger.info("--init %s: data.features replaced by %s", source, to_dict(pretrained.features))
     data = dataclasses.replace(cfg.data, features=pretrained.features)
-    return dataclasses.replace(cfg, model=pretrained.config, data=data)
+    return dataclasses.replace(cfg, model=model, data=data)
 
 
 def with_vocab(cfg: ExperimentConfig, tokenizer: Tokenizer, source: str) -> ExperimentConfig:
@@ -179,7 +187,7 @@ def train(args: argparse.Namespace, out: Path) -> int:
     tokenizer = pretrained.tokenizer if pretrained is not None else Tokenizer.load(args.tokenizer)
     cfg = load_experiment_config(args.config, args.overrides)
     if pretrained is not None:
-        cfg = with_pretrained(cfg, pretrained, args.init)
+        cfg = with_pretrained(cfg, pretrained, args.init, args.overrides)
     cfg = with_vocab(cfg, tokenizer, args.config)
     info = dist_utils.init_distributed(cfg.trainer.device)
     marker = out / "train_done.json"

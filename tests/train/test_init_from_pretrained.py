@@ -112,3 +112,15 @@ def test_tokenizer_or_init_is_required(setup):
         ["--config", str(CONF), "--train-cuts", "x", "--out", "o", "--init", "owsm-v3.1-ebf-base"]
     )
     assert args.init == "owsm-v3.1-ebf-base" and args.tokenizer is None
+
+
+def test_model_overrides_apply_to_the_pretrained_config(setup):
+    pretrained = load_pretrained(setup["packed"])
+    cfg = train_bin.load_experiment_config(str(CONF), [])
+    tuned = train_bin.with_pretrained(
+        cfg, pretrained, "packed", ["model.dropout=0.25", "optim.lr=0.1", "model.ctc_weight=0.7"]
+    )
+    assert tuned.model.dropout == 0.25 and tuned.model.ctc_weight == 0.7
+    assert tuned.model.d_model == pretrained.config.d_model  # the rest is the pretrained model's
+    with pytest.raises(train_bin.ConfigError, match="no_such_key"):
+        train_bin.with_pretrained(cfg, pretrained, "packed", ["model.no_such_key=1"])

@@ -14,14 +14,14 @@ per task and direction (``DIR/asr_eng/``, ``DIR/st_eng-deu/``)::
     hyp.txt  ref.txt   Kaldi style: "<cut_id> <text>" per line
     hyps.jsonl         {"id", "hyp", "ref", "score"} per line
 
+and ``DIR/decode_stats.json`` with speed (RTF = wall / audio seconds; RTFx = its inverse) and the
+cuts skipped for unreadable audio. Score the result with ``python -m speechkit.bin.score``.
+
 Two-pass translation (``--st-prompt asr``; for models trained with ``data.st_source_prompt``):
 each cut is transcribed first (with CTC prefix scoring), then translated with ``<sop>`` and that
 transcript as the decoder prompt. ``both`` writes the direct translations to ``st_eng-deu/``
 and the two-pass ones to ``st_eng-deu.2pass/``; ``auto`` (default) is ``both`` for a model trained
 with source prompts and ``none`` otherwise.
-
-and ``DIR/decode_stats.json`` with speed (RTF = wall / audio seconds; RTFx = its inverse) and the
-cuts skipped for unreadable audio. Score the result with ``python -m speechkit.bin.score``.
 """
 
 from __future__ import annotations

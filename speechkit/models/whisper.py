@@ -202,7 +202,12 @@ class TextDecoder(nn.Module):
                 x, self_mask, cache.cross[i], cache.cross_mask, cache.self_kv[i]
             )
         x = self.norm(x)
-        return x @ self.embed.weight.to(x.dtype).t()
+        weight = self.embed.weight.to(x.dtype)  # (V, D)
+        if x.shape[0] * x.shape[1] <= 8 and not x.requires_grad:
+            # A few rows (one beam step): reading the 51,864 x D table row-major as the left
+            # operand is about 2x faster on CPU than x @ weight.t(), which dominates the step.
+            return (weight @ x.reshape(-1, x.shape[-1]).t()).t().reshape(*x.shape[:2], -1)
+        return x @ weight.t()
 
 
 class WhisperModel(nn.Module):

@@ -125,3 +125,18 @@ def test_registry_builds_whisper():
     assert isinstance(build_model(tiny_cfg(), "whisper"), WhisperModel)
     with pytest.raises(TypeError, match="WhisperConfig"):
         build_model(S2TConfig(vocab_size=5), "whisper")
+
+
+def test_few_row_logits_match_the_batched_product(model):
+    # Beam steps (<= 8 rows) take the table-as-left-operand product; more rows the usual one.
+    torch.manual_seed(1)
+    feats = torch.randn(1, 40, model.cfg.n_mels)
+    enc, enc_lens = model.encode(feats, torch.tensor([40]))
+    ys = torch.randint(0, model.cfg.n_vocab, (4, 1))
+    with torch.inference_mode():
+        few = model.decode_step(ys, model.new_cache(enc.expand(4, -1, -1), enc_lens.expand(4)))
+        many = model.decode_step(
+            ys.repeat(3, 1), model.new_cache(enc.expand(12, -1, -1), enc_lens.expand(12))
+        )
+    assert few.shape == (4, 1, model.cfg.n_vocab)
+    torch.testing.assert_close(few, many[:4], rtol=1e-5, atol=1e-5)

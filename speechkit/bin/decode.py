@@ -196,12 +196,10 @@ def decode_items(
             model, enc, enc_lens, asr, [it.prefix for it in asr], opts, ids, max_positions
         )
         for it, nbest in zip(asr, nbests):
-            best = nbest[0] if nbest else None
-            transcripts[it.index] = best.tokens if best else []
+            tokens, score = (nbest[0].tokens, nbest[0].score) if nbest else ([], None)
+            transcripts[it.index] = tokens
             if it.output:
-                results.append(
-                    (it, tok.decode(best.tokens) if best else "", best.score if best else None)
-                )
+                results.append((it, tok.decode(tokens), score))
     st_opts = dataclasses.replace(opts, ctc_weight=0.0)
     passes = []
     if st and st_prompt in ("none", "both"):
@@ -230,9 +228,8 @@ def decode_items(
                 model, enc, enc_lens, group_items, prefixes, st_opts, ids, max_positions
             )
             for it, nbest in zip(group_items, nbests):
-                best = nbest[0] if nbest else None
-                hyp = tok.decode(best.tokens) if best else ""
-                results.append((it, hyp, best.score if best else None))
+                tokens, score = (nbest[0].tokens, nbest[0].score) if nbest else ([], None)
+                results.append((it, tok.decode(tokens), score))
     return results
 
 

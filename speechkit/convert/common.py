@@ -102,6 +102,33 @@ def _prepare_out_dir(out_dir: Path) -> Path:
     return tmp
 
 
+def load_exact(model: torch.nn.Module, state: dict[str, Tensor], what: str) -> None:
+    """Loads ``state`` into ``model``: a shape mismatch, a missing or an unexpected key is a
+    ConversionError that starts with ``what`` (e.g. ``"<file>: does not fit <config>"``)."""
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise ConversionError(f"{what}: {e}") from e
+    if result.missing_keys or result.unexpected_keys:
+        raise ConversionError(
+            f"{what}: missing {result.missing_keys[:8]}, unexpected {result.unexpected_keys[:8]}"
+        )
+
+
+def pack_atomically(model, tokenizer, features, out_dir: Path, source: str, cfg) -> Path:
+    """``save_pretrained`` into a temporary sibling of ``out_dir``, renamed at the end, so an
+    interrupted conversion leaves no half-written model; ``out_dir`` must be absent or empty."""
+    tmp = _prepare_out_dir(out_dir)
+    try:
+        save_pretrained(model, tokenizer, features, tmp, source, cfg)
+        if out_dir.exists():
+            out_dir.rmdir()  # empty (checked above); os.replace needs it gone or empty
+        os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
 def write_whisper_dir(
     cfg: WhisperConfig,
     state: dict[str, Tensor],
@@ -127,22 +154,7 @@ def write_whisper_dir(
             f"n_vocab {cfg.n_vocab} ({source})"
         )
     model = WhisperModel(cfg)
-    try:
-        result = model.load_state_dict(state, strict=False)
-    except RuntimeError as e:  # shape mismatches
-        raise ConversionError(f"{source}: converted state does not fit WhisperModel: {e}") from e
-    if result.missing_keys or result.unexpected_keys:
-        raise ConversionError(
-            f"{source}: converted state does not fit WhisperModel: missing "
-            f"{result.missing_keys[:8]}, unexpected {result.unexpected_keys[:8]}"
-        )
-    tmp = _prepare_out_dir(out_dir)
-    try:
-        save_pretrained(model, tokenizer, whisper_features(cfg), tmp, source, cfg)
-        if out_dir.exists():
-            out_dir.rmdir()  # empty (checked above); os.replace needs it gone or empty
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    load_exact(model, state, f"{source}: converted state does not fit WhisperModel")
+    pack_atomically(model, tokenizer, whisper_features(cfg), out_dir, source, cfg)
     logger.info("converted %s -> %s", source, out_dir)
     return out_dir

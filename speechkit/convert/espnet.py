@@ -28,8 +28,6 @@ Example::
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -37,11 +35,16 @@ import torch
 import yaml
 
 from speechkit.config import ConfigError
-from speechkit.convert.common import ConversionError, TensorSource, _prepare_out_dir, copy_modules
+from speechkit.convert.common import (
+    ConversionError,
+    TensorSource,
+    copy_modules,
+    load_exact,
+    pack_atomically,
+)
 from speechkit.data.features import FeatureConfig
 from speechkit.espnet_tokenizer import EspnetTokenizer, TokenListError, read_token_list
 from speechkit.models.s2t import S2TConfig, S2TModel
-from speechkit.pretrained import save_pretrained
 
 logger = logging.getLogger(__name__)
 
@@ -424,22 +427,7 @@ def convert_espnet(inputs: str | Path, out_dir: str | Path, **kwargs) -> Path:
     except ConversionError as e:
         raise ConversionError(f"{e} (checkpoint and {where} disagree)") from e
     model = S2TModel(cfg)
-    try:
-        result = model.load_state_dict(state, strict=False)
-    except RuntimeError as e:  # shape mismatches
-        raise ConversionError(f"{files['checkpoint']}: does not fit {where}: {e}") from e
-    if result.missing_keys or result.unexpected_keys:
-        raise ConversionError(
-            f"{files['checkpoint']}: does not fit {where}: missing {result.missing_keys[:6]}, "
-            f"unexpected {result.unexpected_keys[:6]}"
-        )
-    tmp = _prepare_out_dir(out_dir)
-    try:
-        save_pretrained(model, tokenizer, features, tmp, f"espnet:{root}", cfg)
-        if out_dir.exists():
-            out_dir.rmdir()
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    load_exact(model, state, f"{files['checkpoint']}: does not fit {where}")
+    pack_atomically(model, tokenizer, features, out_dir, f"espnet:{root}", cfg)
     logger.info("converted ESPnet model %s -> %s", root, out_dir)
     return out_dir

@@ -5,9 +5,10 @@
 ``K`` ('same' padding), with the parameters in ``nn.Conv1d``'s layout.
 
 Why: on CPU, oneDNN runs these small grouped convolutions at well under 1 GFLOP/s (E-Branchformer
-has two per layer: about a fifth of a training step of the tiny phrasebook model). Written as K
-shifted multiply-adds over contiguous (B, T, C) slices, forward and backward vectorise over the
-channels and need no transposes. On CUDA the cuDNN convolution is used.
+has two per layer). Written as K shifted multiply-adds over contiguous (B, T, C) slices, forward
+and backward vectorise over the channels and need no transposes: 1.27x for forward+backward at
+the tiny phrasebook model's shapes (``tools/bench_depthwise.py``). On CUDA the cuDNN
+convolution is used.
 """
 
 from __future__ import annotations

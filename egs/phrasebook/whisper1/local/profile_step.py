@@ -1,0 +1,86 @@
+"""Where a short utterance's time goes: encoder vs decoding, speechkit vs faster-whisper.
+
+    python egs/phrasebook/whisper1/local/profile_step.py [--model whisper-tiny.en] [--repeats 7]
+
+One English phrasebook sentence by the first test voice (about 2.3 s). Prints medians of
+``--repeats``: each system's encoder on a 30 s window (speechkit ``model.encode``;
+CTranslate2 ``model.encode``), each full transcription (beam 5, no timestamps), the difference
+(decoding), and speechkit's slowest ops with their input shapes (torch.profiler).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as speechkit transcribe sets it
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_faster_whisper import ct2_dir  # noqa: E402
+
+from speechkit import zoo  # noqa: E402
+from speechkit.data.phrasebook.voices import make_speakers, synthesize  # noqa: E402
+from speechkit.inference import TranscribeOptions, Transcriber  # noqa: E402
+
+
+def median_time(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import ctranslate2
+    from faster_whisper import WhisperModel
+    from torch.profiler import ProfilerActivity, profile
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", default="whisper-tiny.en")
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    voice = make_speakers(["eng"], 0)["test"][0]
+    wave = synthesize("Where can I buy a bottle of water, please?", voice)
+    tr = Transcriber.load(zoo.download(args.model), TranscribeOptions(beam=5))
+    with tempfile.TemporaryDirectory() as work:
+        fw = WhisperModel(str(ct2_dir(args.model, Path(work))), device="cpu",
+                          compute_type="float32", cpu_threads=args.threads, num_workers=1)  # fmt: skip
+    n_mels = tr.model.cfg.n_mels
+    window = torch.randn(1, 3000, n_mels)
+    with torch.inference_mode():
+        enc_sk = median_time(lambda: tr.model.encode(window, torch.tensor([3000])), args.repeats)
+    features = ctranslate2.StorageView.from_array(np.random.randn(1, n_mels, 3000).astype("f4"))
+    enc_fw = median_time(lambda: fw.model.encode(features), args.repeats)
+    kwargs = dict(beam_size=5, without_timestamps=True, temperature=0.0,
+                  condition_on_previous_text=False, vad_filter=False)  # fmt: skip
+    full_sk = median_time(lambda: tr([wave]), args.repeats)
+    full_fw = median_time(lambda: list(fw.transcribe(wave, **kwargs)[0]), args.repeats)
+    print(f"{args.model}, {len(wave) / 16000:.1f} s utterance, {args.threads} threads, "
+          f"medians of {args.repeats}")  # fmt: skip
+    print(f"encoder (30 s window): speechkit {enc_sk:.3f} s, CTranslate2 {enc_fw:.3f} s")
+    print(f"full transcription:    speechkit {full_sk:.3f} s, faster-whisper {full_fw:.3f} s")
+    print(f"decoding (difference): speechkit {full_sk - enc_sk:.3f} s, "
+          f"faster-whisper {full_fw - enc_fw:.3f} s")  # fmt: skip
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        tr([wave])
+    table = prof.key_averages(group_by_input_shape=True)
+    print(table.table(sort_by="self_cpu_time_total", row_limit=8))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

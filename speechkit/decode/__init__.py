@@ -14,7 +14,7 @@ import torch
 from speechkit.decode.beam_search import BeamSearch, beam_search
 from speechkit.decode.ctc_prefix import CTCPrefixScorer, CTCState
 from speechkit.decode.greedy import greedy_search
-from speechkit.decode.options import DecodeOptions, Hypothesis, SpecialIds
+from speechkit.decode.options import DecodeOptions, Hypothesis, LogitFilter, SpecialIds
 
 __all__ = [
     "BeamSearch",
@@ -47,13 +47,15 @@ def decode(
     prefix: torch.Tensor,
     options: DecodeOptions,
     ids: SpecialIds,
+    logit_filter: LogitFilter | None = None,
 ) -> list[list[Hypothesis]]:
     """Encodes a batch and decodes it: greedy when ``beam_size == 1`` and no CTC weight, else beam.
 
     feats: (B, T, F) log-mel frames; feat_lens: (B,); prefix: (B, P) start tokens.
+    logit_filter: edits each step's logits before the log-softmax (e.g. timestamp rules).
     Returns per utterance the n-best list, best first.
     """
     enc, enc_lens = model.encode(feats, feat_lens)
     if options.beam_size == 1 and options.ctc_weight == 0:
-        return greedy_search(model, enc, enc_lens, prefix, options, ids)
-    return beam_search(model, enc, enc_lens, prefix, options, ids)
+        return greedy_search(model, enc, enc_lens, prefix, options, ids, logit_filter)
+    return beam_search(model, enc, enc_lens, prefix, options, ids, logit_filter)

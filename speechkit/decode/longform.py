@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "LongformDecoder",
     "ModelWindowDecoder",
+    "MonotonicTimestamps",
     "Segment",
     "WindowParse",
     "parse_timestamped",
@@ -189,10 +190,40 @@ class LongformDecoder:
         return keep, advance
 
 
+class MonotonicTimestamps:
+    """A ``LogitFilter`` (``speechkit.decode.options``): no row may emit a timestamp earlier than
+    the last one it emitted, so segments within a window never go back in time.
+
+    Equal times stay allowed: OWSM closes one segment and opens the next at the same time. The
+    first timestamp of a row is free. ``timestamp_ids`` / ``times``: the tokenizer's timestamp
+    tokens and their times in seconds (any order).
+    """
+
+    def __init__(self, timestamp_ids: Sequence[int], times: Sequence[float], vocab_size: int):
+        self.ids = torch.tensor(list(timestamp_ids), dtype=torch.long)
+        self.times = torch.tensor(list(times), dtype=torch.float32)
+        # time of every vocabulary entry, -1 for text and other special tokens
+        self.time_of = torch.full((vocab_size,), -1.0)
+        self.time_of[self.ids] = self.times
+
+    def __call__(self, logits: torch.Tensor, tokens: torch.Tensor, step: int) -> torch.Tensor:
+        """logits: (N, V); tokens: (N, t) generated so far. Returns (N, V), -inf = forbidden."""
+        if step == 0:
+            return logits
+        device = logits.device
+        last = self.time_of.to(device)[tokens].max(dim=1).values  # (N,): -1 without timestamps
+        earlier = self.times.to(device)[None, :] < last[:, None]  # (N, K)
+        ids = self.ids.to(device)
+        logits = logits.clone()
+        logits[:, ids] = logits[:, ids].masked_fill(earlier, float("-inf"))
+        return logits
+
+
 class ModelWindowDecoder:
     """Runs a speechkit model on one window: features, encoder, beam/greedy search with the
     timestamp prompt ``<sos> <lang> <task>``; every special token except timestamps and
-    ``<eos>`` is suppressed. Windows shorter than ``window_samples`` are zero-padded."""
+    ``<eos>`` is suppressed and timestamps never decrease (``MonotonicTimestamps``). Windows
+    shorter than ``window_samples`` are zero-padded."""
 
     def __init__(
         self, pretrained, lang: str, task: str, options: DecodeOptions, window_samples: int = 0
@@ -204,6 +235,9 @@ class ModelWindowDecoder:
         times = set(tok.timestamp_ids)
         suppress = tuple(i for i in tok.suppress_ids if i not in times)
         self.ids = SpecialIds(eos=tok.eos_id, blank=tok.blank_id, suppress=suppress)
+        self.monotonic = MonotonicTimestamps(
+            tok.timestamp_ids, tok.timestamp_times, pretrained.model.cfg.vocab_size
+        )
         self.window_samples = window_samples
 
     @torch.inference_mode()
@@ -215,5 +249,13 @@ class ModelWindowDecoder:
         device = next(self.model.parameters()).device
         wave = wave.to(device)
         feats, feat_lens = self.features.to(device)(wave[None], torch.tensor([wave.numel()]))
-        nbest = decode(self.model, feats, feat_lens, self.prefix.to(device), self.options, self.ids)
+        nbest = decode(
+            self.model,
+            feats,
+            feat_lens,
+            self.prefix.to(device),
+            self.options,
+            self.ids,
+            logit_filter=self.monotonic,
+        )
         return nbest[0][0].tokens

@@ -126,3 +126,42 @@ def test_real_model_windows(pretrained):
     assert all(0.0 <= s.start <= s.end <= 2.3 + 1e-6 for s in segments)
     times = set(pretrained.tokenizer.timestamp_ids)
     assert all(t not in times for s in segments for t in s.tokens)
+
+
+def test_monotonic_filter_forbids_only_earlier_timestamps(pretrained):
+    from speechkit.decode.longform import MonotonicTimestamps
+
+    tok = pretrained.tokenizer
+    vocab = pretrained.model.cfg.vocab_size
+    rule = MonotonicTimestamps(tok.timestamp_ids, tok.timestamp_times, vocab)
+    text = tok.encode("a dog")
+    rows = torch.tensor([
+        [tok.timestamp_id(0.5)] + text,   # opened at 0.5
+        [tok.timestamp_id(0.2)] + text[:-1] + [tok.timestamp_id(0.4)],  # closed at 0.4
+        text + text[:1],                  # no timestamp yet
+    ])  # fmt: skip
+    logits = torch.zeros(3, vocab)
+    assert torch.equal(rule(logits, rows[:, :0], 0), logits)
+    out = rule(logits, rows, rows.shape[1])
+    for row, last in ((0, 0.5), (1, 0.4)):
+        for tid, t in zip(tok.timestamp_ids, tok.timestamp_times, strict=True):
+            assert (out[row, tid] == float("-inf")) == (t < last - 1e-9), (row, t)
+    assert torch.isfinite(out[2]).all()
+    not_ts = [i for i in range(vocab) if i not in set(tok.timestamp_ids)]
+    assert torch.isfinite(out[:, not_ts]).all()  # text and <eos> untouched
+    assert torch.equal(logits, torch.zeros(3, vocab))  # input not modified
+
+
+def test_real_model_windows_never_go_back_in_time(pretrained):
+    """Random weights emit timestamps in any order; the window decoder must not."""
+    opts = DecodeOptions(beam_size=3, ctc_weight=0.0, max_len=12)
+    lf = LongformDecoder.for_model(pretrained, "eng", "asr", opts)
+    tok = pretrained.tokenizer
+    seen_timestamps = 0
+    for seed in range(4):
+        g = torch.Generator().manual_seed(seed)
+        out = lf.decode_window(0.3 * torch.randn(SR, generator=g))
+        times = [tok.time_of(t) for t in out if tok.is_timestamp(t)]
+        seen_timestamps += len(times)
+        assert times == sorted(times), times
+    assert seen_timestamps >= 2  # the check above had something to check

@@ -99,6 +99,20 @@ def test_beam5_matches_faster_whisper(tiny, english):
         )
 
 
+def test_int8_quantizes_the_tied_output_and_still_transcribes(tmp_path_factory, tiny, english):
+    q = Transcriber.load(packed_model(tmp_path_factory, "tiny.en"), int8=True)
+    assert tiny.model.decoder.output is None  # the float model is left as it was
+    output = q.model.decoder.output
+    assert isinstance(output, torch.ao.nn.quantized.dynamic.Linear)
+    x = torch.randn(5, tiny.model.cfg.n_text_state, generator=torch.Generator().manual_seed(0))
+    ref = x @ tiny.model.decoder.embed.weight.t()
+    # int8 weights (per row) and int8 activations (per call): a few per cent of the range
+    assert (output(x) - ref).abs().max() < 0.1 * ref.abs().max()
+    texts, waves = english
+    results = q(waves, ["a", "b", "c"])
+    assert wer(texts, [r.text for r in results]).rate < 20
+
+
 def test_non_speech_tokens_match_faster_whisper():
     fw_tok = pytest.importorskip("faster_whisper.tokenizer")
     import tokenizers

@@ -180,6 +180,9 @@ class TextDecoder(nn.Module):
             for _ in range(cfg.n_text_layer)
         )
         self.norm = nn.LayerNorm(d)
+        # Replaces the tied projection when set, (..., D) -> (..., V): e.g. an int8 copy of the
+        # embedding for CPU inference (``speechkit.inference.quantize_int8``).
+        self.output: nn.Module | None = None
 
     def new_cache(self, enc: Tensor, enc_lens: Tensor) -> DecoderCache:
         """Cross-attention K/V of ``enc`` (B, T', D) with valid lengths ``enc_lens`` (B,)."""
@@ -202,6 +205,8 @@ class TextDecoder(nn.Module):
                 x, self_mask, cache.cross[i], cache.cross_mask, cache.self_kv[i]
             )
         x = self.norm(x)
+        if self.output is not None:
+            return self.output(x)
         weight = self.embed.weight.to(x.dtype)  # (V, D)
         if x.shape[0] * x.shape[1] <= 8 and not x.requires_grad:
             # A few rows (one beam step): reading the 51,864 x D table row-major as the left

@@ -24,6 +24,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--languages", default="eng,deu,spa,fra", help="comma-separated ISO 639-3 codes"
     )
+    parser.add_argument(
+        "--language-weights",
+        default="",
+        help="relative utterance share per language, e.g. eng=2 (others weigh 1)",
+    )
     parser.add_argument("--snr-min", type=float, default=10.0, help="lowest SNR in dB")
     parser.add_argument("--snr-max", type=float, default=30.0, help="highest SNR in dB")
     parser.add_argument(
@@ -33,6 +38,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Piper English voice: auto = use it when installed, on = require it, off = never",
     )
     return parser.parse_args(argv)
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """``"eng=2,deu=1.5"`` -> ``{"eng": 2.0, "deu": 1.5}``; ConfigError naming a bad item."""
+    weights = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        lang, sep, value = item.partition("=")
+        try:
+            weights[lang.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ConfigError(f"--language-weights: expected LANG=WEIGHT, got {item!r}")
+    return weights
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             snr_min_db=args.snr_min,
             snr_max_db=args.snr_max,
             piper=args.piper,
+            language_weights=parse_weights(args.language_weights),
         )
         prepare_phrasebook(cfg)
     except (ConfigError, RuntimeError) as e:

@@ -12,6 +12,7 @@ stage=1
 stop_stage=7
 hours=1.0          # hours of audio in the generated corpus
 nj=2               # parallel jobs for corpus synthesis
+language_weights="" # utterance share per language, e.g. eng=2 (others weigh 1)
 seed=0
 config=../../../conf/s2t/phrasebook_tiny.yaml
 data=data/phrasebook
@@ -34,11 +35,12 @@ done
 
 log() { echo "[$(date '+%H:%M:%S')] (run.sh) $*"; }
 # How to reproduce what this run writes into $results (recorded next to each figure).
-repro="cd egs/phrasebook/s2t1 && ./run.sh --config $config --hours $hours --seed $seed --exp $exp --beam $beam --ctc_weight $ctc_weight${train_args:+ --train_args '$train_args'}"
+repro="cd egs/phrasebook/s2t1 && ./run.sh --config $config --hours $hours${language_weights:+ --language_weights $language_weights} --seed $seed --exp $exp --beam $beam --ctc_weight $ctc_weight${train_args:+ --train_args '$train_args'}"
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   log "stage 1: generate the phrasebook corpus ($hours h) in $data"
-  python -m speechkit.bin.prepare_phrasebook --out $data --hours $hours --seed $seed --num-jobs $nj
+  python -m speechkit.bin.prepare_phrasebook --out $data --hours $hours --seed $seed --num-jobs $nj \
+    --language-weights "$language_weights"
 fi
 
 if [ -z "$init" ] && [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then

@@ -28,6 +28,7 @@ import shutil
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,9 @@ PIPER_MODES = ("auto", "on", "off")
 class PrepareConfig:
     """What to build. ``hours``: total audio over all splits (train gets 85 %).
 
+    ``language_weights``: e.g. ``{"eng": 2}`` gives English twice the utterances of each other
+    language in every split (the recipe's figures are English ASR and English-to-X translation).
+
     ``piper``: ``auto`` adds the Piper English speakers when the Piper packages are installed,
     ``on`` requires them, ``off`` uses espeak-ng only. Ignored without ``eng`` in ``languages``.
     """
@@ -87,6 +91,8 @@ class PrepareConfig:
     snr_max_db: float = 30.0
     novel_fraction: float = 0.1
     piper: str = "auto"
+    # Relative share of utterances per language (missing languages weigh 1), in every split.
+    language_weights: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self):
         if not self.hours > 0:
@@ -100,6 +106,12 @@ class PrepareConfig:
             )
         if not self.snr_min_db <= self.snr_max_db:
             raise ConfigError(f"snr_min_db {self.snr_min_db} > snr_max_db {self.snr_max_db}")
+        bad = {k: w for k, w in self.language_weights.items() if k not in self.languages or w <= 0}
+        if bad:
+            raise ConfigError(
+                f"language_weights must be positive and name languages of {self.languages}, "
+                f"got {bad}"
+            )
         if self.piper not in PIPER_MODES:
             raise ConfigError(f"piper must be one of {list(PIPER_MODES)}, got {self.piper!r}")
 
@@ -159,8 +171,26 @@ def _num_utterances(cfg: PrepareConfig, split: str) -> int:
     return max(len(cfg.languages), wanted)  # at least one utterance per language
 
 
+def language_schedule(languages: list[str], weights: dict[str, float], n: int) -> list[str]:
+    """``n`` languages interleaved in proportion to ``weights`` (missing ones weigh 1).
+
+    Each position goes to the language furthest behind its share (ties: the first in
+    ``languages``), so any prefix is within one utterance per language of the exact shares; with
+    equal weights this is plain round-robin.
+    """
+    w = {lang: Fraction(str(weights.get(lang, 1.0))) for lang in languages}
+    total = sum(w.values())
+    counts = dict.fromkeys(languages, 0)
+    out = []
+    for i in range(n):
+        lang = max(languages, key=lambda lang: w[lang] * (i + 1) / total - counts[lang])
+        counts[lang] += 1
+        out.append(lang)
+    return out
+
+
 def plan_corpus(cfg: PrepareConfig) -> list[Utterance]:
-    """Every utterance of the corpus, split by split, languages round-robin."""
+    """Every utterance of the corpus, split by split, languages interleaved by weight."""
     speakers = make_speakers(cfg.languages, cfg.seed, piper=cfg.uses_piper())
     sentences = split_sentences(cfg.seed, cfg.novel_fraction)
     train_ids: set[str] = set()
@@ -171,10 +201,12 @@ def plan_corpus(cfg: PrepareConfig) -> list[Utterance]:
             pool = [get_sentence(sid) for sid in sorted(train_ids)]
         else:
             pool = sentences["novel" if split == "test_novel" else "seen"]
-        for i in range(_num_utterances(cfg, split)):
-            lang = cfg.languages[i % len(cfg.languages)]
+        n = _num_utterances(cfg, split)
+        per_language = dict.fromkeys(cfg.languages, 0)
+        for i, lang in enumerate(language_schedule(cfg.languages, cfg.language_weights, n)):
             voices = [s for s in speakers[SPEAKER_POOL[split]] if s.language == lang]
-            speaker = voices[(i // len(cfg.languages)) % len(voices)]
+            speaker = voices[per_language[lang] % len(voices)]  # each voice in turn
+            per_language[lang] += 1
             sentence = _sample_balanced(pool, rng)
             event = rng.choice(EVENTS)
             snr = (

@@ -168,3 +168,38 @@ def test_cli_builds_with_a_process_pool_and_rejects_bad_languages(tmp_path):
     assert stats["num_jobs"] == 2
     assert sum(stats[s]["utterances"] for s in SPLITS) >= 2 * len(SPLITS)
     assert main(["--out", str(out), "--languages", "eng,xx"]) == 1
+
+
+def test_language_weights_set_each_split_share_and_keep_every_voice_in_turn():
+    from collections import Counter
+
+    from speechkit.data.phrasebook.prepare import language_schedule
+
+    assert language_schedule(["eng", "deu"], {}, 6) == ["eng", "deu"] * 3
+    assert language_schedule(["eng", "deu", "fra"], {"eng": 2}, 8) == [
+        "eng", "deu", "fra", "eng", "eng", "deu", "fra", "eng"
+    ]  # fmt: skip
+    cfg = PrepareConfig(out_dir="unused", hours=0.05, languages=["eng", "deu"],
+                        language_weights={"eng": 3})  # fmt: skip
+    plan = plan_corpus(cfg)
+    for split in SPLITS:
+        utts = [u for u in plan if u.split == split]
+        langs = Counter(u.speaker.language for u in utts)
+        assert abs(langs["eng"] - 3 * len(utts) / 4) <= 1, (split, langs)
+        eng_voices = Counter(u.speaker.speaker_id for u in utts if u.speaker.language == "eng")
+        assert max(eng_voices.values()) - min(eng_voices.values()) <= 1  # voices take turns
+    assert cfg.build_args()["language_weights"] == {"eng": 3}
+    with pytest.raises(ConfigError, match="language_weights"):
+        PrepareConfig(out_dir="x", languages=["eng"], language_weights={"fra": 2})
+    with pytest.raises(ConfigError, match="language_weights"):
+        PrepareConfig(out_dir="x", languages=["eng"], language_weights={"eng": 0})
+
+
+def test_cli_parses_language_weights_and_names_a_bad_item():
+    from speechkit.bin.prepare_phrasebook import parse_weights
+
+    assert parse_weights("eng=2, deu=1.5") == {"eng": 2.0, "deu": 1.5}
+    assert parse_weights("") == {}
+    for bad in ("eng", "eng=x"):
+        with pytest.raises(ConfigError, match=bad):
+            parse_weights(bad)

@@ -15,8 +15,9 @@ without timestamps, no previous-text conditioning, ``--threads`` CPU threads (sp
 runs the CTranslate2 files of the PyPI weight package; speechkit its zoo conversion of the same
 files. Reported: WER (speechkit.metrics, normalised text), the fraction of utterances whose
 normalised transcripts are identical, RTFx = audio seconds / wall seconds (model loading and one
-warm-up utterance excluded), and the same for int8 (speechkit: dynamic int8 Linear layers;
-faster-whisper: ``compute_type="int8"``); for multilingual models also X->English BLEU.
+warm-up utterance excluded), and the same for int8 (speechkit: ``quantize_int8``, dynamic int8
+Linear layers and output projection; faster-whisper: ``compute_type="int8"``); for multilingual
+models also X->English BLEU.
 """
 
 from __future__ import annotations

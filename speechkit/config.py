@@ -175,6 +175,22 @@ def _parse_scalar(text: str) -> Any:
     return yaml.safe_load(text)
 
 
+def add_overrides_argument(parser, example: str) -> None:
+    """Adds ``--set KEY=VALUE ...`` (repeatable; into ``args.overrides``) to an argparse parser.
+
+    example: shown in the help, e.g. ``"optim.lr=5e-4 trainer.max_epochs=3"``.
+    """
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"config overrides, e.g. --set {example} (repeatable)",
+    )
+
+
 def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
     """Applies ``a.b.c=value`` overrides (values parsed as YAML) to a nested dict, in place."""
     for item in overrides or []:

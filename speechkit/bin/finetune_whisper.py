@@ -31,7 +31,7 @@ from pathlib import Path
 import yaml
 from lhotse import CutSet, combine
 
-from speechkit.config import ConfigError, to_dict
+from speechkit.config import ConfigError, add_overrides_argument, to_dict
 from speechkit.data.dataset import DataConfig
 from speechkit.data.tasks import cut_tasks
 from speechkit.data.whisper_dataset import build_whisper_dataloader
@@ -57,15 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dev-cuts", nargs="+", default=[], help="validation cut manifest(s)")
     p.add_argument("--out", required=True, help="experiment directory")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config overrides, e.g. --set optim.lr=2e-5 trainer.max_steps=300 (repeatable)",
-    )
+    add_overrides_argument(p, "optim.lr=2e-5 trainer.max_steps=300")
     return p
 
 

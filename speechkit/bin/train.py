@@ -39,7 +39,14 @@ from pathlib import Path
 
 from lhotse import CutSet, combine
 
-from speechkit.config import ConfigError, apply_overrides, from_dict, save_config, to_dict
+from speechkit.config import (
+    ConfigError,
+    add_overrides_argument,
+    apply_overrides,
+    from_dict,
+    save_config,
+    to_dict,
+)
 from speechkit.data import build_dataloader, expand_tasks
 from speechkit.models import build_model
 from speechkit.pretrained import Pretrained
@@ -66,15 +73,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--out", required=True, help="experiment directory")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config overrides, e.g. --set optim.lr=5e-4 trainer.max_epochs=3 (repeatable)",
-    )
+    add_overrides_argument(p, "optim.lr=5e-4 trainer.max_epochs=3")
     args = p.parse_args(argv)
     if not args.tokenizer and not args.init:
         p.error("one of --tokenizer or --init is required")

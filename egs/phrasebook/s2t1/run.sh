@@ -24,14 +24,7 @@ train_args=""      # extra --set key=value overrides for training, e.g. "--set t
 init=""            # fine-tune a pretrained model (path or zoo name, e.g. owsm-v3.1-ebf-base, with
                    # --config ../../../conf/s2t/owsm_finetune.yaml): skips stage 2, its tokenizer is used
 
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --*) name=${1#--}; [ $# -ge 2 ] || { echo "missing value for $1" >&2; exit 1; }
-         declare -p "$name" >/dev/null 2>&1 || { echo "unknown option $1" >&2; exit 1; }
-         printf -v "$name" '%s' "$2"; shift 2 ;;
-    *) echo "unknown argument $1" >&2; exit 1 ;;
-  esac
-done
+. "$SPEECHKIT_ROOT/tools/parse_options.sh" "$@"
 
 log() { echo "[$(date '+%H:%M:%S')] (run.sh) $*"; }
 # How to reproduce what this run writes into $results (recorded next to each figure).

@@ -26,14 +26,7 @@ exp=exp/whisper_tiny_en_ft
 results=RESULTS.md
 train_args=""        # extra --set overrides, e.g. "--set trainer.max_steps=100"
 
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --*) name=${1#--}; [ $# -ge 2 ] || { echo "missing value for $1" >&2; exit 1; }
-         declare -p "$name" >/dev/null 2>&1 || { echo "unknown option $1" >&2; exit 1; }
-         printf -v "$name" '%s' "$2"; shift 2 ;;
-    *) echo "unknown argument $1" >&2; exit 1 ;;
-  esac
-done
+. "$SPEECHKIT_ROOT/tools/parse_options.sh" "$@"
 
 log() { echo "[$(date '+%H:%M:%S')] (run.sh) $*"; }
 repro="cd egs/phrasebook/whisper1 && ./run.sh --model $model --config $config --languages $languages --tasks $tasks --beam $beam --exp $exp${train_args:+ --train_args '$train_args'}"

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import multiprocessing
 import os
 import random
@@ -168,7 +169,10 @@ def _sample_balanced(pool: list[Sentence], rng: random.Random) -> Sentence:
 
 def _num_utterances(cfg: PrepareConfig, split: str) -> int:
     wanted = round(cfg.hours * 3600 * SPLIT_SHARE[split] / MEAN_UTTERANCE_S)
-    return max(len(cfg.languages), wanted)  # at least one utterance per language
+    # At least one utterance per language: the schedule keeps each count within one of its
+    # share, so the lightest language needs a share of at least one.
+    weights = [cfg.language_weights.get(lang, 1.0) for lang in cfg.languages]
+    return max(wanted, math.ceil(sum(weights) / min(weights) - 1e-9))
 
 
 def language_schedule(languages: list[str], weights: dict[str, float], n: int) -> list[str]:

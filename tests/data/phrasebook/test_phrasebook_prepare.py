@@ -203,3 +203,10 @@ def test_cli_parses_language_weights_and_names_a_bad_item():
     for bad in ("eng", "eng=x"):
         with pytest.raises(ConfigError, match=bad):
             parse_weights(bad)
+
+
+def test_a_tiny_weighted_build_still_has_every_language_in_every_split():
+    cfg = PrepareConfig(out_dir="unused", hours=0.001, language_weights={"eng": 5})
+    plan = plan_corpus(cfg)
+    for split in SPLITS:
+        assert {u.speaker.language for u in plan if u.split == split} == set(LANGUAGES), split

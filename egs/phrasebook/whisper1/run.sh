@@ -16,9 +16,10 @@ stop_stage=6
 model=whisper-tiny.en
 config=../../../conf/whisper/finetune_tiny_en.yaml
 data=../s2t1/data/phrasebook   # the s2t1 recipe's corpus (same generator arguments)
-hours=1.0
+hours=2.0
 seed=0
 nj=2
+language_weights=eng=3  # hours, seed and weights must match the s2t1 recipe's: its corpus is reused
 languages=eng        # spoken languages to decode and score
 tasks=asr            # asr, and st_eng (X -> English) for multilingual models
 beam=5
@@ -34,7 +35,8 @@ decode="python local/decode_cuts.py --languages $languages --tasks $tasks --beam
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   log "stage 1: phrasebook corpus ($hours h) in $data"
-  python -m speechkit.bin.prepare_phrasebook --out $data --hours $hours --seed $seed --num-jobs $nj
+  python -m speechkit.bin.prepare_phrasebook --out $data --hours $hours --seed $seed --num-jobs $nj \
+    --language-weights "$language_weights"
 fi
 
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then

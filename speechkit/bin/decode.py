@@ -155,13 +155,15 @@ def load_features(cuts: list, logmel, sample_rate: int, skipped: list) -> tuple:
 
 
 def _search(model, enc, enc_lens, group: list[Item], prefixes, opts, ids, max_positions):
-    """Decodes ``group`` (items whose prefixes, ``prefixes``, have one length) -> n-best lists."""
+    """Decodes ``group`` (items whose prefixes, ``prefixes``, have one length) -> per item the
+    best hypothesis as (tokens, score); ([], None) when the search found none."""
     rows = torch.tensor([it.index for it in group], device=enc.device)
     prefix = torch.tensor(prefixes, device=enc.device)
     # Learned positions end at max_positions: the prefix, the text and <eos> must fit.
     opts = dataclasses.replace(opts, max_len=min(opts.max_len, max_positions - prefix.shape[1] - 1))
     search = greedy_search if opts.beam_size == 1 and opts.ctc_weight == 0 else beam_search
-    return search(model, enc[rows], enc_lens[rows], prefix, opts, ids)
+    nbests = search(model, enc[rows], enc_lens[rows], prefix, opts, ids)
+    return [(nb[0].tokens, nb[0].score) if nb else ([], None) for nb in nbests]
 
 
 @torch.inference_mode()
@@ -192,11 +194,10 @@ def decode_items(
                 have.add(it.index)
     results, transcripts = [], {}
     if asr:
-        nbests = _search(
+        best = _search(
             model, enc, enc_lens, asr, [it.prefix for it in asr], opts, ids, max_positions
         )
-        for it, nbest in zip(asr, nbests):
-            tokens, score = (nbest[0].tokens, nbest[0].score) if nbest else ([], None)
+        for it, (tokens, score) in zip(asr, best):
             transcripts[it.index] = tokens
             if it.output:
                 results.append((it, tok.decode(tokens), score))
@@ -224,11 +225,8 @@ def decode_items(
         for group in by_length.values():
             group_items = [it for it, _ in group]
             prefixes = [p for _, p in group]
-            nbests = _search(
-                model, enc, enc_lens, group_items, prefixes, st_opts, ids, max_positions
-            )
-            for it, nbest in zip(group_items, nbests):
-                tokens, score = (nbest[0].tokens, nbest[0].score) if nbest else ([], None)
+            best = _search(model, enc, enc_lens, group_items, prefixes, st_opts, ids, max_positions)
+            for it, (tokens, score) in zip(group_items, best):
                 results.append((it, tok.decode(tokens), score))
     return results
 

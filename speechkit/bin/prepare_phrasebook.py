@@ -44,13 +44,11 @@ def parse_weights(text: str) -> dict[str, float]:
     """``"eng=2,deu=1.5"`` -> ``{"eng": 2.0, "deu": 1.5}``; ConfigError naming a bad item."""
     weights = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
-        lang, sep, value = item.partition("=")
+        lang, _, value = item.partition("=")  # no "=": value "" is not a number either
         try:
             weights[lang.strip()] = float(value)
         except ValueError:
-            sep = ""
-        if not sep:
-            raise ConfigError(f"--language-weights: expected LANG=WEIGHT, got {item!r}")
+            raise ConfigError(f"--language-weights: expected LANG=WEIGHT, got {item!r}") from None
     return weights
 
 

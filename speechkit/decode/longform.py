@@ -210,12 +210,14 @@ class MonotonicTimestamps:
         """logits: (N, V); tokens: (N, t) generated so far. Returns (N, V), -inf = forbidden."""
         if step == 0:
             return logits
-        device = logits.device
-        last = self.time_of.to(device)[tokens].max(dim=1).values  # (N,): -1 without timestamps
-        earlier = self.times.to(device)[None, :] < last[:, None]  # (N, K)
-        ids = self.ids.to(device)
+        if self.time_of.device != logits.device:  # once, not at every step
+            self.ids, self.times, self.time_of = (
+                t.to(logits.device) for t in (self.ids, self.times, self.time_of)
+            )
+        last = self.time_of[tokens].max(dim=1).values  # (N,): -1 without timestamps
+        earlier = self.times[None, :] < last[:, None]  # (N, K)
         logits = logits.clone()
-        logits[:, ids] = logits[:, ids].masked_fill(earlier, float("-inf"))
+        logits[:, self.ids] = logits[:, self.ids].masked_fill(earlier, float("-inf"))
         return logits
 
 

@@ -23,9 +23,9 @@ the CTC prefix scorer counts the prompt as emitted (see ``ctc_prefix``). Both ex
 with ESPnet (OWSM).
 An optional ``LogitFilter`` edits the logits before the log-softmax (Whisper's token rules).
 
-Speed: the cross-attention K/V of the B x K rows are reordered only when utterances leave the
-batch (a beam never moves to another utterance, and an utterance's K rows hold the same cross
-K/V), so a step copies only the self-attention cache.
+Speed: a beam never moves to another utterance, so ``DecoderCache`` keeps one cross-attention
+K/V per utterance, read once per step for its K rows and copied only when utterances leave the
+batch; a step copies only the self-attention cache.
 """
 
 from __future__ import annotations
@@ -124,7 +124,6 @@ class BeamSearch:
             if bool(done.all()):
                 break
             # Keep the K new beams of every unfinished utterance; one reorder does both.
-            same_rows = not bool(done.any())
             src, col = src[~done].flatten(), col[~done].flatten()
             utts = utts[~done]
             rows_utt = utts.repeat_interleave(K)
@@ -135,7 +134,7 @@ class BeamSearch:
                 att = att.masked_fill(dead[~done].flatten(), float("-inf"))
             if scorer is not None:
                 ctc_state = scorer.advance(cand.ctc, cand.ctc_r, cand.tokens, src, col, rows_utt)
-            _reorder(cache, src, same_rows)
+            cache.reorder(src)
             logits = self.model.decode_step(new_tok[:, None], cache)[:, -1]
         return [self._nbest(hyps) for hyps in ended]
 
@@ -301,18 +300,6 @@ def _end_detected(
             count += bool(same) and max(same) - best < -10.0
         out.append(best is not None and count == 3)
     return torch.tensor(out, device=utts.device)
-
-
-def _reorder(cache, src: torch.Tensor, same_rows: bool) -> None:
-    """``cache.reorder(src)``; when no utterance left the batch, only the self-attention K/V of a
-    ``DecoderCache`` move (each utterance's rows share their cross-attention K/V)."""
-    if same_rows and hasattr(cache, "self_kv") and hasattr(cache, "cross"):
-        cache.self_kv = [
-            None if kv is None else (kv[0].index_select(0, src), kv[1].index_select(0, src))
-            for kv in cache.self_kv
-        ]
-    else:
-        cache.reorder(src)
 
 
 def beam_search(

@@ -220,14 +220,20 @@ class Encoder(nn.Module):
 class DecoderCache:
     """Decoder state for incremental decoding; rows are hypotheses (B = batch x beam).
 
-    ``cross``: per layer, cross-attention (K, V), each (B, H, T', Dh); computed once.
-    ``cross_mask``: (B, 1, 1, T') bool, True = valid encoder frame.
+    ``cross``: per layer, cross-attention (K, V), each (U, H, T', Dh); computed once.
+    ``cross_mask``: (U, 1, 1, T') bool, True = valid encoder frame.
     ``self_kv``: per layer, self-attention (K, V) of the tokens so far, (B, H, t, Dh), or None.
+
+    The B hypothesis rows come in U runs of ``B // U`` consecutive rows, a run sharing one
+    encoder row (the beams of one utterance): cross-attention then reads each utterance's K/V
+    once per step instead of once per beam (``TransformerDecoderLayer``). ``reorder`` keeps
+    that layout whenever the new rows allow it.
     """
 
     cross: list[tuple[Tensor, Tensor]]
     cross_mask: Tensor
     self_kv: list[tuple[Tensor, Tensor] | None]
+    group: int = 1  # B // U: consecutive hypothesis rows per encoder row
 
     @property
     def length(self) -> int:
@@ -238,11 +244,25 @@ class DecoderCache:
     def reorder(self, index: Tensor) -> DecoderCache:
         """Keeps/duplicates rows: new row i = old row ``index[i]``; ``index`` (B',) int64.
 
-        Changes the cache in place and returns it.
+        Changes the cache in place and returns it. The cross-attention K/V are copied only when
+        the encoder rows change, and stay one per run of new rows that share one.
         """
+        enc_row = index // self.group  # (B',) encoder row of each new row
+        starts = torch.ones_like(enc_row, dtype=torch.bool)
+        starts[1:] = enc_row[1:] != enc_row[:-1]
+        n_runs = int(starts.sum())
+        even = n_runs > 0 and enc_row.numel() % n_runs == 0
+        runs = enc_row.view(n_runs, -1) if even else None
+        if runs is not None and bool((runs == runs[:, :1]).all()):
+            keep, self.group = runs[:, 0], runs.shape[1]  # equal runs: one encoder row each
+        else:
+            keep, self.group = enc_row, 1  # uneven runs: one encoder row per hypothesis
+        rows = self.cross_mask.shape[0]
+        if keep.numel() != rows or not torch.equal(keep, torch.arange(rows, device=keep.device)):
+            pick_enc = lambda t: t.index_select(0, keep)
+            self.cross = [(pick_enc(k), pick_enc(v)) for k, v in self.cross]
+            self.cross_mask = pick_enc(self.cross_mask)
         pick = lambda t: t.index_select(0, index)
-        self.cross = [(pick(k), pick(v)) for k, v in self.cross]
-        self.cross_mask = pick(self.cross_mask)
         self.self_kv = [None if kv is None else (pick(kv[0]), pick(kv[1])) for kv in self.self_kv]
         return self
 

@@ -81,7 +81,10 @@ class TransformerDecoderLayer(nn.Module):
         """Runs ``x`` (B, l, D), the l newest tokens, and returns (B, l, D) and the self-attn KV.
 
         ``past``: keys/values of the earlier tokens (B, H, t, Dh), or None at the start.
-        ``self_mask``: (l, t + l) bool causal mask. ``cross_mask``: (B, 1, 1, S) bool.
+        ``self_mask``: (l, t + l) bool causal mask. ``cross``: (U, H, S, Dh) each, and
+        ``cross_mask`` (U, 1, 1, S) bool, for U encoder rows with B a multiple of U: rows
+        ``[j * B // U, (j + 1) * B // U)`` of ``x`` attend over encoder row j (beams of one
+        utterance; see ``DecoderCache``).
         The returned KV covers all t + l tokens, ready to be the next call's ``past``.
         """
         h = self.self_norm(x)
@@ -91,6 +94,14 @@ class TransformerDecoderLayer(nn.Module):
             v = torch.cat([past[1], v], dim=2)
         x = x + self.dropout(self.self_attn.attend(h, k, v, self_mask))
         h = self.cross_norm(x)
-        x = x + self.dropout(self.cross_attn.attend(h, cross[0], cross[1], cross_mask))
+        rows, length, dim = h.shape
+        group = rows // cross[0].shape[0]
+        if group * cross[0].shape[0] != rows:
+            raise ValueError(f"{rows} decoder rows cannot share {cross[0].shape[0]} encoder rows")
+        # No mask between cross-attention queries: the `group` rows that share an encoder row
+        # attend as one query sequence, so its K/V are read once, not once per beam.
+        h = h.reshape(rows // group, group * length, dim)
+        out = self.cross_attn.attend(h, cross[0], cross[1], cross_mask)
+        x = x + self.dropout(out.reshape(rows, length, dim))
         x = x + self.dropout(self.ffn(self.ffn_norm(x)))
         return x, (k, v)

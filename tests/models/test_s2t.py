@@ -142,6 +142,45 @@ def test_cache_reorder_selects_and_expands_rows():
     torch.testing.assert_close(step[:, 0], full[:, 3], atol=1e-5, rtol=1e-5)
 
 
+def test_beams_share_their_utterance_cross_kv():
+    """Rows in equal runs per utterance keep one cross K/V per utterance, through beam-style
+    reorders (within an utterance, then an utterance leaving), and decode like teacher forcing."""
+    model = tiny_model()
+    feats, feat_lens, ys_in, *_ = make_batch()
+    with torch.no_grad():
+        enc, enc_lens = model.encode(feats, feat_lens)
+        cache = model.new_cache(enc, enc_lens)
+        rows = torch.tensor([0, 0, 0, 1, 1, 1])  # 3 beams per utterance
+        cache.reorder(rows)
+        assert cache.group == 3 and cache.cross[0][0].shape[0] == 2
+        hyps = ys_in[rows].clone()
+        hyps[:, 1] = torch.arange(6)  # the beams differ from the second token on
+        model.decode_step(hyps[:, :3], cache)
+        cross_before = cache.cross[0][0]
+        beams = torch.tensor([2, 0, 0, 4, 5, 3])  # each beam continues one of its utterance's
+        cache.reorder(beams)
+        assert cache.cross[0][0] is cross_before  # no copy of the encoder K/V
+        step = model.decode_step(hyps[beams, 3:4], cache)
+        full = model.decode(hyps[beams, :4], enc[rows], enc_lens[rows])
+        torch.testing.assert_close(step[:, 0], full[:, 3], atol=1e-5, rtol=1e-5)
+
+        cache.reorder(torch.tensor([4, 3, 3]))  # utterance 0 leaves the batch
+        assert cache.group == 3 and cache.cross[0][0].shape[0] == 1
+        kept = beams[torch.tensor([4, 3, 3])]
+        step = model.decode_step(hyps[kept, 4:5], cache)
+        full = model.decode(hyps[kept, :5], enc[[1, 1, 1]], enc_lens[[1, 1, 1]])
+        torch.testing.assert_close(step[:, 0], full[:, 4], atol=1e-5, rtol=1e-5)
+
+        uneven = model.new_cache(enc, enc_lens).reorder(torch.tensor([0, 0, 1]))
+        assert uneven.group == 1 and uneven.cross[0][0].shape[0] == 3  # one per hypothesis
+        torch.testing.assert_close(
+            model.decode_step(ys_in[[0, 0, 1], :3], uneven), model.decode(ys_in[[0, 0, 1], :3],
+            enc[[0, 0, 1]], enc_lens[[0, 0, 1]]), atol=1e-5, rtol=1e-5,
+        )  # fmt: skip
+        with pytest.raises(ValueError, match="cannot share"):
+            model.decode_step(torch.zeros(3, 1, dtype=torch.long), model.new_cache(enc, enc_lens))
+
+
 def test_decoder_length_limit_is_clear():
     model = tiny_model(max_target_positions=8)
     feats, feat_lens, *_ = make_batch()

@@ -2,6 +2,7 @@
 
 What is read (paths as in an OWSM hub repo; every one may also be passed explicitly)::
 
+    meta.yaml                           ESPnet's pack manifest: names config and weights
     exp/s2t_train_*/config.yaml         the training config: model shapes, token_list, bpemodel,
                                         frontend_conf, normalize_conf.stats_file
     exp/s2t_train_*/*.pth               weights (valid.acc.ave*.pth preferred)
@@ -358,8 +359,46 @@ def convert_state(src: TensorSource, cfg: S2TConfig, stats: tuple | None) -> dic
     return state
 
 
+META = "meta.yaml"  # the manifest at the root of an ESPnet model-zoo pack (and hub repo)
+
+
+def packed_paths(meta: dict, where: str) -> tuple[str, str]:
+    """(training config, checkpoint) that an ESPnet pack's ``meta.yaml`` names, as paths
+    relative to the pack: ``yaml_files.s2t_train_config`` and ``files.s2t_model_file`` (another
+    task's ``*_train_config`` / ``*_model_file`` are taken too, and rejected by ``check_task``)."""
+    files, yaml_files = meta.get("files") or {}, meta.get("yaml_files") or {}
+    pick = lambda d, suffix: d.get(f"s2t_{suffix}") or next(  # noqa: E731
+        (v for k, v in d.items() if k.endswith(suffix)), None
+    )
+    config, checkpoint = pick(yaml_files, "train_config"), pick(files, "model_file")
+    if not isinstance(config, str) or not isinstance(checkpoint, str):
+        raise ConversionError(
+            f"{where}: names no training config and checkpoint "
+            "(yaml_files.s2t_train_config, files.s2t_model_file)"
+        )
+    return config, checkpoint
+
+
+def referenced_files(config: dict) -> list[str]:
+    """Relative paths of the files a training config points at: ``bpemodel``, a ``token_list``
+    file, ``normalize_conf.stats_file`` (what a converter needs besides config and weights)."""
+    token_list = config.get("token_list")
+    stats = (config.get("normalize_conf") or {}).get("stats_file")
+    names = [config.get("bpemodel"), token_list if isinstance(token_list, str) else None, stats]
+    return [n for n in names if isinstance(n, str) and n and not Path(n).is_absolute()]
+
+
 def find_files(root: Path) -> dict[str, Path]:
-    """config.yaml and the checkpoint under ``root`` (a hub snapshot or the exp dir itself)."""
+    """config.yaml and the checkpoint under ``root``: those its ``meta.yaml`` names (an ESPnet
+    pack or hub snapshot), else ``exp/*/config.yaml`` next to a ``.pth``, or the exp dir itself."""
+    if (root / META).is_file():
+        meta = yaml.safe_load((root / META).read_text(encoding="utf-8")) or {}
+        config, checkpoint = packed_paths(meta, str(root / META))
+        found = {"config": root / config, "checkpoint": root / checkpoint}
+        for what, path in found.items():
+            if not path.is_file():
+                raise ConversionError(f"{root / META} names {what} {path}, which does not exist")
+        return found
     configs = [root / "config.yaml"] if (root / "config.yaml").is_file() else []
     configs += sorted(p for p in root.glob("exp/*/config.yaml") if any(p.parent.glob("*.pth")))
     if not configs:

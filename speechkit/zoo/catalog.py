@@ -15,32 +15,18 @@ from __future__ import annotations
 _OPENAI = "https://openaipublic.azureedge.net/main/whisper/models"
 
 
-def _owsm(repo: str, size: str, params: str, exp: str, stats: str, checkpoint: str) -> dict:
-    """An OWSM v3.1 hub repo (ESPnet layout), converted by ``speechkit.convert.espnet``."""
+def _owsm(repo: str, size: str, params: str) -> dict:
+    """An OWSM v3.1 hub repo (an ESPnet pack): its meta.yaml names the files to fetch, and
+    ``speechkit.convert.espnet`` converts them."""
     return {
         "description": f"OWSM v3.1 E-Branchformer {size} (ESPnet), multilingual ASR and ST",
         "languages": ["multilingual (151)"],
         "tasks": ["asr", "st"],
         "params": params,
         "license": "CC-BY-4.0",
-        "sources": [
-            {
-                "kind": "hf",
-                "converter": "espnet",
-                "repo": repo,
-                "hf_files": [
-                    f"{exp}/config.yaml",
-                    f"{exp}/{checkpoint}",
-                    "data/token_list/bpe_unigram50000/bpe.model",
-                    f"{stats}/train/feats_stats.npz",
-                ],
-            }
-        ],
+        "sources": [{"kind": "hf", "converter": "espnet", "repo": repo}],
     }
 
-
-_OWSM_EXP = "exp/s2t_train_s2t_ebf_conv2d_size{d}_e{e}_d{e}_piecewise_lr{lr}_warmup60k_flashattn_raw_bpe50000"
-_OWSM_STATS = "exp/s2t_stats_raw_bpe50000"
 
 MODELS: dict[str, dict] = {
     "whisper-tiny.en": {
@@ -116,19 +102,7 @@ MODELS: dict[str, dict] = {
             },
         ],
     },
-    "owsm-v3.1-ebf-base": _owsm(
-        "espnet/owsm_v3.1_ebf_base", "base", "101M",
-        _OWSM_EXP.format(d=768, e=9, lr="1e-3").replace("size768_e9_d9", "size384_e6_d6"),
-        _OWSM_STATS, "valid.total_count.ave_5best.till45epoch.pth",
-    ),
-    "owsm-v3.1-ebf-small": _owsm(
-        "espnet/owsm_v3.1_ebf_small", "small", "367M",
-        _OWSM_EXP.format(d=768, e=9, lr="5e-4"), _OWSM_STATS,
-        "valid.total_count.ave_5best.till45epoch.pth",
-    ),
-    "owsm-v3.1-ebf": _owsm(
-        "espnet/owsm_v3.1_ebf", "medium", "1.02B",
-        _OWSM_EXP.format(d=1024, e=18, lr="2e-4"), _OWSM_STATS,
-        "valid.total_count.ave_5best.till45epoch.pth",
-    ),
+    "owsm-v3.1-ebf-base": _owsm("espnet/owsm_v3.1_ebf_base", "base", "101M"),
+    "owsm-v3.1-ebf-small": _owsm("espnet/owsm_v3.1_ebf_small", "small", "367M"),
+    "owsm-v3.1-ebf": _owsm("espnet/owsm_v3.1_ebf", "medium", "1.02B"),
 }  # fmt: skip

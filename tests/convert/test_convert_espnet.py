@@ -8,8 +8,10 @@ features + encoder output, decoder logits, CTC posteriors, and the same beam-sea
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -189,38 +191,90 @@ def test_output_dir_must_be_new(fake_dir, tmp_path):
 # ---- zoo: an ESPnet hub repo fetched over HTTP and converted ----------------------------
 
 
-def test_zoo_hf_source_with_espnet_converter(fake_dir, tmp_path, monkeypatch):
+@contextlib.contextmanager
+def serve_hub(hub: Path, monkeypatch):
+    """Serves ``hub`` (laid out as ``<repo>/resolve/main/<file>``) as HF_ENDPOINT on 127.0.0.1;
+    yields the list of paths requested."""
     import functools
     import threading
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
-    from speechkit import zoo
-
-    hub = tmp_path / "hub"
-    shutil.copytree(fake_dir, hub / "espnet/tiny/resolve/main")
+    requested: list[str] = []
 
     class Quiet(SimpleHTTPRequestHandler):
         def log_message(self, *args):
             pass
 
+        def do_GET(self):
+            requested.append(self.path)
+            super().do_GET()
+
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(hub)))
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{httpd.server_address[1]}")
+    monkeypatch.delenv("SPEECHKIT_OFFLINE", raising=False)
     try:
-        files = [f"{ef.EXP}/config.yaml", f"{ef.EXP}/valid.acc.ave_3best.pth", ef.BPE, ef.STATS]
-        entry = {"sources": [{"kind": "hf", "converter": "espnet", "repo": "espnet/tiny",
-                              "hf_files": files}]}  # fmt: skip
-        registry = tmp_path / "registry.yaml"
-        registry.write_text(yaml.safe_dump({"owsm-tiny": entry}))
-        monkeypatch.setenv("SPEECHKIT_ZOO_REGISTRY", str(registry))
-        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{httpd.server_address[1]}")
-        monkeypatch.delenv("SPEECHKIT_OFFLINE", raising=False)
-        p = zoo.load("owsm-tiny", cache_dir=tmp_path / "cache", progress=False)
+        yield requested
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def load_from_registry(entry: dict, tmp_path: Path, monkeypatch):
+    from speechkit import zoo
+
+    tmp_path.mkdir(exist_ok=True)
+    registry = tmp_path / "registry.yaml"
+    registry.write_text(yaml.safe_dump({"owsm-tiny": entry}))
+    monkeypatch.setenv("SPEECHKIT_ZOO_REGISTRY", str(registry))
+    return zoo.load("owsm-tiny", cache_dir=tmp_path / "cache", progress=False)
+
+
+def test_zoo_hf_source_with_espnet_converter(fake_dir, tmp_path, monkeypatch):
+    hub = tmp_path / "hub"
+    shutil.copytree(fake_dir, hub / "espnet/tiny/resolve/main")
+    files = [f"{ef.EXP}/config.yaml", f"{ef.EXP}/valid.acc.ave_3best.pth", ef.BPE, ef.STATS]
+    entry = {"sources": [{"kind": "hf", "converter": "espnet", "repo": "espnet/tiny",
+                          "hf_files": files}]}  # fmt: skip
+    with serve_hub(hub, monkeypatch):
+        p = load_from_registry(entry, tmp_path, monkeypatch)
     assert p.features.kind == "espnet"
     assert p.tokenizer.time_resolution == pytest.approx(ef.RESOLUTION)
     assert p.tokenizer.sot_sequence("deu", "st_eng")[1] == p.tokenizer.token_id("<deu>")
+
+
+def test_zoo_espnet_repo_files_come_from_its_meta_yaml(fake_dir, tmp_path, monkeypatch):
+    """No file list in the entry: meta.yaml names config and weights (here not the names the
+    directory search would pick), the config names the BPE model and the statistics; other
+    files in the repo are not fetched."""
+    repo = tmp_path / "hub" / "espnet/tiny/resolve/main"
+    shutil.copytree(fake_dir, repo)
+    exp = repo / ef.EXP
+    (exp / "valid.acc.ave_3best.pth").rename(exp / "valid.total_count.ave_5best.till45epoch.pth")
+    (repo / "unrelated.bin").write_bytes(b"x" * 1000)
+    meta = {"espnet": "202511", "files": {"s2t_model_file": f"{ef.EXP}/valid.total_count."
+            "ave_5best.till45epoch.pth"}, "yaml_files": {"s2t_train_config":
+            f"{ef.EXP}/config.yaml"}}  # fmt: skip
+    (repo / "meta.yaml").write_text(yaml.safe_dump(meta))
+    direct = convert_espnet(repo, tmp_path / "direct")  # the converter reads meta.yaml too
+    entry = {"sources": [{"kind": "hf", "converter": "espnet", "repo": "espnet/tiny"}]}
+    with serve_hub(tmp_path / "hub", monkeypatch) as requested:
+        p = load_from_registry(entry, tmp_path, monkeypatch)
+    fetched = {r.split("/resolve/main/", 1)[1] for r in requested}
+    assert fetched == {"meta.yaml", f"{ef.EXP}/config.yaml", ef.BPE, ef.STATS,
+                       f"{ef.EXP}/valid.total_count.ave_5best.till45epoch.pth"}  # fmt: skip
+    assert p.tokenizer.token_id("<deu>") == load_pretrained(direct).tokenizer.token_id("<deu>")
+    want = torch.load(exp / "valid.total_count.ave_5best.till45epoch.pth", weights_only=True)
+    assert torch.equal(p.model.state_dict()["ctc_head.weight"], want["ctc.ctc_lo.weight"])
+
+    # a manifest that names nothing usable, or a path outside the repo: a clear error
+    (repo / "meta.yaml").write_text(yaml.safe_dump({"files": {}}))
+    with serve_hub(tmp_path / "hub", monkeypatch), pytest.raises(Exception, match="s2t_model_file"):
+        load_from_registry(entry, tmp_path / "b", monkeypatch)
+    meta["files"]["s2t_model_file"] = "../../../etc/passwd"
+    (repo / "meta.yaml").write_text(yaml.safe_dump(meta))
+    with serve_hub(tmp_path / "hub", monkeypatch), pytest.raises(Exception, match="inside the rep"):
+        load_from_registry(entry, tmp_path / "c", monkeypatch)
 
 
 def test_zoo_catalog_lists_owsm_with_espnet_converter():
@@ -231,5 +285,4 @@ def test_zoo_catalog_lists_owsm_with_espnet_converter():
         src = models[name].sources[0]
         assert (src.kind, src.converter) == ("hf", "espnet")
         assert src.repo == "espnet/" + name.replace("-", "_")
-        assert any(f.endswith("bpe.model") for f in src.hf_files)
-        assert any(f.endswith("feats_stats.npz") for f in src.hf_files)
+        assert src.hf_files == []  # the repo's meta.yaml names its files

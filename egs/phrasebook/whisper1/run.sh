@@ -4,6 +4,7 @@
 #   ./run.sh --model whisper-base --config ../../../conf/whisper/finetune_base.yaml \
 #            --languages eng,deu,spa,fra --tasks asr,st_eng --exp exp/whisper_base_ft
 #   ./run.sh --stage 4 --stop_stage 5
+#   ./run.sh ... --max_utts 10     # score the first 10 test utterances per language and task
 # Stages: 1 corpus (reused when an identical build is in $data), 2 download the model,
 #         3 decode + score BEFORE fine-tuning -> RESULTS.md, 4 fine-tune,
 #         5 decode + score AFTER -> RESULTS.md, 6 pack the fine-tuned model.
@@ -23,6 +24,7 @@ language_weights=eng=3  # hours, seed and weights must match the s2t1 recipe's: 
 languages=eng        # spoken languages to decode and score
 tasks=asr            # asr, and st_eng (X -> English) for multilingual models
 beam=5
+max_utts=0           # decode the first N utterances per language and task (0 = all)
 exp=exp/whisper_tiny_en_ft
 results=RESULTS.md
 train_args=""        # extra --set overrides, e.g. "--set trainer.max_steps=100"
@@ -30,8 +32,9 @@ train_args=""        # extra --set overrides, e.g. "--set trainer.max_steps=100"
 . "$SPEECHKIT_ROOT/tools/parse_options.sh" "$@"
 
 log() { echo "[$(date '+%H:%M:%S')] (run.sh) $*"; }
-repro="cd egs/phrasebook/whisper1 && ./run.sh --model $model --config $config --languages $languages --tasks $tasks --beam $beam --exp $exp${train_args:+ --train_args '$train_args'}"
-decode="python local/decode_cuts.py --languages $languages --tasks $tasks --beam $beam"
+subset=""; if [ "$max_utts" -gt 0 ]; then subset=" --max_utts $max_utts"; fi
+repro="cd egs/phrasebook/whisper1 && ./run.sh --model $model --config $config --languages $languages --tasks $tasks --beam $beam$subset --exp $exp${train_args:+ --train_args '$train_args'}"
+decode="python local/decode_cuts.py --languages $languages --tasks $tasks --beam $beam --max-utts $max_utts"
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   log "stage 1: phrasebook corpus ($hours h) in $data"

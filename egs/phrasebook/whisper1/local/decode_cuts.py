@@ -3,12 +3,14 @@ layout that ``speechkit.bin.score`` reads, so scores before and after fine-tunin
 same scorer as every other recipe.
 
     python local/decode_cuts.py --model whisper-tiny.en --cuts data/cuts_test_seen.jsonl.gz \\
-        --out exp/before/test_seen [--languages eng] [--tasks asr,st_eng] [--beam 5]
+        --out exp/before/test_seen [--languages eng] [--tasks asr,st_eng] [--beam 5] \\
+        [--max-utts 10]
 
 For each cut in one of ``--languages``: ``asr`` -> ``OUT/asr_<lang>/`` (reference: transcript);
 ``st_eng`` (non-English cuts with an English translation) -> ``OUT/st_<lang>-eng/``. Each
 directory gets ``hyp.txt``, ``ref.txt`` (``<cut_id> <text>``) and ``hyps.jsonl``; ``OUT/
-decode_stats.json`` records model, beam and speed. The spoken language is given to the model
+decode_stats.json`` records model, beam, speed and subset. ``--max-utts N`` keeps the first N
+cuts of each (language, task) in manifest order, the same ones before and after fine-tuning. The spoken language is given to the model
 (not detected), as ``speechkit transcribe --language`` does. ``--model``: zoo name, packed
 directory or training checkpoint ``.pt``.
 """
@@ -45,6 +47,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--beam", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=8, help="utterances per encoder call")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    p.add_argument(
+        "--max-utts", type=int, default=0, help="first N cuts per language and task (0 = all)"
+    )
     return p.parse_args(argv)
 
 
@@ -109,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             if task == "st_eng" and lang == "eng":
                 continue
             name, pairs = references(cuts, lang, task)
+            if args.max_utts > 0:
+                pairs = pairs[: args.max_utts]
             if not pairs:
                 logger.warning("%s: no cut with a %s reference in %s", name, task, args.cuts)
                 continue
@@ -118,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - start
     stats = {"model": args.model, "device": "cpu", "audio_seconds": total_audio, "wall_s": wall,
              "rtfx": total_audio / max(wall, 1e-9),
-             "options": {"beam_size": args.beam, "ctc_weight": 0.0}}  # fmt: skip
+             "options": {"beam_size": args.beam, "ctc_weight": 0.0},
+             "max_utts_per_output": args.max_utts or None}  # fmt: skip
     (out / "decode_stats.json").write_text(json.dumps(stats, indent=1) + "\n")
     logger.info("decoded %.0f s of audio in %.0f s into %s", total_audio, wall, out)
     return 0

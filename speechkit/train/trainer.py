@@ -224,6 +224,7 @@ class Trainer:
         self._pending_rng: dict[str, Any] | None = None  # RNG state to restore (on resume)
         self._elapsed_before, self._start = 0.0, time.monotonic()
         self._last_valid: tuple[int, dict[str, float] | None] = (-1, None)
+        self._saved_step = -1  # the step of the last checkpoint written
         logger.info(
             "device %s, amp %s, %d trainable parameters",
             self.device,
@@ -244,7 +245,8 @@ class Trainer:
             while self.epoch <= self.cfg.max_epochs:
                 if not self._train_epoch():
                     logger.info("stopping at step %d: %s", self.step, self.stop_reason)
-                    self._save(self._validate())
+                    if self._saved_step != self.step:  # else the step's validation just saved it
+                        self._save(self._validate())
                     break
                 self._end_epoch()
             else:
@@ -516,6 +518,7 @@ class Trainer:
             prune_checkpoints(self.ckpt_dir, self.cfg.keep_checkpoints, self.cfg.average_best)
             logger.info("saved %s (valid loss %s)", path, valid_loss)
         dist_utils.barrier()
+        self._saved_step = self.step
         return path
 
     def _resume(self) -> Path | None:

@@ -144,6 +144,15 @@ def test_fit_writes_checkpoints_logs_and_learns(tmp_path):
     assert (tmp_path / "tensorboard").is_dir()
 
 
+def test_stop_at_a_validation_step_writes_its_checkpoint_once(tmp_path, caplog):
+    trainer = make_trainer(tmp_path, max_steps=4, valid_every_steps=2)
+    with caplog.at_level(logging.INFO, logger="speechkit.train.trainer"):
+        assert trainer.fit()["step"] == 4
+    saved = [r.getMessage().split()[1] for r in caplog.records if r.getMessage().startswith("saved")]
+    assert [p.rsplit("/", 1)[-1] for p in saved] == ["step-2.pt", "step-4.pt"]
+    assert load_checkpoint(list_checkpoints(tmp_path / "checkpoints")[-1])["step"] == 4
+
+
 def test_resume_mid_epoch_reproduces_uninterrupted_run(tmp_path):
     full = make_trainer(tmp_path / "full", max_steps=7)
     full.fit()

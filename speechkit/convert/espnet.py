@@ -379,13 +379,16 @@ def packed_paths(meta: dict, where: str) -> tuple[str, str]:
     return config, checkpoint
 
 
-def referenced_files(config: dict) -> list[str]:
-    """Relative paths of the files a training config points at: ``bpemodel``, a ``token_list``
-    file, ``normalize_conf.stats_file`` (what a converter needs besides config and weights)."""
-    token_list = config.get("token_list")
-    stats = (config.get("normalize_conf") or {}).get("stats_file")
-    names = [config.get("bpemodel"), token_list if isinstance(token_list, str) else None, stats]
-    return [n for n in names if isinstance(n, str) and n and not Path(n).is_absolute()]
+def referenced_files(config: dict) -> dict[str, str]:
+    """Relative paths of the files a training config points at, by key: ``bpemodel``,
+    ``token_list`` (when a file), ``stats_file`` (``normalize_conf``; optional: without it the
+    checkpoint's normalisation buffers are used)."""
+    names = {
+        "bpemodel": config.get("bpemodel"),
+        "token_list": config.get("token_list"),
+        "stats_file": (config.get("normalize_conf") or {}).get("stats_file"),
+    }
+    return {k: n for k, n in names.items() if isinstance(n, str) and n and not Path(n).is_absolute()}
 
 
 def find_files(root: Path) -> dict[str, Path]:

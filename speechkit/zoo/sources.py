@@ -230,8 +230,14 @@ class HFSource(Source):
             config_name, checkpoint = packed_paths(get_yaml(META), f"{repo}/{META}")
         except ValueError as e:
             raise SourceError(str(e)) from e
-        for name in [checkpoint, *referenced_files(get_yaml(config_name))]:
-            ctx.get(self._url(repo, name), _inside(model_dir, name))
+        referenced = referenced_files(get_yaml(config_name))
+        for key, name in [("checkpoint", checkpoint), *referenced.items()]:
+            try:
+                ctx.get(self._url(repo, name), _inside(model_dir, name))
+            except HTTPStatusError as e:
+                if key != "stats_file" or e.code != 404:
+                    raise
+                logger.info("%s has no %s; the checkpoint's normalisation is used", repo, name)
 
     def _first_weights(self, repo: str, model_dir: Path, ctx: FetchContext) -> None:
         for name in HF_WEIGHTS:

@@ -267,6 +267,13 @@ def test_zoo_espnet_repo_files_come_from_its_meta_yaml(fake_dir, tmp_path, monke
     want = torch.load(exp / "valid.total_count.ave_5best.till45epoch.pth", weights_only=True)
     assert torch.equal(p.model.state_dict()["ctc_head.weight"], want["ctc.ctc_lo.weight"])
 
+    # no statistics file on the hub: the checkpoint's normalisation buffers are used
+    (repo / ef.STATS).rename(tmp_path / "stats.npz")
+    with serve_hub(tmp_path / "hub", monkeypatch):
+        p2 = load_from_registry(entry, tmp_path / "a", monkeypatch)
+    for name, tensor in p.model.state_dict().items():  # the fake's buffers hold those stats
+        torch.testing.assert_close(p2.model.state_dict()[name], tensor, rtol=0, atol=0)
+
     # a manifest that names nothing usable, or a path outside the repo: a clear error
     (repo / "meta.yaml").write_text(yaml.safe_dump({"files": {}}))
     with serve_hub(tmp_path / "hub", monkeypatch), pytest.raises(Exception, match="s2t_model_file"):

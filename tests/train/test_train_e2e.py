@@ -67,6 +67,22 @@ def test_train_resume_average_and_load(tiny_corpus, tmp_path):
         torch.testing.assert_close(packed.model.encode(feats, lens)[0], enc, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("encoder", ["transformer", "ebranchformer"])
+def test_bf16_mixed_precision_with_the_real_model(tiny_corpus, tmp_path, encoder):
+    """The whole model (CTC, label-smoothed CE, attention) trains under bf16 autocast on CPU,
+    the path a GPU takes with trainer.amp=auto; losses stay finite, weights fp32."""
+    out = tmp_path / "exp"
+    overrides = ["trainer.max_steps=3", "trainer.amp=bf16", f"model.encoder_type={encoder}"]
+    assert run(tiny_corpus, out, *overrides) == 0
+    with open(out / "train_log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3
+    assert all(torch.isfinite(torch.tensor(float(r[k]))) for r in rows for k in ("loss", "loss_ctc"))
+    ckpt = load_checkpoint(list_checkpoints(out / "checkpoints")[-1])
+    assert ckpt["valid_loss"] is not None and ckpt["valid_loss"] == ckpt["valid_loss"]  # not NaN
+    assert all(t.dtype == torch.float32 for t in ckpt["model"].values() if t.is_floating_point())
+
+
 def test_resume_with_changed_model_is_refused(tiny_corpus, tmp_path):
     out = tmp_path / "exp"
     assert run(tiny_corpus, out, "trainer.max_steps=1") == 0

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from speechkit.config import ConfigError
 from speechkit.train.checkpoint import list_checkpoints, load_checkpoint
 from speechkit.train.config import OptimConfig, TrainerConfig
-from speechkit.train.trainer import TRAIN_COLUMNS, TrainData, Trainer
+from speechkit.train.trainer import TRAIN_COLUMNS, TrainData, Trainer, resolve_amp
 
 N_FEATS = 4
 
@@ -58,6 +58,7 @@ class ToyModel(nn.Module):
         self.norm = nn.LayerNorm(N_FEATS)
         self.drop = nn.Dropout(0.1)
         self.nan_calls, self.interrupt_call, self.calls = nan_calls, interrupt_call, 0
+        self.train_dtypes: set[torch.dtype] = set()  # dtypes of the training forward's outputs
 
     def forward(self, feats, feat_lens, ys_in, ys_out, ctc_targets, ctc_target_lens):
         if self.training:
@@ -65,7 +66,10 @@ class ToyModel(nn.Module):
             if self.calls == self.interrupt_call:
                 raise KeyboardInterrupt
         mask = (torch.arange(feats.shape[1])[None] < feat_lens[:, None]).float()
-        pred = (self.proj(self.drop(self.norm(feats))).squeeze(-1) * mask).sum(1) / feat_lens
+        out = self.proj(self.drop(self.norm(feats)))
+        if self.training:
+            self.train_dtypes.add(out.dtype)
+        pred = (out.float().squeeze(-1) * mask).sum(1) / feat_lens
         target = (feats[..., 0] * mask).sum(1) / feat_lens + 1.0
         loss = ((pred - target) ** 2).mean()
         if self.training and self.calls in self.nan_calls:
@@ -151,6 +155,40 @@ def test_stop_at_a_validation_step_writes_its_checkpoint_once(tmp_path, caplog):
     saved = [r.getMessage().split()[1] for r in caplog.records if r.getMessage().startswith("saved")]
     assert [p.rsplit("/", 1)[-1] for p in saved] == ["step-2.pt", "step-4.pt"]
     assert load_checkpoint(list_checkpoints(tmp_path / "checkpoints")[-1])["step"] == 4
+
+
+def test_resolve_amp_per_device(caplog):
+    cpu = torch.device("cpu")
+    assert resolve_amp("off", cpu) is None and resolve_amp("auto", cpu) is None
+    assert resolve_amp("bf16", cpu) == torch.bfloat16
+    with caplog.at_level(logging.WARNING):
+        assert resolve_amp("fp16", cpu) is None  # fp16 needs a GPU (and its loss scaler)
+    assert "needs a CUDA GPU" in caplog.text
+
+
+def test_bf16_mixed_precision_trains_with_fp32_weights(tmp_path):
+    """amp=bf16: the forward runs under autocast (Linear outputs bf16), the weights, optimizer
+    state and checkpoint stay fp32, and the loss still goes down."""
+    trainer = make_trainer(tmp_path, amp="bf16", max_steps=8)
+    assert trainer.fit()["step"] == 8
+    assert trainer.model.train_dtypes == {torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+    ckpt = load_checkpoint(list_checkpoints(tmp_path / "checkpoints")[-1])
+    assert all(t.dtype == torch.float32 for t in ckpt["model"].values())
+    with open(tmp_path / "train_log.csv") as f:
+        losses = [float(r["loss"]) for r in csv.DictReader(f)]
+    assert losses[-1] < losses[0]
+    off = make_trainer(tmp_path / "off", amp="off", max_steps=1)
+    off.fit()
+    assert off.model.train_dtypes == {torch.float32}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 loss scaling needs a CUDA GPU")
+def test_fp16_mixed_precision_on_gpu(tmp_path):
+    trainer = make_trainer(tmp_path, amp="fp16", max_steps=6, device="cuda")
+    assert trainer.fit()["step"] == 6
+    assert trainer.model.train_dtypes == {torch.float16} and trainer.scaler.is_enabled()
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
 
 
 def test_resume_mid_epoch_reproduces_uninterrupted_run(tmp_path):

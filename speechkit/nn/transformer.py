@@ -48,6 +48,8 @@ class TransformerEncoderLayer(nn.Module):
 class TransformerDecoderLayer(nn.Module):
     """Causal self-attention, cross-attention over the encoder output, FFN; all pre-LN."""
 
+    FSDP_FORWARD_METHODS = ("cross_kv",)  # called besides forward (speechkit.train.distributed)
+
     def __init__(
         self,
         d_model: int,

@@ -10,7 +10,8 @@ is a no-op for a single process, so the trainer calls these functions unconditio
 
 Strategies (``trainer.strategy``): ``ddp`` keeps a full replica per rank and averages gradients
 (DistributedDataParallel); ``fsdp`` shards parameters, gradients and optimiser state over ranks
-(FullyShardedDataParallel, for models that do not fit one GPU). Checkpoints always hold the
+(PyTorch's ``fully_shard``, FSDP2, one unit per layer of every ``nn.ModuleList``, for models that
+do not fit one GPU; it runs on CPU ranks with gloo too, which is how the tests check it). Checkpoints always hold the
 full, unwrapped state dict, written by rank 0 only, so a run can resume under a different
 number of processes, or none. See docs/distributed.md.
 """
@@ -130,22 +131,37 @@ def accum_steps(accum_grad: int, global_micro_batches: int, world_size: int) -> 
 
 
 def wrap_model(model: nn.Module, strategy: str, device: torch.device) -> nn.Module:
-    """``model`` (already on ``device``) wrapped for data parallelism; unchanged when alone."""
+    """``model`` (already on ``device``) wrapped for data parallelism; unchanged when alone.
+
+    Under ``fsdp`` the model is sharded in place (``fully_shard``) and returned as itself."""
     if not _active() or dist.get_world_size() == 1:
+        return model
+    if strategy == "fsdp":
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
+
+        mesh = init_device_mesh(device.type, (dist.get_world_size(),))
+        layers = {id(m) for lst in model.modules() if isinstance(lst, nn.ModuleList) for m in lst}
+        # Reversed pre-order puts every module after its descendants: inner units come first.
+        for module in reversed(list(model.modules())):
+            if id(module) in layers:  # a layer's weights are gathered only while it runs
+                fully_shard(module, mesh=mesh)
+                # Methods the model calls besides forward (e.g. a decoder layer's cross_kv)
+                # must gather the weights too; layers list them in FSDP_FORWARD_METHODS.
+                for name in getattr(module, "FSDP_FORWARD_METHODS", ()):
+                    register_fsdp_forward_method(module, name)
+        fully_shard(model, mesh=mesh)
         return model
     ids = None
     if device.type == "cuda":
         ids = [device.index if device.index is not None else torch.cuda.current_device()]
-    if strategy == "fsdp":
-        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-
-        kwargs = {"device_id": ids[0]} if ids else {}
-        return FSDP(model, use_orig_params=True, sync_module_states=True, **kwargs)
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
 
 def _is_fsdp(model: nn.Module) -> bool:
-    return type(model).__name__ == "FullyShardedDataParallel"
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -154,7 +170,8 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def no_sync(model: nn.Module, skip: bool):
-    """Context in which backward does not all-reduce (non-final accumulation micro-steps)."""
+    """Context in which backward does not all-reduce (non-final accumulation micro-steps of
+    DDP; FSDP reduce-scatters every micro-step, so its gradients are always complete)."""
     if skip and hasattr(model, "no_sync"):
         return model.no_sync()
     return contextlib.nullcontext()
@@ -163,7 +180,7 @@ def no_sync(model: nn.Module, skip: bool):
 def average_gradients(model: nn.Module) -> None:
     """All-reduces (means) gradients by hand: for an update whose last micro-step ran under
     :func:`no_sync` (an epoch tail shorter than the accumulation)."""
-    if not _active() or dist.get_world_size() == 1:
+    if not _active() or dist.get_world_size() == 1 or _is_fsdp(model):
         return
     for p in model.parameters():
         if p.grad is not None:
@@ -173,9 +190,9 @@ def average_gradients(model: nn.Module) -> None:
 
 def clip_grad_norm(model: nn.Module, max_norm: float) -> torch.Tensor:
     """Global gradient norm (over all shards under FSDP), clipped to ``max_norm``."""
-    if _is_fsdp(model):
-        return model.clip_grad_norm_(max_norm)
-    return nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    norm = nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    # Under FSDP the norm is a DTensor reduced over the shards; every rank gets the full value.
+    return norm.full_tensor() if hasattr(norm, "full_tensor") else norm
 
 
 # ---------------------------------------------------------------------- collectives
@@ -209,52 +226,46 @@ def _comm_device() -> torch.device:
 # ---------------------------------------------------------------------- checkpoint state
 
 
-@contextlib.contextmanager
-def _full_state(model: nn.Module, rank0_only: bool) -> Iterator[None]:
-    from torch.distributed.fsdp import FullOptimStateDictConfig, FullStateDictConfig, StateDictType
-    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+def _full_options(**kw):
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
 
-    with FSDP.state_dict_type(
-        model,
-        StateDictType.FULL_STATE_DICT,
-        FullStateDictConfig(offload_to_cpu=True, rank0_only=rank0_only),
-        FullOptimStateDictConfig(offload_to_cpu=True, rank0_only=rank0_only),
-    ):
-        yield
+    return StateDictOptions(full_state_dict=True, cpu_offload=True, **kw)
 
 
 def model_state(model: nn.Module) -> dict:
-    """The full, unwrapped model state dict (collective under FSDP: call on every rank)."""
+    """The full, unwrapped model state dict (collective under FSDP: call on every rank; only
+    rank 0 gets the tensors, the writer)."""
     if _is_fsdp(model):
-        with _full_state(model, rank0_only=True):
-            return model.state_dict()
+        from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+        return get_model_state_dict(model, options=_full_options())
     return unwrap(model).state_dict()
 
 
 def optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     """Optimiser state keyed like a single-process run (collective under FSDP)."""
     if _is_fsdp(model):
-        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+        from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
-        with _full_state(model, rank0_only=True):
-            return FSDP.optim_state_dict(model, optimizer)
+        return get_optimizer_state_dict(model, optimizer, options=_full_options())
     return optimizer.state_dict()
 
 
 def load_model_state(model: nn.Module, state: dict) -> None:
     if _is_fsdp(model):
-        with _full_state(model, rank0_only=False):
-            model.load_state_dict(state)
+        from torch.distributed.checkpoint.state_dict import set_model_state_dict
+
+        set_model_state_dict(model, state, options=_full_options())
         return
     unwrap(model).load_state_dict(state)
 
 
 def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
     if _is_fsdp(model):
-        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+        from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
 
-        with _full_state(model, rank0_only=False):
-            state = FSDP.optim_state_dict_to_load(model, optimizer, state)
+        set_optimizer_state_dict(model, optimizer, state, options=_full_options())
+        return
     optimizer.load_state_dict(state)
 
 

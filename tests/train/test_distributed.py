@@ -1,4 +1,5 @@
-"""Tests for speechkit/train/distributed.py and the trainer under DDP (2 CPU processes, gloo).
+"""Tests for speechkit/train/distributed.py and the trainer under DDP and FSDP (2 CPU processes,
+gloo).
 
 The claim under test: DDP on 2 ranks, each taking half of every batch, follows the same loss
 trajectory as one process taking whole batches (no dropout, equal-length utterances, so the
@@ -97,14 +98,24 @@ def _losses(out) -> list[float]:
         return [float(r["loss"]) for r in csv.DictReader(f)]
 
 
-def _worker(rank, world, port, out, results):
+def _worker(rank, world, port, out, results, strategy="ddp"):
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist_utils.init_distributed("cpu")
     try:
-        trainer = _trainer(out, rank, world)
+        trainer = _trainer(out, rank, world, strategy=strategy)
         results[f"wrapped{rank}"] = type(trainer.model).__name__
         trainer.fit()
+        if strategy == "fsdp":  # each rank holds a shard of the parameters, not all of them
+            results[f"local{rank}"] = sum(p.to_local().numel() for p in trainer.model.parameters())
+            # the full checkpoint loads back into the shards (model and optimiser state)
+            resumed = _trainer(out, rank, world, strategy=strategy)
+            results[f"resumed{rank}"] = resumed.fit(resume=True)["step"]
+            shards = {n: p.to_local() for n, p in trainer.model.named_parameters()}
+            results[f"same{rank}"] = all(
+                torch.equal(p.to_local(), shards[n]) for n, p in resumed.model.named_parameters()
+            )
+            return
         # A resumed run whose config differs from its checkpoint fails on every rank.
         try:
             _trainer(out, rank, world, run_config={"trainer": {"seed": 2}}).fit(resume=True)
@@ -148,6 +159,30 @@ def test_two_ranks_match_one_process_and_resume_anywhere(tmp_path):
         assert (
             "cannot resume" in results[f"error{rank}"] and "trainer.seed" in results[f"error{rank}"]
         )
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch without distributed")
+def test_fsdp_on_two_ranks_matches_one_process(tmp_path):
+    """FSDP (parameters, gradients and optimiser state sharded over 2 CPU ranks, gloo) follows
+    the single-process trajectory, and rank 0 writes a full, unsharded checkpoint that one
+    process resumes."""
+    single = _trainer(tmp_path / "single", 0, 1)
+    single.fit()
+    results = mp.Manager().dict()
+    args = (2, _free_port(), tmp_path / "fsdp", results, "fsdp")
+    mp.spawn(_worker, args=args, nprocs=2, join=True)
+    assert results["wrapped0"] == results["wrapped1"] == "FSDPS2TModel"  # sharded in place
+    full = sum(p.numel() for p in single.model.parameters())
+    assert results["local0"] + results["local1"] >= full > results["local0"]
+    assert results["resumed0"] == results["resumed1"] == STEPS
+    assert results["same0"] and results["same1"]
+    assert _losses(tmp_path / "fsdp") == pytest.approx(_losses(tmp_path / "single"), abs=1e-5)
+    state = load_checkpoint(list_checkpoints(tmp_path / "fsdp" / "checkpoints")[-1])
+    single_state = load_checkpoint(list_checkpoints(tmp_path / "single" / "checkpoints")[-1])
+    assert state["model"].keys() == single_state["model"].keys()
+    for k, v in single_state["model"].items():
+        torch.testing.assert_close(state["model"][k], v, atol=1e-5, rtol=1e-4)
+    assert _trainer(tmp_path / "fsdp", 0, 1).fit(resume=True)["step"] == STEPS
 
 
 def test_global_micro_batches_must_divide_by_world_size():

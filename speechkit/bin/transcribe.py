@@ -5,9 +5,11 @@
     speechkit transcribe --model exp/packed --cuts test_cuts.jsonl.gz --language de --task translate
 
 Inputs: audio files, a Kaldi ``wav.scp`` (``utt path`` or ``utt command |``: the command runs
-through a shell and writes audio to its stdout) and/or a lhotse cut manifest. Every transcript is
-printed to stdout as ``name<TAB>text``; ``--output-dir`` also gets ``<name>.txt|json|srt`` per
-input. An input that cannot be read (missing, empty, not audio, failing command) is logged with
+through a shell and writes audio to its stdout) and/or a lhotse cut manifest. With
+``--output-dir``, every transcript is printed to stdout as ``name<TAB>text`` and the directory gets
+``<name>.txt|json|srt`` per input. Without it, stdout carries the ``--output-format``: ``txt``
+lines ``name<TAB>text``, ``json`` one JSON object per line, ``srt`` the subtitles of a single
+input (``speechkit transcribe a.wav --output-format srt > a.srt``). An input that cannot be read (missing, empty, not audio, failing command) is logged with
 its name and reason and skipped; the others are still decoded, and the exit code is 1 if any
 failed. Decoding rules: ``speechkit/inference.py``.
 """
@@ -109,6 +111,15 @@ def _file_stem(name: str, taken: set[str]) -> str:
     return candidate
 
 
+def stdout_text(result: Result, fmt: str) -> str:
+    """What stdout shows of ``result`` without ``--output-dir`` (see the module docstring)."""
+    if fmt == "json":
+        return json.dumps(asdict(result), ensure_ascii=False)
+    if fmt == "srt":
+        return to_srt(result)
+    return f"{result.name}\t{result.text}"
+
+
 def write_outputs(result: Result, out_dir: Path, formats: list[str], stem: str) -> None:
     if "txt" in formats:
         (out_dir / f"{stem}.txt").write_text(result.text + "\n", encoding="utf-8")
@@ -129,7 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8, help="30 s windows per encoder call")
     p.add_argument("--language", help="ISO 639-1 or 639-3 code; default: detect (multilingual)")
     p.add_argument("--task", choices=("transcribe", "translate"), default="transcribe")
-    p.add_argument("--output-format", choices=(*FORMATS, "all"), default="txt")
+    p.add_argument(
+        "--output-format", choices=(*FORMATS, "all"), default="txt",
+        help="files per input in --output-dir; without it, what stdout shows (srt: one input)",
+    )  # fmt: skip
     p.add_argument("--output-dir", help="write <name>.<format> files here")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
@@ -164,6 +178,14 @@ def main(argv: list[str] | None = None) -> int:
     inputs = collect_inputs(args)
     formats = list(FORMATS) if args.output_format == "all" else [args.output_format]
     out_dir = Path(args.output_dir) if args.output_dir else None
+    if out_dir is None and args.output_format == "all":
+        build_parser().error("--output-format all writes files: give --output-dir")
+    if out_dir is None and args.output_format == "srt" and len(inputs) > 1:
+        build_parser().error(
+            f"--output-format srt on stdout takes one input ({len(inputs)} given): "
+            "give --output-dir for one .srt per input"
+        )
+    shown = "txt" if out_dir else args.output_format
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
     failed, done, taken = [], 0, set()
@@ -172,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         waves, names, bad = _load_all(inputs[start : start + step])
         failed += bad
         for result in transcriber(waves, names) if waves else []:
-            print(f"{result.name}\t{result.text}", flush=True)
+            print(stdout_text(result, shown), flush=True)
             if out_dir:
                 write_outputs(result, out_dir, formats, _file_stem(result.name, taken))
             done += 1

@@ -366,10 +366,12 @@ def packed_paths(meta: dict, where: str) -> tuple[str, str]:
     """(training config, checkpoint) that an ESPnet pack's ``meta.yaml`` names, as paths
     relative to the pack: ``yaml_files.s2t_train_config`` and ``files.s2t_model_file`` (another
     task's ``*_train_config`` / ``*_model_file`` are taken too, and rejected by ``check_task``)."""
+
+    def pick(entries: dict, suffix: str):
+        named = entries.get(f"s2t_{suffix}")
+        return named or next((v for k, v in entries.items() if k.endswith(suffix)), None)
+
     files, yaml_files = meta.get("files") or {}, meta.get("yaml_files") or {}
-    pick = lambda d, suffix: d.get(f"s2t_{suffix}") or next(  # noqa: E731
-        (v for k, v in d.items() if k.endswith(suffix)), None
-    )
     config, checkpoint = pick(yaml_files, "train_config"), pick(files, "model_file")
     if not isinstance(config, str) or not isinstance(checkpoint, str):
         raise ConversionError(
@@ -388,7 +390,9 @@ def referenced_files(config: dict) -> dict[str, str]:
         "token_list": config.get("token_list"),
         "stats_file": (config.get("normalize_conf") or {}).get("stats_file"),
     }
-    return {k: n for k, n in names.items() if isinstance(n, str) and n and not Path(n).is_absolute()}
+    return {
+        k: n for k, n in names.items() if isinstance(n, str) and n and not Path(n).is_absolute()
+    }
 
 
 def find_files(root: Path) -> dict[str, Path]:

@@ -22,7 +22,7 @@ import contextlib
 import datetime
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch

@@ -79,6 +79,20 @@ def test_cli_files_scp_cuts_and_bad_inputs(model_dir, good_wav, tmp_path, capsys
     assert srt[2] == result["text"]
 
 
+def test_formats_on_stdout_without_output_dir(model_dir, good_wav, tmp_path, capsys):
+    base = ["transcribe", "--model", str(model_dir), "--beam", "1", str(good_wav)]
+    assert cli.main([*base, "--output-format", "json"]) == 0
+    row = json.loads(capsys.readouterr().out.strip())  # one JSON object per line
+    assert row["name"] == str(good_wav) and "train station" in row["text"].lower()
+    assert cli.main([*base, "--output-format", "srt"]) == 0
+    srt = capsys.readouterr().out.splitlines()
+    assert srt[0] == "1" and "-->" in srt[1] and "train station" in srt[2].lower()
+    for fmt, why in [("srt", "takes one input"), ("all", "give --output-dir")]:
+        with pytest.raises(SystemExit):
+            cli.main([*base, str(good_wav), "--output-format", fmt])
+        assert why in capsys.readouterr().err
+
+
 def test_srt_time_format():
     assert srt_time(0) == "00:00:00,000"
     assert srt_time(3725.0456) == "01:02:05,046"

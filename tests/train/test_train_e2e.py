@@ -77,7 +77,9 @@ def test_bf16_mixed_precision_with_the_real_model(tiny_corpus, tmp_path, encoder
     with open(out / "train_log.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 3
-    assert all(torch.isfinite(torch.tensor(float(r[k]))) for r in rows for k in ("loss", "loss_ctc"))
+    assert all(
+        torch.isfinite(torch.tensor(float(r[k]))) for r in rows for k in ("loss", "loss_ctc")
+    )
     ckpt = load_checkpoint(list_checkpoints(out / "checkpoints")[-1])
     assert ckpt["valid_loss"] is not None and ckpt["valid_loss"] == ckpt["valid_loss"]  # not NaN
     assert all(t.dtype == torch.float32 for t in ckpt["model"].values() if t.is_floating_point())

@@ -152,7 +152,9 @@ def test_stop_at_a_validation_step_writes_its_checkpoint_once(tmp_path, caplog):
     trainer = make_trainer(tmp_path, max_steps=4, valid_every_steps=2)
     with caplog.at_level(logging.INFO, logger="speechkit.train.trainer"):
         assert trainer.fit()["step"] == 4
-    saved = [r.getMessage().split()[1] for r in caplog.records if r.getMessage().startswith("saved")]
+    saved = [
+        r.getMessage().split()[1] for r in caplog.records if r.getMessage().startswith("saved")
+    ]
     assert [p.rsplit("/", 1)[-1] for p in saved] == ["step-2.pt", "step-4.pt"]
     assert load_checkpoint(list_checkpoints(tmp_path / "checkpoints")[-1])["step"] == 4
 

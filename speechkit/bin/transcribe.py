@@ -6,12 +6,12 @@
 
 Inputs: audio files, a Kaldi ``wav.scp`` (``utt path`` or ``utt command |``: the command runs
 through a shell and writes audio to its stdout) and/or a lhotse cut manifest. With
-``--output-dir``, every transcript is printed to stdout as ``name<TAB>text`` and the directory gets
-``<name>.txt|json|srt`` per input. Without it, stdout carries the ``--output-format``: ``txt``
-lines ``name<TAB>text``, ``json`` one JSON object per line, ``srt`` the subtitles of a single
-input (``speechkit transcribe a.wav --output-format srt > a.srt``). An input that cannot be read (missing, empty, not audio, failing command) is logged with
-its name and reason and skipped; the others are still decoded, and the exit code is 1 if any
-failed. Decoding rules: ``speechkit/inference.py``.
+``--output-dir``, every transcript is printed to stdout as ``name<TAB>text`` and the directory
+gets ``<name>.txt|json|srt`` per input. Without it, stdout carries the ``--output-format``:
+``txt`` lines ``name<TAB>text``, ``json`` one JSON object per line, ``srt`` the subtitles of a
+single input (``speechkit transcribe a.wav --output-format srt > a.srt``). An input that cannot
+be read (missing, empty, not audio, failing command) is logged with its name and reason and
+skipped; the others are still decoded, and the exit code is 1 if any failed. Decoding rules: ``speechkit/inference.py``.
 """
 
 from __future__ import annotations

@@ -11,9 +11,9 @@ is a no-op for a single process, so the trainer calls these functions unconditio
 Strategies (``trainer.strategy``): ``ddp`` keeps a full replica per rank and averages gradients
 (DistributedDataParallel); ``fsdp`` shards parameters, gradients and optimiser state over ranks
 (PyTorch's ``fully_shard``, FSDP2, one unit per layer of every ``nn.ModuleList``, for models that
-do not fit one GPU; it runs on CPU ranks with gloo too, which is how the tests check it). Checkpoints always hold the
-full, unwrapped state dict, written by rank 0 only, so a run can resume under a different
-number of processes, or none. See docs/distributed.md.
+do not fit one GPU; it runs on CPU ranks with gloo too, which is how the tests check it).
+Checkpoints always hold the full, unwrapped state dict, written by rank 0 only, so a run can
+resume under a different number of processes, or none. See docs/distributed.md.
 """
 
 from __future__ import annotations
@@ -226,10 +226,11 @@ def _comm_device() -> torch.device:
 # ---------------------------------------------------------------------- checkpoint state
 
 
-def _full_options(**kw):
+def _full_options():
+    """Whole (unsharded) tensors, gathered to the CPU of rank 0."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions
 
-    return StateDictOptions(full_state_dict=True, cpu_offload=True, **kw)
+    return StateDictOptions(full_state_dict=True, cpu_offload=True)
 
 
 def model_state(model: nn.Module) -> dict:

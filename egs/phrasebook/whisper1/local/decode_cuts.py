@@ -10,8 +10,9 @@ For each cut in one of ``--languages``: ``asr`` -> ``OUT/asr_<lang>/`` (referenc
 ``st_eng`` (non-English cuts with an English translation) -> ``OUT/st_<lang>-eng/``. Each
 directory gets ``hyp.txt``, ``ref.txt`` (``<cut_id> <text>``) and ``hyps.jsonl``; ``OUT/
 decode_stats.json`` records model, beam, speed and subset. ``--max-utts N`` keeps the first N
-cuts of each (language, task) in manifest order, the same ones before and after fine-tuning. The spoken language is given to the model
-(not detected), as ``speechkit transcribe --language`` does. ``--model``: zoo name, packed
+cuts of each (language, task) in manifest order, the same ones before and after fine-tuning. The
+spoken language is given to the model (not detected), as ``speechkit transcribe --language``
+does. ``--model``: zoo name, packed
 directory or training checkpoint ``.pt``.
 """
 

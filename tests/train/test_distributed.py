@@ -185,6 +185,53 @@ def test_fsdp_on_two_ranks_matches_one_process(tmp_path):
     assert _trainer(tmp_path / "fsdp", 0, 1).fit(resume=True)["step"] == STEPS
 
 
+class DyingSampler(FixedSampler):
+    """Rank 1's batches; the process dies (raises) when it draws batch ``die_at``."""
+
+    def __init__(self, batches, die_at):
+        super().__init__(batches)
+        self.die_at = die_at
+
+    def __iter__(self):
+        for batch in super().__iter__():
+            if self.pos == self.die_at:
+                raise RuntimeError("rank 1 died")
+            yield batch
+
+
+def _dying_worker(rank, world, port, out):
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist_utils.init_distributed("cpu", timeout_minutes=1.0)  # a hang fails within a minute
+    try:
+        trainer = _trainer(out, rank, world)
+        trainer.cfg.valid_every_steps = 1  # a checkpoint after every update
+        if rank == 1:
+            sampler = DyingSampler(trainer.data.sampler.batches, die_at=2 * ACCUM + 1)
+            trainer.data = TrainData(sampler, sampler)
+        trainer.fit()
+    finally:
+        dist_utils.destroy()
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch without distributed")
+def test_a_rank_dying_mid_epoch_leaves_complete_checkpoints_to_resume(tmp_path):
+    """Rank 1 dies during the third update: the group stops, the checkpoints of updates 1-2 are
+    whole (no .tmp left), and resuming from them ends where an uninterrupted run ends."""
+    single = _trainer(tmp_path / "single", 0, 1)
+    single.fit()
+    with pytest.raises(mp.ProcessRaisedException, match="rank 1 died"):
+        mp.spawn(_dying_worker, args=(2, _free_port(), tmp_path / "ddp"), nprocs=2, join=True)
+    ckpts = list_checkpoints(tmp_path / "ddp" / "checkpoints")
+    assert [c.name for c in ckpts] == ["step-1.pt", "step-2.pt"]
+    assert not list((tmp_path / "ddp").rglob("*.tmp"))
+    assert load_checkpoint(ckpts[-1])["step"] == 2
+    resumed = _trainer(tmp_path / "ddp", 0, 1)
+    assert resumed.fit(resume=True)["step"] == STEPS
+    for k, v in single.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[k], v, atol=1e-5, rtol=1e-4)
+
+
 def test_global_micro_batches_must_divide_by_world_size():
     assert dist_utils.accum_steps(3, 0, 4) == 3
     assert dist_utils.accum_steps(3, 8, 4) == 2

@@ -194,20 +194,27 @@ class HFSource(Source):
     def fetch(self, work: Path, ctx: FetchContext) -> Path:
         repo = self.spec.repo
         model_dir = ctx.download_dir(f"hf:{hf_endpoint()}:{repo}@{self.spec.revision}")
-        if self.spec.converter == "espnet" and not self.spec.hf_files:
+        if self.spec.hf_files:
+            for name in self.spec.hf_files:
+                ctx.get(self._url(repo, name), _inside(model_dir, name))
+        elif self.spec.converter == "espnet":
             self._espnet_files(repo, model_dir, ctx)
-            return run_converter(self.spec.converter, model_dir, work / "packed")
-        for name in self.spec.hf_files or HF_REQUIRED:
-            ctx.get(self._url(repo, name), _inside(model_dir, name))
-        if not self.spec.hf_files:
-            self._first_weights(repo, model_dir, ctx)
-            for name in HF_OPTIONAL:
-                try:
-                    ctx.get(self._url(repo, name), model_dir / name)
-                except HTTPStatusError as e:
-                    if e.code != 404:
-                        raise
+        else:
+            self._whisper_files(repo, model_dir, ctx)
         return run_converter(self.spec.converter, model_dir, work / "packed")
+
+    def _whisper_files(self, repo: str, model_dir: Path, ctx: FetchContext) -> None:
+        """A transformers Whisper repo: the required files, the first weights file found, and
+        the optional files that exist."""
+        for name in HF_REQUIRED:
+            ctx.get(self._url(repo, name), model_dir / name)
+        self._first_weights(repo, model_dir, ctx)
+        for name in HF_OPTIONAL:
+            try:
+                ctx.get(self._url(repo, name), model_dir / name)
+            except HTTPStatusError as e:
+                if e.code != 404:
+                    raise
 
     def _espnet_files(self, repo: str, model_dir: Path, ctx: FetchContext) -> None:
         """An ESPnet repo: its ``meta.yaml`` names the training config and the weights, and the

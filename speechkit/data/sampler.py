@@ -279,13 +279,14 @@ def _make(cuts: CutSet, cfg: SamplerConfig, common: dict):
         num_buckets = max(1, min(cfg.num_buckets, available))
         if num_buckets < cfg.num_buckets:
             logger.info("only %d cuts: using %d duration buckets", available, num_buckets)
-        return BucketingSampler(
-            cuts,
-            num_buckets=num_buckets,
-            buffer_size=cfg.buffer_size,
-            num_cuts_for_bins_estimate=min(cfg.buffer_size, 10000),
-            **common,
-        )
+        if num_buckets >= 2:  # lhotse needs two; one bucket is plain shuffled sampling
+            return BucketingSampler(
+                cuts,
+                num_buckets=num_buckets,
+                buffer_size=cfg.buffer_size,
+                num_cuts_for_bins_estimate=min(cfg.buffer_size, 10000),
+                **common,
+            )
     return ShuffledSampler(cuts, shuffle_buffer_size=cfg.buffer_size, **common)
 
 

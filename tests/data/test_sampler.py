@@ -111,6 +111,14 @@ def test_config_validation():
         from_dict(SamplerConfig, {"max_duration": 10.0, "max_cut_duration": 30.0})
 
 
+@pytest.mark.parametrize("num_buckets, n_cuts", [(1, 5), (10, 1)])
+def test_one_bucket_samples_every_cut(num_buckets, n_cuts):
+    cuts = CutSet.from_cuts(dummy_cut(i, duration=1.0 + i) for i in range(n_cuts))
+    cfg = SamplerConfig(max_duration=100.0, num_buckets=num_buckets)
+    batches = list(build_sampler(cuts, cfg, seed=0))
+    assert sorted(c.id for batch in batches for c in batch) == sorted(c.id for c in cuts)
+
+
 @pytest.mark.parametrize("lazy", [False, True])
 def test_fewer_cuts_than_buckets_still_samples_every_cut(tmp_path, lazy):
     cuts = CutSet.from_cuts(dummy_cut(i, duration=1.0 + i) for i in range(3))

@@ -14,7 +14,10 @@ raised to the corpus's longest cut where that is longer (35 s for the synthetic 
 (d) 2D buckets (duration x output tokens; ``estimate_grid`` with its padding targets and
     buckets of at least two batch budgets of audio) with per-bucket batch sizes from
     ``speechkit.train.batch_search`` on CPU, given as memory budget the measured memory of the
-    costliest batches (c) produced, so (d) may use no more memory than (c) already does.
+    costliest batches (c) produced, so (d) may use no more memory than (c) already does;
+(e) as (d), with the memory budget that (a)'s costliest batches need. This is the comparison of
+    the Canary paper: a fixed batch size must be small enough for the worst batch it can draw, so
+    a machine that runs (a) has that much memory, and per-bucket sizes fill it in every bucket.
 
 Corpora: the phrasebook training cuts (token counts from the tokenizer: each cut's longest
 decoder text) and a synthetic long-tailed set (lognormal durations clipped to 1-35 s, about 3
@@ -67,6 +70,7 @@ STRATEGIES = (
     "(b) length-sorted",
     "(c) lhotse 1D buckets",
     "(d) 2D buckets + per-bucket sizes",
+    "(e) as (d), memory of (a)",
 )
 TITLE = "Batching strategies: padding and training throughput"
 QUICK_MODEL = ["model.d_model=16", "model.encoder_layers=1", "model.decoder_layers=1",
@@ -251,8 +255,8 @@ def throughput(corpus: Corpus, samples: list[list[list[int]]], model_cfg, args) 
     ]
 
 
-def two_d_batches(corpus, cuts, sampler_cfg, budget: int, model_cfg, args):
-    """Strategy (d): grid, batch search under ``budget`` bytes, one epoch of batches."""
+def two_d_batches(corpus, cuts, sampler_cfg, budget: int, model_cfg, args, tag: str):
+    """Strategies (d) and (e): grid, batch search under ``budget`` bytes, one epoch of batches."""
     grid = estimate_grid(
         corpus.durations, corpus.tokens, min_bucket_seconds=2 * sampler_cfg.max_duration
     )
@@ -260,7 +264,7 @@ def two_d_batches(corpus, cuts, sampler_cfg, budget: int, model_cfg, args):
         memory_gib=budget / GIB, margin=1.0, max_batch=args.max_batch, device="cpu"
     )
     grid.batch_sizes = search_grid(model_cfg, grid, settings)
-    path = Path(args.work_dir) / f"buckets_{corpus.name.split()[0]}.yaml"
+    path = Path(args.work_dir) / f"buckets_{corpus.name.split()[0]}_{tag}.yaml"
     grid.save(path)
     cfg = dataclasses.replace(sampler_cfg, buckets=str(path))
     return _index(build_sampler(cuts, cfg, seed=args.seed, tokenizer=_Words())), grid
@@ -278,13 +282,17 @@ def run_corpus(corpus: Corpus, cfg, args) -> tuple[list[dict], list[str]]:
     c_batches = _index(build_sampler(cuts, one_d, seed=args.seed))
     torch.manual_seed(0)
     probe = build_model(cfg.model).train()
+    a_batches = fixed_batches(corpus, sampler_cfg.max_duration, sort=False, seed=args.seed)
     budget = peak_bytes(corpus, c_batches, probe, cfg.model)
-    d_batches, grid = two_d_batches(corpus, cuts, sampler_cfg, budget, cfg.model, args)
+    budget_a = peak_bytes(corpus, a_batches, probe, cfg.model)
+    d_batches, grid = two_d_batches(corpus, cuts, sampler_cfg, budget, cfg.model, args, "d")
+    e_batches, grid_e = two_d_batches(corpus, cuts, sampler_cfg, budget_a, cfg.model, args, "e")
     all_batches = [
-        fixed_batches(corpus, sampler_cfg.max_duration, sort=False, seed=args.seed),
+        a_batches,
         fixed_batches(corpus, sampler_cfg.max_duration, sort=True, seed=args.seed),
         c_batches,
         d_batches,
+        e_batches,
     ]
     rows = [{"strategy": n, **epoch_padding(corpus, b)} for n, b in zip(STRATEGIES, all_batches)]
     for row, batches in zip(rows, all_batches):
@@ -302,6 +310,9 @@ def run_corpus(corpus: Corpus, cfg, args) -> tuple[list[dict], list[str]]:
         f"budget {budget / 2**20:.0f} MiB (the peak of (c)). For comparison, lhotse 1D with "
         f"{len(grid.duration_edges)} duration buckets pads {100 * same_rows['pad_frames']:.1f}% "
         f"of frames and {100 * same_rows['pad_tokens']:.1f}% of tokens (padding only, not timed).",
+        f"(e) the same grid, batch sizes {min(grid_e.flat_batch_sizes())}-"
+        f"{max(grid_e.flat_batch_sizes())}, memory budget {budget_a / 2**20:.0f} MiB (the peak "
+        "of (a)).",
     ]
     return rows, notes
 

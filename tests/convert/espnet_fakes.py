@@ -7,16 +7,15 @@ saved under ESPnet's tensor names), for tests of the zoo, fine-tuning and decodi
 
 from __future__ import annotations
 
-import importlib.machinery
 import io
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
 import sentencepiece as spm
 import torch
 import yaml
+
+from speechkit.convert import espnet_reference
 
 N_MELS = 20
 EXP = "exp/s2t_train_tiny"
@@ -123,35 +122,9 @@ def _layout(root: Path, encoder: str) -> tuple[dict, list[str]]:
     return config, tokens
 
 
-def import_espnet():
-    """Imports ESPnet's S2T task fast: typeguard's import-time instrumentation (~15 s) is skipped
-    and g2p_en (which tries an nltk download) is stubbed; neither is used by S2T models."""
-    import typeguard
-
-    typeguard.typechecked = lambda func=None, **kw: func if func is not None else (lambda f: f)
-    if "g2p_en" not in sys.modules:
-        stub = types.ModuleType("g2p_en")
-        stub.G2p = object
-        stub.__spec__ = importlib.machinery.ModuleSpec("g2p_en", None)
-        sys.modules["g2p_en"] = stub
-    from espnet2.tasks.s2t import S2TTask
-
-    return S2TTask
-
-
 def build_espnet_model(config: dict, root: Path, seed: int = 0):
     """ESPnet's own ESPnetS2TModel from ``config`` with random weights (all tensors perturbed)."""
-    S2TTask = import_espnet()
-    args = S2TTask.get_parser().parse_args(["--output_dir", str(root / "out")])
-    for key, value in config.items():
-        setattr(args, key, value)
-    args.normalize_conf = {"stats_file": str(root / STATS)}
-    model = S2TTask.build_model(args)
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.2)
-    return model.eval(), args
+    return espnet_reference.build_espnet_model(config, root / STATS, seed)
 
 
 def fit(model, waves: list[torch.Tensor], text: str, tokens: list[str], steps: int) -> None:

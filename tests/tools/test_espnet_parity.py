@@ -47,7 +47,10 @@ def test_tiny_owsm_through_the_zoo_matches_espnet(tmp_path, capsys):
     text = results.read_text()
     assert "kept" in text and "## OWSM v3.1 architecture" in text
     rows = [r for r in text.splitlines() if r.startswith("| ") and "---" not in r][1:]
-    assert len(rows) == 8 and all(r.split("|")[-2].strip() in ("yes", "identical") for r in rows)
+    checks = [r for r in rows if "yardstick" not in r]
+    assert len(checks) == 8 and all(
+        r.split("|")[-2].strip() in ("yes", "identical") for r in checks
+    )
     # the zoo fetched what meta.yaml and the config name, nothing else
     repo = tmp_path / "w" / "hub" / "espnet" / "owsm_v3.1_ebf_base" / "resolve" / "main"
     assert "`meta.yaml`" in text and "`data/token_list/bpe_unigram50000/bpe.model`" in text
@@ -70,4 +73,5 @@ def test_a_wrong_conversion_is_reported(tmp_path, monkeypatch):
         return pairs
 
     monkeypatch.setattr(conv, "espnet_key_map", swapped)
-    assert tool.main(["--size", "tiny", "--work-dir", str(tmp_path / "w")]) == 1
+    argv = ["--size", "tiny", "--work-dir", str(tmp_path / "w"), "--weight-noise", "0.1"]
+    assert tool.main(argv) == 1

@@ -295,6 +295,26 @@ def beams(esp_dir: Path, sk, wav: torch.Tensor, beam: int, ctc_weight: float, ra
     return list(theirs[3:]), list(ours)
 
 
+def table(diffs: dict, floor: tuple[float, float], searches: dict) -> list[str]:
+    """Markdown rows: each compared output, the fp32 yardstick, each beam search."""
+    rows = [
+        "| compared | max abs difference | max abs value | within tolerance |",
+        "|---|---|---|---|",
+    ]
+    lengths = ", ".join(f"{s:g}" for s in LENGTHS)
+    for name, (d, m) in diffs.items():
+        good = "yes" if d <= ATOL * max(1.0, m) else "**no**"
+        rows.append(f"| {name} ({lengths} s) | {d:.2e} | {m:.1f} | {good} |")
+    rows.append(f"| {FLOOR} (yardstick, not a check) | {floor[0]:.2e} | {floor[1]:.1f} | - |")
+    for name, (e, s) in searches.items():
+        same = "identical" if e == s else f"**differ** (ESPnet {e[:8]}..., speechkit {s[:8]}...)"
+        rows.append(
+            f"| Speech2Text vs speechkit beam search, {name}, 30 s | {len(e)} vs {len(s)} tokens "
+            f"| - | {same} |"
+        )
+    return rows
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--size", choices=list(SIZES), default="base")
@@ -349,7 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     title = f"{TITLE}: {args.size}"
     lines = [
         f"## {title}", "",
-        f"ESPnet's own model with the OWSM v3.1 **{args.size}** architecture and random weights (ESPnet's initialisation + N(0, {args.weight_noise:g}²) noise), "
+        f"ESPnet's own model with the OWSM v3.1 **{args.size}** architecture and random weights "
+        f"(ESPnet's initialisation + N(0, {args.weight_noise:g}²) noise), "
         f"served as the hub repo `espnet/{zoo_name.replace('-', '_')}` from 127.0.0.1 and "
         f"fetched with `speechkit zoo`'s download of `{zoo_name}` (files: "
         f"{', '.join(f'`{f}`' for f in fetched)}); {built:.0f} s to build, {fetch_s:.0f} s to "
@@ -357,18 +378,8 @@ def main(argv: list[str] | None = None) -> int:
         f"ESPnet, {n_sk / 1e6:.1f}M in speechkit, which has no key biases ({k_bias} values, "
         f"exact: softmax ignores them; published: {PUBLISHED_PARAMS[args.size]} "
         f"with OWSM's 50k vocabulary; this one has {sk.tokenizer.vocab_size} tokens).", "",
-        "| compared | max abs difference | max abs value | within tolerance |",
-        "|---|---|---|---|",
     ]  # fmt: skip
-    for name, (d, m) in diffs.items():
-        good = "yes" if d <= ATOL * max(1.0, m) else "**no**"
-        lines.append(f"| {name} ({', '.join(f'{s:g}' for s in LENGTHS)} s) | {d:.2e} | {m:.1f} "
-                     f"| {good} |")  # fmt: skip
-    lines.append(f"| {FLOOR} (yardstick, not a check) | {floor[0]:.2e} | {floor[1]:.1f} | - |")
-    for name, (e, s) in searches.items():
-        same = "identical" if e == s else f"**differ** (ESPnet {e[:8]}..., speechkit {s[:8]}...)"
-        lines.append(f"| Speech2Text vs speechkit beam search, {name}, 30 s | "
-                     f"{len(e)} vs {len(s)} tokens | - | {same} |")  # fmt: skip
+    lines += table(diffs, floor, searches)
     lines += [
         "",
         f"- tolerance: {ATOL:g} x max(1, max abs value) (fp32)",

@@ -48,7 +48,7 @@ from speechkit.decode.greedy import greedy_search
 from speechkit.decode.options import DecodeOptions, SpecialIds
 from speechkit.models.whisper import WhisperModel
 from speechkit.pretrained import Pretrained, load_pretrained
-from speechkit.whisper_tokenizer import WHISPER_TO_ISO639_3, WhisperTokenizer
+from speechkit.text.whisper import WHISPER_TO_ISO639_3, WhisperTokenizer
 
 logger = logging.getLogger(__name__)
 

@@ -38,14 +38,13 @@ import yaml
 from torch import nn
 
 import speechkit
+from speechkit.checkpoint import load_checkpoint
 from speechkit.config import from_dict, to_dict
 from speechkit.data.features import FeatureConfig
-from speechkit.espnet_tokenizer import EspnetTokenizer
 from speechkit.models import MODEL_CONFIGS, build_model
 from speechkit.models.s2t import S2TConfig
 from speechkit.models.whisper import WhisperConfig
-from speechkit.tokenizer import Tokenizer
-from speechkit.whisper_tokenizer import WhisperTokenizer
+from speechkit.text import TextTokenizer, load_tokenizer, tokenizer_from_state
 
 __all__ = [
     "PackedModelError",
@@ -90,7 +89,7 @@ class Pretrained:
     (``{"asr_languages": [...], "st_directions": ["eng-deu", ...]}``; None if unknown)."""
 
     model: nn.Module
-    tokenizer: Tokenizer | WhisperTokenizer
+    tokenizer: TextTokenizer
     features: FeatureConfig
     config: S2TConfig | WhisperConfig
     tasks: dict | None = None
@@ -117,22 +116,6 @@ def whisper_features(cfg: WhisperConfig) -> FeatureConfig:
     return FeatureConfig(kind="whisper", n_mels=cfg.n_mels, normalize="none")
 
 
-def _load_tokenizer(directory: Path, model_type: str, cfg) -> Tokenizer | WhisperTokenizer:
-    if model_type == "whisper":
-        return WhisperTokenizer.load(directory, vocab_size=cfg.n_vocab)
-    if EspnetTokenizer.is_espnet_dir(directory):  # an imported ESPnet/OWSM model
-        return EspnetTokenizer.load(directory)
-    return Tokenizer.load(directory)
-
-
-def _tokenizer_from_state(state: dict) -> Tokenizer | WhisperTokenizer:
-    if state.get("kind") == "whisper":
-        return WhisperTokenizer.from_state_dict(state)
-    if state.get("kind") == "espnet":
-        return EspnetTokenizer.from_state_dict(state)
-    return Tokenizer.from_state_dict(state)
-
-
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -143,7 +126,7 @@ def _sha256(path: Path) -> str:
 
 def save_pretrained(
     model: nn.Module,
-    tokenizer: Tokenizer | WhisperTokenizer,
+    tokenizer: TextTokenizer,
     features_cfg: FeatureConfig,
     out_dir: str | Path,
     source: str = "",
@@ -185,7 +168,7 @@ def save_pretrained(
     return out
 
 
-_Loaded = tuple[S2TConfig | WhisperConfig, FeatureConfig, Tokenizer | WhisperTokenizer, dict,
+_Loaded = tuple[S2TConfig | WhisperConfig, FeatureConfig, TextTokenizer, dict,
                 dict | None]  # fmt: skip
 
 
@@ -201,10 +184,6 @@ def _model_type_of(config: dict, source: str) -> str:
 
 def _from_checkpoint(path: Path) -> _Loaded:
     """Config, features, tokenizer and weights from a training checkpoint (or model_avg.pt)."""
-    from speechkit.train.checkpoint import (
-        load_checkpoint,
-    )  # pretrained stays usable sans trainer
-
     ckpt = load_checkpoint(path)
     for key in ("config", "tokenizer", "model"):
         if not ckpt.get(key):
@@ -217,7 +196,7 @@ def _from_checkpoint(path: Path) -> _Loaded:
     return (
         model_cfg,
         features,
-        _tokenizer_from_state(ckpt["tokenizer"]),
+        tokenizer_from_state(ckpt["tokenizer"]),
         ckpt["model"],
         _tasks_of(config["data"]),
     )
@@ -268,7 +247,7 @@ def _from_packed(directory: Path) -> _Loaded:
     model_cfg = from_dict(cfg_cls, config.get("model"), source=f"{source}:model")
     features = from_dict(FeatureConfig, config.get("features"), source=f"{source}:features")
     state = torch.load(directory / MODEL_FILE, map_location="cpu", weights_only=True)
-    tokenizer = _load_tokenizer(directory, model_type, model_cfg)
+    tokenizer = load_tokenizer(directory, model_cfg.n_vocab if model_type == "whisper" else None)
     return model_cfg, features, tokenizer, state, _tasks_of(config.get("tasks"))
 
 

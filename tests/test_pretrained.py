@@ -17,7 +17,7 @@ from speechkit.pretrained import (
     pack,
     save_pretrained,
 )
-from speechkit.tokenizer import Tokenizer, TokenizerConfig
+from speechkit.text.sentencepiece import SentencePieceTokenizer, TokenizerConfig
 from speechkit.train.checkpoint import save_checkpoint
 
 TEXTS = [
@@ -30,7 +30,7 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def parts():
-    tok = Tokenizer.train(
+    tok = SentencePieceTokenizer.train(
         TEXTS * 5,
         None,
         TokenizerConfig(vocab_size=30),
@@ -137,7 +137,7 @@ def test_whisper_packed_dir_round_trip(tmp_path):
 
     from speechkit.models.whisper import WhisperConfig, WhisperModel
     from speechkit.pretrained import whisper_features
-    from speechkit.whisper_tokenizer import WhisperTokenizer
+    from speechkit.text.whisper import WhisperTokenizer
 
     tok = WhisperTokenizer.load(Path(models_pkg.__file__).parent / "model")
     cfg = WhisperConfig(n_audio_ctx=10, n_audio_state=8, n_audio_head=2, n_audio_layer=1,

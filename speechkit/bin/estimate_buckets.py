@@ -25,7 +25,7 @@ from lhotse import CutSet, combine
 from tqdm import tqdm
 
 from speechkit.data.buckets import TokenCounter, decoder_texts, estimate_grid
-from speechkit.tokenizer import Tokenizer
+from speechkit.text.sentencepiece import SentencePieceTokenizer
 
 logger = logging.getLogger("speechkit.estimate_buckets")
 
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         logger.error("cut manifest not found: %s", missing[0])
         return 2
-    tokenizer = Tokenizer.load(args.tokenizer)
+    tokenizer = SentencePieceTokenizer.load(args.tokenizer)
     count = TokenCounter(tokenizer, cache_size=0)
     parts = [CutSet.from_file(p) for p in args.cuts]
     cuts = parts[0] if len(parts) == 1 else combine(parts)

@@ -50,7 +50,7 @@ from speechkit.config import (
 from speechkit.data import build_dataloader, expand_tasks
 from speechkit.models import build_model
 from speechkit.pretrained import Pretrained
-from speechkit.tokenizer import Tokenizer
+from speechkit.text.sentencepiece import SentencePieceTokenizer
 from speechkit.train import distributed as dist_utils
 from speechkit.train.checkpoint import best_checkpoints, save_averaged
 from speechkit.train.config import ExperimentConfig, load_experiment_config
@@ -104,7 +104,9 @@ def with_pretrained(
     return dataclasses.replace(cfg, model=model, data=data)
 
 
-def with_vocab(cfg: ExperimentConfig, tokenizer: Tokenizer, source: str) -> ExperimentConfig:
+def with_vocab(
+    cfg: ExperimentConfig, tokenizer: SentencePieceTokenizer, source: str
+) -> ExperimentConfig:
     """Fills ``model.vocab_size`` from the tokenizer (a different non-zero value is an error)."""
     given = cfg.model.vocab_size
     if given not in (0, tokenizer.vocab_size):
@@ -183,7 +185,11 @@ def train(args: argparse.Namespace, out: Path) -> int:
     pretrained = load_init(args.init) if args.init else None
     if pretrained is not None and args.tokenizer:
         logger.warning("--tokenizer %s ignored: --init brings its own tokenizer", args.tokenizer)
-    tokenizer = pretrained.tokenizer if pretrained is not None else Tokenizer.load(args.tokenizer)
+    tokenizer = (
+        pretrained.tokenizer
+        if pretrained is not None
+        else SentencePieceTokenizer.load(args.tokenizer)
+    )
     cfg = load_experiment_config(args.config, args.overrides)
     if pretrained is not None:
         cfg = with_pretrained(cfg, pretrained, args.init, args.overrides)

@@ -20,7 +20,7 @@ from lhotse import CutSet
 from tqdm import tqdm
 
 from speechkit.config import ConfigError, from_dict
-from speechkit.tokenizer import MODEL_FILE, Tokenizer, TokenizerConfig
+from speechkit.text.sentencepiece import MODEL_FILE, SentencePieceTokenizer, TokenizerConfig
 
 logger = logging.getLogger("speechkit.train_tokenizer")
 
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     tasks = ["asr"] + [f"st_{lang}" for lang in languages]
     logger.info("%d texts, languages %s, tasks %s", len(texts), languages, tasks)
-    tok = Tokenizer.train(texts, args.out, cfg, languages=languages, tasks=tasks)
+    tok = SentencePieceTokenizer.train(texts, args.out, cfg, languages=languages, tasks=tasks)
     logger.info("wrote %s (vocab_size %d)", args.out, tok.vocab_size)
     return 0
 

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from speechkit.models.whisper import WhisperConfig, WhisperModel
 from speechkit.pretrained import save_pretrained, whisper_features
-from speechkit.whisper_tokenizer import WhisperTokenizer
+from speechkit.text.whisper import WhisperTokenizer
 
 logger = logging.getLogger(__name__)
 

@@ -44,8 +44,8 @@ from speechkit.convert.common import (
     pack_atomically,
 )
 from speechkit.data.features import FeatureConfig
-from speechkit.espnet_tokenizer import EspnetTokenizer, TokenListError, read_token_list
 from speechkit.models.s2t import S2TConfig, S2TModel
+from speechkit.text.espnet import EspnetTokenizer, TokenListError, read_token_list
 
 logger = logging.getLogger(__name__)
 

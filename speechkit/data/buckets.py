@@ -49,7 +49,7 @@ import numpy as np
 import yaml
 from lhotse.dataset.sampling.base import SamplingConstraint
 
-from speechkit.tokenizer import Tokenizer
+from speechkit.text.sentencepiece import SentencePieceTokenizer
 
 __all__ = [
     "Bucket2DConstraint",
@@ -226,7 +226,7 @@ class TokenCounter:
     contents for every batch); entries beyond ``cache_size`` are forgotten and recomputed.
     """
 
-    def __init__(self, tokenizer: Tokenizer, cache_size: int = 200_000) -> None:
+    def __init__(self, tokenizer: SentencePieceTokenizer, cache_size: int = 200_000) -> None:
         self.tokenizer = tokenizer
         self.cache_size = cache_size
         self._cache: OrderedDict[str, int] = OrderedDict()

@@ -44,7 +44,7 @@ from speechkit.data.features import FeatureConfig, LogMel
 from speechkit.data.sampler import SamplerConfig, build_sampler
 from speechkit.data.specaug import SpecAugConfig, SpecAugment
 from speechkit.data.tasks import cut_tasks, parse_direction, target_text
-from speechkit.tokenizer import Tokenizer
+from speechkit.text.sentencepiece import SentencePieceTokenizer
 
 __all__ = [
     "CTC_PAD_ID",
@@ -145,7 +145,7 @@ class _Item:
 class S2TDataset(Dataset):
     """Map-style dataset: ``dataset[cuts: CutSet] -> batch dict | None`` (see module docstring)."""
 
-    def __init__(self, tokenizer: Tokenizer, cfg: DataConfig, train: bool):
+    def __init__(self, tokenizer: SentencePieceTokenizer, cfg: DataConfig, train: bool):
         self.tokenizer = tokenizer
         self.cfg = cfg
         self.train = train
@@ -345,7 +345,7 @@ class _SkipNoneLoader(DataLoader):
 
 def build_dataloader(
     cuts: CutSet,
-    tokenizer: Tokenizer,
+    tokenizer: SentencePieceTokenizer,
     cfg: DataConfig,
     train: bool,
     seed: int = 0,

@@ -34,7 +34,7 @@ from lhotse.dataset.sampling.base import EpochDiagnostics
 
 from speechkit.config import ConfigError
 from speechkit.data.buckets import Bucket2DConstraint, BucketGrid, TokenCounter
-from speechkit.tokenizer import Tokenizer
+from speechkit.text.sentencepiece import SentencePieceTokenizer
 
 __all__ = [
     "BucketingSampler",
@@ -227,7 +227,7 @@ def build_sampler(
     seed: int = 0,
     world_size: int = 1,
     rank: int = 0,
-    tokenizer: Tokenizer | None = None,
+    tokenizer: SentencePieceTokenizer | None = None,
 ) -> BucketingSampler | ShuffledSampler:
     """A checkpointable sampler over ``cuts`` (see module docstring).
 
@@ -290,14 +290,16 @@ def _make(cuts: CutSet, cfg: SamplerConfig, common: dict):
     return ShuffledSampler(cuts, shuffle_buffer_size=cfg.buffer_size, **common)
 
 
-def _make_2d(cuts: CutSet, cfg: SamplerConfig, common: dict, tokenizer: Tokenizer | None):
+def _make_2d(
+    cuts: CutSet, cfg: SamplerConfig, common: dict, tokenizer: SentencePieceTokenizer | None
+):
     grid = BucketGrid.load(cfg.buckets)
     if tokenizer is None:
         if not grid.tokenizer:
             raise ConfigError(
                 f"{cfg.buckets}: no 'tokenizer' recorded and none given; re-run estimate_buckets"
             )
-        tokenizer = Tokenizer.load(grid.tokenizer)
+        tokenizer = SentencePieceTokenizer.load(grid.tokenizer)
     constraint = Bucket2DConstraint(grid, TokenCounter(tokenizer), max_duration=cfg.max_duration)
     logger.info(
         "2D buckets from %s: %d buckets, batch sizes %s",

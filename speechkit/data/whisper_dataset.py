@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 from speechkit.data.dataset import DataConfig, S2TDataset
 from speechkit.data.features import FeatureConfig, LogMel
 from speechkit.data.sampler import build_sampler
-from speechkit.whisper_tokenizer import WhisperTokenizer
+from speechkit.text.whisper import WhisperTokenizer
 
 __all__ = ["WINDOW_FRAMES", "WhisperDataset", "WhisperFrontEnd", "build_whisper_dataloader"]
 

@@ -11,7 +11,7 @@ Read top to bottom: config, presets, encoder, decoder cache, decoder, model.
 * CTC head: a linear map of encoder frames to the vocabulary (blank = id 0).
 
 Shapes: B batch, T input frames (10 ms), T' = encoder frames (40 ms), L decoder tokens, V vocab,
-D model width. Token ids follow ``speechkit.tokenizer``: ``ys_out`` uses -100 for ignored
+D model width. Token ids follow ``speechkit.text.sentencepiece``: ``ys_out`` uses -100 for ignored
 positions, ``ys_in`` is padded with <eos>, ``ctc_targets`` are padded with -1.
 """
 
@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from speechkit.config import ConfigError
-from speechkit.nn.attention import MultiHeadAttention, resolve_backend
+from speechkit.nn.attention import set_attention_backend
+from speechkit.nn.decoder import DecoderCache, token_loss
 from speechkit.nn.ebranchformer import EBranchformerLayer
 from speechkit.nn.embedding import SinusoidalPositionalEncoding, sinusoidal_positions
 from speechkit.nn.masks import causal_mask, lengths_to_mask
@@ -39,14 +40,11 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "BLANK_ID",
-    "IGNORE_ID",
     "OWSM_V31_PRESETS",
-    "DecoderCache",
     "S2TConfig",
     "S2TModel",
 ]
 
-IGNORE_ID = -100  # ys_out positions that carry no loss (padding, prompt)
 BLANK_ID = 0  # CTC blank, the tokenizer's id 0
 
 
@@ -216,57 +214,6 @@ class Encoder(nn.Module):
         return self.norm(x), lens
 
 
-@dataclass
-class DecoderCache:
-    """Decoder state for incremental decoding; rows are hypotheses (B = batch x beam).
-
-    ``cross``: per layer, cross-attention (K, V), each (U, H, T', Dh); computed once.
-    ``cross_mask``: (U, 1, 1, T') bool, True = valid encoder frame.
-    ``self_kv``: per layer, self-attention (K, V) of the tokens so far, (B, H, t, Dh), or None.
-
-    The B hypothesis rows come in U runs of ``B // U`` consecutive rows, a run sharing one
-    encoder row (the beams of one utterance): cross-attention then reads each utterance's K/V
-    once per step instead of once per beam (``TransformerDecoderLayer``). ``reorder`` keeps
-    that layout whenever the new rows allow it.
-    """
-
-    cross: list[tuple[Tensor, Tensor]]
-    cross_mask: Tensor
-    self_kv: list[tuple[Tensor, Tensor] | None]
-    group: int = 1  # B // U: consecutive hypothesis rows per encoder row
-
-    @property
-    def length(self) -> int:
-        """Number of tokens already decoded (t)."""
-        first = self.self_kv[0]
-        return 0 if first is None else first[0].size(2)
-
-    def reorder(self, index: Tensor) -> DecoderCache:
-        """Keeps/duplicates rows: new row i = old row ``index[i]``; ``index`` (B',) int64.
-
-        Changes the cache in place and returns it. The cross-attention K/V are copied only when
-        the encoder rows change, and stay one per run of new rows that share one.
-        """
-        enc_row = index // self.group  # (B',) encoder row of each new row
-        starts = torch.ones_like(enc_row, dtype=torch.bool)
-        starts[1:] = enc_row[1:] != enc_row[:-1]
-        n_runs = int(starts.sum())
-        even = n_runs > 0 and enc_row.numel() % n_runs == 0
-        runs = enc_row.view(n_runs, -1) if even else None
-        if runs is not None and bool((runs == runs[:, :1]).all()):
-            keep, self.group = runs[:, 0], runs.shape[1]  # equal runs: one encoder row each
-        else:
-            keep, self.group = enc_row, 1  # uneven runs: one encoder row per hypothesis
-        rows = self.cross_mask.shape[0]
-        if keep.numel() != rows or not torch.equal(keep, torch.arange(rows, device=keep.device)):
-            pick_enc = lambda t: t.index_select(0, keep)
-            self.cross = [(pick_enc(k), pick_enc(v)) for k, v in self.cross]
-            self.cross_mask = pick_enc(self.cross_mask)
-        pick = lambda t: t.index_select(0, index)
-        self.self_kv = [None if kv is None else (pick(kv[0]), pick(kv[1])) for kv in self.self_kv]
-        return self
-
-
 class Decoder(nn.Module):
     """Token ids (B, l) + cache -> logits (B, l, V); pre-LN Transformer, learned positions
     (or ESPnet's scaled embedding + sinusoidal positions, ``decoder_positions``)."""
@@ -345,11 +292,7 @@ class S2TModel(nn.Module):
 
     def set_attention_backend(self, name: str) -> None:
         """Switches every attention module to backend ``name`` (logged; see nn/attention.py)."""
-        runs = resolve_backend(name)
-        for module in self.modules():
-            if isinstance(module, MultiHeadAttention):
-                module.backend = name
-        logger.info("attention backend: %s (runs %s)", name, runs)
+        set_attention_backend(self, name)
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         """Parameter count (the tied output layer counts once)."""
@@ -409,7 +352,7 @@ class S2TModel(nn.Module):
             logits = self.decode(ys_in, enc, enc_lens)
         else:
             logits = self.decode(ys_in, enc[target_utt], enc_lens[target_utt])
-        loss_att, acc, num_tokens = self._attention_loss(logits, ys_out)
+        loss_att, acc, num_tokens = token_loss(logits, ys_out, self.cfg.label_smoothing)
         w = self.cfg.ctc_weight
         if w > 0:
             loss_ctc = self._ctc_loss(enc, enc_lens, ctc_targets, ctc_target_lens)
@@ -423,22 +366,6 @@ class S2TModel(nn.Module):
             "acc": acc,
             "num_tokens": num_tokens,
         }
-
-    def _attention_loss(self, logits: Tensor, ys_out: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Label-smoothed CE per token, accuracy, and token count over ``ys_out != -100``."""
-        valid = ys_out != IGNORE_ID
-        num_tokens = valid.sum()
-        flat = logits.float().reshape(-1, logits.size(-1))
-        total = F.cross_entropy(
-            flat,
-            ys_out.reshape(-1),
-            ignore_index=IGNORE_ID,
-            label_smoothing=self.cfg.label_smoothing,
-            reduction="sum",
-        )
-        denom = num_tokens.clamp(min=1)
-        correct = ((logits.argmax(-1) == ys_out) & valid).sum()
-        return total / denom, correct.float() / denom, num_tokens
 
     def _ctc_loss(
         self, enc: Tensor, enc_lens: Tensor, targets: Tensor, target_lens: Tensor

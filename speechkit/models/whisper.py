@@ -36,8 +36,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from speechkit.config import ConfigError
-from speechkit.models.s2t import IGNORE_ID, DecoderCache
-from speechkit.nn.attention import MultiHeadAttention, resolve_backend
+from speechkit.nn.attention import set_attention_backend
+from speechkit.nn.decoder import DecoderCache, token_loss
 from speechkit.nn.masks import causal_mask, lengths_to_mask
 from speechkit.nn.transformer import TransformerDecoderLayer, TransformerEncoderLayer
 
@@ -227,11 +227,7 @@ class WhisperModel(nn.Module):
 
     def set_attention_backend(self, name: str) -> None:
         """Switches every attention module to backend ``name`` (logged; see nn/attention.py)."""
-        runs = resolve_backend(name)
-        for module in self.modules():
-            if isinstance(module, MultiHeadAttention):
-                module.backend = name
-        logger.info("attention backend: %s (runs %s)", name, runs)
+        set_attention_backend(self, name)
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         """Parameter count (the tied output layer counts once)."""
@@ -285,22 +281,11 @@ class WhisperModel(nn.Module):
         if target_utt is not None:
             enc, enc_lens = enc[target_utt], enc_lens[target_utt]
         logits = self.decode(ys_in, enc, enc_lens)  # (N, L, V)
-        valid = ys_out != IGNORE_ID
-        num_tokens = valid.sum()
-        total = F.cross_entropy(
-            logits.float().reshape(-1, logits.size(-1)),
-            ys_out.reshape(-1),
-            ignore_index=IGNORE_ID,
-            label_smoothing=self.cfg.label_smoothing,
-            reduction="sum",
-        )
-        denom = num_tokens.clamp(min=1)
-        correct = ((logits.argmax(-1) == ys_out) & valid).sum()
-        loss_att = total / denom
+        loss_att, acc, num_tokens = token_loss(logits, ys_out, self.cfg.label_smoothing)
         return {
             "loss": loss_att,
             "loss_att": loss_att,
             "loss_ctc": torch.zeros((), device=enc.device),
-            "acc": correct.float() / denom,
+            "acc": acc,
             "num_tokens": num_tokens,
         }

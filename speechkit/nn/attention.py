@@ -35,7 +35,13 @@ from torch import Tensor, nn
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BACKENDS", "MultiHeadAttention", "resolve_backend", "scaled_dot_product"]
+__all__ = [
+    "BACKENDS",
+    "MultiHeadAttention",
+    "resolve_backend",
+    "scaled_dot_product",
+    "set_attention_backend",
+]
 
 BACKENDS = ("sdpa", "eager", "triton")
 
@@ -219,3 +225,12 @@ class MultiHeadAttention(nn.Module):
         k, v = self.project_kv(x)
         # Queries are the keys' own frames, so a key-padding mask pads the queries as well.
         return self.attend(x, k, v, mask, pad_queries=True)
+
+
+def set_attention_backend(model: nn.Module, name: str) -> None:
+    """Switches every ``MultiHeadAttention`` in ``model`` to backend ``name`` and logs what runs."""
+    runs = resolve_backend(name)
+    for module in model.modules():
+        if isinstance(module, MultiHeadAttention):
+            module.backend = name
+    logger.info("attention backend: %s (runs %s)", name, runs)

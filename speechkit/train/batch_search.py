@@ -249,12 +249,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from speechkit.tokenizer import Tokenizer
+    from speechkit.text.sentencepiece import SentencePieceTokenizer
     from speechkit.train.config import load_experiment_config
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
-    tokenizer = Tokenizer.load(args.tokenizer)
+    tokenizer = SentencePieceTokenizer.load(args.tokenizer)
     cfg = load_experiment_config(args.config, args.overrides)
     model_cfg = dataclasses.replace(cfg.model, vocab_size=tokenizer.vocab_size)
     grid = BucketGrid.load(args.buckets)

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from speechkit.checkpoint import atomic_write, load_checkpoint, save_checkpoint
 
 __all__ = [
     "average_checkpoints",
@@ -40,62 +41,6 @@ logger = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^step-(\d+)\.pt$")
 _INDEX = "index.json"
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Makes a rename durable (directory entries are data too); a no-op where unsupported."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Calls ``write(file)`` on ``path.tmp``, fsyncs, then renames to ``path``.
-
-    On any exception (including KeyboardInterrupt) the temporary file is removed and the
-    exception re-raised; an existing ``path`` is left untouched.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
-    """Atomically writes ``state`` with ``torch.save``; returns the path."""
-    path = Path(path)
-    _atomic_write(path, lambda f: torch.save(state, f))
-    return path
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Loads a checkpoint dict; a clear error if it is missing or unreadable.
-
-    Checkpoints hold only tensors and plain Python values, so the safe ``weights_only`` loader
-    is used; files from untrusted sources therefore cannot run code when loaded.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # torch raises several types for corrupt or foreign files
-        raise RuntimeError(f"cannot load checkpoint {path}: {e}") from e
 
 
 def checkpoint_path(ckpt_dir: str | Path, step: int) -> Path:
@@ -140,7 +85,7 @@ def record_valid_loss(ckpt_dir: str | Path, name: str, valid_loss: float | None)
     index = read_index(ckpt_dir)
     index[name] = valid_loss
     text = json.dumps(index, indent=1).encode()
-    _atomic_write(ckpt_dir / _INDEX, lambda f: f.write(text))
+    atomic_write(ckpt_dir / _INDEX, lambda f: f.write(text))
 
 
 def best_checkpoints(ckpt_dir: str | Path, n: int) -> list[Path]:
@@ -173,7 +118,7 @@ def prune_checkpoints(ckpt_dir: str | Path, keep_last: int, keep_best: int) -> l
     if deleted:
         index = {k: v for k, v in read_index(ckpt_dir).items() if k in keep}
         text = json.dumps(index, indent=1).encode()
-        _atomic_write(ckpt_dir / _INDEX, lambda f: f.write(text))
+        atomic_write(ckpt_dir / _INDEX, lambda f: f.write(text))
         logger.info("removed old checkpoints: %s", ", ".join(p.name for p in deleted))
     return deleted
 

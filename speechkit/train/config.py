@@ -17,7 +17,7 @@ from typing import Literal
 from speechkit.config import ConfigError, load_config
 from speechkit.data import DataConfig
 from speechkit.models.s2t import S2TConfig
-from speechkit.tokenizer import TokenizerConfig
+from speechkit.text.sentencepiece import TokenizerConfig
 
 __all__ = ["ExperimentConfig", "OptimConfig", "TrainerConfig", "load_experiment_config"]
 

@@ -7,7 +7,7 @@ from lhotse.testing.dummies import dummy_cut
 
 from speechkit.bin.estimate_buckets import main
 from speechkit.data.buckets import BucketGrid
-from speechkit.tokenizer import Tokenizer, TokenizerConfig
+from speechkit.text.sentencepiece import SentencePieceTokenizer, TokenizerConfig
 
 WORDS = "one two three four five six seven eight nine ten".split()
 
@@ -35,7 +35,7 @@ def _write_corpus(tmp_path):
     cuts.append(long_cut)
     CutSet.from_cuts(cuts).to_file(tmp_path / "cuts.jsonl.gz")
     texts = [c.supervisions[0].text for c in cuts] + ["eins zwei drei"]
-    Tokenizer.train(
+    SentencePieceTokenizer.train(
         texts, tmp_path / "tok", TokenizerConfig(vocab_size=40), ["eng", "deu"], ["asr", "st_deu"]
     )
     return cuts
@@ -56,7 +56,7 @@ def test_writes_a_grid_that_covers_the_cuts(tmp_path, caplog):
     assert max(len(r) for r in grid.token_edges) <= 2  # --max-token-buckets
     assert grid.num_buckets * 30 <= sum(c.duration for c in cuts[:-1])
     assert grid.targets_per_cut == 2  # transcript + German translation
-    tok = Tokenizer.load(grid.tokenizer)
+    tok = SentencePieceTokenizer.load(grid.tokenizer)
     longest = max(len(tok.encode(c.supervisions[0].text)) for c in cuts[:-1])
     assert grid.duration_edges[-1] == max(c.duration for c in cuts[:-1])
     assert max(row[-1] for row in grid.token_edges) == longest

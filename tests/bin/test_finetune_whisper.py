@@ -20,12 +20,12 @@ from speechkit.data.whisper_dataset import WhisperDataset
 from speechkit.inference import Transcriber
 from speechkit.models.whisper import WhisperConfig, WhisperModel
 from speechkit.pretrained import load_pretrained, pack, save_pretrained, whisper_features
+from speechkit.text.whisper import WhisperTokenizer
 from speechkit.train.finetune_config import (
     FinetuneConfig,
     WhisperDataConfig,
     load_finetune_config,
 )
-from speechkit.whisper_tokenizer import WhisperTokenizer
 
 tokenizers = pytest.importorskip("tokenizers")
 

@@ -12,7 +12,7 @@ from speechkit.data.dataset import CTC_PAD_ID, IGNORE_ID, speed_perturb
 from speechkit.data.features import FeatureConfig, num_frames
 from speechkit.data.sampler import SamplerConfig
 from speechkit.data.specaug import SpecAugConfig
-from speechkit.tokenizer import Tokenizer, TokenizerConfig
+from speechkit.text.sentencepiece import SentencePieceTokenizer, TokenizerConfig
 
 TEXTS = {
     "eng": "the small cat sleeps",
@@ -24,7 +24,7 @@ TEXTS = {
 @pytest.fixture(scope="module")
 def tok():
     texts = list(TEXTS.values()) * 5 + ["a longer sentence about the weather today"] * 5
-    return Tokenizer.train(
+    return SentencePieceTokenizer.train(
         texts,
         None,
         TokenizerConfig(vocab_size=60),

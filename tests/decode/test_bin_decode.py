@@ -17,7 +17,7 @@ from speechkit.bin import score as score_bin
 s2t = pytest.importorskip("speechkit.models.s2t")
 pretrained = pytest.importorskip("speechkit.pretrained")
 features = pytest.importorskip("speechkit.data.features")
-tokenizer = pytest.importorskip("speechkit.tokenizer")
+tokenizer = pytest.importorskip("speechkit.text.sentencepiece")
 
 SENTENCES = [
     ("eng", "the red cat", {"deu": "die rote Katze"}),
@@ -54,7 +54,7 @@ def setup(tmp_path_factory):
     CutSet.from_cuts([*cuts, bad]).to_file(root / "cuts.jsonl.gz")
 
     texts = [s[1] for s in SENTENCES] + [t for s in SENTENCES for t in s[2].values()]
-    tok = tokenizer.Tokenizer.train(
+    tok = tokenizer.SentencePieceTokenizer.train(
         texts * 3,
         None,
         tokenizer.TokenizerConfig(vocab_size=30),
@@ -132,7 +132,7 @@ def test_two_pass_translation_is_prompted_with_the_first_pass_transcript(
         return nbests
 
     monkeypatch.setattr(decode_bin, "beam_search", recording_search)
-    tok = tokenizer.Tokenizer.load(setup / "packed")
+    tok = tokenizer.SentencePieceTokenizer.load(setup / "packed")
     out = tmp_path / "out"
     args = ["--model", str(setup / "packed"), "--cuts", str(setup / "cuts.jsonl.gz"),
             "--out", str(out), "--tasks", "st_deu", "--beam-size", "2", "--max-len", "4",

@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 from lhotse import CutSet, Recording, SupervisionSegment
 
-from speechkit.tokenizer import Tokenizer, TokenizerConfig
+from speechkit.text.sentencepiece import SentencePieceTokenizer, TokenizerConfig
 
 WORDS = ["one", "two", "three", "four", "five", "six", "seven", "eight"]
 WOERTER = ["eins", "zwei", "drei", "vier", "fünf", "sechs", "sieben", "acht"]
@@ -64,7 +64,7 @@ def tiny_corpus(tmp_path_factory):
     dev.to_file(root / "cuts_dev.jsonl.gz")
     texts = [s.text for c in train for s in c.supervisions]
     texts += [s.custom["translations"]["deu"] for c in train for s in c.supervisions]
-    Tokenizer.train(
+    SentencePieceTokenizer.train(
         texts,
         root / "tokenizer",
         TokenizerConfig(vocab_size=40),

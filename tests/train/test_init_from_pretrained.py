@@ -24,8 +24,8 @@ import espnet_fakes as ef  # noqa: E402
 from speechkit.bin import decode as decode_bin  # noqa: E402
 from speechkit.bin import train as train_bin  # noqa: E402
 from speechkit.convert.espnet import convert_espnet  # noqa: E402
-from speechkit.espnet_tokenizer import EspnetTokenizer  # noqa: E402
 from speechkit.pretrained import load_pretrained  # noqa: E402
+from speechkit.text.espnet import EspnetTokenizer  # noqa: E402
 from speechkit.train.checkpoint import list_checkpoints, load_checkpoint  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "s2t" / "owsm_finetune.yaml"

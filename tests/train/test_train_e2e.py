@@ -13,7 +13,7 @@ from speechkit.bin import pack_model as pack_bin
 from speechkit.bin import train as train_bin
 from speechkit.config import ConfigError
 from speechkit.pretrained import load_pretrained
-from speechkit.tokenizer import Tokenizer
+from speechkit.text.sentencepiece import SentencePieceTokenizer
 from speechkit.train.checkpoint import list_checkpoints, load_checkpoint
 
 
@@ -38,7 +38,7 @@ def run(corpus, out, *overrides, resume=False):
 def test_train_resume_average_and_load(tiny_corpus, tmp_path):
     out = tmp_path / "exp"
     assert run(tiny_corpus, out, "trainer.max_steps=2") == 0
-    vocab = Tokenizer.load(tiny_corpus["tokenizer"]).vocab_size
+    vocab = SentencePieceTokenizer.load(tiny_corpus["tokenizer"]).vocab_size
     assert yaml.safe_load((out / "config.yaml").read_text())["model"]["vocab_size"] == vocab
     ckpt = load_checkpoint(list_checkpoints(out / "checkpoints")[-1])
     assert ckpt["step"] == 2 and ckpt["valid_loss"] is not None

@@ -306,10 +306,12 @@ def test_zoo_load_returns_a_working_model(tmp_path):
     from speechkit.models import build_model
     from speechkit.models.s2t import S2TConfig
     from speechkit.pretrained import save_pretrained
-    from speechkit.tokenizer import Tokenizer, TokenizerConfig
+    from speechkit.text.sentencepiece import SentencePieceTokenizer, TokenizerConfig
 
     texts = ["where is the station", "two coffees please", "good morning"] * 5
-    tok = Tokenizer.train(texts, None, TokenizerConfig(vocab_size=30), ["eng"], ["asr"])
+    tok = SentencePieceTokenizer.train(
+        texts, None, TokenizerConfig(vocab_size=30), ["eng"], ["asr"]
+    )
     cfg = S2TConfig(
         n_mels=16, vocab_size=tok.vocab_size, d_model=32, n_heads=2, encoder_type="transformer",
         encoder_layers=1, encoder_ffn=48, cgmlp_units=48, decoder_layers=1, decoder_ffn=48,

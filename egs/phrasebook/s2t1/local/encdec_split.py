@@ -40,7 +40,7 @@ from lhotse import CutSet
 from speechkit.metrics import wer
 from speechkit.models import build_model
 from speechkit.report import provenance_lines, update_markdown
-from speechkit.tokenizer import Tokenizer
+from speechkit.text.sentencepiece import SentencePieceTokenizer
 from speechkit.train.config import load_experiment_config
 
 REPO = Path(__file__).resolve().parents[4]
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     test_cuts = args.out_dir / f"cuts_test_seen_{args.language}.jsonl.gz"
     language_cuts(args.data / "cuts_test_seen.jsonl.gz", args.language, test_cuts)
-    vocab = Tokenizer.load(args.tokenizer).vocab_size
+    vocab = SentencePieceTokenizer.load(args.tokenizer).vocab_size
     rows, commands = [], []
     for config in args.configs:
         row, cmds = run_one(config, test_cuts, vocab, args)

@@ -61,7 +61,7 @@ from speechkit.data.buckets import TokenCounter, estimate_grid
 from speechkit.data.sampler import build_sampler
 from speechkit.models import build_model
 from speechkit.report import provenance_lines, update_markdown
-from speechkit.tokenizer import Tokenizer
+from speechkit.text.sentencepiece import SentencePieceTokenizer
 from speechkit.train.batch_search import GIB, SearchSettings, cpu_step_bytes, search_grid
 from speechkit.train.config import load_experiment_config
 
@@ -85,7 +85,7 @@ class Corpus:
     tokens: list[int]  # decoder text pieces
 
 
-def phrasebook(cuts_path: str, tokenizer: Tokenizer, max_dur: float) -> Corpus:
+def phrasebook(cuts_path: str, tokenizer: SentencePieceTokenizer, max_dur: float) -> Corpus:
     count = TokenCounter(tokenizer)
     cuts = [c for c in CutSet.from_file(cuts_path) if c.duration <= max_dur]
     return Corpus("phrasebook train", [c.duration for c in cuts], [count(c) for c in cuts])
@@ -99,7 +99,7 @@ def synthetic(n: int, seed: int) -> Corpus:
 
 
 class _Words:
-    """Tokenizer stand-in for the stub cuts: one piece per word of their text."""
+    """SentencePieceTokenizer stand-in for the stub cuts: one piece per word of their text."""
 
     def encode(self, text: str) -> list[int]:
         return [0] * len(text.split())
@@ -381,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         args.batches, args.rounds, args.synthetic_cuts, args.max_batch = 2, 1, 300, 32
         overrides += QUICK_MODEL
     cfg = load_experiment_config(args.config, overrides)
-    tokenizer = Tokenizer.load(args.tokenizer)
+    tokenizer = SentencePieceTokenizer.load(args.tokenizer)
     cfg = dataclasses.replace(
         cfg, model=dataclasses.replace(cfg.model, vocab_size=tokenizer.vocab_size)
     )

@@ -13,7 +13,7 @@ Sentencepiece's own ``<unk>`` (its id 0) is mapped to our ``<unk>``; its control
 
 Example::
 
-    tok = Tokenizer.train(texts, "data/tokenizer", TokenizerConfig(vocab_size=500),
+    tok = SentencePieceTokenizer.train(texts, "data/tokenizer", TokenizerConfig(vocab_size=500),
                           languages=["eng", "deu"], tasks=["asr", "st_eng", "st_deu"])
     ids = tok.encode("hallo welt")
     tok.decode(ids)  # "hallo welt"
@@ -36,7 +36,7 @@ from speechkit.config import ConfigError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SPECIAL_TOKENS", "Tokenizer", "TokenizerConfig"]
+__all__ = ["SPECIAL_TOKENS", "SentencePieceTokenizer", "TokenizerConfig"]
 
 SPECIAL_TOKENS = (
     "<blank>",
@@ -73,7 +73,7 @@ class TokenizerConfig:
             )
 
 
-class Tokenizer:
+class SentencePieceTokenizer:
     """Special tokens + language/task tokens + a sentencepiece model (see module docstring)."""
 
     def __init__(self, sp_model: bytes, languages: Sequence[str], tasks: Sequence[str]):
@@ -105,14 +105,14 @@ class Tokenizer:
         cfg: TokenizerConfig,
         languages: Sequence[str],
         tasks: Sequence[str],
-    ) -> Tokenizer:
+    ) -> SentencePieceTokenizer:
         """Trains sentencepiece in-process on ``texts`` and saves to ``out_dir`` (if given).
 
         ``vocab_size`` is a soft limit: on a tiny corpus sentencepiece may produce fewer pieces.
         """
         texts = [t.strip() for t in texts if t and t.strip()]
         if not texts:
-            raise ValueError("Tokenizer.train: no non-empty texts to train on")
+            raise ValueError("SentencePieceTokenizer.train: no non-empty texts to train on")
         model = io.BytesIO()
         spm.SentencePieceTrainer.train(
             sentence_iterator=iter(texts),
@@ -154,7 +154,7 @@ class Tokenizer:
         (out / MODEL_FILE).write_bytes(self._sp_bytes)
 
     @classmethod
-    def load(cls, path: str | Path) -> Tokenizer:
+    def load(cls, path: str | Path) -> SentencePieceTokenizer:
         """Reads a directory written by :meth:`save`."""
         path = Path(path)
         for name in (MODEL_FILE, META_FILE):
@@ -172,7 +172,7 @@ class Tokenizer:
         }
 
     @classmethod
-    def from_state_dict(cls, state: dict) -> Tokenizer:
+    def from_state_dict(cls, state: dict) -> SentencePieceTokenizer:
         return cls(state["sp_model"], state["languages"], state["tasks"])
 
     def __getstate__(self) -> dict:
@@ -231,6 +231,6 @@ class Tokenizer:
 
     def __repr__(self) -> str:
         return (
-            f"Tokenizer(vocab_size={self.vocab_size}, languages={self.languages}, "
+            f"SentencePieceTokenizer(vocab_size={self.vocab_size}, languages={self.languages}, "
             f"tasks={self.tasks})"
         )

@@ -1,4 +1,4 @@
-"""Whisper's byte-level BPE tokenizer behind the interface of ``speechkit.tokenizer.Tokenizer``.
+"""Whisper's byte-level BPE tokenizer behind the interface of ``speechkit.text.sentencepiece.Tokenizer``.
 
 The text pieces come from a Hugging Face ``tokenizer.json`` (the file that ships with CTranslate2
 and transformers Whisper models), run by the ``tokenizers`` library. Whisper's special tokens sit

@@ -7,7 +7,7 @@ from lhotse import CutSet, SupervisionSegment
 from lhotse.testing.dummies import dummy_cut
 
 from speechkit.bin import train_tokenizer
-from speechkit.tokenizer import SPECIAL_TOKENS, Tokenizer, TokenizerConfig
+from speechkit.text.sentencepiece import SPECIAL_TOKENS, SentencePieceTokenizer, TokenizerConfig
 
 TEXTS = [
     "the cat sits on the mat",
@@ -23,7 +23,7 @@ TASKS = ["asr", "st_eng", "st_deu", "st_spa", "st_fra"]
 
 @pytest.fixture(scope="module")
 def tok():
-    return Tokenizer.train(TEXTS, None, TokenizerConfig(vocab_size=80), LANGS, TASKS)
+    return SentencePieceTokenizer.train(TEXTS, None, TokenizerConfig(vocab_size=80), LANGS, TASKS)
 
 
 def test_special_token_layout(tok):
@@ -74,8 +74,8 @@ def test_decode_drops_special_tokens(tok):
 
 def test_save_load_and_state_dict(tok, tmp_path):
     tok.save(tmp_path)
-    loaded = Tokenizer.load(tmp_path)
-    restored = Tokenizer.from_state_dict(tok.state_dict())
+    loaded = SentencePieceTokenizer.load(tmp_path)
+    restored = SentencePieceTokenizer.from_state_dict(tok.state_dict())
     state = tok.state_dict()
     assert isinstance(state["sp_model"], bytes) and state["languages"] == LANGS
     for other in (loaded, restored):
@@ -83,11 +83,11 @@ def test_save_load_and_state_dict(tok, tmp_path):
         assert other.encode("el niño") == tok.encode("el niño")
         assert other.task_id("st_fra") == tok.task_id("st_fra")
     with pytest.raises(FileNotFoundError, match="tokenizer.model"):
-        Tokenizer.load(tmp_path / "missing")
+        SentencePieceTokenizer.load(tmp_path / "missing")
 
 
 def test_bpe_and_bad_config():
-    tok = Tokenizer.train(
+    tok = SentencePieceTokenizer.train(
         TEXTS, None, TokenizerConfig(vocab_size=60, model_type="bpe"), ["eng"], ["asr"]
     )
     assert tok.decode(tok.encode("the cat sits")) == "the cat sits"
@@ -131,7 +131,7 @@ def test_train_tokenizer_cli(tmp_path, caplog):
     assert (
         train_tokenizer.main(["--cuts", str(cuts), "--config", str(conf), "--out", str(out)]) == 0
     )
-    tok = Tokenizer.load(out)
+    tok = SentencePieceTokenizer.load(out)
     assert tok.languages == ["deu", "eng", "spa"]
     assert tok.tasks == ["asr", "st_deu", "st_eng", "st_spa"]
     assert tok.decode(tok.encode("días")) == "días"  # translations and transcripts both seen

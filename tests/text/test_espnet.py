@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "convert"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "convert"))
 import espnet_fakes as ef  # noqa: E402
 
 from speechkit.decode.options import SpecialIds  # noqa: E402
-from speechkit.espnet_tokenizer import EspnetTokenizer, TokenListError  # noqa: E402
+from speechkit.text.espnet import EspnetTokenizer, TokenListError  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ OWSM special tokens (all written ``<...>``): ``<blank>`` (CTC blank, id 0 in OWS
 ``<st_deu>``) and timestamp tokens ``<0.00>`` .. ``<30.00>``, whose spacing (0.02 s in OWSM)
 is read from the list, never assumed.
 
-The interface is that of ``speechkit.tokenizer.Tokenizer`` (what decoders and the dataset use).
+The interface is that of ``speechkit.text.sentencepiece.SentencePieceTokenizer`` (what decoders and the dataset use).
 
 Example::
 

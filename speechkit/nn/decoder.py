@@ -1,0 +1,89 @@
+"""Pieces every attention encoder-decoder of speechkit shares: the incremental decoding cache and
+the token-level training loss. ``models/s2t.py`` and ``models/whisper.py`` import them; a new
+decoder family should too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["IGNORE_ID", "DecoderCache", "token_loss"]
+
+IGNORE_ID = -100  # ys_out positions that carry no loss (padding, prompt)
+
+
+@dataclass
+class DecoderCache:
+    """Decoder state for incremental decoding; rows are hypotheses (B = batch x beam).
+
+    ``cross``: per layer, cross-attention (K, V), each (U, H, T', Dh); computed once.
+    ``cross_mask``: (U, 1, 1, T') bool, True = valid encoder frame.
+    ``self_kv``: per layer, self-attention (K, V) of the tokens so far, (B, H, t, Dh), or None.
+
+    The B hypothesis rows come in U runs of ``B // U`` consecutive rows, a run sharing one
+    encoder row (the beams of one utterance): cross-attention then reads each utterance's K/V
+    once per step instead of once per beam (``TransformerDecoderLayer``). ``reorder`` keeps
+    that layout whenever the new rows allow it.
+    """
+
+    cross: list[tuple[Tensor, Tensor]]
+    cross_mask: Tensor
+    self_kv: list[tuple[Tensor, Tensor] | None]
+    group: int = 1  # B // U: consecutive hypothesis rows per encoder row
+
+    @property
+    def length(self) -> int:
+        """Number of tokens already decoded (t)."""
+        first = self.self_kv[0]
+        return 0 if first is None else first[0].size(2)
+
+    def reorder(self, index: Tensor) -> DecoderCache:
+        """Keeps/duplicates rows: new row i = old row ``index[i]``; ``index`` (B',) int64.
+
+        Changes the cache in place and returns it. The cross-attention K/V are copied only when
+        the encoder rows change, and stay one per run of new rows that share one.
+        """
+        enc_row = index // self.group  # (B',) encoder row of each new row
+        starts = torch.ones_like(enc_row, dtype=torch.bool)
+        starts[1:] = enc_row[1:] != enc_row[:-1]
+        n_runs = int(starts.sum())
+        even = n_runs > 0 and enc_row.numel() % n_runs == 0
+        runs = enc_row.view(n_runs, -1) if even else None
+        if runs is not None and bool((runs == runs[:, :1]).all()):
+            keep, self.group = runs[:, 0], runs.shape[1]  # equal runs: one encoder row each
+        else:
+            keep, self.group = enc_row, 1  # uneven runs: one encoder row per hypothesis
+        rows = self.cross_mask.shape[0]
+        if keep.numel() != rows or not torch.equal(keep, torch.arange(rows, device=keep.device)):
+            pick_enc = lambda t: t.index_select(0, keep)
+            self.cross = [(pick_enc(k), pick_enc(v)) for k, v in self.cross]
+            self.cross_mask = pick_enc(self.cross_mask)
+        pick = lambda t: t.index_select(0, index)
+        self.self_kv = [None if kv is None else (pick(kv[0]), pick(kv[1])) for kv in self.self_kv]
+        return self
+
+
+def token_loss(
+    logits: Tensor, ys_out: Tensor, label_smoothing: float = 0.0
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Label-smoothed cross-entropy per target token, next-token accuracy, and the token count.
+
+    ``logits`` (N, L, V), ``ys_out`` (N, L) with ``IGNORE_ID`` where no loss is taken; the
+    cross-entropy is computed in fp32 whatever the autocast dtype. Returns three scalars.
+    """
+    valid = ys_out != IGNORE_ID
+    num_tokens = valid.sum()
+    total = F.cross_entropy(
+        logits.float().reshape(-1, logits.size(-1)),
+        ys_out.reshape(-1),
+        ignore_index=IGNORE_ID,
+        label_smoothing=label_smoothing,
+        reduction="sum",
+    )
+    denom = num_tokens.clamp(min=1)
+    correct = ((logits.argmax(-1) == ys_out) & valid).sum()
+    return total / denom, correct.float() / denom, num_tokens

@@ -35,6 +35,7 @@ __all__ = [
     "load_config",
     "save_config",
     "apply_overrides",
+    "read_yaml",
 ]
 
 
@@ -209,6 +210,12 @@ def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
 
 def load_config(cls: type[T], path: str | Path, overrides: list[str] | None = None) -> T:
     """Loads a YAML file into the dataclass ``cls``; see the module docstring for the rules."""
+    return from_dict(cls, read_yaml(path, overrides), source=str(path))
+
+
+def read_yaml(path: str | Path, overrides: list[str] | None = None) -> dict:
+    """A YAML mapping with ``key.path=value`` overrides applied (before it becomes a config:
+    e.g. to read which task's config class it is)."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text()) or {}
@@ -218,8 +225,7 @@ def load_config(cls: type[T], path: str | Path, overrides: list[str] | None = No
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
-    apply_overrides(data, overrides)
-    return from_dict(cls, data, source=str(path))
+    return apply_overrides(data, overrides)
 
 
 def save_config(cfg: Any, path: str | Path) -> None:

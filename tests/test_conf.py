@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from speechkit.config import load_config, read_yaml
 from speechkit.models import build_model
+from speechkit.tasks import get_task
 from speechkit.train.config import ExperimentConfig, load_experiment_config
-from speechkit.train.finetune_config import FinetuneConfig, load_finetune_config
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 ALL_YAML = sorted(CONF.rglob("*.yaml"))
@@ -24,13 +25,13 @@ def test_conf_dir_is_not_empty():
 
 
 @pytest.mark.parametrize("path", ALL_YAML, ids=lambda p: str(p.relative_to(CONF)))
-def test_every_yaml_loads_and_validates(path):
-    if path.parent.name == "whisper":  # fine-tuning configs: the model comes from --init
-        assert isinstance(load_finetune_config(path), FinetuneConfig)
-        return
-    cfg = load_experiment_config(path)
-    assert isinstance(cfg, ExperimentConfig)
-    assert cfg.data.features.n_mels == cfg.model.n_mels
+def test_every_yaml_names_its_task_and_loads_into_that_tasks_config(path):
+    name = read_yaml(path).get("task")
+    assert name is not None, f"{path} names no task"
+    cfg = load_config(get_task(name).config_class, path)
+    assert cfg.task == name
+    if isinstance(cfg, ExperimentConfig):  # (whisper configs take the model from --init)
+        assert cfg.data.features.n_mels == cfg.model.n_mels
 
 
 @pytest.mark.parametrize("name", sorted(OWSM_PARAMS_M))

@@ -118,9 +118,7 @@ def test_non_speech_tokens_match_faster_whisper():
     import tokenizers
 
     tok = WhisperTokenizer.from_file(TINY_EN / "tokenizer.json")
-    ref = fw_tok.Tokenizer(
-        tokenizers.Tokenizer.from_file(str(TINY_EN / "tokenizer.json")), False
-    )
+    ref = fw_tok.Tokenizer(tokenizers.Tokenizer.from_file(str(TINY_EN / "tokenizer.json")), False)
     assert non_speech_tokens(tok) == list(ref.non_speech_tokens)
 
 

@@ -36,6 +36,7 @@ import numpy as np
 import soxr
 import torch
 from lhotse import CutSet
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from speechkit.config import ConfigError
@@ -145,11 +146,19 @@ class _Item:
 class S2TDataset(Dataset):
     """Map-style dataset: ``dataset[cuts: CutSet] -> batch dict | None`` (see module docstring)."""
 
-    def __init__(self, tokenizer: SentencePieceTokenizer, cfg: DataConfig, train: bool):
+    def __init__(
+        self,
+        tokenizer: SentencePieceTokenizer,
+        cfg: DataConfig,
+        train: bool,
+        frontend: nn.Module | None = None,
+    ):
         self.tokenizer = tokenizer
         self.cfg = cfg
         self.train = train
-        self.logmel = LogMel(cfg.features)
+        # ``frontend``: (wave (B, S), wave_lens (B,)) -> (feats (B, T, F), feat_lens (B,));
+        # default the configured log-mel (Whisper's 30 s window: ``WhisperFrontEnd``).
+        self.logmel = frontend if frontend is not None else LogMel(cfg.features)
         self.specaug = SpecAugment(cfg.specaug) if train and cfg.specaug.enabled else None
         self.skipped: Counter = Counter()
 
@@ -351,8 +360,10 @@ def build_dataloader(
     seed: int = 0,
     world_size: int = 1,
     rank: int = 0,
+    frontend: nn.Module | None = None,
 ) -> tuple[DataLoader, object]:
-    """``(loader, sampler)`` over already task-expanded ``cuts``.
+    """``(loader, sampler)`` over already task-expanded ``cuts``; ``frontend`` replaces the
+    configured log-mel (see ``S2TDataset``).
 
     The sampler (checkpoint it with ``state_dict()``) yields CutSet batches; the loader turns
     each into a batch dict (``batch_size=None``) and skips batches with no usable cut. For
@@ -364,7 +375,7 @@ def build_dataloader(
     sampler = build_sampler(
         cuts, sampler_cfg, seed=seed, world_size=world_size, rank=rank, tokenizer=tokenizer
     )
-    dataset = S2TDataset(tokenizer, cfg, train=train)
+    dataset = S2TDataset(tokenizer, cfg, train=train, frontend=frontend)
     loader = _SkipNoneLoader(
         dataset,
         sampler=sampler,

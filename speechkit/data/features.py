@@ -23,6 +23,7 @@ transformed on its own valid samples, so padding never leaks into the features.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Literal
 
 import librosa
@@ -33,7 +34,12 @@ from torch import nn
 
 from speechkit.config import ConfigError
 
-__all__ = ["FeatureConfig", "LogMel", "num_frames"]
+__all__ = ["WHISPER_WINDOW_FRAMES", "FeatureConfig", "LogMel", "WhisperFrontEnd", "num_frames"]
+
+logger = logging.getLogger(__name__)
+
+WHISPER_WINDOW_FRAMES = 3000  # 30 s of 10 ms frames: Whisper's encoder window
+_WHISPER_HOP = 160  # samples per frame at 16 kHz
 
 
 @dataclasses.dataclass
@@ -142,3 +148,38 @@ class LogMel(nn.Module):
         for i, f in enumerate(feats):
             out[i, : f.shape[0]] = f
         return out, feat_lens
+
+
+class WhisperFrontEnd(nn.Module):
+    """``(wave (B, S), wave_lens (B,)) -> feats (B, T, n_mels), feat_lens (B,)`` the way Whisper
+    decoding (``speechkit.inference``) computes them, for training on Whisper models.
+
+    Each waveform gets 160 zero samples appended, then one Whisper log-mel over it, of which the
+    first ``S // 160`` frames are content. ``pad_to_window``: the content is zero-padded *in
+    log-mel space* to 3000 frames (30 s) and T = ``feat_lens`` = 3000 for every row, exactly what
+    the encoder sees at decoding time; else T is the longest content and ``feat_lens`` counts
+    content frames (about 10x cheaper for 3 s utterances, but mismatched with pretraining).
+    """
+
+    def __init__(self, cfg: FeatureConfig, pad_to_window: bool):
+        super().__init__()
+        if cfg.kind != "whisper":
+            raise ValueError(f"WhisperFrontEnd needs FeatureConfig(kind='whisper'), got {cfg.kind}")
+        self.logmel = LogMel(cfg)
+        self.pad_to_window = pad_to_window
+
+    def forward(self, wave: torch.Tensor, wave_lens: torch.Tensor):
+        # The appended 160 zeros give the last content frame a full right context, as in
+        # faster-whisper; the frame they add is not content. (Rows are zero-padded past
+        # wave_lens, so each row's 160 samples past its end are zeros.)
+        wave = torch.nn.functional.pad(wave, (0, _WHISPER_HOP))
+        feats, _ = self.logmel(wave, wave_lens + _WHISPER_HOP)
+        content = torch.clamp(wave_lens // _WHISPER_HOP, max=WHISPER_WINDOW_FRAMES)  # (B,)
+        if bool((wave_lens > WHISPER_WINDOW_FRAMES * _WHISPER_HOP).any()):
+            logger.warning("an utterance is longer than 30 s: only its first 30 s are used")
+        width = WHISPER_WINDOW_FRAMES if self.pad_to_window else int(content.max())
+        out = feats.new_zeros(feats.size(0), width, feats.size(2))
+        for i, n in enumerate(content.tolist()):
+            out[i, :n] = feats[i, :n]
+        lens = torch.full_like(content, WHISPER_WINDOW_FRAMES) if self.pad_to_window else content
+        return out, lens

@@ -172,7 +172,7 @@ def save_averaged(paths: list[str | Path], out: str | Path) -> Path:
     state = {
         k: v
         for k, v in newest.items()
-        if k not in ("optimizer", "scheduler", "sampler", "scaler", "rng")
+        if k not in ("optimizers", "schedulers", "sampler", "scalers", "rng")
     }
     state.update(
         model=average_checkpoints(paths),

@@ -31,7 +31,7 @@ class OptimConfig:
 
     ``lr`` is the peak rate (reached after ``warmup_steps`` optimiser updates). ``min_lr_ratio``
     is where decaying schedules end, as a fraction of ``lr``. ``grad_clip`` is the max global
-    L2 norm (0 disables clipping). ``accum_grad`` micro-batches make one update.
+    L2 norm (0 disables clipping). A task with several optimisers has one such section each.
     """
 
     lr: float = 1e-3
@@ -42,7 +42,6 @@ class OptimConfig:
     warmup_steps: int = 500
     min_lr_ratio: float = 0.05
     grad_clip: float = 5.0
-    accum_grad: int = 1
 
     def __post_init__(self) -> None:
         if self.lr <= 0:
@@ -61,8 +60,6 @@ class OptimConfig:
             raise ConfigError(f"optim.min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio}")
         if self.grad_clip < 0:
             raise ConfigError(f"optim.grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
-        if self.accum_grad < 1:
-            raise ConfigError(f"optim.accum_grad must be >= 1, got {self.accum_grad}")
 
 
 @dataclass
@@ -73,12 +70,12 @@ class TrainerConfig:
     for "no limit" / "every epoch". ``max_minutes`` is wall time of one invocation: when it is
     reached the trainer validates, checkpoints and stops cleanly (``--resume`` goes on).
     ``amp='auto'`` is bf16 on a GPU that supports it and off on CPU. ``num_threads=0`` keeps
-    torch's default. ``max_bad_steps`` consecutive non-finite losses abort the run.
+    torch's default. ``accum_grad`` micro-batches make one update. ``max_bad_steps`` consecutive non-finite losses abort the run.
 
     Under ``torchrun`` (docs/distributed.md): ``strategy`` is ``ddp`` (a replica per rank) or
     ``fsdp`` (parameters sharded over ranks). ``global_micro_batches`` > 0 fixes the micro-batches
     of one update over all ranks (each rank accumulates ``global_micro_batches / world_size``;
-    ``optim.accum_grad`` is then ignored), so the update does not change with the process count.
+    ``trainer.accum_grad`` is then ignored), so the update does not change with the process count.
     """
 
     max_epochs: int = 20
@@ -95,13 +92,20 @@ class TrainerConfig:
     max_bad_steps: int = 20
     strategy: Literal["ddp", "fsdp"] = "ddp"
     global_micro_batches: int = 0
+    accum_grad: int = 1
 
     def __post_init__(self) -> None:
         if self.global_micro_batches < 0:
             raise ConfigError(
                 f"trainer.global_micro_batches must be >= 0 (0 = off), got {self.global_micro_batches}"
             )
-        for name in ("max_epochs", "keep_checkpoints", "average_best", "max_bad_steps"):
+        for name in (
+            "max_epochs",
+            "keep_checkpoints",
+            "average_best",
+            "max_bad_steps",
+            "accum_grad",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"trainer.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("max_steps", "max_minutes", "valid_every_steps", "num_threads"):
@@ -121,9 +125,11 @@ class TrainerConfig:
 class ExperimentConfig:
     """One experiment: model, tokenizer, data pipeline, optimiser and loop.
 
+    ``task`` names the task family (``speechkit/tasks/``); this config is the ``s2t`` task's.
     ``model.vocab_size`` may be 0 in YAML: ``speechkit.bin.train`` fills it from the tokenizer.
     """
 
+    task: Literal["s2t"] = "s2t"
     model: S2TConfig = field(default_factory=S2TConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     data: DataConfig = field(default_factory=DataConfig)

@@ -130,10 +130,14 @@ def accum_steps(accum_grad: int, global_micro_batches: int, world_size: int) -> 
 # ---------------------------------------------------------------------- wrapping
 
 
-def wrap_model(model: nn.Module, strategy: str, device: torch.device) -> nn.Module:
+def wrap_model(
+    model: nn.Module, strategy: str, device: torch.device, find_unused: bool = False
+) -> nn.Module:
     """``model`` (already on ``device``) wrapped for data parallelism; unchanged when alone.
 
-    Under ``fsdp`` the model is sharded in place (``fully_shard``) and returned as itself."""
+    Under ``fsdp`` the model is sharded in place (``fully_shard``) and returned as itself.
+    ``find_unused``: DDP tolerates parameters that get no gradient in a step (tasks whose steps
+    use different parts of the model, e.g. a generator and a discriminator)."""
     if not _active() or dist.get_world_size() == 1:
         return model
     if strategy == "fsdp":
@@ -155,7 +159,9 @@ def wrap_model(model: nn.Module, strategy: str, device: torch.device) -> nn.Modu
     ids = None
     if device.type == "cuda":
         ids = [device.index if device.index is not None else torch.cuda.current_device()]
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    return nn.parallel.DistributedDataParallel(
+        model, device_ids=ids, find_unused_parameters=find_unused
+    )
 
 
 def _is_fsdp(model: nn.Module) -> bool:
@@ -188,9 +194,10 @@ def average_gradients(model: nn.Module) -> None:
             p.grad /= dist.get_world_size()
 
 
-def clip_grad_norm(model: nn.Module, max_norm: float) -> torch.Tensor:
-    """Global gradient norm (over all shards under FSDP), clipped to ``max_norm``."""
-    norm = nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+def clip_grad_norm(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
+    """Global gradient norm of ``params`` (over all shards under FSDP), clipped to
+    ``max_norm``."""
+    norm = nn.utils.clip_grad_norm_(params, max_norm)
     # Under FSDP the norm is a DTensor reduced over the shards; every rank gets the full value.
     return norm.full_tensor() if hasattr(norm, "full_tensor") else norm
 

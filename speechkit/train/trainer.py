@@ -1,21 +1,25 @@
-"""The training loop: one small class, read top to bottom.
+"""The training loop: one small class, read top to bottom, that runs every task.
 
 ``Trainer.fit()`` runs epochs of optimiser updates over a checkpointable lhotse sampler and
 writes everything to ``out_dir``::
 
     checkpoints/step-<N>.pt   at the end of every epoch, after each mid-epoch validation,
                               when a step/time limit stops the run, and on Ctrl-C
-    train_log.csv             step, epoch, loss, loss_att, loss_ctc, acc, lr, grad_norm, elapsed
-    valid_log.csv             step, epoch, valid_loss, valid_acc, elapsed
+    train_log.csv             step, epoch, <what the task's training_step returns>, lr,
+                              grad_norm, elapsed
+    valid_log.csv             step, epoch, valid_<what the task's validation_step returns>,
+                              elapsed
     tensorboard/              the same curves, plus padding fraction and skipped cuts per epoch
 
-Units: a *step* is one optimiser update (``accum_grad`` micro-batches); *elapsed* is wall
-seconds of training summed over resumed runs. Losses are the model's per-token means.
+What a batch is, what a step computes and which optimisers exist is the task's business
+(``speechkit/tasks/base.py``); the trainer never looks inside a batch except to move its tensors
+to the device. Units: a *step* is one update (``accum_grad`` micro-batches, every due optimiser
+stepped once); *elapsed* is wall seconds of training summed over resumed runs.
 
-Resuming (``fit(resume=True)``) loads the newest checkpoint: weights, optimiser, schedule,
-sampler position (mid-epoch), RNG states. With ``num_workers=0`` a resumed run reproduces the
-uninterrupted one exactly; with workers the sampler runs ahead by the prefetched batches.
-A Ctrl-C save drops the micro-batches of an update that was only partly accumulated.
+Resuming (``fit(resume=True)``) loads the newest checkpoint: weights, every optimiser, schedule
+and loss scaler, sampler position (mid-epoch), RNG states. With ``num_workers=0`` a resumed run
+reproduces the uninterrupted one exactly; with workers the sampler runs ahead by the prefetched
+batches. A Ctrl-C save drops the micro-batches of an update that was only partly accumulated.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from tqdm import tqdm
 import speechkit
 from speechkit.config import ConfigError
 from speechkit.data.sampler import PaddingMeter
+from speechkit.tasks.base import OptimizerSpec, Task
 from speechkit.train import distributed as dist_utils
 from speechkit.train.checkpoint import (
     checkpoint_path,
@@ -50,39 +55,16 @@ from speechkit.train.checkpoint import (
     record_valid_loss,
     save_checkpoint,
 )
-from speechkit.train.config import OptimConfig, TrainerConfig
-from speechkit.train.optim import build_optimizer, build_scheduler
+from speechkit.train.config import TrainerConfig
 
 __all__ = ["TrainData", "Trainer", "resolve_amp", "seed_everything", "select_device"]
 
 logger = logging.getLogger(__name__)
 
-# Batch keys passed to ``model(...)``, in the positional order of the model contract.
-MODEL_INPUTS = (
-    "feats",
-    "feat_lens",
-    "ys_in",
-    "ys_out",
-    "ctc_targets",
-    "ctc_target_lens",
-)
-# Batch keys passed by name when the batch has them (targets sharing an encoder pass).
-OPTIONAL_INPUTS = ("target_utt",)
 # Config keys that may change between a run and its resumption.
 RESUMABLE_KEYS = frozenset({"trainer.max_epochs", "trainer.max_steps", "trainer.max_minutes"})
-TRAIN_COLUMNS = [
-    "step",
-    "epoch",
-    "loss",
-    "loss_att",
-    "loss_ctc",
-    "acc",
-    "lr",
-    "grad_norm",
-    "elapsed",
-]
-VALID_COLUMNS = ["step", "epoch", "valid_loss", "valid_acc", "elapsed"]
-_STATS = ("loss", "loss_att", "loss_ctc", "acc")
+# Key of a validation step's output that weights its batch and is not a figure.
+WEIGHT = "weight"
 
 
 @dataclass
@@ -157,66 +139,82 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 class _CsvLog:
-    """Appends rows to a CSV file; on resume, drops rows logged after the resumed step."""
+    """Appends rows to a CSV file whose columns are the keys seen so far (a new key rewrites the
+    file with the wider header); on resume, drops rows logged after the resumed step."""
 
-    def __init__(self, path: Path, columns: list[str], resume_step: int | None) -> None:
-        self.path, self.columns = path, columns
-        rows = []
+    def __init__(self, path: Path, first: list[str], resume_step: int | None) -> None:
+        self.path, self.columns, rows = path, list(first), []
         if resume_step is not None and path.is_file():
             with open(path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
-        with open(path, "w", newline="") as f:
-            writer = csv.DictWriter(f, columns)
+                reader = csv.DictReader(f)
+                self.columns += [c for c in reader.fieldnames or [] if c not in self.columns]
+                rows = [r for r in reader if int(r["step"]) <= resume_step]
+        self._rewrite(rows)
+
+    def _rewrite(self, rows: list[dict]) -> None:
+        with open(self.path, "w", newline="") as f:
+            writer = csv.DictWriter(f, self.columns, restval="")
             writer.writeheader()
             writer.writerows(rows)
 
     def write(self, row: dict[str, Any]) -> None:
+        new = [k for k in row if k not in self.columns]
+        if new:
+            with open(self.path, newline="") as f:
+                rows = list(csv.DictReader(f))
+            self.columns[-1:-1] = new  # before "elapsed", the last column
+            self._rewrite(rows)
         with open(self.path, "a", newline="") as f:
-            csv.DictWriter(f, self.columns).writerow(
+            csv.DictWriter(f, self.columns, restval="").writerow(
                 {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}
             )
 
 
 class Trainer:
-    """Trains ``model`` (``model(*batch[MODEL_INPUTS]) -> dict(loss, loss_att, loss_ctc, acc,
-    num_tokens)``, scalars) with AdamW and a warmup schedule.
+    """Trains ``model`` as ``task`` says (``speechkit/tasks/base.py``).
 
-    ``run_config`` is the experiment config as a plain dict (stored in every checkpoint and
-    compared on resume); ``tokenizer_state`` is embedded too, so a checkpoint decodes alone.
-    ``total_steps`` is the expected number of updates (shapes the decaying schedules).
+    ``cfg`` is the experiment's ``trainer`` section; ``total_steps`` the expected number of
+    updates (shapes the decaying schedules). Every checkpoint embeds ``task.run_config()``
+    (compared on resume) and ``task.checkpoint_extras()`` (e.g. the tokenizer), so a checkpoint
+    decodes or packs alone.
     """
 
     def __init__(
         self,
+        task: Task,
         model: nn.Module,
         data: TrainData,
-        optim_cfg: OptimConfig,
         cfg: TrainerConfig,
         out_dir: str | Path,
         *,
-        run_config: dict,
-        tokenizer_state: dict | None = None,
         total_steps: int = 1,
     ) -> None:
-        self.cfg, self.optim_cfg, self.data = cfg, optim_cfg, data
+        self.task, self.cfg, self.data = task, cfg, data
         self.out_dir = Path(out_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
-        self.run_config, self.tokenizer_state = run_config, tokenizer_state
+        self.run_config = task.run_config()
         self.device = select_device(cfg.device)
         if self.device.type == "cpu":
-            torch.set_flush_denormal(
-                True
-            )  # denormals make CPU matmuls 4-10x slower late in training
+            # denormals make CPU matmuls 4-10x slower late in training
+            torch.set_flush_denormal(True)
         if cfg.num_threads > 0:
             torch.set_num_threads(cfg.num_threads)
         self.amp_dtype = resolve_amp(cfg.amp, self.device)
         self.dist = dist_utils.dist_info()  # rank 0 of 1 unless launched by torchrun
-        self.model = dist_utils.wrap_model(model.to(self.device), cfg.strategy, self.device)
-        self.optimizer = build_optimizer(self.model, optim_cfg)
-        self._accum_steps()  # a world size that does not divide the global batch fails here
-        self.scheduler = build_scheduler(self.optimizer, optim_cfg, max(1, total_steps))
-        # Only fp16 needs loss scaling (bf16 has fp32's exponent range).
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.model = dist_utils.wrap_model(
+            model.to(self.device), cfg.strategy, self.device, task.find_unused_parameters
+        )
+        self.accum = self._accum_steps()  # a world size that does not divide the batch fails
+        self.specs: list[OptimizerSpec] = task.configure_optimizers(self.model, max(1, total_steps))
+        names = [s.name for s in self.specs]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"task {task.name!r}: optimiser names must be unique, got {names}")
+        # Only fp16 needs loss scaling (bf16 has fp32's exponent range); one scaler per optimiser.
+        fp16 = self.amp_dtype == torch.float16
+        self.scalers = {n: torch.amp.GradScaler("cuda", enabled=fp16) for n in names}
+        # Which parameters may collect gradients while each optimiser's step runs (see
+        # tasks/base.py): its own, less those the task froze.
+        self._trainable = [(p, p.requires_grad) for p in self.model.parameters()]
         self.step, self.epoch, self.epoch_done = 0, 1, False
         self.bad_in_a_row, self.bad_total = 0, 0
         self.stop_reason: str | None = None
@@ -226,10 +224,12 @@ class Trainer:
         self._last_valid: tuple[int, dict[str, float] | None] = (-1, None)
         self._saved_step = -1  # the step of the last checkpoint written
         logger.info(
-            "device %s, amp %s, %d trainable parameters",
+            "task %s, device %s, amp %s, %d trainable parameters, optimisers %s",
+            task.name,
             self.device,
             self.amp_dtype or "off",
             sum(p.numel() for p in model.parameters() if p.requires_grad),
+            ", ".join(names),
         )
 
     # ------------------------------------------------------------------ the loop
@@ -268,7 +268,7 @@ class Trainer:
     def _train_epoch(self) -> bool:
         """One pass over the sampler (or its rest, after resume). False if a limit stopped it."""
         self.model.train()
-        accum, micro = self._accum_steps(), 0
+        micro = 0
         sums: Counter = Counter()
         self.padding.reset()
         bar = tqdm(
@@ -289,22 +289,22 @@ class Trainer:
         for batch in batches:
             if batch is None:  # every cut of the batch was dropped by the dataset
                 continue
-            self.padding.update(batch["feat_lens"].tolist())  # frames: the fraction is unit-free
+            lengths = self.task.batch_lengths(batch)
+            if lengths is not None:
+                self.padding.update(lengths)
+            batch = self._to_device(batch)
             # Non-final micro-steps skip DDP's gradient all-reduce; the final one averages all.
-            with dist_utils.no_sync(self.model, micro + 1 < accum):
-                out = self._forward(batch)
-                # All ranks skip together, or the others would wait in backward's all-reduce.
-                bad = dist_utils.any_rank(not torch.isfinite(out["loss"]).item())
-                if not bad:
-                    self.scaler.scale(out["loss"] / accum).backward()
-            if bad:
-                self._skip_bad_batch(batch, f"loss is {out['loss'].item()}")
+            with dist_utils.no_sync(self.model, micro + 1 < self.accum):
+                stats, why = self._micro_step(batch)
+            if why is not None:
+                self._skip_bad_batch(batch, why)
                 micro = 0
                 continue
-            sums.update({k: float(out[k].detach()) for k in _STATS if k in out}, n=1)
+            sums.update(stats)
+            sums["n"] += 1
             micro += 1
             bar.update(1)
-            if micro == accum:
+            if micro == self.accum:
                 micro = 0
                 self._update(sums, bar)
                 # Checked before the next batch is drawn, so the saved sampler position is exact.
@@ -317,49 +317,96 @@ class Trainer:
         bar.close()
         return True
 
+    def _micro_step(self, batch: dict) -> tuple[dict[str, float], str | None]:
+        """Forward and backward of every optimiser due at this update; returns the step's
+        statistics, or the reason to skip the batch (a non-finite loss)."""
+        stats: dict[str, float] = {}
+        due = self._due()
+        for spec in due:
+            self._only_trainable(spec if len(self.specs) > 1 else None)
+            with torch.autocast(
+                self.device.type, self.amp_dtype, enabled=self.amp_dtype is not None
+            ):
+                out = self.task.training_step(self.model, batch, spec.name)
+            loss = out["loss"]
+            # All ranks skip together, or the others would wait in backward's all-reduce.
+            if dist_utils.any_rank(not torch.isfinite(loss).item()):
+                self._only_trainable(None)
+                return stats, f"{self._key(spec, 'loss')} is {loss.item()}"
+            self.scalers[spec.name].scale(loss / self.accum).backward()
+            stats.update({self._key(spec, k): float(v.detach()) for k, v in out.items()})
+        self._only_trainable(None)
+        return stats, None
+
+    def _due(self) -> list[OptimizerSpec]:
+        return [s for s in self.specs if s.due(self.step)]
+
+    def _key(self, spec: OptimizerSpec, name: str) -> str:
+        """A statistic's log name: as the task named it, prefixed when there are several
+        optimisers."""
+        return name if len(self.specs) == 1 else f"{spec.name}_{name}"
+
+    def _only_trainable(self, spec: OptimizerSpec | None) -> None:
+        """Lets only ``spec``'s parameters collect gradients (None: restores every flag)."""
+        own = None if spec is None else {id(p) for p in spec.params}
+        for p, flag in self._trainable:
+            p.requires_grad_(flag and (own is None or id(p) in own))
+
+    def _to_device(self, batch: dict) -> dict:
+        return {
+            k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+            for k, v in batch.items()
+        }
+
     def _accum_steps(self) -> int:
         """Micro-batches per update on this rank."""
         return dist_utils.accum_steps(
-            self.optim_cfg.accum_grad, self.cfg.global_micro_batches, self.dist.world_size
+            self.cfg.accum_grad, self.cfg.global_micro_batches, self.dist.world_size
         )
 
-    def _forward(self, batch: dict) -> dict[str, torch.Tensor]:
-        inputs = [batch[k].to(self.device, non_blocking=True) for k in MODEL_INPUTS]
-        extra = {k: batch[k].to(self.device) for k in OPTIONAL_INPUTS if batch.get(k) is not None}
-        with torch.autocast(self.device.type, self.amp_dtype, enabled=self.amp_dtype is not None):
-            return self.model(*inputs, **extra)
-
     def _update(self, sums: Counter, bar: tqdm) -> None:
-        """Clips, steps optimiser and schedule, logs, and validates when due."""
-        self.scaler.unscale_(self.optimizer)
-        clip = self.optim_cfg.grad_clip if self.optim_cfg.grad_clip > 0 else math.inf
-        grad_norm = float(dist_utils.clip_grad_norm(self.model, clip))
-        if not math.isfinite(grad_norm) and not self.scaler.is_enabled():
-            # (with fp16 the scaler skips such steps itself and lowers its scale)
-            self._skip_bad_batch(None, f"gradient norm is {grad_norm}")
-            return
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
+        """Clips and steps each due optimiser and its schedule, logs, validates when due."""
+        due = self._due()
+        norms = {}
+        for spec in due:
+            scaler = self.scalers[spec.name]
+            scaler.unscale_(spec.optimizer)
+            norms[spec.name] = float(dist_utils.clip_grad_norm(spec.params, spec.clip))
+            if not math.isfinite(norms[spec.name]) and not scaler.is_enabled():
+                # (with fp16 the scaler skips such steps itself and lowers its scale)
+                self._skip_bad_batch(None, f"{spec.name} gradient norm is {norms[spec.name]}")
+                return
+        for spec in due:
+            self.scalers[spec.name].step(spec.optimizer)
+            self.scalers[spec.name].update()
+            spec.scheduler.step()
+        self._zero_grad()
         self.step += 1
         self.bad_in_a_row = 0
-        sums.update(grad_norm=grad_norm, updates=1)
-        lr = self.optimizer.param_groups[0]["lr"]
-        bar.set_postfix(loss=f"{sums['loss'] / max(1, sums['n']):.3f}", lr=f"{lr:.2e}")
+        for spec in due:
+            sums[self._key(spec, "grad_norm")] += norms[spec.name]
+            sums[self._key(spec, "updates")] += 1
+        main = self._key(self.specs[0], "loss")
+        postfix = {"loss": f"{sums[main] / max(1, sums['n']):.3f}"} if main in sums else {}
+        bar.set_postfix(postfix, lr=f"{self.specs[0].optimizer.param_groups[0]['lr']:.2e}")
         if self.step % self.cfg.log_every_steps == 0:
-            self._log_train(Counter(dist_utils.all_reduce_sums(sums)), lr)
+            self._log_train(Counter(dist_utils.all_reduce_sums(sums)))
             sums.clear()
         if self.cfg.valid_every_steps and self.step % self.cfg.valid_every_steps == 0:
             self._save(self._validate())
             self.model.train()
 
+    def _zero_grad(self) -> None:
+        for spec in self.specs:
+            spec.optimizer.zero_grad(set_to_none=True)
+
     def _skip_bad_batch(self, batch: dict | None, why: str) -> None:
         """Drops the update in progress; aborts after ``max_bad_steps`` in a row."""
-        self.optimizer.zero_grad(set_to_none=True)
+        self._zero_grad()
         self.bad_in_a_row += 1
         self.bad_total += 1
-        cuts = ", ".join(batch["cut_ids"][:20]) if batch is not None else "(accumulated batches)"
+        cut_ids = (batch or {}).get("cut_ids")
+        cuts = ", ".join(cut_ids[:20]) if cut_ids else "(accumulated batches)"
         logger.warning(
             "step %d: %s; skipped the update (%d in a row, %d in total); cuts: %s",
             self.step,
@@ -407,44 +454,39 @@ class Trainer:
 
     @torch.no_grad()
     def _validate(self) -> dict[str, float] | None:
-        """Token-weighted mean loss and accuracy on the dev set (None without one)."""
+        """Weighted means of the task's validation figures on the dev set (None without one)."""
         if self._last_valid[0] == self.step:
             return self._last_valid[1]
         if self.data.dev_loader is None:
             return None
         self.model.eval()
-        total = Counter()
+        total: Counter = Counter()
         rng = _rng_state()  # validation must not shift the training run's random stream
         for batch in self.data.dev_loader:
             if batch is None:
                 continue
-            out = self._forward(batch)
-            n = float(out.get("num_tokens", len(batch["cut_ids"])))
-            total.update(loss=float(out["loss"]) * n, acc=float(out.get("acc", 0.0)) * n, n=n)
+            with torch.autocast(
+                self.device.type, self.amp_dtype, enabled=self.amp_dtype is not None
+            ):
+                out = self.task.validation_step(self.model, self._to_device(batch))
+            w = float(out.pop(WEIGHT, 1.0))
+            total.update({k: float(v) * w for k, v in out.items()})
+            total[WEIGHT] += w
         _set_rng_state(rng)
-        total = Counter(dist_utils.all_reduce_sums({k: total[k] for k in ("loss", "acc", "n")}))
+        total = Counter(dist_utils.all_reduce_sums(dict(total)))
         result = None
-        if total["n"] > 0:
-            result = {
-                "loss": total["loss"] / total["n"],
-                "acc": total["acc"] / total["n"],
-            }
+        if total[WEIGHT] > 0:
+            result = {k: v / total[WEIGHT] for k, v in total.items() if k != WEIGHT}
             logger.info(
-                "step %d valid loss %.4f acc %.4f",
+                "step %d valid %s",
                 self.step,
-                result["loss"],
-                result["acc"],
+                " ".join(f"{k} {v:.4f}" for k, v in result.items()),
             )
-            self.tb.add_scalar("valid/loss", result["loss"], self.step)
-            self.tb.add_scalar("valid/acc", result["acc"], self.step)
+            for k, v in result.items():
+                self.tb.add_scalar(f"valid/{k}", v, self.step)
+            row = {f"valid_{k}": v for k, v in result.items()}
             self.valid_log.write(
-                {
-                    "step": self.step,
-                    "epoch": self.epoch,
-                    "valid_loss": result["loss"],
-                    "valid_acc": result["acc"],
-                    "elapsed": self._elapsed(),
-                }
+                {"step": self.step, "epoch": self.epoch, **row, "elapsed": self._elapsed()}
             )
         self._last_valid = (self.step, result)
         return result
@@ -455,57 +497,58 @@ class Trainer:
         return self._elapsed_before + time.monotonic() - self._start
 
     def _open_logs(self, resume_step: int | None) -> None:
-        from torch.utils.tensorboard import (
-            SummaryWriter,
-        )  # slow import, only when training
+        from torch.utils.tensorboard import SummaryWriter  # slow import, only when training
 
         if not self.dist.is_main:  # rank 0 alone writes logs
             self.train_log = self.valid_log = self.tb = dist_utils.NullWriter()
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.train_log = _CsvLog(self.out_dir / "train_log.csv", TRAIN_COLUMNS, resume_step)
-        self.valid_log = _CsvLog(self.out_dir / "valid_log.csv", VALID_COLUMNS, resume_step)
+        first = ["step", "epoch", "elapsed"]
+        self.train_log = _CsvLog(self.out_dir / "train_log.csv", first, resume_step)
+        self.valid_log = _CsvLog(self.out_dir / "valid_log.csv", first, resume_step)
         self.tb = SummaryWriter(self.out_dir / "tensorboard", purge_step=resume_step)
 
-    def _log_train(self, sums: Counter, lr: float) -> None:
-        n, updates = max(1, sums["n"]), max(1, sums["updates"])
-        row = {k: sums[k] / n if k in sums else "" for k in _STATS}
-        row.update(
-            step=self.step,
-            epoch=self.epoch,
-            lr=lr,
-            grad_norm=sums["grad_norm"] / updates,
-            elapsed=round(self._elapsed(), 1),
+    def _log_train(self, sums: Counter) -> None:
+        """Means over the logged micro-batches (statistics) and updates (gradient norms)."""
+        n = max(1, sums.pop("n", 0))
+        row: dict[str, Any] = {}
+        for spec in self.specs:
+            updates = max(1, sums.pop(self._key(spec, "updates"), 0))
+            norm = sums.pop(self._key(spec, "grad_norm"), None)
+            row[self._key(spec, "lr")] = spec.optimizer.param_groups[0]["lr"]
+            if norm is not None:
+                row[self._key(spec, "grad_norm")] = norm / updates
+        row = {**{k: v / n for k, v in sums.items()}, **row}
+        for k, v in row.items():
+            self.tb.add_scalar(f"train/{k}", v, self.step)
+        self.train_log.write(
+            {"step": self.step, "epoch": self.epoch, **row, "elapsed": round(self._elapsed(), 1)}
         )
-        self.train_log.write(row)
-        for k in (*_STATS, "lr", "grad_norm"):
-            if row[k] != "":
-                self.tb.add_scalar(f"train/{k}", row[k], self.step)
         logger.info(
-            "step %d epoch %d loss %.4f acc %s lr %.3g grad_norm %.3g",
+            "step %d epoch %d %s",
             self.step,
             self.epoch,
-            row["loss"],
-            row["acc"],
-            lr,
-            row["grad_norm"],
+            " ".join(f"{k} {v:.4g}" for k, v in row.items()),
         )
 
     # ------------------------------------------------------------------ checkpoints
 
     def _save(self, valid: dict[str, float] | None) -> Path:
-        valid_loss = valid["loss"] if valid else None
+        valid_loss = valid.get("loss") if valid else None
         state = {
             "model": dist_utils.model_state(self.model),  # unwrapped: any world size resumes
-            "optimizer": dist_utils.optimizer_state(self.model, self.optimizer),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
+            "optimizers": {
+                s.name: dist_utils.optimizer_state(self.model, s.optimizer) for s in self.specs
+            },
+            "schedulers": {s.name: s.scheduler.state_dict() for s in self.specs},
+            "scalers": {n: sc.state_dict() for n, sc in self.scalers.items()},
             "sampler": self.data.sampler.state_dict(),
             "step": self.step,
             "epoch": self.epoch,
             "epoch_done": self.epoch_done,
+            "task": self.task.name,
             "config": self.run_config,
-            "tokenizer": self.tokenizer_state,
+            **self.task.checkpoint_extras(),
             "speechkit_version": speechkit.__version__,
             "valid_loss": valid_loss,
             "rng": _rng_state(),
@@ -535,10 +578,18 @@ class Trainer:
                 f"{', '.join(diffs)}. Only {', '.join(sorted(RESUMABLE_KEYS))} may change; "
                 "restore the other values or train into a new output directory."
             )
+        if set(ckpt.get("optimizers", {})) != {s.name for s in self.specs}:
+            raise ConfigError(
+                f"cannot resume from {path}: it holds optimisers "
+                f"{sorted(ckpt.get('optimizers', {}))}, the task has "
+                f"{[s.name for s in self.specs]} (a checkpoint of another task or version)"
+            )
         dist_utils.load_model_state(self.model, ckpt["model"])
-        dist_utils.load_optimizer_state(self.model, self.optimizer, ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        self.scaler.load_state_dict(ckpt["scaler"])
+        for spec in self.specs:
+            opt_state = ckpt["optimizers"][spec.name]
+            dist_utils.load_optimizer_state(self.model, spec.optimizer, opt_state)
+            spec.scheduler.load_state_dict(ckpt["schedulers"][spec.name])
+            self.scalers[spec.name].load_state_dict(ckpt["scalers"][spec.name])
         self.data.sampler.load_state_dict(copy.deepcopy(ckpt["sampler"]))
         self.step, self.epoch, self.epoch_done = (
             ckpt["step"],

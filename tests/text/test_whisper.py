@@ -68,9 +68,7 @@ def _multilingual_json() -> str:
     """A tiny byte-level BPE with Whisper's multilingual special-token layout."""
     from tokenizers import decoders, models, pre_tokenizers
 
-    hf = tokenizers.Tokenizer(
-        models.BPE(vocab={chr(c): c - 32 for c in range(32, 127)}, merges=[])
-    )
+    hf = tokenizers.Tokenizer(models.BPE(vocab={chr(c): c - 32 for c in range(32, 127)}, merges=[]))
     hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     hf.decoder = decoders.ByteLevel()
     specials = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|de|>", "<|jw|>",

@@ -18,10 +18,13 @@ import torch
 import torch.multiprocessing as mp
 
 from speechkit.config import ConfigError
+from speechkit.data import DataConfig, FeatureConfig
 from speechkit.models.s2t import S2TConfig, S2TModel
+from speechkit.tasks.base import Task
+from speechkit.tasks.s2t import S2TTask
 from speechkit.train import distributed as dist_utils
 from speechkit.train.checkpoint import list_checkpoints, load_checkpoint
-from speechkit.train.config import OptimConfig, TrainerConfig
+from speechkit.train.config import ExperimentConfig, OptimConfig, TrainerConfig
 from speechkit.train.trainer import TrainData, Trainer
 
 VOCAB, MELS, BATCH, STEPS, ACCUM = 24, 8, 4, 3, 2
@@ -73,6 +76,21 @@ class FixedSampler:
             yield self.batches[self.pos - 1]
 
 
+class FixedTask(S2TTask):
+    """The s2t task's steps and optimiser for a given config, without tokenizer or corpus;
+    ``run_config`` as given (compared on resume)."""
+
+    def __init__(self, cfg: ExperimentConfig, run_config: dict) -> None:
+        Task.__init__(self, cfg)
+        self._run_config = run_config
+
+    def run_config(self) -> dict:
+        return self._run_config
+
+    def checkpoint_extras(self) -> dict:
+        return {}
+
+
 def _trainer(out, rank, world, run_config=None, strategy="ddp"):
     torch.manual_seed(0)
     cfg = S2TConfig(
@@ -81,16 +99,18 @@ def _trainer(out, rank, world, run_config=None, strategy="ddp"):
         attention_dropout=0.0, label_smoothing=0.0, max_target_positions=16,
     )  # fmt: skip
     sampler = FixedSampler([_shard(b, rank, world) for b in _batches()])
-    return Trainer(
-        S2TModel(cfg),
-        TrainData(sampler, sampler),
-        OptimConfig(lr=1e-2, warmup_steps=1, accum_grad=ACCUM, scheduler="constant"),
-        TrainerConfig(
-            max_epochs=1, log_every_steps=1, device="cpu", num_threads=1, strategy=strategy
-        ),
-        out,
-        run_config=run_config or {"trainer": {"seed": 1}},
+    trainer_cfg = TrainerConfig(
+        max_epochs=1, log_every_steps=1, device="cpu", num_threads=1, strategy=strategy,
+        accum_grad=ACCUM,
+    )  # fmt: skip
+    exp = ExperimentConfig(
+        model=cfg,
+        data=DataConfig(features=FeatureConfig(n_mels=MELS), max_target_tokens=8),
+        optim=OptimConfig(lr=1e-2, warmup_steps=1, scheduler="constant"),
+        trainer=trainer_cfg,
     )
+    task = FixedTask(exp, run_config or {"trainer": {"seed": 1}})
+    return Trainer(task, S2TModel(cfg), TrainData(sampler, sampler), trainer_cfg, out)
 
 
 def _losses(out) -> list[float]:

@@ -23,10 +23,13 @@ import espnet_fakes as ef  # noqa: E402
 
 from speechkit.bin import decode as decode_bin  # noqa: E402
 from speechkit.bin import train as train_bin  # noqa: E402
+from speechkit.config import ConfigError  # noqa: E402
 from speechkit.convert.espnet import convert_espnet  # noqa: E402
 from speechkit.pretrained import load_pretrained  # noqa: E402
+from speechkit.tasks.s2t import with_pretrained  # noqa: E402
 from speechkit.text.espnet import EspnetTokenizer  # noqa: E402
 from speechkit.train.checkpoint import list_checkpoints, load_checkpoint  # noqa: E402
+from speechkit.train.config import load_experiment_config  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "s2t" / "owsm_finetune.yaml"
 SENTENCES = ["the cat sat on the mat", "a dog ran in the park", "hello world how are you"]
@@ -73,7 +76,7 @@ def test_finetune_from_imported_owsm_then_decode(setup, caplog):
     argv = ["--config", str(CONF), "--init", str(setup["packed"]), "--train-cuts",
             str(setup["cuts"]), "--dev-cuts", str(setup["cuts"]), "--out", str(out),
             "--set", *OVERRIDES]  # fmt: skip
-    with caplog.at_level(logging.INFO, logger="speechkit.bin.train"):
+    with caplog.at_level(logging.INFO, logger="speechkit"):
         assert train_bin.main(argv) == 0
     assert "--init" in caplog.text and "model section replaced" in caplog.text
 
@@ -105,10 +108,11 @@ def test_finetune_from_imported_owsm_then_decode(setup, caplog):
     assert {x["ref"] for x in lines} == set(SENTENCES)
 
 
-def test_tokenizer_or_init_is_required(setup):
+def test_tokenizer_or_init_is_required(setup, tmp_path, capsys):
     with pytest.raises(SystemExit):
-        train_bin.parse_args(["--config", str(CONF), "--train-cuts", "x", "--out", "o"])
-    args = train_bin.parse_args(
+        train_bin.main(["--config", str(CONF), "--train-cuts", "x", "--out", str(tmp_path)])
+    assert "needs --tokenizer DIR or --init MODEL" in capsys.readouterr().err
+    args = train_bin.build_parser().parse_args(
         ["--config", str(CONF), "--train-cuts", "x", "--out", "o", "--init", "owsm-v3.1-ebf-base"]
     )
     assert args.init == "owsm-v3.1-ebf-base" and args.tokenizer is None
@@ -116,11 +120,11 @@ def test_tokenizer_or_init_is_required(setup):
 
 def test_model_overrides_apply_to_the_pretrained_config(setup):
     pretrained = load_pretrained(setup["packed"])
-    cfg = train_bin.load_experiment_config(str(CONF), [])
-    tuned = train_bin.with_pretrained(
+    cfg = load_experiment_config(str(CONF), [])
+    tuned = with_pretrained(
         cfg, pretrained, "packed", ["model.dropout=0.25", "optim.lr=0.1", "model.ctc_weight=0.7"]
     )
     assert tuned.model.dropout == 0.25 and tuned.model.ctc_weight == 0.7
     assert tuned.model.d_model == pretrained.config.d_model  # the rest is the pretrained model's
-    with pytest.raises(train_bin.ConfigError, match="no_such_key"):
-        train_bin.with_pretrained(cfg, pretrained, "packed", ["model.no_such_key=1"])
+    with pytest.raises(ConfigError, match="no_such_key"):
+        with_pretrained(cfg, pretrained, "packed", ["model.no_such_key=1"])

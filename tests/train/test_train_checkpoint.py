@@ -20,6 +20,8 @@ def fake_ckpt(step: int, valid_loss: float | None, weight: float) -> dict:
         "valid_loss": valid_loss,
         "config": {"a": 1},
         "tokenizer": None,
+        "optimizers": {"model": {"state": {}, "param_groups": []}},
+        "rng": {"python": None},
     }
 
 
@@ -89,7 +91,12 @@ def test_average_is_the_float_mean_and_integer_buffers_come_from_the_last(tmp_pa
     out = ck.save_averaged(paths, tmp_path / "avg.pt")
     state = ck.load_checkpoint(out)
     assert state["averaged_from"] == ["step-1.pt", "step-2.pt", "step-3.pt"]
-    assert state["step"] == 3 and "optimizer" not in state and state["config"] == {"a": 1}
+    assert (
+        state["step"] == 3
+        and "optimizers" not in state
+        and "rng" not in state
+        and state["config"] == {"a": 1}
+    )
 
 
 def test_average_rejects_mismatched_checkpoints(tmp_path):

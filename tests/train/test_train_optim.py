@@ -9,7 +9,7 @@ import pytest
 from torch import nn
 
 from speechkit.config import ConfigError
-from speechkit.train.config import OptimConfig
+from speechkit.train.config import OptimConfig, TrainerConfig
 from speechkit.train.optim import (
     build_optimizer,
     build_scheduler,
@@ -89,7 +89,7 @@ def test_scheduler_drives_optimizer_lr_and_round_trips_state():
 
 def test_bad_optim_values_are_config_errors():
     with pytest.raises(ConfigError, match="accum_grad"):
-        OptimConfig(accum_grad=0)
+        TrainerConfig(accum_grad=0)
     with pytest.raises(ConfigError, match="noam"):
         OptimConfig(scheduler="noam", warmup_steps=0)
     with pytest.raises(ConfigError, match="betas"):

@@ -14,9 +14,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from speechkit.config import ConfigError
+from speechkit.tasks.base import OptimizerSpec, Task
 from speechkit.train.checkpoint import list_checkpoints, load_checkpoint
 from speechkit.train.config import OptimConfig, TrainerConfig
-from speechkit.train.trainer import TRAIN_COLUMNS, TrainData, Trainer, resolve_amp
+from speechkit.train.optim import build_optimizer, build_scheduler
+from speechkit.train.trainer import TrainData, Trainer, resolve_amp
 
 N_FEATS = 4
 
@@ -52,6 +54,8 @@ class ToyDataset(Dataset):
 class ToyModel(nn.Module):
     """Regresses the mean of each utterance's first feature; NaN loss on chosen calls."""
 
+    INPUTS = ("feats", "feat_lens", "ys_in", "ys_out", "ctc_targets", "ctc_target_lens")
+
     def __init__(self, nan_calls: set[int] = frozenset(), interrupt_call: int = -1) -> None:
         super().__init__()
         self.proj = nn.Linear(N_FEATS, 1)
@@ -84,6 +88,46 @@ class ToyModel(nn.Module):
         }
 
 
+class ToyTask(Task):
+    """One optimiser over the whole toy model; ``run_config`` as given (compared on resume)."""
+
+    name = "toy"
+    config_class = dict
+
+    def __init__(self, run_config: dict, optim: OptimConfig) -> None:
+        super().__init__(run_config)
+        self.optim = optim
+
+    def build_dataloader(self, cuts, train, seed, rank=0, world_size=1):
+        raise NotImplementedError  # the tests hand the trainer their loaders
+
+    def build_model(self):
+        raise NotImplementedError
+
+    def batch_lengths(self, batch):
+        return batch["feat_lens"].tolist()
+
+    def configure_optimizers(self, model, total_steps):
+        opt = build_optimizer(model, self.optim)
+        sched = build_scheduler(opt, self.optim, total_steps)
+        return [OptimizerSpec("model", opt, sched, grad_clip=self.optim.grad_clip)]
+
+    def training_step(self, model, batch, optimizer):
+        out = model(*(batch[k] for k in ToyModel.INPUTS))
+        out.pop("num_tokens")
+        return out
+
+    def validation_step(self, model, batch):
+        out = model(*(batch[k] for k in ToyModel.INPUTS))
+        return {"loss": out["loss"], "acc": out["acc"], "weight": out["num_tokens"]}
+
+    def run_config(self):
+        return self.cfg
+
+    def checkpoint_extras(self):
+        return {"tokenizer": {"dummy": True}}
+
+
 def make_data(n_cuts: int = 16) -> TrainData:
     cuts = CutSet.from_cuts(dummy_cut(i, duration=1.0 + 0.25 * (i % 4)) for i in range(n_cuts))
     sampler = DynamicCutSampler(cuts, max_duration=6.0, shuffle=True, seed=3)
@@ -104,16 +148,9 @@ def make_trainer(out, model=None, run_config=None, **trainer_kw) -> Trainer:
     }
     kw.update(trainer_kw)
     optim = OptimConfig(lr=0.05, warmup_steps=2, scheduler="warmup_linear")
-    return Trainer(
-        model,
-        make_data(),
-        optim,
-        TrainerConfig(**kw),
-        out,
-        run_config=run_config or {"optim": {"lr": 0.05}, "trainer": {"max_steps": 0}},
-        tokenizer_state={"dummy": True},
-        total_steps=20,
-    )
+    run_config = run_config or {"optim": {"lr": 0.05}, "trainer": {"max_steps": 0}}
+    task = ToyTask(run_config, optim)
+    return Trainer(task, model, make_data(), TrainerConfig(**kw), out, total_steps=20)
 
 
 def test_fit_writes_checkpoints_logs_and_learns(tmp_path):
@@ -126,8 +163,9 @@ def test_fit_writes_checkpoints_logs_and_learns(tmp_path):
     ckpt = load_checkpoint(ckpts[-1])
     for key in (
         "model",
-        "optimizer",
-        "scheduler",
+        "optimizers",
+        "schedulers",
+        "scalers",
         "sampler",
         "step",
         "epoch",
@@ -141,7 +179,9 @@ def test_fit_writes_checkpoints_logs_and_learns(tmp_path):
     assert ckpt["valid_loss"] is not None and ckpt["valid_loss"] >= 0
     with open(tmp_path / "train_log.csv") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == TRAIN_COLUMNS
+    # the columns are what the task returns, plus the trainer's own
+    columns = ["step", "epoch", "loss", "loss_att", "loss_ctc", "acc", "lr", "grad_norm"]
+    assert list(rows[0]) == [*columns, "elapsed"]
     assert [int(r["step"]) for r in rows] == list(range(1, summary["step"] + 1))
     assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
     assert not torch.equal(first, trainer.model.proj.bias.detach())
@@ -189,7 +229,8 @@ def test_bf16_mixed_precision_trains_with_fp32_weights(tmp_path):
 def test_fp16_mixed_precision_on_gpu(tmp_path):
     trainer = make_trainer(tmp_path, amp="fp16", max_steps=6, device="cuda")
     assert trainer.fit()["step"] == 6
-    assert trainer.model.train_dtypes == {torch.float16} and trainer.scaler.is_enabled()
+    assert trainer.model.train_dtypes == {torch.float16}
+    assert trainer.scalers["model"].is_enabled()
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
 
 
@@ -266,7 +307,6 @@ def test_time_budget_stops_cleanly_with_a_checkpoint(tmp_path, monkeypatch):
 
 def test_gradient_accumulation_counts_updates(tmp_path):
     plain = make_trainer(tmp_path / "a", max_epochs=1)
-    accumulated = make_trainer(tmp_path / "b", max_epochs=1)
-    accumulated.optim_cfg.accum_grad = 2
+    accumulated = make_trainer(tmp_path / "b", max_epochs=1, accum_grad=2)
     n_plain = plain.fit()["step"]
     assert accumulated.fit()["step"] == (n_plain + 1) // 2

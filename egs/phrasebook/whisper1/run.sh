@@ -59,7 +59,7 @@ fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   log "stage 4: fine-tune $model into $exp"
-  python -m speechkit.bin.finetune_whisper --config $config --init $model \
+  python -m speechkit.bin.train --config $config --init $model \
     --train-cuts $data/cuts_train.jsonl.gz --dev-cuts $data/cuts_dev.jsonl.gz \
     --out $exp --resume $train_args
 fi

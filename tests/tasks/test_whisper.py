@@ -1,4 +1,4 @@
-"""Whisper fine-tuning end to end on a tiny random Whisper model and a few synthetic cuts: the
+"""The whisper task: fine-tuning through ``speechkit train`` end to end on a tiny random Whisper model and a few synthetic cuts: the
 batch format, the front end's parity with the decoder's, the loss going down, checkpoints that
 load and pack, and clear errors for a bad --init and bad configs."""
 
@@ -12,20 +12,15 @@ import soundfile as sf
 import torch
 from lhotse import CutSet, Recording, SupervisionSegment
 
-from speechkit.bin import finetune_whisper
-from speechkit.config import ConfigError
-from speechkit.data.dataset import DataConfig
-from speechkit.data.features import FeatureConfig
-from speechkit.data.whisper_dataset import WhisperDataset
+from speechkit.bin import train
+from speechkit.config import ConfigError, load_config
+from speechkit.data.dataset import DataConfig, S2TDataset
+from speechkit.data.features import FeatureConfig, WhisperFrontEnd
 from speechkit.inference import Transcriber
 from speechkit.models.whisper import WhisperConfig, WhisperModel
 from speechkit.pretrained import load_pretrained, pack, save_pretrained, whisper_features
+from speechkit.tasks.whisper import WhisperDataConfig, WhisperTaskConfig, check_tasks
 from speechkit.text.whisper import WhisperTokenizer
-from speechkit.train.finetune_config import (
-    FinetuneConfig,
-    WhisperDataConfig,
-    load_finetune_config,
-)
 
 tokenizers = pytest.importorskip("tokenizers")
 
@@ -33,6 +28,7 @@ WORDS = ["one", "two", "three", "four"]
 WOERTER = ["eins", "zwei", "drei", "vier"]
 
 YAML = """
+task: whisper
 whisper: {pad_to_window: false}
 data:
   sampler: {max_duration: 20.0, max_cut_duration: 20.0, bucketing: false, shuffle: false}
@@ -122,7 +118,7 @@ def test_batch_has_whisper_targets_and_shared_encoder_rows(packed, corpus):
     tok = load_pretrained(packed).tokenizer
     cuts = CutSet.from_file(corpus / "train.jsonl.gz").subset(first=2)  # one eng, one deu
     data = _data_cfg(st_directions=["deu-eng"])
-    batch = WhisperDataset(tok, data, train=False, pad_to_window=True)[cuts]
+    batch = _dataset(tok, data, pad_to_window=True)[cuts]
     assert batch["feats"].shape == (2, 3000, 80) and batch["feat_lens"].tolist() == [3000, 3000]
     assert batch["tasks"] == ["asr", "asr", "st_eng"]
     assert batch["target_utt"].tolist() == [0, 1, 1]
@@ -139,7 +135,7 @@ def test_batch_has_whisper_targets_and_shared_encoder_rows(packed, corpus):
         assert batch["ys_out"][row, : n - 1].tolist() == seq[1:]
         assert batch["ys_out"][row, n - 1].item() == tok.eos_id
         assert (batch["ys_out"][row, n:] == -100).all()
-    unpadded = WhisperDataset(tok, data, train=False, pad_to_window=False)[cuts]
+    unpadded = _dataset(tok, data, pad_to_window=False)[cuts]
     assert unpadded["feat_lens"].tolist() == [c.num_samples // 160 for c in cuts]
     assert unpadded["feats"].shape[1] == max(unpadded["feat_lens"].tolist())
 
@@ -148,9 +144,7 @@ def test_front_end_matches_the_transcriber(packed, corpus):
     """Training features equal what speechkit transcribe feeds the encoder."""
     pre = load_pretrained(packed)
     cut = CutSet.from_file(corpus / "train.jsonl.gz")[0]
-    batch = WhisperDataset(pre.tokenizer, _data_cfg(), False, pad_to_window=True)[
-        CutSet.from_cuts([cut])
-    ]
+    batch = _dataset(pre.tokenizer, _data_cfg(), pad_to_window=True)[CutSet.from_cuts([cut])]
     wave = cut.load_audio()[0]
     window = Transcriber(pre).features(wave)[:-1]  # the decoder's content frames
     n = window.shape[0]
@@ -163,7 +157,7 @@ def test_finetune_lowers_the_loss_and_writes_loadable_checkpoints(packed, corpus
     argv = ["--config", str(corpus / "ft.yaml"), "--init", str(packed),
             "--train-cuts", str(corpus / "train.jsonl.gz"),
             "--dev-cuts", str(corpus / "dev.jsonl.gz"), "--out", str(out)]  # fmt: skip
-    assert finetune_whisper.main(argv) == 0
+    assert train.main(argv) == 0
     with open(out / "train_log.csv") as f:
         losses = [float(r["loss"]) for r in csv.DictReader(f)]
     assert len(losses) == 8  # one batch per epoch: the same 4 cuts at every step
@@ -181,7 +175,7 @@ def test_finetune_lowers_the_loss_and_writes_loadable_checkpoints(packed, corpus
     repacked = load_pretrained(pack(out / "model_avg.pt", tmp_path / "packed"))
     assert repacked.model_type == "whisper"
     # A finished run is not trained again by --resume.
-    assert finetune_whisper.main([*argv, "--resume"]) == 0
+    assert train.main([*argv, "--resume"]) == 0
     assert sorted((out / "checkpoints").glob("step-*.pt")) == ckpts
 
 
@@ -191,7 +185,7 @@ def test_freeze_encoder_keeps_the_encoder(packed, corpus, tmp_path):
             "--train-cuts", str(corpus / "train.jsonl.gz"), "--out", str(out),
             "--set", "whisper.freeze_encoder=true", "trainer.max_steps=2",
             "whisper.pad_to_window=true"]  # fmt: skip
-    assert finetune_whisper.main(argv) == 0
+    assert train.main(argv) == 0
     fine = load_pretrained(out / "model_avg.pt").model.state_dict()
     init = load_pretrained(packed).model.state_dict()
     assert all(torch.equal(fine[k], init[k]) for k in init if k.startswith("encoder."))
@@ -202,14 +196,19 @@ def test_bad_init_name_is_a_clear_error(corpus, tmp_path, capsys):
     argv = ["--config", str(corpus / "ft.yaml"), "--init", "whisper-nonexistent",
             "--train-cuts", str(corpus / "train.jsonl.gz"), "--out", str(tmp_path / "x")]  # fmt: skip
     with pytest.raises(SystemExit) as e:
-        finetune_whisper.main(argv)
+        train.main(argv)
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "--init 'whisper-nonexistent'" in err and "zoo model" in err
 
 
 def test_config_rules(tmp_path):
-    assert load_finetune_config(_write(tmp_path, "trainer: {max_steps: 5}")).trainer.max_steps == 5
+    assert (
+        load_config(
+            WhisperTaskConfig, _write(tmp_path, "trainer: {max_steps: 5}")
+        ).trainer.max_steps
+        == 5
+    )
     for text, match in (
         ("whisper: {freeze: true}", "unknown key 'whisper.freeze'"),
         ("data: {st_directions: [eng-deu]}", "translates only into English"),
@@ -218,16 +217,25 @@ def test_config_rules(tmp_path):
         ("data: {asr_languages: []}", "both empty"),
     ):
         with pytest.raises(ConfigError, match=match):
-            load_finetune_config(_write(tmp_path, text))
-    assert FinetuneConfig().data.data_config(FeatureConfig(kind="whisper")).specaug.enabled is False
+            load_config(WhisperTaskConfig, _write(tmp_path, text))
+    assert (
+        WhisperTaskConfig().data.data_config(FeatureConfig(kind="whisper")).specaug.enabled is False
+    )
 
 
 def test_english_only_task_check(packed):
     pre = load_pretrained(packed)
     pre.tokenizer.multilingual = False  # as an English-only (.en) model's tokenizer
-    cfg = FinetuneConfig(data=WhisperDataConfig(asr_languages=["eng", "deu"]))
+    cfg = WhisperTaskConfig(data=WhisperDataConfig(asr_languages=["eng", "deu"]))
     with pytest.raises(ConfigError, match="English-only .* cannot train"):
-        finetune_whisper.check_tasks(cfg, pre, "x.yaml")
+        check_tasks(cfg, pre, "x.yaml")
+
+
+def _dataset(tok, data: DataConfig, pad_to_window: bool) -> S2TDataset:
+    """The whisper task's dataset: S2TDataset with Whisper's 30 s front end."""
+    return S2TDataset(
+        tok, data, train=False, frontend=WhisperFrontEnd(data.features, pad_to_window)
+    )
 
 
 def _write(tmp_path, text: str):

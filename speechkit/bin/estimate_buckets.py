@@ -25,6 +25,7 @@ from lhotse import CutSet, combine
 from tqdm import tqdm
 
 from speechkit.data.buckets import TokenCounter, decoder_texts, estimate_grid
+from speechkit.data.segments import split_supervisions
 from speechkit.text.sentencepiece import SentencePieceTokenizer
 
 logger = logging.getLogger("speechkit.estimate_buckets")
@@ -60,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = SentencePieceTokenizer.load(args.tokenizer)
     count = TokenCounter(tokenizer, cache_size=0)
     parts = [CutSet.from_file(p) for p in args.cuts]
-    cuts = parts[0] if len(parts) == 1 else combine(parts)
+    # Batches are made of supervision-level cuts (see data/segments.py): measure those.
+    cuts = split_supervisions(parts[0] if len(parts) == 1 else combine(parts))
     durations, tokens, targets, too_long = [], [], 1, 0
     for cut in tqdm(itertools.islice(cuts, args.max_cuts), desc="measuring cuts", unit="cut"):
         if cut.duration > args.max_cut_duration:

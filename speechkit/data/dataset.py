@@ -18,9 +18,12 @@ F mel bins, L / S tokens)::
 The decoder text is the transcript for ``asr`` and the translation for ``st_<lang>`` (see
 ``tasks.py``). A task-expanded cut (``custom["task"]`` set) has one target; a plain cut has one
 target per task it supports (``DataConfig.multitask = "shared"``), so a single encoder pass serves
-its transcription and all its translations. Cuts that cannot be used (unreadable audio, empty or over-long text, a language or
-task the tokenizer lacks) are dropped with a warning naming the cut and counted in
-``dataset.skipped`` (a Counter by reason). A batch with no usable cut becomes ``None``;
+its transcription and all its translations. A cut must carry one supervision: the dataset
+reads its text from it and its audio from the whole cut (:func:`build_dataloader` splits cuts
+with several into supervision-level cuts first, see ``segments.py``). Cuts that cannot be used
+(several supervisions, unreadable audio, empty or over-long text, a language or task the
+tokenizer lacks) are dropped with a warning naming the cut and counted in ``dataset.skipped``
+(a Counter by reason). A batch with no usable cut becomes ``None``;
 :func:`build_dataloader`'s loader skips those, so the training loop never sees one. With
 ``num_workers > 0`` the counter lives in the worker processes; the warnings still reach the log.
 """
@@ -32,8 +35,6 @@ import logging
 from collections import Counter
 from typing import Literal
 
-import numpy as np
-import soxr
 import torch
 from lhotse import CutSet
 from torch import nn
@@ -42,7 +43,9 @@ from torch.utils.data import DataLoader, Dataset
 from speechkit.config import ConfigError
 from speechkit.data.audio import AudioError, load_audio
 from speechkit.data.features import FeatureConfig, LogMel
-from speechkit.data.sampler import SamplerConfig, build_sampler
+from speechkit.data.perturb import SpeedPerturbation
+from speechkit.data.sampler import BucketingSampler, SamplerConfig, ShuffledSampler, build_sampler
+from speechkit.data.segments import split_supervisions
 from speechkit.data.specaug import SpecAugConfig, SpecAugment
 from speechkit.data.tasks import cut_tasks, parse_direction, target_text
 from speechkit.text.sentencepiece import SentencePieceTokenizer
@@ -52,8 +55,8 @@ __all__ = [
     "IGNORE_ID",
     "DataConfig",
     "S2TDataset",
+    "build_data_sampler",
     "build_dataloader",
-    "speed_perturb",
 ]
 
 logger = logging.getLogger(__name__)
@@ -73,9 +76,12 @@ class DataConfig:
     asr_languages / st_directions: tasks built by ``expand_tasks`` ("src-tgt", ISO 639-3).
     max_target_tokens: cuts whose decoder text or CTC transcript has more pieces are skipped.
     max_prompt_tokens: a prompt keeps at most this many pieces of its text (the tail).
-    prompt_prob: training-time probability of prepending ``<sop> previous text`` (the previous
-        text is ``custom["prev_text"]`` or the transcript of another cut of the same speaker in
-        the batch; no prompt when neither exists).
+    prompt_prob: training-time probability of prepending ``<sop> previous text``: the text of
+        the preceding segment of the same recording in the target's language (its transcript
+        for ``asr``, its translation for ``st_<lang>``), as Whisper and OWSM train; it is read
+        from the supervision's ``custom["text_prev"]`` / ``["translations_prev"][lang]`` (see
+        ``segments.py``; Kaldi/OWSM ``text.prev`` is imported there). A cut without a
+        preceding segment gets no prompt.
     st_source_prompt: training-time probability that a translation target is preceded by
         ``<sop>`` and the cut's own transcript (instead of any previous-text prompt). A model
         trained so can translate in two passes: transcribe (with CTC's help), then translate
@@ -88,8 +94,9 @@ class DataConfig:
     speed_perturb: training-time speed factors (Kaldi/ESPnet speed perturbation, e.g.
         ``[0.9, 1.0, 1.1]``): each training cut is played at a factor drawn uniformly from the
         list, which scales tempo and pitch (formants) together, so the model hears voices it was
-        not given. ``[]`` (default) or ``[1.0]``: off. The sampler budgets the unperturbed
-        durations, so a batch may hold up to ``1 / min(factor)`` times its ``max_duration``.
+        not given. ``[]`` (default) or ``[1.0]``: off. Cuts are perturbed before the sampler
+        (``perturb.py``), so batches keep to ``max_duration`` in perturbed seconds; a cut's
+        factor depends on the seed, the epoch and its id.
     """
 
     features: FeatureConfig = dataclasses.field(default_factory=FeatureConfig)
@@ -166,11 +173,20 @@ class S2TDataset(Dataset):
         self.skipped[reason] += 1
         logger.warning("skipping cut %s (%s): %s", cut_id, reason, detail)
 
-    def _prepare(self, cut, prev_texts: dict[str, str]) -> _Item | None:
+    def _prepare(self, cut) -> _Item | None:
         """Tokenises and loads one cut; returns None (after counting it) when it is unusable."""
         tok, sup = self.tokenizer, cut.supervisions[0] if cut.supervisions else None
         if sup is None:
             self._skip(cut.id, "no_supervision", "cut has no supervision")
+            return None
+        if len(cut.supervisions) > 1:
+            # Its whole audio would be trained against the first segment's text.
+            self._skip(
+                cut.id,
+                "several_supervisions",
+                f"{len(cut.supervisions)} supervisions; split the cuts into supervision-level "
+                "cuts first (speechkit.data.segments.split_supervisions)",
+            )
             return None
         transcript = (sup.text or "").strip()
         if not transcript:
@@ -189,16 +205,13 @@ class S2TDataset(Dataset):
         except AudioError as e:
             self._skip(cut.id, "audio", e.reason)
             return None
-        if self.train and self.cfg.speed_perturb:
-            factor = self.cfg.speed_perturb[int(torch.randint(len(self.cfg.speed_perturb), ()))]
-            wave = speed_perturb(wave, factor, self.cfg.features.sample_rate)
         custom = cut.custom or {}
         snr = custom.get("snr_db")
         return _Item(
             cut_id=cut.id,
             wave=torch.from_numpy(wave),
             targets=targets,
-            prompts=self._prompts(cut, prev_texts, targets, ctc),
+            prompts=self._prompts(cut, targets, ctc),
             ctc=ctc,
             speaker=sup.speaker or "",
             language=sup.language,
@@ -232,29 +245,31 @@ class S2TDataset(Dataset):
             targets.append((task, sot + pieces + [tok.eos_id]))
         return targets
 
-    def _prompts(self, cut, prev_texts, targets, transcript: list[int]) -> list[list[int]]:
-        """One prompt per target: the transcript for translations with probability
-        ``st_source_prompt``, else the cut's previous-text prompt (training only)."""
-        shared = self._prompt(cut, prev_texts)
-        if not self.train or self.cfg.st_source_prompt <= 0.0:
-            return [shared] * len(targets)
+    def _prompts(self, cut, targets, transcript: list[int]) -> list[list[int]]:
+        """One prompt per target (training only): the transcript for translations with
+        probability ``st_source_prompt``, else, with probability ``prompt_prob`` (one draw per
+        cut), the preceding segment's text in the target's language."""
+        if not self.train:
+            return [[] for _ in targets]
+        previous = self.cfg.prompt_prob > 0.0 and float(torch.rand(())) < self.cfg.prompt_prob
         source = [self.tokenizer.sop_id] + transcript[-self.cfg.max_prompt_tokens :]
-        return [
-            source
-            if task.startswith("st_") and float(torch.rand(())) < self.cfg.st_source_prompt
-            else shared
-            for task, _ in targets
-        ]
+        prompts = []
+        for task, _ in targets:
+            p = self.cfg.st_source_prompt
+            if task.startswith("st_") and p > 0.0 and float(torch.rand(())) < p:
+                prompts.append(source)
+            else:
+                prompts.append(self._previous_text_prompt(cut, task) if previous else [])
+        return prompts
 
-    def _prompt(self, cut, prev_texts: dict[str, str]) -> list[int]:
-        """``[<sop>, pieces...]`` with probability ``prompt_prob`` (training only), else ``[]``."""
-        if not self.train or self.cfg.prompt_prob <= 0.0:
-            return []
-        if float(torch.rand(())) >= self.cfg.prompt_prob:
-            return []
-        sup = cut.supervisions[0]
-        prev = (cut.custom or {}).get("prev_text") or prev_texts.get(sup.speaker or "", "")
-        if prev == sup.text or not prev:
+    def _previous_text_prompt(self, cut, task: str) -> list[int]:
+        """``[<sop>, pieces...]`` of the preceding segment's ``task`` text, or ``[]``."""
+        custom = cut.supervisions[0].custom or {}
+        if task == "asr":
+            prev = custom.get("text_prev")
+        else:
+            prev = (custom.get("translations_prev") or {}).get(task[len("st_") :])
+        if not isinstance(prev, str) or not prev.strip():
             return []
         # Keep the prompt's tail, as Whisper keeps the most recent context.
         pieces = self.tokenizer.encode(prev)[-self.cfg.max_prompt_tokens :]
@@ -262,13 +277,7 @@ class S2TDataset(Dataset):
 
     def __getitem__(self, cuts: CutSet) -> dict | None:
         cuts = list(cuts)
-        # A speaker's other transcript in this batch can serve as its prompt.
-        prev_texts: dict[str, str] = {}
-        for cut in cuts:
-            if cut.supervisions and cut.supervisions[0].text:
-                spk = cut.supervisions[0].speaker or ""
-                prev_texts.setdefault(spk, cut.supervisions[0].text)
-        items = [item for cut in cuts if (item := self._prepare(cut, prev_texts)) is not None]
+        items = [item for cut in cuts if (item := self._prepare(cut)) is not None]
         if not items:
             logger.warning("dropping a batch of %d cuts: none is usable", len(cuts))
             return None
@@ -325,18 +334,6 @@ class S2TDataset(Dataset):
         return ys_in, ys_out, target_utt
 
 
-def speed_perturb(wave: np.ndarray, factor: float, sample_rate: int) -> np.ndarray:
-    """``wave`` (S,) played ``factor`` times faster: (round(S / factor),) at the same rate.
-
-    Resampling to ``sample_rate / factor`` and reading the result at ``sample_rate`` changes
-    tempo and pitch together, as sox's ``speed`` effect does (soxr, high quality).
-    """
-    if factor == 1.0:
-        return wave
-    out = soxr.resample(wave, sample_rate, sample_rate / factor, quality="HQ")
-    return np.ascontiguousarray(out, dtype=np.float32)
-
-
 def _single_threaded(_worker_id: int) -> None:
     # Feature extraction is light; a worker with torch's default thread pool would compete for
     # the cores the training step uses.
@@ -352,6 +349,37 @@ class _SkipNoneLoader(DataLoader):
                 yield batch
 
 
+def build_data_sampler(
+    cuts: CutSet,
+    tokenizer: SentencePieceTokenizer,
+    cfg: DataConfig,
+    train: bool,
+    seed: int = 0,
+    world_size: int = 1,
+    rank: int = 0,
+) -> BucketingSampler | ShuffledSampler:
+    """The checkpointable sampler over ``cuts``, after the cut-level preparation that must
+    precede batching: cuts with several supervisions become supervision-level cuts
+    (``segments.py``) and, for training, cuts are speed-perturbed (``perturb.py``), so that the
+    sampler budgets the durations the model will see. For evaluation (``train=False``) the
+    sampler neither shuffles nor drops the last batch.
+    """
+    cuts = split_supervisions(cuts)
+    perturbation = None
+    if train and any(f != 1.0 for f in cfg.speed_perturb):
+        perturbation = SpeedPerturbation(cfg.speed_perturb, seed=seed)
+        cuts = perturbation.apply(cuts)
+    sampler_cfg = cfg.sampler
+    if not train:
+        sampler_cfg = dataclasses.replace(sampler_cfg, shuffle=False, drop_last=False)
+    sampler = build_sampler(
+        cuts, sampler_cfg, seed=seed, world_size=world_size, rank=rank, tokenizer=tokenizer
+    )
+    if perturbation is not None:
+        perturbation.follow(sampler)
+    return sampler
+
+
 def build_dataloader(
     cuts: CutSet,
     tokenizer: SentencePieceTokenizer,
@@ -361,20 +389,15 @@ def build_dataloader(
     world_size: int = 1,
     rank: int = 0,
     frontend: nn.Module | None = None,
-) -> tuple[DataLoader, object]:
-    """``(loader, sampler)`` over already task-expanded ``cuts``; ``frontend`` replaces the
-    configured log-mel (see ``S2TDataset``).
+) -> tuple[DataLoader, BucketingSampler | ShuffledSampler]:
+    """``(loader, sampler)`` over ``cuts`` (unexpanded, or task-expanded by ``expand_tasks``);
+    ``frontend`` replaces the configured log-mel (see ``S2TDataset``).
 
-    The sampler (checkpoint it with ``state_dict()``) yields CutSet batches; the loader turns
-    each into a batch dict (``batch_size=None``) and skips batches with no usable cut. For
-    evaluation (``train=False``) the sampler neither shuffles nor drops the last batch.
+    The sampler (:func:`build_data_sampler`; checkpoint it with ``state_dict()``) yields
+    CutSet batches; the loader turns each into a batch dict (``batch_size=None``) and skips
+    batches with no usable cut.
     """
-    sampler_cfg = cfg.sampler
-    if not train:
-        sampler_cfg = dataclasses.replace(sampler_cfg, shuffle=False, drop_last=False)
-    sampler = build_sampler(
-        cuts, sampler_cfg, seed=seed, world_size=world_size, rank=rank, tokenizer=tokenizer
-    )
+    sampler = build_data_sampler(cuts, tokenizer, cfg, train, seed, world_size, rank)
     dataset = S2TDataset(tokenizer, cfg, train=train, frontend=frontend)
     loader = _SkipNoneLoader(
         dataset,

@@ -15,8 +15,10 @@ Import (``read_kaldi_dir``) gives one ``MonoCut`` per utterance following speech
 (docs/design.md): ``supervisions[0].text`` is the transcript in the spoken language (``text`` for
 ``asr``, ``text.ctc`` for ``st_*``), ``.language`` the ISO 639-3 code of the prefix, ``.speaker``
 from ``utt2spk``, a translation goes to ``custom["translations"][tgt]``, ``cut.custom["task"]`` is
-the line's task; a timestamped line also keeps its OWSM body in ``custom["owsm_text"]`` and
-``text.prev`` lines in ``custom["text_prev"]``. Pipe commands become lhotse ``command`` audio
+the line's task; a timestamped line also keeps its OWSM body in ``custom["owsm_text"]``. A
+``text.prev`` line (the previous segment's text in the line's task) goes where the dataset looks
+for previous-text prompts (``segments.py``): ``custom["text_prev"]`` for ``asr``,
+``custom["translations_prev"][tgt]`` for ``st_<tgt>``. Pipe commands become lhotse ``command`` audio
 sources (run once on import to learn the sample rate and length).
 
 Export (``write_kaldi_dir``) writes the files above from cuts; ``text.prev`` is generated (the
@@ -202,7 +204,10 @@ def _supervision(utt, seg, rec, owsm, language, speaker, ctc, prev) -> Supervisi
     if owsm.timestamps:
         custom["owsm_text"] = owsm.body
     if prev is not None and prev != NA:
-        custom["text_prev"] = prev
+        if task == "asr":
+            custom["text_prev"] = prev
+        else:
+            custom["translations_prev"] = {task[len("st_") :]: prev}
     duration = seg.duration if seg.duration is not None else rec.duration - seg.start
     return SupervisionSegment(
         id=utt, recording_id=seg.recording, start=seg.start,

@@ -7,8 +7,10 @@ A cut spoken in ``src`` yields
   text exists in ``supervisions[0].custom["translations"][tgt]`` (cuts without it are skipped).
 
 The new cut carries ``custom["task"]`` (``asr`` / ``st_deu`` ...); everything else is shared with
-the source cut (same recording, same supervision). Expansion is lazy: it works on lazily opened
-manifests without loading them into memory.
+the source cut (same recording, same supervision). A cut with several supervisions is first split
+into one cut per supervision (``segments.split_supervisions``), so each segment gets the tasks of
+its own language and text. Expansion is lazy: it works on lazily opened manifests without loading
+them into memory.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
 
 from lhotse import CutSet
+
+from speechkit.data.segments import split_supervisions
 
 __all__ = ["cut_tasks", "expand_tasks", "parse_direction", "target_text"]
 
@@ -85,9 +89,10 @@ class _Expanded:
 def expand_tasks(
     cuts: CutSet, asr_languages: Sequence[str], st_directions: Sequence[str]
 ) -> CutSet:
-    """One cut per (cut, task); see the module docstring. Lazy if ``cuts`` is lazy."""
+    """One cut per (supervision, task); see the module docstring. Lazy if ``cuts`` is lazy."""
     for direction in st_directions:
         parse_direction(direction)  # fail early on a malformed config value
+    cuts = split_supervisions(cuts)
     if cuts.is_lazy:
         return CutSet(_Expanded(cuts, asr_languages, st_directions))
     return CutSet.from_cuts(_expand(cuts, asr_languages, st_directions))

@@ -24,7 +24,7 @@ from lhotse import CutSet
 from torch import Tensor, nn
 
 from speechkit.config import ConfigError, apply_overrides, from_dict, to_dict
-from speechkit.data import build_dataloader, expand_tasks
+from speechkit.data import build_dataloader, expand_tasks, split_supervisions
 from speechkit.models import build_model
 from speechkit.tasks import register_task
 from speechkit.tasks.base import OptimizerSpec, Task, TaskInputs, read_cuts
@@ -120,7 +120,7 @@ class S2TTask(Task):
         then gives each cut a decoder target per task, sharing one encoder pass)."""
         cuts = read_cuts(paths)
         if self.cfg.data.multitask == "shared":
-            return cuts
+            return split_supervisions(cuts)  # (expand_tasks splits too)
         return expand_tasks(cuts, self.cfg.data.asr_languages, self.cfg.data.st_directions)
 
     def build_dataloader(self, cuts, train, seed, rank=0, world_size=1):

@@ -36,6 +36,7 @@ from speechkit.config import ConfigError, to_dict
 from speechkit.data.dataset import DataConfig, build_dataloader
 from speechkit.data.features import FeatureConfig, WhisperFrontEnd
 from speechkit.data.sampler import SamplerConfig
+from speechkit.data.segments import split_supervisions
 from speechkit.data.specaug import SpecAugConfig
 from speechkit.data.tasks import cut_tasks, parse_direction
 from speechkit.models import build_model
@@ -216,7 +217,8 @@ class WhisperTask(Task):
         languages here, so they do not thin out every batch)."""
         langs, directions = list(self.data.asr_languages), list(self.data.st_directions)
         logger.info("keeping cuts with a task in %s / %s", langs, directions)
-        return read_cuts(paths).filter(partial(_has_task, languages=langs, directions=directions))
+        cuts = split_supervisions(read_cuts(paths))  # a task per segment, not per recording
+        return cuts.filter(partial(_has_task, languages=langs, directions=directions))
 
     def build_dataloader(self, cuts, train, seed, rank=0, world_size=1):
         frontend = WhisperFrontEnd(self.data.features, self.cfg.whisper.pad_to_window)

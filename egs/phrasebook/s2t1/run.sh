@@ -71,6 +71,6 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
 fi
 if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   log "stage 7: padding fraction with and without bucketing -> $results"
-  python local/padding_report.py --config $config --cuts $data/cuts_train.jsonl.gz --results-md $results
+  python -m speechkit.bench.padding --config $config --cuts $data/cuts_train.jsonl.gz --results-md $results
 fi
 log "done"

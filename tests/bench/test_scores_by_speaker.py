@@ -1,21 +1,13 @@
-"""egs/phrasebook/s2t1/local/scores_by_speaker.py on a hand-made decode directory."""
+"""speechkit.bench.scores_by_speaker on a hand-made decode directory."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
+import pytest
 from lhotse import CutSet, MonoCut, SupervisionSegment
 
-SCRIPT = Path(__file__).resolve().parents[2] / "egs/phrasebook/s2t1/local/scores_by_speaker.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("scores_by_speaker", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from speechkit.bench import scores_by_speaker
 
 
 def test_scores_are_split_by_speaker(tmp_path, capsys):
@@ -44,9 +36,14 @@ def test_scores_are_split_by_speaker(tmp_path, capsys):
         lines = [json.dumps({"id": i, "ref": r, "hyp": h, "score": 0.0}) for i, r, h in recs]
         (d / "hyps.jsonl").write_text("\n".join(lines) + "\n")
     argv = ["--cuts", str(tmp_path / "cuts.jsonl.gz"), "--decode-dir", str(tmp_path / "dec")]
-    assert _load().main(argv) == 0
+    assert scores_by_speaker.main(argv) == 0
     out = capsys.readouterr().out.splitlines()
     assert out == [
         "asr_eng: a WER 0.0 (2); b WER 50.0 (1)",
         "st_eng-deu: a BLEU 100.0 (1)",
     ]
+    # a hypothesis of a cut the manifest does not have: an error naming it, not a KeyError
+    with (tmp_path / "dec" / "asr_eng" / "hyps.jsonl").open("a") as f:
+        f.write(json.dumps({"id": "stray", "ref": "a", "hyp": "a", "score": 0.0}) + "\n")
+    with pytest.raises(SystemExit, match="'stray' is not in --cuts"):
+        scores_by_speaker.main(argv)

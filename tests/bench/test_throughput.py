@@ -1,28 +1,19 @@
-"""egs/phrasebook/s2t1/local/throughput_report.py: padding arithmetic, and the report (--quick)."""
+"""speechkit.bench.throughput: padding arithmetic, and the report (--quick)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
-from speechkit.bin import prepare_phrasebook, train_tokenizer
+import pytest
+
+from speechkit.bench import throughput as tr
+from speechkit.bin import bench, prepare_phrasebook, train_tokenizer
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "egs" / "phrasebook" / "s2t1" / "local" / "throughput_report.py"
 CONFIG = REPO / "conf" / "s2t" / "phrasebook_tiny.yaml"
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("throughput_report", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_epoch_padding_counts_frames_and_tokens_of_every_batch():
-    tr = _script()
     corpus = tr.Corpus("x", durations=[1.0, 2.0, 2.0, 4.0], tokens=[2, 4, 3, 6])
     pad = tr.epoch_padding(corpus, [[0, 1], [2, 3]])
     # frames: (100 + 200) / (2 * 200) and (200 + 400) / (2 * 400) -> 900 real of 1200 padded
@@ -32,7 +23,6 @@ def test_epoch_padding_counts_frames_and_tokens_of_every_batch():
 
 
 def test_fixed_batches_hold_the_budget_on_average_and_sorting_groups_lengths():
-    tr = _script()
     corpus = tr.synthetic(200, seed=0)
     mean = sum(corpus.durations) / len(corpus.durations)
     for sort in (False, True):
@@ -51,11 +41,19 @@ def test_quick_report_writes_five_strategies_per_corpus(tmp_path):
     assert train_tokenizer.main(argv + ["--out", str(data / "tokenizer")]) == 0
     results = tmp_path / "RESULTS.md"
     results.write_text("# Results\n\n## Other section\n\nkept\n")
-    argv += ["--tokenizer", str(data / "tokenizer"), "--quick"]
+    argv += ["--tokenizer", str(data / "tokenizer"), "--name", "phrasebook train", "--quick"]
     argv += ["--work-dir", str(tmp_path / "work"), "--results-md", str(results)]
-    assert _script().main(argv) == 0
+    argv += ["--cite-path", f"{data}=data/phrasebook"]
+    assert bench.main(["throughput", *argv]) == 0  # as `speechkit bench throughput`
     text = results.read_text()
     assert "kept" in text and "## Batching strategies" in text
+    # The cited command runs the package module, with the recipe's paths; the real ones noted.
+    command = next(ln for ln in text.splitlines() if ln.startswith("- command:"))
+    assert (
+        "python -m speechkit.bench.throughput --cuts data/phrasebook/cuts_train.jsonl.gz" in command
+    )
+    assert str(data) not in command and "--cite-path" not in command
+    assert f"data read for this run: `{data}` (cited as `data/phrasebook`)" in text
     tables = text.split("### ")[1:]
     assert [t.split(" (")[0] for t in tables] == [
         "phrasebook train",
@@ -76,3 +74,17 @@ def test_quick_report_writes_five_strategies_per_corpus(tmp_path):
         assert mean_batch["(e)"] >= mean_batch["(d)"]
         assert peak["(e)"] <= 1.05 * peak["(a)"]
         assert all(float(v[5]) > 0 for v in rows.values())  # audio seconds per second
+
+
+def test_cuts_need_a_tokenizer_and_the_synthetic_corpus_alone_needs_a_vocabulary(capsys):
+    with pytest.raises(SystemExit):
+        tr.main(["--config", str(CONFIG), "--cuts", "cuts.jsonl.gz"])
+    assert "--cuts needs --tokenizer" in capsys.readouterr().err
+    # phrasebook_tiny.yaml leaves model.vocab_size to the tokenizer (0)
+    with pytest.raises(SystemExit, match="model.vocab_size"):
+        tr.main(["--config", str(CONFIG), "--quick"])
+
+
+def test_the_cuts_corpus_is_named_after_its_manifest_unless_named():
+    assert tr._corpus_name("/data/ls/cuts_dev-clean.jsonl.gz") == "cuts_dev-clean"
+    assert tr._corpus_name("cuts.jsonl") == "cuts"

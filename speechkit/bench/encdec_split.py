@@ -1,9 +1,13 @@
-"""Where the inference time goes: a balanced encoder/decoder versus a deep encoder, equal size.
+"""Where the inference time goes: two configs of one size, split differently (encoder/decoder).
 
-    nice -n 15 python local/encdec_split.py --data data/phrasebook --tokenizer data/phrasebook/tokenizer \
-        --minutes 6 --results-md RESULTS.md
+    nice -n 15 speechkit bench encdec-split \
+        --configs conf/s2t/phrasebook_tiny_balanced.yaml conf/s2t/phrasebook_tiny_deepenc.yaml \
+        --train-cuts data/cuts_train.jsonl.gz --dev-cuts data/cuts_dev.jsonl.gz \
+        --test-cuts data/cuts_test.jsonl.gz --tokenizer data/tokenizer --minutes 6 \
+        [--results-md RESULTS.md]
 
-Two configs of the same parameter count (within 3%; ``param_counts`` checks it):
+(or ``python -m speechkit.bench.encdec_split ...``). The two configs should have about the same
+parameter count (``param_counts`` gives them; the table shows them), e.g. the phrasebook's
 ``conf/s2t/phrasebook_tiny_balanced.yaml`` (4 encoder + 4 decoder layers) and
 ``conf/s2t/phrasebook_tiny_deepenc.yaml`` (5 encoder + 2 decoder layers). The encoder runs once
 per utterance, the decoder once per output token (times the beam), so moving parameters from
@@ -15,7 +19,7 @@ For each config, in turn (never at the same time, so that each has the CPU the o
    speechkit.bin.train ... --set trainer.max_minutes=M``; the config's ``max_steps`` still caps
    it, and the learning-rate schedule is the config's); ``model_avg.pt`` is then the average
    of the best checkpoints, as in the recipe;
-2. decode the ``--language`` cuts of ``test_seen`` with ASR, the same beam and CTC weight
+2. decode the ``--language`` cuts of ``--test-cuts`` with ASR, the same beam and CTC weight
    (``python -m speechkit.bin.decode``), giving RTFx = audio seconds / wall seconds;
 3. score WER (``speechkit.metrics.wer``, normalised text).
 
@@ -37,19 +41,15 @@ from pathlib import Path
 import torch
 from lhotse import CutSet
 
+from speechkit.bench import add_cite_argument, cite_paths, cited_command, read_paths_line
 from speechkit.metrics import wer
 from speechkit.models import build_model
 from speechkit.report import provenance_lines, update_markdown
-from speechkit.text.sentencepiece import SentencePieceTokenizer
+from speechkit.text import load_tokenizer
 from speechkit.train.config import load_experiment_config
 
-REPO = Path(__file__).resolve().parents[4]
-CONFIGS = [
-    REPO / "conf" / "s2t" / "phrasebook_tiny_balanced.yaml",
-    REPO / "conf" / "s2t" / "phrasebook_tiny_deepenc.yaml",
-]
 TITLE = "Encoder/decoder split: decode speed and WER at equal parameter count"
-logger = logging.getLogger("encdec_split")
+logger = logging.getLogger(__name__)
 
 
 def param_counts(config: Path, vocab_size: int, overrides: list[str] = ()) -> dict[str, int]:
@@ -77,10 +77,11 @@ def language_cuts(src: Path, language: str, dst: Path) -> int:
 
 
 def train(config: Path, args: argparse.Namespace, out: Path) -> list[str]:
+    """``speechkit train`` for ``--minutes``; returns its command line."""
     from speechkit.bin import train as train_cli
 
-    argv = ["--config", str(config), "--train-cuts", str(args.data / "cuts_train.jsonl.gz")]
-    argv += ["--dev-cuts", str(args.data / "cuts_dev.jsonl.gz"), "--tokenizer", str(args.tokenizer)]
+    argv = ["--config", str(config), "--train-cuts", str(args.train_cuts)]
+    argv += ["--dev-cuts", str(args.dev_cuts), "--tokenizer", str(args.tokenizer)]
     argv += ["--out", str(out), "--set", f"trainer.max_minutes={args.minutes:g}"]
     argv += [x for kv in args.overrides for x in ("--set", kv)]
     if train_cli.main(argv) != 0 or not (out / "model_avg.pt").is_file():
@@ -89,6 +90,7 @@ def train(config: Path, args: argparse.Namespace, out: Path) -> list[str]:
 
 
 def decode(model: Path, cuts: Path, args: argparse.Namespace, out: Path) -> list[str]:
+    """``speechkit decode`` of ``cuts`` (ASR only); returns its command line."""
     from speechkit.bin import decode as decode_cli
 
     argv = ["--model", str(model), "--cuts", str(cuts), "--out", str(out), "--tasks", "asr"]
@@ -96,6 +98,12 @@ def decode(model: Path, cuts: Path, args: argparse.Namespace, out: Path) -> list
     if decode_cli.main(argv) != 0:
         raise SystemExit(f"decoding with {model} failed")
     return ["python", "-m", "speechkit.bin.decode", *argv]
+
+
+def split_name(manifest: Path) -> str:
+    """``test_seen`` for ``.../cuts_test_seen.jsonl.gz``: names the decode directory."""
+    name = Path(manifest).name.removesuffix(".gz").removesuffix(".jsonl")
+    return name.removeprefix("cuts_")
 
 
 def steps_trained(exp: Path) -> int:
@@ -110,7 +118,7 @@ def run_one(config: Path, test_cuts: Path, vocab: int, args) -> tuple[dict, list
     if (exp / "checkpoints").exists():
         raise SystemExit(f"{exp} holds a previous run: remove it or pass another --out-dir")
     commands = [train(config, args, exp)]
-    dec = exp / "decode_test_seen"
+    dec = exp / f"decode_{split_name(args.test_cuts)}"
     commands.append(decode(exp / "model_avg.pt", test_cuts, args, dec))
     stats = json.loads((dec / "decode_stats.json").read_text())
     rows = [json.loads(line) for line in (dec / f"asr_{args.language}" / "hyps.jsonl").open()]
@@ -131,11 +139,12 @@ def run_one(config: Path, test_cuts: Path, vocab: int, args) -> tuple[dict, list
 
 def report(rows: list[dict], commands: list[list[str]], args, argv: list[str]) -> list[str]:
     short = " (a short run: figures are indicative only)" if args.minutes < 6 else ""
+    test = split_name(args.test_cuts)
     lines = [
         f"## {TITLE}",
         "",
         f"Each config trained for {args.minutes:g} min of wall-clock time on this machine{short}, "
-        f"then test_seen `{args.language}` ASR decoded with beam {args.beam_size}, CTC weight "
+        f"then {test} `{args.language}` ASR decoded with beam {args.beam_size}, CTC weight "
         f"{args.ctc_weight:g}, {rows[0]['utts']} utterances ({rows[0]['audio_s']:.0f} s of audio). "
         "RTFx = audio seconds / decoding wall seconds (higher is faster).",
         "",
@@ -147,52 +156,48 @@ def report(rows: list[dict], commands: list[list[str]], args, argv: list[str]) -
             f"| {r['config']} | {r['encoder'] / 1e6:.2f}M | {r['decoder'] / 1e6:.2f}M | "
             f"{r['total'] / 1e6:.2f}M | {r['steps']} | {r['rtfx']:.1f} | {r['wer']:.2f} |"
         )
-    cited = ["python", *argv]
-    if args.cite_as_recipe:  # the paths a user of the recipe has
-        recipe = {
-            str(args.data): "data/phrasebook",
-            str(args.tokenizer): "data/phrasebook/tokenizer",
-        }
-        cited = [recipe.get(a, a) for a in cited if a != "--cite-as-recipe"]
-    lines += ["", *provenance_lines(shlex.join(cited))]
-    if args.cite_as_recipe:
-        lines.append(f"- data read for this run: `{args.data}`, tokenizer `{args.tokenizer}`")
-    lines += [f"- run: `{shlex.join(c)}`" for c in commands]
+    cite = args.cite_path
+    lines += ["", *provenance_lines(cited_command("encdec_split", argv, cite))]
+    lines += read_paths_line(cite)
+    lines += [f"- run: `{shlex.join(cite_paths(c, cite))}`" for c in commands]
     return lines + [""]
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", type=Path, required=True, help="dir with cuts_{train,dev,test_seen}")
+    p = argparse.ArgumentParser(
+        prog="speechkit bench encdec-split", description=__doc__.split("\n")[0]
+    )
+    p.add_argument("--configs", type=Path, nargs=2, required=True, help="the two experiment YAMLs")
+    p.add_argument("--train-cuts", type=Path, required=True, help="lhotse cut manifest")
+    p.add_argument("--dev-cuts", type=Path, required=True, help="validation cut manifest")
+    p.add_argument("--test-cuts", type=Path, required=True, help="decoded and scored (ASR)")
     p.add_argument("--tokenizer", type=Path, required=True)
     p.add_argument("--minutes", type=float, default=6.0, help="training wall-clock budget each")
-    p.add_argument("--language", default="eng", help="test_seen language decoded (ASR)")
+    p.add_argument("--language", default="eng", help="language of the test cuts decoded (ASR)")
     p.add_argument("--beam-size", type=int, default=5)
     p.add_argument("--ctc-weight", type=float, default=0.3)
     p.add_argument("--out-dir", type=Path, default=Path("exp/encdec_split"))
     p.add_argument("--results-md", type=Path, default=None)
-    p.add_argument("--configs", type=Path, nargs=2, default=CONFIGS)
-    p.add_argument("--cite-as-recipe", action="store_true",
-                   help="cite --data/--tokenizer as the recipe's data/phrasebook paths")  # fmt: skip
+    add_cite_argument(p)
     p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[],
                    help="overrides for both configs (tests shrink the models)")  # fmt: skip
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    test_cuts = args.out_dir / f"cuts_test_seen_{args.language}.jsonl.gz"
-    language_cuts(args.data / "cuts_test_seen.jsonl.gz", args.language, test_cuts)
-    vocab = SentencePieceTokenizer.load(args.tokenizer).vocab_size
+    test_cuts = args.out_dir / f"cuts_{split_name(args.test_cuts)}_{args.language}.jsonl.gz"
+    language_cuts(args.test_cuts, args.language, test_cuts)
+    vocab = load_tokenizer(args.tokenizer).vocab_size
     rows, commands = [], []
     for config in args.configs:
         row, cmds = run_one(config, test_cuts, vocab, args)
         rows.append(row)
         commands += cmds
-    lines = report(rows, commands, args, ["local/encdec_split.py", *argv])
+    lines = report(rows, commands, args, argv)
     print("\n".join(lines))
     if args.results_md:
         update_markdown(args.results_md, TITLE, "\n".join(lines))

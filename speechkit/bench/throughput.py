@@ -1,8 +1,13 @@
-"""Padding and training throughput of four batching strategies, on two duration distributions.
+"""Padding and training throughput of five batching strategies, on two duration distributions.
 
-    nice -n 15 python local/throughput_report.py --config ../../../conf/s2t/phrasebook_tiny.yaml \
-        --cuts data/phrasebook/cuts_train.jsonl.gz --tokenizer data/phrasebook/tokenizer \
-        --results-md RESULTS.md [--batches 5] [--rounds 3] [--threads 1] [--quick]
+    speechkit bench throughput --config conf/s2t/phrasebook_tiny.yaml \
+        --cuts data/cuts_train.jsonl.gz --tokenizer data/tokenizer --name "my corpus" \
+        [--results-md RESULTS.md] [--batches 5] [--rounds 3] [--threads 1] [--quick]
+
+(or ``python -m speechkit.bench.throughput ...``). ``--cuts`` is any lhotse cut manifest with
+transcripts (and ``--tokenizer`` the tokenizer its models train with); without them only the
+synthetic corpus below is measured. Nothing is trained for real: the configured model takes
+steps on random features of each cut's shape, so no audio is read.
 
 Strategies, all with the config's ``data.sampler.max_duration`` (seconds) as the batch budget,
 raised to the corpus's longest cut where that is longer (35 s for the synthetic set):
@@ -19,9 +24,9 @@ raised to the corpus's longest cut where that is longer (35 s for the synthetic 
     the Canary paper: a fixed batch size must be small enough for the worst batch it can draw, so
     a machine that runs (a) has that much memory, and per-bucket sizes fill it in every bucket.
 
-Corpora: the phrasebook training cuts (token counts from the tokenizer: each cut's longest
-decoder text) and a synthetic long-tailed set (lognormal durations clipped to 1-35 s, about 3
-tokens per second with lognormal noise; features are random, so no audio is read).
+Corpora: the ``--cuts`` manifest (durations, and token counts from the tokenizer: each cut's
+longest decoder text; named ``--name`` in the report) and a synthetic long-tailed set (lognormal
+durations clipped to 1-35 s, about 3 tokens per second with lognormal noise).
 
 Padding, the same formula for every strategy, over one full epoch of batches: frames
 ``sum_b(n_b * T_max,b - sum_i T_i) / sum_b(n_b * T_max,b)`` (100 frames per second), and decoder
@@ -45,7 +50,6 @@ import dataclasses
 import logging
 import math
 import random
-import shlex
 import statistics
 import sys
 import time
@@ -57,13 +61,16 @@ from lhotse import CutSet, SupervisionSegment
 from lhotse.testing.dummies import dummy_cut
 from tqdm import tqdm
 
+from speechkit.bench import add_cite_argument, cited_command, read_paths_line
 from speechkit.data.buckets import TokenCounter, estimate_grid
 from speechkit.data.sampler import build_sampler
 from speechkit.models import build_model
 from speechkit.report import provenance_lines, update_markdown
-from speechkit.text.sentencepiece import SentencePieceTokenizer
+from speechkit.text import TextTokenizer, load_tokenizer
 from speechkit.train.batch_search import GIB, SearchSettings, cpu_step_bytes, search_grid
 from speechkit.train.config import load_experiment_config
+
+logger = logging.getLogger(__name__)
 
 STRATEGIES = (
     "(a) fixed-size random",
@@ -80,15 +87,31 @@ QUICK_MODEL = ["model.d_model=16", "model.encoder_layers=1", "model.decoder_laye
 
 @dataclasses.dataclass
 class Corpus:
+    """What the strategies need of a corpus: per cut, its duration and its decoder length."""
+
     name: str
     durations: list[float]  # seconds
     tokens: list[int]  # decoder text pieces
 
 
-def phrasebook(cuts_path: str, tokenizer: SentencePieceTokenizer, max_dur: float) -> Corpus:
+@dataclasses.dataclass
+class Settings:
+    """How much to measure (``--batches``, ``--rounds``...; see ``parse_args``)."""
+
+    batches: int = 5
+    rounds: int = 3
+    max_batch: int = 256
+    seed: int = 0
+    work_dir: str = "exp/throughput"
+
+
+def from_cuts(cuts_path: str, tokenizer: TextTokenizer, max_dur: float, name: str) -> Corpus:
+    """The cuts of a manifest no longer than ``max_dur`` seconds (as the sampler keeps them)."""
     count = TokenCounter(tokenizer)
     cuts = [c for c in CutSet.from_file(cuts_path) if c.duration <= max_dur]
-    return Corpus("phrasebook train", [c.duration for c in cuts], [count(c) for c in cuts])
+    if not cuts:
+        raise SystemExit(f"{cuts_path}: no cut of at most {max_dur:g} s")
+    return Corpus(name, [c.duration for c in cuts], [count(c) for c in cuts])
 
 
 def synthetic(n: int, seed: int) -> Corpus:
@@ -99,7 +122,7 @@ def synthetic(n: int, seed: int) -> Corpus:
 
 
 class _Words:
-    """SentencePieceTokenizer stand-in for the stub cuts: one piece per word of their text."""
+    """Tokenizer stand-in for the stub cuts: one piece per word of their text."""
 
     def encode(self, text: str) -> list[int]:
         return [0] * len(text.split())
@@ -201,8 +224,9 @@ def stratified_sample(corpus: Corpus, batches: list[list[int]], k: int) -> list[
     return [ranked[int((s + 0.5) * len(ranked) / k)] for s in range(k)]
 
 
-class Trainer:
-    """One model and optimiser per strategy; ``step(batch) -> seconds`` of one training step."""
+class StepTimer:
+    """One model and optimiser per strategy; ``step(batch) -> seconds`` of one training step
+    (forward, backward, AdamW update). Not speechkit's trainer: only the step is timed."""
 
     def __init__(self, model_cfg, seed: int) -> None:
         torch.manual_seed(seed)
@@ -218,22 +242,24 @@ class Trainer:
         return time.perf_counter() - start
 
 
-def throughput(corpus: Corpus, samples: list[list[list[int]]], model_cfg, args) -> list[dict]:
+def throughput(
+    corpus: Corpus, samples: list[list[list[int]]], model_cfg, s: Settings
+) -> list[dict]:
     """Median audio-s/s and tokens/s of each strategy's sample, and median ratio vs the first."""
     n_mels, vocab = model_cfg.n_mels, model_cfg.vocab_size
-    trainers = [Trainer(model_cfg, args.seed) for _ in samples]
+    trainers = [StepTimer(model_cfg, s.seed) for _ in samples]
     for trainer, sample in zip(trainers, samples):  # warm-up (allocator, kernels): untimed
         trainer.step(make_batch(corpus, sample[0], n_mels, vocab))
     per_round = []  # [round][strategy] -> (audio_s_per_s, tokens_per_s)
-    bar = tqdm(total=args.rounds * sum(map(len, samples)), desc="timed steps", unit="step")
-    for r in range(args.rounds):
+    bar = tqdm(total=s.rounds * sum(map(len, samples)), desc="timed steps", unit="step")
+    for r in range(s.rounds):
         elapsed = [0.0] * len(samples)
-        order = [(s + r) % len(samples) for s in range(len(samples))]
+        order = [(i + r) % len(samples) for i in range(len(samples))]
         for k in range(max(map(len, samples))):
-            for s in order:
-                if k < len(samples[s]):
-                    batch = make_batch(corpus, samples[s][k], n_mels, vocab)
-                    elapsed[s] += trainers[s].step(batch)
+            for i in order:
+                if k < len(samples[i]):
+                    batch = make_batch(corpus, samples[i][k], n_mels, vocab)
+                    elapsed[i] += trainers[i].step(batch)
                     bar.update()
         per_round.append(
             [
@@ -247,30 +273,30 @@ def throughput(corpus: Corpus, samples: list[list[list[int]]], model_cfg, args) 
     bar.close()
     return [
         {
-            "audio_s_per_s": statistics.median(rd[s][0] for rd in per_round),
-            "tokens_per_s": statistics.median(rd[s][1] for rd in per_round),
-            "vs_a": statistics.median(rd[s][0] / rd[0][0] for rd in per_round),
+            "audio_s_per_s": statistics.median(rd[i][0] for rd in per_round),
+            "tokens_per_s": statistics.median(rd[i][1] for rd in per_round),
+            "vs_a": statistics.median(rd[i][0] / rd[0][0] for rd in per_round),
         }
-        for s in range(len(samples))
+        for i in range(len(samples))
     ]
 
 
-def two_d_batches(corpus, cuts, sampler_cfg, budget: int, model_cfg, args, tag: str):
+def two_d_batches(corpus, cuts, sampler_cfg, budget: int, model_cfg, s: Settings, tag: str):
     """Strategies (d) and (e): grid, batch search under ``budget`` bytes, one epoch of batches."""
     grid = estimate_grid(
         corpus.durations, corpus.tokens, min_bucket_seconds=2 * sampler_cfg.max_duration
     )
-    settings = SearchSettings(
-        memory_gib=budget / GIB, margin=1.0, max_batch=args.max_batch, device="cpu"
+    search = SearchSettings(
+        memory_gib=budget / GIB, margin=1.0, max_batch=s.max_batch, device="cpu"
     )
-    grid.batch_sizes = search_grid(model_cfg, grid, settings)
-    path = Path(args.work_dir) / f"buckets_{corpus.name.split()[0]}_{tag}.yaml"
+    grid.batch_sizes = search_grid(model_cfg, grid, search)
+    path = Path(s.work_dir) / f"buckets_{corpus.name.split()[0]}_{tag}.yaml"
     grid.save(path)
     cfg = dataclasses.replace(sampler_cfg, buckets=str(path))
-    return _index(build_sampler(cuts, cfg, seed=args.seed, tokenizer=_Words())), grid
+    return _index(build_sampler(cuts, cfg, seed=s.seed, tokenizer=_Words())), grid
 
 
-def run_corpus(corpus: Corpus, cfg, args) -> tuple[list[dict], list[str]]:
+def run_corpus(corpus: Corpus, cfg, s: Settings) -> tuple[list[dict], list[str]]:
     """Table rows (one per strategy) and notes for one corpus."""
     sampler_cfg = dataclasses.replace(
         cfg.data.sampler,
@@ -279,17 +305,17 @@ def run_corpus(corpus: Corpus, cfg, args) -> tuple[list[dict], list[str]]:
     )
     cuts = _stub_cuts(corpus)
     one_d = dataclasses.replace(sampler_cfg, buckets=None)
-    c_batches = _index(build_sampler(cuts, one_d, seed=args.seed))
+    c_batches = _index(build_sampler(cuts, one_d, seed=s.seed))
     torch.manual_seed(0)
     probe = build_model(cfg.model).train()
-    a_batches = fixed_batches(corpus, sampler_cfg.max_duration, sort=False, seed=args.seed)
+    a_batches = fixed_batches(corpus, sampler_cfg.max_duration, sort=False, seed=s.seed)
     budget = peak_bytes(corpus, c_batches, probe, cfg.model)
     budget_a = peak_bytes(corpus, a_batches, probe, cfg.model)
-    d_batches, grid = two_d_batches(corpus, cuts, sampler_cfg, budget, cfg.model, args, "d")
-    e_batches, grid_e = two_d_batches(corpus, cuts, sampler_cfg, budget_a, cfg.model, args, "e")
+    d_batches, grid = two_d_batches(corpus, cuts, sampler_cfg, budget, cfg.model, s, "d")
+    e_batches, grid_e = two_d_batches(corpus, cuts, sampler_cfg, budget_a, cfg.model, s, "e")
     all_batches = [
         a_batches,
-        fixed_batches(corpus, sampler_cfg.max_duration, sort=True, seed=args.seed),
+        fixed_batches(corpus, sampler_cfg.max_duration, sort=True, seed=s.seed),
         c_batches,
         d_batches,
         e_batches,
@@ -297,13 +323,13 @@ def run_corpus(corpus: Corpus, cfg, args) -> tuple[list[dict], list[str]]:
     rows = [{"strategy": n, **epoch_padding(corpus, b)} for n, b in zip(STRATEGIES, all_batches)]
     for row, batches in zip(rows, all_batches):
         row["peak_mib"] = peak_bytes(corpus, batches, probe, cfg.model) / 2**20
-    samples = [stratified_sample(corpus, b, args.batches) for b in all_batches]
-    for row, speed in zip(rows, throughput(corpus, samples, cfg.model, args)):
+    samples = [stratified_sample(corpus, b, s.batches) for b in all_batches]
+    for row, speed in zip(rows, throughput(corpus, samples, cfg.model, s)):
         row.update(speed)
-        logging.info("%s %s: %s", corpus.name, row["strategy"], row)
+        logger.info("%s %s: %s", corpus.name, row["strategy"], row)
     # The same number of 1D duration buckets as (d) has rows: what 2D adds beyond frames.
     rows_1d = dataclasses.replace(one_d, num_buckets=len(grid.duration_edges))
-    same_rows = epoch_padding(corpus, _index(build_sampler(cuts, rows_1d, seed=args.seed)))
+    same_rows = epoch_padding(corpus, _index(build_sampler(cuts, rows_1d, seed=s.seed)))
     notes = [
         f"(d) grid: {len(grid.duration_edges)} duration rows, {grid.num_buckets} buckets, "
         f"batch sizes {min(grid.flat_batch_sizes())}-{max(grid.flat_batch_sizes())}, memory "
@@ -342,76 +368,77 @@ def table(corpus: Corpus, rows: list[dict], notes: list[str], max_duration: floa
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--config", required=True)
-    p.add_argument("--cuts", required=True)
-    p.add_argument("--tokenizer", required=True)
+    p = argparse.ArgumentParser(
+        prog="speechkit bench throughput", description=__doc__.split("\n")[0]
+    )
+    p.add_argument("--config", required=True, help="experiment YAML: model and sampler")
+    p.add_argument("--cuts", help="lhotse cut manifest measured beside the synthetic corpus")
+    p.add_argument("--tokenizer", help="tokenizer directory counting --cuts' decoder tokens")
+    p.add_argument("--name", help="the --cuts corpus in the report (default: the file name)")
     p.add_argument("--batches", type=int, default=5, help="timed batches per strategy and round")
     p.add_argument("--rounds", type=int, default=3, help="timing rounds (medians are reported)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (the CPU is shared)")
     p.add_argument("--max-batch", type=int, default=256)
     p.add_argument("--synthetic-cuts", type=int, default=3000)
-    p.add_argument("--work-dir", default="exp/throughput")
-    p.add_argument("--results-md", default=None)
-    p.add_argument("--cite-as-recipe", action="store_true",
-                   help="cite --cuts/--tokenizer as the recipe's data/phrasebook paths")  # fmt: skip
+    p.add_argument("--work-dir", default="exp/throughput", help="bucket files written here")
+    p.add_argument("--results-md", default=None, help="write the section into this file")
+    add_cite_argument(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="tiny model and corpora, 2 steps (tests)")
     p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[])
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.cuts and not args.tokenizer:
+        p.error("--cuts needs --tokenizer (to count each cut's decoder tokens)")
+    return args
 
 
-def cited_command(args: argparse.Namespace, argv: list[str]) -> list[str]:
-    """The command line, with the data paths a recipe user has if ``--cite-as-recipe``."""
-    if not args.cite_as_recipe:
-        return ["python", *argv]
-    recipe = {args.cuts: "data/phrasebook/cuts_train.jsonl.gz"}
-    recipe[args.tokenizer] = "data/phrasebook/tokenizer"
-    cmd = ["python", *(recipe.get(a, a) for a in argv if a != "--cite-as-recipe")]
-    return cmd
+def _corpus_name(path: str) -> str:
+    return Path(path).name.removesuffix(".gz").removesuffix(".jsonl")
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[:] if argv is None else ["local/throughput_report.py", *argv]
-    args = parse_args(argv[1:])
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
     overrides = list(args.overrides)
+    settings = Settings(args.batches, args.rounds, args.max_batch, args.seed, args.work_dir)
     if args.quick:
-        args.batches, args.rounds, args.synthetic_cuts, args.max_batch = 2, 1, 300, 32
+        settings = dataclasses.replace(settings, batches=2, rounds=1, max_batch=32)
+        args.synthetic_cuts = 300
         overrides += QUICK_MODEL
     cfg = load_experiment_config(args.config, overrides)
-    tokenizer = SentencePieceTokenizer.load(args.tokenizer)
-    cfg = dataclasses.replace(
-        cfg, model=dataclasses.replace(cfg.model, vocab_size=tokenizer.vocab_size)
-    )
-    corpora = [
-        phrasebook(args.cuts, tokenizer, cfg.data.sampler.max_cut_duration),
-        synthetic(args.synthetic_cuts, args.seed),
-    ]
+    corpora = [synthetic(args.synthetic_cuts, args.seed)]
+    vocab = cfg.model.vocab_size
+    if args.cuts:
+        tokenizer = load_tokenizer(args.tokenizer)
+        vocab = tokenizer.vocab_size
+        name = args.name or _corpus_name(args.cuts)
+        limit = cfg.data.sampler.max_cut_duration
+        corpora.insert(0, from_cuts(args.cuts, tokenizer, limit, name))
+    if vocab <= 0:
+        raise SystemExit("no --tokenizer: give the model's vocabulary, --set model.vocab_size=N")
     if args.quick:
-        corpora[0] = Corpus(corpora[0].name, corpora[0].durations[:300], corpora[0].tokens[:300])
+        corpora = [Corpus(c.name, c.durations[:300], c.tokens[:300]) for c in corpora]
     # The synthetic tail has longer texts than the tiny model's position table: widen it (a
     # few parameters) rather than drop or clip the cuts that make the tail.
     positions = max(cfg.model.max_target_positions, 5 + max(max(c.tokens) for c in corpora))
-    cfg = dataclasses.replace(
-        cfg, model=dataclasses.replace(cfg.model, max_target_positions=positions)
-    )
+    model = dataclasses.replace(cfg.model, vocab_size=vocab, max_target_positions=positions)
+    cfg = dataclasses.replace(cfg, model=model)
     lines = [
         f"## {TITLE}",
         "",
         f"Model of `{Path(args.config).name}`{' (--quick: shrunk)' if args.quick else ''}, "
-        f"max_target_positions {positions}, CPU, {args.threads} thread(s); timing: median of {args.rounds} round(s) of "
-        f"{args.batches} stratified batches per strategy (see the script's docstring for every "
-        "definition).",
+        f"max_target_positions {positions}, CPU, {args.threads} thread(s); timing: median of "
+        f"{settings.rounds} round(s) of {settings.batches} stratified batches per strategy "
+        "(every definition: the docstring of `speechkit.bench.throughput`).",
         "",
     ]
     for corpus in corpora:
-        rows, notes = run_corpus(corpus, cfg, args)
+        rows, notes = run_corpus(corpus, cfg, settings)
         lines += table(corpus, rows, notes, cfg.data.sampler.max_duration)
-    lines += [*provenance_lines(shlex.join(cited_command(args, argv))), ""]
-    if args.cite_as_recipe:
-        lines.insert(-1, f"- data read for this run: `{args.cuts}`, tokenizer `{args.tokenizer}`")
+    command = cited_command("throughput", argv, args.cite_path)
+    lines += [*provenance_lines(command), *read_paths_line(args.cite_path), ""]
     print("\n".join(lines))
     if args.results_md:
         update_markdown(Path(args.results_md), TITLE, "\n".join(lines))

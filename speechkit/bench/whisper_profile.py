@@ -1,11 +1,15 @@
 """Where a short utterance's time goes: encoder vs decoding, speechkit vs faster-whisper.
 
-    python egs/phrasebook/whisper1/local/profile_step.py [--model whisper-tiny.en] [--repeats 7]
+    speechkit bench whisper-profile [--model whisper-tiny.en] [--audio talk.wav] [--repeats 7]
 
-One English phrasebook sentence by the first test voice (about 2.3 s). Prints medians of
-``--repeats``: each system's encoder on a 30 s window (speechkit ``model.encode``;
-CTranslate2 ``model.encode``), each full transcription (beam 5, no timestamps), the difference
-(decoding), and speechkit's slowest ops with their input shapes (torch.profiler).
+(or ``python -m speechkit.bench.whisper_profile ...``; needs ``pip install 'speechkit[dev]'``).
+The utterance: ``--audio`` (any audio file), else one English phrasebook sentence by the first
+test voice (about 2.3 s; needs espeak-ng). ``--model``: a zoo name or packed directory, with
+``--ct2-dir`` its CTranslate2 files (for ``whisper-tiny.en`` and ``whisper-base`` those of the
+PyPI weight packages by default). Prints medians of ``--repeats``: each system's encoder on a
+30 s window (speechkit ``model.encode``; CTranslate2 ``model.encode``), each full transcription
+(beam 5, no timestamps), the difference (decoding), and speechkit's slowest ops with their input
+shapes (torch.profiler).
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as speechkit transcribe s
 
 import argparse  # noqa: E402
 import statistics  # noqa: E402
-import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -24,12 +27,11 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_faster_whisper import ct2_dir  # noqa: E402
-
-from speechkit import zoo  # noqa: E402
-from speechkit.data.phrasebook.voices import make_speakers, synthesize  # noqa: E402
+from speechkit.bench.whisper_speed import ct2_dir  # noqa: E402
+from speechkit.data.audio import load_audio  # noqa: E402
 from speechkit.inference import TranscribeOptions, Transcriber  # noqa: E402
+
+SENTENCE = "Where can I buy a bottle of water, please?"
 
 
 def median_time(fn, repeats: int) -> float:
@@ -42,23 +44,38 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def utterance(path: Path | None) -> np.ndarray:
+    """(S,) float32 16 kHz: the file at ``path``, else ``SENTENCE`` by a phrasebook test voice."""
+    if path is not None:
+        from lhotse import Recording
+
+        return load_audio(Recording.from_file(path).to_cut())
+    from speechkit.data.phrasebook.voices import make_speakers, synthesize
+
+    return synthesize(SENTENCE, make_speakers(["eng"], 0)["test"][0])
+
+
 def main(argv: list[str] | None = None) -> int:
     import ctranslate2
     from faster_whisper import WhisperModel
     from torch.profiler import ProfilerActivity, profile
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", default="whisper-tiny.en")
+    p = argparse.ArgumentParser(
+        prog="speechkit bench whisper-profile", description=__doc__.split("\n")[0]
+    )
+    p.add_argument("--model", default="whisper-tiny.en", help="zoo name or packed directory")
+    p.add_argument("--ct2-dir", type=Path, help="CTranslate2 files of the same weights")
+    p.add_argument("--audio", type=Path, help="the utterance (default: a phrasebook sentence)")
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    voice = make_speakers(["eng"], 0)["test"][0]
-    wave = synthesize("Where can I buy a bottle of water, please?", voice)
-    tr = Transcriber.load(zoo.download(args.model), TranscribeOptions(beam=5))
+    wave = utterance(args.audio)
+    tr = Transcriber.load(args.model, TranscribeOptions(beam=5))
     with tempfile.TemporaryDirectory() as work:
-        fw = WhisperModel(str(ct2_dir(args.model, Path(work))), device="cpu",
-                          compute_type="float32", cpu_threads=args.threads, num_workers=1)  # fmt: skip
+        ct2 = args.ct2_dir or ct2_dir(args.model, Path(work))
+        fw = WhisperModel(str(ct2), device="cpu", compute_type="float32",
+                          cpu_threads=args.threads, num_workers=1)  # fmt: skip
     n_mels = tr.model.cfg.n_mels
     window = torch.randn(1, 3000, n_mels)
     with torch.inference_mode():

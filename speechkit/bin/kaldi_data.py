@@ -1,15 +1,16 @@
 """Convert between Kaldi/ESPnet (OWSM) data directories and lhotse manifests.
 
     python -m speechkit.bin.kaldi_data import --dir data/train --manifests manifests/train \\
-        [--language eng]
+        [--language eng] [--allow-pipes]
     python -m speechkit.bin.kaldi_data export --dir data/train --manifests manifests/train
 
-``import`` reads DIR (wav.scp with paths or ``cmd |`` pipes, segments, text with or without the
-OWSM ``<lang><task><notimestamps>`` prefix, utt2spk, text.ctc, text.prev) and writes
-MANIFESTS/recordings.jsonl.gz, supervisions.jsonl.gz and cuts.jsonl.gz. ``export`` reads
-MANIFESTS/cuts.jsonl.gz and writes an OWSM data directory, text.prev and text.ctc generated.
-File formats and conventions: ``speechkit/data/kaldi.py``. ``--language`` is the ISO 639-3 code
-of lines (import) or supervisions (export) that carry none.
+``import`` reads DIR (wav.scp with paths, or ``cmd |`` pipes: shell commands, run only with
+``--allow-pipes``; segments, text with or without the OWSM ``<lang><task><notimestamps>``
+prefix, utt2spk, text.ctc, text.prev) and writes MANIFESTS/recordings.jsonl.gz,
+supervisions.jsonl.gz and cuts.jsonl.gz. ``export`` reads MANIFESTS/cuts.jsonl.gz and writes an
+OWSM data directory, text.prev and text.ctc generated. File formats and conventions:
+``speechkit/data/kaldi.py``. ``--language`` is the ISO 639-3 code of lines (import) or
+supervisions (export) that carry none.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dir", required=True, help="Kaldi/ESPnet data directory")
     p.add_argument("--manifests", required=True, help="directory of lhotse manifests")
     p.add_argument("--language", default=None, help="ISO 639-3 code for text without a prefix")
+    p.add_argument("--allow-pipes", action="store_true",
+                   help="run wav.scp lines of the form 'cmd |' through the shell (trusted files only)")  # fmt: skip
     return p.parse_args(argv)
 
 
@@ -41,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     manifests = Path(args.manifests)
     try:
         if args.action == "import":
-            result = read_kaldi_dir(args.dir, args.language, progress=True)
+            result = read_kaldi_dir(
+                args.dir, args.language, progress=True, allow_pipes=args.allow_pipes
+            )
             manifests.mkdir(parents=True, exist_ok=True)
             result.recordings.to_file(manifests / "recordings.jsonl.gz")
             result.supervisions.to_file(manifests / "supervisions.jsonl.gz")

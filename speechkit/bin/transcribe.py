@@ -4,14 +4,17 @@
     speechkit transcribe --model whisper-tiny.en --wav-scp data/wav.scp --output-dir out
     speechkit transcribe --model exp/packed --cuts test_cuts.jsonl.gz --language de --task translate
 
-Inputs: audio files, a Kaldi ``wav.scp`` (``utt path`` or ``utt command |``: the command runs
-through a shell and writes audio to its stdout) and/or a lhotse cut manifest. With
+Inputs (``speechkit.data.inputs``, as ``speechkit decode`` reads them): audio files (a name is
+always a file name, never a command), a Kaldi ``wav.scp`` (``utt path``, or ``utt command |``: a
+shell command that writes audio to its stdout, run only with ``--allow-pipes``) and/or a lhotse
+cut manifest. With
 ``--output-dir``, every transcript is printed to stdout as ``name<TAB>text`` and the directory
 gets ``<name>.txt|json|srt`` per input. Without it, stdout carries the ``--output-format``:
 ``txt`` lines ``name<TAB>text``, ``json`` one JSON object per line, ``srt`` the subtitles of a
 single input (``speechkit transcribe a.wav --output-format srt > a.srt``). An input that cannot
 be read (missing, empty, not audio, failing command) is logged with its name and reason and
-skipped; the others are still decoded, and the exit code is 1 if any failed. Decoding rules: ``speechkit/inference.py``.
+skipped; the others are still decoded, and the exit code is 1 if any failed. Decoding rules:
+``speechkit/decode/whisper.py``; scored evaluation of a test set: ``speechkit decode``.
 """
 
 from __future__ import annotations
@@ -30,61 +33,18 @@ import sys  # noqa: E402
 from dataclasses import asdict  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from speechkit.config import ConfigError  # noqa: E402
-from speechkit.inference import (  # noqa: E402
-    AudioError,
-    Result,
-    TranscribeOptions,
-    Transcriber,
-    load_audio,
-)
+from speechkit.data.audio import AudioError, load_audio  # noqa: E402
+from speechkit.data.inputs import Inputs, collect_inputs  # noqa: E402
+from speechkit.data.kaldi import KaldiDataError  # noqa: E402
+from speechkit.inference import Result, TranscribeOptions, Transcriber  # noqa: E402
 
 logger = logging.getLogger("speechkit.bin.transcribe")
 
 FORMATS = ("txt", "json", "srt")
-
-
-def read_wav_scp(path: Path) -> list[tuple[str, str]]:
-    """Kaldi ``wav.scp`` -> [(utt, path or 'command |')]; blank lines skipped."""
-    entries = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.strip().split(maxsplit=1)
-        if len(parts) != 2:
-            raise ValueError(f"{path}:{n}: expected '<utt> <path or command |>', got {line!r}")
-        entries.append((parts[0], parts[1]))
-    return entries
-
-
-def _cut_loader(cut):
-    def load() -> np.ndarray:
-        try:
-            audio = cut.resample(16000).load_audio()  # (channels, S)
-        except Exception as e:  # lhotse raises many types for unreadable recordings
-            raise AudioError(f"{cut.id}: cannot load audio ({e})") from e
-        if audio.size == 0:
-            raise AudioError(f"{cut.id}: the audio has no samples")
-        return np.asarray(audio, dtype=np.float32).mean(axis=0)
-
-    return load
-
-
-def collect_inputs(args: argparse.Namespace) -> list[tuple[str, object]]:
-    """(name, loader) pairs: a loader returns (S,) 16 kHz samples or raises AudioError."""
-    inputs = [(str(f), lambda f=f: load_audio(f)) for f in args.files]
-    if args.wav_scp:
-        for utt, src in read_wav_scp(Path(args.wav_scp)):
-            inputs.append((utt, lambda u=utt, s=src: load_audio(s, name=u)))
-    if args.cuts:
-        from lhotse import CutSet
-
-        inputs += [(cut.id, _cut_loader(cut)) for cut in CutSet.from_file(args.cuts)]
-    return inputs
 
 
 def srt_time(seconds: float) -> str:
@@ -136,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="whisper-base", help="zoo name or packed model directory")
     p.add_argument("--cuts", help="lhotse cut manifest (jsonl[.gz])")
     p.add_argument("--wav-scp", help="Kaldi wav.scp: '<utt> <path>' or '<utt> <command> |'")
+    p.add_argument("--allow-pipes", action="store_true",
+                   help="run wav.scp lines '<utt> <command> |' through the shell (trusted files only)")  # fmt: skip
     p.add_argument("--beam", type=int, default=5, help="beam size (1 = greedy)")
     p.add_argument("--batch-size", type=int, default=8, help="30 s windows per encoder call")
     p.add_argument("--language", help="ISO 639-1 or 639-3 code; default: detect (multilingual)")
@@ -151,16 +113,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load_all(inputs: list[tuple[str, object]]) -> tuple[list, list[str], list[str]]:
+def _load_all(cuts: list) -> tuple[list, list[str], list[str]]:
+    """(S,) 16 kHz waves and names of the cuts whose audio loads; the names of the others."""
     waves, names, failed = [], [], []
-    for name, loader in inputs:
+    for cut in cuts:
         try:
-            waves.append(loader())
-            names.append(name)
+            waves.append(load_audio(cut, 16000))
+            names.append(cut.id)
         except AudioError as e:
             logger.error("skipping %s", e)
-            failed.append(name)
+            failed.append(cut.id)
     return waves, names, failed
+
+
+def _inputs(args: argparse.Namespace) -> Inputs:
+    try:
+        inputs = collect_inputs(args.files, args.wav_scp, args.cuts, args.allow_pipes)
+    except (KaldiDataError, FileNotFoundError) as e:  # a pipe without --allow-pipes, a bad line
+        build_parser().error(str(e))
+    for e in inputs.errors:
+        logger.error("skipping %s", e)
+    return inputs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,12 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().error("give audio files, --wav-scp or --cuts")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    try:
-        options = TranscribeOptions(args.beam, args.language, args.task, args.batch_size)
-        transcriber = Transcriber.load(args.model, options, args.device, args.int8)
-    except (ConfigError, KeyError) as e:  # bad option, or a language/task the model lacks
-        build_parser().error(str(e).strip("'\""))
-    inputs = collect_inputs(args)
+    inputs = _inputs(args)
     formats = list(FORMATS) if args.output_format == "all" else [args.output_format]
     out_dir = Path(args.output_dir) if args.output_dir else None
     if out_dir is None and args.output_format == "all":
@@ -185,13 +153,19 @@ def main(argv: list[str] | None = None) -> int:
             f"--output-format srt on stdout takes one input ({len(inputs)} given): "
             "give --output-dir for one .srt per input"
         )
+    try:
+        options = TranscribeOptions(args.beam, args.language, args.task, args.batch_size)
+        transcriber = Transcriber.load(args.model, options, args.device, args.int8)
+    except (ConfigError, KeyError) as e:  # bad option, or a language/task the model lacks
+        build_parser().error(str(e).strip("'\""))
     shown = "txt" if out_dir else args.output_format
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
-    failed, done, taken = [], 0, set()
+    failed, done, taken = [e.name for e in inputs.errors], 0, set()
     step = max(1, options.batch_size)
-    for start in tqdm(range(0, len(inputs), step), desc="transcribe", unit="batch"):
-        waves, names, bad = _load_all(inputs[start : start + step])
+    cuts = inputs.cuts
+    for start in tqdm(range(0, len(cuts), step), desc="transcribe", unit="batch"):
+        waves, names, bad = _load_all(cuts[start : start + step])
         failed += bad
         for result in transcriber(waves, names) if waves else []:
             print(stdout_text(result, shown), flush=True)

@@ -2,7 +2,8 @@
 
 A data directory holds one line per key, ``key value``::
 
-    wav.scp     rec path              or  rec command |     (a pipe that writes audio to stdout)
+    wav.scp     rec path              or  rec command |     (a pipe that writes audio to stdout:
+                                                          run only with ``allow_pipes``)
     segments    utt rec start end     (seconds; optional: without it each recording is one utt)
     text        utt <eng><asr><notimestamps> the transcript
                 utt <eng><st_deu><0.00> der text<1.20><1.20> mehr<3.40>    (OWSM, timestamped)
@@ -20,6 +21,12 @@ the line's task; a timestamped line also keeps its OWSM body in ``custom["owsm_t
 for previous-text prompts (``segments.py``): ``custom["text_prev"]`` for ``asr``,
 ``custom["translations_prev"][tgt]`` for ``st_<tgt>``. Pipe commands become lhotse ``command`` audio
 sources (run once on import to learn the sample rate and length).
+
+Pipes: a ``wav.scp`` value ending in ``|`` is a shell command. It runs only where the caller
+passes ``allow_pipes=True`` (the command line tools: ``--allow-pipes``); otherwise reading the
+file stops at the first pipe with a ``KaldiDataError`` naming the line, before anything runs.
+This module is the only place in speechkit that runs such commands: a file name given anywhere
+else is always a file name (``speechkit.data.audio``).
 
 Export (``write_kaldi_dir``) writes the files above from cuts; ``text.prev`` is generated (the
 previous utterance with the same task in the same recording, else of the same speaker, in
@@ -44,8 +51,10 @@ from pathlib import Path
 
 import soundfile as sf
 from lhotse import CutSet, MonoCut, Recording, RecordingSet, SupervisionSegment, SupervisionSet
-from lhotse.audio import AudioLoadingError, AudioSource
+from lhotse.audio import AudioSource
 from tqdm import tqdm
+
+from speechkit.data.audio import AudioError, open_recording
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +64,9 @@ __all__ = [
     "OwsmText",
     "format_owsm_text",
     "parse_owsm_text",
+    "probe_recording",
     "read_kaldi_dir",
+    "read_wav_scp",
     "write_kaldi_dir",
 ]
 
@@ -115,35 +126,70 @@ def _lines(path: Path) -> Iterable[tuple[int, str, str]]:
             yield n, parts[0], parts[1] if len(parts) > 1 else ""
 
 
-def _probe(rec_id: str, value: str) -> Recording:
-    """A Recording for a wav.scp value: a file path, or a ``command |`` run once for its info."""
+def read_wav_scp(path: str | Path, allow_pipes: bool = False) -> list[tuple[int, str, str]]:
+    """``wav.scp`` -> [(line number, recording, path or ``command |``)], blank lines skipped.
+
+    Raises ``KaldiDataError`` naming the line for a line without a value, and for a pipe command
+    unless ``allow_pipes`` (then nothing has been run).
+    """
+    path = Path(path)
+    entries = []
+    for n, key, value in _lines(path):
+        value = value.strip()
+        if not value:
+            raise KaldiDataError(f"{path}:{n}: recording {key!r} has no path or command")
+        if value.endswith("|") and not allow_pipes:
+            raise KaldiDataError(
+                f"{path}:{n}: recording {key!r} is a shell command ({value!r}); wav.scp pipes "
+                "run only when allowed: pass --allow-pipes (allow_pipes=True) if you trust this file"
+            )
+        entries.append((n, key, value))
+    return entries
+
+
+def _run_pipe(name: str, value: str) -> bytes:
+    """Runs a ``wav.scp`` pipe (``command |``) through the shell; its stdout, or AudioError."""
+    command = value[:-1].strip()
+    done = subprocess.run(command, shell=True, capture_output=True, check=False)
+    if done.returncode != 0:
+        err = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise AudioError(name, value, f"command failed (exit {done.returncode}): {err[0][:200]}")
+    return done.stdout
+
+
+def probe_recording(rec_id: str, value: str) -> Recording:
+    """A Recording for a ``wav.scp`` value (from :func:`read_wav_scp`): a file path, or a
+    ``command |`` run once for its sample rate and length. Raises ``AudioError`` naming
+    ``rec_id`` when the audio cannot be opened."""
     if value.endswith("|"):
+        data = _run_pipe(rec_id, value)
+        if not data:
+            raise AudioError(rec_id, value, "the command wrote no audio")
+        try:
+            info = sf.info(io.BytesIO(data))
+            frames = info.frames
+            if frames <= 0:  # a WAV header written to a pipe may not know its length
+                frames = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)[0].shape[0]
+        except (sf.LibsndfileError, RuntimeError) as e:
+            raise AudioError(rec_id, value, f"the command wrote no readable audio ({e})") from e
         cmd = value[:-1].strip()
-        run = subprocess.run(cmd, shell=True, capture_output=True, check=False)
-        if run.returncode != 0 or not run.stdout:
-            err = run.stderr.decode(errors="replace").strip()[-200:]
-            raise OSError(f"command failed (exit {run.returncode}): {cmd}: {err}")
-        info = sf.info(io.BytesIO(run.stdout))
-        frames = info.frames
-        if frames <= 0:  # a WAV header written to a pipe may not know its length
-            frames = sf.read(io.BytesIO(run.stdout), dtype="float32", always_2d=True)[0].shape[0]
         source = AudioSource(type="command", channels=list(range(info.channels)), source=cmd)
         return Recording(
             id=rec_id, sources=[source], sampling_rate=info.samplerate,
             num_samples=frames, duration=frames / info.samplerate,
         )  # fmt: skip
-    return Recording.from_file(value, recording_id=rec_id)
+    return open_recording(value, rec_id)
 
 
-def _read_wav_scp(path: Path, skipped: Counter, progress: bool) -> dict[str, Recording]:
+def _read_recordings(
+    path: Path, skipped: Counter, progress: bool, allow_pipes: bool
+) -> dict[str, Recording]:
     recordings = {}
-    lines = tqdm(list(_lines(path)), desc=f"probing {path}", unit="rec", disable=not progress)
-    for n, key, value in lines:
-        if not value.strip():
-            raise KaldiDataError(f"{path}:{n}: recording {key!r} has no path or command")
+    entries = read_wav_scp(path, allow_pipes)
+    for n, key, value in tqdm(entries, desc=f"probing {path}", unit="rec", disable=not progress):
         try:
-            recordings[key] = _probe(key, value.strip())
-        except (OSError, RuntimeError, sf.LibsndfileError, AudioLoadingError) as e:
+            recordings[key] = probe_recording(key, value)
+        except AudioError as e:
             logger.warning("%s:%d: skipping recording %r: unreadable audio (%s)", path, n, key, e)
             skipped["unreadable_audio"] += 1
     return recordings
@@ -217,19 +263,23 @@ def _supervision(utt, seg, rec, owsm, language, speaker, ctc, prev) -> Supervisi
 
 
 def read_kaldi_dir(
-    data_dir: str | Path, language: str | None = None, progress: bool = False
+    data_dir: str | Path,
+    language: str | None = None,
+    progress: bool = False,
+    allow_pipes: bool = False,
 ) -> KaldiImport:
     """Reads a Kaldi/ESPnet data directory (see the module docstring) into lhotse manifests.
 
     language: ISO 639-3 code for ``text`` lines without an OWSM prefix (required if any).
     progress: a progress bar while every recording is probed (opened or its command run).
+    allow_pipes: run ``wav.scp`` pipe commands (``cmd |``); without it a pipe is an error.
     """
     d = Path(data_dir)
     for name in ("wav.scp", "text"):
         if not (d / name).is_file():
             raise FileNotFoundError(f"{d}: no {name} (not a Kaldi data directory)")
     skipped: Counter = Counter()
-    recordings = _read_wav_scp(d / "wav.scp", skipped, progress)
+    recordings = _read_recordings(d / "wav.scp", skipped, progress, allow_pipes)
     segments = _read_segments(d / "segments", recordings, skipped)
     utt2spk, ctc, prev = (_read_map(d / n) for n in ("utt2spk", "text.ctc", "text.prev"))
     sups = []

@@ -1,5 +1,8 @@
 """Decoding strategies: greedy search, beam search, joint CTC prefix scoring.
 
+Also here: ``longform`` (audio of any length, window by window, for Whisper and OWSM models) and
+``whisper`` (Whisper's prompt, token rules and segments, as faster-whisper applies them).
+
 Typical use::
 
     opts = DecodeOptions(beam_size=5, ctc_weight=0.3)

@@ -1,6 +1,7 @@
 """``speechkit transcribe`` end to end on real Whisper tiny.en: files, a Kaldi wav.scp with a
-pipe command, a lhotse manifest, bad inputs (reported by name, the rest still decoded, exit 1),
-and the txt/json/srt outputs."""
+pipe command (through ``cat``: the tests need no sox), a lhotse manifest, bad inputs (reported
+by name, the rest still decoded, exit 1), pipes that must not run, and the txt/json/srt
+outputs."""
 
 from __future__ import annotations
 
@@ -52,13 +53,13 @@ def test_cli_files_scp_cuts_and_bad_inputs(model_dir, good_wav, tmp_path, capsys
     (tmp_path / "empty.wav").write_bytes(b"")
     (tmp_path / "notes.wav").write_text("this is not audio")
     scp = tmp_path / "wav.scp"
-    scp.write_text(f"utt_pipe sox {good_wav} -t wav - |\nutt_fail false |\n")
+    scp.write_text(f"utt_pipe cat {good_wav} |\nutt_fail false |\n")
     cut_id = _cuts_manifest(tmp_path / "cuts.jsonl.gz", good_wav)
     out = tmp_path / "out"
     argv = ["transcribe", "--model", str(model_dir), str(good_wav), str(tmp_path / "missing.wav"),
             str(tmp_path / "empty.wav"), str(tmp_path / "notes.wav"), "--wav-scp", str(scp),
             "--cuts", str(tmp_path / "cuts.jsonl.gz"), "--output-format", "all", "--output-dir", str(out),
-            "--beam", "2", "--threads", "2"]  # fmt: skip
+            "--beam", "2", "--threads", "2", "--allow-pipes"]  # fmt: skip
     assert cli.main(argv) == 1
     printed = dict(line.split("\t", 1) for line in capsys.readouterr().out.strip().splitlines())
     assert set(printed) == {str(good_wav), "utt_pipe", cut_id}
@@ -77,6 +78,23 @@ def test_cli_files_scp_cuts_and_bad_inputs(model_dir, good_wav, tmp_path, capsys
     srt = (out / "station.srt").read_text().splitlines()
     assert srt[0] == "1" and re.fullmatch(r"00:00:00,000 --> 00:00:0\d,\d{3}", srt[1])
     assert srt[2] == result["text"]
+
+
+def test_pipes_never_run_unless_allowed(model_dir, good_wav, tmp_path, capsys, caplog):
+    """Hostile inputs: a pipe given as a file name is a missing file; a wav.scp pipe without
+    --allow-pipes is refused before anything is decoded. The command never runs."""
+    marker = tmp_path / "ran"
+    hostile = f"touch {marker} |"
+    caplog.set_level(logging.INFO)
+    assert cli.main(["transcribe", "--model", str(model_dir), "--beam", "1", hostile]) == 1
+    assert re.search(r"touch .*ran \|: no such file", caplog.text)
+    scp = tmp_path / "wav.scp"
+    scp.write_text(f"utt1 {good_wav}\nutt2 {hostile}\n")
+    with pytest.raises(SystemExit):
+        cli.main(["transcribe", "--model", str(model_dir), "--wav-scp", str(scp)])
+    err = capsys.readouterr().err
+    assert "wav.scp:2" in err and "--allow-pipes" in err
+    assert not marker.exists()
 
 
 def test_formats_on_stdout_without_output_dir(model_dir, good_wav, tmp_path, capsys):

@@ -5,7 +5,7 @@ import pytest
 import soundfile as sf
 from lhotse import Recording
 
-from speechkit.data.audio import AudioError, load_audio
+from speechkit.data.audio import AudioError, load_audio, open_recording, resample
 
 
 def _tone(n, sr, freq=440.0):
@@ -61,3 +61,46 @@ def test_errors_name_cut_and_file(tmp_path):
     sf.write(nan_path, wave, 16000, subtype="FLOAT")
     with pytest.raises(AudioError, match="NaN"):
         load_audio(Recording.from_file(nan_path).to_cut())
+
+
+def test_files_are_mixed_resampled_and_checked_like_cuts(tmp_path):
+    left = _tone(44100, 44100, 440.0)
+    sf.write(tmp_path / "stereo.wav", np.stack([left, 0.5 * left], axis=1), 44100)
+    out = load_audio(tmp_path / "stereo.wav", 16000)
+    assert out.dtype == np.float32 and out.shape == (16000,)
+    from_cut = load_audio(open_recording(tmp_path / "stereo.wav").to_cut(), 16000)
+    np.testing.assert_allclose(out, from_cut, atol=1e-6)  # one loader, one resampler
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "notes.wav").write_text("not audio at all")
+    wave = _tone(1600, 16000)
+    wave[3] = np.inf
+    sf.write(tmp_path / "inf.wav", wave, 16000, subtype="FLOAT")
+    for name, reason in [("missing.wav", "no such file"), ("empty.wav", "empty file"),
+                         ("notes.wav", "not a readable audio file"), ("inf.wav", "NaN or inf")]:  # fmt: skip
+        with pytest.raises(AudioError, match=f"{name}.*{reason}"):
+            load_audio(tmp_path / name)
+    for name, reason in [("missing.wav", "no such file"), ("empty.wav", "empty file"),
+                         ("notes.wav", "not a readable audio file")]:  # fmt: skip
+        with pytest.raises(AudioError, match=f"{name}.*{reason}") as err:
+            open_recording(tmp_path / name, "utt7")
+        assert err.value.name == "utt7"
+
+
+def test_a_name_ending_in_a_pipe_is_a_file_name(tmp_path):
+    """Hostile input: ``cmd |`` names a (missing) file; the command never runs."""
+    marker = tmp_path / "ran"
+    hostile = f"touch {marker} |"
+    with pytest.raises(AudioError, match="no such file"):
+        load_audio(hostile)
+    with pytest.raises(AudioError, match="no such file"):
+        open_recording(hostile)
+    assert not marker.exists()
+
+
+def test_resample_keeps_the_tone_and_fixes_the_length():
+    wave = _tone(22050, 22050, 300.0)
+    out = resample(wave, 22050, 16000)
+    assert out.dtype == np.float32 and out.shape == (16000,)
+    assert np.argmax(np.abs(np.fft.rfft(out))) == pytest.approx(300, abs=1)
+    assert resample(wave[:7], 22050, 16000).shape == (6,)  # ceil(7 * 16000 / 22050)
+    np.testing.assert_array_equal(resample(wave, 16000, 16000), wave)

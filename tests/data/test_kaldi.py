@@ -71,7 +71,7 @@ def test_owsm_text_parse_and_format():
 
 
 def test_import_follows_speechkit_conventions(data_dir):
-    result = read_kaldi_dir(data_dir)
+    result = read_kaldi_dir(data_dir, allow_pipes=True)
     cuts = {c.id: c for c in result.cuts}
     assert sorted(cuts) == ["u1", "u2", "u3"] and not result.skipped
     u1, u2, u3 = cuts["u1"], cuts["u2"], cuts["u3"]
@@ -97,7 +97,8 @@ def test_import_follows_speechkit_conventions(data_dir):
 
 def test_round_trip_through_cli(data_dir, tmp_path):
     manifests, out = tmp_path / "manifests", tmp_path / "exported"
-    assert kaldi_data.main(["import", "--dir", str(data_dir), "--manifests", str(manifests)]) == 0
+    argv = ["import", "--dir", str(data_dir), "--manifests", str(manifests), "--allow-pipes"]
+    assert kaldi_data.main(argv) == 0
     assert (manifests / "cuts.jsonl.gz").is_file()
     assert (manifests / "recordings.jsonl.gz").is_file()
     assert kaldi_data.main(["export", "--dir", str(out), "--manifests", str(manifests)]) == 0
@@ -109,13 +110,14 @@ def test_round_trip_through_cli(data_dir, tmp_path):
     assert (out / "spk2utt").read_text() == "spk1 u1 u2\nspk2 u3\n"
     # Exported again from a re-import: a fixed point.
     again = tmp_path / "again"
-    write_kaldi_dir(read_kaldi_dir(out).cuts, again)
+    write_kaldi_dir(read_kaldi_dir(out, allow_pipes=True).cuts, again)
     for name in ("wav.scp", "segments", "text", "text.ctc", "text.prev", "utt2spk"):
         assert (again / name).read_text() == (out / name).read_text(), name
 
 
 def test_text_prev_and_whole_recordings(tmp_path):
-    """Plain Kaldi dir: no segments, no prefix (language from the caller), a pipe."""
+    """Plain Kaldi dir: no segments, no prefix (language from the caller), a pipe through
+    ``cat`` (always installed: the tests need no sox)."""
     audio = tmp_path / "audio"
     audio.mkdir()
     d = tmp_path / "plain"
@@ -125,7 +127,7 @@ def test_text_prev_and_whole_recordings(tmp_path):
                            "r2 " + str(waves[2])])  # fmt: skip
     _write(d / "text", ["r0 first words", "r1 second words", "r2 third words"])
     _write(d / "utt2spk", ["r0 s", "r1 s", "r2 t"])
-    result = read_kaldi_dir(d, language="fra")
+    result = read_kaldi_dir(d, language="fra", allow_pipes=True)
     cuts = {c.id: c for c in result.cuts}
     assert cuts["r1"].duration == pytest.approx(0.75)
     assert cuts["r1"].load_audio().shape == (1, int(0.75 * SR))
@@ -138,16 +140,34 @@ def test_text_prev_and_whole_recordings(tmp_path):
     assert (out / "text.ctc").read_text() == "r0 first words\nr1 second words\nr2 third words\n"
 
 
+def test_pipes_run_only_when_allowed(tmp_path, caplog):
+    """Hostile input: a wav.scp pipe is refused, naming the line, unless pipes are allowed
+    (``--allow-pipes`` on the command line); the command never runs."""
+    marker = tmp_path / "ran"
+    d = tmp_path / "data"
+    d.mkdir()
+    wav = _wav(tmp_path / "a.wav", 0.5, 440)
+    _write(d / "wav.scp", [f"r0 {wav}", f"r1 touch {marker} |"])
+    _write(d / "text", ["r0 hello", "r1 world"])
+    with pytest.raises(KaldiDataError, match=r"wav.scp:2: recording 'r1' is a shell command"):
+        read_kaldi_dir(d, language="eng")
+    with caplog.at_level(logging.ERROR):
+        argv = ["import", "--dir", str(d), "--manifests", str(tmp_path / "m"), "--language", "eng"]
+        assert kaldi_data.main(argv) == 1
+    assert "--allow-pipes" in caplog.text
+    assert not marker.exists() and not (tmp_path / "m").exists()
+
+
 def test_plain_text_without_language_is_an_error(tmp_path, data_dir):
     _write(data_dir / "text", ["u1 hello world"])
     with pytest.raises(KaldiDataError, match=r"text:1: 'u1' has no <lang><task> prefix"):
-        read_kaldi_dir(data_dir)
+        read_kaldi_dir(data_dir, allow_pipes=True)
 
 
 def test_wav_scp_line_without_path(data_dir):
     _write(data_dir / "wav.scp", ["recA /x.wav", "recB"])
     with pytest.raises(KaldiDataError, match=r"wav.scp:2: recording 'recB' has no path"):
-        read_kaldi_dir(data_dir)
+        read_kaldi_dir(data_dir, allow_pipes=True)
 
 
 def test_unknown_utterances_and_recordings_are_skipped_and_counted(data_dir, caplog):
@@ -156,7 +176,7 @@ def test_unknown_utterances_and_recordings_are_skipped_and_counted(data_dir, cap
     with open(data_dir / "segments", "a") as f:
         f.write("u9 recZ 0.0 1.0\n")
     with caplog.at_level(logging.WARNING):
-        result = read_kaldi_dir(data_dir)
+        result = read_kaldi_dir(data_dir, allow_pipes=True)
     assert len(result.cuts) == 3
     assert result.skipped == {"text_unknown_utterance": 1, "segment_unknown_recording": 1}
     assert "segments:4: skipping 'u9': unknown recording 'recZ'" in caplog.text
@@ -166,17 +186,17 @@ def test_unknown_utterances_and_recordings_are_skipped_and_counted(data_dir, cap
 def test_bad_segment_line_and_broken_pipe(data_dir, caplog):
     _write(data_dir / "segments", ["u1 recA 1.0 0.5"])
     with pytest.raises(KaldiDataError, match=r"segments:1: expected"):
-        read_kaldi_dir(data_dir)
+        read_kaldi_dir(data_dir, allow_pipes=True)
     (data_dir / "segments").unlink()
     _write(data_dir / "wav.scp", ["u1 false |", f"u2 {shutil.which('true')} |"])
     with caplog.at_level(logging.WARNING):
-        result = read_kaldi_dir(data_dir)
+        result = read_kaldi_dir(data_dir, allow_pipes=True)
     assert result.skipped["unreadable_audio"] == 2
     assert "wav.scp:1: skipping recording 'u1'" in caplog.text
 
 
 def test_export_needs_language(data_dir, tmp_path):
-    cuts = read_kaldi_dir(data_dir).cuts
+    cuts = read_kaldi_dir(data_dir, allow_pipes=True).cuts
     stripped = cuts.map(
         lambda c: c.map_supervisions(lambda s: dataclasses.replace(s, language=None))
     )

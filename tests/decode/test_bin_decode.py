@@ -1,4 +1,5 @@
-"""speechkit.bin.decode end to end on a tiny random packed model and a few synthetic cuts."""
+"""speechkit.bin.decode end to end on tiny random packed models (S2T and Whisper) and a few
+synthetic cuts, a wav.scp and files; every result scored by speechkit.bin.score."""
 
 from __future__ import annotations
 
@@ -186,3 +187,123 @@ def test_batches_are_sorted_and_capped():
 
     batches = decode_bin.make_batches([C(1.0), C(5.0), C(2.0), C(2.5)], 5.0)
     assert [[c.duration for c in b] for b in batches] == [[5.0], [2.5, 2.0], [1.0]]
+
+
+# ---- Whisper models, wav.scp and file inputs ---------------------------------------------------
+
+
+def _whisper_tokenizer_json() -> str:
+    """Byte-level BPE over single bytes with Whisper's multilingual specials (English, German)."""
+    import tokenizers
+    from tokenizers import decoders, models, pre_tokenizers
+
+    vocab = {ch: i for i, ch in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    hf = tokenizers.Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    hf.decoder = decoders.ByteLevel()
+    specials = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|de|>", "<|translate|>",
+                "<|transcribe|>", "<|startoflm|>", "<|startofprev|>", "<|nospeech|>",
+                "<|notimestamps|>"]  # fmt: skip
+    hf.add_special_tokens(specials)
+    return hf.to_str()
+
+
+@pytest.fixture(scope="module")
+def whisper_packed(tmp_path_factory):
+    """A packed tiny random multilingual Whisper model (30 s windows, like the real ones)."""
+    pytest.importorskip("tokenizers")
+    from speechkit.models.whisper import WhisperConfig, WhisperModel
+    from speechkit.text.whisper import WhisperTokenizer
+
+    tok = WhisperTokenizer(_whisper_tokenizer_json())
+    cfg = WhisperConfig(n_mels=80, n_audio_state=16, n_audio_head=2, n_audio_layer=1,
+                        n_vocab=tok.vocab_size, n_text_ctx=64, n_text_state=16, n_text_head=2,
+                        n_text_layer=1)  # fmt: skip
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("whisper") / "packed"
+    model = WhisperModel(cfg)
+    return pretrained.save_pretrained(model, tok, pretrained.whisper_features(cfg), out)
+
+
+def test_whisper_model_decodes_cuts_into_scored_directories(setup, whisper_packed, tmp_path):
+    """Before one decode path, a Whisper model died here with an AttributeError."""
+    out = tmp_path / "out"
+    args = ["--model", str(whisper_packed), "--cuts", str(setup / "cuts.jsonl.gz"),
+            "--out", str(out), "--beam-size", "2", "--max-len", "4", "--tasks", "asr,st_eng",
+            "--batch-size", "2"]  # fmt: skip
+    assert decode_bin.main(args) == 0
+    # Whisper speaks eng and deu here; it translates only into English (st_deu-eng).
+    dirs = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert dirs == ["asr_deu", "asr_eng", "st_deu-eng"]
+    assert len(_lines(out / "asr_eng" / "hyp.txt")) == 2  # the broken cut is skipped
+    refs = dict(ln.split(" ", 1) for ln in _lines(out / "st_deu-eng" / "ref.txt"))
+    assert list(refs.values()) == ["a blue bird"]
+    stats = json.loads((out / "decode_stats.json").read_text())
+    assert stats["model_type"] == "whisper" and stats["num_skipped"] == 1
+    assert stats["options"]["beam_size"] == 2 and stats["options"]["max_len"] == 4
+    assert score_bin.main(["--decode-dir", str(out)]) == 0
+    scores = json.loads((out / "scores.json").read_text())
+    assert {s["name"]: s["kind"] for s in scores} == {
+        "asr_deu": "asr", "asr_eng": "asr", "st_deu-eng": "st"
+    }  # fmt: skip
+
+
+def test_whisper_decode_equals_the_transcriber(setup, whisper_packed, tmp_path):
+    """speechkit decode and speechkit transcribe share one decoder: same words, same audio."""
+    from speechkit.data.audio import load_audio
+    from speechkit.inference import TranscribeOptions, Transcriber
+
+    out = tmp_path / "out"
+    args = ["--model", str(whisper_packed), "--cuts", str(setup / "cuts.jsonl.gz"),
+            "--out", str(out), "--beam-size", "2", "--max-len", "4", "--tasks", "asr",
+            "--languages", "eng"]  # fmt: skip
+    assert decode_bin.main(args) == 0
+    hyps = dict(ln.partition(" ")[::2] for ln in _lines(out / "asr_eng" / "hyp.txt"))
+    cuts = [c for c in CutSet.from_file(setup / "cuts.jsonl.gz") if c.id in hyps]
+    tr = Transcriber(pretrained.load_pretrained(whisper_packed),
+                     TranscribeOptions(beam=2, language="eng", max_new_tokens=4))  # fmt: skip
+    results = tr([load_audio(c) for c in cuts], [c.id for c in cuts])
+    assert {r.name: " ".join(r.text.split()) for r in results} == hyps
+
+
+def test_wav_scp_files_and_text_references(setup, tmp_path):
+    """A wav.scp (a file and, with --allow-pipes, a pipe) plus files given by name; references
+    from a Kaldi text file; the unreadable file is skipped by name."""
+    wavs = [setup / "a0.flac", setup / "a1.flac"]
+    scp = tmp_path / "wav.scp"
+    scp.write_text(f"u0 {wavs[0]}\nu1 cat {wavs[1]} |\n")
+    text = tmp_path / "text"
+    text.write_text(f"u0 the red cat\nu1 a green dog\n{wavs[0]} the red cat\n")
+    out = tmp_path / "out"
+    args = ["--model", str(setup / "packed"), "--wav-scp", str(scp), "--allow-pipes",
+            str(wavs[0]), str(setup / "broken.flac"), "--text", str(text), "--language", "eng",
+            "--out", str(out), "--beam-size", "1", "--max-len", "3"]  # fmt: skip
+    assert decode_bin.main(args) == 0
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["asr_eng"]
+    hyp_ids = [ln.split(" ", 1)[0] for ln in _lines(out / "asr_eng" / "hyp.txt")]
+    assert hyp_ids == sorted([str(wavs[0]), "u0", "u1"])
+    refs = dict(ln.split(" ", 1) for ln in _lines(out / "asr_eng" / "ref.txt"))
+    assert refs == {str(wavs[0]): "the red cat", "u0": "the red cat", "u1": "a green dog"}
+    stats = json.loads((out / "decode_stats.json").read_text())
+    assert stats["num_cuts"] == 4 and stats["num_skipped"] == 1
+    assert "broken.flac" in stats["skipped"][0]["error"]
+    assert score_bin.main(["--decode-dir", str(out)]) == 0
+
+
+def test_a_pipe_runs_only_with_allow_pipes(setup, tmp_path, caplog):
+    """Hostile inputs: a wav.scp pipe without --allow-pipes, and a pipe given as a file name;
+    neither command runs (the marker file it would create never appears)."""
+    marker = tmp_path / "ran"
+    scp = tmp_path / "wav.scp"
+    scp.write_text(f"u0 {setup / 'a0.flac'}\nu1 touch {marker} |\n")
+    base = ["--model", str(setup / "packed"), "--language", "eng", "--beam-size", "1",
+            "--max-len", "2"]  # fmt: skip
+    with caplog.at_level(logging.ERROR):
+        assert decode_bin.main([*base, "--wav-scp", str(scp), "--out", str(tmp_path / "a")]) == 2
+    assert "--allow-pipes" in caplog.text and "wav.scp:2" in caplog.text
+    assert not (tmp_path / "a" / "asr_eng").exists()
+    out = tmp_path / "b"
+    assert decode_bin.main([*base, f"touch {marker} |", "--out", str(out)]) == 0
+    stats = json.loads((out / "decode_stats.json").read_text())
+    assert stats["num_skipped"] == 1 and "no such file" in stats["skipped"][0]["error"]
+    assert not marker.exists()

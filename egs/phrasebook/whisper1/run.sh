@@ -34,7 +34,7 @@ train_args=""        # extra --set overrides, e.g. "--set trainer.max_steps=100"
 log() { echo "[$(date '+%H:%M:%S')] (run.sh) $*"; }
 subset=""; if [ "$max_utts" -gt 0 ]; then subset=" --max_utts $max_utts"; fi
 repro="cd egs/phrasebook/whisper1 && ./run.sh --model $model --config $config --languages $languages --tasks $tasks --beam $beam$subset --exp $exp${train_args:+ --train_args '$train_args'}"
-decode="python local/decode_cuts.py --languages $languages --tasks $tasks --beam $beam --max-utts $max_utts"
+decode="python -m speechkit.bin.decode --languages $languages --tasks $tasks --beam-size $beam --max-per-output $max_utts"
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   log "stage 1: phrasebook corpus ($hours h) in $data"

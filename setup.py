@@ -25,6 +25,8 @@ setup(
         "tensorboard==2.21.0",
         "numpy>=1.26,<3",
         "tokenizers==0.23.3",
+        # hub downloads (speechkit/zoo/hub.py); also what tokenizers depends on
+        "huggingface_hub==2.4.0",
         "safetensors==0.8.0",
         "soxr==1.1.0",
     ],

@@ -8,7 +8,8 @@ Layout (docs/design.md "Checkpoints and packed models")::
     model.pt          state_dict, float32
     tokenizer.model   sentencepiece model                          (s2t only)
     tokenizer.json    s2t: languages, tasks, special tokens; whisper: the Hugging Face tokenizer.json
-    meta.json         {speechkit_version, source, sha256: {file name: hex digest}}
+    meta.json         {speechkit_version, source, sha256: {file name: hex digest},
+                       verified: {file name: {sha256, size, mtime_ns, ino}}  (see below)}
 
 Whisper models (``model_type: whisper``, written by ``speechkit.convert``) load as a
 ``WhisperModel`` with a ``WhisperTokenizer`` and the Whisper log-mel front end
@@ -16,7 +17,13 @@ Whisper models (``model_type: whisper``, written by ``speechkit.convert``) load 
 
 ``load_pretrained`` accepts such a directory (checking every file against its sha256) or a
 training checkpoint ``.pt`` (which embeds config and tokenizer), and returns a ``Pretrained``
-with the model in eval mode.
+with the model in eval mode. Weights are read with torch's ``weights_only`` loader, so a file that
+would run code when unpickled is refused.
+
+Hashing costs seconds for a large model, so it is paid once: ``verified`` records, per file,
+the size, mtime and inode it had when it was last hashed (by ``save_pretrained``, the zoo's
+install or ``speechkit zoo verify``), and a load hashes only the files whose record no longer
+holds (speechkit/integrity.py says what this does and does not catch). Loading never writes.
 
 Example::
 
@@ -27,7 +34,6 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -38,9 +44,16 @@ import yaml
 from torch import nn
 
 import speechkit
-from speechkit.checkpoint import load_checkpoint
+from speechkit.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from speechkit.config import from_dict, to_dict
 from speechkit.data.features import FeatureConfig
+from speechkit.integrity import (
+    IntegrityError,
+    UnsafePathError,
+    check_files,
+    file_record,
+    sha256_file,
+)
 from speechkit.models import MODEL_CONFIGS, build_model
 from speechkit.models.s2t import S2TConfig
 from speechkit.models.whisper import WhisperConfig
@@ -116,14 +129,6 @@ def whisper_features(cfg: WhisperConfig) -> FeatureConfig:
     return FeatureConfig(kind="whisper", n_mels=cfg.n_mels, normalize="none")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def save_pretrained(
     model: nn.Module,
     tokenizer: TextTokenizer,
@@ -136,8 +141,9 @@ def save_pretrained(
     """Writes a packed model directory; ``model_cfg`` defaults to ``model.cfg`` and decides
     ``model_type`` (an S2TConfig packs ``s2t``, a WhisperConfig ``whisper``).
 
-    Weights are stored in float32 whatever the training precision. ``meta.json`` is written
-    last, so a directory without it is an interrupted pack.
+    Weights are stored in float32 whatever the training precision. Each file is written
+    atomically, and ``meta.json`` last (after removing an old one), so a directory without it is
+    an interrupted pack; it records the files as verified, since they were just hashed.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -151,19 +157,21 @@ def save_pretrained(
     }
     if tasks is not None:
         config["tasks"] = _tasks_of(tasks)
-    (out / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
+    atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
     state = {
         k: v.detach().cpu().float() if v.is_floating_point() else v.detach().cpu()
         for k, v in model.state_dict().items()
     }
-    torch.save(state, out / MODEL_FILE)
+    save_checkpoint(state, out / MODEL_FILE)
     tokenizer.save(out)
+    sums = {name: sha256_file(out / name) for name in FILES_BY_TYPE[model_type]}
     meta = {
         "speechkit_version": speechkit.__version__,
         "source": source,
-        "sha256": {name: _sha256(out / name) for name in FILES_BY_TYPE[model_type]},
+        "sha256": sums,
+        "verified": {name: file_record(out / name, digest) for name, digest in sums.items()},
     }
-    (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    atomic_write_text(out / META_FILE, json.dumps(meta, indent=2) + "\n")
     logger.info("packed model written to %s", out)
     return out
 
@@ -174,6 +182,8 @@ _Loaded = tuple[S2TConfig | WhisperConfig, FeatureConfig, TextTokenizer, dict,
 
 def _model_type_of(config: dict, source: str) -> str:
     """The ``model_type`` key of a packed or checkpoint config (``s2t`` when absent)."""
+    if not isinstance(config, dict):
+        raise PackedModelError(f"{source}: not a YAML mapping")
     model_type = config.get("model_type", "s2t")
     if model_type not in FILES_BY_TYPE:
         raise PackedModelError(
@@ -214,26 +224,26 @@ def pack(checkpoint_path: str | Path, out_dir: str | Path) -> Path:
 
 
 def _verify(directory: Path, files: tuple[str, ...]) -> None:
-    """Checks that every packed file is present and matches meta.json's sha256."""
+    """Checks that every packed file is present and matches meta.json's sha256 (hashing only the
+    files whose verification record no longer holds)."""
     meta_path = directory / META_FILE
     if not meta_path.is_file():
         raise PackedModelError(
             f"{directory}: no {META_FILE}; not a packed model (or packing "
             "was interrupted): re-run speechkit.bin.pack_model"
         )
-    sums = json.loads(meta_path.read_text()).get("sha256", {})
+    meta = json.loads(meta_path.read_text())
+    sums = meta.get("sha256", {})
     missing = [name for name in files if not (directory / name).is_file()]
     if missing:
         raise PackedModelError(f"{directory}: missing file {', '.join(missing)}")
-    for name in files:
-        path = directory / name
-        if name not in sums:
-            raise PackedModelError(f"{directory}: {META_FILE} has no sha256 for {name}")
-        if _sha256(path) != sums[name]:
-            raise PackedModelError(
-                f"{path}: sha256 does not match {META_FILE}; the file is corrupt or was "
-                "modified; download or pack it again"
-            )
+    unlisted = [name for name in files if name not in sums]
+    if unlisted:
+        raise PackedModelError(f"{directory}: {META_FILE} has no sha256 for {unlisted[0]}")
+    try:
+        check_files(directory, {name: sums[name] for name in files}, meta.get("verified"))
+    except (IntegrityError, UnsafePathError) as e:
+        raise PackedModelError(f"{e}; download or pack it again") from e
 
 
 def _from_packed(directory: Path) -> _Loaded:
@@ -246,7 +256,10 @@ def _from_packed(directory: Path) -> _Loaded:
     cfg_cls = MODEL_CONFIGS[model_type]
     model_cfg = from_dict(cfg_cls, config.get("model"), source=f"{source}:model")
     features = from_dict(FeatureConfig, config.get("features"), source=f"{source}:features")
-    state = torch.load(directory / MODEL_FILE, map_location="cpu", weights_only=True)
+    try:
+        state = load_checkpoint(directory / MODEL_FILE)
+    except RuntimeError as e:
+        raise PackedModelError(str(e)) from e
     tokenizer = load_tokenizer(directory, model_cfg.n_vocab if model_type == "whisper" else None)
     return model_cfg, features, tokenizer, state, _tasks_of(config.get("tasks"))
 

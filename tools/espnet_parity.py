@@ -7,8 +7,9 @@ No OWSM weights can be downloaded on this project's machines, so this builds ESP
 medium 1.02B; ``tiny`` is a shrunk one for tests) and random weights, writes it in the layout of
 the hub repo (``meta.yaml``, ``exp/.../config.yaml`` with every argument ESPnet saves, the
 ``.pth``, ``bpe.model``, ``feats_stats.npz``), serves that repo from 127.0.0.1 as ``HF_ENDPOINT``
-and fetches it with ``speechkit.zoo.download`` under the catalogue's real name
-(``owsm-v3.1-ebf-base`` ...), which converts it. It then compares, on the same audio:
+(``speechkit.zoo.local_hub``) and fetches it with ``speechkit.zoo.download`` under the catalogue's
+real name (``owsm-v3.1-ebf-base`` ...), pinned to the local commit, which converts it. It then
+compares, on the same audio:
 
 * encoder output (ESPnet's front end + global MVN + encoder vs speechkit's), per utterance and for
   a padded batch of three lengths; CTC log-posteriors; decoder logits with teacher forcing on an
@@ -27,7 +28,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import functools
 import io
 import logging
 import math
@@ -35,9 +35,7 @@ import os
 import shlex
 import sys
 import tempfile
-import threading
 import time
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -168,34 +166,25 @@ def write_hub_repo(repo: Path, size: str, seed: int, noise: float) -> torch.nn.M
 
 
 @contextlib.contextmanager
-def local_hub(hub: Path):
-    """Serves ``hub`` (``<org>/<repo>/resolve/main/<file>``) as ``HF_ENDPOINT`` on 127.0.0.1;
-    yields the list of paths requested."""
-    requested: list[str] = []
+def local_hub(repo_id: str, repo: Path):
+    """Serves the directory ``repo`` as the hub repo ``repo_id`` (``speechkit.zoo.local_hub``),
+    set as ``HF_ENDPOINT``; yields (its commit, the hub, whose ``requests`` lists what was
+    asked)."""
+    from speechkit.zoo.local_hub import LocalHub
 
-    class Handler(SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_GET(self):
-            requested.append(self.path)
-            super().do_GET()
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(hub)))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
     saved = {k: os.environ.get(k) for k in ("HF_ENDPOINT", "SPEECHKIT_OFFLINE")}
-    os.environ["HF_ENDPOINT"] = f"http://127.0.0.1:{httpd.server_address[1]}"
-    os.environ.pop("SPEECHKIT_OFFLINE", None)
-    try:
-        yield requested
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with LocalHub() as hub:
+        commit = hub.publish(repo_id, repo)
+        os.environ["HF_ENDPOINT"] = hub.url
+        os.environ.pop("SPEECHKIT_OFFLINE", None)
+        try:
+            yield commit, hub
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
 
 def wave(seconds: float, seed: int) -> torch.Tensor:
@@ -337,16 +326,22 @@ def main(argv: list[str] | None = None) -> int:
     zoo_name = SIZES[args.size][0]
     with contextlib.ExitStack() as stack:
         work = args.work_dir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        repo = work / "hub" / f"espnet/{zoo_name.replace('-', '_')}/resolve/main"
+        repo_id = f"espnet/{zoo_name.replace('-', '_')}"
+        repo = work / "hub" / repo_id
         start = time.perf_counter()
         esp = write_hub_repo(repo, args.size, args.seed, args.weight_noise)
         built = time.perf_counter() - start
         from speechkit import zoo
 
         start = time.perf_counter()
-        with local_hub(work / "hub") as requested:
-            packed = zoo.download(zoo_name, cache_dir=work / "cache", progress=False)
-        fetched = sorted(r.split("/resolve/main/", 1)[1] for r in requested)
+        with local_hub(repo_id, repo) as (commit, hub):
+            packed = zoo.download(
+                zoo_name, cache_dir=work / "cache", progress=False, revision=commit
+            )
+        prefix = f"/{repo_id}/resolve/{commit}/"
+        fetched = sorted(
+            p.removeprefix(prefix) for m, p, _ in hub.requests if m == "GET" and prefix in p
+        )
         fetch_s = time.perf_counter() - start
         sk = load_pretrained(packed)
         n_esp = sum(p.numel() for p in esp.parameters())

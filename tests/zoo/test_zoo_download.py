@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from conftest import PACKED, FakeConverters, sha256, write_packed
+from conftest import PACKED, FakeConverters, sha256, tiny_packed_model, write_packed
 
 from speechkit import zoo
 from speechkit.zoo import transfer
@@ -28,6 +28,7 @@ from speechkit.zoo.errors import (
 from speechkit.zoo.registry import ModelEntry, SourceSpec
 
 BLOB = bytes(range(256)) * 1000  # 256 kB, not a multiple of the read size
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 def entry(name: str, *sources: dict) -> dict[str, ModelEntry]:
@@ -101,6 +102,39 @@ def test_server_ignoring_range_restarts_cleanly(server, tmp_path):
     assert out.read_bytes() == BLOB
 
 
+def test_a_part_nothing_can_check_is_not_resumed(server, tmp_path):
+    server.files["/f.bin"] = BLOB
+    (tmp_path / "f.bin.part").write_bytes(b"stale bytes of something else")
+    out = transfer.fetch_url(f"{server.url}/f.bin", tmp_path / "f.bin", progress=False)
+    assert out.read_bytes() == BLOB and server.requests == [("/f.bin", None)]
+
+
+@pytest.mark.parametrize("ignore_if_range", [False, True], ids=["if-range", "ignores-if-range"])
+def test_a_file_changed_since_the_partial_download_is_fetched_whole(
+    server, tmp_path, ignore_if_range
+):
+    """No digest pins it, but the ETag kept with the .part shows the change: the new version is
+    fetched whole (If-Range; or, from a server that ignores it, after seeing the new ETag)."""
+    url, dest = f"{server.url}/f.bin", tmp_path / "f.bin"
+    server.files["/f.bin"], server.etags = BLOB, True
+    server.drop_once.add("/f.bin")
+    with pytest.raises(NetworkError, match="connection dropped"):
+        transfer.fetch_url(url, dest, progress=False, retries=0)
+    assert (tmp_path / "f.bin.part.etag").read_text() == f'"{sha256(BLOB)[:16]}"'
+    server.files["/f.bin"], server.ignore_if_range = BLOB[::-1], ignore_if_range
+    assert transfer.fetch_url(url, dest, progress=False, retries=0).read_bytes() == BLOB[::-1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
+
+
+def test_416_for_a_complete_part_is_checked_not_trusted(server, tmp_path):
+    server.files["/f.bin"] = BLOB
+    (tmp_path / "f.bin.part").write_bytes(BLOB)
+    out = transfer.fetch_url(
+        f"{server.url}/f.bin", tmp_path / "f.bin", sha256(BLOB), progress=False
+    )
+    assert out.read_bytes() == BLOB and server.requests == [("/f.bin", f"bytes={len(BLOB)}-")]
+
+
 def test_checksum_mismatch_deletes_partial_file(server, tmp_path):
     server.files["/f.bin"] = BLOB
     with pytest.raises(ChecksumError, match="sha256 mismatch"):
@@ -148,7 +182,7 @@ def test_sources_are_tried_in_order_and_all_failures_reported(
 ):
     monkeypatch.setenv("HF_ENDPOINT", closed_port_url)
     bad_url = {"kind": "url", "url": str(tmp_path / "no-such-model")}
-    hf = {"kind": "hf", "repo": "openai/whisper-tiny.en"}
+    hf = {"kind": "hf", "repo": "openai/whisper-tiny.en", "revision": COMMIT}
     reg = entry("m", bad_url, hf, openai_source(server, BLOB))
     zoo.download("m", cache_dir=tmp_path / "c", registry=reg, progress=False)
     assert [c[0] for c in converters.calls] == ["openai"]  # the third source won
@@ -158,7 +192,7 @@ def test_sources_are_tried_in_order_and_all_failures_reported(
         zoo.download("n", cache_dir=tmp_path / "c", registry=reg, progress=False)
     message = str(info.value)
     assert "url:" in message and "no such directory" in message
-    assert "hf:openai/whisper-tiny.en@main" in message and "cannot reach 127.0.0.1" in message
+    assert f"hf:openai/whisper-tiny.en@{COMMIT}" in message and "cannot reach 127.0.0.1" in message
 
 
 def test_offline_without_cache_is_a_clear_error(server, converters, tmp_path, monkeypatch):
@@ -250,26 +284,40 @@ def test_damaged_cache_is_fetched_again_and_force_replaces(server, converters, t
 # ---------------------------------------------------------------- sources
 
 
-def test_hf_source_fetches_repo_files_from_endpoint(server, converters, tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_ENDPOINT", server.url + "/")
+def test_hf_source_fetches_repo_files_at_the_pinned_commit(hub, converters, tmp_path):
     repo_files = {"config.json": b"{}", "tokenizer.json": b"{}", "model.safetensors": BLOB}
     repo_files["vocab.json"] = b'{"a": 1}'
-    for name, data in repo_files.items():
-        server.files[f"/openai/whisper-tiny.en/resolve/main/{name}"] = data
-    reg = entry("m", {"kind": "hf", "repo": "openai/whisper-tiny.en"})
-    zoo.download("m", cache_dir=tmp_path, registry=reg, progress=False)
+    commit = hub.publish("openai/whisper-tiny.en", repo_files | {"README.md": b"not needed"})
+    hub.publish("openai/whisper-tiny.en", {"config.json": b"newer"})  # main moves on
+    reg = entry("m", {"kind": "hf", "repo": "openai/whisper-tiny.en", "revision": commit})
+    path = zoo.download("m", cache_dir=tmp_path, registry=reg, progress=False)
     [(kind, model_files, _)] = converters.calls
-    assert kind == "hf" and model_files == repo_files
-    assert "/openai/whisper-tiny.en/resolve/main/pytorch_model.bin" not in server.paths_requested()
+    assert kind == "hf" and model_files == repo_files  # the pinned files, no README
+    fetched = {p.rsplit("/", 1)[1] for m, p, _ in hub.requests if m == "GET" and "resolve" in p}
+    assert fetched == set(repo_files)  # weights: the first listed, no probing for others
+    assert json.loads((path / "meta.json").read_text())["zoo"]["revision"] == commit
 
 
-def test_openai_source_passes_hub_tokenizer(server, converters, tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_ENDPOINT", server.url)
-    server.files["/openai/whisper-tiny.en/resolve/main/tokenizer.json"] = b'{"model": {}}'
+def test_hf_source_without_a_pinned_commit_is_refused(hub, converters, tmp_path):
+    hub.publish("a/b", {"config.json": b"{}"})
+    reg = entry("m", {"kind": "hf", "repo": "a/b"})
+    with pytest.raises(AllSourcesFailed, match="a/b is not pinned to a commit.*--revision"):
+        zoo.download("m", cache_dir=tmp_path, registry=reg, progress=False)
+    assert hub.requests == [] and converters.calls == []
+
+
+def test_openai_source_passes_hub_tokenizer_and_records_the_published_sha256(
+    server, hub, converters, tmp_path
+):
+    commit = hub.publish("openai/whisper-tiny.en", {"tokenizer.json": b'{"model": {}}'})
     src = openai_source(server, BLOB) | {"tokenizer_repo": "openai/whisper-tiny.en"}
-    zoo.download("m", cache_dir=tmp_path, registry=entry("m", src), progress=False)
+    path = zoo.download(
+        "m", cache_dir=tmp_path, registry=entry("m", src | {"revision": commit}), progress=False
+    )
     [(_, _, kwargs)] = converters.calls
     assert kwargs["tokenizer_json"] == b'{"model": {}}'
+    zoo_meta = json.loads((path / "meta.json").read_text())["zoo"]
+    assert zoo_meta["sha256"] == sha256(BLOB) and zoo_meta["revision"] == commit
 
 
 def test_url_source_reads_local_dir_tar_and_http_directory(server, tmp_path):
@@ -302,22 +350,7 @@ def test_url_source_reads_local_dir_tar_and_http_directory(server, tmp_path):
 def test_zoo_load_returns_a_working_model(tmp_path):
     import torch
 
-    from speechkit.data import FeatureConfig
-    from speechkit.models import build_model
-    from speechkit.models.s2t import S2TConfig
-    from speechkit.pretrained import save_pretrained
-    from speechkit.text.sentencepiece import SentencePieceTokenizer, TokenizerConfig
-
-    texts = ["where is the station", "two coffees please", "good morning"] * 5
-    tok = SentencePieceTokenizer.train(
-        texts, None, TokenizerConfig(vocab_size=30), ["eng"], ["asr"]
-    )
-    cfg = S2TConfig(
-        n_mels=16, vocab_size=tok.vocab_size, d_model=32, n_heads=2, encoder_type="transformer",
-        encoder_layers=1, encoder_ffn=48, cgmlp_units=48, decoder_layers=1, decoder_ffn=48,
-        max_target_positions=32,
-    )  # fmt: skip
-    save_pretrained(build_model(cfg), tok, FeatureConfig(n_mels=16), tmp_path / "packed")
+    tok = tiny_packed_model(tmp_path / "packed")
     loaded = zoo.load("tiny-test", url=str(tmp_path / "packed"), cache_dir=tmp_path / "c")
     enc, enc_lens = loaded.model.encode(torch.randn(1, 40, 16), torch.tensor([40]))
     assert enc.shape[0] == 1 and loaded.tokenizer.vocab_size == tok.vocab_size

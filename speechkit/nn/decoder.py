@@ -1,5 +1,5 @@
-"""Pieces every attention encoder-decoder of speechkit shares: the incremental decoding cache and
-the token-level training loss. ``models/s2t.py`` and ``models/whisper.py`` import them; a new
+"""Pieces every attention encoder-decoder of speechkit shares: the decoding API, the incremental
+decoding cache and the token-level training loss. ``models/s2t.py`` and ``models/whisper.py`` import them; a new
 decoder family should too.
 """
 
@@ -9,9 +9,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-__all__ = ["IGNORE_ID", "DecoderCache", "token_loss"]
+from speechkit.nn.attention import set_attention_backend
+
+__all__ = ["IGNORE_ID", "DecoderCache", "EncoderDecoder", "token_loss"]
 
 IGNORE_ID = -100  # ys_out positions that carry no loss (padding, prompt)
 
@@ -87,3 +89,40 @@ def token_loss(
     denom = num_tokens.clamp(min=1)
     correct = ((logits.argmax(-1) == ys_out) & valid).sum()
     return total / denom, correct.float() / denom, num_tokens
+
+
+class EncoderDecoder(nn.Module):
+    """The decoding API of docs/design.md ("Model"), for a model with ``self.encoder`` and a
+    ``self.decoder`` that has ``new_cache(enc, enc_lens)`` and ``forward(ys_new, cache)``.
+
+    Subclasses add ``forward`` (the training loss) and ``ctc_log_probs`` (or raise where there
+    is no CTC head); decoding strategies need nothing else.
+    """
+
+    encoder: nn.Module
+    decoder: nn.Module
+
+    def set_attention_backend(self, name: str) -> None:
+        """Switches every attention module to backend ``name`` (logged; see nn/attention.py)."""
+        set_attention_backend(self, name)
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        """Parameter count (a tied output layer counts once)."""
+        params = self.parameters()
+        return sum(p.numel() for p in params if p.requires_grad or not trainable_only)
+
+    def encode(self, feats: Tensor, feat_lens: Tensor) -> tuple[Tensor, Tensor]:
+        """``feats`` (B, T, F), ``feat_lens`` (B,) -> enc (B, T', D), enc_lens (B,)."""
+        return self.encoder(feats, feat_lens)
+
+    def new_cache(self, enc: Tensor, enc_lens: Tensor) -> DecoderCache:
+        """Cache for incremental decoding; precomputes cross-attention K/V."""
+        return self.decoder.new_cache(enc, enc_lens)
+
+    def decode_step(self, ys_new: Tensor, cache: DecoderCache) -> Tensor:
+        """``ys_new`` (B, l) newest tokens -> logits (B, l, V); appends self-attention K/V."""
+        return self.decoder(ys_new, cache)
+
+    def decode(self, ys_in: Tensor, enc: Tensor, enc_lens: Tensor) -> Tensor:
+        """Teacher forcing: ``ys_in`` (B, L) -> logits (B, L, V)."""
+        return self.decoder(ys_in, self.decoder.new_cache(enc, enc_lens))

@@ -94,7 +94,7 @@ def test_dispatch_to_the_kernel_never_reads_tensors_on_the_host(monkeypatch):
     with _host_syncs_raise():
         scaled_dot_product(q, k, v, mask, "triton", pad_queries=True, key_lens=lens)
     assert attention_calls() == {"triton": 1}
-    (q_lens, k_lens), = seen
+    ((q_lens, k_lens),) = seen
     assert q_lens is lens and k_lens is lens
 
 

@@ -2,7 +2,7 @@
 # Every GPU-only check of speechkit in one time-boxed run (issue 20), for the minutes a GPU is lent.
 #
 #   bash tools/gpu_check.sh --out DIR [--data PHRASEBOOK_DIR] [--budget 470] [--train-seconds 60]
-#                           [--hours 0.3] [--dry-run] [--keep-work]
+#                           [--hours 0.3] [--only STEP,...] [--dry-run] [--keep-work]
 #
 # Runs from a source checkout: speechkit is first laid out in a scratch directory as a wheel
 # installs it (kernels/ becomes speechkit/kernels), nothing is pip-installed, nothing needs a
@@ -25,12 +25,14 @@
 # logs/<step>.log and each step's figure files (listed in kernels/RESULTS.md). Nothing changes
 # the GPU's settings (no nvidia-smi writes, no resets); the scratch directory (Triton cache,
 # experiments) is removed at the end unless --keep-work.
-# --dry-run runs every step up to its first CUDA call (argument and config checks, the corpus at
-# --hours, test collection) and exits 0 on a machine without a GPU.
+# --only runs the named steps (and env, stage, gpu_state, and the corpus where a step needs it),
+# e.g. to rerun what failed in the device time left. --dry-run runs every step up to its first
+# CUDA call (argument and config checks, the corpus at --hours, test collection) and exits 0 on
+# a machine without a GPU.
 set -uo pipefail  # not -e: a failed step is recorded and the next one runs
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-out="" data="" budget=470 train_seconds=60 hours=0.3 dry_run=0 keep_work=0
+out="" data="" budget=470 train_seconds=60 hours=0.3 dry_run=0 keep_work=0 only=""
 python=${PYTHON:-python3}
 usage() { sed -n '3,4p' "${BASH_SOURCE[0]}" | sed 's/^# //' >&2; exit 2; }
 while [ $# -gt 0 ]; do
@@ -40,6 +42,7 @@ while [ $# -gt 0 ]; do
     --budget) budget=$2; shift 2 ;;
     --train-seconds) train_seconds=$2; shift 2 ;;
     --hours) hours=$2; shift 2 ;;
+    --only) only=$2; shift 2 ;;
     --dry-run) dry_run=1; shift ;;
     --keep-work) keep_work=1; shift ;;
     *) usage ;;
@@ -71,11 +74,24 @@ record() {  # name status seconds exit_code detail
   log "$1: $2 ($3 s) $detail"
 }
 
+selected() {  # selected NAME: whether --only (if given) asks for step NAME
+  [ -z "$only" ] && return 0
+  case "$1" in
+    env|stage|gpu_state) return 0 ;;
+    corpus) [[ ",$only," =~ ,(corpus|train_[a-z0-9]+|whisper), ]] ;;
+    *) [[ ",$only," == *",$1,"* ]] ;;
+  esac
+}
+
 # step NAME LIMIT COMMAND...: runs COMMAND under `timeout` (at most LIMIT seconds and never past
 # the budget), output in logs/NAME.log. Exit 77 means skipped (reason on the log's last line).
 step() {
   local name=$1 limit=$2 left rc t0 status
   shift 2
+  if ! selected "$name"; then
+    record "$name" skipped 0 - "not selected (--only $only)"
+    return
+  fi
   left=$((deadline - reserve - $(date +%s)))
   if [ "$left" -lt 10 ]; then
     record "$name" skipped 0 - "out of time: the budget of ${budget}s is spent"
@@ -167,6 +183,7 @@ train_modules=(lhotse sentencepiece soundfile yaml tensorboard)
 train() {  # train NAME SECONDS OVERRIDES...
   local name=$1 seconds=$2
   shift 2
+  selected "train_$name" || { step "train_$name" 0; return; }  # records "not selected"
   local left=$((deadline - reserve - $(date +%s) - 25))  # 25 s: start-up and the final save
   [ "$seconds" -gt "$left" ] && seconds=$left
   if [ "$seconds" -lt 10 ]; then

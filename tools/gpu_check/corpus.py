@@ -5,9 +5,9 @@
 
 Writes ``WORK/cuts_{train,dev,...}.jsonl.gz`` (recording paths pointing at existing audio),
 ``WORK/tokenizer/``, ``WORK/buckets.yaml`` (2D duration x token buckets for the 2D batching
-strategy), and ``WORK/long.flac`` with its reference ``WORK/long.txt``: the English utterances
-one after the other with 2 s of silence between them, 16 kHz mono, long enough for several of
-Whisper's 30 s windows.
+strategy), and ``WORK/long.flac`` with its reference ``WORK/long.txt``: English utterances one
+after the other with 2 s of silence between them, 16 kHz mono, up to ``--long-seconds`` (several
+of Whisper's 30 s windows).
 
 The GPU machine may lack the speech synthesisers (espeak-ng, Piper) that generate the corpus, so
 a corpus prepared elsewhere can be carried there and given as ``--data``: its manifests hold the
@@ -35,6 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hours", type=float, default=0.05, help="size of a generated corpus")
     p.add_argument("--config", type=Path, required=True, help="experiment YAML (tokenizer)")
     p.add_argument("--min-bucket-seconds", type=float, default=20.0)
+    p.add_argument("--long-seconds", type=float, default=120.0, help="length of the long file")
     return p.parse_args(argv)
 
 
@@ -56,17 +57,19 @@ def relocate(src: Path, dst: Path) -> int:
     return found
 
 
-def long_audio(work: Path) -> float:
-    """``work/long.flac`` (English utterances with gaps) and ``long.txt``; returns seconds."""
+def long_audio(work: Path, max_seconds: float) -> float:
+    """``work/long.flac`` (English utterances with gaps, added until it is ``max_seconds``
+    long) and ``long.txt``; returns its length in seconds."""
     import numpy as np
     import soundfile as sf
     from lhotse import CutSet
 
-    waves, texts = [], []
+    waves, texts, seconds = [], [], 0.0
     gap = np.zeros(int(GAP_SECONDS * SAMPLE_RATE), dtype=np.float32)
     for manifest in sorted(work.glob("cuts_*.jsonl.gz")):
         for cut in CutSet.from_file(manifest):
-            if cut.supervisions[0].language == "eng":
+            if cut.supervisions[0].language == "eng" and seconds < max_seconds:
+                seconds += cut.duration + GAP_SECONDS
                 audio = cut.resample(SAMPLE_RATE).load_audio().mean(axis=0)
                 waves += [audio.astype(np.float32), gap]
                 texts.append(cut.supervisions[0].text.strip())
@@ -109,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     _run("-m", "speechkit.bin.estimate_buckets", "--cuts", cuts, "--tokenizer", tokenizer,
          "--out", str(args.work / "buckets.yaml"),
          "--min-bucket-seconds", str(args.min_bucket_seconds))  # fmt: skip
-    seconds = long_audio(args.work)
+    seconds = long_audio(args.work, args.long_seconds)
     print(f"corpus ready in {args.work}; long file {seconds:.1f} s")
     return 0
 

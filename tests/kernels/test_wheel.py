@@ -7,6 +7,7 @@ repository and whose path does not hold it: ``speechkit.kernels`` must come from
 without a GPU the ``triton`` attention backend must fall back to SDPA and say why.
 """
 
+import importlib.util
 import json
 import os
 import shutil
@@ -18,8 +19,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytest.importorskip("pip", reason="building and installing a wheel needs pip")
-pytest.importorskip("setuptools", reason="building a wheel without build isolation needs it")
+# Looked up, not imported: importing setuptools after distutils (as torch's imports may have)
+# trips its distutils override. pip builds in its own process.
+if not all(importlib.util.find_spec(m) for m in ("pip", "setuptools")):
+    pytest.skip("building a wheel without build isolation needs pip and setuptools",
+                allow_module_level=True)  # fmt: skip
 
 PROBE = r"""
 import json, logging, sys

@@ -109,9 +109,9 @@ def useful_flops(lens: torch.Tensor, heads: int, dim: int) -> float:
     return float((4 * lens.double() ** 2 * dim * heads).sum())
 
 
-def time_ms(fn, device: torch.device, reps: int) -> float:
+def time_ms(fn, device: torch.device, reps: int, warmup: int = 3) -> float:
     """Median wall time of ``fn()`` in milliseconds, after warm-up (autotuning happens there)."""
-    for _ in range(3):
+    for _ in range(warmup):
         fn()
     times = []
     for _ in range(reps):
@@ -164,12 +164,12 @@ def attention_backends(smoke: bool) -> dict:
     return backends
 
 
-def _fwd_and_bwd_ms(fn, qkv, lens, mask, reps: int) -> tuple[float, float]:
+def _fwd_and_bwd_ms(fn, qkv, lens, mask, reps: int, warmup: int) -> tuple[float, float]:
     """Median ms of ``fn`` forward, and of forward+backward, on fresh leaves of ``qkv``."""
     q, k, v = (t.detach().requires_grad_() for t in qkv)
     grad = torch.randn_like(q)
-    fwd = time_ms(lambda: fn(q, k, v, lens, mask), q.device, reps)
-    both = time_ms(lambda: fn(q, k, v, lens, mask).backward(grad), q.device, reps)
+    fwd = time_ms(lambda: fn(q, k, v, lens, mask), q.device, reps, warmup)
+    both = time_ms(lambda: fn(q, k, v, lens, mask).backward(grad), q.device, reps, warmup)
     return fwd, both
 
 
@@ -208,7 +208,7 @@ def bench_attention(args, device: torch.device, dtype: torch.dtype, emit) -> lis
                 "dtype": args.dtype,
             }
             try:
-                fwd, both = _fwd_and_bwd_ms(fn, qkv, lens.to(device), mask, args.reps)
+                fwd, both = _fwd_and_bwd_ms(fn, qkv, lens.to(device), mask, args.reps, args.warmup)
             except RuntimeError as err:  # a backend that does not take these inputs
                 row.update(error=str(err).splitlines()[0][:120])
             else:
@@ -257,7 +257,7 @@ def _encoder_step_ms(cfg, backend: str, feats, feat_lens, dtype, args) -> float:
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    return time_ms(step, device, args.reps)
+    return time_ms(step, device, args.reps, args.warmup)
 
 
 def bench_encoder(args, device: torch.device, dtype: torch.dtype) -> list[str]:
@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         # Must be set before triton is imported (its @jit functions are decorated at import).
         os.environ["TRITON_INTERPRET"] = "1"
         args.lengths, args.tokens, args.heads, args.head_dims = [37], 74, 2, [40]
-        args.encoder_frames, args.encoder_batch, args.reps = 61, 2, 1
+        args.encoder_frames, args.encoder_batch, args.reps, args.warmup = 61, 2, 1, 1
         args.dtype, device, dtype = "float32", torch.device("cpu"), torch.float32
     else:
         if not torch.cuda.is_available():
@@ -329,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
                 "bench_attention.py needs a CUDA GPU (none found). "
                 "Run with --smoke for a tiny CPU check under Triton's interpreter."
             )
-        args.reps = 10
+        args.reps, args.warmup = 10, 3  # the warm-up calls autotune the kernel
         device, dtype = torch.device("cuda"), getattr(torch, args.dtype)
 
     def emit(row: dict) -> None:

@@ -30,7 +30,6 @@ those rows, and skipping them is where the kernel saves its time.
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import os
@@ -59,6 +58,7 @@ BACKENDS = ("sdpa", "eager", "triton")
 _FALLBACK = {"triton": "sdpa"}
 _warned: set[str] = set()
 _calls: Counter[str] = Counter()
+_kernels_found: list = []  # [speechkit.kernels, or why it does not import], see _kernels
 
 
 def attention_calls() -> Counter[str]:
@@ -78,19 +78,21 @@ def _warn_once(reason: str) -> None:
         )
 
 
-@functools.cache
 def _kernels():
     """The :mod:`speechkit.kernels` module, or the reason it cannot be imported (a str).
 
-    Cached: a failed import would otherwise search the path again in every attention call."""
-    try:
-        import speechkit.kernels as kernels
-    except ImportError as err:
-        return (
-            f"speechkit.kernels is not importable ({err}); it is the repository's kernels/ "
-            "directory, installed by setup.py: pip install -e <checkout>"
-        )
-    return kernels
+    Kept after the first call: a failed import would otherwise search the path again in every
+    attention call. (A plain list, not ``functools.cache``, which torch.compile warns about.)"""
+    if not _kernels_found:
+        try:
+            import speechkit.kernels as kernels
+        except ImportError as err:
+            kernels = (
+                f"speechkit.kernels is not importable ({err}); it is the repository's kernels/ "
+                "directory, installed by setup.py: pip install -e <checkout>"
+            )
+        _kernels_found.append(kernels)
+    return _kernels_found[0]
 
 
 def _triton_unavailable() -> str | None:
@@ -143,7 +145,7 @@ def _triton(
     if reason is None and dropout_p > 0.0:
         reason = "the kernel has no attention dropout (set attention_dropout to 0)"
     if reason is None and mask is not None and key_lens is None:
-        reason = "a mask without key_lens (causal, per-query or unlabelled masks) runs elsewhere"
+        reason = "a mask without key_lens (causal, per-query or unlabelled padding masks)"
     if reason is None and key_lens is not None and key_lens.shape != (q.size(0),):
         reason = f"key_lens of shape {tuple(key_lens.shape)} for a batch of {q.size(0)}"
     if reason is not None:

@@ -107,6 +107,22 @@ def test_encoder_runs_the_kernel_in_every_layer_without_torch_equal():
     assert attention_calls() == {"triton": model.cfg.encoder_layers}
 
 
+def test_dispatch_compiles_into_one_graph():
+    """Nothing data-dependent stands between the call and the kernel, so torch.compile traces
+    self-attention with the kernel as one graph (a host read would break it), and the calls of
+    the compiled function are counted like eager ones."""
+    torch._dynamo.reset()
+    mha = MultiHeadAttention(32, 2, backend="triton").to(DEVICE)
+    x = torch.randn(2, 19, 32, device=DEVICE)
+    lens = torch.tensor([19, 7], device=DEVICE)
+    mask = _key_mask(lens, 19)
+    compiled = torch.compile(lambda x: mha(x, mask, key_lens=lens), backend="aot_eager",
+                             fullgraph=True)  # fmt: skip
+    torch.testing.assert_close(compiled(x), mha(x, mask, key_lens=lens))
+    compiled(x)
+    assert attention_calls() == {"triton": 3}
+
+
 def test_masks_without_key_lengths_fall_back_to_sdpa_with_a_warning(caplog):
     q, k, v = _qkv()
     left = torch.flip(lengths_to_mask(torch.tensor([23, 6]), 23), [1])[:, None, None, :]

@@ -10,7 +10,10 @@ setup(
     version=version["__version__"],
     description="Open speech foundation model toolkit: OWSM/Whisper-style training, decoding, zoo",
     python_requires=">=3.10",
-    packages=find_packages(include=["speechkit", "speechkit.*"]),
+    # The Triton kernels live at the top of the repository (kernels/, beside their README and
+    # RESULTS) and are installed as the subpackage speechkit.kernels.
+    packages=[*find_packages(include=["speechkit", "speechkit.*"]), "speechkit.kernels"],
+    package_dir={"speechkit.kernels": "kernels"},
     install_requires=[
         "torch==2.14.1",
         "torchaudio==2.11.0",

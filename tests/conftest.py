@@ -4,11 +4,56 @@ Triton reads ``TRITON_INTERPRET`` when it is first imported and when kernels are
 machine without CUDA the kernel tests run through the interpreter, so the variable is set before
 any test module can import triton (see tests/kernels/conftest.py). With CUDA the compiled kernels
 run and nothing is set.
+
+``speechkit.kernels`` is the repository's top-level ``kernels/`` directory, mapped onto that name
+by ``setup.py`` (``package_dir``) in a wheel or an editable install. Tests run from a source
+checkout as well (``PYTHONPATH=<checkout>``), where nothing maps it, or where an editable install
+of another checkout would map it to that one's kernels: while ``speechkit`` is imported from this
+checkout, ``speechkit.kernels`` is this checkout's ``kernels/``. Against an installed speechkit
+(a wheel in site-packages) the installed package is tested, untouched.
+
+Tests marked ``cuda`` need a CUDA GPU and are skipped without one; ``tools/gpu_check.sh`` runs
+them (``pytest -m cuda``) when a GPU is lent.
 """
 
 import os
+import sys
+from importlib.machinery import PathFinder
+from pathlib import Path
 
+import pytest
 import torch
+
+ROOT = Path(__file__).resolve().parents[1]
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+class _CheckoutKernels:
+    """Meta path finder: ``speechkit.kernels`` -> ROOT/kernels while speechkit is ROOT/speechkit."""
+
+    @staticmethod
+    def find_spec(fullname, path=None, target=None):
+        parent = sys.modules.get("speechkit")
+        if fullname != "speechkit.kernels" or parent is None:
+            return None
+        if Path(parent.__file__).resolve().parent != ROOT / "speechkit":
+            return None  # an installed speechkit: its own speechkit.kernels
+        return PathFinder.find_spec(fullname, [str(ROOT)])
+
+
+sys.meta_path.insert(0, _CheckoutKernels)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: needs a CUDA GPU (run by tools/gpu_check.sh)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (tools/gpu_check.sh runs it on one)")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)

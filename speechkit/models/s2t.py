@@ -209,7 +209,7 @@ class Encoder(nn.Module):
         lens = Conv2dSubsampling4.output_lengths(feat_lens)
         pad_mask = lengths_to_mask(lens, x.size(1))  # (B, T') True = valid
         for layer in self.layers:
-            x = layer(x, pad_mask)
+            x = layer(x, pad_mask, lens)
         return self.norm(x), lens
 
 

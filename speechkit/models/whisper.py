@@ -159,7 +159,7 @@ class AudioEncoder(nn.Module):
         lens = self.output_lengths(feat_lens).clamp(max=self.n_ctx)
         pad_mask = lengths_to_mask(lens, x.size(1))  # (B, T') True = valid
         for layer in self.layers:
-            x = layer(x, pad_mask)
+            x = layer(x, pad_mask, lens)
         return self.norm(x), lens
 
 

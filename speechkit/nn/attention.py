@@ -6,21 +6,26 @@ self-attention (with a KV cache) and cross-attention. The inner product is done 
 
 * ``"eager"``: ``softmax(q k^T / sqrt(d)) v`` written out in fp32; the reference.
 * ``"sdpa"``: ``torch.nn.functional.scaled_dot_product_attention`` (fused kernels on GPU).
-* ``"triton"``: the fused flash-attention kernel of :mod:`speechkit.kernels` for encoder
-  self-attention (key-padding masks become per-sequence lengths, so padded blocks are skipped).
+* ``"triton"``: the fused flash-attention kernel of :mod:`speechkit.kernels` for attention over
+  right-padded keys given as per-sequence lengths (``key_lens``), so padded blocks are skipped.
   It runs on CUDA tensors (or on CPU under ``TRITON_INTERPRET=1``, for tests). Calls the kernel
-  cannot serve (no Triton or CUDA, a causal or other non-padding mask, attention dropout, an
-  unsupported dtype or head dim over 128) run the ``eager`` reference, with a warning logged
-  once per reason.
+  cannot serve run ``sdpa`` instead, with a warning logged once per reason: no Triton, CUDA or
+  installed ``speechkit.kernels``; a mask without ``key_lens`` (causal or other masks); attention
+  dropout; an unsupported dtype or a head dim over 128.
+
+Which backend actually ran is counted per call: :func:`attention_calls` (a ``Counter`` by backend
+name), so a test or a benchmark can tell a kernel run from a silent fallback.
 
 Shape legend: B batch, H heads, L query length, S key length, D model width, Dh = D / H.
 
 Mask convention: a boolean tensor broadcastable to (B, H, L, S) where ``True`` = attend (keep)
 and ``False`` = masked out. A query row whose keys are all masked (e.g. a padded utterance of
-encoder length 0) yields zeros, never NaN, on every backend. With ``pad_queries=True``
-(self-attention, queries padded like the keys) the ``triton`` kernel also outputs zeros for the
-padded query rows instead of computing them; nothing reads those rows, and skipping them is where
-the kernel saves its time.
+encoder length 0) yields zeros, never NaN, on every backend. Key padding is given twice by
+callers that have lengths: the (B, 1, 1, S) mask for ``sdpa``/``eager`` and ``key_lens`` (B,) for
+``triton``, which never reads the mask: checking a mask on the host would stall the GPU in every
+layer. With ``pad_queries=True`` (self-attention, queries padded like the keys) the ``triton``
+kernel also outputs zeros for the padded query rows instead of computing them; nothing reads
+those rows, and skipping them is where the kernel saves its time.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections import Counter
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +44,8 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "BACKENDS",
     "MultiHeadAttention",
+    "attention_calls",
+    "reset_attention_calls",
     "resolve_backend",
     "scaled_dot_product",
     "set_attention_backend",
@@ -45,15 +53,46 @@ __all__ = [
 
 BACKENDS = ("sdpa", "eager", "triton")
 
-# Where the configured backend cannot run, this one runs instead (the reference).
-_FALLBACK = {"triton": "eager"}
+# Where the configured backend cannot run, this one runs instead: PyTorch's fused attention, not
+# the fp32 reference (which would make a model that asked for speed the slowest of all).
+_FALLBACK = {"triton": "sdpa"}
 _warned: set[str] = set()
+_calls: Counter[str] = Counter()
+_kernels_found: list = []  # [speechkit.kernels, or why it does not import], see _kernels
+
+
+def attention_calls() -> Counter[str]:
+    """Calls of :func:`scaled_dot_product` since the last reset, by the backend that ran."""
+    return Counter(_calls)
+
+
+def reset_attention_calls() -> None:
+    _calls.clear()
 
 
 def _warn_once(reason: str) -> None:
     if reason not in _warned:
         _warned.add(reason)
-        logger.warning("attention backend 'triton': %s; falling back to %r", reason, "eager")
+        logger.warning(
+            "attention backend 'triton': %s; falling back to %r", reason, _FALLBACK["triton"]
+        )
+
+
+def _kernels():
+    """The :mod:`speechkit.kernels` module, or the reason it cannot be imported (a str).
+
+    Kept after the first call: a failed import would otherwise search the path again in every
+    attention call. (A plain list, not ``functools.cache``, which torch.compile warns about.)"""
+    if not _kernels_found:
+        try:
+            import speechkit.kernels as kernels
+        except ImportError as err:
+            kernels = (
+                f"speechkit.kernels is not importable ({err}); it is the repository's kernels/ "
+                "directory, installed by setup.py: pip install -e <checkout>"
+            )
+        _kernels_found.append(kernels)
+    return _kernels_found[0]
 
 
 def _triton_unavailable() -> str | None:
@@ -62,6 +101,9 @@ def _triton_unavailable() -> str | None:
         import triton  # noqa: F401
     except ImportError:
         return "triton is not installed"
+    kernels = _kernels()
+    if isinstance(kernels, str):
+        return kernels
     if os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes"):
         return None
     if not torch.cuda.is_available():
@@ -72,8 +114,8 @@ def _triton_unavailable() -> str | None:
 def resolve_backend(name: str) -> str:
     """Maps a configured backend name to the one that runs, warning once per fallback.
 
-    ``triton`` resolves to itself where Triton and a CUDA device (or the interpreter) exist; each
-    call may still fall back, see :func:`scaled_dot_product`.
+    ``triton`` resolves to itself where Triton, ``speechkit.kernels`` and a CUDA device (or the
+    interpreter) exist; each call may still fall back, see :func:`scaled_dot_product`.
     """
     if name not in BACKENDS:
         raise ValueError(f"unknown attention backend {name!r}; choose one of {list(BACKENDS)}")
@@ -85,45 +127,32 @@ def resolve_backend(name: str) -> str:
     return name
 
 
-def _key_lengths(mask: Tensor | None, q: Tensor, k: Tensor) -> tuple[Tensor | None, str | None]:
-    """(B,) valid-key counts from a right-padding key mask (B|1, 1, 1, S), or why there are none.
-
-    ``(None, None)`` means no mask (every key valid). Anything else than a key mask whose
-    ``True`` entries form a prefix of each row (causal masks, per-query masks, left padding)
-    gives a reason, and the caller runs the reference.
-    """
-    if mask is None:
-        return None, None
-    b, s = q.size(0), k.size(2)
-    if mask.dtype != torch.bool or mask.dim() != 4 or mask.shape[1:3] != (1, 1):
-        return None, f"mask of shape {tuple(mask.shape)} is not a (B, 1, 1, S) key-padding mask"
-    if mask.size(-1) != s or mask.size(0) not in (1, b):
-        return None, f"mask of shape {tuple(mask.shape)} does not fit keys {tuple(k.shape)}"
-    keep = mask[:, 0, 0, :]  # (B|1, S)
-    lens = keep.sum(-1)
-    # One host sync per call: the kernel would be wrong on a mask that is not right padding.
-    if not torch.equal(keep, torch.arange(s, device=keep.device) < lens[:, None]):
-        return None, "mask is not right padding (its True entries are not a prefix of each row)"
-    return lens.expand(b), None
-
-
 def _triton(
-    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout_p: float, pad_queries: bool
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    mask: Tensor | None,
+    key_lens: Tensor | None,
+    dropout_p: float,
+    pad_queries: bool,
 ) -> Tensor | None:
-    """The kernel's output, or ``None`` (after a warning, once per reason) if it cannot serve."""
-    from speechkit.kernels import flash_attention, kernel_available
+    """The kernel's output, or ``None`` (after a warning, once per reason) if it cannot serve.
 
-    reason = kernel_available(q)
+    Decides from shapes, dtypes and flags only: nothing here waits for the GPU.
+    """
+    kernels = _kernels()
+    reason = kernels if isinstance(kernels, str) else kernels.kernel_available(q)
     if reason is None and dropout_p > 0.0:
         reason = "the kernel has no attention dropout (set attention_dropout to 0)"
-    lens = None
-    if reason is None:
-        lens, reason = _key_lengths(mask, q, k)
+    if reason is None and mask is not None and key_lens is None:
+        reason = "a mask without key_lens (causal, per-query or unlabelled padding masks)"
+    if reason is None and key_lens is not None and key_lens.shape != (q.size(0),):
+        reason = f"key_lens of shape {tuple(key_lens.shape)} for a batch of {q.size(0)}"
     if reason is not None:
         _warn_once(reason)
         return None
-    q_lens = lens if pad_queries and q.size(2) == k.size(2) else None
-    return flash_attention(q, k, v, q_lens, lens)
+    q_lens = key_lens if pad_queries and q.size(2) == k.size(2) else None
+    return kernels.flash_attention(q, k, v, q_lens, key_lens)
 
 
 def _eager(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout_p: float) -> Tensor:
@@ -146,20 +175,29 @@ def scaled_dot_product(
     backend: str = "sdpa",
     dropout_p: float = 0.0,
     pad_queries: bool = False,
+    key_lens: Tensor | None = None,
 ) -> Tensor:
     """Attention of ``q`` (B, H, L, Dh) over ``k``, ``v`` (B, H, S, Dh) -> (B, H, L, Dh).
 
     ``mask``: bool, broadcastable to (B, H, L, S), True = keep. ``dropout_p`` is applied to the
     attention weights (pass 0 at eval). ``backend`` is a name from :data:`BACKENDS`.
+    ``key_lens``: (B,) int, valid keys per sequence, given together with the key-padding mask
+    it was made from (``lengths_to_mask(key_lens, S)[:, None, None, :]``); the ``triton``
+    backend uses the lengths, the others the mask. Lengths that disagree with the mask are the
+    caller's bug, not checked (a check would synchronise with the GPU).
     ``pad_queries``: self-attention whose queries are padded like its keys (L == S); the
     ``triton`` kernel then skips padded query rows and outputs zeros there.
     """
+    if key_lens is not None and mask is None:
+        raise ValueError("key_lens comes with the key-padding mask it describes; mask is None")
     backend = resolve_backend(backend)
     if backend == "triton":
-        out = _triton(q, k, v, mask, dropout_p, pad_queries)
+        out = _triton(q, k, v, mask, key_lens, dropout_p, pad_queries)
         if out is not None:
+            _calls["triton"] += 1
             return out
         backend = _FALLBACK["triton"]
+    _calls[backend] += 1
     row_ok = None
     if mask is not None:
         # A fully masked row would be softmax over all -inf = NaN. Let such rows attend to
@@ -207,24 +245,34 @@ class MultiHeadAttention(nn.Module):
         return self._split(self.k_proj(memory)), self._split(self.v_proj(memory))
 
     def attend(
-        self, x: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, pad_queries: bool = False
+        self,
+        x: Tensor,
+        k: Tensor,
+        v: Tensor,
+        mask: Tensor | None = None,
+        pad_queries: bool = False,
+        key_lens: Tensor | None = None,
     ) -> Tensor:
         """Queries from ``x`` (B, L, D) attend over ``k``, ``v`` (B, H, S, Dh) -> (B, L, D).
 
-        ``pad_queries``: see :func:`scaled_dot_product` (True for self-attention only)."""
+        ``pad_queries``, ``key_lens``: see :func:`scaled_dot_product` (``pad_queries`` is True
+        for self-attention only)."""
         q = self._split(self.q_proj(x))
         p = self.dropout if self.training else 0.0
         out = scaled_dot_product(
-            q, k, v, mask, backend=self.backend, dropout_p=p, pad_queries=pad_queries
+            q, k, v, mask, self.backend, p, pad_queries=pad_queries, key_lens=key_lens
         )
         b, _, length, _ = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, length, -1))
 
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        """Self-attention of ``x`` (B, T, D) -> (B, T, D); ``mask`` as in the module docstring."""
+    def forward(
+        self, x: Tensor, mask: Tensor | None = None, key_lens: Tensor | None = None
+    ) -> Tensor:
+        """Self-attention of ``x`` (B, T, D) -> (B, T, D); ``mask`` as in the module docstring,
+        ``key_lens`` (B,) the valid frames it was made from (see :func:`scaled_dot_product`)."""
         k, v = self.project_kv(x)
         # Queries are the keys' own frames, so a key-padding mask pads the queries as well.
-        return self.attend(x, k, v, mask, pad_queries=True)
+        return self.attend(x, k, v, mask, pad_queries=True, key_lens=key_lens)
 
 
 def set_attention_backend(model: nn.Module, name: str) -> None:

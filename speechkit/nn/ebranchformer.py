@@ -95,10 +95,12 @@ class EBranchformerLayer(nn.Module):
         self.final_norm = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, pad_mask: Tensor) -> Tensor:
-        """``pad_mask`` (B, T) bool, True = valid frame."""
+    def forward(self, x: Tensor, pad_mask: Tensor, lens: Tensor | None = None) -> Tensor:
+        """``pad_mask`` (B, T) bool, True = valid frame; ``lens`` (B,) the valid frames it was
+        made from, if known (lets the ``triton`` attention skip the padding; see nn/attention)."""
         x = x + 0.5 * self.dropout(self.ffn1(self.ffn1_norm(x)))
-        global_branch = self.dropout(self.attn(self.attn_norm(x), pad_mask[:, None, None, :]))
+        attn = self.attn(self.attn_norm(x), pad_mask[:, None, None, :], key_lens=lens)
+        global_branch = self.dropout(attn)
         local_branch = self.dropout(self.cgmlp(self.cgmlp_norm(x), pad_mask))
         both = torch.cat([global_branch, local_branch], dim=-1)  # (B, T, 2D)
         both = both + self.merge_conv(both, pad_mask)

@@ -39,9 +39,12 @@ class TransformerEncoderLayer(nn.Module):
         self.ffn = FeedForward(d_model, d_ffn, dropout, activation=activation)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, pad_mask: Tensor) -> Tensor:
-        """``pad_mask`` (B, T) bool, True = valid frame; padded frames are never attended to."""
-        x = x + self.dropout(self.attn(self.attn_norm(x), pad_mask[:, None, None, :]))
+    def forward(self, x: Tensor, pad_mask: Tensor, lens: Tensor | None = None) -> Tensor:
+        """``pad_mask`` (B, T) bool, True = valid frame; padded frames are never attended to.
+        ``lens`` (B,): the valid frames ``pad_mask`` was made from, if known (lets the
+        ``triton`` attention skip the padding without reading the mask; see nn/attention)."""
+        attn = self.attn(self.attn_norm(x), pad_mask[:, None, None, :], key_lens=lens)
+        x = x + self.dropout(attn)
         return x + self.dropout(self.ffn(self.ffn_norm(x)))
 
 

@@ -248,6 +248,40 @@ def test_tiny_overfit_lowers_loss(encoder_type):
     assert model(*batch)["acc"].item() > 0.5
 
 
+AMP = [
+    pytest.param("cpu", torch.bfloat16, id="cpu-bf16"),
+    pytest.param("cpu", torch.float16, id="cpu-fp16"),
+    pytest.param("cuda", torch.bfloat16, id="cuda-bf16", marks=pytest.mark.cuda),
+    pytest.param("cuda", torch.float16, id="cuda-fp16", marks=pytest.mark.cuda),
+]
+
+
+@pytest.mark.parametrize("device, dtype", AMP)
+def test_mixed_precision_training_lowers_loss_with_fp32_weights(device, dtype):
+    """Training steps as the trainer takes them under ``trainer.amp``: ``torch.autocast`` and,
+    for float16 only, a GradScaler that skips the steps whose scaled gradients overflow and
+    lowers its scale. Losses stay finite, the weights float32, and the loss falls."""
+    model = tiny_model(encoder_type="transformer").to(device).train()
+    batch = [t.to(device) for t in make_batch()]
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    scaler = torch.amp.GradScaler(device, enabled=dtype == torch.float16)
+    losses, skipped = [], 0
+    for _ in range(10):
+        with torch.autocast(device, dtype=dtype):
+            out = model(*batch)
+        assert torch.isfinite(out["loss"]) and out["loss"].dtype == torch.float32
+        opt.zero_grad()
+        scaler.scale(out["loss"]).backward()
+        scale = scaler.get_scale()
+        scaler.step(opt)
+        scaler.update()
+        skipped += scaler.get_scale() < scale  # an overflow: the step was not taken
+        losses.append(out["loss"].item())
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert skipped <= 4  # the scaler finds its range in a few steps, then trains
+    assert losses[-1] < 0.8 * losses[0]
+
+
 def test_zero_length_utterance_is_finite():
     model = tiny_model()
     feats, feat_lens, *rest = make_batch()

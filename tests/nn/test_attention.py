@@ -1,12 +1,13 @@
 """Attention dispatch: backends agree, masks keep what they say, no NaN on empty rows.
 
-The ``triton`` backend here is only checked where it cannot run (CPU, no interpreter): it must
-fall back to the reference with one warning. The kernel itself, and dispatch into it under
+The ``triton`` backend here is only checked where it cannot run (CPU, no interpreter, or no
+``speechkit.kernels``): it must fall back to ``sdpa`` with one warning that says why. The kernel itself, and dispatch into it under
 ``TRITON_INTERPRET=1``, are tested in tests/kernels/.
 """
 
 import importlib.util
 import logging
+import sys
 
 import pytest
 import torch
@@ -14,6 +15,8 @@ import torch
 from speechkit.nn import attention as attention_module
 from speechkit.nn.attention import (
     MultiHeadAttention,
+    attention_calls,
+    reset_attention_calls,
     resolve_backend,
     scaled_dot_product,
 )
@@ -88,28 +91,42 @@ def test_causal_mask_with_offset():
     assert m[1].all()
 
 
-def test_triton_falls_back_with_one_warning(caplog, monkeypatch):
+def test_triton_falls_back_to_sdpa_with_one_warning(caplog, monkeypatch):
     # Without CUDA and without the interpreter the kernel cannot run on these CPU tensors.
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(attention_module, "_warned", set())
+    reset_attention_calls()
     q, k, v = _qkv()
-    mask = lengths_to_mask(torch.tensor([7, 4]), 7)[:, None, None, :]
+    lens = torch.tensor([7, 4])
+    mask = lengths_to_mask(lens, 7)[:, None, None, :]
     with caplog.at_level(logging.WARNING, logger="speechkit.nn.attention"):
-        out = scaled_dot_product(q, k, v, mask, backend="triton")
-        scaled_dot_product(q, k, v, mask, backend="triton")
+        out = scaled_dot_product(q, k, v, mask, backend="triton", key_lens=lens)
+        scaled_dot_product(q, k, v, mask, backend="triton", key_lens=lens)
+    assert attention_calls() == {"sdpa": 2}
     warnings = [r for r in caplog.records if "triton" in r.getMessage()]
     assert len(warnings) == 1
-    assert "eager" in warnings[0].getMessage()
-    torch.testing.assert_close(out, scaled_dot_product(q, k, v, mask, backend="eager"))
+    assert "no CUDA device" in warnings[0].getMessage() and "'sdpa'" in warnings[0].getMessage()
+    torch.testing.assert_close(out, scaled_dot_product(q, k, v, mask, backend="sdpa"))
 
 
-def test_triton_resolves_to_eager_without_a_device(monkeypatch):
+def test_triton_resolves_to_sdpa_without_a_device(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(attention_module, "_warned", set())
-    assert resolve_backend("triton") == "eager"
+    assert resolve_backend("triton") == "sdpa"
     assert resolve_backend("sdpa") == "sdpa"
+
+
+def test_triton_without_the_kernels_package_says_how_to_install_it(caplog, monkeypatch):
+    """A bare source checkout on PYTHONPATH has no speechkit.kernels (setup.py maps it)."""
+    monkeypatch.setitem(sys.modules, "speechkit.kernels", None)  # import raises ImportError
+    monkeypatch.setattr(attention_module, "_warned", set())
+    monkeypatch.setattr(attention_module, "_kernels_found", [])
+    with caplog.at_level(logging.WARNING, logger="speechkit.nn.attention"):
+        assert resolve_backend("triton") == "sdpa"
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert "speechkit.kernels is not importable" in message and "pip install -e" in message
 
 
 def test_unknown_backend_is_rejected():

@@ -225,7 +225,7 @@ def test_bf16_mixed_precision_trains_with_fp32_weights(tmp_path):
     assert off.model.train_dtypes == {torch.float32}
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 loss scaling needs a CUDA GPU")
+@pytest.mark.cuda  # fp16 loss scaling needs a CUDA GPU (skipped without one)
 def test_fp16_mixed_precision_on_gpu(tmp_path):
     trainer = make_trainer(tmp_path, amp="fp16", max_steps=6, device="cuda")
     assert trainer.fit()["step"] == 6

@@ -10,14 +10,12 @@ be a requirement of the core, directly or through its own requirements.
 from __future__ import annotations
 
 import json
-import runpy
 import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
 
 import pytest
-import setuptools
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -64,16 +62,22 @@ print(json.dumps({
 """
 
 
+SETUP_KWARGS = """
+import json, runpy, setuptools
+captured = {}
+setuptools.setup = lambda **kw: captured.update(kw)
+runpy.run_path("setup.py", run_name="__main__")
+print(json.dumps({k: captured[k] for k in ("install_requires", "extras_require")}))
+"""
+
+
 def setup_kwargs() -> dict:
-    """The keyword arguments setup.py passes to ``setuptools.setup``."""
-    captured = {}
-    real = setuptools.setup
-    setuptools.setup = lambda **kw: captured.update(kw)
-    try:
-        runpy.run_path(str(REPO / "setup.py"), run_name="__main__")
-    finally:
-        setuptools.setup = real
-    return captured
+    """The requirements setup.py passes to ``setuptools.setup`` (read in a fresh interpreter:
+    setuptools cannot be imported once torch has imported the standard library's distutils)."""
+    out = subprocess.run(
+        [sys.executable, "-c", SETUP_KWARGS], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout)
 
 
 def names(requirements: list[str]) -> set[str]:

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data" / "corpora"))
@@ -118,3 +119,16 @@ def test_missing_part_stops_the_recipe_naming_it(tmp_path):
     log = proc.stdout + proc.stderr
     assert "test-clean: directory" in log and "is missing" in log
     assert not (tmp_path / "data" / "cuts_train.jsonl.gz").exists()
+
+
+def test_fine_tuning_a_pretrained_model_skips_the_tokenizer(recipe_run):
+    # The packed model of the first run stands in for a zoo model (--init owsm-v3.1-ebf-base).
+    tmp, _ = recipe_run
+    config = ROOT / "conf" / "s2t" / "owsm_finetune_librispeech.yaml"
+    args = ["--init", str(tmp / "exp" / "packed"), "--config", str(config)]
+    proc = run_recipe(tmp, *args, "--exp", str(tmp / "exp_ft"), "--stage", "2", "--stop_stage", "4")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "stage 2" not in proc.stdout and "stage 4: train" in proc.stdout
+    assert "--init" in proc.stderr and "model section replaced" in proc.stderr
+    ckpt = torch.load(tmp / "exp_ft" / "model_avg.pt", map_location="cpu", weights_only=False)
+    assert ckpt["config"]["optim"]["scheduler"] == "warmup_linear"  # the fine-tuning config's

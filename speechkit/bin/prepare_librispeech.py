@@ -16,19 +16,11 @@ import argparse
 import logging
 import sys
 
-from speechkit.config import ConfigError
+from speechkit.config import ConfigError, parse_bool
 from speechkit.data.corpora import CorpusError
 from speechkit.data.corpora.librispeech import LibriSpeechConfig, prepare_librispeech
 
 logger = logging.getLogger("speechkit.bin.prepare_librispeech")
-
-
-def parse_bool(text: str) -> bool:
-    """``true`` / ``false`` (as shell recipes pass them); argparse reports anything else."""
-    value = text.strip().lower()
-    if value not in ("true", "false"):
-        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-    return value == "true"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

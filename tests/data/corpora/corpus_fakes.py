@@ -61,3 +61,29 @@ def write_librispeech(root: str | Path, parts: list[str], utts_per_chapter: int 
                 n += 1
             (chapter_dir / f"{speaker}-{chapter}.trans.txt").write_text("\n".join(lines) + "\n")
     return corpus
+
+
+# LJSpeech 1.1: metadata.csv ("<id>|<text>|<normalised text>") and wavs/<id>.wav at 22.05 kHz.
+LJSPEECH_LINES = [
+    ("Printing, in the only sense with which we are at present concerned,",
+     "Printing, in the only sense with which we are at present concerned,"),
+    ("It was printed in 1884 by Mr. Smith.",
+     "It was printed in eighteen eighty-four by Mister Smith."),
+    ("The books were set in a plain type.", "The books were set in a plain type."),
+]  # fmt: skip
+
+
+def write_ljspeech(root: str | Path, n: int = 8) -> Path:
+    """A miniature ``root/LJSpeech-1.1`` with ``n`` clips; returns that directory."""
+    corpus = Path(root) / "LJSpeech-1.1"
+    (corpus / "wavs").mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i in range(n):
+        clip = f"LJ001-{i + 1:04d}"
+        sr = 22050
+        t = np.arange(int(sr * (0.5 + 0.1 * (i % 3)))) / sr
+        sf.write(corpus / "wavs" / f"{clip}.wav", (0.3 * np.sin(2 * np.pi * 220 * t)), sr)
+        text, normalised = LJSPEECH_LINES[i % len(LJSPEECH_LINES)]
+        lines.append(f"{clip}|{text}|{normalised}")
+    (corpus / "metadata.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return corpus

@@ -191,6 +191,15 @@ class SharCuts:
         bound = copy.copy(self)
         bound.rank, bound.world_size, bound.bound = rank, world_size, True
         bound.seed, bound.shuffle_shards = seed, shuffle_shards
+        logger.info(
+            "training from %d Shar shards (%.1f h): rank %d of %d reads %d of them in epoch 0%s",
+            len(self.shards),
+            self.duration / 3600,
+            rank,
+            world_size,
+            len(bound.shards_of(0)),
+            ", reshuffled each epoch" if shuffle_shards else "",
+        )
         return bound
 
     def follow(self, sampler) -> None:

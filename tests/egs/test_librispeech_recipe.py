@@ -112,6 +112,17 @@ def test_stages_are_resumable(recipe_run):
     assert (tmp / "data" / "cuts_train.jsonl.gz").stat().st_mtime_ns == before
 
 
+def test_shar_stage_exports_shards_that_training_reads(recipe_run):
+    tmp, _ = recipe_run
+    args = ["--shar", "true", "--shard_size", "2", "--exp", str(tmp / "exp_shar")]
+    proc = run_recipe(tmp, *args, "--stage", "3", "--stop_stage", "4")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    index = json.loads((tmp / "data" / "shar_train" / "shar_index.json").read_text())
+    assert index["num_cuts"] == 6 and len(index["shards"]) == 3
+    assert (tmp / "exp_shar" / "model_avg.pt").is_file()
+    assert "training from 3 Shar shards" in proc.stderr and "reshuffled each epoch" in proc.stderr
+
+
 def test_missing_part_stops_the_recipe_naming_it(tmp_path):
     corpus_fakes.write_librispeech(tmp_path / "corpus", ["train-clean-100", "dev-clean"])
     proc = run_recipe(tmp_path, "--stop_stage", "1")

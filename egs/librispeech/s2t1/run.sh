@@ -3,13 +3,14 @@
 #   ./run.sh --data_root /path              # /path holds LibriSpeech/ (or is it); 100 h subset
 #   ./run.sh --data_root /path --download true        # fetch the missing parts first (OpenSLR 12)
 #   ./run.sh --data_root /path --train_parts "train-clean-100 train-clean-360 train-other-500" \
-#            --config ../../../conf/s2t/librispeech_960h.yaml --data data/librispeech_960h \
-#            --exp exp/s2t_960h                       # 960 h
+#            --data data/librispeech_960h --exp exp/s2t_960h    # 960 h (same model; a larger one
+#                                                               # is a config: --config ...)
 #   ./run.sh --shar true                    # train from Shar shards (sequential reads)
 #   ./run.sh --stage 4 --stop_stage 5
 # Stages: 1 prepare the corpus with lhotse's recipe, 2 tokenizer, 3 Shar shards (--shar true),
 #         4 train, 5 decode test-clean and test-other, 6 score -> RESULTS.md, 7 pack the model.
-# Every stage skips work that is already done, so an interrupted run resumes where it stopped.
+# Stages 1-4 skip work that is already done (training resumes from its newest checkpoint), so an
+# interrupted run goes on where it stopped; decoding, scoring and packing run again.
 set -euo pipefail
 cd "$(dirname "$0")"
 . ./path.sh

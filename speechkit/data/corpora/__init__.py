@@ -6,7 +6,8 @@ naming what is missing), calls lhotse, then brings the cuts to the conventions o
 docs/design.md (ISO 639-3 ``language``, one supervision per cut, ids the scorer can show) and
 writes the manifests a recipe reads (``cuts_<split>.jsonl.gz``).
 
-* ``librispeech``: LibriSpeech ASR (``egs/librispeech/s2t1``).
+* ``librispeech``: LibriSpeech ASR (``egs/librispeech/s2t1``);
+* ``ljspeech``: LJSpeech TTS (``egs/ljspeech/tts1``, data preparation only).
 """
 
 from speechkit.data.corpora.common import CorpusError

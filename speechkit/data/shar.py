@@ -25,6 +25,9 @@ the source to the run (:meth:`SharCuts.for_ranks`):
   the others' leftover batches (less than one shard's worth) are skipped for that epoch.
 * resuming replays each rank's own stream up to the saved position, as with manifests; under a
   different number of ranks the shards are dealt differently, so the epoch starts over (logged).
+* start-up cost: the bucketing sampler estimates its duration bins from the first
+  ``min(buffer_size, 10000)`` cuts of the stream, which (lazily read) brings their audio in once
+  more; a resumed run also reads the part of the epoch it skips.
 
 Evaluation sets read from Shar are not split: every rank reads every shard and the sampler
 deals the batches, as for a manifest.

@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import types
 import typing
@@ -35,6 +36,7 @@ __all__ = [
     "load_config",
     "save_config",
     "apply_overrides",
+    "parse_bool",
     "read_yaml",
 ]
 
@@ -190,6 +192,15 @@ def add_overrides_argument(parser, example: str) -> None:
         metavar="KEY=VALUE",
         help=f"config overrides, e.g. --set {example} (repeatable)",
     )
+
+
+def parse_bool(text: str) -> bool:
+    """An argparse ``type`` for ``true`` / ``false``, as shell recipes pass flags (``--download
+    false``); anything else is an error argparse reports."""
+    value = text.strip().lower()
+    if value not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value == "true"
 
 
 def apply_overrides(data: dict, overrides: list[str] | None) -> dict:

@@ -46,6 +46,7 @@ from speechkit.data.features import FeatureConfig, LogMel
 from speechkit.data.perturb import SpeedPerturbation
 from speechkit.data.sampler import BucketingSampler, SamplerConfig, ShuffledSampler, build_sampler
 from speechkit.data.segments import split_supervisions
+from speechkit.data.shar import SharCuts
 from speechkit.data.specaug import SpecAugConfig, SpecAugment
 from speechkit.data.tasks import cut_tasks, parse_direction, target_text
 from speechkit.text.sentencepiece import SentencePieceTokenizer
@@ -363,8 +364,16 @@ def build_data_sampler(
     (``segments.py``) and, for training, cuts are speed-perturbed (``perturb.py``), so that the
     sampler budgets the durations the model will see. For evaluation (``train=False``) the
     sampler neither shuffles nor drops the last batch.
+
+    Training cuts read from Shar shards (``CutSet(SharCuts(...))``, see ``shar.py``) become this
+    rank's own stream of shards, sampled with a world size of 1, the ranks in step.
     """
     cuts = split_supervisions(cuts)
+    shar, stream_group = None, 1
+    if train and isinstance(cuts.data, SharCuts):
+        shuffle = cfg.sampler.shuffle and cfg.sampler.shuffle_shards
+        shar = cuts.data.for_ranks(rank, world_size, seed, shuffle_shards=shuffle)
+        cuts, stream_group, world_size, rank = CutSet(shar), world_size, 1, 0
     perturbation = None
     if train and any(f != 1.0 for f in cfg.speed_perturb):
         perturbation = SpeedPerturbation(cfg.speed_perturb, seed=seed)
@@ -373,10 +382,17 @@ def build_data_sampler(
     if not train:
         sampler_cfg = dataclasses.replace(sampler_cfg, shuffle=False, drop_last=False)
     sampler = build_sampler(
-        cuts, sampler_cfg, seed=seed, world_size=world_size, rank=rank, tokenizer=tokenizer
+        cuts,
+        sampler_cfg,
+        seed=seed,
+        world_size=world_size,
+        rank=rank,
+        tokenizer=tokenizer,
+        stream_group=stream_group,
     )
-    if perturbation is not None:
-        perturbation.follow(sampler)
+    for follower in (perturbation, shar):
+        if follower is not None:
+            follower.follow(sampler)
     return sampler
 
 

@@ -16,6 +16,10 @@ uses a rank-independent RNG) and gives rank ``r`` the ``r``-th, so ranks stay in
 state records how many batches the epoch has used over all ranks, so a run resumed with a
 different number of processes skips exactly those and goes on (re-sharded).
 
+Per-rank streams (Shar shards dealt to the ranks, ``shar.py``): each rank samples its own cuts
+with a world size of 1, and ``stream_group`` (the number of ranks) makes them end every epoch
+together, when the first rank's stream runs out (one all-reduce of a flag per batch).
+
 ``PaddingMeter`` measures the padding waste of the batches an epoch produced:
 ``sum_b(max_dur_b * n_b - sum(durs_b)) / sum_b(max_dur_b * n_b)``.
 """
@@ -28,6 +32,8 @@ import logging
 import warnings
 from collections.abc import Sequence
 
+import torch
+import torch.distributed as dist
 from lhotse import CutSet
 from lhotse.dataset import DynamicBucketingSampler, DynamicCutSampler
 from lhotse.dataset.sampling.base import EpochDiagnostics
@@ -63,6 +69,8 @@ class SamplerConfig:
     buckets: path of a 2D bucket YAML (duration x output tokens; see ``data/buckets.py``);
         when set, ``bucketing`` must be true and ``num_buckets`` / ``quadratic_duration`` are
         unused; batch sizes come from the file, else from ``max_duration``.
+    shuffle_shards: training from Shar shards (``shar.py``), read them in a new order each
+        epoch (a hash of seed and epoch); False keeps the order of the export.
     """
 
     max_duration: float = 100.0
@@ -74,6 +82,7 @@ class SamplerConfig:
     max_cut_duration: float = 30.0
     buffer_size: int = 10000
     buckets: str | None = None
+    shuffle_shards: bool = True
 
     def __post_init__(self) -> None:
         if self.max_duration <= 0 or self.max_cut_duration <= 0:
@@ -140,6 +149,7 @@ class _ElasticResume:
     _global_batches = 0
     _stream_world_size: int | None = None
     _restore: tuple[int | None, int | None] = (None, None)
+    stream_group = 1  # ranks sampling per-rank streams in step (1: one shared stream)
 
     def set_epoch(self, epoch: int) -> None:
         if epoch != self.epoch:
@@ -153,7 +163,15 @@ class _ElasticResume:
         return super().__iter__()
 
     def __next__(self):
-        batch = super().__next__()
+        if self.stream_group == 1:
+            batch = super().__next__()
+        else:  # every rank asks, so that all ranks stop at the same batch
+            try:
+                batch = super().__next__()
+            except StopIteration:
+                batch = None
+            if _any_rank(batch is None):
+                raise StopIteration
         self._global_batches += self.world_size
         return batch
 
@@ -161,10 +179,21 @@ class _ElasticResume:
         sd = super().state_dict()
         sd["global_batches"] = self._global_batches
         sd["stream_world_size"] = self._stream_world_size or self.world_size
+        sd["stream_group"] = self.stream_group
         return sd
 
     def load_state_dict(self, sd: dict) -> None:
         sd = dict(sd)
+        group = sd.pop("stream_group", 1)
+        if group != self.stream_group:
+            # Per-rank streams were dealt to another number of ranks: positions do not carry.
+            logger.warning(
+                "resuming per-rank streams of %d ranks on %d: epoch %s starts over",
+                group,
+                self.stream_group,
+                sd.get("epoch"),
+            )
+            sd["global_batches"] = 0
         saved = sd.get("world_size", self.world_size)
         if saved != self.world_size:
             logger.warning(
@@ -228,14 +257,18 @@ def build_sampler(
     world_size: int = 1,
     rank: int = 0,
     tokenizer: SentencePieceTokenizer | None = None,
+    stream_group: int = 1,
 ) -> BucketingSampler | ShuffledSampler:
     """A checkpointable sampler over ``cuts`` (see module docstring).
 
     ``tokenizer`` counts output tokens for 2D buckets (``cfg.buckets``); without it, the
-    tokenizer directory recorded in the bucket file is loaded.
+    tokenizer directory recorded in the bucket file is loaded. ``stream_group`` > 1: ``cuts``
+    is this rank's own stream, one of ``stream_group`` (then ``world_size`` must be 1).
     The long-cut filter is available as ``sampler.long_cut_filter`` (``.dropped`` = count).
     For an eager CutSet the count is known (and logged) up front.
     """
+    if stream_group > 1 and world_size != 1:
+        raise ValueError("per-rank streams are sampled with world_size=1")
     keep = _MaxDuration(cfg.max_cut_duration, verbose=cuts.is_lazy)
     if cuts.is_lazy:
         cuts = cuts.filter(keep)
@@ -263,6 +296,7 @@ def build_sampler(
         else:
             sampler = _make(cuts, cfg, common)
     sampler.long_cut_filter = keep
+    sampler.stream_group = stream_group
     return sampler
 
 
@@ -314,6 +348,18 @@ def _make_2d(
         buffer_size=cfg.buffer_size,
         **common,
     )
+
+
+def _any_rank(flag: bool) -> bool:
+    """``flag`` OR-ed over the ranks of the default process group (``flag`` alone without one).
+    (Data code does not import ``speechkit.train``; this mirrors its ``any_rank``.)"""
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    nccl = dist.get_backend() == "nccl"
+    device = torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
+    value = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
 
 
 def padding_fraction(batch_durations: Sequence[float]) -> float:

@@ -87,7 +87,10 @@ class _Split:
 def split_supervisions(cuts: CutSet) -> CutSet:
     """``cuts`` with every cut of several supervisions split into one cut per supervision
     (see the module docstring); lazy if ``cuts`` is lazy, else eager (``cuts`` itself when
-    no cut needs splitting)."""
+    no cut needs splitting). A lazy source that declares ``supervision_level = True`` (a Shar
+    export, ``shar.py``) is returned as it is."""
+    if getattr(cuts.data, "supervision_level", False):
+        return cuts
     if cuts.is_lazy:
         return CutSet(_Split(cuts))
     if all(len(c.supervisions) <= 1 for c in cuts):

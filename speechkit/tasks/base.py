@@ -49,6 +49,7 @@ from lhotse import CutSet, combine
 from torch import Tensor, nn
 
 from speechkit.config import to_dict
+from speechkit.data.shar import SharCuts
 
 __all__ = ["OptimizerSpec", "Task", "TaskInputs", "read_cuts"]
 
@@ -100,8 +101,14 @@ class OptimizerSpec:
 
 
 def read_cuts(paths: Iterable[str | Path]) -> CutSet:
-    """Reads and concatenates lhotse cut manifests; a missing file is a clear error."""
+    """Reads and concatenates lhotse cut manifests, or Shar directories (written by
+    ``speechkit.bin.export_shar``: read lazily, see ``speechkit/data/shar.py``); a missing
+    file is a clear error."""
     paths = [Path(p) for p in paths]
+    if any(p.is_dir() for p in paths):
+        if not all(p.is_dir() for p in paths):
+            raise FileNotFoundError(f"cannot mix Shar directories and manifests: {paths}")
+        return CutSet(SharCuts(paths))
     missing = [p for p in paths if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"cut manifest not found: {missing[0]}")

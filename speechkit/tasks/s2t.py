@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from speechkit.config import ConfigError, apply_overrides, from_dict, to_dict
 from speechkit.data import build_dataloader, expand_tasks, split_supervisions
+from speechkit.data.shar import total_duration
 from speechkit.models import build_model
 from speechkit.tasks import register_task
 from speechkit.tasks.base import OptimizerSpec, Task, TaskInputs, read_cuts
@@ -85,7 +86,7 @@ def estimate_total_steps(cuts: CutSet, cfg: ExperimentConfig, world_size: int = 
     batches are never fuller than ``max_duration``). An update takes a batch from each rank."""
     if cfg.trainer.max_steps:
         return cfg.trainer.max_steps
-    seconds = sum(c.duration for c in cuts)
+    seconds = total_duration(cuts)  # (a Shar index knows it without reading audio)
     batches = max(1, math.ceil(seconds / cfg.data.sampler.max_duration))
     accum = dist_utils.accum_steps(
         cfg.trainer.accum_grad, cfg.trainer.global_micro_batches, world_size

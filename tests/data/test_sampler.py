@@ -127,3 +127,25 @@ def test_fewer_cuts_than_buckets_still_samples_every_cut(tmp_path, lazy):
         cuts = CutSet.from_jsonl_lazy(tmp_path / "c.jsonl.gz")
     sampler = build_sampler(cuts, SamplerConfig(max_duration=100.0, num_buckets=10), seed=0)
     assert sorted(c.id for batch in sampler for c in batch) == sorted(c.id for c in cuts)
+
+
+def test_per_rank_streams_restart_the_epoch_under_another_group_size(caplog):
+    cuts = _cuts(200)
+    cfg = SamplerConfig(max_duration=50.0, num_buckets=4, buffer_size=500)
+    sampler = build_sampler(cuts, cfg, seed=7, stream_group=2)  # one process: its own flag
+    sampler.set_epoch(1)
+    epoch = [[c.id for c in b] for b in sampler]
+    it = iter(sampler)
+    for _ in range(3):
+        next(it)
+    state = copy.deepcopy(sampler.state_dict())
+    assert state["stream_group"] == 2
+    same = build_sampler(cuts, cfg, seed=7, stream_group=2)
+    same.load_state_dict(copy.deepcopy(state))
+    assert [[c.id for c in b] for b in same] == epoch[3:]
+    other = build_sampler(cuts, cfg, seed=7, stream_group=4)
+    other.load_state_dict(state)
+    assert "epoch 1 starts over" in caplog.text
+    assert [[c.id for c in b] for b in other] == epoch
+    with pytest.raises(ValueError, match="world_size=1"):
+        build_sampler(cuts, cfg, world_size=2, stream_group=2)

@@ -195,20 +195,39 @@ class Extractor:
         if info.channels > 1:
             logger.info("%s: averaging %d channels to mono", src, info.channels)
         block = int(block_s * info.samplerate)
+        sr = info.samplerate
+        # Streaming resamplers: block edges leave no seams; lengths come out exact at the end.
+        down = _Stream(sr, self.sample_rate)
+        up = _Stream(self.sample_rate, sr)
 
         def blocks():
             for data in sf.blocks(str(src), blocksize=block, dtype="float32", always_2d=True):
-                yield _resample(data.mean(1), info.samplerate, self.sample_rate)
+                yield down(data.mean(1))
+            yield down(np.zeros(0, np.float32), last=True)
 
-        with sf.SoundFile(str(dst), "w", info.samplerate, 1, subtype="PCM_16") as out:
-            pending = np.zeros(0, np.float32)
+        written = 0
+        with sf.SoundFile(str(dst), "w", sr, 1, subtype="PCM_16") as out:
             for piece in self.stream(blocks()):
-                pending = np.concatenate([pending, piece])
-                if len(pending) >= self.sample_rate * block_s:
-                    out.write(np.clip(_resample(pending, self.sample_rate, info.samplerate), -1, 1))
-                    pending = np.zeros(0, np.float32)
-            out.write(np.clip(_resample(pending, self.sample_rate, info.samplerate), -1, 1))
+                piece = up(piece)[: info.frames - written]
+                out.write(np.clip(piece, -1, 1))
+                written += len(piece)
+            tail = up(np.zeros(0, np.float32), last=True)[: info.frames - written]
+            out.write(np.clip(np.pad(tail, (0, info.frames - written - len(tail))), -1, 1))
         return {"seconds": info.frames / info.samplerate, "sample_rate": info.samplerate}
+
+
+class _Stream:
+    """A streaming resampler from ``orig`` to ``target`` Hz (identity when they are equal)."""
+
+    def __init__(self, orig: int, target: int) -> None:
+        import soxr
+
+        self.rs = None if orig == target else soxr.ResampleStream(orig, target, 1, "float32")
+
+    def __call__(self, x: np.ndarray, last: bool = False) -> np.ndarray:
+        if self.rs is None:
+            return np.asarray(x, np.float32)
+        return self.rs.resample_chunk(np.asarray(x, np.float32), last=last)
 
 
 def _fade(overlap: int, ramp: int) -> np.ndarray:

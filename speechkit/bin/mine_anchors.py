@@ -24,9 +24,26 @@ from lhotse import CutSet
 from speechkit.data.anchors import anchor_cuts, clip_labels, pick_anchors
 from speechkit.data.audio import AudioError, load_audio
 from speechkit.separate import load_trained
+from speechkit.tasks.tagger import pad_waves
 
 logger = logging.getLogger("speechkit.bin.mine_anchors")
 FRAME_S = 0.02  # tagger frames (speechkit.models.tagger)
+
+
+def _batches(paths: list[str], size: int):
+    """Lists of (cut, wave) of up to ``size`` readable clips, in manifest order."""
+    batch = []
+    for path in paths:
+        for cut in CutSet.from_file(path):
+            try:
+                batch.append((cut, load_audio(cut)))
+            except AudioError as e:
+                logger.warning("skipping %s", e)
+            if len(batch) == size:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,8 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cuts", required=True, nargs="+", help="weakly labelled clips (manifests)")
     p.add_argument("--out", required=True, help="anchor cut manifest to write")
     p.add_argument("--window-s", type=float, default=1.0, help="anchor length in seconds")
-    p.add_argument("--min-score", type=float, default=0.0,
-                   help="drop anchors whose mean margin is below this")  # fmt: skip
+    p.add_argument("--min-score", type=float, default=-1.0,
+                   help="drop anchors whose mean margin (-1..1) is below this (-1: keep all)")  # fmt: skip
+    p.add_argument("--batch", type=int, default=32, help="clips per tagger pass")
     args = p.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -46,18 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     tags = list(tagger.cfg.tags)
     window = max(1, round(args.window_s / FRAME_S))
     anchors, scores = [], defaultdict(list)
-    for path in args.cuts:
-        for cut in CutSet.from_file(path):
+    for batch in _batches(args.cuts, args.batch):
+        wave, lengths = pad_waves([w for _, w in batch])
+        with torch.no_grad():
+            out = tagger(wave, lengths)
+        for i, (cut, _) in enumerate(batch):
             labels = [t for t in clip_labels(cut.custom.get("event", "clean")) if t in tags]
-            try:
-                wave = torch.from_numpy(load_audio(cut))[None]
-            except AudioError as e:
-                logger.warning("skipping %s", e)
-                continue
-            with torch.no_grad():
-                out = tagger(wave, torch.tensor([wave.shape[1]]))
-            valid = int(out["frame_mask"][0].sum())
-            probs = out["frame_probs"][0, :valid].numpy()
+            valid = int(out["frame_mask"][i].sum())
+            probs = out["frame_probs"][i, :valid].numpy()
             picked = [
                 w for w in pick_anchors(probs, labels, tags, window) if w[2] >= args.min_score
             ]

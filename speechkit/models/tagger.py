@@ -123,7 +123,7 @@ def event_of(clip_probs: Tensor, tags: list[str] | tuple[str, ...] = TAGS) -> li
     """The phrasebook event of each clip (B, K) -> B names: the most probable background tag if
     its posterior exceeds 0.5, else ``clean``."""
     background = [i for i, t in enumerate(tags) if t != "speech"]
-    probs = clip_probs[:, background]
+    probs = clip_probs.detach()[:, background]
     best = probs.argmax(1)
     return [
         tags[background[int(i)]] if float(p[i]) > 0.5 else "clean"

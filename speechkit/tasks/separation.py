@@ -187,8 +187,8 @@ class SeparationData(Dataset):
             recording = cut.custom["enroll"]
             enroll = (cut.custom["enroll_id"], lambda: recording.load_audio().mean(0))
         allowed = ["class", "text"] + (["speaker"] if enroll else [])
-        if event == "speaker":
-            allowed = ["speaker"] if enroll else ["class"]
+        if event == "speaker":  # a text query would not say which talker
+            allowed = ["class"] + (["speaker"] if enroll else [])
         if not self.train:  # a fixed query per dev mixture
             allowed = allowed[-1:] if event == "speaker" else ["class"]
         kind = self._kind(rng, allowed)

@@ -153,7 +153,7 @@ def _wer_rows(whisper: str, model: Separator, cuts, max_utts: int) -> list[str]:
                         ("clean speech, no front end", cleans),
                         ("clean speech, with front end", [front(w) for w in cleans])):  # fmt: skip
         hyps = [r.text for r in tr(waves)]
-        rows.append(f"| {name} | {len(refs)} | {100 * wer(refs, hyps).rate:.1f} |")
+        rows.append(f"| {name} | {len(refs)} | {wer(refs, hyps).rate:.1f} |")
     return rows
 
 

@@ -60,7 +60,7 @@ logger = logging.getLogger(__name__)
 SAMPLE_RATE = 16000
 BACKGROUNDS = tuple(e for e in EVENTS if e != "clean")  # noise, babble, beeps, music
 MIX_EVENTS = (*BACKGROUNDS, "speaker")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 # Output split -> the corpus splits whose clean cuts it uses (speakers never cross splits).
 SOURCE_SPLITS = {"train": ["train"], "dev": ["dev"], "test": ["test_seen", "test_novel"]}
 _PEAK = 0.95
@@ -260,7 +260,10 @@ def _make_split(cfg: MixtureConfig, split: str, out_dir: Path) -> list:
             mix_id = f"mix-{split}-{index:05d}"
             # Enrollment clip: another utterance of the target speaker (none: no enroll field).
             enroll = rng.choice(same) if same else None
-            event = "speaker" if rng.random() < cfg.speaker_share else BACKGROUNDS[index % 4]
+            # Classes in turn, changing every 4 mixtures: with the test split's SNR bands
+            # cycling every mixture, each (class, band) pair is equally filled.
+            background = BACKGROUNDS[(index // 4) % len(BACKGROUNDS)]
+            event = "speaker" if rng.random() < cfg.speaker_share else background
             nprng = np.random.default_rng([cfg.seed, list(SOURCE_SPLITS).index(split), index])
             n = len(target.wave)
             raw, other = _interference(event, target, pool, n, rng, nprng, cfg)

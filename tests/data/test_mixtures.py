@@ -22,7 +22,7 @@ from speechkit.data.phrasebook.backgrounds import power_db  # noqa: E402
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("mix")
     corpus = make_corpus(root / "corpus")
-    cfg = MixtureConfig(str(corpus), str(root / "mix"), per_utterance={"train": 3, "test": 4},
+    cfg = MixtureConfig(str(corpus), str(root / "mix"), per_utterance={"train": 3, "test": 8},
                         speaker_share=0.3)  # fmt: skip
     counts = make_mixtures(cfg)
     return cfg, counts
@@ -67,6 +67,10 @@ def test_test_split_fills_every_snr_band_and_uses_both_test_splits(built):
     assert {b: bands.count(b) for b in set(bands)} == {b: len(cuts) // 4 for b in
                                                        ("[-5,0)", "[0,5)", "[5,10)", "[10,15]")}  # fmt: skip
     assert {c.custom["source_cut"].split("-")[0] for c in cuts} == {"test_seen", "test_novel"}
+    # background classes are not tied to bands
+    pairs = {(c.custom["event"], snr_band(c.custom["snr_db"])) for c in cuts}
+    assert len({e for e, _ in pairs if e != "speaker"}) >= 3
+    assert all(len({b for e2, b in pairs if e2 == e}) >= 2 for e, _ in pairs)
 
 
 def test_complete_build_is_skipped_and_arguments_are_checked(built, caplog):

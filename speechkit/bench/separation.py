@@ -1,0 +1,209 @@
+"""Query-conditioned separation: SI-SDRi by query type and SNR band, speed, pictures, and WER.
+
+    python -m speechkit.bench.separation --model supervised=exp/sep_supervised \\
+        --model weak=exp/sep_weak --cuts data/mixtures/cuts_test.jsonl.gz \\
+        --figures figures --wer-model whisper-tiny.en --results-md RESULTS.md
+
+For every test mixture (``speechkit prepare_mixtures``: sources kept) and every query that
+applies to it, the model's estimate is scored against the true source with torchmetrics'
+SI-SDR; the improvement is over the unprocessed mixture. Query types:
+
+* ``class: speech``: a background mixture, query ``speech``, target the speech;
+* ``class: background``: the same mixtures, query the background's class, target it;
+* ``text (held-out)``: a background mixture, a description of the speech in words never used in
+  training (``speechkit.data.queries.HELDOUT``), target the speech;
+* ``enrolled speaker``: a two-speaker mixture, another clip of the target speaker as query.
+
+Speed: separation real-time factor (wall / audio seconds, one thread) over those mixtures.
+Pictures: mixture / estimate / reference spectrograms of one example per query type (PNG).
+``--wer-model``: Whisper (zoo name or packed dir) on English mixtures at 0 dB and below, with
+and without the front end (class ``speech``), and on their clean speech with and without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from lhotse import CutSet
+
+from speechkit.bench import add_cite_argument, cited_command
+from speechkit.data.mixtures import snr_band
+from speechkit.data.queries import describe
+from speechkit.models.query_encoders import SPEAKER_DIM, TEXT_DIM, SentenceEncoder, SpeakerEncoder
+from speechkit.models.separation import QUERY_KINDS, Separator
+from speechkit.report import provenance_lines, update_markdown
+from speechkit.separate import load_trained
+
+__all__ = ["evaluate", "main"]
+
+QUERY_TYPES = ("class: speech", "class: background", "text (held-out)", "enrolled speaker")
+BANDS = ("[-5,0)", "[0,5)", "[5,10)", "[10,15]")
+
+
+class _Queries:
+    """Query vectors for the test mixtures, encoders loaded once."""
+
+    def __init__(self) -> None:
+        self.text, self.speaker = SentenceEncoder(), SpeakerEncoder()
+
+    def __call__(self, model: Separator, cut, qtype: str):
+        """(query tensors, target wave) of ``qtype`` for ``cut``, or None if it does not apply."""
+        event = cut.custom["event"]
+        text, spk = torch.zeros(1, TEXT_DIM), torch.zeros(1, SPEAKER_DIM)
+        kind, name, target = "class", "speech", cut.load_speech()[0]
+        if (event == "speaker") != (qtype == "enrolled speaker"):
+            return None
+        if qtype == "class: background":
+            name, target = event, cut.load_interference()[0]
+        elif qtype == "text (held-out)":
+            kind = "text"
+            text = self.text([describe("speech", event, random.Random(cut.id), heldout=True)])
+        elif qtype == "enrolled speaker":
+            if "enroll" not in cut.custom:
+                return None
+            kind = "speaker"
+            spk = self.speaker(cut.custom["enroll"].load_audio().mean(0))[None]
+        q = (torch.tensor([QUERY_KINDS.index(kind)]), torch.tensor([model.class_index(name)]),
+             text, spk)  # fmt: skip
+        return q, target
+
+
+def _sisdr(est: np.ndarray, ref: np.ndarray) -> float:
+    from torchmetrics.functional.audio import scale_invariant_signal_distortion_ratio
+
+    return float(
+        scale_invariant_signal_distortion_ratio(torch.from_numpy(est), torch.from_numpy(ref))
+    )
+
+
+def evaluate(model: Separator, cuts, queries: _Queries, figures: Path | None, tag: str) -> dict:
+    """SI-SDRi lists by (query type, band), RTF, and one PNG per query type."""
+    scores: dict[tuple[str, str], list[float]] = defaultdict(list)
+    seconds = wall = 0.0
+    drawn = set()
+    for cut in cuts:
+        mix = cut.load_audio()[0]
+        for qtype in QUERY_TYPES:
+            got = queries(model, cut, qtype)
+            if got is None:
+                continue
+            q, target = got
+            start = time.perf_counter()
+            with torch.no_grad():
+                est = model(torch.from_numpy(mix)[None], *q)[0].numpy()
+            wall += time.perf_counter() - start
+            seconds += cut.duration
+            gain = _sisdr(est, target) - _sisdr(mix, target)
+            scores[(qtype, snr_band(cut.custom["snr_db"]))].append(gain)
+            if figures is not None and qtype not in drawn and -2 < cut.custom["snr_db"] < 3:
+                drawn.add(qtype)
+                _spectrograms(mix, est, target, figures / f"{tag}_{qtype.split()[0].strip(':')}"
+                              f"{'_bg' if 'background' in qtype else ''}.png",
+                              f"{tag}, {qtype}, {cut.custom['event']} at {cut.custom['snr_db']:.1f} dB")  # fmt: skip
+    return {"scores": scores, "rtf": wall / max(seconds, 1e-9)}
+
+
+def _spectrograms(mix, est, ref, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2), sharey=True)
+    for ax, wave, name in zip(axes, (mix, est, ref), ("mixture", "estimate", "reference")):
+        ax.specgram(wave + 1e-7, NFFT=512, Fs=16000, noverlap=384, cmap="magma", vmin=-130)
+        ax.set_title(name)
+        ax.set_xlabel("s")
+    axes[0].set_ylabel("Hz")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def _wer_rows(whisper: str, model: Separator, cuts, max_utts: int) -> list[str]:
+    """Whisper WER on English mixtures at <= 0 dB and on their clean speech, +/- front end."""
+    from speechkit.inference import TranscribeOptions, Transcriber
+    from speechkit.metrics import wer
+
+    low = [c for c in cuts if c.custom["event"] != "speaker" and c.custom["snr_db"] <= 0
+           and c.supervisions[0].language == "eng"][:max_utts]  # fmt: skip
+    tr = Transcriber.load(whisper, TranscribeOptions(beam=1, language="en"))
+    q = (torch.tensor([0]), torch.tensor([model.class_index("speech")]),
+         torch.zeros(1, TEXT_DIM), torch.zeros(1, SPEAKER_DIM))  # fmt: skip
+
+    def front(wave):
+        with torch.no_grad():
+            return model(torch.from_numpy(wave)[None], *q)[0].numpy()
+
+    refs = [c.supervisions[0].text for c in low]
+    mixes = [c.load_audio()[0] for c in low]
+    cleans = [c.load_speech()[0] for c in low]
+    rows = []
+    for name, waves in (("noisy, no front end", mixes),
+                        ("noisy, with front end", [front(w) for w in mixes]),
+                        ("clean speech, no front end", cleans),
+                        ("clean speech, with front end", [front(w) for w in cleans])):  # fmt: skip
+        hyps = [r.text for r in tr(waves)]
+        rows.append(f"| {name} | {len(refs)} | {wer(refs, hyps).rate:.1f} |")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", action="append", required=True, help="NAME=DIR of a separator")
+    p.add_argument("--cuts", required=True, help="test mixtures (prepare_mixtures)")
+    p.add_argument("--figures", help="directory for the spectrogram PNGs")
+    p.add_argument("--wer-model", help="Whisper zoo name or packed dir for the downstream WER")
+    p.add_argument("--wer-max", type=int, default=40, help="mixtures in the WER subset")
+    p.add_argument("--results-md", help="write the tables into this RESULTS.md")
+    add_cite_argument(p)
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    cuts = list(CutSet.from_file(args.cuts))
+    queries = _Queries()
+    lines = ["| model | query | " + " | ".join(f"SI-SDRi {b} dB" for b in BANDS)
+             + " | mean | n |", "|---|---|" + "---|" * (len(BANDS) + 2)]  # fmt: skip
+    speed, wer_lines = [], []
+    first = None
+    for spec in args.model:
+        name, _, path = spec.partition("=")
+        model = load_trained(path, "separator")
+        first = first or model
+        res = evaluate(model, cuts, queries, Path(args.figures) if args.figures else None, name)
+        for qtype in QUERY_TYPES:
+            by_band = [res["scores"].get((qtype, b), []) for b in BANDS]
+            every = [x for s in by_band for x in s]
+            if not every:
+                continue
+            cells = [f"{np.mean(s):.2f}" if s else "-" for s in by_band]
+            lines.append(f"| {name} | {qtype} | {' | '.join(cells)} | {np.mean(every):.2f} | "
+                         f"{len(every)} |")  # fmt: skip
+        params = sum(p.numel() for p in model.parameters()) / 1e6
+        speed.append(f"| {name} | {params:.2f} M | {res['rtf']:.3f} |")
+    if args.wer_model:
+        wer_lines = ["| audio (English, SNR <= 0 dB) | utterances | WER % |", "|---|---|---|",
+                     *_wer_rows(args.wer_model, first, cuts, args.wer_max)]  # fmt: skip
+    report = "\n".join(lines + ["", "| model | parameters | RTF (1 thread) |", "|---|---|---|",
+                                *speed, "", *wer_lines])  # fmt: skip
+    print(report)
+    if args.results_md:
+        command = cited_command("separation", argv if argv is not None else sys.argv[1:],
+                                args.cite_path)  # fmt: skip
+        section = "\n".join(["## Separation: SI-SDR improvement by query and SNR band", "",
+                             *provenance_lines(command), "", report, ""])  # fmt: skip
+        update_markdown(Path(args.results_md), "Separation: SI-SDR improvement by query and SNR band",
+                        section)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

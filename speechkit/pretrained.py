@@ -175,6 +175,8 @@ _Loaded = tuple[S2TConfig | WhisperConfig, FeatureConfig, TextTokenizer, dict,
 def _model_type_of(config: dict, source: str) -> str:
     """The ``model_type`` key of a packed or checkpoint config (``s2t`` when absent)."""
     model_type = config.get("model_type", "s2t")
+    if model_type == "codec":  # packed by speechkit.codec, which loads it
+        raise PackedModelError(f"{source}: a speech codec; load it with speechkit.codec.load")
     if model_type not in FILES_BY_TYPE:
         raise PackedModelError(
             f"{source}: unknown model_type {model_type!r}; known: {sorted(FILES_BY_TYPE)}"

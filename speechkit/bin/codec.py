@@ -74,7 +74,9 @@ def encode_cuts(codec: codec_api.CodecModel, cuts: CutSet, out: Path, n_q: int, 
                 skipped += 1
                 continue
             codes = codec.encode(wave, n_q=n_q)[0].numpy().astype(np.int16)  # (n, T)
-            array = writer.store_array(cut.id, codes, frame_shift=shift, temporal_dim=1, start=cut.start)
+            array = writer.store_array(
+                cut.id, codes, frame_shift=shift, temporal_dim=1, start=cut.start
+            )
             custom = {**(cut.custom or {}), CODES_KEY: array,
                       "codec": {"model": model, "n_q": n_q, "kbps": codec.bitrates()[n_q]}}  # fmt: skip
             done.append(fastcopy(cut, custom=custom))

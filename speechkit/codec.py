@@ -55,7 +55,7 @@ from speechkit.pretrained import (
     _verify,
 )
 
-__all__ = ["CodecModel", "load", "pack", "save"]
+__all__ = ["CodecFrontEnd", "CodecModel", "load", "pack", "save"]
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +166,26 @@ class CodecModel:
         if sample_rate and sample_rate != self.sample_rate:
             wave = _resample(wave, self.sample_rate, sample_rate)
         return wave
+
+
+class CodecFrontEnd(torch.nn.Module):
+    """The S2T front end of ``features.kind: codec``: ``forward(wave (B, S), wave_lens (B,))
+    -> (codes (B, T, n_q) float32, frames (B,))`` with a frozen codec, T = ceil(S / hop).
+
+    Codes are float32 so they travel in the dataset's ``feats`` slot; the model's
+    ``CodeEmbedding2`` turns them back into ids. Frames past a row's length hold the codes of
+    padding and are masked by ``frames``.
+    """
+
+    def __init__(self, codec: CodecModel, n_q: int):
+        super().__init__()
+        self.codec, self.n_q = codec, codec.n_quantizers(n_q=n_q)
+
+    @torch.no_grad()
+    def forward(self, wave: Tensor, wave_lens: Tensor) -> tuple[Tensor, Tensor]:
+        codes = self.codec.encode(wave, n_q=self.n_q)  # (B, n_q, T)
+        frames = (wave_lens + self.codec.cfg.hop - 1) // self.codec.cfg.hop
+        return codes.transpose(1, 2).float(), frames.clamp(min=1)
 
 
 def _chunked(fn: Callable[[Tensor], Tensor], x: Tensor, in_per_frame: int, out_per_frame: int,

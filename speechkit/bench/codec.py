@@ -72,8 +72,7 @@ class Scores:
     sisdr: float = float("nan")
     mel: float = float("nan")
     speaker: float = float("nan")
-    wer_whisper: float = float("nan")
-    wer_s2t: float = float("nan")
+    wer: dict[str, float] = field(default_factory=dict)  # recogniser label -> WER %
 
 
 # ---- systems ---------------------------------------------------------------------------
@@ -212,13 +211,16 @@ def whisper_recognizer(model: str) -> Callable[[list[np.ndarray]], list[str]]:
 
 
 def s2t_recognizer(model: str) -> Callable[[list[np.ndarray]], list[str]]:
-    """Greedy English transcripts of a speechkit S2T model (packed directory or checkpoint)."""
+    """Greedy English transcripts of a speechkit S2T model (packed directory or checkpoint),
+    log-mel or codec-code input (``features.kind: codec``: its codec codes the audio first)."""
     from speechkit.data.features import LogMel
     from speechkit.decode import DecodeOptions, SpecialIds, decode
     from speechkit.pretrained import load_pretrained
+    from speechkit.tasks.s2t import codec_front_end
 
     p = load_pretrained(model)
-    front_end, tok = LogMel(p.features), p.tokenizer
+    front_end = codec_front_end(p.features, p.config) or LogMel(p.features)
+    tok = p.tokenizer
     opts, ids = DecodeOptions(beam_size=1, ctc_weight=0.0), SpecialIds.from_tokenizer(tok)
     prefix = torch.tensor([tok.sot_sequence("eng", "asr")])
 
@@ -241,8 +243,7 @@ def score(system_waves: list[np.ndarray], ref: testset.EvalSet, quality: Quality
     """Mean metrics of one system's output against the originals."""
     rows = [quality(r, align(r, d)) for r, d in zip(ref.waves, system_waves)]
     s = Scores(**{k: float(np.nanmean([row[k] for row in rows])) for k in rows[0]})
-    for name, recognize in recognizers.items():
-        setattr(s, f"wer_{name}", wer(ref.refs, recognize(system_waves)).rate)
+    s.wer = {name: wer(ref.refs, rec(system_waves)).rate for name, rec in recognizers.items()}
     return s
 
 
@@ -277,14 +278,14 @@ def _fmt(x: float, digits: int = 2) -> str:
     return "-" if np.isnan(x) else f"{x:.{digits}f}"
 
 
-def table(results: list[tuple[System, Scores]], have_s2t: bool, have_spk: bool) -> list[str]:
+def table(results: list[tuple[System, Scores]], asr: list[str], have_spk: bool) -> list[str]:
     head = ["system", "kbps", "PESQ-wb", "STOI", "SI-SDR dB", "mel dist", "spk sim",
-            "WER whisper %", "WER s2t %"]  # fmt: skip
+            *[f"WER {name} %" for name in asr]]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for system, s in results:
         cells = [system.name, _fmt(system.kbps, 2), _fmt(s.pesq), _fmt(s.stoi), _fmt(s.sisdr, 1),
                  _fmt(s.mel), _fmt(s.speaker) if have_spk else "n/a",
-                 _fmt(s.wer_whisper, 1), _fmt(s.wer_s2t, 1) if have_s2t else "n/a"]  # fmt: skip
+                 *[_fmt(s.wer.get(name, float("nan")), 1) for name in asr]]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -298,7 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opus", type=float, nargs="*", default=[6.0, 8.0], help="Opus kbps")
     p.add_argument("--codec2", type=int, nargs="*", default=[1600, 3200], help="Codec2 bit/s")
     p.add_argument("--whisper", default="whisper-tiny.en", help="zoo name or packed dir ('' = no)")
-    p.add_argument("--s2t", default="", help="speechkit S2T model for a second WER ('' = none)")
+    p.add_argument("--s2t", nargs="*", default=[], metavar="[LABEL=]MODEL",
+                   help="speechkit S2T models for more WER columns (log-mel or codec codes)")  # fmt: skip
     p.add_argument("--threads", type=int, default=1, help="torch threads (RTFx is per thread)")
     p.add_argument("--png", type=Path, help="spectrograms of the first utterance")
     p.add_argument("--results-md", type=Path, help="write the section into this markdown file")
@@ -344,18 +346,19 @@ def main(argv: list[str] | None = None) -> int:
     recognizers = {}
     if args.whisper:
         recognizers["whisper"] = whisper_recognizer(args.whisper)
-    if args.s2t:
-        recognizers["s2t"] = s2t_recognizer(args.s2t)
+    for item in args.s2t:
+        label, _, model = item.rpartition("=")
+        recognizers[label or "s2t"] = s2t_recognizer(model)
+    asr = list(recognizers)
     quality = Quality()
     original = Scores()
-    for name, recognize in recognizers.items():
-        setattr(original, f"wer_{name}", wer(ref.refs, recognize(ref.waves)).rate)
+    original.wer = {name: wer(ref.refs, rec(ref.waves)).rate for name, rec in recognizers.items()}
     results = [(System("original", float("nan"), None), original)]
     outputs = {}
     for system in systems:
         outputs[system.name] = system.run(ref.waves)
         results.append((system, score(outputs[system.name], ref, quality, recognizers)))
-        print(table(results[-1:], bool(args.s2t), quality.speaker is not None)[-1], flush=True)
+        print(table(results[-1:], asr, quality.speaker is not None)[-1], flush=True)
 
     seconds = ref.seconds
     speed = [f"{s.name}: encode RTFx {seconds / s.timing['encode_s']:.1f}, decode RTFx "
@@ -364,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     size = (f"speechkit codec: {params / 1e6:.2f} M parameters ({params * 4 / 2**20:.1f} MiB "
             f"float32), {codec.num_quantizers} codebooks of {codec.cfg.rvq.codebook_size}, "
             f"{codec.cfg.frame_rate:g} frames/s")  # fmt: skip
-    lines = table(results, bool(args.s2t), quality.speaker is not None)
+    lines = table(results, asr, quality.speaker is not None)
     if args.png:
         panels = [("original", ref.waves[0])]
         panels += [(s.name, outputs[s.name][0]) for s in systems if "Codec2" not in s.name]

@@ -115,3 +115,56 @@ def test_distillation_needs_a_teacher_and_the_teacher_must_be_s2t(setup):
     bad = dict(data, data={"segment_seconds": 0.01})
     with pytest.raises(ConfigError, match="longest discriminator window"):
         from_dict(get_task("codec").config_class, bad)
+
+
+S2T_CODES_YAML = """
+task: s2t
+model: {n_mels: 80, d_model: 32, n_heads: 2, encoder_type: transformer, encoder_layers: 1,
+        encoder_ffn: 48, cgmlp_units: 48, decoder_layers: 1, decoder_ffn: 48,
+        max_target_positions: 32, codec_codebooks: 2, codec_codebook_size: 64}
+tokenizer: {vocab_size: 20}
+data:
+  features: {kind: codec, hop_length: 320, codec: "", codec_codebooks: 2}
+  specaug: {enabled: false}
+  sampler: {max_duration: 2.0, num_buckets: 1, bucketing: false, max_cut_duration: 2.0}
+  asr_languages: [eng]
+  st_directions: []
+  max_target_tokens: 20
+optim: {lr: 0.002, warmup_steps: 1}
+trainer: {max_epochs: 1, max_steps: 2, log_every_steps: 1, device: cpu, num_threads: 1,
+          average_best: 1, amp: "off"}
+"""
+
+
+def test_an_s2t_model_trains_on_codec_codes(setup):
+    """Item 4 of the issue: the S2T encoder reads the codes of a (frozen) codec."""
+    from speechkit.bench.codec import s2t_recognizer
+    from speechkit.models.codec import Codec
+    from speechkit.pretrained import load_pretrained
+    from speechkit.tasks.s2t import codec_front_end
+    from speechkit.train.config import ExperimentConfig
+
+    codec_cfg = from_dict(get_task("codec").config_class, read_yaml(setup / "codec.yaml")).model
+    torch.manual_seed(0)
+    packed = codec_api.save(Codec(codec_cfg), setup / "codes_codec")
+    (setup / "s2t_codes.yaml").write_text(S2T_CODES_YAML)
+    SentencePieceTokenizer.train(["hello"] * 10, setup / "codes_tok", TokenizerConfig(vocab_size=20),
+                                 ["eng"], ["asr"])  # fmt: skip
+    cuts, out = str(setup / "cuts.jsonl.gz"), setup / "exp_codes"
+    argv = ["--config", str(setup / "s2t_codes.yaml"), "--train-cuts", cuts, "--dev-cuts", cuts,
+            "--tokenizer", str(setup / "codes_tok"), "--out", str(out),
+            "--set", f"data.features.codec={packed}"]  # fmt: skip
+    assert train_main(argv) == 0
+    rows = log_rows(out / "train_log.csv")
+    assert len(rows) == 2 and float(rows[-1]["loss"]) > 0
+    model = load_pretrained(out / "model_avg.pt")
+    assert model.features.kind == "codec" and model.config.codec_codebooks == 2
+    hyps = s2t_recognizer(str(out / "model_avg.pt"))([np.zeros(8000, np.float32)])
+    assert len(hyps) == 1 and isinstance(hyps[0], str)
+
+    data = read_yaml(setup / "s2t_codes.yaml")
+    with pytest.raises(ConfigError, match="codec_codebooks"):
+        from_dict(ExperimentConfig, {**data, "model": {**data["model"], "codec_codebooks": 1}})
+    cfg = from_dict(ExperimentConfig, data)
+    with pytest.raises(ConfigError, match="needs data.features.codec"):
+        codec_front_end(cfg.data.features, cfg.model)

@@ -31,6 +31,7 @@ Packed codec directory (``pack`` / ``save``), checked against its sha256 sums on
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -41,6 +42,7 @@ import numpy as np
 import torch
 import yaml
 from torch import Tensor
+from torch.nn.utils import parametrize
 
 import speechkit
 from speechkit.checkpoint import atomic_write, atomic_write_text, load_checkpoint
@@ -65,10 +67,12 @@ _GENERATOR = "generator."  # prefix of the codec's weights in a codec-task check
 
 
 class CodecModel:
-    """A loaded codec (eval mode) with the input handling of the module docstring."""
+    """A loaded codec with the input handling of the module docstring; ``model`` is an
+    inference copy (eval mode, weight normalisation folded into plain weights)."""
 
     def __init__(self, model: Codec, chunk_seconds: float = 30.0, device: str = "cpu"):
-        self.model = model.to(device).eval()
+        # (a copy: the model passed in keeps the packed format's weight-norm parameters)
+        self.model = _fold_weight_norm(copy.deepcopy(model)).to(device).eval()
         self.cfg: CodecConfig = model.cfg
         self.device = torch.device(device)
         self.chunk_frames = max(1, round(chunk_seconds * self.cfg.frame_rate))
@@ -188,6 +192,15 @@ class CodecFrontEnd(torch.nn.Module):
         return codes.transpose(1, 2).float(), frames.clamp(min=1)
 
 
+def _fold_weight_norm(model: Codec) -> Codec:
+    """Replaces each weight-normalised convolution's (g, v) by the weight they make: the same
+    function, without recomputing the weight in every call (inference only)."""
+    for module in model.modules():
+        if parametrize.is_parametrized(module, "weight"):
+            parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+    return model
+
+
 def _chunked(fn: Callable[[Tensor], Tensor], x: Tensor, in_per_frame: int, out_per_frame: int,
              chunk: int, context: int) -> Tensor:  # fmt: skip
     """Applies a convolutional ``fn`` along the last axis of ``x`` in chunks of ``chunk``
@@ -219,6 +232,8 @@ def _resample(x: Tensor, sr_in: int, sr_out: int) -> Tensor:
 
 def save(model: Codec, out_dir: str | Path, source: str = "") -> Path:
     """Writes a packed codec directory (module docstring); ``meta.json`` last."""
+    if not any(parametrize.is_parametrized(m) for m in model.modules()):
+        raise ValueError("save the Codec as built (weight norm not folded), not CodecModel.model")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / META_FILE).unlink(missing_ok=True)

@@ -128,12 +128,13 @@ def test_long_inputs_are_coded_in_chunks_as_in_one_pass(packed):
 
 
 def test_packed_files_are_checked_and_checkpoints_load(packed, tmp_path):
-    model = codec_api.load(packed).model
+    weights = torch.load(packed / "model.pt", weights_only=True)
+    cfg = codec_api.load(packed).cfg
     # a codec-task checkpoint: weights under "generator.", other parts ignored
-    state = {f"generator.{k}": v for k, v in model.state_dict().items()}
+    state = {f"generator.{k}": v for k, v in weights.items()}
     state["discriminator.w"] = torch.zeros(1)
     ckpt = tmp_path / "model_avg.pt"
-    save_checkpoint({"model": state, "config": {"task": "codec", "model": to_dict(model.cfg)}},
+    save_checkpoint({"model": state, "config": {"task": "codec", "model": to_dict(cfg)}},
                     ckpt)  # fmt: skip
     wave = speechlike(0.5)
     from_ckpt = codec_api.load(ckpt)
@@ -141,10 +142,12 @@ def test_packed_files_are_checked_and_checkpoints_load(packed, tmp_path):
     repacked = codec_api.pack(ckpt, tmp_path / "repacked")
     assert torch.equal(codec_api.load(repacked).encode(wave), from_ckpt.encode(wave))
 
-    weights = repacked / "model.pt"
-    data = bytearray(weights.read_bytes())
+    with pytest.raises(ValueError, match="weight norm not folded"):
+        codec_api.save(from_ckpt.model, tmp_path / "folded")
+    path = repacked / "model.pt"
+    data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF  # one corrupted byte
-    weights.write_bytes(bytes(data))
+    path.write_bytes(bytes(data))
     with pytest.raises(PackedModelError, match="sha256"):
         codec_api.load(repacked)
     save_checkpoint({"model": {}, "config": {"task": "s2t"}}, tmp_path / "s2t.pt")

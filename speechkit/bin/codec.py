@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--out", required=True, help="output directory")
         s.add_argument("files", nargs="*", help="audio files (encode) or .npy codes (decode)")
         s.add_argument("--device", default="cpu")
+        s.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     enc = sub.choices["encode"]
     enc.add_argument("--kbps", type=float, help="bitrate (default: every codebook)")
     enc.add_argument("--n-q", type=int, help="codebooks to keep (instead of --kbps)")
@@ -115,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if bool(args.cuts) == bool(args.files):
         parser.error("give either --cuts or audio/code files")
+    torch.set_num_threads(args.threads)
     codec = codec_api.load(args.model, device=args.device)
     out.mkdir(parents=True, exist_ok=True)
     if args.command == "encode":

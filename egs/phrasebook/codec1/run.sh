@@ -9,13 +9,14 @@
 # Stages: 0 system tools (apt-get), 1 corpus (English, every voice incl. Piper in training,
 #         unseen speakers in test), 2 teacher S2T model, 3 train the codec (distilled) and the
 #         ablation (no teacher), 4 pack both, 5 encode + decode the test sets (speechkit codec),
-#         6 benchmark -> RESULTS.md + spectrograms PNG.
+#         6 codes-to-text S2T models on the first codebook of each codec (the distillation
+#         ablation), 7 benchmark -> RESULTS.md + spectrograms PNG.
 set -euo pipefail
 cd "$(dirname "$0")"
 . ./path.sh
 
 stage=1
-stop_stage=6
+stop_stage=7
 hours=0.5          # hours of English audio in the generated corpus (train 85 %, dev/tests 5 % each)
 nj=2               # parallel jobs for corpus synthesis
 seed=0
@@ -24,6 +25,7 @@ exp=exp
 teacher_config=../../../conf/codec/teacher_s2t_eng.yaml
 teacher=$exp/s2t_teacher/model_avg.pt   # the S2T teacher: trained in stage 2, or any s2t model
 codec_config=../../../conf/codec/phrasebook_cpu.yaml
+codes_config=../../../conf/codec/s2t_codes_cpu.yaml   # S2T over codec codes (first codebook)
 kbps=6             # bitrate of the coded test sets of stage 5
 limit=40           # English test utterances in the benchmark
 results=RESULTS.md
@@ -84,12 +86,27 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
 fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
-  log "stage 6: benchmark against Opus and Codec2 -> $results, $png"
+  log "stage 6: S2T models over the first codebook of each codec (distillation ablation)"
+  python -m speechkit.bin.train --config $codes_config --train-cuts $data/cuts_train.jsonl.gz \
+    --dev-cuts $data/cuts_dev.jsonl.gz --tokenizer $data/tokenizer --out $exp/s2t_codes_distill \
+    --resume --set data.features.codec=$exp/codec_distill/packed
+  python -m speechkit.bin.train --config $codes_config --train-cuts $data/cuts_train.jsonl.gz \
+    --dev-cuts $data/cuts_dev.jsonl.gz --tokenizer $data/tokenizer --out $exp/s2t_codes_nodistill \
+    --resume --set data.features.codec=$exp/codec_nodistill/packed
+fi
+
+if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
+  log "stage 7: benchmark against Opus and Codec2 -> $results, $png"
   python -m speechkit.bench.codec --codec $exp/codec_distill/packed --cuts $tests --limit $limit \
     --kbps 0.5 1.5 3 6 --s2t $teacher --png $png --results-md $results \
     --title "Codec (distilled first codebook) vs Opus and Codec2"
   python -m speechkit.bench.codec --codec $exp/codec_nodistill/packed --cuts $tests --limit $limit \
     --kbps 0.5 1.5 3 6 --opus --codec2 --s2t $teacher --results-md $results \
     --title "Ablation: the same codec trained without distillation"
+  python -m speechkit.bench.codec --codec $exp/codec_distill/packed --cuts $tests --limit $limit \
+    --kbps --opus --codec2 --whisper "" --results-md $results \
+    --s2t logmel=$teacher codes_distill=$exp/s2t_codes_distill/model_avg.pt \
+    codes_nodistill=$exp/s2t_codes_nodistill/model_avg.pt \
+    --title "Distillation ablation: S2T on the first codebook's codes (original audio)"
 fi
 log "done ($repro)"

@@ -188,6 +188,7 @@ class Quality:
 
 def _speaker_encoder() -> Callable[[np.ndarray, np.ndarray], float] | None:
     """Cosine similarity of Resemblyzer d-vectors (None when resemblyzer is not installed)."""
+    _pkg_resources_shim()
     try:
         from resemblyzer import VoiceEncoder, preprocess_wav
     except ImportError:
@@ -200,6 +201,21 @@ def _speaker_encoder() -> Callable[[np.ndarray, np.ndarray], float] | None:
         return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-9))
 
     return similarity
+
+
+def _pkg_resources_shim() -> None:
+    """webrtcvad 2.0.10 (Resemblyzer's voice activity detector) reads its own version through
+    ``pkg_resources``, which setuptools >= 81 no longer ships; a stand-in answering exactly that
+    call through ``importlib.metadata`` lets it import."""
+    try:
+        import pkg_resources  # noqa: F401
+    except ImportError:
+        import types
+        from importlib import metadata
+
+        shim = types.ModuleType("pkg_resources")
+        shim.get_distribution = lambda name: types.SimpleNamespace(version=metadata.version(name))
+        sys.modules["pkg_resources"] = shim
 
 
 def whisper_recognizer(model: str) -> Callable[[list[np.ndarray]], list[str]]:

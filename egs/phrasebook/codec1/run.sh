@@ -31,6 +31,9 @@ limit=40           # English test utterances in the benchmark
 results=RESULTS.md
 png=spectrograms.png
 train_args=""      # extra --set overrides for both codec trainings, e.g. "--set trainer.max_steps=50"
+teacher_args=""    # ... for the teacher S2T training
+codes_args=""      # ... for the two codes-to-text S2T trainings
+whisper=whisper-tiny.en   # the benchmark's Whisper (zoo name or packed dir; "" = none)
 
 . "$SPEECHKIT_ROOT/tools/parse_options.sh" "$@"
 
@@ -54,7 +57,8 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   python -m speechkit.bin.train_tokenizer --config $teacher_config --cuts $data/cuts_train.jsonl.gz \
     --out $data/tokenizer
   python -m speechkit.bin.train --config $teacher_config --train-cuts $data/cuts_train.jsonl.gz \
-    --dev-cuts $data/cuts_dev.jsonl.gz --tokenizer $data/tokenizer --out $exp/s2t_teacher --resume
+    --dev-cuts $data/cuts_dev.jsonl.gz --tokenizer $data/tokenizer --out $exp/s2t_teacher --resume \
+    $teacher_args
 fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
@@ -89,19 +93,19 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   log "stage 6: S2T models over the first codebook of each codec (distillation ablation)"
   python -m speechkit.bin.train --config $codes_config --train-cuts $data/cuts_train.jsonl.gz \
     --dev-cuts $data/cuts_dev.jsonl.gz --tokenizer $data/tokenizer --out $exp/s2t_codes_distill \
-    --resume --set data.features.codec=$exp/codec_distill/packed
+    --resume --set data.features.codec=$exp/codec_distill/packed $codes_args
   python -m speechkit.bin.train --config $codes_config --train-cuts $data/cuts_train.jsonl.gz \
     --dev-cuts $data/cuts_dev.jsonl.gz --tokenizer $data/tokenizer --out $exp/s2t_codes_nodistill \
-    --resume --set data.features.codec=$exp/codec_nodistill/packed
+    --resume --set data.features.codec=$exp/codec_nodistill/packed $codes_args
 fi
 
 if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   log "stage 7: benchmark against Opus and Codec2 -> $results, $png"
   python -m speechkit.bench.codec --codec $exp/codec_distill/packed --cuts $tests --limit $limit \
-    --kbps 0.5 1.5 3 6 --s2t $teacher --png $png --results-md $results \
+    --kbps 0.5 1.5 3 6 --s2t $teacher --whisper "$whisper" --png $png --results-md $results \
     --title "Codec (distilled first codebook) vs Opus and Codec2"
   python -m speechkit.bench.codec --codec $exp/codec_nodistill/packed --cuts $tests --limit $limit \
-    --kbps 0.5 1.5 3 6 --opus --codec2 --s2t $teacher --results-md $results \
+    --kbps 0.5 1.5 3 6 --opus --codec2 --s2t $teacher --whisper "$whisper" --results-md $results \
     --title "Ablation: the same codec trained without distillation"
   python -m speechkit.bench.codec --codec $exp/codec_distill/packed --cuts $tests --limit $limit \
     --kbps --opus --codec2 --whisper "" --results-md $results \

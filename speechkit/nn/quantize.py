@@ -242,9 +242,12 @@ class ResidualVQ(nn.Module):
         return slice(i * width, (i + 1) * width)
 
     def _draw_n(self) -> int:
+        n = self.cfg.num_quantizers
         if random.random() < self.cfg.quantizer_dropout:
-            return random.randint(1, self.cfg.num_quantizers)
-        return self.cfg.num_quantizers
+            n = random.randint(1, self.cfg.num_quantizers)
+        # Every data-parallel replica must run the same stages (each all-reduces its counts).
+        device = self.quantizers[0].codebook.device
+        return int(_broadcast(torch.tensor([n], device=device))[0])
 
     def forward(self, z: Tensor, n_q: int | None = None, mask: Tensor | None = None) -> RVQOutput:
         """``z`` (B, D, T) -> :class:`RVQOutput`. ``n_q``: codebooks to use (default: all in

@@ -157,3 +157,40 @@ def test_config_rules():
         RVQConfig(dim=10, num_quantizers=4, masked_quantizers=3)
     with pytest.raises(ConfigError, match="decay"):
         RVQConfig(decay=1.0)
+
+
+def _ddp_worker(rank: int, port: int, results) -> None:
+    import os
+    import random
+
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        random.seed(rank)  # different quantiser-dropout draws: rank 0's must win
+        torch.manual_seed(rank)  # different data and restarts on each rank
+        q = rvq(quantizer_dropout=1.0, dead_code_threshold=2.0)
+        used = []
+        for _ in range(4):
+            used.append(q.train()(torch.randn(2, 8, 10) * (1 + rank)).codes.shape[1])
+        results[rank] = ([v.codebook.clone() for v in q.quantizers], used)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch without distributed")
+def test_data_parallel_replicas_keep_one_codebook():
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    results = mp.Manager().dict()
+    mp.spawn(_ddp_worker, args=(port, results), nprocs=2, join=True)
+    (books0, used0), (books1, used1) = results[0], results[1]
+    assert used0 == used1  # the same stages ran on both ranks
+    for a, b in zip(books0, books1):
+        assert torch.equal(a, b)

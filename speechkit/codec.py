@@ -131,20 +131,27 @@ class CodecModel:
             x = _resample(x, sr, self.sample_rate)
         return x
 
-    def encode(self, wave, sample_rate: int | None = None, kbps: float | None = None,
-               n_q: int | None = None) -> Tensor:  # fmt: skip
+    def encode(
+        self,
+        wave,
+        sample_rate: int | None = None,
+        kbps: float | None = None,
+        n_q: int | None = None,
+    ) -> Tensor:
         """Waves -> codes (B, n, ceil(S / hop)) int64 on the CPU (see the module docstring)."""
         n = self.n_quantizers(kbps, n_q)
         x = self.prepare(wave, sample_rate).to(self.device)
         hop = self.cfg.hop
         frames = max(1, -(-x.size(-1) // hop))
         x = torch.nn.functional.pad(x, (0, frames * hop - x.size(-1)))
-        codes = _chunked(lambda c: self.model.encode(c, n), x, hop, 1, self.chunk_frames,
-                         self.context_frames)  # fmt: skip
+        codes = _chunked(
+            lambda c: self.model.encode(c, n), x, hop, 1, self.chunk_frames, self.context_frames
+        )
         return codes.cpu()
 
-    def encode_file(self, path: str | Path, kbps: float | None = None, n_q: int | None = None
-                    ) -> Tensor:  # fmt: skip
+    def encode_file(
+        self, path: str | Path, kbps: float | None = None, n_q: int | None = None
+    ) -> Tensor:
         """An audio file (any format soundfile reads, any rate and channels) -> (1, n, T)."""
         import soundfile as sf
 
@@ -164,8 +171,9 @@ class CodecModel:
         if c.is_floating_point():
             raise ValueError(f"codes must be integers, got {c.dtype}")
         c = c.long().to(self.device)
-        wave = _chunked(self.model.decode, c, 1, self.cfg.hop, self.chunk_frames,
-                        self.context_frames)  # fmt: skip
+        wave = _chunked(
+            self.model.decode, c, 1, self.cfg.hop, self.chunk_frames, self.context_frames
+        )
         wave = wave.cpu()
         if sample_rate and sample_rate != self.sample_rate:
             wave = _resample(wave, self.sample_rate, sample_rate)
@@ -201,8 +209,14 @@ def _fold_weight_norm(model: Codec) -> Codec:
     return model
 
 
-def _chunked(fn: Callable[[Tensor], Tensor], x: Tensor, in_per_frame: int, out_per_frame: int,
-             chunk: int, context: int) -> Tensor:  # fmt: skip
+def _chunked(
+    fn: Callable[[Tensor], Tensor],
+    x: Tensor,
+    in_per_frame: int,
+    out_per_frame: int,
+    chunk: int,
+    context: int,
+) -> Tensor:
     """Applies a convolutional ``fn`` along the last axis of ``x`` in chunks of ``chunk``
     frames with ``context`` frames of overlap each side, keeping only each chunk's own output.
     ``x`` holds ``in_per_frame`` values per frame and ``fn`` gives ``out_per_frame``."""
@@ -239,8 +253,10 @@ def save(model: Codec, out_dir: str | Path, source: str = "") -> Path:
     (out / META_FILE).unlink(missing_ok=True)
     config = {"model_type": MODEL_TYPE, "model": to_dict(model.cfg)}
     atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
-    state = {k: v.detach().cpu().float() if v.is_floating_point() else v.detach().cpu()
-             for k, v in model.state_dict().items()}  # fmt: skip
+    state = {
+        k: v.detach().cpu().float() if v.is_floating_point() else v.detach().cpu()
+        for k, v in model.state_dict().items()
+    }
     atomic_write(out / MODEL_FILE, lambda f: torch.save(state, f))
     meta = {
         "speechkit_version": speechkit.__version__,

@@ -31,8 +31,11 @@ def speechlike(seconds: float, sr: int = 16000, seed: int = 0, noise: float = 0.
 @pytest.fixture(scope="module")
 def packed(tmp_path_factory):
     torch.manual_seed(0)
-    cfg = CodecConfig(channels=4, res_dilations=[1],
-                      rvq=RVQConfig(dim=16, num_quantizers=6, codebook_size=1024, kmeans_iters=2))  # fmt: skip
+    cfg = CodecConfig(
+        channels=4,
+        res_dilations=[1],
+        rvq=RVQConfig(dim=16, num_quantizers=6, codebook_size=1024, kmeans_iters=2),
+    )
     model = Codec(cfg).train()
     model(torch.from_numpy(np.stack([speechlike(1.0, seed=s) for s in range(4)])))  # k-means init
     return codec_api.save(model.eval(), tmp_path_factory.mktemp("codec") / "packed", "test")
@@ -57,9 +60,11 @@ def test_encode_decode_at_a_bitrate(codec):
 
 
 def test_silence_and_clipped_audio_code_without_trouble(codec):
-    for wave in (np.zeros(16000, np.float32),
-                 np.clip(speechlike(1.0) * 20, -1.0, 1.0),  # hard-clipped at full scale
-                 speechlike(1.0) * 5):  # beyond full scale: coded as it is  # fmt: skip
+    for wave in (
+        np.zeros(16000, np.float32),
+        np.clip(speechlike(1.0) * 20, -1.0, 1.0),  # hard-clipped at full scale
+        speechlike(1.0) * 5,
+    ):  # beyond full scale: coded as it is
         out = codec.decode(codec.encode(wave))
         assert out.shape == (1, 16000) and torch.isfinite(out).all()
 
@@ -118,8 +123,9 @@ def test_long_inputs_are_coded_in_chunks_as_in_one_pass(packed):
     assert chunked.chunk_frames == 10
     x = torch.from_numpy(wave)[None]
     z = whole.model.encoder(x[:, None])
-    z_chunks = codec_api._chunked(lambda a: whole.model.encoder(a[:, None]), x, HOP, 1, 10,
-                                  chunked.context_frames)  # fmt: skip
+    z_chunks = codec_api._chunked(
+        lambda a: whole.model.encoder(a[:, None]), x, HOP, 1, 10, chunked.context_frames
+    )
     assert torch.allclose(z_chunks, z, atol=1e-5)  # the same latent up to float rounding
     codes = whole.encode(wave)
     # (a code may flip where two codes of this untrained codebook are equally near)
@@ -134,8 +140,7 @@ def test_packed_files_are_checked_and_checkpoints_load(packed, tmp_path):
     state = {f"generator.{k}": v for k, v in weights.items()}
     state["discriminator.w"] = torch.zeros(1)
     ckpt = tmp_path / "model_avg.pt"
-    save_checkpoint({"model": state, "config": {"task": "codec", "model": to_dict(cfg)}},
-                    ckpt)  # fmt: skip
+    save_checkpoint({"model": state, "config": {"task": "codec", "model": to_dict(cfg)}}, ckpt)
     wave = speechlike(0.5)
     from_ckpt = codec_api.load(ckpt)
     assert torch.equal(from_ckpt.encode(wave), codec_api.load(packed).encode(wave))

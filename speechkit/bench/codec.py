@@ -113,8 +113,9 @@ def opus_system(kbps: float) -> System:
             src, enc, dst = (Path(tmp) / n for n in ("in.wav", "x.opus", "out.wav"))
             for w in waves:
                 sf.write(src, w, SR, subtype="PCM_16")
-                _tool_run(["opusenc", "--quiet", "--bitrate", f"{kbps:g}", "--speech", str(src),
-                           str(enc)])  # fmt: skip
+                _tool_run(
+                    ["opusenc", "--quiet", "--bitrate", f"{kbps:g}", "--speech", str(src), str(enc)]
+                )
                 _tool_run(["opusdec", "--quiet", "--rate", str(SR), str(enc), str(dst)])
                 out.append(sf.read(dst, dtype="float32")[0])
         return out
@@ -254,8 +255,12 @@ def s2t_recognizer(model: str) -> Callable[[list[np.ndarray]], list[str]]:
 # ---- the benchmark ---------------------------------------------------------------------
 
 
-def score(system_waves: list[np.ndarray], ref: testset.EvalSet, quality: Quality,
-          recognizers: dict[str, Callable]) -> Scores:  # fmt: skip
+def score(
+    system_waves: list[np.ndarray],
+    ref: testset.EvalSet,
+    quality: Quality,
+    recognizers: dict[str, Callable],
+) -> Scores:
     """Mean metrics of one system's output against the originals."""
     rows = [quality(r, align(r, d)) for r, d in zip(ref.waves, system_waves)]
     s = Scores(**{k: float(np.nanmean([row[k] for row in rows])) for k in rows[0]})
@@ -274,8 +279,15 @@ def spectrogram_png(path: Path, panels: list[tuple[str, np.ndarray]]) -> None:
     for ax, (title, wave) in zip(np.atleast_1d(axes), panels):
         mag = magnitude(torch.from_numpy(wave)[None], 512, 128)[0].numpy()
         db = 20 * np.log10(np.maximum(mag, 1e-5))
-        ax.imshow(db, origin="lower", aspect="auto", vmin=db.max() - 80, vmax=db.max(),
-                  extent=(0, len(wave) / SR, 0, SR / 2000), cmap="magma")  # fmt: skip
+        ax.imshow(
+            db,
+            origin="lower",
+            aspect="auto",
+            vmin=db.max() - 80,
+            vmax=db.max(),
+            extent=(0, len(wave) / SR, 0, SR / 2000),
+            cmap="magma",
+        )
         ax.set_title(title, fontsize=9)
         ax.set_ylabel("kHz")
     np.atleast_1d(axes)[-1].set_xlabel("seconds")
@@ -295,13 +307,28 @@ def _fmt(x: float, digits: int = 2) -> str:
 
 
 def table(results: list[tuple[System, Scores]], asr: list[str], have_spk: bool) -> list[str]:
-    head = ["system", "kbps", "PESQ-wb", "STOI", "SI-SDR dB", "mel dist", "spk sim",
-            *[f"WER {name} %" for name in asr]]  # fmt: skip
+    head = [
+        "system",
+        "kbps",
+        "PESQ-wb",
+        "STOI",
+        "SI-SDR dB",
+        "mel dist",
+        "spk sim",
+        *[f"WER {name} %" for name in asr],
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for system, s in results:
-        cells = [system.name, _fmt(system.kbps, 2), _fmt(s.pesq), _fmt(s.stoi), _fmt(s.sisdr, 1),
-                 _fmt(s.mel), _fmt(s.speaker) if have_spk else "n/a",
-                 *[_fmt(s.wer.get(name, float("nan")), 1) for name in asr]]  # fmt: skip
+        cells = [
+            system.name,
+            _fmt(system.kbps, 2),
+            _fmt(s.pesq),
+            _fmt(s.stoi),
+            _fmt(s.sisdr, 1),
+            _fmt(s.mel),
+            _fmt(s.speaker) if have_spk else "n/a",
+            *[_fmt(s.wer.get(name, float("nan")), 1) for name in asr],
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -315,8 +342,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opus", type=float, nargs="*", default=[6.0, 8.0], help="Opus kbps")
     p.add_argument("--codec2", type=int, nargs="*", default=[1600, 3200], help="Codec2 bit/s")
     p.add_argument("--whisper", default="whisper-tiny.en", help="zoo name or packed dir ('' = no)")
-    p.add_argument("--s2t", nargs="*", default=[], metavar="[LABEL=]MODEL",
-                   help="speechkit S2T models for more WER columns (log-mel or codec codes)")  # fmt: skip
+    p.add_argument(
+        "--s2t",
+        nargs="*",
+        default=[],
+        metavar="[LABEL=]MODEL",
+        help="speechkit S2T models for more WER columns (log-mel or codec codes)",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads (RTFx is per thread)")
     p.add_argument("--png", type=Path, help="spectrograms of the first utterance")
     p.add_argument("--results-md", type=Path, help="write the section into this markdown file")
@@ -377,12 +409,18 @@ def main(argv: list[str] | None = None) -> int:
         print(table(results[-1:], asr, quality.speaker is not None)[-1], flush=True)
 
     seconds = ref.seconds
-    speed = [f"{s.name}: encode RTFx {seconds / s.timing['encode_s']:.1f}, decode RTFx "
-             f"{seconds / s.timing['decode_s']:.1f}" for s in systems if s.timing]  # fmt: skip
+    speed = [
+        f"{s.name}: encode RTFx {seconds / s.timing['encode_s']:.1f}, decode RTFx "
+        f"{seconds / s.timing['decode_s']:.1f}"
+        for s in systems
+        if s.timing
+    ]
     params = count_parameters(codec.model)
-    size = (f"speechkit codec: {params / 1e6:.2f} M parameters ({params * 4 / 2**20:.1f} MiB "
-            f"float32), {codec.num_quantizers} codebooks of {codec.cfg.rvq.codebook_size}, "
-            f"{codec.cfg.frame_rate:g} frames/s")  # fmt: skip
+    size = (
+        f"speechkit codec: {params / 1e6:.2f} M parameters ({params * 4 / 2**20:.1f} MiB "
+        f"float32), {codec.num_quantizers} codebooks of {codec.cfg.rvq.codebook_size}, "
+        f"{codec.cfg.frame_rate:g} frames/s"
+    )
     lines = table(results, asr, quality.speaker is not None)
     if args.png:
         panels = [("original", ref.waves[0])]
@@ -390,14 +428,25 @@ def main(argv: list[str] | None = None) -> int:
         spectrogram_png(args.png, panels)
     print("\n".join(lines + speed + [size] + notes))
     if args.results_md:
-        section = [f"## {args.title}", "",
-                   f"{len(ref.waves)} English utterances ({seconds:.0f} s) of "
-                   f"{', '.join(str(c) for c in args.cuts)}; means per utterance; WER greedy. "
-                   f"Speed with {args.threads} CPU thread(s).", "", *lines, "",
-                   *[f"- {x}" for x in speed + [size] + notes],
-                   *([f"- spectrograms: ![spectrograms]({_rel(args.png, args.results_md)})"] if args.png else []),
-                   *provenance_lines(cited_command("codec", argv, args.cite_path)),
-                   *read_paths_line(args.cite_path), ""]  # fmt: skip
+        section = [
+            f"## {args.title}",
+            "",
+            f"{len(ref.waves)} English utterances ({seconds:.0f} s) of "
+            f"{', '.join(str(c) for c in args.cuts)}; means per utterance; WER greedy. "
+            f"Speed with {args.threads} CPU thread(s).",
+            "",
+            *lines,
+            "",
+            *[f"- {x}" for x in speed + [size] + notes],
+            *(
+                [f"- spectrograms: ![spectrograms]({_rel(args.png, args.results_md)})"]
+                if args.png
+                else []
+            ),
+            *provenance_lines(cited_command("codec", argv, args.cite_path)),
+            *read_paths_line(args.cite_path),
+            "",
+        ]
         update_markdown(args.results_md, args.title, "\n".join(section) + "\n")
     return 0
 

@@ -61,8 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def encode_cuts(codec: codec_api.CodecModel, cuts: CutSet, out: Path, n_q: int, model: str
-                ) -> CutSet:  # fmt: skip
+def encode_cuts(
+    codec: codec_api.CodecModel, cuts: CutSet, out: Path, n_q: int, model: str
+) -> CutSet:
     """Codes of every cut, stored under ``out/codes``; returns the cuts that carry them."""
     shift = codec.cfg.hop / codec.sample_rate
     done, skipped = [], 0
@@ -78,8 +79,11 @@ def encode_cuts(codec: codec_api.CodecModel, cuts: CutSet, out: Path, n_q: int, 
             array = writer.store_array(
                 cut.id, codes, frame_shift=shift, temporal_dim=1, start=cut.start
             )
-            custom = {**(cut.custom or {}), CODES_KEY: array,
-                      "codec": {"model": model, "n_q": n_q, "kbps": codec.bitrates()[n_q]}}  # fmt: skip
+            custom = {
+                **(cut.custom or {}),
+                CODES_KEY: array,
+                "codec": {"model": model, "n_q": n_q, "kbps": codec.bitrates()[n_q]},
+            }
             done.append(fastcopy(cut, custom=custom))
     if skipped:
         logger.warning("%d cuts skipped (unreadable audio)", skipped)
@@ -101,8 +105,9 @@ def decode_cuts(codec: codec_api.CodecModel, cuts: CutSet, out: Path) -> CutSet:
         sups = [fastcopy(s, recording_id=cut.id) for s in cut.supervisions]
         custom = {k: v for k, v in (cut.custom or {}).items() if k != CODES_KEY}
         duration = min(rec.duration, cut.duration)
-        done.append(MonoCut(cut.id, 0.0, duration, 0, recording=rec, supervisions=sups,
-                            custom=custom))  # fmt: skip
+        done.append(
+            MonoCut(cut.id, 0.0, duration, 0, recording=rec, supervisions=sups, custom=custom)
+        )
     return CutSet.from_cuts(done)
 
 

@@ -87,9 +87,14 @@ def build_wave_dataloader(
     """``(loader, sampler)``: ``batch_size`` cuts per batch, shuffled in training; the sampler
     is lhotse's checkpointable ``DynamicCutSampler``."""
     sampler = DynamicCutSampler(
-        cuts, max_cuts=cfg.batch_size, shuffle=train, seed=seed, world_size=world_size, rank=rank,
+        cuts,
+        max_cuts=cfg.batch_size,
+        shuffle=train,
+        seed=seed,
+        world_size=world_size,
+        rank=rank,
         drop_last=False,
-    )  # fmt: skip
+    )
     loader = DataLoader(
         WaveCropDataset(cfg, train),
         sampler=sampler,

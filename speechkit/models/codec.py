@@ -81,8 +81,14 @@ class CodecConfig:
         return min(n, self.rvq.num_quantizers)
 
 
-def _conv(c_in: int, c_out: int, kernel: int, stride: int = 1, dilation: int = 1,
-          padding: int | None = None) -> nn.Module:  # fmt: skip
+def _conv(
+    c_in: int,
+    c_out: int,
+    kernel: int,
+    stride: int = 1,
+    dilation: int = 1,
+    padding: int | None = None,
+) -> nn.Module:
     if padding is None:
         padding = dilation * (kernel - 1) // 2  # "same" length for odd kernels at stride 1
     return weight_norm(nn.Conv1d(c_in, c_out, kernel, stride, padding, dilation))
@@ -94,9 +100,11 @@ class ResidualUnit(nn.Module):
     def __init__(self, channels: int, dilation: int):
         super().__init__()
         self.block = nn.Sequential(
-            nn.ELU(), _conv(channels, channels // 2, 7, dilation=dilation),
-            nn.ELU(), _conv(channels // 2, channels, 1),
-        )  # fmt: skip
+            nn.ELU(),
+            _conv(channels, channels // 2, 7, dilation=dilation),
+            nn.ELU(),
+            _conv(channels // 2, channels, 1),
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.block(x)
@@ -131,7 +139,7 @@ class Decoder(nn.Module):
         for s in reversed(cfg.strides):
             up = nn.ConvTranspose1d(
                 c, c // 2, 2 * s, s, padding=(s + 1) // 2, output_padding=s % 2
-            )  # fmt: skip  (exactly T * s samples)
+            )  # exactly T * s samples
             layers += [nn.ELU(), weight_norm(up)]
             c //= 2
             layers += [ResidualUnit(c, d) for d in cfg.res_dilations]
@@ -175,8 +183,9 @@ class Codec(nn.Module):
         """(B,) valid samples -> (B,) valid frames (a frame counts if it holds any sample)."""
         return (lengths + self.cfg.hop - 1) // self.cfg.hop
 
-    def forward(self, wave: Tensor, lengths: Tensor | None = None, n_q: int | None = None
-                ) -> CodecOutput:  # fmt: skip
+    def forward(
+        self, wave: Tensor, lengths: Tensor | None = None, n_q: int | None = None
+    ) -> CodecOutput:
         """(B, S) waves, ``lengths`` (B,) valid samples -> :class:`CodecOutput`. ``n_q``: the
         codebooks to use (None: quantiser dropout in training, all in eval mode)."""
         x = self.pad(wave)

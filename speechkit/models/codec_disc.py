@@ -46,8 +46,7 @@ class STFTDiscriminator(nn.Module):
         c = channels
         layers = [nn.Conv2d(2, c, (3, 9), padding=(1, 4))]
         for d in dilations:  # dims are (time, frequency): dilate time, halve frequency
-            layers.append(nn.Conv2d(c, c, (3, 9), stride=(1, 2), dilation=(d, 1),
-                                    padding=(d, 4)))  # fmt: skip
+            layers.append(nn.Conv2d(c, c, (3, 9), stride=(1, 2), dilation=(d, 1), padding=(d, 4)))
         layers.append(nn.Conv2d(c, c, (3, 3), padding=(1, 1)))
         self.layers = nn.ModuleList(weight_norm(m) for m in layers)
         self.out = weight_norm(nn.Conv2d(c, 1, (3, 3), padding=(1, 1)))
@@ -56,7 +55,7 @@ class STFTDiscriminator(nn.Module):
     def forward(self, wave: Tensor) -> tuple[Tensor, list[Tensor]]:
         spec = torch.stft(
             wave.float(), self.n_fft, self.hop, window=self.window, center=True, return_complex=True
-        )  # fmt: skip  (B, F, T')
+        )  # B, F, T'
         x = torch.stack([spec.real, spec.imag], dim=1).transpose(2, 3)  # (B, 2, T', F)
         features = []
         for layer in self.layers:

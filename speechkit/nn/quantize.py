@@ -220,10 +220,11 @@ class ResidualVQ(nn.Module):
         k = cfg.masked_quantizers
         dims = [cfg.dim // max(k, 1)] * k + [cfg.dim] * (cfg.num_quantizers - k)
         self.quantizers = nn.ModuleList(
-            VectorQuantizer(d, cfg.codebook_size, cfg.decay, cfg.kmeans_iters,
-                            cfg.dead_code_threshold)
+            VectorQuantizer(
+                d, cfg.codebook_size, cfg.decay, cfg.kmeans_iters, cfg.dead_code_threshold
+            )
             for d in dims
-        )  # fmt: skip
+        )
 
     @property
     def num_quantizers(self) -> int:

@@ -47,8 +47,9 @@ def frame_mask(lengths: Tensor | None, frames: int, hop: int, batch: int, device
 class MultiResolutionSTFTLoss(nn.Module):
     """Spectral convergence + log-magnitude L1, averaged over ``resolutions`` of (n_fft, hop)."""
 
-    def __init__(self, resolutions: tuple[tuple[int, int], ...] = ((512, 128), (1024, 256),
-                                                                    (256, 64))):  # fmt: skip
+    def __init__(
+        self, resolutions: tuple[tuple[int, int], ...] = ((512, 128), (1024, 256), (256, 64))
+    ):
         super().__init__()
         self.resolutions = tuple(resolutions)
 
@@ -72,8 +73,12 @@ class MelLoss(nn.Module):
     (Slaney scale and normalisation).
     """
 
-    def __init__(self, sample_rate: int = 16000, windows: tuple[int, ...] = (256, 512, 1024),
-                 n_mels: int = 64):  # fmt: skip
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        windows: tuple[int, ...] = (256, 512, 1024),
+        n_mels: int = 64,
+    ):
         super().__init__()
         self.windows = tuple(windows)
         for n_fft in self.windows:

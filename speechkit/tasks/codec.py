@@ -85,8 +85,15 @@ class DistillConfig:
 
 
 def _gan_optim(lr: float) -> OptimConfig:
-    return OptimConfig(lr=lr, betas=(0.5, 0.9), eps=1e-8, weight_decay=0.0,
-                       scheduler="constant", warmup_steps=0, grad_clip=100.0)  # fmt: skip
+    return OptimConfig(
+        lr=lr,
+        betas=(0.5, 0.9),
+        eps=1e-8,
+        weight_decay=0.0,
+        scheduler="constant",
+        warmup_steps=0,
+        grad_clip=100.0,
+    )
 
 
 @dataclass
@@ -178,8 +185,9 @@ class Teacher:
         logp = self.model.ctc_log_probs(enc)  # (B, T', V)
 
         def resample(x: Tensor) -> Tensor:
-            return F.interpolate(x.transpose(1, 2), size=frames, mode="linear",
-                                 align_corners=False).transpose(1, 2)  # fmt: skip
+            return F.interpolate(
+                x.transpose(1, 2), size=frames, mode="linear", align_corners=False
+            ).transpose(1, 2)
 
         return resample(enc), resample(logp.exp())
 
@@ -265,7 +273,7 @@ class CodecTask(Task):
                 gen,
                 build_scheduler(gen, cfg.gen_optim, total_steps),
                 grad_clip=cfg.gen_optim.grad_clip,
-            ),  # fmt: skip
+            ),
             OptimizerSpec(
                 "disc",
                 disc,
@@ -273,7 +281,7 @@ class CodecTask(Task):
                 grad_clip=cfg.disc_optim.grad_clip,
                 every=cfg.disc_every,
                 start_step=cfg.disc_start,
-            ),  # fmt: skip
+            ),
         ]
 
     def training_step(self, model: nn.Module, batch: dict, optimizer: str) -> dict[str, Tensor]:
@@ -336,7 +344,7 @@ class CodecTask(Task):
                 text_logits.float().log_softmax(-1),
                 posteriors.float().clamp(min=1e-8),
                 reduction="none",
-            ).sum(-1)  # fmt: skip  (B, T)
+            ).sum(-1)  # B, T
             stats["distill_text"] = masked_mean(kl, out.frame_mask)
         return stats
 

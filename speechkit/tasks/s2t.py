@@ -150,10 +150,10 @@ class S2TTask(Task):
         return expand_tasks(cuts, self.cfg.data.asr_languages, self.cfg.data.st_directions)
 
     def build_dataloader(self, cuts, train, seed, rank=0, world_size=1):
+        frontend = codec_front_end(self.cfg.data.features, self.cfg.model)
         return build_dataloader(
-            cuts, self.tokenizer, self.cfg.data, train, seed=seed, world_size=world_size,
-            rank=rank, frontend=codec_front_end(self.cfg.data.features, self.cfg.model),
-        )  # fmt: skip
+            cuts, self.tokenizer, self.cfg.data, train, seed, world_size, rank, frontend
+        )
 
     def total_steps(self, cuts: CutSet, world_size: int) -> int:
         return estimate_total_steps(cuts, self.cfg, world_size)

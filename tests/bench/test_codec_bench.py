@@ -28,9 +28,15 @@ def voiced(seconds: float = 2.0, seed: int = 0) -> np.ndarray:
     t = np.arange(int(seconds * SR)) / SR
     f0 = 130 + 25 * np.sin(2 * math.pi * 0.8 * t)
     phase = 2 * math.pi * np.cumsum(f0) / SR
-    x = sum(np.sin(k * phase) * (np.exp(-((k * 130 - 700) / 300) ** 2)
-                                 + 0.5 * np.exp(-((k * 130 - 1800) / 400) ** 2) + 0.05)
-            for k in range(1, 40))  # fmt: skip
+    x = sum(
+        np.sin(k * phase)
+        * (
+            np.exp(-(((k * 130 - 700) / 300) ** 2))
+            + 0.5 * np.exp(-(((k * 130 - 1800) / 400) ** 2))
+            + 0.05
+        )
+        for k in range(1, 40)
+    )
     env = 0.5 + 0.5 * np.sin(2 * math.pi * 4 * t) ** 2
     x = x * env + 0.001 * rng.standard_normal(len(t))
     return (0.3 * x / np.abs(x).max()).astype(np.float32)
@@ -64,8 +70,10 @@ def test_quality_metrics_order_clean_above_noisy():
         assert same["speaker"] > 0.99 and bad["speaker"] < same["speaker"]
 
 
-@pytest.mark.skipif(not (shutil.which("opusenc") and shutil.which("c2enc")),
-                    reason="optional comparison: opus-tools / codec2 not installed")  # fmt: skip
+@pytest.mark.skipif(
+    not (shutil.which("opusenc") and shutil.which("c2enc")),
+    reason="optional comparison: opus-tools / codec2 not installed",
+)
 def test_reference_codecs_degrade_with_the_bitrate():
     ref = voiced()
     q = bench.Quality()
@@ -79,8 +87,11 @@ def test_reference_codecs_degrade_with_the_bitrate():
 
 def test_end_to_end_into_results_md(tmp_path):
     torch.manual_seed(0)
-    cfg = CodecConfig(channels=4, res_dilations=[1],
-                      rvq=RVQConfig(dim=16, num_quantizers=12, codebook_size=1024, kmeans_iters=2))  # fmt: skip
+    cfg = CodecConfig(
+        channels=4,
+        res_dilations=[1],
+        rvq=RVQConfig(dim=16, num_quantizers=12, codebook_size=1024, kmeans_iters=2),
+    )
     model = Codec(cfg).train()
     model(torch.from_numpy(np.stack([voiced(1.0, s) for s in range(3)])))  # codebook init
     packed = codec_api.save(model.eval(), tmp_path / "codec")
@@ -89,14 +100,31 @@ def test_end_to_end_into_results_md(tmp_path):
         path = tmp_path / f"u{i}.flac"
         sf.write(path, voiced(1.5, seed=i), SR)
         cut = Recording.from_file(path, recording_id=f"u{i}").to_cut()
-        cut.supervisions = [SupervisionSegment(f"u{i}", f"u{i}", 0, cut.duration, text="a",
-                                               language="eng")]  # fmt: skip
+        cut.supervisions = [
+            SupervisionSegment(f"u{i}", f"u{i}", 0, cut.duration, text="a", language="eng")
+        ]
         cuts.append(cut)
     CutSet.from_cuts(cuts).to_file(tmp_path / "cuts.jsonl.gz")
     md, png = tmp_path / "RESULTS.md", tmp_path / "spec.png"
-    argv = ["--codec", str(packed), "--cuts", str(tmp_path / "cuts.jsonl.gz"), "--whisper", "",
-            "--kbps", "1.5", "6", "--opus", "--codec2", "--png", str(png),
-            "--results-md", str(md), "--title", "Codec test"]  # fmt: skip
+    argv = [
+        "--codec",
+        str(packed),
+        "--cuts",
+        str(tmp_path / "cuts.jsonl.gz"),
+        "--whisper",
+        "",
+        "--kbps",
+        "1.5",
+        "6",
+        "--opus",
+        "--codec2",
+        "--png",
+        str(png),
+        "--results-md",
+        str(md),
+        "--title",
+        "Codec test",
+    ]
     assert bench.main(argv) == 0
     text = md.read_text()
     assert "## Codec test" in text and "| speechkit codec 1.5 kbps |" in text

@@ -69,8 +69,9 @@ def test_receptive_field_bounds_what_reaches_a_frame(codec):
 
 
 def test_discriminator_gives_logits_and_features_per_window():
-    disc = MultiScaleSTFTDiscriminator(STFTDiscConfig(windows=[512, 256], channels=4,
-                                                      dilations=[1, 2]))  # fmt: skip
+    disc = MultiScaleSTFTDiscriminator(
+        STFTDiscConfig(windows=[512, 256], channels=4, dilations=[1, 2])
+    )
     logits, feats = disc(torch.randn(3, 8000))
     assert len(logits) == 2 and len(feats) == 2
     assert all(lg.shape[:2] == (3, 1) for lg in logits)

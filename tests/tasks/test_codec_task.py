@@ -49,26 +49,50 @@ def setup(tmp_path_factory):
         path = root / f"tone{i}.flac"
         sf.write(path, (0.3 * np.sin(2 * math.pi * (150 + 50 * i) * t)).astype(np.float32), 16000)
         cut = Recording.from_file(path, recording_id=f"r{i}").to_cut()
-        cut.supervisions = [SupervisionSegment(f"s{i}", f"r{i}", 0.0, cut.duration,
-                                               text="hello", language="eng")]  # fmt: skip
+        cut.supervisions = [
+            SupervisionSegment(f"s{i}", f"r{i}", 0.0, cut.duration, text="hello", language="eng")
+        ]
         cuts.append(cut)
     CutSet.from_cuts(cuts).to_file(root / "cuts.jsonl.gz")
     (root / "codec.yaml").write_text(YAML)
-    tok = SentencePieceTokenizer.train(["hello world", "good morning"] * 5, None,
-                                       TokenizerConfig(vocab_size=20), ["eng"], ["asr"])  # fmt: skip
-    cfg = S2TConfig(n_mels=16, vocab_size=tok.vocab_size, d_model=32, n_heads=2,
-                    encoder_type="transformer", encoder_layers=1, encoder_ffn=48,
-                    cgmlp_units=48, decoder_layers=1, decoder_ffn=48, max_target_positions=32)  # fmt: skip
+    tok = SentencePieceTokenizer.train(
+        ["hello world", "good morning"] * 5, None, TokenizerConfig(vocab_size=20), ["eng"], ["asr"]
+    )
+    cfg = S2TConfig(
+        n_mels=16,
+        vocab_size=tok.vocab_size,
+        d_model=32,
+        n_heads=2,
+        encoder_type="transformer",
+        encoder_layers=1,
+        encoder_ffn=48,
+        cgmlp_units=48,
+        decoder_layers=1,
+        decoder_ffn=48,
+        max_target_positions=32,
+    )
     torch.manual_seed(0)
-    save_pretrained(build_model(cfg).eval(), tok, FeatureConfig(n_mels=16), root / "teacher",
-                    model_cfg=cfg)  # fmt: skip
+    save_pretrained(
+        build_model(cfg).eval(), tok, FeatureConfig(n_mels=16), root / "teacher", model_cfg=cfg
+    )
     return root
 
 
 def train(setup, out, *overrides: str) -> int:
     cuts = str(setup / "cuts.jsonl.gz")
-    argv = ["--config", str(setup / "codec.yaml"), "--train-cuts", cuts, "--dev-cuts", cuts,
-            "--out", str(out), "--set", f"distill.teacher={setup / 'teacher'}", *overrides]  # fmt: skip
+    argv = [
+        "--config",
+        str(setup / "codec.yaml"),
+        "--train-cuts",
+        cuts,
+        "--dev-cuts",
+        cuts,
+        "--out",
+        str(out),
+        "--set",
+        f"distill.teacher={setup / 'teacher'}",
+        *overrides,
+    ]
     return train_main(argv)
 
 
@@ -82,8 +106,16 @@ def test_codec_trains_with_distillation_and_packs(setup):
     assert train(setup, out) == 0
     rows = log_rows(out / "train_log.csv")
     assert len(rows) == 4
-    for column in ("gen_loss", "gen_stft", "gen_mel", "gen_commit", "gen_distill",
-                   "gen_distill_text", "disc_loss", "disc_real_score"):  # fmt: skip
+    for column in (
+        "gen_loss",
+        "gen_stft",
+        "gen_mel",
+        "gen_commit",
+        "gen_distill",
+        "gen_distill_text",
+        "disc_loss",
+        "disc_real_score",
+    ):
         assert column in rows[0], column
     # the discriminator starts at update 1; the generator's adversarial loss after its first step
     assert rows[0]["disc_loss"] == "" and rows[1]["disc_loss"] != ""
@@ -148,12 +180,24 @@ def test_an_s2t_model_trains_on_codec_codes(setup):
     torch.manual_seed(0)
     packed = codec_api.save(Codec(codec_cfg), setup / "codes_codec")
     (setup / "s2t_codes.yaml").write_text(S2T_CODES_YAML)
-    SentencePieceTokenizer.train(["hello"] * 10, setup / "codes_tok", TokenizerConfig(vocab_size=20),
-                                 ["eng"], ["asr"])  # fmt: skip
+    SentencePieceTokenizer.train(
+        ["hello"] * 10, setup / "codes_tok", TokenizerConfig(vocab_size=20), ["eng"], ["asr"]
+    )
     cuts, out = str(setup / "cuts.jsonl.gz"), setup / "exp_codes"
-    argv = ["--config", str(setup / "s2t_codes.yaml"), "--train-cuts", cuts, "--dev-cuts", cuts,
-            "--tokenizer", str(setup / "codes_tok"), "--out", str(out),
-            "--set", f"data.features.codec={packed}"]  # fmt: skip
+    argv = [
+        "--config",
+        str(setup / "s2t_codes.yaml"),
+        "--train-cuts",
+        cuts,
+        "--dev-cuts",
+        cuts,
+        "--tokenizer",
+        str(setup / "codes_tok"),
+        "--out",
+        str(out),
+        "--set",
+        f"data.features.codec={packed}",
+    ]
     assert train_main(argv) == 0
     rows = log_rows(out / "train_log.csv")
     assert len(rows) == 2 and float(rows[-1]["loss"]) > 0

@@ -4,9 +4,9 @@
         [--kbps 1.5 3 6] [--opus 6 8] [--codec2 1600 3200] [--s2t exp/s2t/model_avg.pt] \\
         [--whisper whisper-tiny.en] [--limit 40] [--png exp/spec.png] [--results-md RESULTS.md]
 
-(or ``python -m speechkit.bench.codec ...``). The English cuts of the manifests (the first
-``--limit``) are coded by each system, and each resynthesised utterance is compared with the
-original:
+(or ``python -m speechkit.bench.codec ...``). English cuts of the manifests (``--limit`` in all,
+the first of each manifest in equal shares) are coded by each system, and each resynthesised
+utterance is compared with the original:
 
 * PESQ (wideband, ITU-T P.862.2; ``pesq``), STOI (``pystoi``), SI-SDR (dB), mel distance (mean L1
   of log mel spectrograms, ``speechkit.nn.spectral_loss.MelLoss``), speaker similarity (cosine
@@ -255,6 +255,17 @@ def s2t_recognizer(model: str) -> Callable[[list[np.ndarray]], list[str]]:
 # ---- the benchmark ---------------------------------------------------------------------
 
 
+def english_set(manifests: list[Path], limit: int) -> testset.EvalSet:
+    """The first ``ceil(limit / len(manifests))`` English cuts of each manifest, at most
+    ``limit`` in all (so every test set is represented)."""
+    per = -(-limit // len(manifests))
+    sets = [testset.from_cuts(m, "eng", limit=per) for m in manifests]
+    ids = [i for s in sets for i in s.ids][:limit]
+    waves = [w for s in sets for w in s.waves][:limit]
+    refs = [r for s in sets for r in s.refs][:limit]
+    return testset.EvalSet("asr eng", "transcribe", "eng", ids, waves, refs)
+
+
 def score(
     system_waves: list[np.ndarray],
     ref: testset.EvalSet,
@@ -337,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="speechkit bench codec", description=__doc__.split("\n")[0])
     p.add_argument("--codec", required=True, help="packed codec directory or checkpoint")
     p.add_argument("--cuts", required=True, nargs="+", type=Path, help="lhotse cut manifest(s)")
-    p.add_argument("--limit", type=int, default=40, help="English utterances (first N)")
+    p.add_argument("--limit", type=int, default=40, help="English utterances (split over --cuts)")
     p.add_argument("--kbps", type=float, nargs="*", default=[1.5, 3.0, 6.0])
     p.add_argument("--opus", type=float, nargs="*", default=[6.0, 8.0], help="Opus kbps")
     p.add_argument("--codec2", type=int, nargs="*", default=[1600, 3200], help="Codec2 bit/s")
@@ -365,20 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     from speechkit.models import count_parameters
 
     codec = codec_api.load(args.codec)
-    sets = [testset.from_cuts(c, "eng", limit=args.limit) for c in args.cuts]
-    ref = testset.EvalSet(
-        "asr eng",
-        "transcribe",
-        "eng",
-        [i for s in sets for i in s.ids],
-        [w for s in sets for w in s.waves],
-        [r for s in sets for r in s.refs],
-    )
-    ref.ids, ref.waves, ref.refs = (
-        ref.ids[: args.limit],
-        ref.waves[: args.limit],
-        ref.refs[: args.limit],
-    )
+    ref = english_set(args.cuts, args.limit)
 
     systems = [codec_system(codec, k) for k in args.kbps]
     notes = []

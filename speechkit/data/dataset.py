@@ -166,6 +166,11 @@ class S2TDataset(Dataset):
         self.train = train
         # ``frontend``: (wave (B, S), wave_lens (B,)) -> (feats (B, T, F), feat_lens (B,));
         # default the configured log-mel (Whisper's 30 s window: ``WhisperFrontEnd``).
+        if frontend is None and cfg.features.kind == "codec":
+            raise ValueError(
+                "features kind 'codec' needs its front end (speechkit.codec.CodecFrontEnd), "
+                "which the s2t task builds"
+            )
         self.logmel = frontend if frontend is not None else LogMel(cfg.features)
         self.specaug = SpecAugment(cfg.specaug) if train and cfg.specaug.enabled else None
         self.skipped: Counter = Counter()

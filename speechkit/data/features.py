@@ -15,6 +15,11 @@ Two flavours, selected by ``FeatureConfig.kind``:
   mel filters (librosa, 0 Hz to Nyquist), natural ``log(max(x, 1e-10))``. No normalisation here
   (``normalize: none``): ESPnet's global MVN lives in the model (``S2TConfig.global_mvn``).
 
+* ``codec``: not log-mel but the codes of a trained speech codec (``codec``: its packed
+  directory; ``codec_codebooks``: how many of its codebooks), computed by
+  ``speechkit.codec.CodecFrontEnd``, which the ``s2t`` task passes to the dataset: frames of
+  ``hop_length`` = the codec's hop (320 samples, 20 ms), values are code ids as float32.
+
 Framing: centred STFT with reflect padding, so a wave of S samples gives ``S // hop + 1`` frames
 (``fbank``) or ``S // hop`` frames (``whisper``, which drops the last one). Each utterance is
 transformed on its own valid samples, so padding never leaks into the features.
@@ -46,13 +51,15 @@ _WHISPER_HOP = 160  # samples per frame at 16 kHz
 class FeatureConfig:
     """Feature extraction settings; units are samples (n_fft, hop_length) and Hz."""
 
-    kind: Literal["fbank", "whisper", "espnet"] = "fbank"
+    kind: Literal["fbank", "whisper", "espnet", "codec"] = "fbank"
     n_mels: int = 80
     sample_rate: int = 16000
     n_fft: int = 400
     hop_length: int = 160
     normalize: Literal["utterance", "none"] = "utterance"
     win_length: int = 0  # analysis window in samples, centred in n_fft; 0 = n_fft
+    codec: str = ""  # kind codec: packed codec directory (a path, often given with --set)
+    codec_codebooks: int = 0  # kind codec: codebooks used (e.g. 1 = the first alone)
 
     def __post_init__(self) -> None:
         if self.n_mels <= 0 or self.n_fft <= 0 or self.hop_length <= 0:
@@ -61,6 +68,8 @@ class FeatureConfig:
             raise ConfigError(
                 f"features: win_length must lie in [0, n_fft={self.n_fft}], got {self.win_length}"
             )
+        if self.kind == "codec" and self.codec_codebooks < 1:
+            raise ConfigError("features: kind 'codec' needs codec_codebooks >= 1")
         if self.kind == "whisper":
             if self.n_mels not in (80, 128):
                 raise ConfigError(

@@ -32,7 +32,7 @@ from speechkit.nn.ebranchformer import EBranchformerLayer
 from speechkit.nn.embedding import SinusoidalPositionalEncoding, sinusoidal_positions
 from speechkit.nn.masks import causal_mask, lengths_to_mask
 from speechkit.nn.mvn import GlobalMVN
-from speechkit.nn.subsampling import Conv2dSubsampling4
+from speechkit.nn.subsampling import CodeEmbedding2, Conv2dSubsampling4
 from speechkit.nn.transformer import TransformerDecoderLayer, TransformerEncoderLayer
 
 logger = logging.getLogger(__name__)
@@ -72,6 +72,10 @@ class S2TConfig:
     ReLU; E-Branchformer FFNs are always Swish); ``decoder_positions`` ``sinusoidal`` scales the
     token embedding by sqrt(d_model) and adds fixed sinusoidal positions (ESPnet) instead of
     learned ones (Whisper); ``layer_norm_eps`` of every LayerNorm (ESPnet: 1e-12).
+
+    Speech codec input (``codec_codebooks > 0``): the encoder reads codec codes (B, T, Q) at
+    20 ms frames (``speechkit.codec.CodecFrontEnd``) through ``CodeEmbedding2`` instead of
+    log-mel frames; ``n_mels`` is then unused.
     """
 
     n_mels: int = 80
@@ -101,9 +105,15 @@ class S2TConfig:
     ffn_activation: Literal["gelu", "relu", "swish"] = "gelu"
     decoder_positions: Literal["learned", "sinusoidal"] = "learned"
     layer_norm_eps: float = 1e-5
+    codec_codebooks: int = 0
+    codec_codebook_size: int = 1024
 
     def __post_init__(self) -> None:
         self._check_sizes()
+        if self.codec_codebooks < 0 or (self.codec_codebooks and self.global_mvn):
+            raise ConfigError(
+                "model.codec_codebooks must be >= 0, and codec input has no global_mvn"
+            )
         for name in ("dropout", "attention_dropout", "label_smoothing"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
@@ -121,7 +131,7 @@ class S2TConfig:
             raise ConfigError(
                 f"model.vocab_size must be >= 0 (0 = from tokenizer), got {self.vocab_size}"
             )
-        if self.n_mels < 7:
+        if self.n_mels < 7 and not self.codec_codebooks:
             raise ConfigError(
                 f"model.n_mels must be >= 7 for 4x conv subsampling, got {self.n_mels}"
             )
@@ -180,14 +190,20 @@ OWSM_V31_PRESETS: dict[str, dict] = {
 
 
 class Encoder(nn.Module):
-    """(B, T, n_mels) log-mel frames + lengths -> (B, T', D) + lengths (T' ~ T / 4)."""
+    """(B, T, n_mels) log-mel frames + lengths -> (B, T', D) + lengths (T' ~ T / 4); or codec
+    codes (B, T, Q) at 20 ms -> T' ~ T / 2 (``codec_codebooks``)."""
 
     def __init__(self, cfg: S2TConfig):
         super().__init__()
         self.mvn = GlobalMVN(cfg.n_mels) if cfg.global_mvn else None
-        self.subsample = Conv2dSubsampling4(
-            cfg.n_mels, cfg.d_model, cfg.subsampling_channels, cfg.subsampling_activation
-        )
+        if cfg.codec_codebooks:
+            self.subsample = CodeEmbedding2(
+                cfg.codec_codebooks, cfg.codec_codebook_size, cfg.d_model
+            )
+        else:
+            self.subsample = Conv2dSubsampling4(
+                cfg.n_mels, cfg.d_model, cfg.subsampling_channels, cfg.subsampling_activation
+            )
         self.subsample_norm = nn.LayerNorm(cfg.d_model) if cfg.subsampling_norm else nn.Identity()
         self.positions = SinusoidalPositionalEncoding(
             cfg.d_model, cfg.dropout, scale=cfg.scale_input
@@ -206,7 +222,7 @@ class Encoder(nn.Module):
         if self.mvn is not None:
             feats = self.mvn(feats, feat_lens)
         x = self.positions(self.subsample_norm(self.subsample(feats)))
-        lens = Conv2dSubsampling4.output_lengths(feat_lens)
+        lens = self.subsample.output_lengths(feat_lens)
         pad_mask = lengths_to_mask(lens, x.size(1))  # (B, T') True = valid
         for layer in self.layers:
             x = layer(x, pad_mask, lens)

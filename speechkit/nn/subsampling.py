@@ -10,13 +10,18 @@ Output length for ``T`` input frames (exact, see :meth:`Conv2dSubsampling4.outpu
 
 Every output frame ``t`` sees input frames ``4t .. 4t + 6`` only, so frames past an utterance's
 valid length never leak into its valid outputs.
+
+``CodeEmbedding2`` is the front end of an S2T model that reads speech codec codes instead of
+log-mel frames: one embedding table per codebook, summed, then a stride-2 convolution from the
+codec's 20 ms frames to the encoder's 40 ms.
 """
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
-__all__ = ["Conv2dSubsampling4"]
+__all__ = ["CodeEmbedding2", "Conv2dSubsampling4"]
 
 MIN_FRAMES = 7  # shortest input that yields one output frame
 
@@ -55,3 +60,29 @@ class Conv2dSubsampling4(nn.Module):
         h = self.conv(x.unsqueeze(1))  # (B, C, T', F')
         b, c, t, f = h.shape
         return self.out(h.transpose(1, 2).reshape(b, t, c * f))
+
+
+class CodeEmbedding2(nn.Module):
+    """Codec codes (B, T, Q) (integer values in any dtype; padding rows are ignored by the
+    lengths) -> (B, T', D) with T' = (T + 1) // 2: the sum of one embedding per codebook, then
+    a kernel-3 stride-2 convolution."""
+
+    def __init__(self, num_codebooks: int, codebook_size: int, d_model: int):
+        super().__init__()
+        self.codebook_size = codebook_size
+        self.embed = nn.ModuleList(
+            nn.Embedding(codebook_size, d_model) for _ in range(num_codebooks)
+        )
+        self.conv = nn.Conv1d(d_model, d_model, kernel_size=3, stride=2, padding=1)
+
+    @staticmethod
+    def output_lengths(lengths: Tensor) -> Tensor:
+        """Valid output frames for ``lengths`` (B,) valid code frames."""
+        return (lengths + 1) // 2
+
+    def forward(self, codes: Tensor) -> Tensor:
+        if codes.size(-1) != len(self.embed):
+            raise ValueError(f"expected {len(self.embed)} codebooks, got {codes.size(-1)}")
+        c = codes.long().clamp(0, self.codebook_size - 1)  # (B, T, Q)
+        x = torch.stack([e(c[..., i]) for i, e in enumerate(self.embed)]).sum(0)  # (B, T, D)
+        return self.conv(x.transpose(1, 2)).transpose(1, 2)

@@ -94,6 +94,32 @@ def estimate_total_steps(cuts: CutSet, cfg: ExperimentConfig, world_size: int = 
     return max(1, batches * cfg.trainer.max_epochs // (accum * world_size))
 
 
+def codec_front_end(features, model_cfg) -> nn.Module | None:
+    """For ``features.kind: codec`` (an S2T model over speech codec codes): the frozen codec
+    that computes them (``speechkit.codec.CodecFrontEnd``); None for log-mel features."""
+    if features.kind != "codec":
+        return None
+    if not features.codec:
+        raise ConfigError(
+            "data.features.kind 'codec' needs data.features.codec (a packed codec directory): "
+            "--set data.features.codec=exp/codec/packed"
+        )
+    from speechkit import codec as codec_api  # only for codec features
+
+    codec = codec_api.load(features.codec)
+    if codec.cfg.hop != features.hop_length or codec.sample_rate != features.sample_rate:
+        raise ConfigError(
+            f"data.features: hop_length {features.hop_length} / sample_rate "
+            f"{features.sample_rate} must be the codec's ({codec.cfg.hop} / {codec.sample_rate})"
+        )
+    if codec.cfg.rvq.codebook_size != model_cfg.codec_codebook_size:
+        raise ConfigError(
+            f"model.codec_codebook_size ({model_cfg.codec_codebook_size}) must be the codec's "
+            f"({codec.cfg.rvq.codebook_size})"
+        )
+    return codec_api.CodecFrontEnd(codec, features.codec_codebooks)
+
+
 @register_task
 class S2TTask(Task):
     """Speech-to-text with an ``S2TModel`` (see the module docstring)."""
@@ -125,8 +151,9 @@ class S2TTask(Task):
         return expand_tasks(cuts, self.cfg.data.asr_languages, self.cfg.data.st_directions)
 
     def build_dataloader(self, cuts, train, seed, rank=0, world_size=1):
+        frontend = codec_front_end(self.cfg.data.features, self.cfg.model)
         return build_dataloader(
-            cuts, self.tokenizer, self.cfg.data, train, seed=seed, world_size=world_size, rank=rank
+            cuts, self.tokenizer, self.cfg.data, train, seed, world_size, rank, frontend
         )
 
     def total_steps(self, cuts: CutSet, world_size: int) -> int:

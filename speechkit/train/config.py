@@ -137,6 +137,14 @@ class ExperimentConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
     def __post_init__(self) -> None:
+        feats = self.data.features
+        codes = feats.codec_codebooks if feats.kind == "codec" else 0
+        if codes != self.model.codec_codebooks:
+            raise ConfigError(
+                f"model.codec_codebooks ({self.model.codec_codebooks}) must equal "
+                f"data.features.codec_codebooks ({codes}) with data.features.kind 'codec' (0 "
+                "for log-mel): the model reads the codes the front end computes"
+            )
         n_mels_feat = self.data.features.n_mels
         if n_mels_feat != self.model.n_mels:
             raise ConfigError(

@@ -42,3 +42,20 @@ def test_padding_does_not_change_valid_frames():
 def test_too_few_mels_rejected():
     with pytest.raises(ValueError, match="n_mels"):
         Conv2dSubsampling4(n_mels=5, d_model=8)
+
+
+def test_code_embedding_sums_codebooks_and_halves_the_frame_rate():
+    from speechkit.nn.subsampling import CodeEmbedding2
+
+    torch.manual_seed(0)
+    emb = CodeEmbedding2(num_codebooks=2, codebook_size=8, d_model=6)
+    codes = torch.randint(0, 8, (3, 9, 2)).float()  # ids travel as float in the feats slot
+    out = emb(codes)
+    assert out.shape == (3, 5, 6)
+    assert emb.output_lengths(torch.tensor([9, 4, 1])).tolist() == [5, 2, 1]
+    # the second codebook's ids change the output: both tables are used
+    other = codes.clone()
+    other[..., 1] = (other[..., 1] + 1) % 8
+    assert not torch.allclose(emb(other), out)
+    with pytest.raises(ValueError, match="expected 2 codebooks"):
+        emb(codes[..., :1])

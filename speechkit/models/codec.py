@@ -1,0 +1,221 @@
+"""A neural speech codec: convolutional encoder, residual vector quantiser, convolutional decoder.
+
+The SoundStream / EnCodec layout at speech size: 16 kHz waves, strides (2, 4, 5, 8) give one
+latent frame per 320 samples (50 Hz); the latent (``rvq.dim`` channels) is quantised by
+``speechkit.nn.quantize.ResidualVQ``; the decoder mirrors the encoder with transposed
+convolutions. With 1024-code codebooks a frame costs 10 bits per codebook: 3 codebooks are
+1.5 kbps, 6 are 3 kbps, 12 are 6 kbps (``bitrate``).
+
+    cfg = CodecConfig()
+    codec = Codec(cfg)
+    codes = codec.encode(wave)                 # (B, S) -> (B, Q, ceil(S / 320)) int64
+    wave_hat = codec.decode(codes)             # (B, Q', T) -> (B, T * 320), any Q' <= Q
+    out = codec(wave, lengths)                 # training: CodecOutput (wave, codes, losses)
+
+The adversarial discriminator is ``speechkit.models.codec_disc``; the losses and the semantic
+distillation of the first codebook are the ``codec`` task's (``speechkit/tasks/codec.py``).
+Waves are float32 in [-1, 1] (B, S); inputs are zero-padded on the right to whole frames.
+Weight normalisation on every convolution, as in the anchors, keeps adversarial training stable.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import weight_norm
+
+from speechkit.config import ConfigError
+from speechkit.nn.quantize import ResidualVQ, RVQConfig
+
+__all__ = ["Codec", "CodecConfig", "CodecOutput"]
+
+
+@dataclass
+class CodecConfig:
+    """Shapes of the codec.
+
+    sample_rate: Hz of the waves it codes. channels: width of the first convolution (doubled
+    after each downsampling). strides: downsampling factors (their product is the hop, in
+    samples per frame). res_dilations: dilations of the residual units before each
+    downsampling. kernel: width of the first and last convolutions. rvq: the quantiser
+    (``rvq.dim`` is the latent width).
+    """
+
+    sample_rate: int = 16000
+    channels: int = 16
+    strides: list[int] = field(default_factory=lambda: [2, 4, 5, 8])
+    res_dilations: list[int] = field(default_factory=lambda: [1, 3])
+    kernel: int = 7
+    rvq: RVQConfig = field(default_factory=RVQConfig)
+
+    def __post_init__(self) -> None:
+        if self.channels < 1 or not self.strides or min(self.strides) < 1:
+            raise ConfigError("model: channels >= 1 and non-empty strides >= 1 needed")
+        if self.kernel % 2 != 1:
+            raise ConfigError(f"model.kernel must be odd (symmetric padding), got {self.kernel}")
+
+    @property
+    def hop(self) -> int:
+        """Samples per latent frame."""
+        return math.prod(self.strides)
+
+    @property
+    def frame_rate(self) -> float:
+        """Latent frames per second."""
+        return self.sample_rate / self.hop
+
+    def bitrate(self, n_q: int) -> float:
+        """Bits per second of ``n_q`` codebooks."""
+        return n_q * math.log2(self.rvq.codebook_size) * self.frame_rate
+
+    def quantizers_for(self, kbps: float) -> int:
+        """Codebooks that fit ``kbps`` (at least one, at most all); e.g. 6 kbps -> 12."""
+        per_q = self.bitrate(1) / 1000
+        n = int(math.floor(kbps / per_q + 1e-6))
+        if n < 1:
+            raise ValueError(f"{kbps} kbps is below one codebook ({per_q:g} kbps)")
+        return min(n, self.rvq.num_quantizers)
+
+
+def _conv(
+    c_in: int,
+    c_out: int,
+    kernel: int,
+    stride: int = 1,
+    dilation: int = 1,
+    padding: int | None = None,
+) -> nn.Module:
+    if padding is None:
+        padding = dilation * (kernel - 1) // 2  # "same" length for odd kernels at stride 1
+    return weight_norm(nn.Conv1d(c_in, c_out, kernel, stride, padding, dilation))
+
+
+class ResidualUnit(nn.Module):
+    """x + conv1x1(ELU(conv_k,dilated(ELU(x)))): (B, C, S) -> (B, C, S)."""
+
+    def __init__(self, channels: int, dilation: int):
+        super().__init__()
+        self.block = nn.Sequential(
+            nn.ELU(),
+            _conv(channels, channels // 2, 7, dilation=dilation),
+            nn.ELU(),
+            _conv(channels // 2, channels, 1),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.block(x)
+
+
+class Encoder(nn.Module):
+    """(B, 1, S) -> (B, D, S / hop); S must be a multiple of the hop."""
+
+    def __init__(self, cfg: CodecConfig):
+        super().__init__()
+        c = cfg.channels
+        layers: list[nn.Module] = [_conv(1, c, cfg.kernel)]
+        for s in cfg.strides:
+            layers += [ResidualUnit(c, d) for d in cfg.res_dilations]
+            # kernel 2s, padding ceil(s/2): exactly S / s output frames for every s
+            layers += [nn.ELU(), _conv(c, 2 * c, 2 * s, stride=s, padding=(s + 1) // 2)]
+            c *= 2
+        layers += [nn.ELU(), _conv(c, cfg.rvq.dim, 3)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class Decoder(nn.Module):
+    """(B, D, T) -> (B, 1, T * hop), the mirror of the encoder."""
+
+    def __init__(self, cfg: CodecConfig):
+        super().__init__()
+        c = cfg.channels * 2 ** len(cfg.strides)
+        layers: list[nn.Module] = [_conv(cfg.rvq.dim, c, cfg.kernel)]
+        for s in reversed(cfg.strides):
+            up = nn.ConvTranspose1d(
+                c, c // 2, 2 * s, s, padding=(s + 1) // 2, output_padding=s % 2
+            )  # exactly T * s samples
+            layers += [nn.ELU(), weight_norm(up)]
+            c //= 2
+            layers += [ResidualUnit(c, d) for d in cfg.res_dilations]
+        layers += [nn.ELU(), _conv(c, 1, cfg.kernel)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z)
+
+
+@dataclass
+class CodecOutput:
+    """One training forward: ``wave`` (B, S') the reconstruction (S' = S padded to whole
+    frames), ``codes`` (B, n, T), ``commit_loss`` scalar, ``first`` (B, D, T) the first
+    codebook's latent (straight-through), ``frame_mask`` (B, T) valid frames."""
+
+    wave: Tensor
+    codes: Tensor
+    commit_loss: Tensor
+    first: Tensor
+    frame_mask: Tensor
+
+
+class Codec(nn.Module):
+    """Encoder + RVQ + decoder (see the module docstring)."""
+
+    def __init__(self, cfg: CodecConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(cfg)
+        self.quantizer = ResidualVQ(cfg.rvq)
+        self.decoder = Decoder(cfg)
+
+    def pad(self, wave: Tensor) -> Tensor:
+        """(B, S) -> (B, ceil(S / hop) * hop), zero-padded on the right (at least one frame)."""
+        hop = self.cfg.hop
+        frames = max(1, -(-wave.size(-1) // hop))
+        return F.pad(wave, (0, frames * hop - wave.size(-1)))
+
+    def frames(self, lengths: Tensor) -> Tensor:
+        """(B,) valid samples -> (B,) valid frames (a frame counts if it holds any sample)."""
+        return (lengths + self.cfg.hop - 1) // self.cfg.hop
+
+    def forward(
+        self, wave: Tensor, lengths: Tensor | None = None, n_q: int | None = None
+    ) -> CodecOutput:
+        """(B, S) waves, ``lengths`` (B,) valid samples -> :class:`CodecOutput`. ``n_q``: the
+        codebooks to use (None: quantiser dropout in training, all in eval mode)."""
+        x = self.pad(wave)
+        z = self.encoder(x[:, None])  # (B, D, T)
+        t = z.size(-1)
+        if lengths is None:
+            mask = torch.ones(z.size(0), t, dtype=torch.bool, device=z.device)
+        else:
+            mask = torch.arange(t, device=z.device)[None] < self.frames(lengths)[:, None]
+        q = self.quantizer(z, n_q, mask)
+        return CodecOutput(self.decoder(q.quantized)[:, 0], q.codes, q.commit_loss, q.first, mask)
+
+    @torch.no_grad()
+    def encode(self, wave: Tensor, n_q: int | None = None) -> Tensor:
+        """(B, S) -> codes (B, n_q, ceil(S / hop)) int64 (all codebooks by default)."""
+        z = self.encoder(self.pad(wave)[:, None])
+        return self.quantizer.encode(z, n_q)
+
+    @torch.no_grad()
+    def decode(self, codes: Tensor) -> Tensor:
+        """Codes (B, n, T) -> (B, T * hop) wave; fewer codebooks = a lower bitrate."""
+        return self.decoder(self.quantizer.decode(codes))[:, 0]
+
+    def receptive_field(self) -> int:
+        """Samples of input on each side that can reach one latent frame (an upper bound),
+        the context a chunked encoder must keep around each chunk."""
+        cfg = self.cfg
+        span, scale = (cfg.kernel - 1) // 2, 1
+        for s in cfg.strides:
+            span += scale * sum(d * 3 for d in cfg.res_dilations)  # kernel 7: 3 taps a side
+            span += scale * s
+            scale *= s
+        return span + scale  # the final kernel-3 convolution

@@ -47,13 +47,13 @@ from torch.nn.utils import parametrize
 import speechkit
 from speechkit.checkpoint import atomic_write, atomic_write_text, load_checkpoint
 from speechkit.config import from_dict, to_dict
+from speechkit.integrity import sha256_file
 from speechkit.models.codec import Codec, CodecConfig
 from speechkit.pretrained import (
     CONFIG_FILE,
     META_FILE,
     MODEL_FILE,
     PackedModelError,
-    _sha256,
     _verify,
 )
 
@@ -261,7 +261,7 @@ def save(model: Codec, out_dir: str | Path, source: str = "") -> Path:
     meta = {
         "speechkit_version": speechkit.__version__,
         "source": source,
-        "sha256": {name: _sha256(out / name) for name in CODEC_FILES},
+        "sha256": {name: sha256_file(out / name) for name in CODEC_FILES},
     }
     atomic_write_text(out / META_FILE, json.dumps(meta, indent=2) + "\n")
     logger.info("packed codec written to %s", out)

@@ -23,7 +23,7 @@ seed=0
 data=data/phrasebook
 exp=exp
 teacher_config=../../../conf/codec/teacher_s2t_eng.yaml
-teacher=$exp/s2t_teacher/model_avg.pt   # the S2T teacher: trained in stage 2, or any s2t model
+teacher=""         # the S2T teacher (default: $exp/s2t_teacher/model_avg.pt, trained in stage 2), or any s2t model
 codec_config=../../../conf/codec/phrasebook_cpu.yaml
 codes_config=../../../conf/codec/s2t_codes_cpu.yaml   # S2T over codec codes (first codebook)
 kbps=6             # bitrate of the coded test sets of stage 5
@@ -36,6 +36,7 @@ codes_args=""      # ... for the two codes-to-text S2T trainings
 whisper=whisper-tiny.en   # the benchmark's Whisper (zoo name or packed dir; "" = none)
 
 . "$SPEECHKIT_ROOT/tools/parse_options.sh" "$@"
+teacher=${teacher:-$exp/s2t_teacher/model_avg.pt}  # (after the options: --exp moves it)
 
 log() { echo "[$(date '+%H:%M:%S')] (run.sh) $*"; }
 tests="$data/cuts_test_seen.jsonl.gz $data/cuts_test_novel.jsonl.gz"

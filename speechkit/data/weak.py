@@ -215,8 +215,10 @@ def cut_texts(cuts: Iterable) -> Iterable[tuple[str, str]]:
 class WeakChecks:
     """What makes a weak transcript unusable.
 
-    max_words_per_second: more words than this per second of audio is absurd for speech
-        (conversational English is about 2.5-3; reading aloud fast about 4).
+    max_words_per_second, slack_words: more than ``max_words_per_second * seconds +
+        slack_words`` words is absurd for speech (conversational English is about 2.5-3 words
+        a second, reading aloud fast about 4); the slack spares short clips of short words, and
+        what is caught is a recogniser looping or hallucinating, not fast speech.
     vocabularies: ``{language: words}`` (:func:`language_vocabularies`); a transcript whose
         words are covered better, by ``language_margin`` or more, by another language's
         vocabulary than by its cut's is in the wrong language. None: no language check.
@@ -224,6 +226,7 @@ class WeakChecks:
     """
 
     max_words_per_second: float = 6.0
+    slack_words: int = 2
     vocabularies: dict[str, set[str]] | None = None
     language_margin: float = 0.25
     min_language_words: int = 2
@@ -242,7 +245,7 @@ def weak_problem(cut, checks: WeakChecks) -> str | None:
     words = _words(sup.custom[WEAK_TEXT])
     if not words:
         return "empty"
-    if len(words) > checks.max_words_per_second * max(cut.duration, 1e-3):
+    if len(words) > checks.max_words_per_second * cut.duration + checks.slack_words:
         return "too_long"
     vocab = checks.vocabularies
     if vocab and sup.language in vocab and len(words) >= checks.min_language_words:

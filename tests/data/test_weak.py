@@ -91,8 +91,8 @@ def _checks():
         ("eng", "where is the station", 2.0, None),
         ("eng", "", 2.0, "empty"),
         ("eng", " ... ?! ", 2.0, "empty"),  # punctuation only: no words
-        ("eng", " ".join(["station"] * 11), 2.0, "too_long"),  # 11 words in 2 s > 5/s
-        ("eng", " ".join(["station"] * 9), 2.0, None),
+        ("eng", " ".join(["station"] * 13), 2.0, "too_long"),  # 13 words > 5/s * 2 s + 2
+        ("eng", " ".join(["station"] * 12), 2.0, None),
         ("eng", "wo ist der bahnhof", 2.0, "wrong_language"),
         ("deu", "where is the station", 2.0, "wrong_language"),
         ("deu", "wo ist the station", 2.0, None),  # half German: not clearly another language

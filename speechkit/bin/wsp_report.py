@@ -13,8 +13,9 @@ mean, followed by each seed's figure. Each condition's weak WER is read from the
 ``<c>_ctc``: the kept part, from the filter reports in SPLITS).
 
 Plots (matplotlib, ``pip install -e .[plot]``): ``wsp_wer_vs_gold.png`` (English WER against the
-gold budget, one line per arm, real weak transcripts) and ``wsp_wer_vs_weak_wer.png`` (English
-WER against the weak transcripts' WER at each budget, one line per arm).
+gold budget, one line per arm, the first condition's weak transcripts) and
+``wsp_wer_vs_weak_wer.png`` (English WER against the English weak transcripts' WER, one line per
+arm and budget).
 """
 
 from __future__ import annotations
@@ -78,13 +79,13 @@ def run_scores(run: Run, tests: list[Path], hard_ids: set[str]) -> dict[str, flo
     return out or None
 
 
-def weak_wer(weak_dir: Path, cond: str) -> float | None:
-    """The pooled WER of a condition's weak transcripts (after the bad-transcript checks), from
-    the report beside its manifest; None without one."""
+def weak_wer(weak_dir: Path, cond: str, lang: str = "eng") -> float | None:
+    """The WER in ``lang`` (``all``: pooled) of a condition's weak transcripts after the
+    bad-transcript checks, from the report beside its manifest; None without one."""
     path = weak_dir / f"{cond}.json"
     if not path.is_file():
         return None
-    return json.loads(path.read_text())["wer_kept"]["weak_text"].get("all", {}).get("rate")
+    return json.loads(path.read_text())["wer_kept"]["weak_text"].get(lang, {}).get("rate")
 
 
 def filter_summary(splits: Path, budget: str, cond: str, arm: str) -> str:
@@ -126,11 +127,9 @@ def markdown(grid: Grid, table: dict, weak_dir: Path) -> list[str]:
     """One table per weak condition: a row per (budget, arm)."""
     lines = []
     for cond in grid.conditions:
-        w = weak_wer(weak_dir, cond)
-        lines += [
-            f"### Weak transcripts: {cond}" + (f" (weak WER {w:.1f} %)" if w is not None else ""),
-            "",
-        ]
+        w, w_all = weak_wer(weak_dir, cond), weak_wer(weak_dir, cond, "all")
+        rates = f" (weak WER: English {w:.1f} %, all {w_all:.1f} %)" if w and w_all else ""
+        lines += [f"### Weak transcripts: {cond}{rates}", ""]
         lines += ["| gold % | arm | " + " | ".join(HEADER) + " | eng WER vs gold | note |"]
         lines += ["|---" * (len(HEADER) + 4) + "|"]
         for budget in grid.budgets:
@@ -197,7 +196,7 @@ def plot(grid: Grid, table: dict, weak_dir: Path, out_dir: Path) -> list[Path]:
             pts = sorted((x, y) for x, y in pts if x is not None and y is not None)
             if pts:
                 ax.plot(*zip(*pts), marker="o", label=f"{arm}, {budget} % gold")
-    ax.set(xlabel="weak transcripts' WER (%)", ylabel="English test WER (%)",
+    ax.set(xlabel="English weak transcripts' WER (%)", ylabel="English test WER (%)",
            title="WER against the weak transcripts' WER")  # fmt: skip
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

@@ -40,7 +40,7 @@ def exp(tmp_path):
         wsp, "t1", "st_eng-deu", {"a": ("eins zwei drei vier fünf", "eins zwei drei vier fünf")}
     )
     (tmp_path / "weak").mkdir()
-    rates = {"weak_text": {"all": {"rate": 31.5}}}
+    rates = {"weak_text": {"all": {"rate": 40.5}, "eng": {"rate": 31.5}}}
     (tmp_path / "weak" / "real.json").write_text(json.dumps({"wer_kept": rates}))
     return tmp_path
 
@@ -52,7 +52,7 @@ def test_table_pools_test_sets_and_reports_the_gain_over_gold(exp):
             "--weak-dir", str(exp / "weak"), "--results-md", str(md), "--command", "./run.sh"]  # fmt: skip
     assert wsp_report.main(argv) == 0
     text = md.read_text()
-    assert "### Weak transcripts: real (weak WER 31.5 %)" in text
+    assert "### Weak transcripts: real (weak WER: English 31.5 %, all 40.5 %)" in text
     gold_row = next(ln for ln in text.splitlines() if ln.startswith("| 10 | gold |"))
     wsp_row = next(ln for ln in text.splitlines() if ln.startswith("| 10 | wsp |"))
     assert gold_row.split(" | ")[2] == "40.0"  # 6 errors / 15 words, both test sets

@@ -39,7 +39,16 @@ def recipe(tmp_path_factory):
     cmd += ["--results", str(tmp / "RESULTS.md"), "--hours", "0.03", "--seed_steps", "2"]
     # A two-update seed recogniser says little: its weak transcripts may all be dropped, so the
     # arms train on synthetic ones.
-    cmd += ["--syn_wers", "30", "--conditions", "syn30", "--arms", "gold,wsp_ctc"]
+    cmd += [
+        "--syn_wers",
+        "30",
+        "--conditions",
+        "syn30",
+        "--arms",
+        "gold,wsp_ctc",
+        "--whisper",
+        "false",
+    ]
     cmd += ["--budgets", "25", "--steps", "3", "--pretrain_steps", "2", "--train_args", TINY]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]

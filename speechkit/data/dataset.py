@@ -49,6 +49,8 @@ from speechkit.data.segments import split_supervisions
 from speechkit.data.shar import SharCuts
 from speechkit.data.specaug import SpecAugConfig, SpecAugment
 from speechkit.data.tasks import cut_tasks, parse_direction, target_text
+from speechkit.data.weak import WEAK_TEXT, has_weak
+from speechkit.data.weak import transcript as transcript_of
 from speechkit.text.sentencepiece import SentencePieceTokenizer
 
 __all__ = [
@@ -98,6 +100,11 @@ class DataConfig:
         not given. ``[]`` (default) or ``[1.0]``: off. Cuts are perturbed before the sampler
         (``perturb.py``), so batches keep to ``max_duration`` in perturbed seconds; a cut's
         factor depends on the seed, the epoch and its id.
+    text_field: ``text`` trains on the gold transcripts. ``weak_text``: a cut whose supervision
+        carries a weak transcript (``custom["weak_text"]``, see ``weak.py``) trains on it, as its
+        decoder transcript and CTC target, and trains no translation (weakly transcribed speech
+        has none: its gold translations would be gold supervision); a cut without one is a gold
+        cut and trains as under ``text``. One manifest can so mix gold and weak cuts.
     """
 
     features: FeatureConfig = dataclasses.field(default_factory=FeatureConfig)
@@ -114,6 +121,7 @@ class DataConfig:
     num_workers: int = 0
     multitask: Literal["shared", "expand"] = "shared"
     speed_perturb: list[float] = dataclasses.field(default_factory=list)
+    text_field: Literal["text", "weak_text"] = "text"
 
     def __post_init__(self) -> None:
         if any(not 0.5 <= f <= 2.0 for f in self.speed_perturb):
@@ -194,16 +202,17 @@ class S2TDataset(Dataset):
                 "cuts first (speechkit.data.segments.split_supervisions)",
             )
             return None
-        transcript = (sup.text or "").strip()
+        weak = self.cfg.text_field == WEAK_TEXT and has_weak(sup)
+        transcript = transcript_of(sup, self.cfg.text_field).strip()
         if not transcript:
-            self._skip(cut.id, "empty_text", "empty transcript")
+            self._skip(cut.id, "empty_weak_text" if weak else "empty_text", "empty transcript")
             return None
         ctc = tok.encode(transcript)
         if len(ctc) > self.cfg.max_target_tokens:
             limit = self.cfg.max_target_tokens
             self._skip(cut.id, "too_long", f"{len(ctc)} pieces > max_target_tokens={limit}")
             return None
-        targets = self._targets(cut)
+        targets = self._targets(cut, transcript, weak)
         if not targets:
             return None
         try:
@@ -217,7 +226,7 @@ class S2TDataset(Dataset):
             cut_id=cut.id,
             wave=torch.from_numpy(wave),
             targets=targets,
-            prompts=self._prompts(cut, targets, ctc),
+            prompts=self._prompts(cut, targets, ctc, weak),
             ctc=ctc,
             speaker=sup.speaker or "",
             language=sup.language,
@@ -225,16 +234,22 @@ class S2TDataset(Dataset):
             snr_db=float("nan") if snr is None else float(snr),
         )
 
-    def _targets(self, cut) -> list[tuple[str, list[int]]]:
-        """``(task, ids)`` for the cut's task, or every task of a plain cut; bad ones skipped."""
+    def _targets(self, cut, transcript: str, weak: bool) -> list[tuple[str, list[int]]]:
+        """``(task, ids)`` for the cut's task, or every task of a plain cut; bad ones skipped.
+        A weakly transcribed cut (``weak``) has its transcript only."""
         tok, lang = self.tokenizer, cut.supervisions[0].language
         task = (cut.custom or {}).get("task")
         tasks = [task] if task else cut_tasks(cut, self.cfg.asr_languages, self.cfg.st_directions)
+        if weak and task and task != "asr":  # a task-expanded translation of a weak cut
+            self._skip(cut.id, "weak_no_translation", f"{task}: weakly transcribed speech")
+            return []
+        if weak:
+            tasks = [t for t in tasks if t == "asr"]
         if not tasks:
             self._skip(cut.id, "unknown_lang_task", f"no configured task for language {lang!r}")
         targets = []
         for task in tasks:
-            text = target_text(cut, task).strip()
+            text = transcript if task == "asr" else target_text(cut, task).strip()
             if not text:
                 self._skip(cut.id, "empty_text", f"empty {task} text")
                 continue
@@ -251,13 +266,15 @@ class S2TDataset(Dataset):
             targets.append((task, sot + pieces + [tok.eos_id]))
         return targets
 
-    def _prompts(self, cut, targets, transcript: list[int]) -> list[list[int]]:
+    def _prompts(self, cut, targets, transcript: list[int], weak: bool) -> list[list[int]]:
         """One prompt per target (training only): the transcript for translations with
         probability ``st_source_prompt``, else, with probability ``prompt_prob`` (one draw per
-        cut), the preceding segment's text in the target's language."""
+        cut), the preceding segment's text in the target's language. A weakly transcribed cut
+        gets no previous-text prompt: the previous text recorded is gold."""
         if not self.train:
             return [[] for _ in targets]
         previous = self.cfg.prompt_prob > 0.0 and float(torch.rand(())) < self.cfg.prompt_prob
+        previous = previous and not weak
         source = [self.tokenizer.sop_id] + transcript[-self.cfg.max_prompt_tokens :]
         prompts = []
         for task, _ in targets:

@@ -364,3 +364,70 @@ def test_data_config_validation():
         from_dict(DataConfig, {"speed_perturb": [0.9, 3.0]})
     cfg = from_dict(DataConfig, {"features": {"n_mels": 128}, "sampler": {"max_duration": 50}})
     assert cfg.features.n_mels == 128 and len(cfg.st_directions) == 6
+
+
+def _weak(cut, text):
+    """The cut with a weak transcript attached (speechkit/data/weak.py's field)."""
+    sup = dataclasses.replace(
+        cut.supervisions[0],
+        custom={**cut.supervisions[0].custom, "weak_text": text, "weak_source": "test"},
+    )
+    return dataclasses.replace(cut, supervisions=[sup])
+
+
+def _decoded_targets(tok, batch):
+    out = []
+    for row in range(batch["ys_in"].shape[0]):
+        n = int((batch["ys_out"][row] != IGNORE_ID).sum())
+        out.append((batch["tasks"][row], tok.decode(batch["ys_out"][row, 3 : n - 1].tolist())))
+    return out
+
+
+def test_weak_text_field_trains_weak_cuts_on_their_weak_transcript_only(tok, tmp_path):
+    weak_text = "the small dog sleeps"
+    weak = _weak(_make_cut(tmp_path, "w", "eng", TEXTS["eng"]), weak_text)
+    gold = _make_cut(tmp_path, "g", "eng", TEXTS["eng"], seconds=0.6)
+    cuts = CutSet.from_cuts([weak, gold])
+    batch = S2TDataset(tok, _cfg(text_field="weak_text"), train=True)[cuts]
+    rows = dict(zip(batch["cut_ids"], range(2)))
+    targets = _decoded_targets(tok, batch)
+    by_cut = [
+        (batch["cut_ids"][batch["target_utt"][i]], task, text)
+        for i, (task, text) in enumerate(targets)
+    ]
+    # The weak cut: its weak transcript, and no translation (weak speech has none).
+    assert [(t, x) for c, t, x in by_cut if c == "w"] == [("asr", weak_text)]
+    # The gold cut of the same manifest trains as usual: gold transcript and translation.
+    assert [(t, x) for c, t, x in by_cut if c == "g"] == [
+        ("asr", TEXTS["eng"]),
+        ("st_deu", TEXTS["deu"]),
+    ]
+    n = int(batch["ctc_target_lens"][rows["w"]])
+    assert tok.decode(batch["ctc_targets"][rows["w"], :n].tolist()) == weak_text
+
+
+def test_gold_text_field_ignores_weak_transcripts(tok, tmp_path):
+    cut = _weak(_make_cut(tmp_path, "w", "eng", TEXTS["eng"]), "the small dog sleeps")
+    batch = S2TDataset(tok, _cfg(), train=False)[CutSet.from_cuts([cut])]
+    assert _decoded_targets(tok, batch) == [("asr", TEXTS["eng"]), ("st_deu", TEXTS["deu"])]
+
+
+def test_an_empty_weak_transcript_is_skipped_and_counted(tok, tmp_path, caplog):
+    cut = _weak(_make_cut(tmp_path, "w", "eng", TEXTS["eng"]), "  ")
+    ds = S2TDataset(tok, _cfg(text_field="weak_text"), train=True)
+    assert ds[CutSet.from_cuts([cut])] is None
+    assert ds.skipped == {"empty_weak_text": 1}
+    assert "w" in caplog.text
+
+
+def test_expanded_translation_of_a_weak_cut_is_skipped(tok, tmp_path):
+    cut = _weak(_make_cut(tmp_path, "w", "eng", TEXTS["eng"]), "the small dog")
+    expanded = expand_tasks(CutSet.from_cuts([cut]), ["eng"], ["eng-deu"])
+    ds = S2TDataset(tok, _cfg(text_field="weak_text", multitask="expand"), train=True)
+    batch = ds[expanded]
+    assert batch["cut_ids"] == ["w__asr"] and ds.skipped == {"weak_no_translation": 1}
+
+
+def test_text_field_is_checked():
+    with pytest.raises(ConfigError, match="text_field"):
+        from_dict(DataConfig, {"text_field": "captions"}, source="test")

@@ -1,0 +1,66 @@
+"""Tests for speechkit/bin/wsp_arms.py: every arm gets the same updates; the train commands."""
+
+from pathlib import Path
+
+import pytest
+
+from speechkit.bin import wsp_arms
+from speechkit.bin.wsp_arms import Grid, plan
+
+
+def _grid(**kw):
+    base = dict(splits=Path("s"), exp=Path("e"), budgets=["2", "10"], conditions=["real", "syn25"],
+                arms=["gold", "mix", "wsp", "wsp_ctc", "allgold"], seeds=[0, 1], steps=600,
+                pretrain_steps=400)  # fmt: skip
+    return Grid(**{**base, **kw})
+
+
+def test_every_arm_has_the_same_number_of_updates():
+    runs = plan(_grid())
+    assert {r.updates for r in runs} == {600}
+    wsp = next(r for r in runs if r.arm == "wsp_ctc")
+    pre, ft = wsp.steps
+    assert (pre.steps, pre.text_field, pre.init) == (400, "weak_text", None)
+    assert pre.train_cuts == [Path("s/gold2/weak_real_ctc.jsonl.gz")]
+    assert (ft.steps, ft.text_field, ft.init) == (200, "text", pre.out / "model_avg.pt")
+    assert ft.train_cuts == [Path("s/gold2/gold.jsonl.gz")] and wsp.model == ft.out / "model_avg.pt"
+    mix = next(r for r in runs if r.arm == "mix")
+    assert mix.steps[0].train_cuts == [
+        Path("s/gold2/gold.jsonl.gz"),
+        Path("s/gold2/weak_real.jsonl.gz"),
+    ]
+    assert mix.steps[0].text_field == "weak_text"
+
+
+def test_arms_without_a_condition_are_planned_once():
+    runs = plan(_grid())
+    dirs = [r.dir for r in runs]
+    assert len(dirs) == len(set(dirs))
+    # gold: per budget and seed; allgold: per seed; the others per budget, condition and seed.
+    assert sum(r.arm == "gold" for r in runs) == 4 and sum(r.arm == "allgold" for r in runs) == 2
+    assert sum(r.arm == "wsp" for r in runs) == 8
+
+
+@pytest.mark.parametrize("kw", [{"pretrain_steps": 600}, {"pretrain_steps": 0}, {"arms": ["nope"]}])
+def test_bad_grids_are_refused(kw):
+    with pytest.raises(ValueError):
+        _grid(**kw)
+
+
+def test_dry_run_prints_reproducible_train_commands(capsys):
+    argv = ["train", "--config", "c.yaml", "--tokenizer", "tok", "--splits", "s", "--exp", "e",
+            "--dev-cuts", "dev.jsonl.gz", "--budgets", "10", "--arms", "wsp", "--steps", "60",
+            "--pretrain-steps", "40", "--set", "trainer.num_threads=1",
+            "--finetune-set", "optim.lr=0.001", "--dry-run"]  # fmt: skip
+    assert wsp_arms.main(argv) == 0
+    pre, ft = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("+ ")]
+    assert "--train-cuts s/gold10/weak_real.jsonl.gz" in pre and "--tokenizer tok" in pre
+    assert "trainer.max_steps=40 data.text_field=weak_text trainer.seed=0" in pre
+    assert "trainer.num_threads=1" in pre and "optim.lr=0.001" not in pre
+    assert "--init e/gold10/real/wsp/s0/pre/model_avg.pt" in ft and "--tokenizer" not in ft
+    assert "trainer.max_steps=20 data.text_field=text" in ft and ft.endswith("optim.lr=0.001")
+
+
+def test_decode_needs_test_cuts():
+    with pytest.raises(SystemExit):
+        wsp_arms.main(["decode", "--splits", "s", "--exp", "e", "--budgets", "10"])

@@ -69,12 +69,9 @@ def run_scores(run: Run, tests: list[Path], hard_ids: set[str]) -> dict[str, flo
         out["eng_hard"] = wer(refs, hyps).rate
     for key, outputs in (("x_en", ["deu-eng", "spa-eng", "fra-eng"]),
                          ("en_x", ["eng-deu", "eng-spa", "eng-fra"])):  # fmt: skip
-        scores = [
-            bleu(*_pairs(run, tests, f"st_{o}")).cased
-            for o in outputs
-            if _pairs(run, tests, f"st_{o}")[0]
-        ]
-        if scores:
+        pairs = [_pairs(run, tests, f"st_{o}") for o in outputs]
+        scores = [bleu(refs, hyps).cased for refs, hyps in pairs if refs]
+        if scores:  # the mean BLEU of the directions decoded
             out[key] = statistics.mean(scores)
     return out or None
 

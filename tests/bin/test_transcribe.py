@@ -1,5 +1,5 @@
 """``speechkit transcribe`` end to end on real Whisper tiny.en: files, a Kaldi wav.scp with a
-pipe command (through ``cat``: the tests need no sox), a lhotse manifest, bad inputs (reported
+pipe command (through ``cat``: the tests need no external audio tool), a lhotse manifest, bad inputs (reported
 by name, the rest still decoded, exit 1), pipes that must not run, and the txt/json/srt
 outputs."""
 

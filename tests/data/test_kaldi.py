@@ -117,7 +117,7 @@ def test_round_trip_through_cli(data_dir, tmp_path):
 
 def test_text_prev_and_whole_recordings(tmp_path):
     """Plain Kaldi dir: no segments, no prefix (language from the caller), a pipe through
-    ``cat`` (always installed: the tests need no sox)."""
+    ``cat`` (always installed: no external audio tool)."""
     audio = tmp_path / "audio"
     audio.mkdir()
     d = tmp_path / "plain"

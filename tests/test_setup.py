@@ -57,7 +57,9 @@ sys.meta_path.insert(0, Refuse())
 for module in sys.argv[2].split(","):
     importlib.import_module(module)
 dists = metadata.packages_distributions()
-top = {m.split(".")[0] for m in sys.modules}
+# a standard-library module counts as the standard library even where a backport distribution
+# of the same name is installed (Resemblyzer pulls the old ``typing`` backport)
+top = {m.split(".")[0] for m in sys.modules} - set(sys.stdlib_module_names)
 print(json.dumps({
     "tried": tried,
     "file": sys.modules["speechkit"].__file__,

@@ -32,7 +32,7 @@ from torch import Tensor
 
 from speechkit.checkpoint import atomic_write
 
-__all__ = ["CONTEXT_KINDS", "ContextStore", "context_path", "write_context_store"]
+__all__ = ["CONTEXT_KINDS", "STORED_KINDS", "ContextStore", "context_path", "write_context_store"]
 
 CONTEXT_KINDS = ("speaker", "event", "language")
 STORED_KINDS = ("speaker", "event")

@@ -46,3 +46,11 @@ def test_sentence_embeddings_keep_paraphrases_close():
     assert torch.allclose(v.norm(dim=1), torch.ones(3), atol=1e-4)
     assert float(v[0] @ v[1]) > float(v[0] @ v[2]) + 0.1
     assert torch.equal(enc(["the beeping"])[0], v[0])  # cached
+
+
+def test_batched_dvectors_equal_one_at_a_time(speaker):
+    waves = [_voice(100, 1.2), _voice(200, 3.1), _voice(150, 2.0)]
+    batched = speaker.embed_batch(waves)
+    assert batched.shape == (3, 256)
+    for w, b in zip(waves, batched, strict=True):
+        assert torch.allclose(speaker(w), b, atol=1e-5)

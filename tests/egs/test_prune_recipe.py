@@ -35,7 +35,9 @@ def recipe_run(tmp_path_factory):
            "--tokenizer", str(tmp / "tokenizer"), "--results", str(tmp / "RESULTS.md"),
            "--hours", "0.02", "--beam", "2", "--tagger_args", TINY_TAGGER,
            "--train_args", TINY_BASE]  # fmt: skip
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)  # a loaded 2-core machine
+    proc = subprocess.run(
+        cmd, env=env, capture_output=True, text=True, timeout=1800
+    )  # a loaded 2-core machine
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return tmp
 

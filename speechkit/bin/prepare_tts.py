@@ -39,7 +39,9 @@ logger = logging.getLogger("speechkit.prepare_tts")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--train", nargs="+", required=True, help="training cut manifests")
     p.add_argument("--test", nargs="*", default=[], help="test cut manifests (texts to synthesise)")
     p.add_argument("--out", required=True, help="output directory")
@@ -101,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     for name, cuts in (("train", train), ("valid", valid), ("test", test)):
         if cuts:
-            CutSet.from_cuts(sorted(cuts, key=lambda c: c.id)).to_file(out / f"cuts_{name}.jsonl.gz")
+            CutSet.from_cuts(sorted(cuts, key=lambda c: c.id)).to_file(
+                out / f"cuts_{name}.jsonl.gz"
+            )
     hours = sum(c.duration for c in train) / 3600
     logger.info(
         "train %d cuts (%.2f h), valid %d, test %d; %d phonemes, %d speakers, %d languages; %s",

@@ -40,7 +40,13 @@ from speechkit.data.audio import AudioError, load_audio
 from speechkit.tts.mel import TTSMelConfig, mel_spectrogram, num_frames
 from speechkit.tts.text import PhonemeVocab, TextError, phonemize
 
-__all__ = ["PITCH_REFERENCE_HZ", "TTSDataConfig", "TTSDataset", "build_tts_dataloader", "frame_pitch"]
+__all__ = [
+    "PITCH_REFERENCE_HZ",
+    "TTSDataConfig",
+    "TTSDataset",
+    "build_tts_dataloader",
+    "frame_pitch",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +71,9 @@ class TTSDataConfig:
             raise ConfigError(f"data: need 0 < f0_min < f0_max, got {self.f0_min}, {self.f0_max}")
 
 
-def frame_pitch(wave: np.ndarray, mel: TTSMelConfig, cfg: TTSDataConfig) -> tuple[np.ndarray, np.ndarray]:
+def frame_pitch(
+    wave: np.ndarray, mel: TTSMelConfig, cfg: TTSDataConfig
+) -> tuple[np.ndarray, np.ndarray]:
     """(pitch, voiced) per mel frame of ``wave`` (S,): float32 octaves re 120 Hz (0 where
     unvoiced) and bool, both (num_frames(S),) aligned with ``mel_spectrogram``'s frames."""
     f0 = librosa.yin(

@@ -86,7 +86,9 @@ def read_tts_vocab(directory: str | Path) -> dict[str, list[str]]:
     ``directory/vocab.json`` (written by ``speechkit.bin.prepare_tts``)."""
     path = Path(directory) / VOCAB_FILE
     if not path.is_file():
-        raise ConfigError(f"--tokenizer {directory}: no {VOCAB_FILE} (run speechkit.bin.prepare_tts)")
+        raise ConfigError(
+            f"--tokenizer {directory}: no {VOCAB_FILE} (run speechkit.bin.prepare_tts)"
+        )
     vocab = json.loads(path.read_text())
     missing = {"phonemes", "speakers", "languages"} - set(vocab)
     if missing:
@@ -98,7 +100,9 @@ def _masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     return (x * mask).sum() / mask.sum().clamp(min=1)
 
 
-def tts_losses(out: TTSOutput, mel: Tensor, mel_lens: Tensor, phoneme_lens: Tensor) -> dict[str, Tensor]:
+def tts_losses(
+    out: TTSOutput, mel: Tensor, mel_lens: Tensor, phoneme_lens: Tensor
+) -> dict[str, Tensor]:
     """Unweighted losses of a training pass against the target ``mel`` (B, M, T)."""
     frames = lengths_to_mask(mel_lens, mel.size(2))  # (B, T)
     phones = lengths_to_mask(phoneme_lens, out.durations.size(1)).float()  # (B, N)

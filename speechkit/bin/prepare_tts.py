@@ -13,8 +13,8 @@ Writes to ``--out``:
 * ``vocab.json``: ``phonemes`` (built from the training texts), ``speakers``, ``languages``;
   the ``tts`` task reads it through ``--tokenizer``.
 
-Every written cut carries its phonemes in ``supervisions[0].custom["phonemes"]`` (one string of
-phoneme code points, ``speechkit.tts.text``). Which training cuts are kept: a synthesiser learns
+Every written cut carries its phonemes in ``supervisions[0].custom["phonemes"]`` (a list of
+phoneme strings, ``speechkit.tts.text``). Which training cuts are kept: a synthesiser learns
 the background too, so cuts whose ``custom["event"]`` is one of ``--events`` are kept, and
 others only when their ``custom["snr_db"]`` is at least ``--min-snr-db`` (cuts without those
 fields are kept). A text that cannot be phonemised drops its cut with a warning.
@@ -71,7 +71,7 @@ def with_phonemes(cuts, counts: Counter, what: str) -> list:
             counts[f"{what}: text not phonemised"] += 1
             logger.warning("dropped %s: %s", cut.id, e)
             continue
-        sup.custom = {**(sup.custom or {}), "phonemes": "".join(phones)}
+        sup.custom = {**(sup.custom or {}), "phonemes": list(phones)}
         out.append(cut)
     return out
 

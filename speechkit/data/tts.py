@@ -12,7 +12,7 @@ Batch layout (``TTSDataset``)::
     voiced        bool    (B, T)     frames whose pitch counts
     cut_ids       list[str] (B)
 
-A cut's phonemes are its supervision's ``custom["phonemes"]`` (a string of phoneme code points,
+A cut's phonemes are its supervision's ``custom["phonemes"]`` (a list of phoneme strings,
 written by ``speechkit.bin.prepare_tts``), else they are computed from its text with espeak-ng.
 A cut is dropped, counted in ``skipped`` and logged, when its audio cannot be read, its text
 cannot be phonemised, its speaker or language is not the model's, or it has fewer frames than

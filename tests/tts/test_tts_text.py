@@ -28,8 +28,14 @@ def test_every_language_gives_ipa_words_and_its_final_mark(language):
     assert phones[-1] == text[-1]
     words = "".join(phones[:-1]).split(" ")
     assert len(words) == len(text.split())
-    assert all(len(p) == 1 for p in phones)  # one code point each
-    assert "ˈ" in phones  # espeak-ng marks stress
+    assert any(p.startswith("ˈ") and len(p) > 1 for p in phones)  # stress joins its vowel
+    assert "ˈ" not in phones and "ː" not in phones  # marks are never phonemes alone
+
+
+def test_marks_join_their_symbols():
+    assert phonemize("Uhr.", "deu") == ("ˈuː", "ɾ", ".")
+    assert "ˈɔ̃" in phonemize("onze.", "fra")  # a nasal vowel: symbol + combining tilde
+    assert "-" not in phonemize("Le train.", "fra")  # espeak-ng's liaison hyphen
 
 
 def test_languages_differ_and_language_flags_are_dropped():

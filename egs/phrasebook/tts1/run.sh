@@ -18,6 +18,7 @@ stage=1
 stop_stage=6
 hours=2.0           # hours of audio in the generated corpus (as s2t1)
 nj=2
+piper=auto          # the Piper English voice: auto (when installed), on, off
 seed=0
 corpus=data/phrasebook
 data=data/tts
@@ -26,8 +27,10 @@ am_config=../../../conf/tts/phrasebook_fs2_cpu.yaml
 vocoder_config=../../../conf/tts/vocoder_cpu.yaml
 events="clean"      # cuts kept whatever their SNR; others need --min_snr_db
 min_snr_db=25
+valid=100           # training cuts held out for validation and the same-voice scores
 limit=40            # cuts per language in each synthesis set
-whisper=whisper-tiny.en
+whisper=whisper-tiny.en   # "" = no Whisper scoring (MCD and F0 only)
+png=mels.png
 am_args=""          # extra --set overrides for the acoustic model, e.g. "--set trainer.max_steps=50"
 
 . "$SPEECHKIT_ROOT/tools/parse_options.sh" "$@"
@@ -38,14 +41,14 @@ am=$exp/fs2
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   log "stage 1: generate the phrasebook corpus ($hours h, Piper voice included) in $corpus"
   python -m speechkit.bin.prepare_phrasebook --out $corpus --hours $hours --seed $seed --num-jobs $nj \
-    --language-weights eng=3 --piper
+    --language-weights eng=3 --piper $piper
 fi
 
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   log "stage 2: phonemes, cut selection (events: $events, else SNR >= $min_snr_db dB), vocabulary -> $data"
   python -m speechkit.bin.prepare_tts --train $corpus/cuts_train.jsonl.gz \
     --test $corpus/cuts_test_seen.jsonl.gz $corpus/cuts_test_novel.jsonl.gz \
-    --out $data --events $events --min-snr-db $min_snr_db --seed $seed
+    --out $data --events $events --min-snr-db $min_snr_db --valid $valid --seed $seed
 fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
@@ -76,8 +79,8 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
 fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
-  log "stage 6: scores ($whisper WER, MCD, F0) and the picture mels.png"
-  python local/score.py --synth $am/synth_valid --whisper $whisper
-  python local/score.py --synth $am/synth_test --whisper $whisper
-  python local/plot.py --synth $am/synth_valid --out mels.png
+  log "stage 6: scores ($whisper WER, MCD, F0) and the picture $png"
+  python local/score.py --synth $am/synth_valid --whisper "$whisper"
+  python local/score.py --synth $am/synth_test --whisper "$whisper" ${whisper:+--engines}
+  python local/plot.py --synth $am/synth_valid --out $png
 fi

@@ -70,7 +70,7 @@ class FastSpeech2Config:
     predictor_channels: int = 192
     predictor_kernel: int = 3
     aligner_channels: int = 80
-    aligner_temperature: float = 0.0005
+    aligner_temperature: float = 0.05
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_heads:
@@ -277,13 +277,15 @@ class Aligner(nn.Module):
         return logp.log_softmax(-1), scores
 
 
-def forward_sum_loss(scores: Tensor, phoneme_lens: Tensor, mel_lens: Tensor) -> Tensor:
-    """CTC loss of the phoneme sequence 1..N under per-frame scores (B, T, N), with a blank of
-    constant log-score -1 that no path needs (it only keeps CTC's form): the mean over the
-    batch of -log of the summed probability of all monotonic alignments, per phoneme."""
-    b, _, n_max = scores.shape
-    logits = F.pad(scores, (1, 0), value=-1.0).log_softmax(-1)  # (B, T, 1 + N)
-    targets = torch.arange(1, n_max + 1, device=scores.device).expand(b, n_max)
+def forward_sum_loss(logp: Tensor, phoneme_lens: Tensor, mel_lens: Tensor) -> Tensor:
+    """CTC loss of the phoneme sequence 1..N under the soft alignment's log-probabilities
+    ``logp`` (B, T, N), with a blank of constant log-score -1 that no path needs (it only keeps
+    CTC's form): the mean over the batch of -log of the summed probability of all monotonic
+    alignments, per phoneme. ``logp`` must be log-probabilities (<= 0): against raw distances
+    the blank would outscore every phoneme and the aligner would barely learn."""
+    b, _, n_max = logp.shape
+    logits = F.pad(logp, (1, 0), value=-1.0).log_softmax(-1)  # (B, T, 1 + N)
+    targets = torch.arange(1, n_max + 1, device=logp.device).expand(b, n_max)
     return F.ctc_loss(
         logits.transpose(0, 1).float(),
         targets,
@@ -377,7 +379,7 @@ class FastSpeech2(nn.Module):
         # Binarisation: the soft alignment's log-probability of the hard path, per frame.
         on_path = logp.gather(2, index.unsqueeze(-1)).squeeze(-1)  # (B, T)
         bin_loss = -(on_path * frame_mask).sum() / frame_mask.sum()
-        fs_loss = forward_sum_loss(scores, phoneme_lens, mel_lens)
+        fs_loss = forward_sum_loss(logp, phoneme_lens, mel_lens)
 
         energy_frames = mel.mean(1)  # (B, T)
         pitch_target = average_per_phoneme(frame_pitch, durations, voiced & frame_mask)

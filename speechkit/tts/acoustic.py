@@ -8,7 +8,8 @@
 
 Long text is cut into sentence chunks (``speechkit.tts.text.split_sentences``), synthesised as
 one batch, and joined with ``gap_seconds`` of silence. Errors, raised before any synthesis:
-``TextError`` for empty or unphonemisable text and phonemes the model never saw, ``ValueError``
+``TextError`` for empty or unphonemisable text and sounds the model never saw (unseen stress or
+nasal variants of a known symbol fall back to it: ``PhonemeVocab.encode``), ``ValueError``
 for a speaker or language the model does not know (the message lists what it knows).
 """
 

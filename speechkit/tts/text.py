@@ -160,6 +160,15 @@ def split_sentences(text: str, max_chars: int = 200) -> list[str]:
     return [c for c in chunks if c.strip()]
 
 
+def _fallbacks(phoneme: str) -> list[str]:
+    """``phoneme``, then without stress, then its bare symbol (PhonemeVocab.encode)."""
+    unstressed = phoneme.lstrip(_STRESS)
+    bare = next(
+        (ch for ch in unicodedata.normalize("NFD", unstressed) if not unicodedata.combining(ch)), ""
+    )
+    return [phoneme, unstressed, bare]
+
+
 @dataclass
 class PhonemeVocab:
     """Phoneme <-> id. Id 0 is padding. Built from the training texts
@@ -184,14 +193,24 @@ class PhonemeVocab:
         return len(self.phonemes)
 
     def encode(self, phones, context: str = "") -> list[int]:
-        """Ids of ``phones``; phonemes missing from the vocabulary are a :class:`TextError`."""
-        missing = sorted({p for p in phones if p not in self.index})
+        """Ids of ``phones``. A phoneme the vocabulary lacks falls back to the same symbol
+        without its stress mark, then to its bare symbol (``ˈɑ̃`` -> ``ɑ̃`` -> ``ɑ``): a stressed
+        or nasal variant the training texts never had is said as its nearest known sound.
+        A symbol unknown even bare is a :class:`TextError` naming it."""
+        ids, missing = [], set()
+        for p in phones:
+            for candidate in _fallbacks(p):
+                if candidate in self.index:
+                    ids.append(self.index[candidate])
+                    break
+            else:
+                missing.add(p)
         if missing:
             raise TextError(
-                f"phonemes {missing} {context}are not in the model's vocabulary (it was trained "
-                "without them: a language or sound it never saw)"
+                f"phonemes {sorted(missing)} {context}are not in the model's vocabulary (it was "
+                "trained without them: a language or sound it never saw)"
             )
-        return [self.index[p] for p in phones]
+        return ids
 
     def decode(self, ids) -> str:
         return "".join(self.phonemes[int(i)] for i in ids if int(i) != 0)

@@ -76,6 +76,13 @@ def test_vocab_round_trip_and_unknown_phonemes(tmp_path):
         PhonemeVocab.build(seqs[:1]).encode(german)
 
 
+def test_unseen_stress_or_nasal_variants_fall_back_to_the_bare_symbol():
+    vocab = PhonemeVocab.build([["a", "ɑ", "ˈe"]])
+    assert vocab.encode(["ˈɑ̃", "ˌa", "ˈe", "aː"]) == vocab.encode(["ɑ", "a", "ˈe", "a"])
+    with pytest.raises(TextError, match="'ʁ'"):
+        vocab.encode(["a", "ʁ"])
+
+
 def test_long_text_is_split_into_chunks_that_keep_every_word():
     text = " ".join(["This is sentence number one, and it goes on for a while."] * 40)
     chunks = split_sentences(text, max_chars=60)

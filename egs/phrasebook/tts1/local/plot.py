@@ -3,7 +3,8 @@
     python local/plot.py --synth exp/fs2_cpu/synth_valid --out mels.png
 
 Takes the first synthesised cut of each language whose synthesis speaker is the reference's
-(held-out training cuts), so the two panels are the same voice saying the same sentence. The
+(held-out training cuts), so the two panels are the same voice saying the same sentence (any
+cut of the language where there is none; the titles say which). The
 pitch panel shows YIN F0 of the reference recording and the acoustic model's predicted contour
 (phoneme-level predictions spread over their frames), in Hz.
 """
@@ -33,10 +34,13 @@ def main() -> None:
     args = p.parse_args()
     synth = Path(args.synth)
     rows = [json.loads(line) for line in (synth / "synth.jsonl").read_text().splitlines()]
-    picked = {}
-    for r in rows:
-        if r["ref_speaker"] == r["syn_speaker"] and r["language"] not in picked:
-            picked[r["language"]] = r
+    picked: dict = {}
+    for same in (True, False):  # same-voice rows first; any row for a language without one
+        for r in rows:
+            if (r["ref_speaker"] == r["syn_speaker"]) >= same and r["language"] not in picked:
+                picked[r["language"]] = r
+    if not picked:
+        raise SystemExit(f"{synth}: nothing synthesised to plot")
     mel_cfg = TTSMelConfig()
     fig, axes = plt.subplots(3, len(picked), figsize=(4.5 * len(picked), 8), squeeze=False)
     for col, (lang, r) in enumerate(sorted(picked.items())):
@@ -49,7 +53,8 @@ def main() -> None:
         ):
             ax = axes[row, col]
             ax.imshow(mel, origin="lower", aspect="auto", vmin=-11.5, vmax=2, cmap="magma")
-            ax.set_title(f"{lang} {title}: {r['text'][:38]}", fontsize=8)
+            who = r["ref_speaker"] if row == 0 else r["syn_speaker"]
+            ax.set_title(f"{lang} {title} ({who}): {r['text'][:30]}", fontsize=7)
             ax.set_ylabel("mel bin")
         ax = axes[2, col]
         t_ref = np.arange(len(ref_pitch)) * mel_cfg.frame_seconds
@@ -60,7 +65,7 @@ def main() -> None:
         ax.set_xlabel("seconds")
         ax.set_ylabel("Hz")
         ax.legend(fontsize=7)
-    fig.suptitle(f"speaker = reference speaker; {synth}", fontsize=9)
+    fig.suptitle(str(synth), fontsize=9)
     fig.tight_layout()
     fig.savefig(args.out, dpi=80)
     print(args.out)

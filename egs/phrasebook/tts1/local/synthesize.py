@@ -9,7 +9,8 @@ turn (the test sets' voices are unseen). Writes ``OUT/wav/<cut id>.wav`` (16 kHz
 id>.pt`` (log-mel and predicted pitch) and ``OUT/synth.jsonl`` (one line per cut: id, text,
 language, reference audio, reference and synthesis speakers, seconds), and prints the real-time
 factor of the acoustic model and of Griffin-Lim separately (one CPU thread each, as measured).
-Griffin-Lim stands in for the neural vocoder of issue 18 until that exists.
+Griffin-Lim stands in for the neural vocoder of issue 18 until that exists. A text the model
+cannot say (a sound its training texts never had) is skipped, named, and listed in speed.json.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from tqdm import tqdm
 from speechkit.tasks.base import read_cuts
 from speechkit.tts.acoustic import AcousticModel
 from speechkit.tts.mel import griffin_lim
+from speechkit.tts.text import TextError
 
 
 def main() -> None:
@@ -50,7 +52,7 @@ def main() -> None:
     for s in am.speakers:
         by_lang[s.split("-")[0]].append(s)
     taken: dict[str, int] = defaultdict(int)
-    rows, am_seconds, gl_seconds, audio_seconds = [], 0.0, 0.0, 0.0
+    rows, skipped, am_seconds, gl_seconds, audio_seconds = [], [], 0.0, 0.0, 0.0
     cuts = [
         c
         for c in read_cuts(args.cuts)
@@ -66,7 +68,12 @@ def main() -> None:
             speaker = voices[taken[sup.language] % len(voices)]
         taken[sup.language] += 1
         t0 = time.perf_counter()
-        syn = am(sup.text, speaker=speaker, language=sup.language)
+        try:
+            syn = am(sup.text, speaker=speaker, language=sup.language)
+        except TextError as e:
+            skipped.append(f"{cut.id}: {e}")
+            print(f"skipped {cut.id}: {e}")
+            continue
         t1 = time.perf_counter()
         wave = griffin_lim(syn.mel, am.mel, n_iter=args.gl_iters)[0]
         t2 = time.perf_counter()
@@ -92,6 +99,7 @@ def main() -> None:
         "rtf_acoustic": round(am_seconds / audio_seconds, 4),
         "rtf_griffin_lim": round(gl_seconds / audio_seconds, 4),
         "threads": args.threads,
+        "skipped": skipped,
     }
     (out / "speed.json").write_text(json.dumps(speed, indent=1) + "\n")
     print(json.dumps(speed))

@@ -135,9 +135,7 @@ class Vocoder(nn.Module):
     def spectra(self, mel: Tensor) -> Spectra:
         """(B, n_mels, T) log-mel -> predicted amplitude, phase and complex spectra (B, F, T)."""
         if mel.dim() != 3 or mel.size(1) != self.cfg.n_mels:
-            raise ValueError(
-                f"mel must be (B, {self.cfg.n_mels}, T), got shape {tuple(mel.shape)}"
-            )
+            raise ValueError(f"mel must be (B, {self.cfg.n_mels}, T), got shape {tuple(mel.shape)}")
         x = self.embed(mel.float())  # (B, dim, T)
         x = self.norm_in(x.transpose(1, 2)).transpose(1, 2)
         for block in self.blocks:

@@ -80,8 +80,8 @@ def _check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from speechkit.synthesize import (
-        SynthesisError,
         TTS,
+        SynthesisError,
         items_from_cuts,
         items_from_text_file,
         load_acoustic,

@@ -96,9 +96,7 @@ class LogMelSpectrogram(nn.Module):
         if wave.dim() == 1:
             wave = wave.unsqueeze(0)
         if wave.dim() != 2:
-            raise ValueError(
-                f"mel_spectrogram: expected a wave (B, S), got shape {tuple(wave.shape)}"
-            )
+            raise ValueError(f"mel_spectrogram: expected a wave (B, S), got shape {tuple(wave.shape)}")
         mel = self.mel(wave.float())  # (B, n_mels, frames)
         return torch.log(mel.clamp(min=self.cfg.clamp))
 

@@ -380,7 +380,12 @@ def synthesize_corpus(
     rec_set.to_file(out / f"recordings_{name}.jsonl.gz")
     sup_set.to_file(out / f"supervisions_{name}.jsonl.gz")
     cuts_path = out / f"cuts_{name}.jsonl.gz"
-    CutSet.from_manifests(recordings=rec_set, supervisions=sup_set).to_file(cuts_path)
+    cuts = []
+    for rec, sup in zip(recordings, supervisions):  # cut id = recording id = item id
+        cut = rec.to_cut()
+        cut.supervisions = [sup]
+        cuts.append(cut)
+    CutSet.from_cuts(cuts).to_file(cuts_path)
     with open(out / f"failed_{name}.jsonl", "w", encoding="utf-8") as f:
         for row in failed:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")

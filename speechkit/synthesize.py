@@ -21,8 +21,9 @@ silence, so a text of thousands of words synthesises like a paragraph.
 **The acoustic model** is anything with the :class:`AcousticModel` interface: ``speakers`` and
 ``languages`` (names), ``mel_config`` (a ``speechkit.tts.mel.TTSMelConfig``), and
 ``phonemes_to_ids(phonemes, language)`` and ``generate(ids, speaker, language)`` (shapes in
-the class). :func:`load_acoustic` reads one from a directory or checkpoint of the FastSpeech 2
-model (``speechkit.models.tts``); a user's own model with those members works the same through
+the class). :func:`load_acoustic` reads the FastSpeech 2 model (``speechkit.models.tts``, the
+``tts`` task) from its training directory or a checkpoint and wraps it
+(:class:`FastSpeech2Acoustic`); a user's own model with those members works the same through
 ``TTS(acoustic, vocoder)``. The acoustic model and the vocoder must agree on the mel format
 (rate, hop, bands): checked when they are put together.
 
@@ -70,6 +71,7 @@ from speechkit.tts.text import TextError, phonemize, split_sentences
 __all__ = [
     "TTS",
     "AcousticModel",
+    "FastSpeech2Acoustic",
     "Item",
     "SynthesisError",
     "items_from_cuts",
@@ -180,20 +182,64 @@ def pack_vocoder(source: str | Path, out_dir: str | Path) -> Path:
 # ---- the acoustic model ---------------------------------------------------------------
 
 
+class FastSpeech2Acoustic:
+    """The FastSpeech 2 model of ``speechkit.models.tts`` as an :class:`AcousticModel`:
+    vocabularies from its config, ``generate`` = its ``synthesize`` on one chunk. ``pace`` > 1
+    speaks slower."""
+
+    def __init__(self, model, mel_config: TTSMelConfig, pace: float = 1.0):
+        from speechkit.tts.text import PhonemeVocab
+
+        self.model, self.mel_config, self.pace = model.eval(), mel_config, pace
+        cfg = model.cfg
+        self.speakers, self.languages = list(cfg.speakers), list(cfg.languages)
+        self.vocab = PhonemeVocab(list(cfg.phonemes))
+        self._speaker = {s: i for i, s in enumerate(self.speakers)}
+        self._language = {x: i for i, x in enumerate(self.languages)}
+
+    def phonemes_to_ids(self, phonemes: Sequence[str], language: str) -> Tensor:
+        return torch.tensor(self.vocab.encode(phonemes, f"({language}) "), dtype=torch.int64)
+
+    @torch.inference_mode()
+    def generate(self, ids: Tensor, speaker: str, language: str) -> Tensor:
+        device = next(self.model.parameters()).device
+        out = self.model.synthesize(
+            ids[None].to(device),
+            torch.tensor([ids.numel()], device=device),
+            torch.tensor([self._speaker[speaker]], device=device),
+            torch.tensor([self._language[language]], device=device),
+            pace=self.pace,
+        )
+        return out.mel[0, :, : int(out.mel_lens[0])]
+
+
 def load_acoustic(path: str | Path, device: str = "cpu") -> AcousticModel:
-    """The FastSpeech 2 acoustic model of ``speechkit.models.tts`` from ``path`` (a training
-    directory, checkpoint or packed directory), as an :class:`AcousticModel`."""
+    """The FastSpeech 2 acoustic model (``speechkit.models.tts``, trained by the ``tts`` task)
+    from a training directory (its ``model_avg.pt``) or checkpoint, as an
+    :class:`AcousticModel`."""
+    path = Path(path)
+    ckpt_path = path / _AVERAGED if path.is_dir() else path
+    if not ckpt_path.is_file():
+        raise FileNotFoundError(
+            f"no acoustic model at {path}: expected a training directory with {_AVERAGED} or a "
+            "tts checkpoint .pt"
+        )
+    ckpt = load_checkpoint(ckpt_path)
+    config = ckpt.get("config") or {}
+    if config.get("task") != "tts":
+        raise PackedModelError(
+            f"{ckpt_path}: not a tts (acoustic model) checkpoint (task {config.get('task')!r})"
+        )
     try:
-        from speechkit.models import tts as tts_models
+        from speechkit.models.tts import FastSpeech2, FastSpeech2Config
     except ImportError as e:
         raise RuntimeError(
             "speechkit.models.tts (the FastSpeech 2 acoustic model) is not in this install; "
             "pass your own AcousticModel to speechkit.synthesize.TTS"
         ) from e
-    loader = getattr(tts_models, "load_acoustic", None)
-    if loader is None:
-        raise RuntimeError("speechkit.models.tts has no load_acoustic(path, device)")
-    return loader(path, device)
+    model = FastSpeech2(from_dict(FastSpeech2Config, config["model"], source=str(ckpt_path)))
+    model.load_state_dict(ckpt["model"])
+    return FastSpeech2Acoustic(model.to(device), TTSMelConfig(**config["mel"]))
 
 
 # ---- synthesis -----------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """TTS vocoder against Griffin-Lim on reference mels (copy synthesis): PESQ, STOI, mel distance, RTF.
 
     speechkit bench vocoder --vocoder exp/vocoder --cuts data/cuts_test_seen.jsonl.gz \\
-        [--limit 40] [--gl-iters 32] [--threads 1 2] [--results-md RESULTS.md]
+        [--limit 40] [--gl-iters 32] [--threads 1 2] [--png spec.png] [--results-md RESULTS.md]
     speechkit bench vocoder --vocoder exp/vocoder --audio-dir wavs/ --text wavs/text   # any audio
 
 Each utterance (16 kHz; the first ``--limit`` of the manifest or reference list) is turned into
@@ -17,12 +17,14 @@ Each output is compared with the original: PESQ (wideband, P.862.2; ``pesq``), S
 log: the vocoder task's validation loss). Speed: for each of ``--threads``, the systems run
 interleaved utterance by utterance (after one warm-up each) and the benchmark prints the median
 RTF (seconds of compute per second of audio) and its inverse, RTFx (times faster than real
-time), and the ratio of the two systems' medians.
+time), and the ratio of the two systems' medians. ``--png`` draws the spectrograms of the first
+utterance: original, vocoder, Griffin-Lim.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -106,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=40)
     p.add_argument("--gl-iters", type=int, default=32)
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--png", type=Path, help="spectrograms of the first utterance")
     p.add_argument("--results-md", help="write the figures as a section of this markdown file")
     add_cite_argument(p)
     return p
@@ -133,9 +136,18 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     scores = {name: [] for name in systems}
-    for ref, mel in zip(refs, mels):
+    panels = [("original", refs[0])]
+    for i, (ref, mel) in enumerate(zip(refs, mels)):
         for name, fn in systems.items():
-            scores[name].append(quality(fn(mel).numpy(), ref, mel_cfg))
+            wave = fn(mel).numpy()
+            scores[name].append(quality(wave, ref, mel_cfg))
+            if i == 0:
+                panels.append((name, wave[: len(ref)]))
+    if args.png:
+        from speechkit.bench.codec import spectrogram_png
+
+        args.png.parent.mkdir(parents=True, exist_ok=True)
+        spectrogram_png(args.png, panels)
 
     rtf = {(name, t): [] for name in systems for t in args.threads}
     for t in args.threads:
@@ -183,12 +195,17 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.results_md:
         command = cited_command("vocoder", argv, args.cite_path)
+        png = []
+        if args.png:
+            rel = os.path.relpath(args.png.resolve(), Path(args.results_md).resolve().parent)
+            png = [f"- spectrograms (first utterance): ![spectrograms]({rel})"]
         section = "\n".join(
             [
                 "## Vocoder: copy synthesis",
                 "",
                 text,
                 "",
+                *png,
                 *provenance_lines(command),
                 *read_paths_line(args.cite_path),
                 "",

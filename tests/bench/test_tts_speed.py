@@ -67,10 +67,13 @@ def test_vocoder_bench_scores_both_systems(vocoder_ckpt, tmp_path, capsys):
         sf.write(tmp_path / f"u{i}.wav", (0.3 * np.sin(2 * np.pi * 200 * (i + 1) * t)), 16000)
     (tmp_path / "text").write_text("u0 a\nu1 b\n")
     argv = ["--vocoder", str(vocoder_ckpt), "--audio-dir", str(tmp_path), "--text",
-            str(tmp_path / "text"), "--threads", "1", "--gl-iters", "4"]  # fmt: skip
+            str(tmp_path / "text"), "--threads", "1", "--gl-iters", "4", "--png", str(tmp_path / "s.png"),
+            "--results-md", str(tmp_path / "R.md")]  # fmt: skip
     assert vocoder_bench.main(argv) == 0
     rows = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| ")][1:]
     assert [r.split(" | ")[0] for r in rows] == ["| speechkit vocoder", "| Griffin-Lim (4 it.)"]
     # a random vocoder is far from the reference mel; Griffin-Lim from the true mel is not
     dist = [float(r.split(" | ")[3]) for r in rows]
     assert dist[1] < dist[0]
+    assert (tmp_path / "s.png").stat().st_size > 1000
+    assert "![spectrograms](s.png)" in (tmp_path / "R.md").read_text()

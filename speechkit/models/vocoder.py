@@ -19,7 +19,8 @@ Layout, top to bottom:
 The phase is APNet's "parallel estimation": two unconstrained outputs read as a point in the
 plane, whose angle is the phase, so the network never has to produce a value that wraps at pi.
 The synthesised spectrum uses the unit vector ``(R + iI) / |R + iI|`` (equal to
-``exp(i atan2(I, R))``, with a gradient that stays finite near the origin). The log amplitude is
+``exp(i atan2(I, R))``, with a gradient that stays finite near the origin, and cheaper: synthesis
+never forms the angle, which only the training losses need). The log amplitude is
 clamped at ``max_log_amp`` before ``exp``, as in Vocos, so an early outlier cannot overflow.
 
 Frames and samples: frame ``t`` is centred on sample ``t * hop`` (``torch.stft(center=True)``,
@@ -132,8 +133,8 @@ class Vocoder(nn.Module):
         self.phase_head = nn.Linear(cfg.dim, 2 * cfg.freq_bins)
         self.register_buffer("window", torch.hann_window(cfg.win), persistent=False)
 
-    def spectra(self, mel: Tensor) -> Spectra:
-        """(B, n_mels, T) log-mel -> predicted amplitude, phase and complex spectra (B, F, T)."""
+    def heads(self, mel: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(B, n_mels, T) log-mel -> log amplitude, and the phase head's (R, I), each (B, F, T)."""
         if mel.dim() != 3 or mel.size(1) != self.cfg.n_mels:
             raise ValueError(f"mel must be (B, {self.cfg.n_mels}, T), got shape {tuple(mel.shape)}")
         x = self.embed(mel.float())  # (B, dim, T)
@@ -143,11 +144,19 @@ class Vocoder(nn.Module):
         h = self.norm_out(x.transpose(1, 2))  # (B, T, dim)
         log_amp = self.amp_head(h).transpose(1, 2).clamp(max=self.cfg.max_log_amp)  # (B, F, T)
         real, imag = self.phase_head(h).transpose(1, 2).chunk(2, dim=1)  # 2 x (B, F, T)
-        phase = torch.atan2(imag, real)
-        unit = torch.complex(real, imag)
-        unit = unit / unit.abs().clamp(min=1e-6)
-        spec = torch.exp(log_amp) * unit
-        return Spectra(log_amp, phase, spec)
+        return log_amp, real, imag
+
+    @staticmethod
+    def spectrum(log_amp: Tensor, real: Tensor, imag: Tensor) -> Tensor:
+        """exp(log_amp) * (R + iI) / |R + iI|: the complex STFT (B, F, T), without forming the
+        angle (one scale factor per bin instead of atan2, cos and sin)."""
+        scale = torch.exp(log_amp) * torch.rsqrt((real * real + imag * imag).clamp(min=1e-12))
+        return torch.complex(real * scale, imag * scale)
+
+    def spectra(self, mel: Tensor) -> Spectra:
+        """(B, n_mels, T) log-mel -> predicted amplitude, phase and complex spectra (B, F, T)."""
+        log_amp, real, imag = self.heads(mel)
+        return Spectra(log_amp, torch.atan2(imag, real), self.spectrum(log_amp, real, imag))
 
     def istft(self, spec: Tensor) -> Tensor:
         """Complex (B, F, T) -> (B, T * hop) samples (centred frames; module docstring)."""
@@ -164,7 +173,7 @@ class Vocoder(nn.Module):
 
     def forward(self, mel: Tensor) -> Tensor:
         """(B, n_mels, T) log-mel -> (B, T * hop) float32 wave in about [-1, 1]."""
-        return self.istft(self.spectra(mel).spec)
+        return self.istft(self.spectrum(*self.heads(mel)))
 
     @torch.inference_mode()
     def vocode(self, mel: Tensor) -> Tensor:

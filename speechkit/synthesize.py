@@ -248,8 +248,10 @@ def load_acoustic(path: str | Path, device: str = "cpu") -> AcousticModel:
 class TTS:
     """An acoustic model and a vocoder put together (module docstring).
 
-    ``max_chars``: longest chunk synthesised in one pass; ``pause_seconds``: silence between
-    chunks; ``device``: where the vocoder runs (the acoustic model stays where it is)."""
+    ``vocoder_mel``: the mel format the vocoder was trained on (a warning if it differs from
+    the acoustic model's in more than rate, hop and bands, which must agree); ``max_chars``:
+    longest chunk synthesised in one pass; ``pause_seconds``: silence between chunks. The
+    vocoder runs on the device its weights are on."""
 
     def __init__(
         self,
@@ -302,15 +304,19 @@ class TTS:
             raise SynthesisError("empty text: nothing to synthesise")
         return split_sentences(text, self.max_chars)
 
-    @torch.inference_mode()
-    def mel(self, text: str, speaker: str, language: str) -> list[Tensor]:
-        """Log-mel (n_mels, T) of each chunk of ``text``; every chunk is phonemised before any
-        is synthesised, so bad text fails before work is spent."""
+    def phoneme_ids(self, text: str, speaker: str, language: str) -> list[Tensor]:
+        """Phoneme ids (N,) of each chunk of ``text``; every chunk is phonemised before any is
+        synthesised, so bad text anywhere fails before work is spent."""
         chunks = self.check(text, speaker, language)
         try:
-            ids = [self.acoustic.phonemes_to_ids(phonemize(c, language), language) for c in chunks]
+            return [self.acoustic.phonemes_to_ids(phonemize(c, language), language) for c in chunks]
         except TextError as e:
             raise SynthesisError(str(e)) from None
+
+    @torch.inference_mode()
+    def mel(self, text: str, speaker: str, language: str) -> list[Tensor]:
+        """Log-mel (n_mels, T) of each chunk of ``text``."""
+        ids = self.phoneme_ids(text, speaker, language)
         return [self.acoustic.generate(i, speaker, language) for i in ids]
 
     @torch.inference_mode()
@@ -324,10 +330,11 @@ class TTS:
         """``text`` said by ``speaker`` in ``language`` -> (wave (S,) float32, sample rate)."""
         pause = np.zeros(round(self.pause_seconds * self.sample_rate), dtype=np.float32)
         pieces = []
-        for i, mel in enumerate(self.mel(text, speaker, language)):
+        for i, ids in enumerate(self.phoneme_ids(text, speaker, language)):
             if i:
                 pieces.append(pause)
-            pieces.append(self.vocode(mel))
+            with torch.inference_mode():  # one chunk's mel at a time
+                pieces.append(self.vocode(self.acoustic.generate(ids, speaker, language)))
         return np.concatenate(pieces), self.sample_rate
 
 

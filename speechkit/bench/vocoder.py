@@ -23,20 +23,25 @@ utterance: original, vocoder, Griffin-Lim.
 
 from __future__ import annotations
 
-import argparse
 import os
-import statistics
-import sys
-import time
-from pathlib import Path
 
-import numpy as np
-import torch
-import torchaudio
+# OpenMP threads that spin-wait stall every small op on a busy machine (more busy processes
+# than cores): passive waiting, as speechkit transcribe sets it. Must precede torch.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from speechkit.bench import add_cite_argument, cited_command, read_paths_line, testset
-from speechkit.report import provenance_lines, update_markdown
-from speechkit.tts.mel import TTSMelConfig, mel_spectrogram
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torchaudio  # noqa: E402
+
+from speechkit.bench import add_cite_argument, cited_command, read_paths_line, testset  # noqa: E402
+from speechkit.report import provenance_lines, update_markdown  # noqa: E402
+from speechkit.tts.mel import TTSMelConfig, mel_spectrogram  # noqa: E402
 
 SR = 16000
 

@@ -18,14 +18,20 @@ every item failed). A single text that cannot be said exits with status 2 and th
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
-import sys
-from pathlib import Path
+import os
 
-import soundfile as sf
-import torch
+# OpenMP threads that spin-wait stall every small op on a busy machine (more busy processes
+# than cores): passive waiting, as speechkit transcribe sets it. Must precede torch.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import soundfile as sf  # noqa: E402
+import torch  # noqa: E402
 
 logger = logging.getLogger("speechkit.bin.synthesize")
 

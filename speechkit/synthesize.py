@@ -10,22 +10,23 @@
 Input rules (a :class:`SynthesisError`, a ``ValueError``, that says why; never a half-done wave):
 
 * empty text, or text without letters or digits; characters the phonemiser rejects (outside the
-  Latin script, emoji...); phonemes the model never saw (``speechkit.tts.text``);
-* a speaker or language the acoustic model does not know (the message lists the known ones).
+  Latin script, emoji...): every chunk is phonemised before any is synthesised;
+* a speaker or language the acoustic model does not know (the message lists the known ones);
+* phonemes the model never saw (``speechkit.tts.text.PhonemeVocab``), raised by the acoustic
+  model when it reaches that chunk.
 
 Long text is cut into sentences, and long sentences at commas and then between words
 (``speechkit.tts.text.split_sentences``, ``max_chars``); each chunk is synthesised alone (memory
 and time stay proportional to one chunk) and the chunks are joined with ``pause_seconds`` of
 silence, so a text of thousands of words synthesises like a paragraph.
 
-**The acoustic model** is anything with the :class:`AcousticModel` interface: ``speakers`` and
-``languages`` (names), ``mel_config`` (a ``speechkit.tts.mel.TTSMelConfig``), and
-``phonemes_to_ids(phonemes, language)`` and ``generate(ids, speaker, language)`` (shapes in
-the class). :func:`load_acoustic` reads the FastSpeech 2 model (``speechkit.models.tts``, the
-``tts`` task) from its training directory or a checkpoint and wraps it
-(:class:`FastSpeech2Acoustic`); a user's own model with those members works the same through
-``TTS(acoustic, vocoder)``. The acoustic model and the vocoder must agree on the mel format
-(rate, hop, bands): checked when they are put together.
+**The acoustic model** is anything with the :class:`TextToMel` interface, the one of
+``speechkit.tts.acoustic.AcousticModel`` (FastSpeech 2, the ``tts`` task): ``speakers``,
+``languages``, ``mel`` (a ``speechkit.tts.mel.TTSMelConfig``) and ``model(text, speaker,
+language).mel`` -> (n_mels, T) log-mel. :func:`load_acoustic` loads that one from a training
+directory (its ``model_avg.pt``) or checkpoint; a user's own model with those members works the
+same through ``TTS(acoustic, vocoder)``. The acoustic model and the vocoder must agree on the mel
+format (rate, hop, bands): checked when they are put together.
 
 **The vocoder** (``speechkit.models.vocoder``) loads from a training directory (its
 ``model_avg.pt``), a checkpoint ``.pt`` of the ``vocoder`` task, or a packed directory
@@ -70,10 +71,9 @@ from speechkit.tts.text import TextError, phonemize, split_sentences
 
 __all__ = [
     "TTS",
-    "AcousticModel",
-    "FastSpeech2Acoustic",
     "Item",
     "SynthesisError",
+    "TextToMel",
     "items_from_cuts",
     "items_from_text_file",
     "load_acoustic",
@@ -96,21 +96,15 @@ class SynthesisError(ValueError):
 
 
 @runtime_checkable
-class AcousticModel(Protocol):
-    """What synthesis needs of an acoustic model (module docstring)."""
+class TextToMel(Protocol):
+    """What synthesis needs of an acoustic model (module docstring); ``__call__`` returns an
+    object whose ``mel`` is the (n_mels, T) log-mel of ``text``, in the ``mel`` format."""
 
     speakers: Sequence[str]
     languages: Sequence[str]
-    mel_config: TTSMelConfig
+    mel: TTSMelConfig
 
-    def phonemes_to_ids(self, phonemes: Sequence[str], language: str) -> Tensor:
-        """Phonemes of one chunk (``speechkit.tts.text.phonemize``) -> (N,) int64 ids; a
-        ``TextError`` for phonemes the model does not know."""
-        ...
-
-    def generate(self, ids: Tensor, speaker: str, language: str) -> Tensor:
-        """(N,) int64 phoneme ids -> (n_mels, T) log-mel in ``mel_config``'s format."""
-        ...
+    def __call__(self, text: str, speaker: str, language: str): ...
 
 
 # ---- the vocoder: load and pack -------------------------------------------------------
@@ -182,64 +176,19 @@ def pack_vocoder(source: str | Path, out_dir: str | Path) -> Path:
 # ---- the acoustic model ---------------------------------------------------------------
 
 
-class FastSpeech2Acoustic:
-    """The FastSpeech 2 model of ``speechkit.models.tts`` as an :class:`AcousticModel`:
-    vocabularies from its config, ``generate`` = its ``synthesize`` on one chunk. ``pace`` > 1
-    speaks slower."""
+def load_acoustic(path: str | Path, device: str = "cpu") -> TextToMel:
+    """The FastSpeech 2 acoustic model (``speechkit.tts.acoustic.AcousticModel``) of a ``tts``
+    training directory (its ``model_avg.pt``) or checkpoint."""
+    from speechkit.tts.acoustic import AcousticModel
 
-    def __init__(self, model, mel_config: TTSMelConfig, pace: float = 1.0):
-        from speechkit.tts.text import PhonemeVocab
-
-        self.model, self.mel_config, self.pace = model.eval(), mel_config, pace
-        cfg = model.cfg
-        self.speakers, self.languages = list(cfg.speakers), list(cfg.languages)
-        self.vocab = PhonemeVocab(list(cfg.phonemes))
-        self._speaker = {s: i for i, s in enumerate(self.speakers)}
-        self._language = {x: i for i, x in enumerate(self.languages)}
-
-    def phonemes_to_ids(self, phonemes: Sequence[str], language: str) -> Tensor:
-        return torch.tensor(self.vocab.encode(phonemes, f"({language}) "), dtype=torch.int64)
-
-    @torch.inference_mode()
-    def generate(self, ids: Tensor, speaker: str, language: str) -> Tensor:
-        device = next(self.model.parameters()).device
-        out = self.model.synthesize(
-            ids[None].to(device),
-            torch.tensor([ids.numel()], device=device),
-            torch.tensor([self._speaker[speaker]], device=device),
-            torch.tensor([self._language[language]], device=device),
-            pace=self.pace,
-        )
-        return out.mel[0, :, : int(out.mel_lens[0])]
-
-
-def load_acoustic(path: str | Path, device: str = "cpu") -> AcousticModel:
-    """The FastSpeech 2 acoustic model (``speechkit.models.tts``, trained by the ``tts`` task)
-    from a training directory (its ``model_avg.pt``) or checkpoint, as an
-    :class:`AcousticModel`."""
     path = Path(path)
-    ckpt_path = path / _AVERAGED if path.is_dir() else path
-    if not ckpt_path.is_file():
+    ckpt = path / _AVERAGED if path.is_dir() else path
+    if not ckpt.is_file():
         raise FileNotFoundError(
-            f"no acoustic model at {path}: expected a training directory with {_AVERAGED} or a "
-            "tts checkpoint .pt"
+            f"no acoustic model at {path}: expected a tts training directory with {_AVERAGED} "
+            "or a tts checkpoint .pt"
         )
-    ckpt = load_checkpoint(ckpt_path)
-    config = ckpt.get("config") or {}
-    if config.get("task") != "tts":
-        raise PackedModelError(
-            f"{ckpt_path}: not a tts (acoustic model) checkpoint (task {config.get('task')!r})"
-        )
-    try:
-        from speechkit.models.tts import FastSpeech2, FastSpeech2Config
-    except ImportError as e:
-        raise RuntimeError(
-            "speechkit.models.tts (the FastSpeech 2 acoustic model) is not in this install; "
-            "pass your own AcousticModel to speechkit.synthesize.TTS"
-        ) from e
-    model = FastSpeech2(from_dict(FastSpeech2Config, config["model"], source=str(ckpt_path)))
-    model.load_state_dict(ckpt["model"])
-    return FastSpeech2Acoustic(model.to(device), TTSMelConfig(**config["mel"]))
+    return AcousticModel.load(ckpt, device)
 
 
 # ---- synthesis -----------------------------------------------------------------------
@@ -255,18 +204,18 @@ class TTS:
 
     def __init__(
         self,
-        acoustic: AcousticModel,
+        acoustic: TextToMel,
         vocoder: Vocoder,
         vocoder_mel: TTSMelConfig | None = None,
         max_chars: int = 200,
         pause_seconds: float = 0.15,
     ):
-        if not isinstance(acoustic, AcousticModel):
+        if not isinstance(acoustic, TextToMel):
             raise TypeError(
-                f"{type(acoustic).__name__} is not an AcousticModel (needs speakers, languages, "
-                "mel_config, phonemes_to_ids, generate)"
+                f"{type(acoustic).__name__} is not an acoustic model (needs speakers, languages, "
+                "mel and a __call__(text, speaker, language) giving .mel)"
             )
-        a, v = acoustic.mel_config, vocoder.cfg
+        a, v = acoustic.mel, vocoder.cfg
         if (a.sample_rate, a.hop_length, a.n_mels) != (v.sample_rate, v.hop, v.n_mels):
             raise ValueError(
                 f"acoustic model and vocoder disagree on the mel format: acoustic (rate, hop, "
@@ -291,7 +240,8 @@ class TTS:
         return list(self.acoustic.languages)
 
     def check(self, text: str, speaker: str, language: str) -> list[str]:
-        """The chunks ``text`` will be said in, or a :class:`SynthesisError` (nothing run)."""
+        """The chunks ``text`` will be said in, each phonemised once, or a
+        :class:`SynthesisError` (nothing synthesised)."""
         if language not in self.acoustic.languages:
             raise SynthesisError(f"unknown language {language!r}; the model knows {self.languages}")
         if speaker not in self.acoustic.speakers:
@@ -302,22 +252,25 @@ class TTS:
             raise SynthesisError(f"unknown speaker {speaker!r}; the model knows {shown}")
         if not isinstance(text, str) or not text.strip():
             raise SynthesisError("empty text: nothing to synthesise")
-        return split_sentences(text, self.max_chars)
-
-    def phoneme_ids(self, text: str, speaker: str, language: str) -> list[Tensor]:
-        """Phoneme ids (N,) of each chunk of ``text``; every chunk is phonemised before any is
-        synthesised, so bad text anywhere fails before work is spent."""
-        chunks = self.check(text, speaker, language)
+        chunks = split_sentences(text, self.max_chars)
         try:
-            return [self.acoustic.phonemes_to_ids(phonemize(c, language), language) for c in chunks]
+            for chunk in chunks or [text]:  # (no chunk: the phonemiser says why)
+                phonemize(chunk, language)  # cached: the acoustic model reuses it
+        except TextError as e:
+            raise SynthesisError(str(e)) from None
+        return chunks
+
+    @torch.inference_mode()
+    def chunk_mel(self, chunk: str, speaker: str, language: str) -> Tensor:
+        """(n_mels, T) log-mel of one chunk; the acoustic model's refusals as SynthesisError."""
+        try:
+            return self.acoustic(chunk, speaker, language).mel
         except TextError as e:
             raise SynthesisError(str(e)) from None
 
-    @torch.inference_mode()
     def mel(self, text: str, speaker: str, language: str) -> list[Tensor]:
         """Log-mel (n_mels, T) of each chunk of ``text``."""
-        ids = self.phoneme_ids(text, speaker, language)
-        return [self.acoustic.generate(i, speaker, language) for i in ids]
+        return [self.chunk_mel(c, speaker, language) for c in self.check(text, speaker, language)]
 
     @torch.inference_mode()
     def vocode(self, mel: Tensor) -> np.ndarray:
@@ -327,14 +280,14 @@ class TTS:
         return wave.clamp(-1.0, 1.0).numpy().astype(np.float32)
 
     def synthesize(self, text: str, speaker: str, language: str) -> tuple[np.ndarray, int]:
-        """``text`` said by ``speaker`` in ``language`` -> (wave (S,) float32, sample rate)."""
+        """``text`` said by ``speaker`` in ``language`` -> (wave (S,) float32, sample rate).
+        One chunk's mel is in memory at a time."""
         pause = np.zeros(round(self.pause_seconds * self.sample_rate), dtype=np.float32)
         pieces = []
-        for i, ids in enumerate(self.phoneme_ids(text, speaker, language)):
+        for i, chunk in enumerate(self.check(text, speaker, language)):
             if i:
                 pieces.append(pause)
-            with torch.inference_mode():  # one chunk's mel at a time
-                pieces.append(self.vocode(self.acoustic.generate(ids, speaker, language)))
+            pieces.append(self.vocode(self.chunk_mel(chunk, speaker, language)))
         return np.concatenate(pieces), self.sample_rate
 
 

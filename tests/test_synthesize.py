@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -28,24 +30,23 @@ FRAMES_PER_PHONEME = 3
 
 
 class TinyAcoustic(nn.Module):
-    """An ``AcousticModel``: each phoneme -> 3 frames of a random linear map of its embedding.
-    Its vocabulary is the phonemes of ``seen`` texts; ``calls`` counts ``generate``."""
+    """The acoustic-model interface of ``speechkit.tts.acoustic.AcousticModel``: each phoneme ->
+    3 frames of a random linear map of its embedding. Its vocabulary is the phonemes of ``seen``
+    texts; ``calls`` counts syntheses."""
 
     def __init__(self, seen: list[str]):
         super().__init__()
         self.speakers, self.languages = ["spk-a", "spk-b"], ["eng"]
-        self.mel_config = TTSMelConfig()
+        self.mel = TTSMelConfig()
         self.vocab = PhonemeVocab.build(phonemize(t, "eng") for t in seen)
         self.embed = nn.Embedding(len(self.vocab), 80)
         self.calls = 0
 
-    def phonemes_to_ids(self, phonemes, language):
-        return torch.tensor(self.vocab.encode(phonemes))
-
-    def generate(self, ids, speaker, language):
+    def __call__(self, text, speaker, language):
         self.calls += 1
+        ids = torch.tensor(self.vocab.encode(phonemize(text, language)))
         mel = self.embed(ids).t() - 6.0  # (80, N)
-        return mel.repeat_interleave(FRAMES_PER_PHONEME, dim=1)
+        return SimpleNamespace(mel=mel.repeat_interleave(FRAMES_PER_PHONEME, dim=1))
 
 
 SEEN = ["Where is the museum?", "The train leaves at eight o'clock.", "Good morning, how are you?"]
@@ -88,7 +89,6 @@ def test_long_text_is_synthesised_in_chunks(tts):
         ("Where is the museum?", "nobody", "eng", "unknown speaker 'nobody'.*spk-a"),
         ("Where is the museum?", "spk-a", "xxx", r"unknown language 'xxx'.*\['eng'\]"),
         ("Where is the 博物馆?", "spk-a", "eng", "unsupported characters"),
-        ("Zyxqj kwortz!", "spk-a", "eng", "not in the model's vocabulary"),
     ],
 )
 def test_bad_input_is_a_clear_error_before_any_synthesis(tts, text, speaker, language, message):
@@ -100,10 +100,39 @@ def test_bad_input_is_a_clear_error_before_any_synthesis(tts, text, speaker, lan
     assert issubclass(SynthesisError, ValueError) and not issubclass(TextError, SynthesisError)
 
 
+def test_phonemes_the_model_never_saw_are_a_clear_error(tts):
+    with pytest.raises(SynthesisError, match="not in the model's vocabulary"):
+        tts.synthesize("Zyxqj kwortz!", "spk-a", "eng")
+
+
+def test_load_tts_speaks_with_a_fastspeech2_checkpoint_and_a_vocoder_checkpoint(tmp_path):
+    from speechkit.models.tts import FastSpeech2, FastSpeech2Config
+    from speechkit.synthesize import load_tts
+
+    torch.manual_seed(0)
+    vocab = PhonemeVocab.build(phonemize(t, "eng") for t in SEEN)
+    cfg = FastSpeech2Config(
+        phonemes=vocab.phonemes, speakers=["spk-a"], languages=["eng"], d_model=16, n_heads=2,
+        encoder_layers=1, decoder_layers=1, ffn_channels=32, predictor_channels=16,
+        aligner_channels=16,
+    )  # fmt: skip
+    config = {"task": "tts", "model": dataclasses.asdict(cfg), "mel": vars(TTSMelConfig())}
+    (tmp_path / "am").mkdir()
+    torch.save({"config": config, "model": FastSpeech2(cfg).state_dict()},
+               tmp_path / "am" / "model_avg.pt")  # fmt: skip
+    _pack(Vocoder(VocoderConfig(dim=16, layers=1)), tmp_path / "voc")
+    tts = load_tts(tmp_path / "am", tmp_path / "voc")
+    wave, sr = tts.synthesize("Where is the museum? Good morning.", "spk-a", "eng")
+    assert sr == 16000 and wave.ndim == 1 and len(wave) > 2 * 256
+    assert len(wave) % 256 == round(0.15 * sr) % 256  # whole frames, plus one pause
+    with pytest.raises(SynthesisError, match="unknown speaker 'spk-b'"):
+        tts.synthesize("Where is the museum?", "spk-b", "eng")
+
+
 def test_mismatched_mel_formats_are_refused():
     with pytest.raises(ValueError, match="disagree on the mel format"):
         TTS(TinyAcoustic(SEEN), Vocoder(VocoderConfig(dim=8, layers=1, n_mels=64)))
-    with pytest.raises(TypeError, match="not an AcousticModel"):
+    with pytest.raises(TypeError, match="not an acoustic model"):
         TTS(nn.Linear(2, 2), Vocoder(VocoderConfig(dim=8, layers=1)))
 
 

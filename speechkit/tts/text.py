@@ -1,10 +1,12 @@
 """The TTS text front end: text -> IPA phonemes (espeak-ng) -> ids of the model's vocabulary.
 
 Languages are the corpus codes ``eng``, ``deu``, ``spa``, ``fra`` (espeak-ng voices ``en-us``,
-``de``, ``es``, ``fr-fr``). A phoneme is one Unicode code point of espeak-ng's IPA output,
-stress and length marks included (as Piper does): the inventory stays small and needs no
-espeak-specific table. ``" "`` separates words; the sentence's final mark (``.``, ``?``, ``!``)
-ends the sequence, so a question can be said as one. espeak-ng's language-switch flags (``(en)``)
+``de``, ``es``, ``fr-fr``). A phoneme is one IPA symbol of espeak-ng's output with its marks:
+a stress mark joins the symbol after it, length marks and combining diacritics join the symbol
+before it (``ˈoː``, ``ɛ̃``). Piper keeps every code point apart instead; joined, each token is
+one sound, so the aligner does not have to give a stress mark frames of its own. ``" "``
+separates words; the sentence's final mark (``.``, ``?``, ``!``) ends the sequence, so a
+question can be said as one. espeak-ng's language-switch flags (``(en)``) and liaison hyphens
 are dropped.
 
 What is rejected, with a :class:`TextError` that names the problem:
@@ -47,6 +49,8 @@ ESPEAK_VOICES = {"eng": "en-us", "deu": "de", "spa": "es", "fra": "fr-fr"}
 PAD = "<pad>"
 WORD = " "
 FINAL_MARKS = (".", "?", "!")
+_STRESS = "ˈˌ"
+_JOIN_BEFORE = "ːˑʲʷ"
 _LANG_FLAG = re.compile(r"\([a-z]{2,3}(-[a-z]+)?\)")
 # Punctuation and symbols espeak-ng reads or skips sensibly in running text.
 _ALLOWED_SYMBOLS = set("'\"’‘“”«»„‚.,;:!?¿¡-–—()[]/&%€$£°+…")
@@ -90,7 +94,8 @@ def _allowed(ch: str) -> bool:
 
 @functools.lru_cache(maxsize=65536)
 def phonemize(text: str, language: str) -> tuple[str, ...]:
-    """Phonemes of one sentence: IPA code points, ``" "`` between words, its final mark last.
+    """Phonemes of one sentence: IPA symbols with their marks, ``" "`` between words, its final
+    mark last.
 
     Raises :class:`TextError` for text the front end rejects (module docstring)."""
     text = check_text(text, language)
@@ -110,10 +115,27 @@ def phonemize(text: str, language: str) -> tuple[str, ...]:
     for word in words:
         if phones:
             phones.append(WORD)
-        phones.extend(ch for ch in unicodedata.normalize("NFC", word) if not ch.isspace())
+        phones.extend(_sounds(word))
     final = text.rstrip("\"'”»)").rstrip()[-1:]
     phones.append(final if final in FINAL_MARKS else ".")
     return tuple(phones)
+
+
+def _sounds(word: str) -> list[str]:
+    """One espeak-ng IPA word -> its phonemes, marks joined (module docstring)."""
+    out: list[str] = []
+    stress = ""
+    for ch in unicodedata.normalize("NFD", word):
+        if ch in _STRESS:
+            stress += ch
+        elif (ch in _JOIN_BEFORE or unicodedata.combining(ch)) and out:
+            out[-1] += ch
+        elif ch.isspace() or ch in _JOIN_BEFORE or ch == "-":
+            continue
+        else:
+            out.append(stress + ch)
+            stress = ""
+    return [unicodedata.normalize("NFC", p) for p in out]
 
 
 def split_sentences(text: str, max_chars: int = 200) -> list[str]:
@@ -136,6 +158,15 @@ def split_sentences(text: str, max_chars: int = 200) -> list[str]:
             current = candidate
         chunks.append(current)
     return [c for c in chunks if c.strip()]
+
+
+def _fallbacks(phoneme: str) -> list[str]:
+    """``phoneme``, then without stress, then its bare symbol (PhonemeVocab.encode)."""
+    unstressed = phoneme.lstrip(_STRESS)
+    bare = next(
+        (ch for ch in unicodedata.normalize("NFD", unstressed) if not unicodedata.combining(ch)), ""
+    )
+    return [phoneme, unstressed, bare]
 
 
 @dataclass
@@ -162,14 +193,24 @@ class PhonemeVocab:
         return len(self.phonemes)
 
     def encode(self, phones, context: str = "") -> list[int]:
-        """Ids of ``phones``; phonemes missing from the vocabulary are a :class:`TextError`."""
-        missing = sorted({p for p in phones if p not in self.index})
+        """Ids of ``phones``. A phoneme the vocabulary lacks falls back to the same symbol
+        without its stress mark, then to its bare symbol (``ˈɑ̃`` -> ``ɑ̃`` -> ``ɑ``): a stressed
+        or nasal variant the training texts never had is said as its nearest known sound.
+        A symbol unknown even bare is a :class:`TextError` naming it."""
+        ids, missing = [], set()
+        for p in phones:
+            for candidate in _fallbacks(p):
+                if candidate in self.index:
+                    ids.append(self.index[candidate])
+                    break
+            else:
+                missing.add(p)
         if missing:
             raise TextError(
-                f"phonemes {missing} {context}are not in the model's vocabulary (it was trained "
-                "without them: a language or sound it never saw)"
+                f"phonemes {sorted(missing)} {context}are not in the model's vocabulary (it was "
+                "trained without them: a language or sound it never saw)"
             )
-        return [self.index[p] for p in phones]
+        return ids
 
     def decode(self, ids) -> str:
         return "".join(self.phonemes[int(i)] for i in ids if int(i) != 0)

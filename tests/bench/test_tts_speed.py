@@ -3,6 +3,8 @@ table with medians and ratios (tiny random models: the plumbing, not the figures
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -19,17 +21,17 @@ SENTENCES = ["Where is the museum?", "Good morning, how are you?"]
 
 
 class Acoustic(nn.Module):
+    """The acoustic-model interface of ``speechkit.tts.acoustic.AcousticModel``, random."""
+
     def __init__(self):
         super().__init__()
-        self.speakers, self.languages, self.mel_config = ["spk"], ["eng"], TTSMelConfig()
+        self.speakers, self.languages, self.mel = ["spk"], ["eng"], TTSMelConfig()
         self.vocab = PhonemeVocab.build(phonemize(t, "eng") for t in SENTENCES)
         self.embed = nn.Embedding(len(self.vocab), 80)
 
-    def phonemes_to_ids(self, phonemes, language):
-        return torch.tensor(self.vocab.encode(phonemes))
-
-    def generate(self, ids, speaker, language):
-        return self.embed(ids).t().repeat_interleave(4, dim=1) - 6.0
+    def __call__(self, text, speaker, language):
+        ids = torch.tensor(self.vocab.encode(phonemize(text, language)))
+        return SimpleNamespace(mel=self.embed(ids).t().repeat_interleave(4, dim=1) - 6.0)
 
 
 @pytest.fixture(scope="module")

@@ -323,18 +323,22 @@ def items_from_text_file(
 
 
 def items_from_cuts(
-    cuts: Iterable, speaker: str | None = None, prefix: str = "tts-"
+    cuts: Iterable,
+    speakers: Sequence[str] = (),
+    language: str | None = None,
+    prefix: str = "tts-",
 ) -> Iterator[Item]:
-    """One item per supervision: its text and language, its speaker or ``speaker`` (given: every
-    item is said by that voice); ids ``<prefix><supervision id>``."""
+    """One item per supervision (in ``language`` only, when given): its text and language, said
+    by its own speaker, or, with ``speakers``, by those in turn (e.g. the training voices of that
+    language, for new sentences said by known voices); ids ``<prefix><supervision id>``."""
+    n = 0
     for cut in cuts:
         for sup in cut.supervisions:
-            yield Item(
-                f"{prefix}{sup.id}",
-                sup.text or "",
-                speaker or sup.speaker or "",
-                sup.language or "",
-            )
+            if language is not None and sup.language != language:
+                continue
+            speaker = speakers[n % len(speakers)] if speakers else sup.speaker or ""
+            n += 1
+            yield Item(f"{prefix}{sup.id}", sup.text or "", speaker, sup.language or "")
 
 
 def synthesize_corpus(

@@ -152,6 +152,8 @@ def test_corpus_skips_and_counts_bad_items(tts, tmp_path):
     for c, s in zip(cuts, sups):
         c.supervisions = [s]
     items += list(items_from_cuts(cuts))
+    assert [i.speaker for i in items_from_cuts(cuts, ["x", "y"])] == ["x", "y"]
+    assert list(items_from_cuts(cuts, language="deu")) == []
     summary = synthesize_corpus(tts, items, tmp_path / "corpus", "test")
     assert summary["synthesised"] == 3 and summary["failed"] == 2
     assert summary["reasons"] == {"SynthesisError": 2}

@@ -5,7 +5,10 @@
     speechkit synthesize --model exp/tts --vocoder exp/vocoder --speaker eng-m3-p55-s160 \\
         --language eng --text-file novel.txt --out-dir data/synth --name novel
     speechkit synthesize --model exp/tts --vocoder exp/vocoder --cuts data/cuts_test.jsonl.gz \\
-        --out-dir data/synth --name test [--speaker S]      # each cut's text, language, speaker
+        --out-dir data/synth --name test          # each cut's text, language and speaker
+    speechkit synthesize --model exp/tts --vocoder exp/vocoder --cuts data/cuts_test_novel.jsonl.gz \
+        --language deu --speaker deu-f1-p65-s165,deu-m2-p60-s165 --out-dir data/synth --name deu
+                                                  # German cuts only, said by these voices in turn
     speechkit synthesize --list --model exp/tts --vocoder exp/vocoder   # speakers and languages
     speechkit synthesize --vocoder exp/vocoder --pack exp/vocoder/packed   # a packed vocoder
 
@@ -25,6 +28,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
+import itertools  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
@@ -45,13 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("text", nargs="?", help="the text to say (one utterance; long text is chunked)")
     p.add_argument("--model", help="acoustic model: training directory, checkpoint or packed dir")
     p.add_argument("--vocoder", required=True, help="vocoder: training dir, checkpoint or packed")
-    p.add_argument("--speaker", help="speaker name (required for text; overrides cuts' speakers)")
-    p.add_argument("--language", help="language code (eng, deu, spa, fra)")
+    p.add_argument(
+        "--speaker",
+        help="speaker name (required for a text or --text-file); with --cuts, comma-separated "
+        "names said in turn instead of each cut's own speaker",
+    )
+    p.add_argument("--language", help="language code (eng, deu, spa, fra); with --cuts a filter")
     p.add_argument("-o", "--output", help="wav file for a single text")
     p.add_argument("--text-file", help="UTF-8 file, one utterance per line -> a corpus")
     p.add_argument("--cuts", help="lhotse cut manifest: its texts -> a corpus")
     p.add_argument("--out-dir", help="corpus directory (with --text-file or --cuts)")
     p.add_argument("--name", default="synth", help="manifest suffix of the corpus")
+    p.add_argument("--limit", type=int, help="synthesise only the first N items of the corpus")
     p.add_argument("--list", action="store_true", help="print speakers and languages and exit")
     p.add_argument("--pack", metavar="DIR", help="pack the vocoder into DIR and exit")
     p.add_argument("--max-chars", type=int, default=200, help="longest chunk said in one pass")
@@ -128,7 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from lhotse import CutSet
 
-        items = items_from_cuts(CutSet.from_file(a.cuts), a.speaker)
+        speakers = [x for x in (a.speaker or "").split(",") if x]
+        items = items_from_cuts(CutSet.from_file(a.cuts), speakers, a.language)
+    if a.limit is not None:
+        items = itertools.islice(items, a.limit)
     summary = synthesize_corpus(tts, items, a.out_dir, a.name)
     print(json.dumps(summary, indent=1))
     return 0 if summary["synthesised"] or not summary["failed"] else 1

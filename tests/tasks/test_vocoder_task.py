@@ -44,6 +44,15 @@ def data(tmp_path_factory):
     return root
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    # tiny ops on a shared machine spend their time waiting for a second thread
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _task(root, **overrides):
     data = read_yaml(root / "vocoder.yaml", [f"{k}={v}" for k, v in overrides.items()])
     cls = get_task("vocoder")

@@ -396,8 +396,10 @@ def decode_s2t(
 ) -> dict:
     """S2T / OWSM models: batches of ``--batch-duration`` seconds, one encoder pass per cut."""
     from speechkit.data import LogMel
+    from speechkit.tasks.s2t import codec_front_end
 
-    logmel = LogMel(pre.features)
+    # a model trained on speech codec codes reads them from its (frozen) codec
+    logmel = codec_front_end(pre.features, pre.config) or LogMel(pre.features)
     items_of = {cut.id: items for cut, items in plan}
     results: dict[str, list] = defaultdict(list)
     for batch in make_batches([cut for cut, _ in plan], args.batch_duration):

@@ -8,7 +8,7 @@
 # Stages: 1 corpus (four languages, every voice incl. Piper), 2 phonemes, cut selection and the
 #         vocabulary (speechkit.bin.prepare_tts), 3 acoustic model training (durations from the
 #         aligner, pitch/energy targets computed from the audio on the fly), 4 vocoder training
-#         (see the note there), 5 synthesis of held-out training cuts and of the test texts,
+#         (speechkit/tasks/vocoder.py), 5 synthesis of held-out training cuts and of the test texts,
 #         6 scoring and the mel/pitch picture.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -32,6 +32,7 @@ limit=40            # cuts per language in each synthesis set
 whisper=whisper-tiny.en   # "" = no Whisper scoring (MCD and F0 only)
 png=mels.png
 am_args=""          # extra --set overrides for the acoustic model, e.g. "--set trainer.max_steps=50"
+vocoder_args=""     # ... for the vocoder
 
 . "$SPEECHKIT_ROOT/tools/parse_options.sh" "$@"
 
@@ -59,15 +60,11 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
-  # VOCODER STAGE (issue 18, branch h-vocoder): trains the APNet/Vocos-style vocoder on the same
-  # log-mel format (speechkit/tts/mel.py). Until it lands, stages 5-6 use Griffin-Lim.
-  if [ -f "$vocoder_config" ]; then
-    log "stage 4: train the vocoder $exp/vocoder"
-    python -m speechkit.bin.train --config $vocoder_config --train-cuts $data/cuts_train.jsonl.gz \
-      --dev-cuts $data/cuts_valid.jsonl.gz --out $exp/vocoder --resume
-  else
-    log "stage 4: skipped: no $vocoder_config yet (synthesis uses Griffin-Lim)"
-  fi
+  # The APNet/Vocos-style vocoder on the same log-mel format (speechkit/tts/mel.py). After a CPU
+  # half-hour it is still worse than Griffin-Lim (RESULTS.md), so stage 5 uses Griffin-Lim.
+  log "stage 4: train the vocoder $exp/vocoder"
+  python -m speechkit.bin.train --config $vocoder_config --train-cuts $corpus/cuts_train.jsonl.gz \
+    --dev-cuts $corpus/cuts_dev.jsonl.gz --out $exp/vocoder --resume $vocoder_args
 fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then

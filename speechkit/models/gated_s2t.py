@@ -19,14 +19,14 @@ one gate per utterance from :class:`~speechkit.nn.gates.GatePredictor`. Its inpu
   model serves several budgets chosen at decode time.
 
 Training (:meth:`forward`): straight-through Gumbel-softmax gates, hard 0/1 in the forward
-pass; every module runs and is scaled by its gate. The returned ``kept`` (N,) is the
+pass (in eval mode, the argmax); every module runs and is scaled by its gate. The returned ``kept`` (N,) is the
 FLOP-weighted fraction of the gated modules' compute that ran, per decoder row, each module
 weighted by its analytic FLOPs at that utterance's lengths (``models/s2t_flops.py``); the task
 adds ``alpha * (|kept - budget| + (kept - budget)^2)`` to the loss.
 
 Inference: gates are the argmax (bool); encoder layers group rows by gate pattern; decoding
 takes one decoder gate pattern per call (:meth:`gated_decoder`), so callers group utterances
-by pattern. ``gate_mode: off`` is the plain model (the full fine-tuning baseline).
+by pattern. ``gate_mode: none`` is the plain model (the full fine-tuning baseline).
 """
 
 from __future__ import annotations
@@ -52,13 +52,13 @@ GATE_CONTEXTS = ("speaker", "event", "language")
 @dataclass
 class GatedS2TConfig(S2TConfig):
     """``S2TConfig`` plus the gates. ``gate_mode``: ``dynamic`` (per utterance), ``static``
-    (from the budget alone: the same gates for every utterance), ``off`` (no gates).
+    (from the budget alone: the same gates for every utterance), ``none`` (no gates: full fine-tuning; not ``off``, which YAML reads as false).
     ``gate_contexts``: any of speaker, event, language. ``context_dims``: the width of each
     stored context (filled from the context stores by the prune task). ``languages``: the
     language order of the language context (filled from the tokenizer). ``gate_hidden``:
     the predictor's hidden width. ``gate_tau``: Gumbel-softmax temperature."""
 
-    gate_mode: Literal["dynamic", "static", "off"] = "dynamic"
+    gate_mode: Literal["dynamic", "static", "none"] = "dynamic"
     gate_contexts: list[str] = field(default_factory=list)
     context_dims: dict[str, int] = field(default_factory=dict)
     languages: list[str] = field(default_factory=list)
@@ -99,7 +99,7 @@ class GatedS2TModel(S2TModel):
         self.enc_names = [f"{i}.{n}" for i in range(cfg.encoder_layers) for n in enc_layer.GATED]
         self.dec_names = [f"{i}.{n}" for i in range(cfg.decoder_layers) for n in dec_layer.GATED]
         self.predictor = None
-        if cfg.gate_mode != "off":
+        if cfg.gate_mode != "none":
             dims = {k: cfg.context_dims[k] for k in cfg.stored_contexts if k in cfg.context_dims}
             missing = set(cfg.stored_contexts) - set(dims)
             if missing:
@@ -158,11 +158,8 @@ class GatedS2TModel(S2TModel):
                                    ctc_target_lens, target_utt)  # fmt: skip
         gate_inputs = gate_inputs or {}
         x, lens, shared = self._front_end(feats, feat_lens, gate_inputs)
-        tau = self.cfg.gate_tau
-        enc_g = sample_gates(self.predictor.encoder_logits(shared), tau)  # (B, n_enc)
-        dec_g = sample_gates(
-            self.predictor.decoder_logits(shared, gate_inputs.get("language")), tau
-        )
+        enc_g = self._gates(self.predictor.encoder_logits(shared))  # (B, n_enc)
+        dec_g = self._gates(self.predictor.decoder_logits(shared, gate_inputs.get("language")))
         enc, enc_lens = self.encoder.run_layers(
             x, lens, self._per_layer(enc_g, self.cfg.encoder_layers)
         )
@@ -190,6 +187,13 @@ class GatedS2TModel(S2TModel):
             "dec_gates": dec_g.detach().mean(0),
         }
 
+    def _gates(self, logits: Tensor) -> Tensor:
+        """(B, n, 2) logits -> (B, n) float gates: straight-through Gumbel samples in training,
+        the argmax in eval mode (validation sees what decoding will run)."""
+        if self.training:
+            return sample_gates(logits, self.cfg.gate_tau)
+        return logits.argmax(-1).to(logits.dtype)
+
     def kept_fraction(self, T: Tensor, L: Tensor, enc_g: Tensor, dec_g: Tensor) -> Tensor:
         """(N,) FLOP-weighted fraction of the gated modules' compute that runs, for rows with
         T encoder frames, L decoder tokens and gates (N, n_enc), (N, n_dec) (differentiable)."""
@@ -205,7 +209,7 @@ class GatedS2TModel(S2TModel):
     ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
         """Encodes with hard gates: enc (B, T', D), enc_lens (B,), the encoder gates (B, n_enc)
         bool and the predictor's shared input (B, S) for :meth:`decoder_gates` (None, None
-        for ``gate_mode: off``)."""
+        for ``gate_mode: none``)."""
         x, lens, shared = self._front_end(feats, feat_lens, gate_inputs)
         if shared is None:
             enc, enc_lens = self.encoder.run_layers(x, lens)

@@ -1,0 +1,96 @@
+"""End to end: the prune task (speechkit/tasks/prune.py) fine-tunes a trained tiny s2t model with
+gates and stored contexts, logs its sparsity, and its checkpoint loads as a gated model."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+import yaml
+from lhotse import CutSet
+
+from speechkit.bin import train as train_bin
+from speechkit.config import ConfigError
+from speechkit.data.contexts import write_context_store
+from speechkit.models.gated_s2t import GatedS2TModel
+from speechkit.pretrained import load_pretrained
+
+PRUNE_YAML = """
+task: prune
+model: {n_mels: 20, gate_mode: dynamic, gate_contexts: [speaker, language], gate_hidden: 16}
+prune: {contexts_dir: CONTEXTS, alpha: 2.0, budget_min: 0.3, budget_max: 0.7}
+data:
+  features: {n_mels: 20}
+  sampler: {max_duration: 4.0, num_buckets: 2, max_cut_duration: 4.0}
+  asr_languages: [eng]
+  st_directions: [eng-deu]
+  max_target_tokens: 40
+optim: {lr: 0.002, warmup_steps: 2}
+trainer: {max_steps: 3, log_every_steps: 1, device: cpu, average_best: 1}
+"""
+
+
+def _train(argv: list[str]) -> int:
+    return train_bin.main(argv)
+
+
+@pytest.fixture(scope="module")
+def base(tiny_corpus, tmp_path_factory):
+    """A tiny trained s2t model (2 steps) and fake speaker contexts (tests only) for the
+    training cuts, one of them left unknown."""
+    out = tmp_path_factory.mktemp("base")
+    argv = ["--config", str(tiny_corpus["config"]), "--train-cuts", str(tiny_corpus["train"]),
+            "--tokenizer", str(tiny_corpus["tokenizer"]), "--out", str(out / "s2t"),
+            "--set", "trainer.max_steps=2", "model.encoder_type=ebranchformer"]  # fmt: skip
+    assert _train(argv) == 0
+    ids = [c.id for c in CutSet.from_file(tiny_corpus["train"])]
+    valid = torch.ones(len(ids), dtype=torch.bool)
+    valid[0] = False
+    write_context_store(out / "contexts", "speaker", ids, torch.randn(len(ids), 6), valid)
+    (out / "prune.yaml").write_text(PRUNE_YAML.replace("CONTEXTS", str(out / "contexts")))
+    return out
+
+
+def _prune_argv(corpus, base, out, *sets):
+    return ["--config", str(base / "prune.yaml"), "--train-cuts", str(corpus["train"]),
+            "--dev-cuts", str(corpus["dev"]), "--init", str(base / "s2t" / "model_avg.pt"),
+            "--out", str(out), "--set", *sets]  # fmt: skip
+
+
+def test_prune_trains_logs_sparsity_and_loads_as_a_gated_model(tiny_corpus, base, tmp_path):
+    out = tmp_path / "prune"
+    assert _train(_prune_argv(tiny_corpus, base, out, "model.gate_tau=2.0")) == 0
+    with open(out / "train_log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3
+    for key in ("loss_task", "kept", "sparsity", "budget", "enc_attn", "dec_cross_attn"):
+        assert key in rows[0], key
+    assert all(0.0 <= float(r["kept"]) <= 1.0 for r in rows)
+    assert all(0.3 <= float(r["budget"]) <= 0.7 for r in rows)
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["model"]["gate_tau"] == 2.0 and config["model"]["context_dims"] == {"speaker": 6}
+    pre = load_pretrained(out / "model_avg.pt")
+    assert pre.model_type == "gated_s2t" and isinstance(pre.model, GatedS2TModel)
+    assert pre.config.languages == ["eng", "deu"]
+
+
+@pytest.mark.parametrize("mode", ["static", "none"])
+def test_static_and_full_finetune_arms_are_configs_of_the_task(tiny_corpus, base, tmp_path, mode):
+    out = tmp_path / mode
+    sets = [f"model.gate_mode={mode}", "model.gate_contexts=[]", "trainer.max_steps=2"]
+    assert _train(_prune_argv(tiny_corpus, base, out, *sets)) == 0
+    with open(out / "train_log.csv") as f:
+        row = next(csv.DictReader(f))
+    assert ("kept" in row) == (mode == "static")
+
+
+def test_prune_needs_init_and_a_known_context(tiny_corpus, base, tmp_path):
+    from speechkit.tasks.prune import PruneConfig, PruneTask
+
+    cfg = PruneConfig()
+    with pytest.raises(ConfigError, match="give --init"):
+        PruneTask(cfg)
+    bad = _prune_argv(tiny_corpus, base, tmp_path / "x", "model.gate_contexts=[accent]")
+    with pytest.raises(ConfigError, match=r"unknown \['accent'\]"):
+        _train(bad)

@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from speechkit.config import ConfigError, to_dict
 from speechkit.data.contexts import ContextStore
+from speechkit.decode.gated import gate_inputs
 from speechkit.models.gated_s2t import GatedS2TConfig, GatedS2TModel
 from speechkit.models.s2t import S2TConfig
 from speechkit.tasks import register_task
@@ -45,7 +46,7 @@ from speechkit.tasks.base import TaskInputs
 from speechkit.tasks.s2t import MODEL_INPUTS, S2TTask
 from speechkit.train.config import ExperimentConfig
 
-__all__ = ["PruneConfig", "PruneOptions", "PruneTask", "gate_inputs"]
+__all__ = ["PruneConfig", "PruneOptions", "PruneTask"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,31 +78,6 @@ class PruneConfig(ExperimentConfig):
     task: Literal["prune"] = "prune"
     model: GatedS2TConfig = field(default_factory=GatedS2TConfig)
     prune: PruneOptions = field(default_factory=PruneOptions)
-
-
-def gate_inputs(
-    cfg: GatedS2TConfig,
-    stores: dict[str, ContextStore],
-    cut_ids: list[str],
-    languages: list[str] | None,
-    budget: float,
-    device: torch.device | str = "cpu",
-) -> dict:
-    """The predictor's inputs for a batch: budget (B,), stored contexts and which are known,
-    and the oracle language one-hot (B, n_languages) where ``languages`` (B codes) are given."""
-    b = len(cut_ids)
-    out: dict = {"budget": torch.full((b,), float(budget), device=device), "contexts": {},
-                 "known": {}}  # fmt: skip
-    for kind in cfg.stored_contexts:
-        vecs, known = stores[kind].batch(cut_ids)
-        out["contexts"][kind], out["known"][kind] = vecs.to(device), known.to(device)
-    if "language" in cfg.gate_contexts and languages is not None:
-        index = {lang: i for i, lang in enumerate(cfg.languages)}
-        rows = torch.tensor([index.get(lang, -1) for lang in languages])
-        one_hot = torch.zeros(b, len(cfg.languages))
-        one_hot[rows >= 0, rows[rows >= 0]] = 1.0  # an unknown language: all zeros
-        out["language"] = one_hot.to(device)
-    return out
 
 
 @register_task

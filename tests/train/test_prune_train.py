@@ -4,6 +4,7 @@ gates and stored contexts, logs its sparsity, and its checkpoint loads as a gate
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 import torch
@@ -95,3 +96,47 @@ def test_prune_needs_init_and_a_known_context(tiny_corpus, base, tmp_path, capsy
     with pytest.raises(SystemExit):  # argparse's error, naming the key
         _train(bad)
     assert "unknown ['accent']" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def pruned(tiny_corpus, base, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pruned") / "prune"
+    assert _train(_prune_argv(tiny_corpus, base, out, "trainer.max_steps=2")) == 0
+    return out / "model_avg.pt"
+
+
+@pytest.mark.parametrize("language", ["lid", "oracle"])
+def test_decode_at_a_budget_writes_gflops_and_sparsity(tiny_corpus, base, pruned, tmp_path,
+                                                       language):  # fmt: skip
+    from speechkit.bin import decode as decode_bin
+
+    def decode(out, budget, batch_duration):
+        argv = ["--model", str(pruned), "--cuts", str(tiny_corpus["dev"]), "--out", str(out),
+                "--beam-size", "1", "--budget", str(budget), "--contexts", str(base / "contexts"),
+                "--language-context", language, "--batch-duration", str(batch_duration),
+                "--tasks", "asr"]  # fmt: skip
+        assert decode_bin.main(argv) == 0
+        return json.loads((out / "decode_stats.json").read_text())["gates"]
+
+    full = decode(tmp_path / "b1", 1.0, 100.0)
+    single = decode(tmp_path / "b1_single", 1.0, 0.1)  # one cut per batch
+    assert full["items"] == single["items"] == 4
+    assert full["gflops_enc"] == pytest.approx(single["gflops_enc"])
+    rows = [json.loads(line) for line in (tmp_path / "b1" / "asr_eng" / "gates.jsonl").open()]
+    assert len(rows) == 4 and all(0.0 <= r["sparsity"] <= 1.0 for r in rows)
+    assert all(r["gflops_enc"] > 0 and r["gflops_dec"] > 0 for r in rows)
+    assert all(r["gflops_enc"] + r["gflops_dec"] <= r["gflops_full"] * 1.5 for r in rows)
+    # the dev cuts have no stored speaker context: the unknown vector, counted
+    assert full["unknown_contexts"]["speaker"] >= 4
+    if language == "lid":
+        assert 0.0 <= full["lid_accuracy"] <= 1.0
+
+
+def test_a_gated_model_needs_a_budget_and_a_plain_one_refuses_it(tiny_corpus, base, pruned,
+                                                                  tmp_path):  # fmt: skip
+    from speechkit.bin import decode as decode_bin
+
+    common = ["--cuts", str(tiny_corpus["dev"]), "--out", str(tmp_path / "d"), "--beam-size", "1"]
+    assert decode_bin.main(["--model", str(pruned), *common]) == 2
+    plain = str(base / "s2t" / "model_avg.pt")
+    assert decode_bin.main(["--model", plain, "--budget", "0.5", *common]) == 2

@@ -31,6 +31,7 @@ by pattern. ``gate_mode: none`` is the plain model (the full fine-tuning baselin
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -234,6 +235,40 @@ class GatedS2TModel(S2TModel):
         sos = torch.full((enc.shape[0], 1), sos_id, dtype=torch.long, device=enc.device)
         logits = self.decoder(sos, cache)[:, -1, language_ids]
         return logits.float().softmax(-1)
+
+    @torch.no_grad()
+    def static_gates(self, budget: float) -> tuple[Tensor, Tensor]:
+        """(n_enc,), (n_dec,) bool: the gates of a ``static`` (or ``none``) model at ``budget``,
+        the same for every utterance; a ``dynamic`` model's vary, so it raises."""
+        if self.predictor is None:
+            return (torch.ones(self.n_enc, dtype=torch.bool),
+                    torch.ones(self.n_dec, dtype=torch.bool))  # fmt: skip
+        if not self.predictor.static:
+            raise ValueError(
+                "a dynamic model's gates depend on each utterance, so no module can be removed "
+                "for every input; export a model trained with model.gate_mode: static"
+            )
+        device = next(self.parameters()).device
+        pooled = torch.zeros(1, self.cfg.d_model, device=device)  # (unused: static)
+        shared = self.predictor.features(pooled, {}, {}, torch.tensor([budget], device=device))
+        enc = self.predictor.encoder_logits(shared).argmax(-1).bool()[0]
+        return enc.cpu(), self.decoder_gates(shared)[0].cpu()
+
+    def export_static(self, budget: float) -> S2TModel:
+        """A plain ``S2TModel`` without the modules that are off at ``budget`` (static gates;
+        see :meth:`static_gates`): ``pruned_modules`` records them, the rest of the weights
+        are copied. It computes what this model computes at that budget."""
+        enc, dec = self.static_gates(budget)
+        pruned = [f"encoder.{n}" for n, on in zip(self.enc_names, enc.tolist()) if not on]
+        pruned += [f"decoder.{n}" for n, on in zip(self.dec_names, dec.tolist()) if not on]
+        base = {f.name: getattr(self.cfg, f.name) for f in dataclasses.fields(S2TConfig)}
+        cfg = S2TConfig(
+            **{**base, "pruned_modules": sorted(set(self.cfg.pruned_modules) | set(pruned))}
+        )
+        model = S2TModel(cfg)
+        state = self.state_dict()
+        model.load_state_dict({k: state[k] for k in model.state_dict()})
+        return model.eval()
 
     def gated_decoder(self, pattern: tuple[bool, ...] | None) -> _GatedDecoding:
         """The decoding API (``new_cache``, ``decode_step``, ``ctc_log_probs``) with one

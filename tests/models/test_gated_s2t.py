@@ -3,6 +3,7 @@ toward a FLOP budget, and hard gates decode like the plain model when every gate
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from speechkit.config import to_dict
@@ -94,3 +95,40 @@ def test_off_gates_skip_compute_and_static_gates_ignore_the_utterance():
     b2 = _batch(2)
     _, _, enc_g2, shared2 = gated.encode_gated(b2["feats"], b2["feat_lens"], _inputs(2, 0.0))
     assert torch.equal(enc_g2[0], enc_g[0]) and torch.equal(shared2[0], shared[0])
+
+
+def test_static_export_removes_off_modules_and_computes_the_same():
+    _, gated = _models(gate_mode="static")
+    with (
+        torch.no_grad()
+    ):  # turn some gates off: encoder 0.attn, 1.ffn2; decoder 0.cross_attn, 1.ffn
+        enc_bias = gated.predictor.enc_mlp[2].bias.view(-1, 2)
+        dec_bias = gated.predictor.dec_mlp[2].bias.view(-1, 2)
+        for i in (1, 7):
+            enc_bias[i, 0] = 10.0
+        for i in (1, 5):
+            dec_bias[i, 0] = 10.0
+    small = gated.export_static(0.5)
+    assert small.cfg.pruned_modules == sorted(
+        ["encoder.0.attn", "encoder.1.ffn2", "decoder.0.cross_attn", "decoder.1.ffn"]
+    )
+    assert small.encoder.layers[0].attn is None and small.decoder.layers[1].ffn is None
+    assert sum(p.numel() for p in small.parameters()) < sum(
+        p.numel() for n, p in gated.named_parameters() if not n.startswith("predictor.")
+    )
+    b = _batch()
+    enc, lens, _, shared = gated.encode_gated(b["feats"], b["feat_lens"], _inputs())
+    enc_small, _ = small.encode(b["feats"], b["feat_lens"])
+    torch.testing.assert_close(enc_small, enc)
+    pattern = tuple(gated.decoder_gates(shared)[0].tolist())
+    ids, opts, prefix = (
+        SpecialIds(eos=3),
+        DecodeOptions(beam_size=1, max_len=8),
+        torch.full((3, 1), 2),
+    )
+    got = greedy_search(small, enc_small, lens, prefix, opts, ids)
+    ref = greedy_search(gated.gated_decoder(pattern), enc, lens, prefix, opts, ids)
+    assert [h[0].tokens for h in got] == [h[0].tokens for h in ref]
+    _, dynamic = _models(gate_mode="dynamic")
+    with pytest.raises(ValueError, match="gate_mode: static"):
+        dynamic.export_static(0.5)

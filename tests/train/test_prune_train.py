@@ -140,3 +140,28 @@ def test_a_gated_model_needs_a_budget_and_a_plain_one_refuses_it(tiny_corpus, ba
     assert decode_bin.main(["--model", str(pruned), *common]) == 2
     plain = str(base / "s2t" / "model_avg.pt")
     assert decode_bin.main(["--model", plain, "--budget", "0.5", *common]) == 2
+
+
+def test_prune_export_packs_a_plain_model_that_decodes(tiny_corpus, base, tmp_path, capsys):
+    from speechkit.bin import decode as decode_bin
+    from speechkit.bin import prune_export
+
+    out = tmp_path / "static"
+    sets = ["model.gate_mode=static", "model.gate_contexts=[]", "trainer.max_steps=2"]
+    assert _train(_prune_argv(tiny_corpus, base, out, *sets)) == 0
+    packed = tmp_path / "packed"
+    argv = ["--model", str(out / "model_avg.pt"), "--budget", "0.5", "--out", str(packed)]
+    assert prune_export.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "parameters:" in printed and "model.pt" in printed
+    pre = load_pretrained(packed)
+    assert pre.model_type == "s2t"
+    argv = ["--model", str(packed), "--cuts", str(tiny_corpus["dev"]), "--out",
+            str(tmp_path / "dec"), "--beam-size", "1", "--tasks", "asr"]  # fmt: skip
+    assert decode_bin.main(argv) == 0
+    assert len((tmp_path / "dec" / "asr_eng" / "hyp.txt").read_text().splitlines()) == 4
+    # a dynamic model cannot be exported
+    dyn = tmp_path / "dyn"
+    assert _train(_prune_argv(tiny_corpus, base, dyn, "trainer.max_steps=1")) == 0
+    argv = ["--model", str(dyn / "model_avg.pt"), "--budget", "0.5", "--out", str(tmp_path / "x")]
+    assert prune_export.main(argv) == 2

@@ -27,6 +27,8 @@ name                   module                    what it measures
                                                  peak memory against a 1-minute one
 ``codec``              ``codec.py``              speech codecs (speechkit's, Opus, Codec2): PESQ,
                                                  STOI, SI-SDR, speaker similarity, WER, RTFx
+``prune``              ``prune.py``              gated (pruned) vs full model: RTFx at batch 1
+                                                 and batched, interleaved; GFLOPs, sparsity
 =====================  ========================  ================================================
 
 Floors: a benchmark sits beside ``speechkit.bin`` (an entry point); it may use the model, data,
@@ -57,6 +59,7 @@ BENCHMARKS = {
     "separation": "separation",
     "separation-long": "separation_long",
     "codec": "codec",
+    "prune": "prune",
 }
 _CITE = "--cite-path"
 

@@ -465,10 +465,13 @@ def make_gating(pre, args):
         return None
     from speechkit.decode.gated import GatedDecoding
 
-    if args.budget is None:
+    budget = args.budget
+    if budget is None and pre.model.predictor is None:
+        budget = 1.0  # gate_mode none: nothing to decide (GFLOPs are still counted)
+    if budget is None:
         raise ConfigError(f"{args.model} is a gated model: give --budget (in [0, 1])")
     try:
-        return GatedDecoding(pre.model, pre.tokenizer, args.budget, args.contexts,
+        return GatedDecoding(pre.model, pre.tokenizer, budget, args.contexts,
                              args.language_context)  # fmt: skip
     except ValueError as e:
         raise ConfigError(str(e)) from None

@@ -4,7 +4,7 @@ Reads, per arm and seed (``EXP/<arm>/s<seed>``, written by ``speechkit prune-arm
 ``bench``): ``decode_<test>/scores.json`` (``speechkit score``), ``decode_<test>/
 decode_stats.json`` (GFLOPs and sparsity under ``gates``) and ``bench_test_seen.json``
 (``speechkit bench prune``). One row per arm (the language arms a second row decoded with the
-oracle language), the mean over seeds with [min, max] where there are several. Columns: English
+oracle language), the mean over seeds with [min, max] where they differ. Columns: English
 WER and en->X BLEU (mean of the directions; cased sacreBLEU) on test_seen and test_novel, X->en
 BLEU, GFLOPs per item (encoder / decoder), achieved sparsity (FLOP-weighted, gated modules),
 RTFx of the gated and full models at batch 1 and batched, measured interleaved.
@@ -69,7 +69,7 @@ def _cell(values: list[float], fmt: str = "{:.1f}") -> str:
     if not values:
         return "-"
     text = fmt.format(statistics.mean(values))
-    if len(values) > 1:
+    if min(values) != max(values):
         text += f" [{fmt.format(min(values))}, {fmt.format(max(values))}]"
     return text
 

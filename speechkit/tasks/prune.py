@@ -59,7 +59,7 @@ class PruneOptions:
     """The sparsity objective and where contexts live (see the module docstring)."""
 
     contexts_dir: str = ""
-    alpha: float = 2.0
+    alpha: float = 4.0
     budget_min: float = 0.3
     budget_max: float = 0.9
     valid_budget: float = 0.5

@@ -18,6 +18,7 @@ data=../s2t1/data/phrasebook
 contexts=data/contexts
 base_config=../../../conf/s2t/phrasebook_base15m.yaml
 base=exp/base15m/model_avg.pt     # the model the arms fine-tune (stage 0 trains it)
+base_args=""       # extra --set overrides for the base model's training
 config=../../../conf/prune/phrasebook_prune.yaml
 arms=full,static,dyn,dyn_spk,dyn_evt,dyn_lang,dyn_all
 seeds=0,1
@@ -40,7 +41,8 @@ grid=(--exp $exp --arms $arms --seeds $seeds --budget $budget --contexts $contex
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   log "stage 0: base model $base ($base_config)"
   python -m speechkit.bin.train --config $base_config --train-cuts $data/cuts_train.jsonl.gz \
-    --dev-cuts $data/cuts_dev.jsonl.gz --tokenizer $data/tokenizer --out "$(dirname $base)" --resume
+    --dev-cuts $data/cuts_dev.jsonl.gz --tokenizer $data/tokenizer --out "$(dirname $base)" --resume \
+    ${base_args:+--set $base_args}
 fi
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then

@@ -57,7 +57,10 @@ class GatedS2TConfig(S2TConfig):
     ``gate_contexts``: any of speaker, event, language. ``context_dims``: the width of each
     stored context (filled from the context stores by the prune task). ``languages``: the
     language order of the language context (filled from the tokenizer). ``gate_hidden``:
-    the predictor's hidden width. ``gate_tau``: Gumbel-softmax temperature."""
+    the predictor's hidden width. ``gate_tau``: Gumbel-softmax temperature.
+    ``gate_budget_gain``: > 0 adds a learned per-gate ``gain * logit(budget)`` (initialised to
+    this value) to every "on" logit, so a lower budget turns gates off from the start (0: the
+    budget is only an input of the MLP)."""
 
     gate_mode: Literal["dynamic", "static", "none"] = "dynamic"
     gate_contexts: list[str] = field(default_factory=list)
@@ -65,6 +68,7 @@ class GatedS2TConfig(S2TConfig):
     languages: list[str] = field(default_factory=list)
     gate_hidden: int = 128
     gate_tau: float = 1.0
+    gate_budget_gain: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -111,6 +115,7 @@ class GatedS2TModel(S2TModel):
             self.predictor = GatePredictor(
                 cfg.d_model, dims, n_lang, len(self.enc_names), len(self.dec_names),
                 cfg.gate_hidden, static=cfg.gate_mode == "static",
+                budget_gain=cfg.gate_budget_gain,
             )  # fmt: skip
 
     @property

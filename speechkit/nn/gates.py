@@ -109,6 +109,7 @@ class GatePredictor(nn.Module):
         hidden: int = 128,
         static: bool = False,
         init_keep_logit: float = 3.0,
+        budget_gain: float = 0.0,
     ):
         super().__init__()
         self.static = static
@@ -121,6 +122,13 @@ class GatePredictor(nn.Module):
         self.shared_dim = shared
         self.enc_mlp = self._mlp(shared, hidden, 2 * n_enc, init_keep_logit) if n_enc else None
         self.dec_mlp = self._mlp(shared + n_languages, hidden, 2 * n_dec, init_keep_logit)
+        # A monotone budget prior: each gate's "on" logit gets gain_g * logit(budget), learned
+        # per gate from ``budget_gain``. Without it the budget is one input among hundreds and
+        # the predictor can settle on the kept fraction best on average over the sampled
+        # budgets, ignoring the budget (egs/phrasebook/prune1/RESULTS.md).
+        self.budget_gain = None
+        if budget_gain > 0:
+            self.budget_gain = nn.Parameter(torch.full((n_enc + n_dec,), float(budget_gain)))
 
     @staticmethod
     def _mlp(d_in: int, hidden: int, d_out: int, keep: float) -> nn.Sequential:
@@ -148,14 +156,27 @@ class GatePredictor(nn.Module):
         parts.append(budget.to(pooled).view(-1, 1))
         return torch.cat(parts, dim=-1)
 
+    def _budget_prior(self, logits: Tensor, shared: Tensor, gains: Tensor) -> Tensor:
+        budget = shared[:, -1].clamp(0.01, 0.99)  # (the last input column is the budget)
+        prior = gains * torch.log(budget / (1 - budget))[:, None]  # (B, n)
+        return torch.stack([logits[..., 0], logits[..., 1] + prior], dim=-1)
+
     def encoder_logits(self, shared: Tensor) -> Tensor:
         """(B, shared_dim) -> (B, n_enc, 2)."""
-        return self.enc_mlp(shared).view(-1, self.n_enc, 2)
+        logits = self.enc_mlp(shared).view(-1, self.n_enc, 2)
+        if self.budget_gain is not None:
+            logits = self._budget_prior(logits, shared, self.budget_gain[: self.n_enc])
+        return logits
 
     def decoder_logits(self, shared: Tensor, language: Tensor | None) -> Tensor:
         """(B, shared_dim), language (B, n_languages) or None -> (B, n_dec, 2)."""
         if self.n_languages:
             if language is None:
                 raise ValueError("the decoder gates need the language context")
-            shared = torch.cat([shared, language.to(shared)], dim=-1)
-        return self.dec_mlp(shared).view(-1, self.n_dec, 2)
+            inputs = torch.cat([shared, language.to(shared)], dim=-1)
+        else:
+            inputs = shared
+        logits = self.dec_mlp(inputs).view(-1, self.n_dec, 2)
+        if self.budget_gain is not None:
+            logits = self._budget_prior(logits, shared, self.budget_gain[self.n_enc :])
+        return logits

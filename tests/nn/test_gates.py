@@ -106,3 +106,14 @@ def test_predictor_starts_with_every_gate_on_and_uses_unknown_context():
     static = GatePredictor(D, {}, 0, 4, 3, static=True)
     a = static.features(torch.randn(2, D), {}, {}, budget)
     assert torch.equal(a[0], a[1])  # static: no utterance input
+
+
+def test_budget_prior_turns_gates_off_at_low_budgets_from_the_start():
+    pred = GatePredictor(D, {}, 0, n_enc=8, n_dec=6, budget_gain=4.0)
+    pooled = torch.randn(3, D)
+    shared = pred.features(pooled, {}, {}, torch.tensor([0.1, 0.5, 0.95]))
+    keep = torch.cat([pred.encoder_logits(shared), pred.decoder_logits(shared, None)], 1)
+    keep = keep.softmax(-1)[..., 1].mean(1)  # mean keep probability per row
+    assert keep[0] < 0.5 < keep[1] < keep[2]
+    plain = GatePredictor(D, {}, 0, n_enc=8, n_dec=6)
+    assert plain.budget_gain is None and "budget_gain" not in dict(plain.named_parameters())

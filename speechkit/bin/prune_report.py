@@ -116,7 +116,9 @@ def _gate_picture(run: Path, out_png: Path) -> bool:
     )
     dec_kinds = ["self_attn", "cross_attn", "ffn"]
     ne, nd = cfg["encoder_layers"], cfg["decoder_layers"]
-    fig, axes = plt.subplots(1, len(per_lang), figsize=(3.2 * len(per_lang), 3.6), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(per_lang), figsize=(2.6 * len(per_lang) + 1.2, 3.6), squeeze=False
+    )
     for ax, (lang, rows) in zip(axes[0], sorted(per_lang.items())):
         rate = [sum(int(r[i]) for r in rows) / len(rows) for i in range(len(rows[0]))]
         grid = [[float("nan")] * max(ne, nd) for _ in range(len(enc_kinds) + len(dec_kinds))]
@@ -129,9 +131,8 @@ def _gate_picture(run: Path, out_png: Path) -> bool:
             grid[k][layer] = value
         im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
         ax.set_title(f"{lang} ({len(rows)} utts)")
-        ax.set_yticks(
-            range(len(grid)), [f"enc {k}" for k in enc_kinds] + [f"dec {k}" for k in dec_kinds]
-        )
+        labels = [f"enc {k}" for k in enc_kinds] + [f"dec {k}" for k in dec_kinds]
+        ax.set_yticks(range(len(grid)), labels if ax is axes[0][0] else [])
         ax.set_xticks(range(max(ne, nd)))
         ax.set_xlabel("layer")
     fig.colorbar(im, ax=axes[0].tolist(), label="keep rate")

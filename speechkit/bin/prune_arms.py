@@ -99,7 +99,8 @@ def bench(run: Path, arm: str, seed: int, args) -> None:
         argv = ["--gated", str(run / "model_avg.pt"), "--full", str(full), "--cuts", str(test),
                 "--budget", str(args.budget), "--contexts", str(args.contexts),
                 "--max-utts", str(args.max_utts), "--threads", str(args.threads),
-                "--beam-size", str(args.beam), "--tasks", args.bench_tasks]  # fmt: skip
+                "--beam-size", str(args.beam), "--tasks", args.bench_tasks,
+            "--batch-duration", str(args.bench_batch_duration)]  # fmt: skip
         _echo("speechkit.bench.prune", argv)
         res = bench_prune.run(bench_prune.parse_args(argv))
         res["command"] = "python -m speechkit.bench.prune " + shlex.join(argv)
@@ -124,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-per-output", type=int, default=0, help="decode: cuts per output dir")
     p.add_argument("--max-utts", type=int, default=60, help="bench: utterances")
     p.add_argument("--bench-tasks", default="asr", help="bench: decode tasks")
+    p.add_argument("--bench-batch-duration", type=float, default=15.0,
+                   help="bench: audio seconds per batch (batched)")  # fmt: skip
     p.add_argument("--results-md", type=Path, help="report: the markdown file to update")
     p.add_argument("--command", default="", help="report: the command to cite")
     p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[])

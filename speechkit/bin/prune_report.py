@@ -188,3 +188,12 @@ def write_report(exp: Path, arms: list[str], seeds: list[int], budget: float,
         update_markdown(results_md, TITLE, section)
     print("\n".join(lines))
     return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``speechkit prune-report ARGS`` is ``speechkit prune-arms report ARGS``."""
+    import sys
+
+    from speechkit.bin import prune_arms
+
+    return prune_arms.main(["report", *(sys.argv[1:] if argv is None else argv)])

@@ -79,6 +79,8 @@ class GatedS2TConfig(S2TConfig):
             raise ConfigError("model.gate_mode static sees no utterance input: no gate_contexts")
         if self.gate_tau <= 0 or self.gate_hidden <= 0:
             raise ConfigError("model.gate_tau and model.gate_hidden must be > 0")
+        if self.gate_budget_gain < 0:
+            raise ConfigError("model.gate_budget_gain must be >= 0 (0 = no budget prior)")
 
     @property
     def stored_contexts(self) -> list[str]:

@@ -31,6 +31,8 @@ name                   module                    what it measures
                                                  PESQ, STOI, mel distance, RTF on 1 and 2 threads
 ``tts-speed``          ``tts_speed.py``          TTS speed: acoustic model and vocoder apart,
                                                  Piper and espeak-ng on the same sentences
+``prune``              ``prune.py``              gated (pruned) vs full model: RTFx at batch 1
+                                                 and batched, interleaved; GFLOPs, sparsity
 =====================  ========================  ================================================
 
 Floors: a benchmark sits beside ``speechkit.bin`` (an entry point); it may use the model, data,
@@ -63,6 +65,7 @@ BENCHMARKS = {
     "codec": "codec",
     "vocoder": "vocoder",
     "tts-speed": "tts_speed",
+    "prune": "prune",
 }
 _CITE = "--cite-path"
 

@@ -25,6 +25,10 @@ class DecoderCache:
     ``cross``: per layer, cross-attention (K, V), each (U, H, T', Dh); computed once.
     ``cross_mask``: (U, 1, 1, T') bool, True = valid encoder frame.
     ``self_kv``: per layer, self-attention (K, V) of the tokens so far, (B, H, t, Dh), or None.
+    ``gates``: per layer, the module gates of a gated decoder (``nn/gates.py``: a tuple for
+    the whole batch, or relaxed (B, K) gates in training), or None for the plain model. A layer
+    whose cross-attention is off has ``cross[i]`` None; one whose self-attention is off keeps
+    ``self_kv[i]`` None, so ``tokens`` counts the tokens decoded instead.
 
     The B hypothesis rows come in U runs of ``B // U`` consecutive rows, a run sharing one
     encoder row (the beams of one utterance): cross-attention then reads each utterance's K/V
@@ -32,16 +36,20 @@ class DecoderCache:
     that layout whenever the new rows allow it.
     """
 
-    cross: list[tuple[Tensor, Tensor]]
+    cross: list[tuple[Tensor, Tensor] | None]
     cross_mask: Tensor
     self_kv: list[tuple[Tensor, Tensor] | None]
     group: int = 1  # B // U: consecutive hypothesis rows per encoder row
+    gates: list | None = None
+    tokens: int = 0  # tokens decoded, for decoders that set it (read when no layer keeps K/V)
 
     @property
     def length(self) -> int:
         """Number of tokens already decoded (t)."""
-        first = self.self_kv[0]
-        return 0 if first is None else first[0].size(2)
+        for kv in self.self_kv:
+            if kv is not None:
+                return kv[0].size(2)
+        return self.tokens
 
     def reorder(self, index: Tensor) -> DecoderCache:
         """Keeps/duplicates rows: new row i = old row ``index[i]``; ``index`` (B',) int64.
@@ -62,7 +70,9 @@ class DecoderCache:
         rows = self.cross_mask.shape[0]
         if keep.numel() != rows or not torch.equal(keep, torch.arange(rows, device=keep.device)):
             pick_enc = lambda t: t.index_select(0, keep)
-            self.cross = [(pick_enc(k), pick_enc(v)) for k, v in self.cross]
+            self.cross = [
+                None if kv is None else (pick_enc(kv[0]), pick_enc(kv[1])) for kv in self.cross
+            ]
             self.cross_mask = pick_enc(self.cross_mask)
         pick = lambda t: t.index_select(0, index)
         self.self_kv = [None if kv is None else (pick(kv[0]), pick(kv[1])) for kv in self.self_kv]

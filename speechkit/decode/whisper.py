@@ -304,7 +304,7 @@ class WhisperWindowDecoder:
         enc (B, T', D) -> the most likely language token id and its probability per row."""
         cache = self.model.new_cache(enc, enc_lens)
         sot = torch.full((enc.shape[0], 1), self.tok.sos_id, device=enc.device)
-        logits = self.model.decode_step(sot, cache)[:, -1].float()
+        logits = self.model.decode_step(sot, cache, last_only=True)[:, -1].float()
         probs = logits[:, self.lang_ids].softmax(-1)
         best = probs.max(-1)
         return [self.lang_ids[i] for i in best.indices.tolist()], best.values.tolist()

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -163,6 +164,23 @@ class AudioEncoder(nn.Module):
         return self.norm(x), lens
 
 
+STEP_ROWS = 8  # decoder rows (hypotheses x new tokens) up to which a step counts as small
+
+
+@contextmanager
+def _intra_op_threads(n: int | None):
+    """Runs the block with ``n`` CPU intra-op threads (None: unchanged), then restores them."""
+    before = torch.get_num_threads()
+    if n is None or n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class TextDecoder(nn.Module):
     """Token ids (B, l) + cache -> logits (B, l, V); learned positions, tied output."""
 
@@ -182,6 +200,12 @@ class TextDecoder(nn.Module):
         # Replaces the tied projection when set, (..., D) -> (..., V): e.g. an int8 copy of the
         # embedding for CPU inference (``speechkit.inference.quantize_int8``).
         self.output: nn.Module | None = None
+        # CPU intra-op threads for the layers of a search step of at most STEP_ROWS rows (None =
+        # the process setting). A step's matrices have a handful of rows, too few to split:
+        # waking a second thread for each of its ~80 small ops costs more than it saves (2.1x
+        # slower layers on a busy 2-core machine); the output projection, memory-bound over the
+        # V x D table, keeps the process's threads. Set by ``speechkit.inference.Transcriber``.
+        self.step_threads: int | None = None
 
     def new_cache(self, enc: Tensor, enc_lens: Tensor) -> DecoderCache:
         """Cross-attention K/V of ``enc`` (B, T', D) with valid lengths ``enc_lens`` (B,)."""
@@ -189,8 +213,9 @@ class TextDecoder(nn.Module):
         cross = [layer.cross_kv(enc) for layer in self.layers]
         return DecoderCache(cross=cross, cross_mask=mask, self_kv=[None] * len(self.layers))
 
-    def forward(self, ys_new: Tensor, cache: DecoderCache) -> Tensor:
-        """Runs the l newest tokens ``ys_new`` (B, l) and appends their K/V to ``cache``."""
+    def forward(self, ys_new: Tensor, cache: DecoderCache, last_only: bool = False) -> Tensor:
+        """Runs the l newest tokens ``ys_new`` (B, l) and appends their K/V to ``cache``.
+        Returns logits (B, l, V), or with ``last_only`` those of the newest token (B, 1, V)."""
         past, n_new = cache.length, ys_new.size(1)
         if past + n_new > self.n_ctx:
             raise ValueError(
@@ -199,15 +224,17 @@ class TextDecoder(nn.Module):
         x = self.embed(ys_new) + self.positions[past : past + n_new]
         # One new token may see every cached one: no mask needed (lets sdpa pick fast kernels).
         self_mask = None if n_new == 1 else causal_mask(n_new, past, device=ys_new.device)
-        for i, layer in enumerate(self.layers):
-            x, cache.self_kv[i] = layer(
-                x, self_mask, cache.cross[i], cache.cross_mask, cache.self_kv[i]
-            )
-        x = self.norm(x)
+        small = x.shape[0] * n_new <= STEP_ROWS and not x.requires_grad
+        with _intra_op_threads(self.step_threads if small else None):
+            for i, layer in enumerate(self.layers):
+                x, cache.self_kv[i] = layer(
+                    x, self_mask, cache.cross[i], cache.cross_mask, cache.self_kv[i]
+                )
+            x = self.norm(x[:, -1:] if last_only else x)
         if self.output is not None:
             return self.output(x)
         weight = self.embed.weight.to(x.dtype)  # (V, D)
-        if x.shape[0] * x.shape[1] <= 8 and not x.requires_grad:
+        if x.shape[0] * x.shape[1] <= STEP_ROWS and not x.requires_grad:
             # A few rows (one beam step): reading the 51,864 x D table row-major as the left
             # operand is about 2x faster on CPU than x @ weight.t(), which dominates the step.
             return (weight @ x.reshape(-1, x.shape[-1]).t()).t().reshape(*x.shape[:2], -1)

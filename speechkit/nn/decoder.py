@@ -119,9 +119,13 @@ class EncoderDecoder(nn.Module):
         """Cache for incremental decoding; precomputes cross-attention K/V."""
         return self.decoder.new_cache(enc, enc_lens)
 
-    def decode_step(self, ys_new: Tensor, cache: DecoderCache) -> Tensor:
-        """``ys_new`` (B, l) newest tokens -> logits (B, l, V); appends self-attention K/V."""
-        return self.decoder(ys_new, cache)
+    def decode_step(self, ys_new: Tensor, cache: DecoderCache, last_only: bool = False) -> Tensor:
+        """``ys_new`` (B, l) newest tokens -> logits (B, l, V); appends self-attention K/V.
+
+        ``last_only``: logits of the newest token only, (B, 1, V), which is all a search step
+        reads; the output projection over the vocabulary is then computed for one position
+        instead of l (the prompt's first step)."""
+        return self.decoder(ys_new, cache, last_only=last_only)
 
     def decode(self, ys_in: Tensor, enc: Tensor, enc_lens: Tensor) -> Tensor:
         """Teacher forcing: ``ys_in`` (B, L) -> logits (B, L, V)."""

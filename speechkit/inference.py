@@ -116,9 +116,6 @@ class Transcriber:
         model = pretrained.model.to(self.device).eval()
         if int8:
             model = quantize_int8(model)
-        if self.device.type == "cpu":
-            # A beam step's layers run on one thread (see TextDecoder.step_threads).
-            model.decoder.step_threads = 1
         self.model = model
         self.logmel = LogMel(pretrained.features)
         self.task = "asr" if self.opt.task == "transcribe" else "st_eng"

@@ -173,7 +173,9 @@ def peak_rss(system: str, model: str, ct2: Path, precision: str, waves, args) ->
     with tempfile.TemporaryDirectory() as work:
         npz = Path(work) / "waves.npz"
         np.savez(npz, *waves)
-        code = "import sys; from speechkit.bench import whisper_speed as w; w.rss_child(sys.argv[1:])"
+        code = (
+            "import sys; from speechkit.bench import whisper_speed as w; w.rss_child(sys.argv[1:])"
+        )
         cmd = [sys.executable, "-c", code, system, str(model), str(ct2), precision, str(npz),
                str(args.threads), str(args.beam), str(args.batch_size)]  # fmt: skip
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout

@@ -36,6 +36,7 @@ from speechkit.decode.beam_search import beam_search
 from speechkit.decode.greedy import greedy_search
 from speechkit.decode.longform import Segment, Window
 from speechkit.decode.options import DecodeOptions, SpecialIds
+from speechkit.nn.decoder import intra_op_threads
 from speechkit.text.whisper import WhisperTokenizer
 
 __all__ = [
@@ -230,6 +231,10 @@ class WhisperWindowDecoder:
     streams whose ``lang`` is an ISO 639-1/-3 code or None (detected on the first window and
     kept in ``stream.info``: ``lang_id``, ``lang_prob``) and whose ``task`` is ``asr`` or
     ``st_eng``. Returns the tokens after the prompt of each window, ``<|endoftext|>`` excluded.
+
+    ``search_threads`` (CPU): intra-op threads of the decoder steps (language detection and the
+    search), except for their output projection, which runs with the caller's threads like the
+    encoder (see ``speechkit.nn.decoder.intra_op_threads``); None = the caller's for all.
     """
 
     def __init__(
@@ -238,9 +243,11 @@ class WhisperWindowDecoder:
         tok: WhisperTokenizer,
         options: TranscribeOptions,
         device: str | torch.device = "cpu",
+        search_threads: int | None = 1,
     ):
         self.model, self.tok, self.opt = model, tok, options
         self.device = torch.device(device)
+        self.search_threads = search_threads if self.device.type == "cpu" else None
         langs = tok.whisper_languages if tok.multilingual else []
         self.lang_ids = [tok.lang_id(c) for c in langs]
         specials = [tok.transcribe_id, tok.translate_id, tok.sos_id, tok.sop_id, tok.startoflm_id,
@@ -266,6 +273,15 @@ class WhisperWindowDecoder:
         frames = frames.to(self.device)
         lens = torch.full((len(windows),), WINDOW_FRAMES, dtype=torch.long, device=self.device)
         enc, enc_lens = self.model.encode(frames, lens)
+        decoder = self.model.decoder
+        decoder.output_threads = torch.get_num_threads()
+        try:
+            with intra_op_threads(self.search_threads):
+                return self._search(windows, enc, enc_lens)
+        finally:
+            decoder.output_threads = None
+
+    def _search(self, windows: list[Window], enc: Tensor, enc_lens: Tensor) -> list[list[int]]:
         self._languages(windows, enc, enc_lens)
         out: list[list[int]] = [[] for _ in windows]
         for timestamps in (False, True):

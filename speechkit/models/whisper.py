@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -37,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from speechkit.config import ConfigError
-from speechkit.nn.decoder import DecoderCache, EncoderDecoder, token_loss
+from speechkit.nn.decoder import DecoderCache, EncoderDecoder, intra_op_threads, token_loss
 from speechkit.nn.masks import causal_mask, lengths_to_mask
 from speechkit.nn.transformer import TransformerDecoderLayer, TransformerEncoderLayer
 
@@ -164,21 +163,9 @@ class AudioEncoder(nn.Module):
         return self.norm(x), lens
 
 
-STEP_ROWS = 8  # decoder rows (hypotheses x new tokens) up to which a step counts as small
-
-
-@contextmanager
-def _intra_op_threads(n: int | None):
-    """Runs the block with ``n`` CPU intra-op threads (None: unchanged), then restores them."""
-    before = torch.get_num_threads()
-    if n is None or n == before:
-        yield
-        return
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+# Output rows (hypotheses x positions) up to which the logits are computed as (W @ x.T).T: a
+# search step's, for any beam and batch size speechkit decodes with.
+STEP_ROWS = 64
 
 
 class TextDecoder(nn.Module):
@@ -200,12 +187,10 @@ class TextDecoder(nn.Module):
         # Replaces the tied projection when set, (..., D) -> (..., V): e.g. an int8 copy of the
         # embedding for CPU inference (``speechkit.inference.quantize_int8``).
         self.output: nn.Module | None = None
-        # CPU intra-op threads for the layers of a search step of at most STEP_ROWS rows (None =
-        # the process setting). A step's matrices have a handful of rows, too few to split:
-        # waking a second thread for each of its ~80 small ops costs more than it saves (2.1x
-        # slower layers on a busy 2-core machine); the output projection, memory-bound over the
-        # V x D table, keeps the process's threads. Set by ``speechkit.inference.Transcriber``.
-        self.step_threads: int | None = None
+        # CPU intra-op threads for the output projection of a search step (None: as the caller
+        # runs). A search may run its small per-step ops on one thread (``WhisperWindowDecoder``)
+        # and still read the V x D table, most of a step's memory traffic, with several.
+        self.output_threads: int | None = None
 
     def new_cache(self, enc: Tensor, enc_lens: Tensor) -> DecoderCache:
         """Cross-attention K/V of ``enc`` (B, T', D) with valid lengths ``enc_lens`` (B,)."""
@@ -224,18 +209,21 @@ class TextDecoder(nn.Module):
         x = self.embed(ys_new) + self.positions[past : past + n_new]
         # One new token may see every cached one: no mask needed (lets sdpa pick fast kernels).
         self_mask = None if n_new == 1 else causal_mask(n_new, past, device=ys_new.device)
-        small = x.shape[0] * n_new <= STEP_ROWS and not x.requires_grad
-        with _intra_op_threads(self.step_threads if small else None):
-            for i, layer in enumerate(self.layers):
-                x, cache.self_kv[i] = layer(
-                    x, self_mask, cache.cross[i], cache.cross_mask, cache.self_kv[i]
-                )
-            x = self.norm(x[:, -1:] if last_only else x)
+        for i, layer in enumerate(self.layers):
+            x, cache.self_kv[i] = layer(
+                x, self_mask, cache.cross[i], cache.cross_mask, cache.self_kv[i]
+            )
+        x = self.norm(x[:, -1:] if last_only else x)
+        with intra_op_threads(self.output_threads):
+            return self._logits(x)
+
+    def _logits(self, x: Tensor) -> Tensor:
+        """(B, l, D) -> (B, l, V) through the tied embedding (or ``self.output``)."""
         if self.output is not None:
             return self.output(x)
         weight = self.embed.weight.to(x.dtype)  # (V, D)
         if x.shape[0] * x.shape[1] <= STEP_ROWS and not x.requires_grad:
-            # A few rows (one beam step): reading the 51,864 x D table row-major as the left
+            # Few rows (a search step): reading the 51,864 x D table row-major as the left
             # operand is about 2x faster on CPU than x @ weight.t(), which dominates the step.
             return (weight @ x.reshape(-1, x.shape[-1]).t()).t().reshape(*x.shape[:2], -1)
         return x @ weight.t()

@@ -140,7 +140,9 @@ def run_interleaved(tr: Transcriber, fw, waves: list[np.ndarray], task: str, arg
 
 def rss_child(argv: list[str]) -> None:
     """In a fresh process: loads one system, transcribes the waves of an ``.npz`` one call per
-    ``batch`` waves, prints its peak resident set size in MiB (``ru_maxrss``).
+    ``batch`` waves, prints its peak resident set size in MiB: ``VmHWM`` of /proc/self/status
+    where there is one (Linux's ``ru_maxrss`` keeps the parent's peak across fork and exec, so a
+    child of a big benchmark process would report the parent's), else ``ru_maxrss``.
 
     argv: system (``sk`` / ``fw``), model, CTranslate2 dir, precision, npz, threads, beam, batch.
     """
@@ -163,7 +165,11 @@ def rss_child(argv: list[str]) -> None:
         for wave in waves:
             list(fw.transcribe(wave, beam_size=beam, without_timestamps=True, temperature=0.0,
                                condition_on_previous_text=False, vad_filter=False)[0])  # fmt: skip
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    status = Path("/proc/self/status")
+    lines = status.read_text().splitlines() if status.exists() else []
+    hwm = [ln for ln in lines if ln.startswith("VmHWM:")]
+    kib = int(hwm[0].split()[1]) if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(kib / 1024)
 
 
 def peak_rss(system: str, model: str, ct2: Path, precision: str, waves, args) -> float:

@@ -30,6 +30,11 @@ are identical, RTFx = audio seconds / wall seconds (model loading and one warm-u
 excluded), and the same for int8 (speechkit: ``quantize_int8``, dynamic int8 Linear layers and
 output projection; faster-whisper: ``compute_type="int8"``); for translation sets X->English
 BLEU.
+
+Many files: ``--batch-size N --fw-batched`` gives speechkit N files per call and faster-whisper
+its ``BatchedInferencePipeline`` (batch size N, one file per call, as the pipeline takes them).
+``--rss``: each system's peak resident memory, loading the model and decoding the ASR set alone
+in a fresh process.
 """
 
 from __future__ import annotations

@@ -298,8 +298,8 @@ class _GatedDecoding:
     def new_cache(self, enc: Tensor, enc_lens: Tensor) -> DecoderCache:
         return self.model.decoder.new_cache(enc, enc_lens, self.layers)
 
-    def decode_step(self, ys_new: Tensor, cache: DecoderCache) -> Tensor:
-        return self.model.decoder(ys_new, cache)
+    def decode_step(self, ys_new: Tensor, cache: DecoderCache, last_only: bool = False) -> Tensor:
+        return self.model.decoder(ys_new, cache, last_only=last_only)
 
     def ctc_log_probs(self, enc: Tensor) -> Tensor:
         return self.model.ctc_log_probs(enc)

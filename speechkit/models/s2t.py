@@ -303,8 +303,9 @@ class Decoder(nn.Module):
         cross = [None if off[i] else layer.cross_kv(enc) for i, layer in enumerate(self.layers)]
         return DecoderCache(cross=cross, cross_mask=mask, self_kv=[None] * n, gates=gates)
 
-    def forward(self, ys_new: Tensor, cache: DecoderCache) -> Tensor:
-        """Runs the l newest tokens ``ys_new`` (B, l) and appends their K/V to ``cache``."""
+    def forward(self, ys_new: Tensor, cache: DecoderCache, last_only: bool = False) -> Tensor:
+        """Runs the l newest tokens ``ys_new`` (B, l) and appends their K/V to ``cache``.
+        Returns logits (B, l, V), or with ``last_only`` those of the newest token (B, 1, V)."""
         past, n_new = cache.length, ys_new.size(1)
         if past + n_new > self.max_positions:
             raise ValueError(
@@ -324,7 +325,7 @@ class Decoder(nn.Module):
                 x, self_mask, cache.cross[i], cache.cross_mask, cache.self_kv[i], gates[i]
             )
         cache.tokens = past + n_new
-        x = self.norm(x)
+        x = self.norm(x[:, -1:] if last_only else x)
         return x @ self.embed.weight.t() if self.output is None else self.output(x)
 
 

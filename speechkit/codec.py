@@ -260,6 +260,7 @@ def save(model: Codec, out_dir: str | Path, source: str = "") -> Path:
     atomic_write(out / MODEL_FILE, lambda f: torch.save(state, f))
     meta = {
         "speechkit_version": speechkit.__version__,
+        "model_type": MODEL_TYPE,  # tells the zoo cache that no tokenizer belongs here
         "source": source,
         "sha256": {name: sha256_file(out / name) for name in CODEC_FILES},
     }

@@ -74,7 +74,11 @@ CONFIG_FILE, MODEL_FILE, META_FILE = "config.yaml", "model.pt", "meta.json"
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json")
 PACKED_FILES = (CONFIG_FILE, MODEL_FILE, *TOKENIZER_FILES)
 # model_type -> the files a packed directory of that type holds (besides meta.json).
-FILES_BY_TYPE = {"s2t": PACKED_FILES, "whisper": (CONFIG_FILE, MODEL_FILE, "tokenizer.json")}
+FILES_BY_TYPE = {
+    "s2t": PACKED_FILES,
+    "gated_s2t": PACKED_FILES,  # an s2t model with gates (speechkit/models/gated_s2t.py)
+    "whisper": (CONFIG_FILE, MODEL_FILE, "tokenizer.json"),
+}
 _TASK_KEYS = ("asr_languages", "st_directions")
 # How translations were prompted in training (decode's --st-prompt auto reads them).
 _PROMPT_KEYS = ("st_source_prompt", "max_prompt_tokens")
@@ -115,7 +119,7 @@ class Pretrained:
 
 def _model_type(cfg: S2TConfig | WhisperConfig) -> str:
     for name, cls in MODEL_CONFIGS.items():
-        if isinstance(cfg, cls):
+        if type(cfg) is cls:  # exact: a GatedS2TConfig is an S2TConfig too
             return name
     raise TypeError(f"no registered model is built from a {type(cfg).__name__}")
 

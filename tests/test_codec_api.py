@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+import yaml
 
 from speechkit import codec as codec_api
 from speechkit.checkpoint import save_checkpoint
@@ -160,3 +161,17 @@ def test_packed_files_are_checked_and_checkpoints_load(packed, tmp_path):
         codec_api.load(tmp_path / "s2t.pt")
     with pytest.raises(FileNotFoundError, match="no codec directory"):
         codec_api.load("no-such-codec-anywhere")
+
+
+def test_a_zoo_name_loads_a_packed_codec_without_a_tokenizer(packed, tmp_path, monkeypatch):
+    registry = tmp_path / "registry.yaml"
+    registry.write_text(
+        yaml.safe_dump({"my-codec": {"sources": [{"kind": "url", "url": str(packed)}]}})
+    )
+    monkeypatch.setenv("SPEECHKIT_ZOO_REGISTRY", str(registry))
+    monkeypatch.setenv("SPEECHKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("SPEECHKIT_OFFLINE", raising=False)
+    by_name = codec_api.load("my-codec")
+    wave = torch.randn(1, 3200) * 0.1
+    assert torch.equal(by_name.encode(wave), codec_api.load(packed).encode(wave))
+    assert not (tmp_path / "cache" / "my-codec" / "tokenizer.json").exists()

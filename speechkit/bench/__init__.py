@@ -27,6 +27,12 @@ name                   module                    what it measures
                                                  peak memory against a 1-minute one
 ``codec``              ``codec.py``              speech codecs (speechkit's, Opus, Codec2): PESQ,
                                                  STOI, SI-SDR, speaker similarity, WER, RTFx
+``vocoder``            ``vocoder.py``            TTS vocoder vs Griffin-Lim on reference mels:
+                                                 PESQ, STOI, mel distance, RTF on 1 and 2 threads
+``tts-speed``          ``tts_speed.py``          TTS speed: acoustic model and vocoder apart,
+                                                 Piper and espeak-ng on the same sentences
+``prune``              ``prune.py``              gated (pruned) vs full model: RTFx at batch 1
+                                                 and batched, interleaved; GFLOPs, sparsity
 =====================  ========================  ================================================
 
 Floors: a benchmark sits beside ``speechkit.bin`` (an entry point); it may use the model, data,
@@ -57,6 +63,9 @@ BENCHMARKS = {
     "separation": "separation",
     "separation-long": "separation_long",
     "codec": "codec",
+    "vocoder": "vocoder",
+    "tts-speed": "tts_speed",
+    "prune": "prune",
 }
 _CITE = "--cite-path"
 

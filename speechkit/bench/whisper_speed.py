@@ -30,6 +30,11 @@ are identical, RTFx = audio seconds / wall seconds (model loading and one warm-u
 excluded), and the same for int8 (speechkit: ``quantize_int8``, dynamic int8 Linear layers and
 output projection; faster-whisper: ``compute_type="int8"``); for translation sets X->English
 BLEU.
+
+Many files: ``--batch-size N --fw-batched`` gives speechkit N files per call and faster-whisper
+its ``BatchedInferencePipeline`` (batch size N, one file per call, as the pipeline takes them).
+``--rss``: each system's peak resident memory, loading the model and decoding the ASR set alone
+in a fresh process.
 """
 
 from __future__ import annotations
@@ -105,10 +110,19 @@ def run_interleaved(tr: Transcriber, fw, waves: list[np.ndarray], task: str, arg
     def sk_run(chunk):
         return [r.text for r in tr(chunk)]
 
+    if args.fw_batched:
+        from faster_whisper import BatchedInferencePipeline
+
+        # One file per call, as the pipeline takes them; a file of at most 30 s is one chunk.
+        pipeline = BatchedInferencePipeline(fw)
+        transcribe = lambda wave: pipeline.transcribe(wave, batch_size=args.batch_size, **kwargs)
+    else:
+        transcribe = lambda wave: fw.transcribe(wave, **kwargs)
+
     def fw_run(chunk):
         out = []
         for wave in chunk:
-            segments, _ = fw.transcribe(wave, **kwargs)
+            segments, _ = transcribe(wave)
             out.append(" ".join(s.text.strip() for s in segments))
         return out
 
@@ -127,6 +141,56 @@ def run_interleaved(tr: Transcriber, fw, waves: list[np.ndarray], task: str, arg
             total[name] += took[name]
         ratios.append(took["fw"] / took["sk"])
     return texts["sk"], texts["fw"], total["sk"], total["fw"], ratios
+
+
+def rss_child(argv: list[str]) -> None:
+    """In a fresh process: loads one system, transcribes the waves of an ``.npz`` one call per
+    ``batch`` waves, prints its peak resident set size in MiB: ``VmHWM`` of /proc/self/status
+    where there is one (Linux's ``ru_maxrss`` keeps the parent's peak across fork and exec, so a
+    child of a big benchmark process would report the parent's), else ``ru_maxrss``.
+
+    argv: system (``sk`` / ``fw``), model, CTranslate2 dir, precision, npz, threads, beam, batch.
+    """
+    import resource
+
+    system, model, ct2, precision, npz, threads, beam, batch = argv
+    threads, beam, batch = int(threads), int(beam), int(batch)
+    torch.set_num_threads(threads)
+    waves = list(np.load(npz).values())
+    if system == "sk":
+        opts = TranscribeOptions(beam=beam, batch_size=batch)
+        tr = Transcriber.load(model, opts, int8=precision == "int8")
+        for i in range(0, len(waves), batch):
+            tr(waves[i : i + batch])
+    else:
+        from faster_whisper import WhisperModel
+
+        fw = WhisperModel(ct2, device="cpu", compute_type=precision, cpu_threads=threads,
+                          num_workers=1)  # fmt: skip
+        for wave in waves:
+            list(fw.transcribe(wave, beam_size=beam, without_timestamps=True, temperature=0.0,
+                               condition_on_previous_text=False, vad_filter=False)[0])  # fmt: skip
+    status = Path("/proc/self/status")
+    lines = status.read_text().splitlines() if status.exists() else []
+    hwm = [ln for ln in lines if ln.startswith("VmHWM:")]
+    kib = int(hwm[0].split()[1]) if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(kib / 1024)
+
+
+def peak_rss(system: str, model: str, ct2: Path, precision: str, waves, args) -> float:
+    """Peak RSS in MiB of ``rss_child`` for one system on ``waves``."""
+    import subprocess
+
+    with tempfile.TemporaryDirectory() as work:
+        npz = Path(work) / "waves.npz"
+        np.savez(npz, *waves)
+        code = (
+            "import sys; from speechkit.bench import whisper_speed as w; w.rss_child(sys.argv[1:])"
+        )
+        cmd = [sys.executable, "-c", code, system, str(model), str(ct2), precision, str(npz),
+               str(args.threads), str(args.beam), str(args.batch_size)]  # fmt: skip
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return float(out.split()[-1])
 
 
 def compare(refs, sk, fw, audio_s, t_sk, t_fw, bleu_score=False) -> dict:
@@ -165,11 +229,11 @@ class EvalSets:
         return sets
 
 
-def bench_model(model: str, ct2: Path, args, sets: EvalSets) -> list[str]:
-    """Table rows of one model: each precision and test set."""
+def bench_model(model: str, ct2: Path, args, sets: EvalSets) -> tuple[list[str], list[str]]:
+    """Table rows of one model: each precision and test set; with ``--rss`` peak-RSS rows."""
     from faster_whisper import WhisperModel
 
-    rows = []
+    rows, rss_rows = [], []
     for precision in ("float32", "int8") if args.int8 else ("float32",):
         opts = TranscribeOptions(beam=args.beam, task="transcribe", batch_size=args.batch_size)
         tr = Transcriber.load(model, opts, int8=precision == "int8")
@@ -192,7 +256,14 @@ def bench_model(model: str, ct2: Path, args, sets: EvalSets) -> list[str]:
             logger.info(rows[-1])
             for a, b, ref in list(zip(sk, fw_texts, s.refs))[:3]:
                 logger.info("ref %r | speechkit %r | faster-whisper %r", ref, a, b)
-    return rows
+        if args.rss:
+            del tr, fw
+            waves = sets.for_model(False)[0].waves
+            mib = [peak_rss(system, model, ct2, precision, waves, args) for system in ("sk", "fw")]
+            rss_rows.append(f"| {Path(model).name} | {precision} | {len(waves)} | {mib[0]:.0f} | "
+                            f"{mib[1]:.0f} |")  # fmt: skip
+            logger.info(rss_rows[-1])
+    return rows, rss_rows
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -215,6 +286,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--beam", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=1, help="speechkit utterances per call")
+    p.add_argument("--fw-batched", action="store_true",
+                   help="faster-whisper through BatchedInferencePipeline (batch size "
+                        "--batch-size), one file per call")  # fmt: skip
+    p.add_argument("--rss", action="store_true",
+                   help="also each system's peak RSS, each in a process of its own")  # fmt: skip
     p.add_argument("--no-int8", dest="int8", action="store_false")
     p.add_argument("--results-md", type=Path, default=None, help="write the section here")
     p.add_argument("--label", default="", help="added to the section title (e.g. 'small run')")
@@ -232,11 +308,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
     sets = EvalSets(args)
-    rows = []
+    rows, rss_rows = [], []
     with tempfile.TemporaryDirectory() as work:
         for i, model in enumerate(args.models):
             ct2 = args.ct2_dirs[i] if args.ct2_dirs else ct2_dir(model, Path(work))
-            rows += bench_model(model, ct2, args, sets)
+            speed, rss = bench_model(model, ct2, args, sets)
+            rows, rss_rows = rows + speed, rss_rows + rss
     from faster_whisper import __version__ as fw_version
 
     title = f"{TITLE} {fw_version}" + (f" ({args.label})" if args.label else "")
@@ -245,14 +322,23 @@ def main(argv: list[str] | None = None) -> int:
         "| model | precision | test set | metric | speechkit | faster-whisper | identical % | "
         "RTFx speechkit | RTFx faster-whisper | RTFx ratio | median ratio per utt |",
         "|---|---|---|---|---|---|---|---|---|---|---|", *rows, "",
+        *([
+            "| model | precision | utts | peak RSS speechkit MiB | peak RSS faster-whisper MiB |",
+            "|---|---|---|---|---|", *rss_rows, "",
+        ] if rss_rows else []),
         *provenance_lines(cited_command("whisper_speed", argv)),
-        f"- beam {args.beam}, {args.threads} CPU threads, speechkit batch size {args.batch_size}, "
+        f"- beam {args.beam}, {args.threads} CPU threads, speechkit batch size {args.batch_size}"
+        + (f", faster-whisper BatchedInferencePipeline (batch size {args.batch_size}, one file "
+           "per call)" if args.fw_batched else "") + ", "
         "temperature 0 (no fallback), no timestamps, no previous-text conditioning; "
         "same weights (faster-whisper: the CTranslate2 files; speechkit: their conversion).",
         "- WER on normalised text (speechkit.metrics.normalize_text); BLEU: sacrebleu, cased 13a; "
         "identical % = normalised transcripts equal; RTFx = audio s / wall s (warm-up excluded); "
         "the systems take turns on each utterance (interleaved, alternating which goes first); "
-        "median ratio per utt = median over utterances of faster-whisper s / speechkit s.",
+        "median ratio per utt = median over utterances of faster-whisper s / speechkit s"
+        + (" (per chunk of --batch-size utterances)" if args.batch_size > 1 else "") + "."
+        + (" Peak RSS: each system alone in a fresh process (model load and the ASR set, "
+           "ru_maxrss)." if rss_rows else ""),
         "",
     ])  # fmt: skip
     if args.results_md:

@@ -33,6 +33,14 @@ and direction (``DIR/asr_eng/``, ``DIR/st_eng-deu/``)::
 and ``DIR/decode_stats.json`` with speed (RTF = wall / audio seconds; RTFx = its inverse) and the
 inputs skipped for unreadable audio. Score the result with ``python -m speechkit.bin.score``.
 
+Gated models (``model_type: gated_s2t``, trained with ``task: prune``): ``--budget B`` (in [0, 1],
+the fraction of the gated modules' FLOPs to keep) is given to the gate predictor, with the
+stored contexts of ``--contexts DIR`` and the language context of ``--language-context``
+(``lid``: the model's own posterior; ``oracle``: the cut's language). Off modules are not run;
+utterances are batched by gate pattern (``speechkit.decode.gated``). Beside the hypotheses,
+``gates.jsonl`` gives per item the GFLOPs (encoder / decoder), the achieved sparsity and the
+gates; ``decode_stats.json`` their means under ``gates``.
+
 Two-pass translation (``--st-prompt asr``; S2T models trained with ``data.st_source_prompt``):
 each cut is transcribed first (with CTC prefix scoring), then translated with ``<sop>`` and that
 transcript as the decoder prompt. ``both`` writes the direct translations to ``st_eng-deu/``
@@ -128,6 +136,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="decode only the first N cuts of each output directory (0 = all)")  # fmt: skip
     p.add_argument("--st-prompt", default="auto", choices=ST_PROMPT_MODES,
                    help="translate with the cut's first-pass transcript as prompt (see above)")  # fmt: skip
+    p.add_argument("--budget", type=float, default=None,
+                   help="gated models: fraction of the gated modules' FLOPs to keep, in [0, 1]")  # fmt: skip
+    p.add_argument("--contexts", default=None,
+                   help="gated models: directory of stored contexts (speaker/event.safetensors)")  # fmt: skip
+    p.add_argument("--language-context", default="lid", choices=("lid", "oracle"),
+                   help="gated models with language context: own LID posterior or the oracle")  # fmt: skip
     return p.parse_args(argv)
 
 
@@ -220,9 +234,23 @@ def _skip(error: AudioError, skipped: list) -> None:
     skipped.append({"cut_id": error.name, "error": str(error)})
 
 
-def _search(model, enc, enc_lens, group: list[Item], prefixes, opts, ids, max_positions):
+def _search(model, enc, enc_lens, group: list[Item], prefixes, opts, ids, max_positions,
+            gating=None):  # fmt: skip
     """Decodes ``group`` (items whose prefixes, ``prefixes``, have one length) -> per item the
-    best hypothesis as (tokens, score); ([], None) when the search found none."""
+    best hypothesis as (tokens, score); ([], None) when the search found none. With
+    ``gating`` (a ``GatedDecoding``), the items of each decoder gate pattern are searched
+    together through a decoder that runs only that pattern's modules."""
+    if gating is not None:
+        best: list = [None] * len(group)
+        for pattern, pos in gating.groups([it.index for it in group]):
+            sub = _search(gating.decoder(pattern), enc, enc_lens, [group[i] for i in pos],
+                          [prefixes[i] for i in pos], opts, ids, max_positions)  # fmt: skip
+            for i, (tokens, score) in zip(pos, sub):
+                best[i] = (tokens, score)
+                # positions run: the prefix, then one per output token and <eos>
+                gating.record(group[i].cut_id, group[i].subdir, group[i].index,
+                              len(prefixes[i]) + len(tokens) + 1)  # fmt: skip
+        return best
     rows = torch.tensor([it.index for it in group], device=enc.device)
     prefix = torch.tensor(prefixes, device=enc.device)
     # Learned positions end at max_positions: the prefix, the text and <eos> must fit.
@@ -234,7 +262,14 @@ def _search(model, enc, enc_lens, group: list[Item], prefixes, opts, ids, max_po
 
 @torch.inference_mode()
 def decode_items(
-    pre, feats, feat_lens, items: list[Item], opts: DecodeOptions, device, st_prompt: str = "none"
+    pre,
+    feats,
+    feat_lens,
+    items: list[Item],
+    opts: DecodeOptions,
+    device,
+    st_prompt: str = "none",
+    gating=None,
 ) -> list:
     """Encodes a batch once and decodes every item (rows may share a cut).
 
@@ -242,11 +277,18 @@ def decode_items(
     for ASR items only; ST items are decoded with the attention decoder alone. With
     ``st_prompt`` ``asr`` or ``both`` the transcripts come first and prompt the translations
     (see the module docstring); a cut whose transcript was not asked for is transcribed anyway.
+    ``gating``: a ``GatedDecoding`` for gated models (see the module docstring).
     """
     model, tok = pre.model, pre.tokenizer
     ids = SpecialIds.from_tokenizer(tok)
     max_positions = pre.config.max_target_positions
-    enc, enc_lens = model.encode(feats.to(device), feat_lens.to(device))
+    if gating is None:
+        enc, enc_lens = model.encode(feats.to(device), feat_lens.to(device))
+    else:
+        row_of = {it.index: it for it in items}
+        rows = [row_of[b] for b in range(feats.shape[0])]
+        enc, enc_lens = gating.encode(feats.to(device), feat_lens.to(device),
+                                      [it.cut_id for it in rows], [it.lang for it in rows])  # fmt: skip
     asr = [it for it in items if it.subdir.startswith("asr_")]
     st = [it for it in items if not it.subdir.startswith("asr_")]
     if st_prompt in ("asr", "both"):
@@ -261,7 +303,7 @@ def decode_items(
     results, transcripts = [], {}
     if asr:
         best = _search(
-            model, enc, enc_lens, asr, [it.prefix for it in asr], opts, ids, max_positions
+            model, enc, enc_lens, asr, [it.prefix for it in asr], opts, ids, max_positions, gating
         )
         for it, (tokens, score) in zip(asr, best):
             transcripts[it.index] = tokens
@@ -291,7 +333,8 @@ def decode_items(
         for group in by_length.values():
             group_items = [it for it, _ in group]
             prefixes = [p for _, p in group]
-            best = _search(model, enc, enc_lens, group_items, prefixes, st_opts, ids, max_positions)
+            best = _search(model, enc, enc_lens, group_items, prefixes, st_opts, ids,
+                           max_positions, gating)  # fmt: skip
             for it, (tokens, score) in zip(group_items, best):
                 results.append((it, tok.decode(tokens), score))
     return results
@@ -301,12 +344,15 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def write_outputs(out: Path, results: dict[str, list]) -> None:
+def write_outputs(out: Path, results: dict[str, list], gating=None) -> None:
     """Writes hyp.txt, ref.txt (where references are known) and hyps.jsonl per output
-    directory, sorted by cut id."""
+    directory, sorted by cut id (and gates.jsonl for a gated model)."""
     for subdir, rows in results.items():
         d = out / subdir
         d.mkdir(parents=True, exist_ok=True)
+        if gating is not None:
+            lines = "".join(json.dumps(r) + "\n" for r in gating.rows(subdir))
+            (d / "gates.jsonl").write_text(lines)
         rows = sorted(rows, key=lambda r: r[0].cut_id)
         (d / "hyp.txt").write_text("".join(f"{it.cut_id} {_one_line(h)}\n" for it, h, _ in rows))
         if any(it.ref is not None for it, _, _ in rows):
@@ -392,12 +438,14 @@ def plan_items(cuts: list, tasks: list[str] | None, pre, per_output: int) -> lis
 
 
 def decode_s2t(
-    pre, plan: list, args, opts, st_prompt: str, device, skipped: list, bar, read
+    pre, plan: list, args, opts, st_prompt: str, device, skipped: list, bar, read, gating=None
 ) -> dict:
     """S2T / OWSM models: batches of ``--batch-duration`` seconds, one encoder pass per cut."""
     from speechkit.data import LogMel
+    from speechkit.tasks.s2t import codec_front_end
 
-    logmel = LogMel(pre.features)
+    # a model trained on speech codec codes reads them from its (frozen) codec
+    logmel = codec_front_end(pre.features, pre.config) or LogMel(pre.features)
     items_of = {cut.id: items for cut, items in plan}
     results: dict[str, list] = defaultdict(list)
     for batch in make_batches([cut for cut, _ in plan], args.batch_duration):
@@ -406,11 +454,29 @@ def decode_s2t(
             dataclasses.replace(it, index=i) for i, c in enumerate(ok) for it in items_of[c.id]
         ]
         if items:
-            decoded = decode_items(pre, feats, feat_lens, items, opts, device, st_prompt)
+            decoded = decode_items(pre, feats, feat_lens, items, opts, device, st_prompt, gating)
             for it, hyp, score in decoded:
                 results[it.subdir].append((it, hyp, score))
         bar.update(round(sum(c.duration for c in batch)))
     return results
+
+
+def make_gating(pre, args):
+    """A ``GatedDecoding`` for a gated model (``--budget`` required), else None."""
+    if pre.model_type != "gated_s2t":
+        return None
+    from speechkit.decode.gated import GatedDecoding
+
+    budget = args.budget
+    if budget is None and pre.model.predictor is None:
+        budget = 1.0  # gate_mode none: nothing to decide (GFLOPs are still counted)
+    if budget is None:
+        raise ConfigError(f"{args.model} is a gated model: give --budget (in [0, 1])")
+    try:
+        return GatedDecoding(pre.model, pre.tokenizer, budget, args.contexts,
+                             args.language_context)  # fmt: skip
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def decode_whisper(pre, plan: list, args, device, skipped: list, bar, read) -> tuple[dict, dict]:
@@ -473,6 +539,9 @@ def run(args: argparse.Namespace) -> dict:
     plan = plan_items(cuts, tasks, pre, args.max_per_output)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    gating = None
+    if args.budget is not None and pre.model_type != "gated_s2t":
+        raise ConfigError(f"--budget: {args.model} has no gates (train one with task: prune)")
     read = audio_reader(args.frontend, args.frontend_query)  # (loaded before the clock starts)
     audio_s, start = sum(c.duration for c, _ in plan), time.perf_counter()
     bar = tqdm(total=round(audio_s), unit="s", desc="decode (audio s)")
@@ -484,13 +553,14 @@ def run(args: argparse.Namespace) -> dict:
         opts = options_from_args(args, pre.config.max_target_positions, 4)
         if st_prompt == "auto":
             st_prompt = "both" if (pre.tasks or {}).get("st_source_prompt", 0) > 0 else "none"
-        results = decode_s2t(pre, plan, args, opts, st_prompt, device, skipped, bar, read)
+        gating = make_gating(pre, args)
+        results = decode_s2t(pre, plan, args, opts, st_prompt, device, skipped, bar, read, gating)
         options = to_dict(opts)
     bar.close()
     wall_s = time.perf_counter() - start
     failed = {s["cut_id"] for s in skipped}
     audio_s = sum(c.duration for c, _ in plan if c.id not in failed)
-    write_outputs(out, results)
+    write_outputs(out, results, gating)
     stats = {
         "model": str(args.model),
         "model_type": pre.model_type,
@@ -511,6 +581,8 @@ def run(args: argparse.Namespace) -> dict:
         "max_per_output": args.max_per_output or None,
         "frontend": args.frontend and {"model": str(args.frontend), "query": args.frontend_query},
     }
+    if gating is not None:
+        stats["gates"] = gating.summary()
     (out / "decode_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     return stats
 

@@ -91,7 +91,8 @@ class BeamSearch:
         rows_utt = utts.repeat_interleave(K)
         cache = self.model.new_cache(enc, enc_lens)
         cache.reorder(rows_utt)
-        logits = self.model.decode_step(prefix.to(device).repeat_interleave(K, 0), cache)[:, -1]
+        prompt = prefix.to(device).repeat_interleave(K, 0)
+        logits = self.model.decode_step(prompt, cache, last_only=True)[:, -1]
 
         # Only beam 0 is live at the start, so the first step does not pick K copies of one token.
         att = torch.full((B, K), float("-inf"), device=device)

@@ -39,7 +39,7 @@ def greedy_search(
     device = enc.device
     max_tokens = torch.tensor([options.max_tokens(int(n)) for n in enc_lens], device=device)
     cache = model.new_cache(enc, enc_lens)
-    logits = model.decode_step(prefix.to(device), cache)[:, -1]  # (B, V)
+    logits = model.decode_step(prefix.to(device), cache, last_only=True)[:, -1]  # (B, V)
 
     done = torch.zeros(B, dtype=torch.bool, device=device)
     att_logp = torch.zeros(B, device=device)

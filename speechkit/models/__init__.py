@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from speechkit.models.gated_s2t import GatedS2TConfig, GatedS2TModel
 from speechkit.models.s2t import OWSM_V31_PRESETS, S2TConfig, S2TModel
 from speechkit.models.separation import Separator, SeparatorConfig
 from speechkit.models.tagger import Tagger, TaggerConfig
@@ -19,6 +20,8 @@ from speechkit.models.whisper import WHISPER_DIMS, WhisperConfig, WhisperModel
 __all__ = [
     "MODELS",
     "MODEL_CONFIGS",
+    "GatedS2TConfig",
+    "GatedS2TModel",
     "OWSM_V31_PRESETS",
     "S2TConfig",
     "S2TModel",
@@ -39,6 +42,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "whisper": WhisperModel,
     "separator": Separator,
     "tagger": Tagger,
+    "gated_s2t": GatedS2TModel,
 }
 # name -> config dataclass of that model (what a packed config.yaml's ``model`` section fills).
 MODEL_CONFIGS: dict[str, type] = {
@@ -46,6 +50,7 @@ MODEL_CONFIGS: dict[str, type] = {
     "whisper": WhisperConfig,
     "separator": SeparatorConfig,
     "tagger": TaggerConfig,
+    "gated_s2t": GatedS2TConfig,
 }
 
 
@@ -53,7 +58,7 @@ def build_model(cfg, name: str = "s2t") -> nn.Module:
     """Builds the registered model ``name`` from ``cfg``; ConfigError if cfg cannot be built."""
     if name not in MODELS:
         raise KeyError(f"unknown model {name!r}; registered: {sorted(MODELS)}")
-    if not isinstance(cfg, MODEL_CONFIGS[name]):
+    if type(cfg) is not MODEL_CONFIGS[name]:  # exact: a GatedS2TConfig is an S2TConfig too
         raise TypeError(
             f"model {name!r} is built from a {MODEL_CONFIGS[name].__name__}, "
             f"got {type(cfg).__name__}"

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -73,6 +73,10 @@ class S2TConfig:
     token embedding by sqrt(d_model) and adds fixed sinusoidal positions (ESPnet) instead of
     learned ones (Whisper); ``layer_norm_eps`` of every LayerNorm (ESPnet: 1e-12).
 
+    ``pruned_modules``: gated modules built away (``speechkit prune-export``), each
+    ``encoder.<layer>.<module>`` or ``decoder.<layer>.<module>`` with a module of that layer's
+    ``GATED`` list (e.g. ``decoder.2.cross_attn``); the model runs as if their gates were off.
+
     Speech codec input (``codec_codebooks > 0``): the encoder reads codec codes (B, T, Q) at
     20 ms frames (``speechkit.codec.CodecFrontEnd``) through ``CodeEmbedding2`` instead of
     log-mel frames; ``n_mels`` is then unused.
@@ -107,9 +111,11 @@ class S2TConfig:
     layer_norm_eps: float = 1e-5
     codec_codebooks: int = 0
     codec_codebook_size: int = 1024
+    pruned_modules: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._check_sizes()
+        self.dropped("encoder", 0)  # checks every name
         if self.codec_codebooks < 0 or (self.codec_codebooks and self.global_mvn):
             raise ConfigError(
                 "model.codec_codebooks must be >= 0, and codec input has no global_mvn"
@@ -125,6 +131,22 @@ class S2TConfig:
                 f"model.ctc_weight must lie in [0, 1), got {self.ctc_weight}: 0 disables the CTC "
                 "loss; 1 (pure CTC) is not supported because the decoder needs training"
             )
+
+    def dropped(self, part: str, layer: int) -> set[str]:
+        """The ``pruned_modules`` of layer ``layer`` of ``part`` (encoder or decoder)."""
+        out = set()
+        layers = {"encoder": self.encoder_layers, "decoder": self.decoder_layers}
+        for name in self.pruned_modules:
+            bits = name.split(".")
+            if len(bits) != 3 or bits[0] not in layers or not bits[1].isdigit():
+                raise ConfigError(
+                    f"model.pruned_modules: {name!r} is not <encoder|decoder>.N.module"
+                )
+            if int(bits[1]) >= layers[bits[0]]:
+                raise ConfigError(f"model.pruned_modules: {name!r}: no such layer")
+            if bits[0] == part and int(bits[1]) == layer:
+                out.add(bits[2])
+        return out
 
     def _check_sizes(self) -> None:
         if self.vocab_size < 0:
@@ -211,21 +233,35 @@ class Encoder(nn.Module):
         args = (cfg.d_model, cfg.n_heads, cfg.encoder_ffn)
         if cfg.encoder_type == "ebranchformer":
             extra = (cfg.cgmlp_units, cfg.cgmlp_kernel, cfg.merge_conv_kernel)
-            make = lambda: EBranchformerLayer(*args, *extra, cfg.dropout, cfg.attention_dropout)
+            make = lambda i: EBranchformerLayer(*args, *extra, cfg.dropout, cfg.attention_dropout,
+                                                drop=cfg.dropped("encoder", i))  # fmt: skip
         else:
             drops = (cfg.dropout, cfg.attention_dropout)
-            make = lambda: TransformerEncoderLayer(*args, *drops, cfg.ffn_activation)
-        self.layers = nn.ModuleList(make() for _ in range(cfg.encoder_layers))
+            make = lambda i: TransformerEncoderLayer(*args, *drops, cfg.ffn_activation,
+                                                     drop=cfg.dropped("encoder", i))  # fmt: skip
+        self.layers = nn.ModuleList(make(i) for i in range(cfg.encoder_layers))
         self.norm = nn.LayerNorm(cfg.d_model)
 
     def forward(self, feats: Tensor, feat_lens: Tensor) -> tuple[Tensor, Tensor]:
+        x, lens = self.front_end(feats, feat_lens)
+        return self.run_layers(x, lens)
+
+    def front_end(self, feats: Tensor, feat_lens: Tensor) -> tuple[Tensor, Tensor]:
+        """Normalisation, subsampling and positions: (B, T', D) before the first layer, and
+        the lengths T' (B,)."""
         if self.mvn is not None:
             feats = self.mvn(feats, feat_lens)
         x = self.positions(self.subsample_norm(self.subsample(feats)))
-        lens = self.subsample.output_lengths(feat_lens)
+        return x, self.subsample.output_lengths(feat_lens)
+
+    def run_layers(
+        self, x: Tensor, lens: Tensor, gates: list | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """The layers and the final norm on the front end's output; ``gates`` per layer
+        (``nn/gates.py``) or None (all on)."""
         pad_mask = lengths_to_mask(lens, x.size(1))  # (B, T') True = valid
-        for layer in self.layers:
-            x = layer(x, pad_mask, lens)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, pad_mask, lens) if gates is None else layer(x, pad_mask, lens, gates[i])
         return self.norm(x), lens
 
 
@@ -250,20 +286,26 @@ class Decoder(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         args = (cfg.d_model, cfg.n_heads, cfg.decoder_ffn, cfg.dropout, cfg.attention_dropout)
         self.layers = nn.ModuleList(
-            TransformerDecoderLayer(*args, cfg.ffn_activation) for _ in range(cfg.decoder_layers)
+            TransformerDecoderLayer(*args, cfg.ffn_activation, drop=cfg.dropped("decoder", i))
+            for i in range(cfg.decoder_layers)
         )
         self.norm = nn.LayerNorm(cfg.d_model)
         # None = tied: logits reuse the token embedding (Whisper); else a separate layer (OWSM).
         self.output = None if cfg.tie_embeddings else nn.Linear(cfg.d_model, cfg.vocab_size)
 
-    def new_cache(self, enc: Tensor, enc_lens: Tensor) -> DecoderCache:
-        """Cross-attention K/V of ``enc`` (B, T', D) with valid lengths ``enc_lens`` (B,)."""
+    def new_cache(self, enc: Tensor, enc_lens: Tensor, gates: list | None = None) -> DecoderCache:
+        """Cross-attention K/V of ``enc`` (B, T', D) with valid lengths ``enc_lens`` (B,);
+        ``gates`` per layer (``nn/gates.py``; a layer whose cross-attention gate is a False
+        needs no K/V) or None."""
         mask = lengths_to_mask(enc_lens, enc.size(1))[:, None, None, :]
-        cross = [layer.cross_kv(enc) for layer in self.layers]
-        return DecoderCache(cross=cross, cross_mask=mask, self_kv=[None] * len(self.layers))
+        n = len(self.layers)
+        off = [isinstance(g, tuple) and not g[1] for g in gates or [None] * n]  # (cross_attn)
+        cross = [None if off[i] else layer.cross_kv(enc) for i, layer in enumerate(self.layers)]
+        return DecoderCache(cross=cross, cross_mask=mask, self_kv=[None] * n, gates=gates)
 
-    def forward(self, ys_new: Tensor, cache: DecoderCache) -> Tensor:
-        """Runs the l newest tokens ``ys_new`` (B, l) and appends their K/V to ``cache``."""
+    def forward(self, ys_new: Tensor, cache: DecoderCache, last_only: bool = False) -> Tensor:
+        """Runs the l newest tokens ``ys_new`` (B, l) and appends their K/V to ``cache``.
+        Returns logits (B, l, V), or with ``last_only`` those of the newest token (B, 1, V)."""
         past, n_new = cache.length, ys_new.size(1)
         if past + n_new > self.max_positions:
             raise ValueError(
@@ -277,11 +319,13 @@ class Decoder(nn.Module):
         x = self.dropout(x)
         # One new token may see every cached one: no mask needed (lets sdpa pick fast kernels).
         self_mask = None if n_new == 1 else causal_mask(n_new, past, device=ys_new.device)
+        gates = cache.gates or [None] * len(self.layers)
         for i, layer in enumerate(self.layers):
             x, cache.self_kv[i] = layer(
-                x, self_mask, cache.cross[i], cache.cross_mask, cache.self_kv[i]
+                x, self_mask, cache.cross[i], cache.cross_mask, cache.self_kv[i], gates[i]
             )
-        x = self.norm(x)
+        cache.tokens = past + n_new
+        x = self.norm(x[:, -1:] if last_only else x)
         return x @ self.embed.weight.t() if self.output is None else self.output(x)
 
 

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from speechkit.config import ConfigError
-from speechkit.nn.decoder import DecoderCache, EncoderDecoder, token_loss
+from speechkit.nn.decoder import DecoderCache, EncoderDecoder, intra_op_threads, token_loss
 from speechkit.nn.masks import causal_mask, lengths_to_mask
 from speechkit.nn.transformer import TransformerDecoderLayer, TransformerEncoderLayer
 
@@ -163,6 +163,11 @@ class AudioEncoder(nn.Module):
         return self.norm(x), lens
 
 
+# Output rows (hypotheses x positions) up to which the logits are computed as (W @ x.T).T: a
+# search step's, for any beam and batch size speechkit decodes with.
+STEP_ROWS = 64
+
+
 class TextDecoder(nn.Module):
     """Token ids (B, l) + cache -> logits (B, l, V); learned positions, tied output."""
 
@@ -182,6 +187,10 @@ class TextDecoder(nn.Module):
         # Replaces the tied projection when set, (..., D) -> (..., V): e.g. an int8 copy of the
         # embedding for CPU inference (``speechkit.inference.quantize_int8``).
         self.output: nn.Module | None = None
+        # CPU intra-op threads for the output projection of a search step (None: as the caller
+        # runs). A search may run its small per-step ops on one thread (``WhisperWindowDecoder``)
+        # and still read the V x D table, most of a step's memory traffic, with several.
+        self.output_threads: int | None = None
 
     def new_cache(self, enc: Tensor, enc_lens: Tensor) -> DecoderCache:
         """Cross-attention K/V of ``enc`` (B, T', D) with valid lengths ``enc_lens`` (B,)."""
@@ -189,8 +198,9 @@ class TextDecoder(nn.Module):
         cross = [layer.cross_kv(enc) for layer in self.layers]
         return DecoderCache(cross=cross, cross_mask=mask, self_kv=[None] * len(self.layers))
 
-    def forward(self, ys_new: Tensor, cache: DecoderCache) -> Tensor:
-        """Runs the l newest tokens ``ys_new`` (B, l) and appends their K/V to ``cache``."""
+    def forward(self, ys_new: Tensor, cache: DecoderCache, last_only: bool = False) -> Tensor:
+        """Runs the l newest tokens ``ys_new`` (B, l) and appends their K/V to ``cache``.
+        Returns logits (B, l, V), or with ``last_only`` those of the newest token (B, 1, V)."""
         past, n_new = cache.length, ys_new.size(1)
         if past + n_new > self.n_ctx:
             raise ValueError(
@@ -203,12 +213,17 @@ class TextDecoder(nn.Module):
             x, cache.self_kv[i] = layer(
                 x, self_mask, cache.cross[i], cache.cross_mask, cache.self_kv[i]
             )
-        x = self.norm(x)
+        x = self.norm(x[:, -1:] if last_only else x)
+        with intra_op_threads(self.output_threads):
+            return self._logits(x)
+
+    def _logits(self, x: Tensor) -> Tensor:
+        """(B, l, D) -> (B, l, V) through the tied embedding (or ``self.output``)."""
         if self.output is not None:
             return self.output(x)
         weight = self.embed.weight.to(x.dtype)  # (V, D)
-        if x.shape[0] * x.shape[1] <= 8 and not x.requires_grad:
-            # A few rows (one beam step): reading the 51,864 x D table row-major as the left
+        if x.shape[0] * x.shape[1] <= STEP_ROWS and not x.requires_grad:
+            # Few rows (a search step): reading the 51,864 x D table row-major as the left
             # operand is about 2x faster on CPU than x @ weight.t(), which dominates the step.
             return (weight @ x.reshape(-1, x.shape[-1]).t()).t().reshape(*x.shape[:2], -1)
         return x @ weight.t()

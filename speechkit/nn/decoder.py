@@ -5,6 +5,8 @@ decoder family should too.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -13,7 +15,7 @@ from torch import Tensor, nn
 
 from speechkit.nn.attention import set_attention_backend
 
-__all__ = ["IGNORE_ID", "DecoderCache", "EncoderDecoder", "token_loss"]
+__all__ = ["IGNORE_ID", "DecoderCache", "EncoderDecoder", "intra_op_threads", "token_loss"]
 
 IGNORE_ID = -100  # ys_out positions that carry no loss (padding, prompt)
 
@@ -25,6 +27,10 @@ class DecoderCache:
     ``cross``: per layer, cross-attention (K, V), each (U, H, T', Dh); computed once.
     ``cross_mask``: (U, 1, 1, T') bool, True = valid encoder frame.
     ``self_kv``: per layer, self-attention (K, V) of the tokens so far, (B, H, t, Dh), or None.
+    ``gates``: per layer, the module gates of a gated decoder (``nn/gates.py``: a tuple for
+    the whole batch, or relaxed (B, K) gates in training), or None for the plain model. A layer
+    whose cross-attention is off has ``cross[i]`` None; one whose self-attention is off keeps
+    ``self_kv[i]`` None, so ``tokens`` counts the tokens decoded instead.
 
     The B hypothesis rows come in U runs of ``B // U`` consecutive rows, a run sharing one
     encoder row (the beams of one utterance): cross-attention then reads each utterance's K/V
@@ -32,16 +38,20 @@ class DecoderCache:
     that layout whenever the new rows allow it.
     """
 
-    cross: list[tuple[Tensor, Tensor]]
+    cross: list[tuple[Tensor, Tensor] | None]
     cross_mask: Tensor
     self_kv: list[tuple[Tensor, Tensor] | None]
     group: int = 1  # B // U: consecutive hypothesis rows per encoder row
+    gates: list | None = None
+    tokens: int = 0  # tokens decoded, for decoders that set it (read when no layer keeps K/V)
 
     @property
     def length(self) -> int:
         """Number of tokens already decoded (t)."""
-        first = self.self_kv[0]
-        return 0 if first is None else first[0].size(2)
+        for kv in self.self_kv:
+            if kv is not None:
+                return kv[0].size(2)
+        return self.tokens
 
     def reorder(self, index: Tensor) -> DecoderCache:
         """Keeps/duplicates rows: new row i = old row ``index[i]``; ``index`` (B',) int64.
@@ -62,11 +72,33 @@ class DecoderCache:
         rows = self.cross_mask.shape[0]
         if keep.numel() != rows or not torch.equal(keep, torch.arange(rows, device=keep.device)):
             pick_enc = lambda t: t.index_select(0, keep)
-            self.cross = [(pick_enc(k), pick_enc(v)) for k, v in self.cross]
+            self.cross = [
+                None if kv is None else (pick_enc(kv[0]), pick_enc(kv[1])) for kv in self.cross
+            ]
             self.cross_mask = pick_enc(self.cross_mask)
         pick = lambda t: t.index_select(0, index)
         self.self_kv = [None if kv is None else (pick(kv[0]), pick(kv[1])) for kv in self.self_kv]
         return self
+
+
+@contextmanager
+def intra_op_threads(n: int | None) -> Iterator[None]:
+    """Runs the block with ``n`` CPU intra-op threads (None: unchanged), then restores them.
+
+    A search step is ~100 ops on a handful of rows: on CPU, waking a second thread for each costs
+    more than it saves, and far more on a busy machine, where the op waits until the other
+    thread is scheduled (cross-attention of 5 queries over 1500 frames: 0.4 ms on one thread, up
+    to 36 ms on two on the loaded 2-core machine).
+    """
+    before = torch.get_num_threads()
+    if n is None or n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def token_loss(
@@ -119,9 +151,13 @@ class EncoderDecoder(nn.Module):
         """Cache for incremental decoding; precomputes cross-attention K/V."""
         return self.decoder.new_cache(enc, enc_lens)
 
-    def decode_step(self, ys_new: Tensor, cache: DecoderCache) -> Tensor:
-        """``ys_new`` (B, l) newest tokens -> logits (B, l, V); appends self-attention K/V."""
-        return self.decoder(ys_new, cache)
+    def decode_step(self, ys_new: Tensor, cache: DecoderCache, last_only: bool = False) -> Tensor:
+        """``ys_new`` (B, l) newest tokens -> logits (B, l, V); appends self-attention K/V.
+
+        ``last_only``: logits of the newest token only, (B, 1, V), which is all a search step
+        reads; the output projection over the vocabulary is then computed for one position
+        instead of l (the prompt's first step)."""
+        return self.decoder(ys_new, cache, last_only=last_only)
 
     def decode(self, ys_in: Tensor, enc: Tensor, enc_lens: Tensor) -> Tensor:
         """Teacher forcing: ``ys_in`` (B, L) -> logits (B, L, V)."""

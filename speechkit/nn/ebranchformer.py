@@ -15,16 +15,26 @@ U channels into halves (a, b) and returns ``a * DepthwiseConv(LN(b))``, then Lin
 
 Padding: depthwise convolutions mix neighbouring frames, so padded frames are zeroed before
 each convolution. A padded batch then gives the same valid outputs as each utterance alone.
+
+Gates (``nn/gates.py``): FFN1, MHSA, cgMLP and FFN2 can be switched off per utterance. With one
+branch off, the merge runs on the other half of its channels only (the off half is zeros, whose
+merge convolution gives its bias, folded into the projection's bias); with both off the merge
+is skipped and x passes unchanged. ``drop`` builds the layer without some of these modules
+(a pruned model): a dropped module is always off.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from speechkit.nn.attention import MultiHeadAttention
 from speechkit.nn.depthwise import depthwise_conv1d
 from speechkit.nn.feedforward import FeedForward
+from speechkit.nn.gates import Gate, Gates, module_gate, run_by_pattern, scaled
 
 __all__ = ["ConvolutionalGatingMLP", "EBranchformerLayer"]
 
@@ -70,6 +80,8 @@ class ConvolutionalGatingMLP(nn.Module):
 class EBranchformerLayer(nn.Module):
     """One E-Branchformer layer; see the module docstring. (B, T, D) -> (B, T, D)."""
 
+    GATED = ("ffn1", "attn", "cgmlp", "ffn2")  # gate order (nn/gates.py)
+
     def __init__(
         self,
         d_model: int,
@@ -80,30 +92,82 @@ class EBranchformerLayer(nn.Module):
         merge_kernel: int,
         dropout: float,
         attention_dropout: float,
+        drop: Collection[str] = (),
     ):
         super().__init__()
-        self.ffn1_norm = nn.LayerNorm(d_model)
-        self.ffn1 = FeedForward(d_model, d_ffn, dropout, activation="swish")
-        self.attn_norm = nn.LayerNorm(d_model)
-        self.attn = MultiHeadAttention(d_model, n_heads, attention_dropout)
-        self.cgmlp_norm = nn.LayerNorm(d_model)
-        self.cgmlp = ConvolutionalGatingMLP(d_model, cgmlp_units, cgmlp_kernel, dropout)
-        self.merge_conv = _DepthwiseConv(2 * d_model, merge_kernel)
-        self.merge_proj = nn.Linear(2 * d_model, d_model)
-        self.ffn2_norm = nn.LayerNorm(d_model)
-        self.ffn2 = FeedForward(d_model, d_ffn, dropout, activation="swish")
+        unknown = set(drop) - set(self.GATED)
+        if unknown:
+            raise ValueError(f"cannot drop {sorted(unknown)}; gated modules: {self.GATED}")
+        keep = lambda name, make: None if name in drop else make()  # noqa: E731
+        self.ffn1_norm = keep("ffn1", lambda: nn.LayerNorm(d_model))
+        self.ffn1 = keep("ffn1", lambda: FeedForward(d_model, d_ffn, dropout, activation="swish"))
+        self.attn_norm = keep("attn", lambda: nn.LayerNorm(d_model))
+        self.attn = keep("attn", lambda: MultiHeadAttention(d_model, n_heads, attention_dropout))
+        self.cgmlp_norm = keep("cgmlp", lambda: nn.LayerNorm(d_model))
+        self.cgmlp = keep(
+            "cgmlp", lambda: ConvolutionalGatingMLP(d_model, cgmlp_units, cgmlp_kernel, dropout)
+        )
+        merge = not {"attn", "cgmlp"} <= set(drop)
+        self.merge_conv = _DepthwiseConv(2 * d_model, merge_kernel) if merge else None
+        self.merge_proj = nn.Linear(2 * d_model, d_model) if merge else None
+        self.ffn2_norm = keep("ffn2", lambda: nn.LayerNorm(d_model))
+        self.ffn2 = keep("ffn2", lambda: FeedForward(d_model, d_ffn, dropout, activation="swish"))
         self.final_norm = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, pad_mask: Tensor, lens: Tensor | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, pad_mask: Tensor, lens: Tensor | None = None, gates: Gates = None
+    ) -> Tensor:
         """``pad_mask`` (B, T) bool, True = valid frame; ``lens`` (B,) the valid frames it was
-        made from, if known (lets the ``triton`` attention skip the padding; see nn/attention)."""
-        x = x + 0.5 * self.dropout(self.ffn1(self.ffn1_norm(x)))
-        attn = self.attn(self.attn_norm(x), pad_mask[:, None, None, :], key_lens=lens)
-        global_branch = self.dropout(attn)
-        local_branch = self.dropout(self.cgmlp(self.cgmlp_norm(x), pad_mask))
-        both = torch.cat([global_branch, local_branch], dim=-1)  # (B, T, 2D)
-        both = both + self.merge_conv(both, pad_mask)
-        x = x + self.dropout(self.merge_proj(both))
-        x = x + 0.5 * self.dropout(self.ffn2(self.ffn2_norm(x)))
+        made from, if known (lets the ``triton`` attention skip the padding; see nn/attention).
+        ``gates``: see ``nn/gates.py`` (order ``GATED``)."""
+        if isinstance(gates, Tensor) and gates.dtype == torch.bool:
+            return run_by_pattern(self.forward, x, gates, (pad_mask, lens))
+        g_ffn1, g_attn, g_cgmlp, g_ffn2 = (
+            module_gate(gates, i, getattr(self, name)) for i, name in enumerate(self.GATED)
+        )
+        if g_ffn1 is not False:
+            x = x + scaled(0.5 * self.dropout(self.ffn1(self.ffn1_norm(x))), g_ffn1)
+        x = self._branches(x, pad_mask, lens, g_attn, g_cgmlp)
+        if g_ffn2 is not False:
+            x = x + scaled(0.5 * self.dropout(self.ffn2(self.ffn2_norm(x))), g_ffn2)
         return self.final_norm(x)
+
+    def _branches(
+        self, x: Tensor, pad_mask: Tensor, lens: Tensor | None, g_attn: Gate, g_cgmlp: Gate
+    ) -> Tensor:
+        """x + merge(global, local), running only the branches that are on."""
+        if g_attn is False and g_cgmlp is False:
+            return x
+        halves = []
+        if g_attn is not False:
+            attn = self.attn(self.attn_norm(x), pad_mask[:, None, None, :], key_lens=lens)
+            halves.append(scaled(self.dropout(attn), g_attn))
+        if g_cgmlp is not False:
+            local = self.cgmlp(self.cgmlp_norm(x), pad_mask)
+            halves.append(scaled(self.dropout(local), g_cgmlp))
+        if len(halves) == 2:
+            both = torch.cat(halves, dim=-1)  # (B, T, 2D)
+            both = both + self.merge_conv(both, pad_mask)
+            merged = self.merge_proj(both)
+        else:
+            merged = self._half_merge(halves[0], pad_mask, on=0 if g_attn is not False else 1)
+        if isinstance(g_attn, Tensor) or isinstance(g_cgmlp, Tensor):
+            # Relaxed gates: the merge counts as run unless both branches are off.
+            off_a = 1 - g_attn if isinstance(g_attn, Tensor) else float(g_attn is False)
+            off_c = 1 - g_cgmlp if isinstance(g_cgmlp, Tensor) else float(g_cgmlp is False)
+            merged = scaled(merged, 1 - off_a * off_c)
+        return x + self.dropout(merged)
+
+    def _half_merge(self, half: Tensor, pad_mask: Tensor, on: int) -> Tensor:
+        """The merge of (B, T, D) ``half`` (channel half ``on``: 0 global, 1 local) with the
+        other half all zeros: its convolution gives the conv bias, a constant of the output."""
+        d = half.shape[-1]
+        here, other = slice(on * d, (on + 1) * d), slice((1 - on) * d, (2 - on) * d)
+        conv, proj = self.merge_conv.conv, self.merge_proj
+        bias_here = None if conv.bias is None else conv.bias[here]
+        half = half + depthwise_conv1d(_zero_padding(half, pad_mask), conv.weight[here], bias_here)
+        bias = proj.bias
+        if conv.bias is not None:
+            bias = bias + proj.weight[:, other] @ conv.bias[other]
+        return F.linear(half, proj.weight[:, here], bias)

@@ -32,4 +32,13 @@ def get_task(name: str) -> type[Task]:
 
 def _load_builtin() -> None:
     # Imported on first use: each family pulls in its models and data code.
-    from speechkit.tasks import codec, s2t, separation, tagger, whisper  # noqa: F401
+    from speechkit.tasks import (  # noqa: F401
+        codec,
+        prune,
+        s2t,
+        separation,
+        tagger,
+        tts,
+        vocoder,
+        whisper,
+    )

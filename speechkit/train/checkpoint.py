@@ -200,11 +200,15 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 def config_differences(old: dict, new: dict, allowed: set[str] = frozenset()) -> list[str]:
     """Dotted keys whose values differ between two config dicts, except those in ``allowed``.
 
-    Lists and tuples compare equal when their items do (YAML turns tuples into lists).
+    Lists and tuples compare equal when their items do (YAML turns tuples into lists). A key
+    absent from one side equals an empty list there: a list field added to a config later (such
+    as ``model.pruned_modules``) does not block resuming a checkpoint written before it existed.
     """
     a, b = _flatten(old), _flatten(new)
 
     def norm(v: Any) -> Any:
+        if v is None:
+            return []
         return [norm(x) for x in v] if isinstance(v, (list, tuple)) else v
 
     return sorted(

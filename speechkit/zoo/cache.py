@@ -56,7 +56,11 @@ CACHE_ENV = "SPEECHKIT_CACHE"
 META_FILE = "meta.json"
 # in every packed layout (s2t adds tokenizer.model, listed in its meta.json); not imported from
 # speechkit.pretrained because listing the zoo should not need torch
-REQUIRED_FILES = ("config.yaml", "model.pt", "tokenizer.json")
+REQUIRED_FILES = ("config.yaml", "model.pt")
+# models that read or write text also need their tokenizer; a codec (meta.json "model_type":
+# "codec") maps audio to codes and has none
+TEXT_FILES = ("tokenizer.json",)
+TEXTLESS_MODEL_TYPES = ("codec",)
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:
@@ -83,7 +87,10 @@ def _read_meta(directory: Path) -> dict:
     sums = meta.get("sha256") if isinstance(meta, dict) else None
     if not isinstance(sums, dict):
         raise ZooError(f"{meta_path}: no sha256 table")
-    missing = [f for f in REQUIRED_FILES if f not in sums]
+    required = REQUIRED_FILES
+    if meta.get("model_type") not in TEXTLESS_MODEL_TYPES:
+        required += TEXT_FILES
+    missing = [f for f in required if f not in sums]
     if missing:
         raise ZooError(f"{directory}: packed model lacks {', '.join(missing)} (or their sha256)")
     return meta
@@ -100,8 +107,8 @@ def verify_packed(directory: Path, full: bool = False) -> tuple[dict, list[str]]
     """Checks a packed directory against its meta.json; returns (meta.json's content with fresh
     ``verified`` records, the names that had to be hashed).
 
-    Every file named in ``meta.json["sha256"]`` must match; config.yaml, model.pt and
-    tokenizer.json (common to every model type) must be among them. Files whose verification
+    Every file named in ``meta.json["sha256"]`` must match; config.yaml and model.pt must be
+    among them, and tokenizer.json unless ``meta.json["model_type"]`` is textless (a codec). Files whose verification
     record still holds are not read, unless ``full`` (which also ignores any record that came
     with the directory). Raises ``ChecksumError`` / ``ZooError`` naming the bad file.
     """

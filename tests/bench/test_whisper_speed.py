@@ -30,6 +30,23 @@ def test_audio_dir_run_matches_faster_whisper_and_writes_its_section(tiny_en, sp
     assert "- command: `python -m speechkit.bench.whisper_speed --models" in text
 
 
+def test_batched_run_against_the_pipeline_reports_peak_memory(tiny_en, speech_dir, capsys):
+    pytest.importorskip("faster_whisper")
+    packed, ct2 = tiny_en
+    argv = ["--models", str(packed), "--ct2-dirs", str(ct2), "--audio-dir", str(speech_dir)]
+    argv += ["--text", str(speech_dir / "text"), "--no-int8", "--threads", "1"]
+    argv += ["--batch-size", "2", "--fw-batched", "--rss"]
+    assert whisper_speed.main(argv) == 0
+    text = capsys.readouterr().out
+    assert "BatchedInferencePipeline (batch size 2, one file per call)" in text
+    rows = [ln.split("|")[1:-1] for ln in text.splitlines() if ln.startswith(f"| {packed.name}")]
+    assert len(rows) == 2  # the speed row, then the peak-RSS row
+    speed, rss = ([c.strip() for c in row] for row in rows)
+    assert float(speed[6]) == 100  # one batch of 2 files: the same words as the pipeline's
+    assert rss[1:3] == ["float32", "2"]
+    assert all(100 < float(c) < 8000 for c in rss[3:5])  # MiB of a loaded model, both systems
+
+
 def test_arguments_that_do_not_go_together_are_refused(capsys):
     with pytest.raises(SystemExit):
         whisper_speed.parse_args(["--audio-dir", "x"])

@@ -39,7 +39,9 @@ class _FakeBase(torch.nn.Module):
         # The utterance identity is stored in enc[:, 0, 0] by the tests.
         return FakeCache(enc[:, 0, 0].round().long())
 
-    def decode_step(self, ys_new: torch.Tensor, cache: FakeCache) -> torch.Tensor:
+    def decode_step(
+        self, ys_new: torch.Tensor, cache: FakeCache, last_only: bool = False
+    ) -> torch.Tensor:
         self.steps += 1
         B, L = ys_new.shape
         out = torch.zeros(B, L, self.vocab)

@@ -74,6 +74,25 @@ def test_cache_steps_and_reorder_match_teacher_forcing(model):
         model.decode(torch.zeros(1, 17, dtype=torch.long), enc[:1], enc_lens[:1])
 
 
+def test_last_only_and_output_threads_keep_the_logits(model):
+    torch.manual_seed(4)
+    enc, enc_lens = model.encode(torch.randn(2, 30, 8), torch.tensor([30, 21]))
+    ys = torch.randint(0, V, (2, 5))
+    full = model.decode(ys, enc, enc_lens)
+    cache = model.new_cache(enc, enc_lens)
+    last = model.decode_step(ys[:, :3], cache, last_only=True)
+    assert last.shape == (2, 1, V)
+    torch.testing.assert_close(last, full[:, 2:3], atol=1e-5, rtol=1e-5)
+    threads = torch.get_num_threads()
+    model.decoder.output_threads = threads + 1
+    try:
+        step = model.decode_step(ys[:, 3:4], cache)  # output projection on one more thread
+    finally:
+        model.decoder.output_threads = None
+    assert torch.get_num_threads() == threads  # restored after the projection
+    torch.testing.assert_close(step, full[:, 3:4], atol=1e-5, rtol=1e-5)
+
+
 def test_backends_agree(model):
     torch.manual_seed(3)
     feats, lens = torch.randn(2, 40, 8), torch.tensor([40, 33])

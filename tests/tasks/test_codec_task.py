@@ -13,6 +13,7 @@ import torch
 from lhotse import CutSet, Recording, SupervisionSegment
 
 from speechkit import codec as codec_api
+from speechkit.bin.decode import main as decode_main
 from speechkit.bin.train import main as train_main
 from speechkit.config import ConfigError, from_dict, read_yaml
 from speechkit.data.features import FeatureConfig
@@ -205,6 +206,12 @@ def test_an_s2t_model_trains_on_codec_codes(setup):
     assert model.features.kind == "codec" and model.config.codec_codebooks == 2
     hyps = s2t_recognizer(str(out / "model_avg.pt"))([np.zeros(8000, np.float32)])
     assert len(hyps) == 1 and isinstance(hyps[0], str)
+    # the one decode path reads codes too: the packed S2T model names its codec
+    dec = setup / "decode_codes"
+    args = ["--model", str(out / "model_avg.pt"), "--cuts", cuts, "--out", str(dec),
+            "--tasks", "asr", "--beam-size", "1", "--max-len", "4"]  # fmt: skip
+    assert decode_main(args) == 0
+    assert len((dec / "asr_eng" / "hyp.txt").read_text().splitlines()) == 6
 
     data = read_yaml(setup / "s2t_codes.yaml")
     with pytest.raises(ConfigError, match="codec_codebooks"):

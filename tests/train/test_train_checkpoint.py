@@ -119,6 +119,13 @@ def test_config_differences_names_dotted_keys_and_respects_allowed():
     assert ck.config_differences(old, new, {"trainer.max_epochs", "x"}) == ["optim.lr"]
 
 
+def test_a_list_field_added_later_empty_does_not_block_resuming():
+    old = {"model": {"d_model": 8}}
+    assert ck.config_differences(old, {"model": {"d_model": 8, "pruned_modules": []}}) == []
+    added = {"model": {"d_model": 8, "pruned_modules": ["decoder.0.ffn"]}}
+    assert ck.config_differences(old, added) == ["model.pruned_modules"]
+
+
 def test_load_reports_missing_and_corrupt_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.pt"):
         ck.load_checkpoint(tmp_path / "nope.pt")

@@ -4,9 +4,12 @@
 #   ./run.sh                                   # all stages
 #   ./run.sh --stage 2 --stop_stage 3
 #   ./run.sh --base ../s2t1/exp/s2t_base/model_avg.pt   # reuse a base model: skips stage 4
+#   ./run.sh --stage 5 --arms full,static,dyn,dyn_lang --seeds 0 --steps 400   # a short run
 # Stages: 1 corpus (shared with s2t1) + tokenizer, 2 event tagger (+ its accuracy -> RESULTS.md),
 #         3 speaker and event contexts of every cut, 4 base model (train, decode, score ->
-#         RESULTS.md); 5+ gated fine-tuning, decoding and scoring (see below).
+#         RESULTS.md); 5 gated fine-tuning of the arms (speechkit/tasks/prune.py), 6 decode +
+#         score at a budget, 7 speed against the full fine-tune (interleaved), 8 RESULTS.md
+#         table + gate-usage pictures, 9 export the static arm without its off modules.
 set -euo pipefail
 cd "$(dirname "$0")"
 . ./path.sh
@@ -30,6 +33,13 @@ ctc_weight=0.3
 results=RESULTS.md
 tagger_args=""            # extra --set key=value overrides for the tagger, e.g. "--set trainer.max_steps=50"
 train_args=""             # the same for the base model
+prune_config=$conf/prune/phrasebook_prune.yaml
+arms=full,static,dyn,dyn_spk,dyn_evt,dyn_lang,dyn_all   # speechkit/bin/prune_arms.py
+seeds=0,1
+steps=600                 # updates per arm
+budget=0.5                # fraction of the gated modules' FLOPs kept at decode time
+bench_utts=60             # utterances of the speed benchmark
+prune_args=""             # extra key=value overrides for every arm, e.g. "prune.alpha=4"
 
 . "$SPEECHKIT_ROOT/tools/parse_options.sh" "$@"
 tagger_exp=$exp/tagger
@@ -83,7 +93,38 @@ if [ -z "$base" ] && [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
     --command "$repro --stage 4 --stop_stage 4"
 fi
 
-# ---- stages 5+ (gated fine-tuning from $base_model with $contexts, decoding, scoring): ----
-# ---- added by the pruning work (branch h-prune); stages 1-4 above stay as they are.    ----
+tests=($data/cuts_test_seen.jsonl.gz $data/cuts_test_novel.jsonl.gz)
+grid=(--exp $exp --arms $arms --seeds $seeds --budget $budget --contexts $contexts --threads 1)
+prune_repro="$repro --base $base_model --arms $arms --seeds $seeds --steps $steps --budget $budget --beam $beam${prune_args:+ --prune_args '$prune_args'}"
+
+if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+  log "stage 5: fine-tune the arms of $base_model ($arms; seeds $seeds; $steps updates each)"
+  python -m speechkit.bin.prune_arms train "${grid[@]}" --config $prune_config --init $base_model \
+    --train-cuts $data/cuts_train.jsonl.gz --dev-cuts $data/cuts_dev.jsonl.gz \
+    --set trainer.max_steps=$steps $prune_args
+fi
+
+if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
+  log "stage 6: decode and score the test sets at budget $budget"
+  python -m speechkit.bin.prune_arms decode "${grid[@]}" --test-cuts "${tests[@]}" --beam $beam
+fi
+
+if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
+  log "stage 7: RTFx of each gated arm against the full fine-tune, interleaved"
+  python -m speechkit.bin.prune_arms bench "${grid[@]}" --test-cuts ${tests[0]} --beam $beam \
+    --max-utts $bench_utts
+fi
+
+if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
+  log "stage 8: table and gate-usage pictures -> $results"
+  python -m speechkit.bin.prune_arms report "${grid[@]}" --results-md $results \
+    --command "$prune_repro --stage 5"
+fi
+
+if [ $stage -le 9 ] && [ $stop_stage -ge 9 ]; then
+  log "stage 9: export the static arm without its off modules at budget $budget"
+  python -m speechkit.bin.prune_export --model $exp/static/s${seeds%%,*}/model_avg.pt \
+    --budget $budget --out $exp/static/s${seeds%%,*}/packed_b$budget
+fi
 
 log "done"

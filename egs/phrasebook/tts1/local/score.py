@@ -1,0 +1,163 @@
+"""Scores a synthesis directory of local/synthesize.py against its reference recordings.
+
+    python local/score.py --synth exp/fs2_cpu/synth_valid --whisper whisper-tiny.en
+
+* intelligibility: WER of Whisper on the English synthesis and on the reference recordings of
+  the same sentences (``speechkit.metrics.wer``: normalised text), and their ratio;
+* mel-cepstral distortion (dB): 13 cepstra of the speechkit.tts.mel log-mel (``cepstra``, c0 left out),
+  synthesis and reference aligned by DTW; a speechkit figure, not comparable with SPTK's MCD;
+* F0 error: RMS difference in cents of YIN F0 (speechkit.data.tts.frame_pitch) on DTW-aligned
+  frames voiced in both, and the voicing disagreement rate.
+
+* Griffin-Lim floor: the same Whisper WER on the reference recordings passed through the mel and
+  Griffin-Lim (what the vocoder alone costs);
+* the engines beside it (``--engines``): each English text spoken cleanly by the engine the
+  synthesis voice imitates (espeak-ng with the voice's variant, pitch and rate, or Piper with its
+  length and pitch), timed (real-time factor) and transcribed the same way.
+
+Both spectral figures compare the synthesis with the recording of the same sentence; they mean
+"same speaker" only where ``ref_speaker == syn_speaker`` (held-out training cuts), and are
+reported apart for those rows. Writes ``SYNTH/scores.json`` and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import librosa
+import numpy as np
+import torch
+from scipy.fft import dct
+from tqdm import tqdm
+
+from speechkit.data.audio import load_audio
+from speechkit.data.phrasebook.voices import PiperSpeaker, Speaker, synthesize
+from speechkit.data.tts import TTSDataConfig, frame_pitch
+from speechkit.inference import Transcriber
+from speechkit.metrics import wer
+from speechkit.tts.mel import TTSMelConfig, griffin_lim, mel_spectrogram
+
+
+def cepstra(wave: np.ndarray, mel: TTSMelConfig) -> np.ndarray:
+    """Cepstra c_1..c_13 (13, T): c_k = (1/M) sum_n log-mel_n cos(pi k (n + 1/2) / M), so that
+    log-mel ~= c_0 + 2 sum_k c_k cos(...) as in the usual cepstrum convention."""
+    log_mel = mel_spectrogram(torch.from_numpy(wave), mel)[0].numpy()  # (M, T)
+    return dct(log_mel, type=2, axis=0)[1:14] / (2 * log_mel.shape[0])
+
+
+def spectral_errors(
+    ref: np.ndarray, syn: np.ndarray, mel: TTSMelConfig
+) -> tuple[float, float, float]:
+    """(MCD dB, F0 RMSE cents, voicing disagreement) of ``syn`` against ``ref`` (16 kHz)."""
+    c_ref, c_syn = cepstra(ref, mel), cepstra(syn, mel)
+    _, path = librosa.sequence.dtw(X=c_ref, Y=c_syn, metric="euclidean")
+    i, j = path[::-1, 0], path[::-1, 1]
+    diff = c_ref[:, i] - c_syn[:, j]
+    mcd = float(np.mean(10 / math.log(10) * np.sqrt(2 * (diff**2).sum(0))))
+    cfg = TTSDataConfig()
+    p_ref, v_ref = frame_pitch(ref, mel, cfg)
+    p_syn, v_syn = frame_pitch(syn, mel, cfg)
+    i, j = np.minimum(i, len(p_ref) - 1), np.minimum(j, len(p_syn) - 1)
+    both = v_ref[i] & v_syn[j]
+    cents = 1200 * (p_ref[i] - p_syn[j])[both]
+    f0 = float(np.sqrt(np.mean(cents**2))) if both.any() else float("nan")
+    return mcd, f0, float(np.mean(v_ref[i] != v_syn[j]))
+
+
+def engine_voice(speaker_id: str) -> Speaker | PiperSpeaker:
+    """The phrasebook voice behind a speaker id: ``eng-m3-p50-s155`` (espeak-ng variant m3,
+    pitch 50, rate 155) or ``eng-piper-joe-l1.00-p1.00`` (Piper, length 1.0, pitch 1.0)."""
+    parts = speaker_id.split("-")
+    if parts[1] == "piper":
+        return PiperSpeaker(parts[0], float(parts[3][1:]), float(parts[4][1:]))
+    return Speaker(parts[0], parts[1], int(parts[2][1:]), int(parts[3][1:]))
+
+
+def engine_scores(english: list[dict], asr: Transcriber) -> dict:
+    """WER and RTF of the engines themselves on the English texts (module docstring)."""
+    out = {}
+    for engine in ("espeak", "piper"):
+        rows = [r for r in english if ("-piper-" in r["syn_speaker"]) == (engine == "piper")]
+        if not rows:
+            continue
+        synthesize(rows[0]["text"], engine_voice(rows[0]["syn_speaker"]))  # load Piper untimed
+        waves, seconds = [], 0.0
+        for r in rows:
+            t0 = time.perf_counter()
+            waves.append(synthesize(r["text"], engine_voice(r["syn_speaker"])))
+            seconds += time.perf_counter() - t0
+        hyps = [x.text for x in asr(waves)]
+        audio = sum(len(w) for w in waves) / 16000
+        ours = wer([r["text"] for r in rows], [r["asr_synthesis"] for r in rows]).rate
+        out[engine] = {
+            "utterances": len(rows),
+            "wer_engine": round(wer([r["text"] for r in rows], hyps).rate, 2),
+            "wer_speechkit_same_voices": round(ours, 2),
+            "rtf_engine": round(seconds / audio, 4),
+        }
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--synth", required=True, help="directory written by local/synthesize.py")
+    p.add_argument("--whisper", default="whisper-tiny.en", help="zoo name or packed directory")
+    p.add_argument("--engines", action="store_true", help="score espeak-ng and Piper beside")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    synth = Path(args.synth)
+    rows = [json.loads(line) for line in (synth / "synth.jsonl").read_text().splitlines()]
+    mel = TTSMelConfig()
+    for row in tqdm(rows, desc="spectral"):
+        ref = load_audio(row["reference"], mel.sample_rate)
+        syn = load_audio(synth / "wav" / f"{row['id']}.wav", mel.sample_rate)
+        row["mcd"], row["f0_rmse_cents"], row["vuv_error"] = spectral_errors(ref, syn, mel)
+    scores: dict = {"utterances": len(rows)}
+    english = [r for r in rows if r["language"] == "eng"]
+    if english and args.whisper:
+        asr = Transcriber.load(args.whisper)
+        refs = [r["text"] for r in english]
+        hyp_syn = [
+            x.text for x in asr([load_audio(synth / "wav" / f"{r['id']}.wav") for r in english])
+        ]
+        ref_waves = [load_audio(r["reference"]) for r in english]
+        hyp_ref = [x.text for x in asr(ref_waves)]
+        gl = [
+            griffin_lim(mel_spectrogram(torch.from_numpy(w), mel), mel)[0].numpy()
+            for w in ref_waves
+        ]
+        hyp_gl = [x.text for x in asr(gl)]
+        for r, hs, hr in zip(english, hyp_syn, hyp_ref):
+            r["asr_synthesis"], r["asr_reference"] = hs, hr
+        w_syn, w_ref = wer(refs, hyp_syn), wer(refs, hyp_ref)
+        scores.update({
+            "english_utterances": len(english),
+            "wer_synthesis": round(w_syn.rate, 2),
+            "wer_reference": round(w_ref.rate, 2),
+            "wer_ratio": round(w_syn.rate / w_ref.rate, 2) if w_ref.rate else None,
+            "wer_reference_griffin_lim": round(wer(refs, hyp_gl).rate, 2),
+        })  # fmt: skip
+        if args.engines:
+            scores["engines"] = engine_scores(english, asr)
+    same = [r for r in rows if r["ref_speaker"] == r["syn_speaker"]]
+    for name, part in (("all", rows), ("same_speaker", same)):
+        if part:
+            scores[f"mcd_db_{name}"] = round(float(np.mean([r["mcd"] for r in part])), 2)
+            f0 = [r["f0_rmse_cents"] for r in part if not math.isnan(r["f0_rmse_cents"])]
+            scores[f"f0_rmse_cents_{name}"] = round(float(np.mean(f0)), 1) if f0 else None
+            scores[f"vuv_error_{name}"] = round(float(np.mean([r["vuv_error"] for r in part])), 3)
+    with open(synth / "scored.jsonl", "w") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    (synth / "scores.json").write_text(json.dumps(scores, indent=1) + "\n")
+    print(json.dumps(scores))
+
+
+if __name__ == "__main__":
+    main()

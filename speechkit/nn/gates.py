@@ -1,0 +1,182 @@
+"""Module gates: which residual modules of a layer run, per utterance, and the network that decides.
+
+A layer with gates names its gated modules in ``GATED`` (e.g. ``("ffn1", "attn", "cgmlp",
+"ffn2")``) and takes ``gates`` in ``forward``, in one of four forms:
+
+* ``None``: every module runs (the plain model);
+* a tuple of K Python bools, one per module: the whole batch shares them, and a module that is
+  False is not run at all (no masked compute, no zero-multiplied branch);
+* a (B, K) **bool** tensor: utterance-dependent decisions at inference; the rows are grouped by
+  pattern (:func:`run_by_pattern`) and each group runs with a tuple, so an off module is
+  still never computed for the rows that skip it;
+* a (B, K) **float** tensor: training with relaxed gates (straight-through Gumbel-softmax,
+  :func:`sample_gates`): every module runs and its output is scaled by its gate per row. With
+  hard forward values (0 or 1) the result equals the skipped / run computation exactly.
+
+A module removed from the model (``None``, after ``speechkit prune-export``) is always off.
+
+The gate predictor (:class:`GatePredictor`) is utterance-level: from the time-averaged output of
+the encoder's front end (before any gated layer runs), optional context vectors (speaker,
+acoustic event; the language posterior for the decoder gates) and the compute budget (a scalar
+in [0, 1], the FLOP fraction to keep), a small MLP gives two logits (off, on) per gate. The
+"static" mode sees the budget only, so its gates are the same for every utterance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "GatePredictor",
+    "Gates",
+    "module_gate",
+    "run_by_pattern",
+    "sample_gates",
+    "scaled",
+]
+
+# A gate of one module as a layer sees it: True/False for the whole batch, or a float (B,)
+# tensor of relaxed gates (training).
+Gate = bool | Tensor
+Gates = tuple[bool, ...] | Tensor | None
+
+
+def module_gate(gates: Gates, index: int, module: nn.Module | None) -> Gate:
+    """The gate of module ``index`` of a layer: False for a removed module, True when ungated,
+    else the tuple's bool or the float tensor's column (B,)."""
+    if module is None:
+        return False
+    if gates is None:
+        return True
+    if isinstance(gates, Tensor):
+        return gates[:, index]
+    return bool(gates[index])
+
+
+def scaled(y: Tensor, gate: Gate) -> Tensor:
+    """``y`` (B, ...) times a relaxed gate (B,), or ``y`` itself for a hard True."""
+    if isinstance(gate, Tensor):
+        return y * gate.to(y.dtype).view(-1, *([1] * (y.dim() - 1)))
+    return y
+
+
+def run_by_pattern(
+    layer: Callable[..., Tensor], x: Tensor, gates: Tensor, row_args: Sequence[Tensor | None]
+) -> Tensor:
+    """Runs ``layer(x_rows, *row_args_rows, gates=pattern)`` once per distinct row of the
+    (B, K) bool ``gates`` and puts the outputs back in row order. ``row_args`` are tensors
+    with a leading batch dimension (or None); ``x`` is (B, T, D)."""
+    patterns, inverse = torch.unique(gates, dim=0, return_inverse=True)
+    if patterns.shape[0] == 1:
+        return layer(x, *row_args, gates=tuple(patterns[0].tolist()))
+    out = torch.empty_like(x)
+    for p, pattern in enumerate(patterns):
+        rows = (inverse == p).nonzero().squeeze(1)
+        sub = [a.index_select(0, rows) if a is not None else None for a in row_args]
+        out.index_copy_(
+            0, rows, layer(x.index_select(0, rows), *sub, gates=tuple(pattern.tolist()))
+        )
+    return out
+
+
+def sample_gates(logits: Tensor, tau: float, hard: bool = True) -> Tensor:
+    """Straight-through Gumbel-softmax over (…, K, 2) logits (index 1 = on) -> (…, K) float
+    gates: exactly 0 or 1 in the forward pass (``hard``), the relaxed gradient backwards."""
+    return F.gumbel_softmax(logits, tau=tau, hard=hard, dim=-1)[..., 1]
+
+
+class GatePredictor(nn.Module):
+    """Utterance-level gate logits for the encoder and decoder modules.
+
+    Inputs (B rows): ``pooled`` (B, D) the time-averaged front-end output (ignored when
+    ``static``); ``contexts`` {kind: (B, Dk)} with ``known`` {kind: (B,) bool} (unknown rows
+    get a learned "unknown" vector per kind); ``budget`` (B,) in [0, 1]; for the decoder also
+    ``language`` (B, n_languages), a one-hot or a posterior, when ``use_language``.
+    Outputs (B, n_enc, 2) and (B, n_dec, 2) logits, index 1 = run the module.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        context_dims: dict[str, int],
+        n_languages: int,
+        n_enc: int,
+        n_dec: int,
+        hidden: int = 128,
+        static: bool = False,
+        init_keep_logit: float = 3.0,
+        budget_gain: float = 0.0,
+    ):
+        super().__init__()
+        self.static = static
+        self.kinds = sorted(context_dims)
+        self.n_enc, self.n_dec, self.n_languages = n_enc, n_dec, n_languages
+        self.unknown = nn.ParameterDict(
+            {k: nn.Parameter(torch.zeros(d)) for k, d in context_dims.items()}
+        )
+        shared = (0 if static else d_model) + sum(context_dims.values()) + 1  # + budget
+        self.shared_dim = shared
+        self.enc_mlp = self._mlp(shared, hidden, 2 * n_enc, init_keep_logit) if n_enc else None
+        self.dec_mlp = self._mlp(shared + n_languages, hidden, 2 * n_dec, init_keep_logit)
+        # A monotone budget prior: each gate's "on" logit gets gain_g * logit(budget), learned
+        # per gate from ``budget_gain``. Without it the budget is one input among hundreds and
+        # the predictor can settle on the kept fraction best on average over the sampled
+        # budgets, ignoring the budget (egs/phrasebook/prune1/RESULTS.md).
+        self.budget_gain = None
+        if budget_gain > 0:
+            self.budget_gain = nn.Parameter(torch.full((n_enc + n_dec,), float(budget_gain)))
+
+    @staticmethod
+    def _mlp(d_in: int, hidden: int, d_out: int, keep: float) -> nn.Sequential:
+        mlp = nn.Sequential(nn.Linear(d_in, hidden), nn.GELU(), nn.Linear(hidden, d_out))
+        # Start as the full model: every gate on with high probability, whatever the input.
+        nn.init.normal_(mlp[2].weight, std=0.01)
+        with torch.no_grad():
+            mlp[2].bias.view(-1, 2).copy_(torch.tensor([0.0, keep]))
+        return mlp
+
+    def features(
+        self,
+        pooled: Tensor,
+        contexts: dict[str, Tensor],
+        known: dict[str, Tensor],
+        budget: Tensor,
+    ) -> Tensor:
+        """The shared input (B, shared_dim): pooled audio, contexts (unknown -> learned), budget."""
+        parts = [] if self.static else [pooled]
+        for kind in self.kinds:
+            if kind not in contexts:
+                raise ValueError(f"the gate predictor needs the {kind!r} context")
+            vec, ok = contexts[kind].to(pooled), known[kind].to(pooled.device)
+            parts.append(torch.where(ok[:, None], vec, self.unknown[kind].expand_as(vec)))
+        parts.append(budget.to(pooled).view(-1, 1))
+        return torch.cat(parts, dim=-1)
+
+    def _budget_prior(self, logits: Tensor, shared: Tensor, gains: Tensor) -> Tensor:
+        budget = shared[:, -1].clamp(0.01, 0.99)  # (the last input column is the budget)
+        prior = gains * torch.log(budget / (1 - budget))[:, None]  # (B, n)
+        return torch.stack([logits[..., 0], logits[..., 1] + prior], dim=-1)
+
+    def encoder_logits(self, shared: Tensor) -> Tensor:
+        """(B, shared_dim) -> (B, n_enc, 2)."""
+        logits = self.enc_mlp(shared).view(-1, self.n_enc, 2)
+        if self.budget_gain is not None:
+            logits = self._budget_prior(logits, shared, self.budget_gain[: self.n_enc])
+        return logits
+
+    def decoder_logits(self, shared: Tensor, language: Tensor | None) -> Tensor:
+        """(B, shared_dim), language (B, n_languages) or None -> (B, n_dec, 2)."""
+        if self.n_languages:
+            if language is None:
+                raise ValueError("the decoder gates need the language context")
+            inputs = torch.cat([shared, language.to(shared)], dim=-1)
+        else:
+            inputs = shared
+        logits = self.dec_mlp(inputs).view(-1, self.n_dec, 2)
+        if self.budget_gain is not None:
+            logits = self._budget_prior(logits, shared, self.budget_gain[self.n_enc :])
+        return logits

@@ -1,0 +1,410 @@
+"""Text-to-speech API: text -> phonemes -> acoustic model (log-mel) -> vocoder -> wave.
+
+    from speechkit.synthesize import load_tts
+    tts = load_tts("exp/tts", "exp/vocoder")        # acoustic model dir, vocoder dir (or .pt)
+    wave, sr = tts.synthesize("Where is the museum?", speaker="eng-m3-p55-s160", language="eng")
+    tts.speakers, tts.languages                     # what the model knows
+    summary = synthesize_corpus(tts, items_from_text_file("lines.txt", "eng-m3-p55-s160", "eng"),
+                                "data/synth", "novel")   # a lhotse corpus (below)
+
+Input rules (a :class:`SynthesisError`, a ``ValueError``, that says why; never a half-done wave):
+
+* empty text, or text without letters or digits; characters the phonemiser rejects (outside the
+  Latin script, emoji...): every chunk is phonemised before any is synthesised;
+* a speaker or language the acoustic model does not know (the message lists the known ones);
+* phonemes the model never saw (``speechkit.tts.text.PhonemeVocab``), raised by the acoustic
+  model when it reaches that chunk.
+
+Long text is cut into sentences, and long sentences at commas and then between words
+(``speechkit.tts.text.split_sentences``, ``max_chars``); each chunk is synthesised alone (memory
+and time stay proportional to one chunk) and the chunks are joined with ``pause_seconds`` of
+silence, so a text of thousands of words synthesises like a paragraph.
+
+**The acoustic model** is anything with the :class:`TextToMel` interface, the one of
+``speechkit.tts.acoustic.AcousticModel`` (FastSpeech 2, the ``tts`` task): ``speakers``,
+``languages``, ``mel`` (a ``speechkit.tts.mel.TTSMelConfig``) and ``model(text, speaker,
+language).mel`` -> (n_mels, T) log-mel. :func:`load_acoustic` loads that one from a training
+directory (its ``model_avg.pt``) or checkpoint; a user's own model with those members works the
+same through ``TTS(acoustic, vocoder)``. The acoustic model and the vocoder must agree on the mel
+format (rate, hop, bands): checked when they are put together.
+
+**The vocoder** (``speechkit.models.vocoder``) loads from a training directory (its
+``model_avg.pt``), a checkpoint ``.pt`` of the ``vocoder`` task, or a packed directory
+(:func:`pack_vocoder`)::
+
+    config.yaml   {model_type: vocoder, model: VocoderConfig, mel: TTSMelConfig}
+    model.pt      the generator's state_dict (float32; no discriminator)
+    meta.json     {speechkit_version, source, sha256: {file: hex}}
+
+**A corpus** (:func:`synthesize_corpus`): items (id, text, speaker, language) are synthesised
+one by one with a progress bar into ``OUT/wavs/<id>.wav`` (16-bit PCM) and the lhotse manifests
+``OUT/{recordings,supervisions,cuts}_<name>.jsonl.gz``; an item that fails (bad text, unknown
+speaker, a model error) is skipped, logged, counted, and listed in ``OUT/failed_<name>.jsonl``
+with its reason. The summary dict counts both.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import soundfile as sf
+import torch
+import yaml
+from torch import Tensor
+from tqdm import tqdm
+
+import speechkit
+from speechkit.checkpoint import atomic_write, atomic_write_text, load_checkpoint
+from speechkit.config import from_dict, to_dict
+from speechkit.integrity import sha256_file
+from speechkit.models.vocoder import Vocoder, VocoderConfig
+from speechkit.pretrained import CONFIG_FILE, META_FILE, MODEL_FILE, PackedModelError, _verify
+from speechkit.tts.mel import TTSMelConfig
+from speechkit.tts.text import TextError, phonemize, split_sentences
+
+__all__ = [
+    "TTS",
+    "Item",
+    "SynthesisError",
+    "TextToMel",
+    "items_from_cuts",
+    "items_from_text_file",
+    "load_acoustic",
+    "load_tts",
+    "load_vocoder",
+    "pack_vocoder",
+    "synthesize_corpus",
+]
+
+logger = logging.getLogger(__name__)
+
+VOCODER_TYPE = "vocoder"
+VOCODER_FILES = (CONFIG_FILE, MODEL_FILE)
+_GENERATOR = "generator."  # prefix of the vocoder's weights in a vocoder-task checkpoint
+_AVERAGED = "model_avg.pt"  # what a training directory's final model is called
+
+
+class SynthesisError(ValueError):
+    """Input the synthesiser cannot say (unknown speaker or language, bad text); says why."""
+
+
+@runtime_checkable
+class TextToMel(Protocol):
+    """What synthesis needs of an acoustic model (module docstring); ``__call__`` returns an
+    object whose ``mel`` is the (n_mels, T) log-mel of ``text``, in the ``mel`` format."""
+
+    speakers: Sequence[str]
+    languages: Sequence[str]
+    mel: TTSMelConfig
+
+    def __call__(self, text: str, speaker: str, language: str): ...
+
+
+# ---- the vocoder: load and pack -------------------------------------------------------
+
+
+def _vocoder_from_checkpoint(path: Path) -> tuple[Vocoder, TTSMelConfig]:
+    ckpt = load_checkpoint(path)
+    config = ckpt.get("config") or {}
+    if config.get("task") != VOCODER_TYPE:
+        raise PackedModelError(
+            f"{path}: not a vocoder training checkpoint (task {config.get('task')!r})"
+        )
+    cfg = from_dict(VocoderConfig, config["model"], source=f"{path}:config.model")
+    mel = TTSMelConfig(**config["mel"])
+    state = {k[len(_GENERATOR) :]: v for k, v in ckpt["model"].items() if k.startswith(_GENERATOR)}
+    model = Vocoder(cfg)
+    model.load_state_dict(state)
+    return model, mel
+
+
+def _vocoder_from_packed(directory: Path) -> tuple[Vocoder, TTSMelConfig]:
+    _verify(directory, VOCODER_FILES)
+    config = yaml.safe_load((directory / CONFIG_FILE).read_text()) or {}
+    if config.get("model_type") != VOCODER_TYPE:
+        raise PackedModelError(f"{directory}: not a packed vocoder ({config.get('model_type')!r})")
+    model = Vocoder(from_dict(VocoderConfig, config["model"], source=str(directory)))
+    state = torch.load(directory / MODEL_FILE, map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    return model, TTSMelConfig(**config["mel"])
+
+
+def load_vocoder(path: str | Path, device: str = "cpu") -> tuple[Vocoder, TTSMelConfig]:
+    """A vocoder (eval mode, on ``device``) and its mel format, from a packed directory, a
+    training directory (its ``model_avg.pt``) or a ``vocoder`` task checkpoint."""
+    path = Path(path)
+    if path.is_dir() and (path / CONFIG_FILE).is_file() and (path / META_FILE).is_file():
+        model, mel = _vocoder_from_packed(path)
+    elif path.is_dir() and (path / _AVERAGED).is_file():
+        model, mel = _vocoder_from_checkpoint(path / _AVERAGED)
+    elif path.is_file():
+        model, mel = _vocoder_from_checkpoint(path)
+    else:
+        raise FileNotFoundError(
+            f"no vocoder at {path}: expected a packed directory (config.yaml, model.pt, "
+            f"meta.json), a training directory with {_AVERAGED}, or a checkpoint .pt"
+        )
+    return model.to(device).eval(), mel
+
+
+def pack_vocoder(source: str | Path, out_dir: str | Path) -> Path:
+    """Packs a vocoder checkpoint or training directory into ``out_dir`` (module docstring)."""
+    model, mel = load_vocoder(source)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / META_FILE).unlink(missing_ok=True)
+    config = {"model_type": VOCODER_TYPE, "model": to_dict(model.cfg), "mel": asdict(mel)}
+    atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
+    state = {k: v.detach().cpu().float() for k, v in model.state_dict().items()}
+    atomic_write(out / MODEL_FILE, lambda f: torch.save(state, f))
+    meta = {
+        "speechkit_version": speechkit.__version__,
+        "source": str(source),
+        "sha256": {name: sha256_file(out / name) for name in VOCODER_FILES},
+    }
+    atomic_write_text(out / META_FILE, json.dumps(meta, indent=2) + "\n")
+    return out
+
+
+# ---- the acoustic model ---------------------------------------------------------------
+
+
+def load_acoustic(path: str | Path, device: str = "cpu") -> TextToMel:
+    """The FastSpeech 2 acoustic model (``speechkit.tts.acoustic.AcousticModel``) of a ``tts``
+    training directory (its ``model_avg.pt``) or checkpoint."""
+    from speechkit.tts.acoustic import AcousticModel
+
+    path = Path(path)
+    ckpt = path / _AVERAGED if path.is_dir() else path
+    if not ckpt.is_file():
+        raise FileNotFoundError(
+            f"no acoustic model at {path}: expected a tts training directory with {_AVERAGED} "
+            "or a tts checkpoint .pt"
+        )
+    return AcousticModel.load(ckpt, device)
+
+
+# ---- synthesis -----------------------------------------------------------------------
+
+
+class TTS:
+    """An acoustic model and a vocoder put together (module docstring).
+
+    ``vocoder_mel``: the mel format the vocoder was trained on (a warning if it differs from
+    the acoustic model's in more than rate, hop and bands, which must agree); ``max_chars``:
+    longest chunk synthesised in one pass; ``pause_seconds``: silence between chunks. The
+    vocoder runs on the device its weights are on."""
+
+    def __init__(
+        self,
+        acoustic: TextToMel,
+        vocoder: Vocoder,
+        vocoder_mel: TTSMelConfig | None = None,
+        max_chars: int = 200,
+        pause_seconds: float = 0.15,
+    ):
+        if not isinstance(acoustic, TextToMel):
+            raise TypeError(
+                f"{type(acoustic).__name__} is not an acoustic model (needs speakers, languages, "
+                "mel and a __call__(text, speaker, language) giving .mel)"
+            )
+        a, v = acoustic.mel, vocoder.cfg
+        if (a.sample_rate, a.hop_length, a.n_mels) != (v.sample_rate, v.hop, v.n_mels):
+            raise ValueError(
+                f"acoustic model and vocoder disagree on the mel format: acoustic (rate, hop, "
+                f"bands) {(a.sample_rate, a.hop_length, a.n_mels)}, vocoder "
+                f"{(v.sample_rate, v.hop, v.n_mels)}"
+            )
+        if vocoder_mel is not None and vocoder_mel != a:
+            logger.warning("vocoder trained on mel %s; acoustic model predicts %s", vocoder_mel, a)
+        self.acoustic, self.vocoder = acoustic, vocoder.eval()
+        self.max_chars, self.pause_seconds = max_chars, pause_seconds
+
+    @property
+    def sample_rate(self) -> int:
+        return self.vocoder.cfg.sample_rate
+
+    @property
+    def speakers(self) -> list[str]:
+        return list(self.acoustic.speakers)
+
+    @property
+    def languages(self) -> list[str]:
+        return list(self.acoustic.languages)
+
+    def check(self, text: str, speaker: str, language: str) -> list[str]:
+        """The chunks ``text`` will be said in, each phonemised once, or a
+        :class:`SynthesisError` (nothing synthesised)."""
+        if language not in self.acoustic.languages:
+            raise SynthesisError(f"unknown language {language!r}; the model knows {self.languages}")
+        if speaker not in self.acoustic.speakers:
+            known = self.speakers
+            shown = ", ".join(known[:20]) + (
+                f", ... ({len(known)} in all)" if len(known) > 20 else ""
+            )
+            raise SynthesisError(f"unknown speaker {speaker!r}; the model knows {shown}")
+        if not isinstance(text, str) or not text.strip():
+            raise SynthesisError("empty text: nothing to synthesise")
+        chunks = split_sentences(text, self.max_chars)
+        try:
+            for chunk in chunks or [text]:  # (no chunk: the phonemiser says why)
+                phonemize(chunk, language)  # cached: the acoustic model reuses it
+        except TextError as e:
+            raise SynthesisError(str(e)) from None
+        return chunks
+
+    @torch.inference_mode()
+    def chunk_mel(self, chunk: str, speaker: str, language: str) -> Tensor:
+        """(n_mels, T) log-mel of one chunk; the acoustic model's refusals as SynthesisError."""
+        try:
+            return self.acoustic(chunk, speaker, language).mel
+        except TextError as e:
+            raise SynthesisError(str(e)) from None
+
+    def mel(self, text: str, speaker: str, language: str) -> list[Tensor]:
+        """Log-mel (n_mels, T) of each chunk of ``text``."""
+        return [self.chunk_mel(c, speaker, language) for c in self.check(text, speaker, language)]
+
+    @torch.inference_mode()
+    def vocode(self, mel: Tensor) -> np.ndarray:
+        """(n_mels, T) log-mel -> (T * hop,) float32 wave in [-1, 1]."""
+        device = next(self.vocoder.parameters()).device
+        wave = self.vocoder.vocode(mel.float().to(device)).cpu()
+        return wave.clamp(-1.0, 1.0).numpy().astype(np.float32)
+
+    def synthesize(self, text: str, speaker: str, language: str) -> tuple[np.ndarray, int]:
+        """``text`` said by ``speaker`` in ``language`` -> (wave (S,) float32, sample rate).
+        One chunk's mel is in memory at a time."""
+        pause = np.zeros(round(self.pause_seconds * self.sample_rate), dtype=np.float32)
+        pieces = []
+        for i, chunk in enumerate(self.check(text, speaker, language)):
+            if i:
+                pieces.append(pause)
+            pieces.append(self.vocode(self.chunk_mel(chunk, speaker, language)))
+        return np.concatenate(pieces), self.sample_rate
+
+
+def load_tts(model_dir: str | Path, vocoder_dir: str | Path, device: str = "cpu") -> TTS:
+    """The acoustic model of ``model_dir`` and the vocoder of ``vocoder_dir``, ready to
+    synthesise (module docstring)."""
+    vocoder, mel = load_vocoder(vocoder_dir, device)
+    return TTS(load_acoustic(model_dir, device), vocoder, mel)
+
+
+# ---- corpora -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Item:
+    """One utterance to synthesise into a corpus: its new id, text, speaker and language."""
+
+    id: str
+    text: str
+    speaker: str
+    language: str
+
+
+def items_from_text_file(
+    path: str | Path, speaker: str, language: str, prefix: str = ""
+) -> Iterator[Item]:
+    """One item per non-empty line of a UTF-8 text file, ids ``<prefix><file stem>-<line>``."""
+    path = Path(path)
+    prefix = prefix or f"{path.stem}-"
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            yield Item(f"{prefix}{n:06d}", line.strip(), speaker, language)
+
+
+def items_from_cuts(
+    cuts: Iterable,
+    speakers: Sequence[str] = (),
+    language: str | None = None,
+    prefix: str = "tts-",
+) -> Iterator[Item]:
+    """One item per supervision (in ``language`` only, when given): its text and language, said
+    by its own speaker, or, with ``speakers``, by those in turn (e.g. the training voices of that
+    language, for new sentences said by known voices); ids ``<prefix><supervision id>``."""
+    n = 0
+    for cut in cuts:
+        for sup in cut.supervisions:
+            if language is not None and sup.language != language:
+                continue
+            speaker = speakers[n % len(speakers)] if speakers else sup.speaker or ""
+            n += 1
+            yield Item(f"{prefix}{sup.id}", sup.text or "", speaker, sup.language or "")
+
+
+def synthesize_corpus(
+    tts: TTS, items: Iterable[Item], out_dir: str | Path, name: str = "synth"
+) -> dict:
+    """Synthesises ``items`` into a lhotse corpus under ``out_dir`` (module docstring); returns
+    ``{"synthesised": n, "failed": n, "seconds": s, "reasons": {kind: n}, "cuts": path}``."""
+    from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
+
+    out = Path(out_dir)
+    (out / "wavs").mkdir(parents=True, exist_ok=True)
+    recordings, supervisions, failed = [], [], []
+    reasons: Counter = Counter()
+    seconds = 0.0
+    bar = tqdm(items, desc=f"synthesise {name}", unit="utt", dynamic_ncols=True)
+    for item in bar:
+        try:
+            wave, sr = tts.synthesize(item.text, item.speaker, item.language)
+        except Exception as e:  # noqa: BLE001 - one bad item must not stop the corpus
+            kind = type(e).__name__
+            reasons[kind] += 1
+            failed.append({"id": item.id, "text": item.text, "error": f"{kind}: {e}"})
+            logger.warning("skipped %s: %s: %s", item.id, kind, e)
+            bar.set_postfix(failed=len(failed))
+            continue
+        path = (out / "wavs" / f"{item.id}.wav").resolve()
+        sf.write(str(path), wave, sr, subtype="PCM_16")
+        rec = Recording.from_file(path, recording_id=item.id)
+        recordings.append(rec)
+        supervisions.append(
+            SupervisionSegment(
+                id=item.id,
+                recording_id=item.id,
+                start=0.0,
+                duration=rec.duration,
+                channel=0,
+                text=item.text,
+                language=item.language,
+                speaker=item.speaker,
+                custom={"synthetic": "speechkit-tts"},
+            )
+        )
+        seconds += rec.duration
+    bar.close()
+    rec_set, sup_set = (
+        RecordingSet.from_recordings(recordings),
+        SupervisionSet.from_segments(supervisions),
+    )
+    rec_set.to_file(out / f"recordings_{name}.jsonl.gz")
+    sup_set.to_file(out / f"supervisions_{name}.jsonl.gz")
+    cuts_path = out / f"cuts_{name}.jsonl.gz"
+    cuts = []
+    for rec, sup in zip(recordings, supervisions):  # cut id = recording id = item id
+        cut = rec.to_cut()
+        cut.supervisions = [sup]
+        cuts.append(cut)
+    CutSet.from_cuts(cuts).to_file(cuts_path)
+    with open(out / f"failed_{name}.jsonl", "w", encoding="utf-8") as f:
+        for row in failed:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    summary = {
+        "synthesised": len(recordings),
+        "failed": len(failed),
+        "seconds": round(seconds, 2),
+        "reasons": dict(reasons),
+        "cuts": str(cuts_path),
+    }
+    logger.info("synthesised %s", summary)
+    return summary

@@ -1,0 +1,183 @@
+"""The ``prune`` task: context-driven dynamic pruning of a trained s2t model.
+
+    speechkit train --config conf/prune/phrasebook_prune.yaml --init exp/s2t_tiny/model_avg.pt \\
+        --train-cuts data/cuts_train.jsonl.gz --dev-cuts data/cuts_dev.jsonl.gz --out exp/prune
+
+``--init`` (required): a trained s2t model (checkpoint, packed directory or zoo name). Its model
+config, weights, tokenizer and features are used (as in the s2t task); the YAML's ``model``
+section adds the gate fields of ``GatedS2TConfig`` (``gate_mode``, ``gate_contexts``,
+``gate_hidden``, ``gate_tau``), and ``--set model.KEY=VALUE`` may set either kind. The model
+is ``speechkit.models.gated_s2t.GatedS2TModel`` (its docstring says what the gates see).
+
+``prune`` section: ``contexts_dir`` holds ``speaker.safetensors`` / ``event.safetensors``
+(``speechkit compute-contexts``), read for the kinds in ``model.gate_contexts``; a cut with no
+context gets the predictor's learned "unknown" vector (counted and warned about, never an
+error). Each training batch draws a budget (fraction of the gated modules' FLOPs to keep)
+uniformly from ``[budget_min, budget_max]``; the loss is the s2t loss plus
+``alpha * mean(|kept - budget| + (kept - budget)^2)`` (the squared term is what makes the
+target reachable, per the anchors). Validation uses hard gates at ``valid_budget``.
+
+The three arms of the recipe are configs of this task: ``gate_mode: dynamic`` (per utterance,
+with or without contexts), ``static`` (the budget alone decides: the same gates for every
+utterance, exportable as a smaller model) and ``none`` (full fine-tuning, no gates).
+
+Logged: ``loss`` (total), ``loss_task``, ``kept`` and ``sparsity`` (= 1 - kept, FLOP-weighted),
+``budget``, and the keep rate of each module kind averaged over layers (``enc_ffn1``,
+``dec_cross_attn`` ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from speechkit.config import ConfigError, to_dict
+from speechkit.data.contexts import ContextStore
+from speechkit.decode.gated import gate_inputs
+from speechkit.models.gated_s2t import GatedS2TConfig, GatedS2TModel
+from speechkit.models.s2t import S2TConfig
+from speechkit.tasks import register_task
+from speechkit.tasks.base import TaskInputs
+from speechkit.tasks.s2t import MODEL_INPUTS, S2TTask
+from speechkit.train.config import ExperimentConfig
+
+__all__ = ["PruneConfig", "PruneOptions", "PruneTask"]
+
+logger = logging.getLogger(__name__)
+
+_S2T_FIELDS = {f.name for f in dataclasses.fields(S2TConfig)}
+_GATE_FIELDS = [f.name for f in dataclasses.fields(GatedS2TConfig) if f.name not in _S2T_FIELDS]
+
+
+@dataclass
+class PruneOptions:
+    """The sparsity objective and where contexts live (see the module docstring)."""
+
+    contexts_dir: str = ""
+    alpha: float = 4.0
+    budget_min: float = 0.3
+    budget_max: float = 0.9
+    valid_budget: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.budget_min <= self.budget_max <= 1.0:
+            raise ConfigError("prune: need 0 <= budget_min <= budget_max <= 1")
+        if not 0.0 <= self.valid_budget <= 1.0 or self.alpha < 0:
+            raise ConfigError("prune: valid_budget must lie in [0, 1] and alpha be >= 0")
+
+
+@dataclass
+class PruneConfig(ExperimentConfig):
+    """The s2t experiment config with a gated model and the ``prune`` section."""
+
+    task: Literal["prune"] = "prune"
+    model: GatedS2TConfig = field(default_factory=GatedS2TConfig)
+    prune: PruneOptions = field(default_factory=PruneOptions)
+
+
+@register_task
+class PruneTask(S2TTask):
+    """Gated fine-tuning of a trained s2t model (see the module docstring)."""
+
+    name = "prune"
+    config_class = PruneConfig
+    model_type = "gated_s2t"
+    # Not needed for the relaxed gates (every module runs in training), but a gated model with
+    # ctc_weight 0 or a static predictor leaves parameters without gradients in some steps.
+    find_unused_parameters = True
+
+    def __init__(self, cfg: PruneConfig, inputs: TaskInputs | None = None) -> None:
+        inputs = inputs or TaskInputs()
+        if not inputs.init:
+            raise ConfigError("the prune task fine-tunes a trained s2t model: give --init")
+        gates = {name: getattr(cfg.model, name) for name in _GATE_FIELDS}
+        gate_sets = [o for o in inputs.overrides
+                     if o.startswith("model.") and o[6:].split("=")[0] in _GATE_FIELDS]  # fmt: skip
+        base_inputs = dataclasses.replace(
+            inputs, overrides=[o for o in inputs.overrides if o not in gate_sets]
+        )
+        super().__init__(cfg, base_inputs)  # the s2t task: --init's model, tokenizer, features
+        self.inputs = inputs
+        self.stores = {
+            kind: ContextStore.load(cfg.prune.contexts_dir, kind)
+            for kind in cfg.model.stored_contexts
+        }
+        gates["context_dims"] = {kind: s.dim for kind, s in self.stores.items()}
+        gates["languages"] = list(self.tokenizer.languages)
+        model = GatedS2TConfig(**to_dict(self.cfg.model), **gates)
+        self.cfg = dataclasses.replace(self.cfg, model=model)
+        self._unknown_logged = 0
+
+    def build_model(self) -> nn.Module:
+        model = GatedS2TModel(self.cfg.model)
+        if self.pretrained is not None:
+            missing, unexpected = model.load_state_dict(
+                self.pretrained.model.state_dict(), strict=False
+            )
+            if unexpected or any(not k.startswith("predictor.") for k in missing):
+                raise ConfigError(
+                    f"--init weights do not fit: missing {missing}, extra {unexpected}"
+                )
+            self.pretrained = None
+        return model
+
+    def _gate_inputs(self, batch: dict, budget: float, device) -> dict:
+        langs = (batch.get("context") or {}).get("language")
+        out = gate_inputs(self.cfg.model, self.stores, batch["cut_ids"], langs, budget, device)
+        unknown = sum(s.missing for s in self.stores.values())
+        if unknown > self._unknown_logged:
+            logger.warning("%d context lookups found no vector so far (the learned unknown "
+                           "context is used for them)", unknown)  # fmt: skip
+            self._unknown_logged = unknown * 2  # warn again when the count doubles
+        return out
+
+    def _step(self, model: nn.Module, batch: dict, budget: float) -> dict[str, Tensor]:
+        device = batch["feats"].device
+        inputs = [batch[k] for k in MODEL_INPUTS]
+        out = model(*inputs, target_utt=batch.get("target_utt"),
+                    gate_inputs=self._gate_inputs(batch, budget, device))  # fmt: skip
+        if "kept" not in out:  # gate_mode none: full fine-tuning
+            return out
+        kept = out.pop("kept")
+        gap = kept - budget
+        penalty = (gap.abs() + gap**2).mean()
+        out["loss_task"] = out["loss"]
+        out["loss"] = out["loss"] + self.cfg.prune.alpha * penalty
+        out["kept"] = kept.detach().mean()
+        out["sparsity"] = 1.0 - out["kept"]
+        out["budget"] = torch.tensor(budget, device=device)
+        out.update(self._module_rates(model, out.pop("enc_gates"), out.pop("dec_gates")))
+        return out
+
+    @staticmethod
+    def _module_rates(model: nn.Module, enc: Tensor, dec: Tensor) -> dict[str, Tensor]:
+        from speechkit.train.distributed import unwrap
+
+        m = unwrap(model)
+        rates = {}
+        for prefix, names, gates in (("enc", m.enc_names, enc), ("dec", m.dec_names, dec)):
+            kinds = sorted({n.split(".", 1)[1] for n in names})
+            for kind in kinds:
+                cols = [i for i, n in enumerate(names) if n.endswith("." + kind)]
+                rates[f"{prefix}_{kind}"] = gates[cols].mean()
+        return rates
+
+    def training_step(self, model: nn.Module, batch: dict, optimizer: str) -> dict[str, Tensor]:
+        p = self.cfg.prune
+        budget = p.budget_min + (p.budget_max - p.budget_min) * float(torch.rand(()))
+        out = self._step(model, batch, budget)
+        out.pop("num_tokens", None)
+        return out
+
+    def validation_step(self, model: nn.Module, batch: dict) -> dict[str, Tensor]:
+        out = self._step(model, batch, self.cfg.prune.valid_budget)
+        keep = ("loss", "acc", "loss_task", "kept")
+        return {**{k: out[k] for k in keep if k in out}, "weight": out["num_tokens"]}
+
+    def run_config(self) -> dict:
+        return {"model_type": "gated_s2t", **super().run_config()}

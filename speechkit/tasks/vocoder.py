@@ -1,0 +1,285 @@
+"""The ``vocoder`` task: the frame-level TTS vocoder (``speechkit.models.vocoder``) as a GAN.
+
+    speechkit train --config conf/tts/vocoder_cpu.yaml \\
+        --train-cuts data/cuts_train.jsonl.gz --dev-cuts data/cuts_dev.jsonl.gz --out exp/vocoder
+
+Each batch is a set of random audio crops (``speechkit.data.waves``: ``data.segment_seconds``,
+16 kHz). Their log-mel (``speechkit.tts.mel``, the format the acoustic model predicts) is the
+vocoder's input and the crops themselves are its targets. Two optimisers through the one
+trainer (``speechkit/tasks/base.py``), with the discriminator and GAN losses of the codec task:
+
+* ``gen`` (the ``Vocoder``): multi-scale mel L1 and multi-resolution STFT losses on the wave
+  (``speechkit.nn.spectral_loss``); APNet's losses on the predicted spectra against the
+  crop's own STFT at the vocoder's resolution: ``amp`` (mean squared error of log amplitudes)
+  and ``phase`` (anti-wrapped instantaneous phase, group delay and phase time difference
+  errors); hinge adversarial and feature-matching losses against the discriminator, from its
+  first update on;
+* ``disc`` (``speechkit.models.codec_disc.MultiScaleSTFTDiscriminator``): hinge loss on real
+  against vocoded crops, from update ``disc_start`` on, every ``disc_every`` updates. It reuses
+  the generator step's output of the same batch (detached).
+
+Validation ``loss`` is the L1 distance of the vocoded crop's TTS log-mel to the reference's
+(``mel_dist``, natural log, over valid frames): it picks the checkpoints that get averaged.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from lhotse import CutSet
+from torch import Tensor, nn
+
+from speechkit.config import ConfigError
+from speechkit.data.segments import split_supervisions
+from speechkit.data.waves import WaveDataConfig, build_wave_dataloader
+from speechkit.models.codec_disc import MultiScaleSTFTDiscriminator, STFTDiscConfig
+from speechkit.models.vocoder import Spectra, Vocoder, VocoderConfig
+from speechkit.nn.spectral_loss import MelLoss, MultiResolutionSTFTLoss
+from speechkit.tasks import register_task
+from speechkit.tasks.base import OptimizerSpec, Task, TaskInputs, read_cuts
+from speechkit.tasks.codec import _gan_optim, feature_matching, hinge_disc_loss
+from speechkit.train.config import OptimConfig, TrainerConfig
+from speechkit.train.distributed import unwrap
+from speechkit.train.optim import build_optimizer, build_scheduler
+from speechkit.tts.mel import LogMelSpectrogram, TTSMelConfig
+
+__all__ = [
+    "VocoderGAN",
+    "VocoderLossConfig",
+    "VocoderTask",
+    "VocoderTaskConfig",
+    "anti_wrap",
+    "phase_losses",
+]
+
+
+@dataclass
+class VocoderLossConfig:
+    """Weights of the generator's losses (0 switches one off; module docstring)."""
+
+    mel: float = 1.0
+    stft: float = 1.0
+    amp: float = 0.5
+    phase: float = 0.3
+    adv: float = 0.5
+    feat: float = 1.0
+
+
+@dataclass
+class VocoderTaskConfig:
+    """One vocoder training run (module docstring). ``mel`` must describe the same frames as
+    ``model`` (rate, hop, bands): it is the format the acoustic model predicts."""
+
+    task: Literal["vocoder"] = "vocoder"
+    mel: TTSMelConfig = field(default_factory=TTSMelConfig)
+    model: VocoderConfig = field(default_factory=VocoderConfig)
+    disc: STFTDiscConfig = field(default_factory=STFTDiscConfig)
+    data: WaveDataConfig = field(default_factory=WaveDataConfig)
+    loss: VocoderLossConfig = field(default_factory=VocoderLossConfig)
+    gen_optim: OptimConfig = field(default_factory=lambda: _gan_optim(5e-4))
+    disc_optim: OptimConfig = field(default_factory=lambda: _gan_optim(5e-4))
+    disc_start: int = 0
+    disc_every: int = 1
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def __post_init__(self) -> None:
+        m, v = self.mel, self.model
+        if (m.sample_rate, m.hop_length, m.n_mels) != (v.sample_rate, v.hop, v.n_mels):
+            raise ConfigError(
+                "mel and model must describe the same frames: mel (sample_rate, hop_length, "
+                f"n_mels) = {(m.sample_rate, m.hop_length, m.n_mels)}, model (sample_rate, hop, "
+                f"n_mels) = {(v.sample_rate, v.hop, v.n_mels)}"
+            )
+        if self.data.sample_rate != v.sample_rate:
+            raise ConfigError(
+                f"data.sample_rate ({self.data.sample_rate}) must equal model.sample_rate "
+                f"({v.sample_rate})"
+            )
+        if self.disc_start < 0 or self.disc_every < 1:
+            raise ConfigError("disc_start >= 0 and disc_every >= 1 needed")
+        if self.data.segment_seconds * v.sample_rate < max(max(self.disc.windows), v.n_fft):
+            raise ConfigError(
+                f"data.segment_seconds ({self.data.segment_seconds}) is shorter than the longest "
+                "discriminator window or the vocoder's n_fft"
+            )
+
+
+def anti_wrap(x: Tensor) -> Tensor:
+    """APNet's anti-wrapping function: |x - 2 pi round(x / 2 pi)|, the distance of a phase
+    difference to the nearest multiple of 2 pi (so pi and -pi are the same phase)."""
+    return (x - 2 * math.pi * torch.round(x / (2 * math.pi))).abs()
+
+
+def phase_losses(pred: Tensor, ref: Tensor, mask: Tensor) -> Tensor:
+    """Instantaneous phase + group delay + phase time difference losses (APNet), each the mean
+    anti-wrapped error over valid frames. ``pred``, ``ref``: (B, F, T) radians; ``mask``:
+    (B, 1, T) float, 1 on valid frames."""
+    ip = anti_wrap(pred - ref)
+    gd = anti_wrap(torch.diff(pred, dim=1) - torch.diff(ref, dim=1))  # along frequency
+    ptd = anti_wrap(torch.diff(pred, dim=2) - torch.diff(ref, dim=2))  # along time
+
+    def mean(x: Tensor, m: Tensor) -> Tensor:
+        return (x * m).sum() / (m.sum() * x.size(1)).clamp(min=1)
+
+    return mean(ip, mask) + mean(gd, mask) + mean(ptd, mask[..., 1:] * mask[..., :-1])
+
+
+class VocoderGAN(nn.Module):
+    """What the vocoder task trains: ``generator`` (the ``Vocoder`` that gets packed) and
+    ``discriminator``; ``mel`` is the (parameter-free) TTS log-mel front end, here so that it
+    moves to the training device with the rest. ``forward(x, part=...)`` dispatches, so
+    data-parallel wrappers see every part's forward."""
+
+    def __init__(self, cfg: VocoderTaskConfig):
+        super().__init__()
+        self.mel = LogMelSpectrogram(cfg.mel)
+        self.generator = Vocoder(cfg.model)
+        self.discriminator = MultiScaleSTFTDiscriminator(cfg.disc)
+        self.register_buffer("disc_updates", torch.zeros((), dtype=torch.int64))
+
+    def forward(self, x: Tensor, part: str = "gen"):
+        if part == "gen":  # wave (B, S) -> (Spectra (B, F, T), wave (B, S)), T = S // hop + 1
+            spectra = self.generator.spectra(self.mel(x))
+            return spectra, self.generator.istft(spectra.spec)[:, : x.size(1)]
+        if part == "disc":  # (B, S) -> (logits, features)
+            return self.discriminator(x)
+        raise ValueError(f"unknown part {part!r}")
+
+
+def _frame_mask(lens: Tensor, frames: int, hop: int) -> Tensor:
+    """(B, 1, frames) float: 1 for frames centred on a valid sample."""
+    centres = torch.arange(frames, device=lens.device) * hop
+    return (centres[None] < lens[:, None]).float()[:, None]
+
+
+@register_task
+class VocoderTask(Task):
+    """A frame-level GAN vocoder (module docstring)."""
+
+    name = "vocoder"
+    config_class = VocoderTaskConfig
+    model_type = "vocoder"
+    find_unused_parameters = True
+
+    def __init__(self, cfg: VocoderTaskConfig, inputs: TaskInputs | None = None) -> None:
+        super().__init__(cfg, inputs)
+        if inputs is not None and inputs.init:
+            raise ConfigError("the vocoder task trains from scratch; --init is not supported")
+        self.stft_loss = MultiResolutionSTFTLoss()
+        self.mel_loss = MelLoss(cfg.model.sample_rate)
+        self._fake: tuple[Tensor, Tensor] | None = None  # (real crops, vocoded crops)
+
+    # ---- data ------------------------------------------------------------------------
+
+    def load_cuts(self, paths, train: bool) -> CutSet:
+        return split_supervisions(read_cuts(paths))
+
+    def build_dataloader(self, cuts, train, seed, rank=0, world_size=1):
+        return build_wave_dataloader(cuts, self.cfg.data, train, seed, rank, world_size)
+
+    def total_steps(self, cuts: CutSet, world_size: int) -> int:
+        if self.cfg.trainer.max_steps:
+            return self.cfg.trainer.max_steps
+        per_epoch = math.ceil(len(cuts) / (self.cfg.data.batch_size * world_size))
+        return max(1, per_epoch * self.cfg.trainer.max_epochs // self.cfg.trainer.accum_grad)
+
+    def batch_lengths(self, batch: dict) -> list[int]:
+        return batch["audio_lens"].tolist()
+
+    # ---- model and optimisation ------------------------------------------------------
+
+    def build_model(self) -> nn.Module:
+        return VocoderGAN(self.cfg)
+
+    def configure_optimizers(self, model: nn.Module, total_steps: int) -> list[OptimizerSpec]:
+        m, cfg = unwrap(model), self.cfg
+        gen = build_optimizer(m.generator, cfg.gen_optim)
+        disc = build_optimizer(m.discriminator, cfg.disc_optim)
+        return [
+            OptimizerSpec(
+                "gen",
+                gen,
+                build_scheduler(gen, cfg.gen_optim, total_steps),
+                grad_clip=cfg.gen_optim.grad_clip,
+            ),
+            OptimizerSpec(
+                "disc",
+                disc,
+                build_scheduler(disc, cfg.disc_optim, total_steps),
+                grad_clip=cfg.disc_optim.grad_clip,
+                every=cfg.disc_every,
+                start_step=cfg.disc_start,
+            ),
+        ]
+
+    def training_step(self, model: nn.Module, batch: dict, optimizer: str) -> dict[str, Tensor]:
+        audio, lens = batch["audio"], batch["audio_lens"]
+        if optimizer == "disc":
+            return self._disc_step(model, audio)
+        spectra, fake = model(audio, part="gen")
+        self._fake = (audio, fake.detach())
+        stats = self._reconstruction(spectra, fake, audio, lens)
+        w = self.cfg.loss
+        loss = w.mel * stats["mel"] + w.stft * stats["stft"]
+        loss = loss + w.amp * stats["amp"] + w.phase * stats["phase"]
+        if (w.adv > 0 or w.feat > 0) and int(unwrap(model).disc_updates) > 0:
+            fake_logits, fake_feats = model(fake, part="disc")
+            with torch.no_grad():
+                _, real_feats = model(audio, part="disc")
+            stats["adv"] = sum(F.relu(1 - f).mean() for f in fake_logits) / len(fake_logits)
+            stats["feat"] = feature_matching(fake_feats, real_feats)
+            loss = loss + w.adv * stats["adv"] + w.feat * stats["feat"]
+        return {"loss": loss, **{k: v.detach() for k, v in stats.items()}}
+
+    def _reconstruction(
+        self, spectra: Spectra, fake: Tensor, audio: Tensor, lens: Tensor
+    ) -> dict[str, Tensor]:
+        """Wave losses (mel, stft) and APNet's spectrum losses (amp, phase)."""
+        c = self.cfg.model
+        window = torch.hann_window(c.win, device=audio.device)
+        ref = torch.stft(
+            audio.float(), c.n_fft, c.hop, c.win, window=window, center=True, return_complex=True
+        )  # (B, F, T), the frames the vocoder predicted
+        mask = _frame_mask(lens, ref.size(-1), c.hop)
+        ref_log_amp = ref.abs().clamp(min=1e-5).log()
+        amp = ((spectra.log_amp - ref_log_amp).pow(2) * mask).sum() / (
+            mask.sum() * ref.size(1)
+        ).clamp(min=1)
+        return {
+            "mel": self.mel_loss.to(audio.device)(fake, audio, lens),
+            "stft": self.stft_loss(fake, audio, lens),
+            "amp": amp,
+            "phase": phase_losses(spectra.phase, ref.angle(), mask),
+        }
+
+    def _disc_step(self, model: nn.Module, audio: Tensor) -> dict[str, Tensor]:
+        if self._fake is not None and self._fake[0] is audio:
+            fake = self._fake[1]
+        else:  # the generator did not step on this batch
+            with torch.no_grad():
+                fake = model(audio, part="gen")[1]
+        real_logits, _ = model(audio, part="disc")
+        fake_logits, _ = model(fake, part="disc")
+        loss = hinge_disc_loss(real_logits, fake_logits)
+        unwrap(model).disc_updates += 1
+        real_score = sum(r.mean() for r in real_logits) / len(real_logits)
+        return {"loss": loss, "real_score": real_score.detach()}
+
+    def validation_step(self, model: nn.Module, batch: dict) -> dict[str, Tensor]:
+        """``loss`` = ``mel_dist`` (TTS log-mel L1 over valid frames), the training
+        reconstruction losses; weighted by the number of crops."""
+        audio, lens = batch["audio"], batch["audio_lens"]
+        spectra, fake = model(audio, part="gen")
+        stats = self._reconstruction(spectra, fake, audio, lens)
+        mel_fn = unwrap(model).mel
+        ref_mel, fake_mel = mel_fn(audio), mel_fn(fake)
+        mask = _frame_mask(lens, ref_mel.size(-1), self.cfg.mel.hop_length)
+        stats["mel_dist"] = ((ref_mel - fake_mel).abs() * mask).sum() / (
+            mask.sum() * ref_mel.size(1)
+        ).clamp(min=1)
+        weight = torch.tensor(float(audio.size(0)))
+        return {"loss": stats["mel_dist"], **stats, "weight": weight}

@@ -1,0 +1,72 @@
+"""End to end: the pruning stages (5-9) of egs/phrasebook/prune1/run.sh on a tiny corpus, on CPU:
+the arms that need no stored context (full, static, dynamic, + language) fine-tuned from a tiny
+base, decoding at a budget, the interleaved speed benchmark, the RESULTS table with its gate
+pictures and the static export. The corpus comes from ../s2t1's stages 1-2 and the base model
+from ``speechkit train`` (the recipe's stages 1-4, contexts and base, are tested on their own).
+This checks that the stages fit together, not the figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from speechkit.pretrained import load_pretrained
+
+EGS = Path(__file__).resolve().parents[2] / "egs" / "phrasebook"
+TINY = ("model.d_model=32 model.n_heads=2 model.encoder_layers=1 model.encoder_ffn=64 "
+        "model.cgmlp_units=64 model.decoder_layers=1 model.decoder_ffn=64 trainer.max_steps=2 "
+        "trainer.average_best=1 data.num_workers=0")  # fmt: skip
+
+
+def _run(script: Path, *args: str) -> None:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    proc = subprocess.run(["bash", str(script), *args], env=env, capture_output=True, text=True,
+                          timeout=900)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("prune")
+    data, exp = tmp / "data", tmp / "exp"
+    _run(EGS / "s2t1" / "run.sh", "--data", str(data), "--exp", str(tmp / "s2t"), "--hours",
+         "0.02", "--stage", "1", "--stop_stage", "2")  # fmt: skip
+    base = exp / "base"
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    train = [sys.executable, "-m", "speechkit.bin.train", "--config",
+             str(EGS.parents[1] / "conf" / "s2t" / "phrasebook_tiny.yaml"), "--train-cuts",
+             str(data / "cuts_train.jsonl.gz"), "--tokenizer", str(data / "tokenizer"), "--out",
+             str(base), "--set", *TINY.split()]  # fmt: skip
+    proc = subprocess.run(train, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _run(EGS / "prune1" / "run.sh", "--data", str(data), "--exp", str(exp), "--base",
+         str(base / "model_avg.pt"), "--results", str(tmp / "RESULTS.md"), "--arms",
+         "full,static,dyn,dyn_lang", "--seeds", "0", "--steps", "2", "--bench_utts", "3",
+         "--beam", "2", "--stage", "5", "--prune_args", "data.num_workers=0")  # fmt: skip
+    return tmp
+
+
+def test_arms_decode_at_the_budget_and_report(recipe):
+    exp = recipe / "exp"
+    for arm in ("full", "static", "dyn", "dyn_lang"):
+        stats = json.loads(
+            (exp / arm / "s0" / "decode_test_seen" / "decode_stats.json").read_text()
+        )
+        assert stats["gates"]["gflops_enc"] > 0, arm
+        assert (exp / arm / "s0" / "decode_test_seen" / "scores.json").is_file()
+    assert (exp / "dyn_lang" / "s0" / "decode_test_novel_oracle" / "scores.json").is_file()
+    bench = json.loads((exp / "dyn" / "s0" / "bench_test_seen.json").read_text())
+    assert bench["batch1"]["rtfx_gated"] > 0 and bench["batched"]["rtfx_full"] > 0
+    text = (recipe / "RESULTS.md").read_text()
+    assert "| dyn_lang (oracle language) |" in text and "gates_dyn.png" in text
+    assert (recipe / "gates_dyn.png").is_file()
+
+
+def test_static_arm_exports_a_plain_model(recipe):
+    packed = recipe / "exp" / "static" / "s0" / "packed_b0.5"
+    assert load_pretrained(packed).model_type == "s2t"

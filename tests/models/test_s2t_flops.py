@@ -1,0 +1,55 @@
+"""The analytic FLOP counts of models/s2t_flops.py against torch's FlopCounterMode."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from speechkit.models.s2t import S2TConfig, S2TModel
+from speechkit.models.s2t_flops import utterance_gflops
+
+
+def _count(fn) -> int:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+@pytest.mark.parametrize("encoder_type", ["ebranchformer", "transformer"])
+@pytest.mark.parametrize(("frames", "tokens"), [(67, 5), (203, 17), (401, 9)])
+def test_encoder_and_decoder_flops_match_the_flop_counter(encoder_type, frames, tokens):
+    cfg = S2TConfig(
+        n_mels=20, vocab_size=50, d_model=32, n_heads=4, encoder_type=encoder_type,
+        encoder_layers=2, encoder_ffn=48, cgmlp_units=40, cgmlp_kernel=7, merge_conv_kernel=5,
+        decoder_layers=2, decoder_ffn=56, dropout=0.0, attention_dropout=0.0,
+        subsampling_channels=8,
+    )  # fmt: skip
+    model = S2TModel(cfg).eval()
+    # Eager attention: FlopCounterMode does not count the CPU fused sdpa kernel.
+    model.set_attention_backend("eager")
+    feats, lens = torch.randn(1, frames, 20), torch.tensor([frames])
+    ys = torch.randint(4, 50, (1, tokens))
+    with torch.no_grad():
+        enc_counted = _count(lambda: model.encode(feats, lens))
+        enc, enc_lens = model.encode(feats, lens)
+        dec_counted = _count(lambda: model.decode(ys, enc, enc_lens))
+    T = enc_lens
+    # FlopCounterMode does not see the CPU depthwise convolution (shifted multiply-adds).
+    enc_gf, dec_gf = utterance_gflops(cfg, lens, T, torch.tensor([tokens]), depthwise=False)
+    assert enc_gf.item() * 1e9 == pytest.approx(enc_counted, rel=0.03)
+    assert dec_gf.item() * 1e9 == pytest.approx(dec_counted, rel=0.03)
+
+
+def test_gates_remove_their_modules_flops():
+    cfg = S2TConfig(vocab_size=50, d_model=32, n_heads=4, encoder_layers=2, decoder_layers=2)
+    frames, T, L = torch.tensor([400]), torch.tensor([99]), torch.tensor([12])
+    full_enc, full_dec = utterance_gflops(cfg, frames, T, L)
+    enc_off = torch.ones(1, 8)
+    enc_off[0, 1] = 0  # layer 0's attention
+    dec_off = torch.ones(1, 6)
+    dec_off[0, 4] = 0  # layer 1's cross-attention
+    enc, dec = utterance_gflops(cfg, frames, T, L, enc_off, dec_off)
+    assert 0 < enc.item() < full_enc.item() and 0 < dec.item() < full_dec.item()
+    none_enc, none_dec = utterance_gflops(cfg, frames, T, L, torch.zeros(1, 8), torch.zeros(1, 6))
+    assert none_enc.item() < enc.item() and none_dec.item() < dec.item()

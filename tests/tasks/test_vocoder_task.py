@@ -1,0 +1,129 @@
+"""The vocoder task: config checks, APNet's phase losses, GAN steps, a run through the CLI."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from lhotse import CutSet, Recording, SupervisionSegment
+
+from speechkit.bin.train import main as train_main
+from speechkit.config import ConfigError, from_dict, read_yaml
+from speechkit.synthesize import load_vocoder, pack_vocoder
+from speechkit.tasks import get_task
+from speechkit.tasks.vocoder import VocoderTaskConfig, anti_wrap, phase_losses
+
+YAML = """
+task: vocoder
+model: {dim: 16, layers: 2}
+disc: {windows: [1024, 256], channels: 4, dilations: [1]}
+data: {segment_seconds: 0.128, batch_size: 3}
+disc_start: 1
+trainer: {max_epochs: 5, max_steps: 4, log_every_steps: 1, device: cpu, num_threads: 1,
+          keep_checkpoints: 2, average_best: 1, amp: "off"}
+"""
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("vocoder_task")
+    cuts = []
+    for i in range(6):
+        t = np.arange(6000) / 16000
+        path = root / f"tone{i}.flac"
+        sf.write(path, (0.3 * np.sin(2 * math.pi * (150 + 50 * i) * t)).astype(np.float32), 16000)
+        cut = Recording.from_file(path, recording_id=f"r{i}").to_cut()
+        cut.supervisions = [SupervisionSegment(f"s{i}", f"r{i}", 0.0, cut.duration, text="hi")]
+        cuts.append(cut)
+    CutSet.from_cuts(cuts).to_file(root / "cuts.jsonl.gz")
+    (root / "vocoder.yaml").write_text(YAML)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # tiny ops on a shared machine spend their time waiting for a second thread
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _task(root, **overrides):
+    data = read_yaml(root / "vocoder.yaml", [f"{k}={v}" for k, v in overrides.items()])
+    cls = get_task("vocoder")
+    return cls(from_dict(cls.config_class, data, source="test"))
+
+
+def test_mel_and_model_must_describe_the_same_frames():
+    with pytest.raises(ConfigError, match="same frames"):
+        from_dict(VocoderTaskConfig, {"model": {"hop": 128, "win": 512, "n_fft": 512}})
+    with pytest.raises(ConfigError, match="shorter than"):
+        from_dict(VocoderTaskConfig, {"data": {"segment_seconds": 0.01}})
+
+
+def test_anti_wrapping_treats_phases_modulo_two_pi():
+    x = torch.tensor([0.0, 2 * math.pi, -2 * math.pi + 0.1, math.pi - 0.1, 3 * math.pi])
+    torch.testing.assert_close(anti_wrap(x), torch.tensor([0.0, 0.0, 0.1, math.pi - 0.1, math.pi]))
+    ref = torch.rand(2, 9, 5) * 2 * math.pi - math.pi
+    mask = torch.ones(2, 1, 5)
+    assert phase_losses(ref + 2 * math.pi, ref, mask) < 1e-5  # the same phase, wrapped
+    assert phase_losses(ref + 1.0, ref, mask) == pytest.approx(1.0, abs=1e-4)  # IP only
+    mask[1] = 0
+    wrong = ref.clone()
+    wrong[1] += 1.0  # errors on masked frames do not count
+    assert phase_losses(wrong, ref, mask) < 1e-5
+
+
+def test_generator_and_discriminator_steps_change_the_loss(data):
+    torch.manual_seed(0)
+    task = _task(data)
+    model = task.build_model()
+    specs = {s.name: s for s in task.configure_optimizers(model, 10)}
+    loader, _ = task.build_dataloader(task.load_cuts([data / "cuts.jsonl.gz"], True), True, 0)
+    batch = next(iter(loader))
+    assert batch["audio"].shape == (3, 2048)
+    losses = []
+    for _ in range(3):
+        out = task.training_step(model, batch, "gen")
+        assert {"mel", "stft", "amp", "phase"} <= out.keys()
+        specs["gen"].optimizer.zero_grad()
+        out["loss"].backward()
+        specs["gen"].optimizer.step()
+        losses.append(float(out["loss"].detach()))
+        disc = task.training_step(model, batch, "disc")
+        specs["disc"].optimizer.zero_grad()
+        disc["loss"].backward()
+        specs["disc"].optimizer.step()
+    assert losses[-1] != losses[0]
+    assert int(model.disc_updates) == 3
+    out = task.training_step(model, batch, "gen")  # adversarial terms after the first disc step
+    assert {"adv", "feat"} <= out.keys() and torch.isfinite(out["loss"])
+    valid = task.validation_step(model, batch)
+    assert valid["loss"] == valid["mel_dist"] and valid["weight"] == 3
+
+
+def test_train_cli_writes_both_optimisers_logs_and_a_loadable_vocoder(data, tmp_path):
+    out = tmp_path / "exp"
+    cuts = str(data / "cuts.jsonl.gz")
+    rc = train_main(
+        ["--config", str(data / "vocoder.yaml"), "--train-cuts", cuts, "--dev-cuts", cuts,
+         "--out", str(out)]
+    )  # fmt: skip
+    assert rc == 0
+    rows = list(csv.DictReader(open(out / "train_log.csv")))
+    assert "gen_loss" in rows[0] and "disc_loss" in rows[-1]
+    assert rows[-1]["disc_loss"] != ""
+    voc, mel = load_vocoder(out)  # the training directory's model_avg.pt
+    assert mel.hop_length == voc.cfg.hop == 256
+    packed = pack_vocoder(out / "model_avg.pt", tmp_path / "packed")
+    voc2, _ = load_vocoder(packed)
+    m = torch.randn(1, 80, 5)
+    torch.testing.assert_close(voc(m), voc2(m))
+    (packed / "config.yaml").write_text("model_type: codec\n")  # tampered with
+    with pytest.raises(RuntimeError, match="sha256 does not match"):
+        load_vocoder(packed)

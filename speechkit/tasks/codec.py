@@ -30,27 +30,24 @@ reuses it (detached), so the quantiser's EMA statistics see each batch once.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from lhotse import CutSet
 from torch import Tensor, nn
 
 from speechkit.config import ConfigError
 from speechkit.data.features import LogMel
-from speechkit.data.segments import split_supervisions
-from speechkit.data.waves import WaveDataConfig, build_wave_dataloader
+from speechkit.data.waves import WaveDataConfig
 from speechkit.models.codec import Codec, CodecConfig
 from speechkit.models.codec_disc import MultiScaleSTFTDiscriminator, STFTDiscConfig
-from speechkit.nn.spectral_loss import MelLoss, MultiResolutionSTFTLoss, si_sdr
+from speechkit.nn.spectral_loss import si_sdr
 from speechkit.tasks import register_task
-from speechkit.tasks.base import OptimizerSpec, Task, TaskInputs, read_cuts
+from speechkit.tasks.base import OptimizerSpec, TaskInputs
+from speechkit.tasks.wave_gan import WaveGANTask, gan_optim
 from speechkit.train.config import OptimConfig, TrainerConfig
 from speechkit.train.distributed import unwrap
-from speechkit.train.optim import build_optimizer, build_scheduler
 
 __all__ = ["CodecGAN", "CodecLossConfig", "CodecTask", "CodecTaskConfig", "DistillConfig"]
 
@@ -84,18 +81,6 @@ class DistillConfig:
     text_weight: float = 0.0
 
 
-def _gan_optim(lr: float) -> OptimConfig:
-    return OptimConfig(
-        lr=lr,
-        betas=(0.5, 0.9),
-        eps=1e-8,
-        weight_decay=0.0,
-        scheduler="constant",
-        warmup_steps=0,
-        grad_clip=100.0,
-    )
-
-
 @dataclass
 class CodecTaskConfig:
     """One codec training run (module docstring)."""
@@ -106,8 +91,8 @@ class CodecTaskConfig:
     data: WaveDataConfig = field(default_factory=WaveDataConfig)
     loss: CodecLossConfig = field(default_factory=CodecLossConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
-    gen_optim: OptimConfig = field(default_factory=lambda: _gan_optim(3e-4))
-    disc_optim: OptimConfig = field(default_factory=lambda: _gan_optim(3e-4))
+    gen_optim: OptimConfig = field(default_factory=lambda: gan_optim(3e-4))
+    disc_optim: OptimConfig = field(default_factory=lambda: gan_optim(3e-4))
     disc_start: int = 0
     disc_every: int = 1
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -192,40 +177,21 @@ class Teacher:
         return resample(enc), resample(logp.exp())
 
 
-def hinge_disc_loss(real: list[Tensor], fake: list[Tensor]) -> Tensor:
-    """Mean over sub-discriminators of relu(1 - D(real)) + relu(1 + D(fake))."""
-    terms = [F.relu(1 - r).mean() + F.relu(1 + f).mean() for r, f in zip(real, fake)]
-    return sum(terms) / len(terms)
-
-
-def feature_matching(fake: list[list[Tensor]], real: list[list[Tensor]]) -> Tensor:
-    """Mean over every layer of every sub-discriminator of L1(fake, real) / mean |real|."""
-    terms = [
-        (f - r).abs().mean() / r.abs().mean().clamp(min=1e-5)
-        for fs, rs in zip(fake, real)
-        for f, r in zip(fs, rs)
-    ]
-    return sum(terms) / len(terms)
-
-
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     """Mean of ``x`` (B, T) over ``mask`` (B, T) bool."""
     return (x * mask).sum() / mask.sum().clamp(min=1)
 
 
 @register_task
-class CodecTask(Task):
+class CodecTask(WaveGANTask):
     """A neural speech codec (module docstring)."""
 
     name = "codec"
     config_class = CodecTaskConfig
     model_type = "codec"
-    find_unused_parameters = True
 
     def __init__(self, cfg: CodecTaskConfig, inputs: TaskInputs | None = None) -> None:
         super().__init__(cfg, inputs)
-        if inputs is not None and inputs.init:
-            raise ConfigError("the codec task trains from scratch; --init is not supported")
         self.teacher = None
         if cfg.distill.enabled:
             if not cfg.distill.teacher:
@@ -234,26 +200,6 @@ class CodecTask(Task):
                     "name): --set distill.teacher=exp/s2t/model_avg.pt, or distill.enabled=false"
                 )
             self.teacher = Teacher(cfg.distill.teacher)
-        self.stft_loss = MultiResolutionSTFTLoss()
-        self.mel_loss = MelLoss(cfg.model.sample_rate)
-        self._fake: tuple[Tensor, Tensor] | None = None  # (real audio, its reconstruction)
-
-    # ---- data ------------------------------------------------------------------------
-
-    def load_cuts(self, paths, train: bool) -> CutSet:
-        return split_supervisions(read_cuts(paths))
-
-    def build_dataloader(self, cuts, train, seed, rank=0, world_size=1):
-        return build_wave_dataloader(cuts, self.cfg.data, train, seed, rank, world_size)
-
-    def total_steps(self, cuts: CutSet, world_size: int) -> int:
-        if self.cfg.trainer.max_steps:
-            return self.cfg.trainer.max_steps
-        per_epoch = math.ceil(len(cuts) / (self.cfg.data.batch_size * world_size))
-        return max(1, per_epoch * self.cfg.trainer.max_epochs // self.cfg.trainer.accum_grad)
-
-    def batch_lengths(self, batch: dict) -> list[int]:
-        return batch["audio_lens"].tolist()
 
     # ---- model and optimisation ------------------------------------------------------
 
@@ -263,31 +209,14 @@ class CodecTask(Task):
         return CodecGAN(self.cfg, t.dim if t is not None else 0, text)
 
     def configure_optimizers(self, model: nn.Module, total_steps: int) -> list[OptimizerSpec]:
-        m, cfg = unwrap(model), self.cfg
+        m = unwrap(model)
         gen_parts = nn.ModuleList([m.generator, m.distill_proj, m.text_head])  # (None skipped)
-        gen = build_optimizer(gen_parts, cfg.gen_optim)
-        disc = build_optimizer(m.discriminator, cfg.disc_optim)
-        return [
-            OptimizerSpec(
-                "gen",
-                gen,
-                build_scheduler(gen, cfg.gen_optim, total_steps),
-                grad_clip=cfg.gen_optim.grad_clip,
-            ),
-            OptimizerSpec(
-                "disc",
-                disc,
-                build_scheduler(disc, cfg.disc_optim, total_steps),
-                grad_clip=cfg.disc_optim.grad_clip,
-                every=cfg.disc_every,
-                start_step=cfg.disc_start,
-            ),
-        ]
+        return self.gan_optimizers(gen_parts, m.discriminator, total_steps)
 
     def training_step(self, model: nn.Module, batch: dict, optimizer: str) -> dict[str, Tensor]:
         audio, lens = batch["audio"], batch["audio_lens"]
         if optimizer == "disc":
-            return self._disc_step(model, audio, lens)
+            return self.disc_step(model, audio, lens)
         out = model(audio, lens, part="gen")
         recon = out.wave[:, : audio.size(1)]
         self._fake = (audio, recon.detach())
@@ -295,13 +224,10 @@ class CodecTask(Task):
         w = self.cfg.loss
         loss = w.stft * stats["stft"] + w.mel * stats["mel"] + w.commit * out.commit_loss
         stats["commit"] = out.commit_loss.detach()
-        if (w.adv > 0 or w.feat > 0) and int(unwrap(model).disc_updates) > 0:
-            fake_logits, fake_feats = model(recon, part="disc")
-            with torch.no_grad():
-                _, real_feats = model(audio, part="disc")
-            stats["adv"] = sum(F.relu(1 - f).mean() for f in fake_logits) / len(fake_logits)
-            stats["feat"] = feature_matching(fake_feats, real_feats)
-            loss = loss + w.adv * stats["adv"] + w.feat * stats["feat"]
+        adversarial = self.adversarial(model, recon, audio)
+        for k, v in adversarial.items():
+            loss = loss + getattr(w, k) * v
+        stats.update(adversarial)
         if self.teacher is not None:
             distill = self._distill(model, out, audio, lens)
             loss = loss + self.cfg.distill.weight * distill["distill"]
@@ -317,21 +243,15 @@ class CodecTask(Task):
             "mel": self.mel_loss(recon, audio, lens),
         }
 
-    def _disc_step(self, model: nn.Module, audio: Tensor, lens: Tensor) -> dict[str, Tensor]:
-        if self._fake is not None and self._fake[0] is audio:
-            fake = self._fake[1]
-        else:  # the generator did not step on this batch: reconstruct without touching it
-            with torch.no_grad():
-                was = unwrap(model).generator.training
-                unwrap(model).generator.eval()
-                fake = model(audio, lens, part="gen").wave[:, : audio.size(1)]
-                unwrap(model).generator.train(was)
-        real_logits, _ = model(audio, part="disc")
-        fake_logits, _ = model(fake, part="disc")
-        loss = hinge_disc_loss(real_logits, fake_logits)
-        unwrap(model).disc_updates += 1
-        real_score = sum(r.mean() for r in real_logits) / len(real_logits)
-        return {"loss": loss, "real_score": real_score.detach()}
+    def regenerate(self, model: nn.Module, audio: Tensor, lens: Tensor) -> Tensor:
+        # eval mode: quantiser statistics (EMA codebooks, dead-code restarts) stay untouched
+        generator = unwrap(model).generator
+        was = generator.training
+        generator.eval()
+        try:
+            return model(audio, lens, part="gen").wave[:, : audio.size(1)]
+        finally:
+            generator.train(was)
 
     def _distill(self, model: nn.Module, out, audio: Tensor, lens: Tensor) -> dict[str, Tensor]:
         """1 - cos to the teacher's encoder frames (and KL to its CTC posteriors)."""

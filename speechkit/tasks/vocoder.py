@@ -29,22 +29,17 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
-from lhotse import CutSet
 from torch import Tensor, nn
 
 from speechkit.config import ConfigError
-from speechkit.data.segments import split_supervisions
-from speechkit.data.waves import WaveDataConfig, build_wave_dataloader
+from speechkit.data.waves import WaveDataConfig
 from speechkit.models.codec_disc import MultiScaleSTFTDiscriminator, STFTDiscConfig
 from speechkit.models.vocoder import Spectra, Vocoder, VocoderConfig
-from speechkit.nn.spectral_loss import MelLoss, MultiResolutionSTFTLoss
 from speechkit.tasks import register_task
-from speechkit.tasks.base import OptimizerSpec, Task, TaskInputs, read_cuts
-from speechkit.tasks.codec import _gan_optim, feature_matching, hinge_disc_loss
+from speechkit.tasks.base import OptimizerSpec
+from speechkit.tasks.wave_gan import WaveGANTask, gan_optim
 from speechkit.train.config import OptimConfig, TrainerConfig
 from speechkit.train.distributed import unwrap
-from speechkit.train.optim import build_optimizer, build_scheduler
 from speechkit.tts.mel import LogMelSpectrogram, TTSMelConfig
 
 __all__ = [
@@ -80,8 +75,8 @@ class VocoderTaskConfig:
     disc: STFTDiscConfig = field(default_factory=STFTDiscConfig)
     data: WaveDataConfig = field(default_factory=WaveDataConfig)
     loss: VocoderLossConfig = field(default_factory=VocoderLossConfig)
-    gen_optim: OptimConfig = field(default_factory=lambda: _gan_optim(5e-4))
-    disc_optim: OptimConfig = field(default_factory=lambda: _gan_optim(5e-4))
+    gen_optim: OptimConfig = field(default_factory=lambda: gan_optim(5e-4))
+    disc_optim: OptimConfig = field(default_factory=lambda: gan_optim(5e-4))
     disc_start: int = 0
     disc_every: int = 1
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -157,38 +152,12 @@ def _frame_mask(lens: Tensor, frames: int, hop: int) -> Tensor:
 
 
 @register_task
-class VocoderTask(Task):
+class VocoderTask(WaveGANTask):
     """A frame-level GAN vocoder (module docstring)."""
 
     name = "vocoder"
     config_class = VocoderTaskConfig
     model_type = "vocoder"
-    find_unused_parameters = True
-
-    def __init__(self, cfg: VocoderTaskConfig, inputs: TaskInputs | None = None) -> None:
-        super().__init__(cfg, inputs)
-        if inputs is not None and inputs.init:
-            raise ConfigError("the vocoder task trains from scratch; --init is not supported")
-        self.stft_loss = MultiResolutionSTFTLoss()
-        self.mel_loss = MelLoss(cfg.model.sample_rate)
-        self._fake: tuple[Tensor, Tensor] | None = None  # (real crops, vocoded crops)
-
-    # ---- data ------------------------------------------------------------------------
-
-    def load_cuts(self, paths, train: bool) -> CutSet:
-        return split_supervisions(read_cuts(paths))
-
-    def build_dataloader(self, cuts, train, seed, rank=0, world_size=1):
-        return build_wave_dataloader(cuts, self.cfg.data, train, seed, rank, world_size)
-
-    def total_steps(self, cuts: CutSet, world_size: int) -> int:
-        if self.cfg.trainer.max_steps:
-            return self.cfg.trainer.max_steps
-        per_epoch = math.ceil(len(cuts) / (self.cfg.data.batch_size * world_size))
-        return max(1, per_epoch * self.cfg.trainer.max_epochs // self.cfg.trainer.accum_grad)
-
-    def batch_lengths(self, batch: dict) -> list[int]:
-        return batch["audio_lens"].tolist()
 
     # ---- model and optimisation ------------------------------------------------------
 
@@ -196,43 +165,23 @@ class VocoderTask(Task):
         return VocoderGAN(self.cfg)
 
     def configure_optimizers(self, model: nn.Module, total_steps: int) -> list[OptimizerSpec]:
-        m, cfg = unwrap(model), self.cfg
-        gen = build_optimizer(m.generator, cfg.gen_optim)
-        disc = build_optimizer(m.discriminator, cfg.disc_optim)
-        return [
-            OptimizerSpec(
-                "gen",
-                gen,
-                build_scheduler(gen, cfg.gen_optim, total_steps),
-                grad_clip=cfg.gen_optim.grad_clip,
-            ),
-            OptimizerSpec(
-                "disc",
-                disc,
-                build_scheduler(disc, cfg.disc_optim, total_steps),
-                grad_clip=cfg.disc_optim.grad_clip,
-                every=cfg.disc_every,
-                start_step=cfg.disc_start,
-            ),
-        ]
+        m = unwrap(model)
+        return self.gan_optimizers(m.generator, m.discriminator, total_steps)
 
     def training_step(self, model: nn.Module, batch: dict, optimizer: str) -> dict[str, Tensor]:
         audio, lens = batch["audio"], batch["audio_lens"]
         if optimizer == "disc":
-            return self._disc_step(model, audio)
+            return self.disc_step(model, audio, lens)
         spectra, fake = model(audio, part="gen")
         self._fake = (audio, fake.detach())
         stats = self._reconstruction(spectra, fake, audio, lens)
         w = self.cfg.loss
         loss = w.mel * stats["mel"] + w.stft * stats["stft"]
         loss = loss + w.amp * stats["amp"] + w.phase * stats["phase"]
-        if (w.adv > 0 or w.feat > 0) and int(unwrap(model).disc_updates) > 0:
-            fake_logits, fake_feats = model(fake, part="disc")
-            with torch.no_grad():
-                _, real_feats = model(audio, part="disc")
-            stats["adv"] = sum(F.relu(1 - f).mean() for f in fake_logits) / len(fake_logits)
-            stats["feat"] = feature_matching(fake_feats, real_feats)
-            loss = loss + w.adv * stats["adv"] + w.feat * stats["feat"]
+        adversarial = self.adversarial(model, fake, audio)
+        for k, v in adversarial.items():
+            loss = loss + getattr(w, k) * v
+        stats.update(adversarial)
         return {"loss": loss, **{k: v.detach() for k, v in stats.items()}}
 
     def _reconstruction(
@@ -256,18 +205,8 @@ class VocoderTask(Task):
             "phase": phase_losses(spectra.phase, ref.angle(), mask),
         }
 
-    def _disc_step(self, model: nn.Module, audio: Tensor) -> dict[str, Tensor]:
-        if self._fake is not None and self._fake[0] is audio:
-            fake = self._fake[1]
-        else:  # the generator did not step on this batch
-            with torch.no_grad():
-                fake = model(audio, part="gen")[1]
-        real_logits, _ = model(audio, part="disc")
-        fake_logits, _ = model(fake, part="disc")
-        loss = hinge_disc_loss(real_logits, fake_logits)
-        unwrap(model).disc_updates += 1
-        real_score = sum(r.mean() for r in real_logits) / len(real_logits)
-        return {"loss": loss, "real_score": real_score.detach()}
+    def regenerate(self, model: nn.Module, audio: Tensor, lens: Tensor) -> Tensor:
+        return model(audio, part="gen")[1]
 
     def validation_step(self, model: nn.Module, batch: dict) -> dict[str, Tensor]:
         """``loss`` = ``mel_dist`` (TTS log-mel L1 over valid frames), the training

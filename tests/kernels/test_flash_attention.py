@@ -103,12 +103,28 @@ def test_different_query_and_key_lengths():
     assert torch.all(got[0][1] == 0)  # no keys: zeros, not NaN
 
 
-def test_autograd_function_passes_gradcheck():
-    """Finite differences in float32 (the kernel has no float64), hence the loose tolerances."""
+def test_autograd_function_matches_finite_differences():
+    """The backward pass of the autograd Function against central finite differences of its
+    forward, along random directions (gradcheck's fast mode, written out: one backward call per
+    graph; ``torch.autograd.gradcheck``'s repeated backward passes over one retained graph
+    crashed Triton's CPU interpreter twice in full-suite runs). float32, as the kernel has no
+    float64, hence eps 1e-3 and the loose tolerance."""
     (q, k, v), _ = _inputs(1, 1, 19, 19, 16, torch.float32, seed=3)
     n = _lens(13)
     fn = lambda q, k, v: FlashAttentionFunction.apply(q, k, v, n, n, 0.25, *BLOCKS)[0]
-    assert torch.autograd.gradcheck(fn, (q, k, v), eps=1e-3, atol=5e-3, rtol=1e-2, fast_mode=True)
+    g = torch.Generator().manual_seed(5)
+    for _ in range(3):
+        w = torch.randn(q.shape, generator=g).to(DEVICE)  # output cotangent
+        dirs = [torch.randn(t.shape, generator=g).to(DEVICE) for t in (q, k, v)]
+        grads = torch.autograd.grad(fn(q, k, v), (q, k, v), w)
+        analytical = sum((gr * d).sum() for gr, d in zip(grads, dirs)).item()
+        eps = 1e-3
+        with torch.no_grad():
+            plus = fn(*(t + eps * d for t, d in zip((q, k, v), dirs)))
+            minus = fn(*(t - eps * d for t, d in zip((q, k, v), dirs)))
+        numerical = ((plus - minus) * w).sum().item() / (2 * eps)
+        assert analytical == pytest.approx(numerical, rel=1e-2, abs=5e-3)
+        assert abs(analytical) > 1e-2  # the check compares something, not two zeros
 
 
 def test_head_dim_128_and_no_lengths():

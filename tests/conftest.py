@@ -51,6 +51,15 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
+    # The kernel tests run first, in a fresh process. After some 400 other tests, Triton's CPU
+    # interpreter's backward op crashed the whole run in two of three clean-clone runs of the
+    # README's test command (a segmentation fault, then std::bad_alloc, both in the dispatch
+    # of speechkit::flash_attn_bwd), while tests/kernels alone passed in every one of 11 runs.
+    # The cause (state left by an earlier test or C extension) is not found yet; see
+    # kernels/README.md.
+    kernels = ROOT / "tests" / "kernels"
+    first = [item for item in items if kernels in Path(item.path).parents]
+    items[:] = first + [item for item in items if kernels not in Path(item.path).parents]
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU (tools/gpu_check.sh runs it on one)")

@@ -9,6 +9,8 @@
 #   - a virtual environment in .venv with speechkit installed editable (pinned torch/torchaudio)
 #   - espeak-ng (the phrasebook corpus's speech synthesiser): apt where we may, else the
 #     espeakng-loader wheel that bundles the library and its data
+#   - with --dev, where apt may be used: opus-tools and codec2, the reference codecs the codec
+#     benchmark and its test compare against (without apt that test is skipped, saying why)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -59,18 +61,28 @@ else
   log "python environment up to date"
 fi
 
+# apt_install PKG...: installs with apt-get (as root, or with password-less sudo); fails when
+# apt may not be used here, so that the caller can fall back.
+apt_install() {
+  local sudo=""
+  command -v apt-get >/dev/null 2>&1 || return 1
+  if [ "$(id -u)" != 0 ]; then
+    { command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; } || return 1
+    sudo=sudo
+  fi
+  log "installing $* with ${sudo:+sudo }apt-get"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
 if command -v espeak-ng >/dev/null 2>&1; then
   log "espeak-ng found: $(command -v espeak-ng)"
-elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  log "installing espeak-ng with apt-get"
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null
-elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null && command -v apt-get >/dev/null 2>&1; then
-  log "installing espeak-ng with sudo apt-get"
-  sudo DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null
-else
+elif ! apt_install espeak-ng; then
   log "no apt: installing the espeakng-loader wheel (bundled libespeak-ng)"
   .venv/bin/python -m pip install -q espeakng-loader
+fi
+if [ "$rank" -ge 2 ] && ! { command -v opusenc && command -v c2enc; } >/dev/null 2>&1; then
+  apt_install opus-tools codec2 ||
+    log "no apt: the codec benchmark's Opus / Codec2 comparison (and its test) will be skipped"
 fi
 log "done. Activate with: source .venv/bin/activate"

@@ -1,7 +1,8 @@
 """tools/setup.sh: which extras it installs, and when it installs again.
 
 Run on a copy of the script next to a copy of setup.py, with a stand-in ``.venv/bin/python`` that
-records its arguments instead of running pip, and an ``espeak-ng`` on the PATH.
+records its arguments instead of running pip, and ``espeak-ng``, ``opusenc`` and ``c2enc`` on
+the PATH.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ def _checkout(tmp_path: Path) -> Path:
     fake.chmod(0o755)
     tools = tmp_path / "bin"
     tools.mkdir()
-    (tools / "espeak-ng").write_text("#!/bin/sh\n")
-    (tools / "espeak-ng").chmod(0o755)
+    for tool in ("espeak-ng", "opusenc", "c2enc"):  # found: no apt-get from a test
+        (tools / tool).write_text("#!/bin/sh\n")
+        (tools / tool).chmod(0o755)
     return root
 
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import csv
 import os
-import socket
 
 import pytest
 import torch
 import torch.multiprocessing as mp
+from ddp_fakes import FixedSampler, free_port
 
 from speechkit.config import ConfigError
 from speechkit.data import DataConfig, FeatureConfig
@@ -53,27 +53,6 @@ def _batches() -> list[dict]:
 def _shard(batch: dict, rank: int, world: int) -> dict:
     n = BATCH // world
     return {k: v[rank * n : (rank + 1) * n] for k, v in batch.items()}
-
-
-class FixedSampler:
-    """The trainer's sampler contract over a fixed batch list (position kept for resume)."""
-
-    def __init__(self, batches):
-        self.batches, self.pos, self.epoch = batches, 0, 1
-
-    def set_epoch(self, epoch):
-        self.epoch, self.pos = epoch, 0
-
-    def state_dict(self):
-        return {"pos": self.pos, "epoch": self.epoch}
-
-    def load_state_dict(self, sd):
-        self.pos, self.epoch = sd["pos"], sd["epoch"]
-
-    def __iter__(self):
-        while self.pos < len(self.batches):
-            self.pos += 1
-            yield self.batches[self.pos - 1]
 
 
 class FixedTask(S2TTask):
@@ -145,12 +124,6 @@ def _worker(rank, world, port, out, results, strategy="ddp"):
         dist_utils.destroy()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch without distributed")
 def test_two_ranks_match_one_process_and_resume_anywhere(tmp_path):
     single = _trainer(tmp_path / "single", 0, 1)
@@ -159,7 +132,7 @@ def test_two_ranks_match_one_process_and_resume_anywhere(tmp_path):
     assert len(expected) == STEPS
 
     results = mp.Manager().dict()
-    mp.spawn(_worker, args=(2, _free_port(), tmp_path / "ddp", results), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), tmp_path / "ddp", results), nprocs=2, join=True)
     assert results["wrapped0"] == results["wrapped1"] == "DistributedDataParallel"
     got = _losses(tmp_path / "ddp")
     assert got == pytest.approx(expected, abs=1e-5)
@@ -189,7 +162,7 @@ def test_fsdp_on_two_ranks_matches_one_process(tmp_path):
     single = _trainer(tmp_path / "single", 0, 1)
     single.fit()
     results = mp.Manager().dict()
-    args = (2, _free_port(), tmp_path / "fsdp", results, "fsdp")
+    args = (2, free_port(), tmp_path / "fsdp", results, "fsdp")
     mp.spawn(_worker, args=args, nprocs=2, join=True)
     assert results["wrapped0"] == results["wrapped1"] == "FSDPS2TModel"  # sharded in place
     full = sum(p.numel() for p in single.model.parameters())
@@ -241,7 +214,7 @@ def test_a_rank_dying_mid_epoch_leaves_complete_checkpoints_to_resume(tmp_path):
     single = _trainer(tmp_path / "single", 0, 1)
     single.fit()
     with pytest.raises(mp.ProcessRaisedException, match="rank 1 died"):
-        mp.spawn(_dying_worker, args=(2, _free_port(), tmp_path / "ddp"), nprocs=2, join=True)
+        mp.spawn(_dying_worker, args=(2, free_port(), tmp_path / "ddp"), nprocs=2, join=True)
     ckpts = list_checkpoints(tmp_path / "ddp" / "checkpoints")
     assert [c.name for c in ckpts] == ["step-1.pt", "step-2.pt"]
     assert not list((tmp_path / "ddp").rglob("*.tmp"))

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import csv
 import os
-import socket
 
 import pytest
 import torch
 import torch.multiprocessing as mp
+from ddp_fakes import FixedSampler, free_port
 
 from speechkit.data import DataConfig, FeatureConfig
 from speechkit.models.gated_s2t import GatedS2TConfig, GatedS2TModel
@@ -20,27 +20,6 @@ from speechkit.train.config import OptimConfig, TrainerConfig
 from speechkit.train.trainer import TrainData, Trainer
 
 VOCAB, MELS, BATCH, STEPS = 24, 8, 4, 3
-
-
-class FixedSampler:
-    """The trainer's sampler contract over a fixed list of batches."""
-
-    def __init__(self, batches):
-        self.batches, self.pos, self.epoch = batches, 0, 1
-
-    def set_epoch(self, epoch):
-        self.epoch, self.pos = epoch, 0
-
-    def state_dict(self):
-        return {"pos": self.pos, "epoch": self.epoch}
-
-    def load_state_dict(self, sd):
-        self.pos, self.epoch = sd["pos"], sd["epoch"]
-
-    def __iter__(self):
-        while self.pos < len(self.batches):
-            self.pos += 1
-            yield self.batches[self.pos - 1]
 
 
 class FixedPruneTask(PruneTask):
@@ -105,17 +84,11 @@ def _worker(rank, world, port, out, strategy, results):
         dist_utils.destroy()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch without distributed")
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
 def test_two_ranks_with_different_gates_train(tmp_path, strategy):
     results = mp.Manager().dict()
-    args = (2, _free_port(), tmp_path, strategy, results)
+    args = (2, free_port(), tmp_path, strategy, results)
     mp.spawn(_worker, args=args, nprocs=2, join=True)
     assert results["step0"] == results["step1"] == STEPS
     with open(tmp_path / "train_log.csv") as f:

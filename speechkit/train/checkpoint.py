@@ -207,10 +207,8 @@ def config_differences(old: dict, new: dict, allowed: set[str] = frozenset()) ->
     a, b = _flatten(old), _flatten(new)
 
     def norm(v: Any) -> Any:
-        if v is None:
-            return []
         return [norm(x) for x in v] if isinstance(v, (list, tuple)) else v
 
     return sorted(
-        k for k in set(a) | set(b) if k not in allowed and norm(a.get(k)) != norm(b.get(k))
+        k for k in set(a) | set(b) if k not in allowed and norm(a.get(k, [])) != norm(b.get(k, []))
     )

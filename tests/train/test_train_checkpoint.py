@@ -124,6 +124,11 @@ def test_a_list_field_added_later_empty_does_not_block_resuming():
     assert ck.config_differences(old, {"model": {"d_model": 8, "pruned_modules": []}}) == []
     added = {"model": {"d_model": 8, "pruned_modules": ["decoder.0.ffn"]}}
     assert ck.config_differences(old, added) == ["model.pruned_modules"]
+    # only absence counts as the empty list: a value set to None is a value
+    none = {"model": {"d_model": 8, "pruned_modules": None}}
+    assert ck.config_differences(none, {"model": {"d_model": 8, "pruned_modules": []}}) == [
+        "model.pruned_modules"
+    ]
 
 
 def test_load_reports_missing_and_corrupt_files(tmp_path):

@@ -42,7 +42,7 @@ from speechkit.decode.whisper import (
     WhisperWindowDecoder,
 )
 from speechkit.models.whisper import WhisperModel
-from speechkit.pretrained import Pretrained, load_pretrained
+from speechkit.pretrained import WHISPER_TYPES, Pretrained, load_pretrained
 from speechkit.text.whisper import WHISPER_TO_ISO639_3, WhisperTokenizer
 
 logger = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ class Transcriber:
         device: str | torch.device = "cpu",
         int8: bool = False,
     ):
-        if pretrained.model_type != "whisper":
+        if pretrained.model_type not in WHISPER_TYPES:
             raise ValueError(
                 f"speechkit transcribe needs a Whisper model, got {pretrained.model_type}"
             )

@@ -78,7 +78,9 @@ FILES_BY_TYPE = {
     "s2t": PACKED_FILES,
     "gated_s2t": PACKED_FILES,  # an s2t model with gates (speechkit/models/gated_s2t.py)
     "whisper": (CONFIG_FILE, MODEL_FILE, "tokenizer.json"),
+    "gated_whisper": (CONFIG_FILE, MODEL_FILE, "tokenizer.json"),  # models/gated_whisper.py
 }
+WHISPER_TYPES = ("whisper", "gated_whisper")  # model types decoded as Whisper
 _TASK_KEYS = ("asr_languages", "st_directions")
 # How translations were prompted in training (decode's --st-prompt auto reads them).
 _PROMPT_KEYS = ("st_source_prompt", "max_prompt_tokens")
@@ -266,7 +268,9 @@ def _from_packed(directory: Path) -> _Loaded:
         state = load_checkpoint(directory / MODEL_FILE)
     except RuntimeError as e:
         raise PackedModelError(str(e)) from e
-    tokenizer = load_tokenizer(directory, model_cfg.n_vocab if model_type == "whisper" else None)
+    tokenizer = load_tokenizer(
+        directory, model_cfg.n_vocab if model_type in WHISPER_TYPES else None
+    )
     return model_cfg, features, tokenizer, state, _tasks_of(config.get("tasks"))
 
 

@@ -39,7 +39,10 @@ stored contexts of ``--contexts DIR`` and the language context of ``--language-c
 (``lid``: the model's own posterior; ``oracle``: the cut's language). Off modules are not run;
 utterances are batched by gate pattern (``speechkit.decode.gated``). Beside the hypotheses,
 ``gates.jsonl`` gives per item the GFLOPs (encoder / decoder), the achieved sparsity and the
-gates; ``decode_stats.json`` their means under ``gates``.
+gates; ``decode_stats.json`` their means under ``gates``. Gated Whisper models (``model_type:
+gated_whisper``, ``task: prune_whisper``; decoder gates only) take ``--budget`` too: each window
+is decoded with its own decoder gate pattern (windows of one pattern together), and
+``decode_stats.json`` gives the decoder GFLOPs with and without gates under ``gates``.
 
 Two-pass translation (``--st-prompt asr``; S2T models trained with ``data.st_source_prompt``):
 each cut is transcribed first (with CTC prefix scoring), then translated with ``<sop>`` and that
@@ -69,6 +72,7 @@ from speechkit.data.inputs import collect_inputs
 from speechkit.data.kaldi import KaldiDataError
 from speechkit.data.tasks import cut_tasks
 from speechkit.decode import DecodeOptions, SpecialIds, beam_search, greedy_search
+from speechkit.pretrained import WHISPER_TYPES
 
 logger = logging.getLogger("speechkit.bin.decode")
 
@@ -513,7 +517,11 @@ def decode_whisper(pre, plan: list, args, device, skipped: list, bar, read) -> t
             for it, r in zip(done, transcriber(waves, [it.cut_id for it in done], langs, tasks)):
                 results[it.subdir].append((it, r.text, None))
             bar.update(round(sum(cut.duration for cut, _ in chunk)))
-    return results, to_dict(transcriber.search_opts)
+    options = to_dict(transcriber.search_opts)
+    gates = transcriber.windows.gate_summary()
+    if gates is not None:
+        options["gates"] = gates
+    return results, options
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -540,13 +548,21 @@ def run(args: argparse.Namespace) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     gating = None
-    if args.budget is not None and pre.model_type != "gated_s2t":
-        raise ConfigError(f"--budget: {args.model} has no gates (train one with task: prune)")
+    if args.budget is not None and pre.model_type not in ("gated_s2t", "gated_whisper"):
+        raise ConfigError(
+            f"--budget: {args.model} has no gates (train one with task: prune or prune_whisper)"
+        )
+    if pre.model_type == "gated_whisper":
+        if args.budget is None and pre.model.predictor is not None:
+            raise ConfigError(f"{args.model} is a gated model: give --budget (in [0, 1])")
+        if args.budget is not None and not 0.0 <= args.budget <= 1.0:
+            raise ConfigError(f"--budget must lie in [0, 1], got {args.budget}")
+        pre.model.budget = 1.0 if args.budget is None else args.budget
     read = audio_reader(args.frontend, args.frontend_query)  # (loaded before the clock starts)
     audio_s, start = sum(c.duration for c, _ in plan), time.perf_counter()
     bar = tqdm(total=round(audio_s), unit="s", desc="decode (audio s)")
     st_prompt = args.st_prompt
-    if pre.model_type == "whisper":
+    if pre.model_type in WHISPER_TYPES:
         st_prompt = "none"
         results, options = decode_whisper(pre, plan, args, device, skipped, bar, read)
     else:
@@ -583,6 +599,8 @@ def run(args: argparse.Namespace) -> dict:
     }
     if gating is not None:
         stats["gates"] = gating.summary()
+    elif "gates" in options:  # a gated Whisper model
+        stats["gates"] = options.pop("gates")
     (out / "decode_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     return stats
 

@@ -269,6 +269,7 @@ class WhisperWindowDecoder:
             max_len=max_len, max_len_ratio=1.0,
         )  # fmt: skip
         self.ids = SpecialIds(eos=tok.eos_id, blank=-1, suppress=())
+        self.gate_records: list[dict] = []  # one per window decoded by a gated model
 
     @torch.inference_mode()
     def __call__(self, windows: list[Window]) -> list[list[int]]:
@@ -294,15 +295,62 @@ class WhisperWindowDecoder:
             rows = [i for i, w in enumerate(windows) if w.whole != timestamps]
             if not rows:
                 continue
-            prompts = [self.prompt(windows[i].stream, timestamps) for i in rows]
-            prefix = torch.tensor(prompts, device=self.device)
             search = beam_search if self.opt.beam > 1 else greedy_search
             rules = self.ts_rules if timestamps else self.rules
-            hyps = search(self.model, enc[rows], enc_lens[rows], prefix, self.search_opts,
-                          self.ids, rules)  # fmt: skip
-            for i, nbest in zip(rows, hyps):
-                out[i] = nbest[0].tokens
+            for decoder, group in self._gate_groups(rows, enc, enc_lens):
+                prompts = [self.prompt(windows[i].stream, timestamps) for i in group]
+                prefix = torch.tensor(prompts, device=self.device)
+                hyps = search(decoder, enc[group], enc_lens[group], prefix, self.search_opts,
+                              self.ids, rules)  # fmt: skip
+                for i, nbest in zip(group, hyps):
+                    out[i] = nbest[0].tokens
+                    if decoder is not self.model:
+                        self._record(decoder.pattern, int(enc_lens[i]), len(prompts[0]),
+                                     len(out[i]))  # fmt: skip
         return out
+
+    def _gate_groups(self, rows: list[int], enc: Tensor, enc_lens: Tensor) -> list:
+        """(decoder, rows) pairs: the model itself for all rows, or for a gated model
+        (``models/gated_whisper.py``) one gated decoder per gate pattern among ``rows``, so an
+        off module is never computed."""
+        if not hasattr(self.model, "decoder_gates"):
+            return [(self.model, rows)]
+        gates = self.model.decoder_gates(enc[rows], enc_lens[rows]).cpu()
+        groups: dict[tuple[bool, ...], list[int]] = {}
+        for i, row in enumerate(rows):
+            groups.setdefault(tuple(gates[i].tolist()), []).append(row)
+        return [(self.model.gated_decoder(p), group) for p, group in groups.items()]
+
+    def _record(self, pattern: tuple[bool, ...], T: int, prompt: int, tokens: int) -> None:
+        """Compute accounting of one window decoded with gates: decoder GFLOPs (analytic,
+        over the prompt, the hypothesis and ``<|endoftext|>``, output layer included) and the
+        FLOP-weighted fraction of the gated modules skipped."""
+        L = torch.tensor([prompt + tokens + 1])
+        flops = self.model.module_flops(torch.tensor([T]), L)[0]
+        kept = float((flops * torch.tensor(pattern, dtype=flops.dtype)).sum())
+        out_layer = 2.0 * float(L[0]) * self.model.cfg.n_text_state * self.model.cfg.n_vocab
+        self.gate_records.append({
+            "dec_gates": "".join("1" if g else "0" for g in pattern),
+            "gflops_dec": (kept + out_layer) / 1e9,
+            "gflops_dec_full": (float(flops.sum()) + out_layer) / 1e9,
+            "sparsity": 1.0 - kept / float(flops.sum()),
+        })  # fmt: skip
+
+    def gate_summary(self) -> dict | None:
+        """Means over the windows decoded with gates (None if none were): decoder GFLOPs with
+        and without gates, sparsity, and the number of distinct gate patterns."""
+        if not self.gate_records:
+            return None
+        n = len(self.gate_records)
+        mean = lambda k: sum(r[k] for r in self.gate_records) / n  # noqa: E731
+        return {
+            "budget": float(self.model.budget),
+            "windows": n,
+            "gflops_dec": mean("gflops_dec"),
+            "gflops_dec_full": mean("gflops_dec_full"),
+            "sparsity": mean("sparsity"),
+            "gate_patterns": len({r["dec_gates"] for r in self.gate_records}),
+        }
 
     def _languages(self, windows: list[Window], enc: Tensor, enc_lens: Tensor) -> None:
         """Fills ``stream.info`` lang_id / lang_prob: given, English-only, or detected."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 from torch import nn
 
 from speechkit.models.gated_s2t import GatedS2TConfig, GatedS2TModel
+from speechkit.models.gated_whisper import GatedWhisperConfig, GatedWhisperModel
 from speechkit.models.s2t import OWSM_V31_PRESETS, S2TConfig, S2TModel
 from speechkit.models.separation import Separator, SeparatorConfig
 from speechkit.models.tagger import Tagger, TaggerConfig
@@ -22,6 +23,8 @@ __all__ = [
     "MODEL_CONFIGS",
     "GatedS2TConfig",
     "GatedS2TModel",
+    "GatedWhisperConfig",
+    "GatedWhisperModel",
     "OWSM_V31_PRESETS",
     "S2TConfig",
     "S2TModel",
@@ -43,6 +46,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "separator": Separator,
     "tagger": Tagger,
     "gated_s2t": GatedS2TModel,
+    "gated_whisper": GatedWhisperModel,
 }
 # name -> config dataclass of that model (what a packed config.yaml's ``model`` section fills).
 MODEL_CONFIGS: dict[str, type] = {
@@ -51,6 +55,7 @@ MODEL_CONFIGS: dict[str, type] = {
     "separator": SeparatorConfig,
     "tagger": TaggerConfig,
     "gated_s2t": GatedS2TConfig,
+    "gated_whisper": GatedWhisperConfig,
 }
 
 

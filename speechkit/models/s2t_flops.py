@@ -31,7 +31,13 @@ from torch import Tensor
 
 from speechkit.models.s2t import S2TConfig
 
-__all__ = ["decoder_module_flops", "encoder_module_flops", "fixed_flops", "utterance_gflops"]
+__all__ = [
+    "decoder_module_flops",
+    "encoder_module_flops",
+    "fixed_flops",
+    "transformer_decoder_flops",
+    "utterance_gflops",
+]
 
 
 def _layer_encoder_flops(cfg: S2TConfig, T: Tensor, depthwise: bool) -> list[Tensor]:
@@ -53,15 +59,21 @@ def encoder_module_flops(cfg: S2TConfig, T: Tensor, depthwise: bool = True) -> T
     return per_layer.repeat(1, cfg.encoder_layers)
 
 
-def decoder_module_flops(cfg: S2TConfig, L: Tensor, T: Tensor) -> Tensor:
+def transformer_decoder_flops(D: int, F: int, layers: int, L: Tensor, T: Tensor) -> Tensor:
     """(N,) decoder tokens and (N,) encoder frames -> (N, layers x 3) FLOPs of each gated
-    decoder module (self_attn, cross_attn, ffn)."""
+    module (self_attn, cross_attn, ffn) of a pre-LN Transformer decoder of width D and FFN
+    width F (``nn/transformer.py``; Whisper's decoder too)."""
     L, T = L.double(), T.double()
-    D, F = cfg.d_model, cfg.decoder_ffn
     self_attn = 8 * L * D * D + 4 * L * L * D
     cross = 4 * L * D * D + 4 * T * D * D + 4 * L * T * D
     ffn = 4 * L * D * F
-    return torch.stack([self_attn, cross, ffn], dim=-1).repeat(1, cfg.decoder_layers)
+    return torch.stack([self_attn, cross, ffn], dim=-1).repeat(1, layers)
+
+
+def decoder_module_flops(cfg: S2TConfig, L: Tensor, T: Tensor) -> Tensor:
+    """(N,) decoder tokens and (N,) encoder frames -> (N, layers x 3) FLOPs of each gated
+    decoder module (self_attn, cross_attn, ffn)."""
+    return transformer_decoder_flops(cfg.d_model, cfg.decoder_ffn, cfg.decoder_layers, L, T)
 
 
 def fixed_flops(cfg: S2TConfig, frames: Tensor, L: Tensor) -> tuple[Tensor, Tensor]:

@@ -192,11 +192,17 @@ class TextDecoder(nn.Module):
         # and still read the V x D table, most of a step's memory traffic, with several.
         self.output_threads: int | None = None
 
-    def new_cache(self, enc: Tensor, enc_lens: Tensor) -> DecoderCache:
-        """Cross-attention K/V of ``enc`` (B, T', D) with valid lengths ``enc_lens`` (B,)."""
+    def new_cache(self, enc: Tensor, enc_lens: Tensor, gates: list | None = None) -> DecoderCache:
+        """Cross-attention K/V of ``enc`` (B, T', D) with valid lengths ``enc_lens`` (B,).
+        ``gates``: per layer, the module gates of a gated decoder (``nn/gates.py``, order
+        self_attn, cross_attn, ffn; ``models/gated_whisper.py``), or None (all on); a layer
+        whose cross-attention gate is a False gets no cross K/V."""
         mask = lengths_to_mask(enc_lens, enc.size(1))[:, None, None, :]
-        cross = [layer.cross_kv(enc) for layer in self.layers]
-        return DecoderCache(cross=cross, cross_mask=mask, self_kv=[None] * len(self.layers))
+        off = [isinstance(g, tuple) and not g[1] for g in gates or [None] * len(self.layers)]
+        cross = [None if o else layer.cross_kv(enc) for layer, o in zip(self.layers, off)]
+        return DecoderCache(
+            cross=cross, cross_mask=mask, self_kv=[None] * len(self.layers), gates=gates
+        )
 
     def forward(self, ys_new: Tensor, cache: DecoderCache, last_only: bool = False) -> Tensor:
         """Runs the l newest tokens ``ys_new`` (B, l) and appends their K/V to ``cache``.
@@ -209,10 +215,12 @@ class TextDecoder(nn.Module):
         x = self.embed(ys_new) + self.positions[past : past + n_new]
         # One new token may see every cached one: no mask needed (lets sdpa pick fast kernels).
         self_mask = None if n_new == 1 else causal_mask(n_new, past, device=ys_new.device)
+        gates = cache.gates or [None] * len(self.layers)
         for i, layer in enumerate(self.layers):
             x, cache.self_kv[i] = layer(
-                x, self_mask, cache.cross[i], cache.cross_mask, cache.self_kv[i]
+                x, self_mask, cache.cross[i], cache.cross_mask, cache.self_kv[i], gates[i]
             )
+        cache.tokens = past + n_new
         x = self.norm(x[:, -1:] if last_only else x)
         with intra_op_threads(self.output_threads):
             return self._logits(x)

@@ -35,6 +35,7 @@ def _load_builtin() -> None:
     from speechkit.tasks import (  # noqa: F401
         codec,
         prune,
+        prune_whisper,
         s2t,
         separation,
         tagger,

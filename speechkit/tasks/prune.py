@@ -46,7 +46,7 @@ from speechkit.tasks.base import TaskInputs
 from speechkit.tasks.s2t import MODEL_INPUTS, S2TTask
 from speechkit.train.config import ExperimentConfig
 
-__all__ = ["PruneConfig", "PruneOptions", "PruneTask"]
+__all__ = ["PruneConfig", "PruneOptions", "PruneTask", "module_rates", "sparsity_objective"]
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +78,36 @@ class PruneConfig(ExperimentConfig):
     task: Literal["prune"] = "prune"
     model: GatedS2TConfig = field(default_factory=GatedS2TConfig)
     prune: PruneOptions = field(default_factory=PruneOptions)
+
+
+def sparsity_objective(out: dict[str, Tensor], budget: float, alpha: float) -> dict[str, Tensor]:
+    """A gated model's step output with the sparsity penalty: ``out["kept"]`` (N,) becomes its
+    mean, ``loss`` becomes ``loss_task + alpha * mean(|kept - budget| + (kept - budget)^2)``,
+    and ``sparsity`` (1 - kept) and ``budget`` are logged."""
+    kept = out.pop("kept")
+    gap = kept - budget
+    out["loss_task"] = out["loss"]
+    out["loss"] = out["loss"] + alpha * (gap.abs() + gap**2).mean()
+    out["kept"] = kept.detach().mean()
+    out["sparsity"] = 1.0 - out["kept"]
+    out["budget"] = torch.tensor(budget, device=kept.device)
+    return out
+
+
+def module_rates(model: nn.Module, enc: Tensor | None, dec: Tensor) -> dict[str, Tensor]:
+    """The keep rate of each module kind averaged over layers (``enc_ffn1``, ``dec_ffn`` ...)
+    from the mean gates ``enc`` (n_enc,) (None: no encoder gates) and ``dec`` (n_dec,)."""
+    from speechkit.train.distributed import unwrap
+
+    m = unwrap(model)
+    rates = {}
+    for prefix, names, gates in (("enc", m.enc_names, enc), ("dec", m.dec_names, dec)):
+        if gates is None:
+            continue
+        for kind in sorted({n.split(".", 1)[1] for n in names}):
+            cols = [i for i, n in enumerate(names) if n.endswith("." + kind)]
+            rates[f"{prefix}_{kind}"] = gates[cols].mean()
+    return rates
 
 
 @register_task
@@ -143,29 +173,9 @@ class PruneTask(S2TTask):
                     gate_inputs=self._gate_inputs(batch, budget, device))  # fmt: skip
         if "kept" not in out:  # gate_mode none: full fine-tuning
             return out
-        kept = out.pop("kept")
-        gap = kept - budget
-        penalty = (gap.abs() + gap**2).mean()
-        out["loss_task"] = out["loss"]
-        out["loss"] = out["loss"] + self.cfg.prune.alpha * penalty
-        out["kept"] = kept.detach().mean()
-        out["sparsity"] = 1.0 - out["kept"]
-        out["budget"] = torch.tensor(budget, device=device)
-        out.update(self._module_rates(model, out.pop("enc_gates"), out.pop("dec_gates")))
+        out = sparsity_objective(out, budget, self.cfg.prune.alpha)
+        out.update(module_rates(model, out.pop("enc_gates"), out.pop("dec_gates")))
         return out
-
-    @staticmethod
-    def _module_rates(model: nn.Module, enc: Tensor, dec: Tensor) -> dict[str, Tensor]:
-        from speechkit.train.distributed import unwrap
-
-        m = unwrap(model)
-        rates = {}
-        for prefix, names, gates in (("enc", m.enc_names, enc), ("dec", m.dec_names, dec)):
-            kinds = sorted({n.split(".", 1)[1] for n in names})
-            for kind in kinds:
-                cols = [i for i, n in enumerate(names) if n.endswith("." + kind)]
-                rates[f"{prefix}_{kind}"] = gates[cols].mean()
-        return rates
 
     def training_step(self, model: nn.Module, batch: dict, optimizer: str) -> dict[str, Tensor]:
         p = self.cfg.prune

@@ -5,12 +5,12 @@ load and pack, and clear errors for a bad --init and bad configs."""
 from __future__ import annotations
 
 import csv
+import sys
+from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 import torch
-from lhotse import CutSet, Recording, SupervisionSegment
+from lhotse import CutSet
 
 from speechkit.bin import train
 from speechkit.config import ConfigError, load_config
@@ -23,9 +23,8 @@ from speechkit.tasks.whisper import WhisperDataConfig, WhisperTaskConfig, check_
 from speechkit.text.whisper import WhisperTokenizer
 
 tokenizers = pytest.importorskip("tokenizers")
-
-WORDS = ["one", "two", "three", "four"]
-WOERTER = ["eins", "zwei", "drei", "vier"]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from whisper_fakes import tokenizer_json, tone_cuts  # noqa: E402
 
 YAML = """
 task: whisper
@@ -40,35 +39,10 @@ trainer: {max_steps: 8, max_epochs: 100, log_every_steps: 1, valid_every_steps: 
 """
 
 
-def _tokenizer_json() -> str:
-    """A byte-level BPE over single bytes with Whisper's multilingual special tokens."""
-    from tokenizers import decoders, models, pre_tokenizers
-
-    vocab = {ch: i for i, ch in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
-    hf = tokenizers.Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    hf.decoder = decoders.ByteLevel()
-    hf.add_special_tokens(
-        [
-            "<|endoftext|>",
-            "<|startoftranscript|>",
-            "<|en|>",
-            "<|de|>",
-            "<|translate|>",
-            "<|transcribe|>",
-            "<|startoflm|>",
-            "<|startofprev|>",
-            "<|nospeech|>",
-            "<|notimestamps|>",
-        ]  # fmt: skip
-    )
-    return hf.to_str()
-
-
 @pytest.fixture(scope="module")
 def packed(tmp_path_factory):
     """A packed directory holding a tiny random multilingual Whisper model."""
-    tok = WhisperTokenizer(_tokenizer_json())
+    tok = WhisperTokenizer(tokenizer_json())
     cfg = WhisperConfig(n_mels=80, n_audio_state=16, n_audio_head=2, n_audio_layer=1,
                         n_vocab=tok.vocab_size, n_text_ctx=64, n_text_state=16, n_text_head=2,
                         n_text_layer=1)  # fmt: skip
@@ -77,33 +51,11 @@ def packed(tmp_path_factory):
     return save_pretrained(WhisperModel(cfg), tok, whisper_features(cfg), out, source="test")
 
 
-def _cuts(directory, n: int, offset: int = 0) -> CutSet:
-    """Tones whose pitch encodes a number; even cuts English, odd ones German with a
-    translation into English."""
-    cuts = []
-    for i in range(offset, offset + n):
-        k, lang = i % len(WORDS), ("eng", "deu")[i % 2]
-        t = np.arange(int(16000 * (0.5 + 0.1 * (i % 3)))) / 16000
-        path = directory / f"tone{i}.flac"
-        sf.write(path, (0.3 * np.sin(2 * np.pi * (200 + 90 * k) * t)).astype(np.float32), 16000)
-        cut = Recording.from_file(path, recording_id=f"rec{i}").to_cut()
-        text = f"number {WORDS[k]}" if lang == "eng" else f"Zahl {WOERTER[k]}"
-        translations = (
-            {"deu": f"Zahl {WOERTER[k]}"} if lang == "eng" else {"eng": f"number {WORDS[k]}"}
-        )
-        cut.supervisions = [
-            SupervisionSegment(f"sup{i}", f"rec{i}", 0.0, cut.duration, text=text, language=lang,
-                               speaker=f"spk{i}", custom={"translations": translations})
-        ]  # fmt: skip
-        cuts.append(cut)
-    return CutSet.from_cuts(cuts)
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("cuts")
-    _cuts(root, 4).to_file(root / "train.jsonl.gz")
-    _cuts(root, 2, offset=10).to_file(root / "dev.jsonl.gz")
+    tone_cuts(root, 4).to_file(root / "train.jsonl.gz")
+    tone_cuts(root, 2, offset=10).to_file(root / "dev.jsonl.gz")
     (root / "ft.yaml").write_text(YAML)
     return root
 

@@ -66,6 +66,7 @@ BENCHMARKS = {
     "vocoder": "vocoder",
     "tts-speed": "tts_speed",
     "prune": "prune",
+    "prune-whisper": "prune_whisper",
 }
 _CITE = "--cite-path"
 

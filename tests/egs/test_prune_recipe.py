@@ -63,3 +63,43 @@ def test_tagger_and_base_model_are_trained_scored_and_reported(recipe_run):
     text = (recipe_run / "RESULTS.md").read_text()
     assert text.count("## event tagger") == 2 and text.count("## base model") == 2
     assert "./run.sh" in text
+
+
+def test_gated_whisper_stages_train_decode_score_and_bench(recipe_run, tmp_path):
+    """Stages 10-12 on the same tiny corpus with a tiny random Whisper model as ``--whisper``:
+    the full, static and dynamic arms train, decode with --budget, are scored, and the gated
+    arms are timed against the full one."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tasks"))
+    import torch
+    from whisper_fakes import tokenizer_json
+
+    from speechkit.models.whisper import WhisperConfig, WhisperModel
+    from speechkit.pretrained import save_pretrained, whisper_features
+    from speechkit.text.whisper import WhisperTokenizer
+
+    tok = WhisperTokenizer(tokenizer_json())
+    cfg = WhisperConfig(n_mels=80, n_audio_state=16, n_audio_head=2, n_audio_layer=1,
+                        n_vocab=tok.vocab_size, n_text_ctx=128, n_text_state=16, n_text_head=2,
+                        n_text_layer=2)  # fmt: skip
+    torch.manual_seed(0)
+    init = save_pretrained(WhisperModel(cfg), tok, whisper_features(cfg), tmp_path / "w", "test")
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    results = tmp_path / "RESULTS.md"
+    cmd = ["bash", str(RECIPE / "run.sh"), "--stage", "10", "--stop_stage", "12",
+           "--data", str(recipe_run / "data"), "--exp", str(tmp_path / "exp"),
+           "--results", str(results), "--whisper", str(init), "--whisper_steps", "2",
+           "--whisper_utts", "2", "--beam", "2",
+           "--whisper_args", "whisper.pad_to_window=false trainer.valid_every_steps=0 "
+                             "trainer.average_best=1 data.max_target_tokens=100"]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for arm in ("full", "static", "dyn"):
+        stats = json.loads(
+            (
+                tmp_path / "exp" / "whisper" / arm / "decode_test_seen" / "decode_stats.json"
+            ).read_text()
+        )
+        assert stats["model_type"] == "gated_whisper" and stats["gates"]["budget"] == 0.5
+    text = results.read_text()
+    assert text.count("## gated Whisper") == 6  # 3 arms x 2 test sets
+    assert text.count("## Gated vs full Whisper") == 2  # static and dyn against full

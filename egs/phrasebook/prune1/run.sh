@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Context-driven dynamic pruning on the phrasebook (issue 15): gates on an over-parameterised
 # E-Branchformer S2T model, conditioned on speaker, acoustic-event and language context.
-#   ./run.sh                                   # all stages
+#   ./run.sh                                   # stages 1-9 (the s2t arms)
 #   ./run.sh --stage 2 --stop_stage 3
 #   ./run.sh --base ../s2t1/exp/s2t_base/model_avg.pt   # reuse a base model: skips stage 4
 #   ./run.sh --stage 5 --arms full,static,dyn,dyn_lang --seeds 0 --steps 400   # a short run
+# Stages 10-12 (not in the default run: --stage 10): the same gates on a zoo Whisper model's
+# decoder: 10 fine-tune the arms, 11 decode + score English at the budget, 12 speed (interleaved).
 # Stages: 1 corpus (shared with s2t1) + tokenizer, 2 event tagger (+ its accuracy -> RESULTS.md),
 #         3 speaker and event contexts of every cut, 4 base model (train, decode, score ->
 #         RESULTS.md); 5 gated fine-tuning of the arms (speechkit/tasks/prune.py), 6 decode +
@@ -15,7 +17,7 @@ cd "$(dirname "$0")"
 . ./path.sh
 
 stage=1
-stop_stage=100
+stop_stage=9                # stages 10-12 (gated Whisper) run when asked: --stage 10 --stop_stage 12
 hours=2.0                 # the s2t1 corpus (same arguments: an existing build is reused as is)
 language_weights=eng=3
 seed=0
@@ -40,6 +42,13 @@ steps=600                 # updates per arm
 budget=0.5                # fraction of the gated modules' FLOPs kept at decode time
 bench_utts=60             # utterances of the speed benchmark
 prune_args=""             # extra key=value overrides for every arm, e.g. "prune.alpha=4"
+# Gated Whisper (stages 10-12; speechkit/models/gated_whisper.py, decoder gates only):
+whisper=whisper-tiny.en   # the zoo model to fine-tune (whisper-base: give a config with its languages)
+whisper_config=$conf/prune/whisper_prune.yaml
+whisper_arms="full static dyn"   # full = the same loop with gate_mode none
+whisper_steps=150
+whisper_utts=60           # utterances of the speed benchmark (English test_seen)
+whisper_args=""           # extra key=value overrides for every Whisper arm
 
 . "$SPEECHKIT_ROOT/tools/parse_options.sh" "$@"
 tagger_exp=$exp/tagger
@@ -125,6 +134,41 @@ if [ $stage -le 9 ] && [ $stop_stage -ge 9 ]; then
   log "stage 9: export the static arm without its off modules at budget $budget"
   python -m speechkit.bin.prune_export --model $exp/static/s${seeds%%,*}/model_avg.pt \
     --budget $budget --out $exp/static/s${seeds%%,*}/packed_b$budget
+fi
+
+wexp=$exp/whisper
+wrepro="$repro --whisper $whisper --whisper_config $whisper_config --whisper_steps $whisper_steps --budget $budget --beam $beam${whisper_args:+ --whisper_args '$whisper_args'}"
+if [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
+  for arm in $whisper_arms; do
+    mode=$arm; [ $arm = full ] && mode=none; [ $arm = dyn ] && mode=dynamic
+    log "stage 10: fine-tune $whisper with decoder gates, arm $arm (gate_mode $mode), $whisper_steps updates"
+    python -m speechkit.bin.train --config $whisper_config --init $whisper \
+      --train-cuts $data/cuts_train.jsonl.gz --dev-cuts $data/cuts_dev.jsonl.gz --out $wexp/$arm \
+      --resume --set gates.gate_mode=$mode trainer.max_steps=$whisper_steps $whisper_args
+  done
+fi
+
+if [ $stage -le 11 ] && [ $stop_stage -ge 11 ]; then
+  for arm in $whisper_arms; do
+    for t in test_seen test_novel; do
+      log "stage 11: decode $t with $wexp/$arm at budget $budget"
+      python -m speechkit.bin.decode --model $wexp/$arm/model_avg.pt --cuts $data/cuts_$t.jsonl.gz \
+        --out $wexp/$arm/decode_$t --beam-size $beam --budget $budget
+      python -m speechkit.bin.score --decode-dir $wexp/$arm/decode_$t --results-md $results \
+        --title "gated Whisper ($whisper), arm $arm: $t" --command "$wrepro --stage 10 --stop_stage 11"
+    done
+  done
+fi
+
+if [ $stage -le 12 ] && [ $stop_stage -ge 12 ]; then
+  for arm in $whisper_arms; do
+    [ $arm = full ] && continue
+    log "stage 12: $wexp/$arm against $wexp/full, interleaved ($whisper_utts English test_seen utts)"
+    python -m speechkit.bench.prune_whisper --gated $wexp/$arm/model_avg.pt \
+      --full $wexp/full/model_avg.pt --budget $budget --cuts $data/cuts_test_seen.jsonl.gz \
+      --language eng --max-utts $whisper_utts --beam $beam --results-md $results \
+      --label "$whisper, arm $arm, budget $budget"
+  done
 fi
 
 log "done"

@@ -8,7 +8,8 @@ Writes to ``--out``:
 
 * ``cuts_train.jsonl.gz``, ``cuts_valid.jsonl.gz``: the training cuts kept (below), minus
   ``--valid`` of them drawn at random for validation (same speakers: the model has an embedding
-  for each training speaker only);
+  for each training speaker only); or, with ``--dev``, a corpus's own held-out cuts as the
+  validation set and every kept training cut for training (LJSpeech's dev split);
 * ``cuts_test.jsonl.gz``: the ``--test`` cuts (every one: their texts are what gets synthesised);
 * ``vocab.json``: ``phonemes`` (built from the training texts), ``speakers``, ``languages``;
   the ``tts`` task reads it through ``--tokenizer``.
@@ -47,7 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--events", nargs="*", default=["clean"], help="events kept at any SNR")
     p.add_argument("--min-snr-db", type=float, default=25.0, help="SNR to keep other events")
-    p.add_argument("--valid", type=int, default=100, help="training cuts held out for validation")
+    p.add_argument("--valid", type=int, help="training cuts held out (default 100; 0 with --dev)")
+    p.add_argument(
+        "--dev", nargs="*", default=[], help="validation cut manifests (instead of --valid)"
+    )
     p.add_argument("--seed", type=int, default=0)
     return p
 
@@ -77,7 +81,11 @@ def with_phonemes(cuts, counts: Counter, what: str) -> list:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.dev and args.valid:
+        parser.error("--dev gives the validation cuts: --valid draws none from training then")
+    n_valid = 0 if args.dev else 100 if args.valid is None else args.valid
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -87,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     counts["train: dropped as noisy"] = len(train_all) - len(kept)
     train = with_phonemes(kept, counts, "train")
     random.Random(args.seed).shuffle(train)
-    valid, train = train[: args.valid], train[args.valid :]
+    valid, train = train[:n_valid], train[n_valid:]
+    if args.dev:
+        valid = with_phonemes(read_cuts(args.dev).to_eager(), counts, "dev")
     test = with_phonemes(read_cuts(args.test).to_eager(), counts, "test") if args.test else []
 
     vocab = PhonemeVocab.build(c.supervisions[0].custom["phonemes"] for c in train)

@@ -74,16 +74,18 @@ LJSPEECH_LINES = [
 
 
 def write_ljspeech(root: str | Path, n: int = 8) -> Path:
-    """A miniature ``root/LJSpeech-1.1`` with ``n`` clips; returns that directory."""
+    """A miniature ``root/LJSpeech-1.1`` with ``n`` clips; returns that directory. Each clip
+    lasts as long as LJSpeech's reader takes for its text (about 15 characters a second), so a
+    TTS model's aligner has at least a frame per phoneme."""
     corpus = Path(root) / "LJSpeech-1.1"
     (corpus / "wavs").mkdir(parents=True, exist_ok=True)
     lines = []
     for i in range(n):
         clip = f"LJ001-{i + 1:04d}"
         sr = 22050
-        t = np.arange(int(sr * (0.5 + 0.1 * (i % 3)))) / sr
-        sf.write(corpus / "wavs" / f"{clip}.wav", (0.3 * np.sin(2 * np.pi * 220 * t)), sr)
         text, normalised = LJSPEECH_LINES[i % len(LJSPEECH_LINES)]
+        t = np.arange(int(sr * len(normalised) / 15)) / sr
+        sf.write(corpus / "wavs" / f"{clip}.wav", (0.3 * np.sin(2 * np.pi * 220 * t)), sr)
         lines.append(f"{clip}|{text}|{normalised}")
     (corpus / "metadata.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return corpus

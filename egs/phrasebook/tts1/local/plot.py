@@ -21,10 +21,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from score import mel_format  # noqa: E402  (beside this script: the model's mel format)
 
 from speechkit.data.audio import load_audio  # noqa: E402
 from speechkit.data.tts import PITCH_REFERENCE_HZ, TTSDataConfig, frame_pitch  # noqa: E402
-from speechkit.tts.mel import TTSMelConfig, mel_spectrogram  # noqa: E402
+from speechkit.tts.mel import mel_spectrogram  # noqa: E402
 
 
 def main() -> None:
@@ -41,7 +42,7 @@ def main() -> None:
                 picked[r["language"]] = r
     if not picked:
         raise SystemExit(f"{synth}: nothing synthesised to plot")
-    mel_cfg = TTSMelConfig()
+    mel_cfg = mel_format(synth)
     fig, axes = plt.subplots(3, len(picked), figsize=(4.5 * len(picked), 8), squeeze=False)
     for col, (lang, r) in enumerate(sorted(picked.items())):
         ref = load_audio(r["reference"], mel_cfg.sample_rate)

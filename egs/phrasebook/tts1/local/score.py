@@ -1,6 +1,7 @@
 """Scores a synthesis directory of local/synthesize.py against its reference recordings.
 
-    python local/score.py --synth exp/fs2_cpu/synth_valid --whisper whisper-tiny.en
+    python local/score.py --synth exp/fs2_cpu/synth_valid --whisper whisper-tiny.en \\
+        [--results-md RESULTS.md --title "fs2: test" --command "./run.sh ..."]
 
 * intelligibility: WER of Whisper on the English synthesis and on the reference recordings of
   the same sentences (``speechkit.metrics.wer``: normalised text), and their ratio;
@@ -17,7 +18,10 @@
 
 Both spectral figures compare the synthesis with the recording of the same sentence; they mean
 "same speaker" only where ``ref_speaker == syn_speaker`` (held-out training cuts), and are
-reported apart for those rows. Writes ``SYNTH/scores.json`` and prints it.
+reported apart for those rows. The log-mel (and so the cepstra and the Griffin-Lim floor) is the
+acoustic model's own format, ``SYNTH/mel.json`` (16 kHz, the phrasebook's, where it is absent).
+Writes ``SYNTH/scores.json`` and prints it; ``--results-md`` also writes the figures, with the
+vocoder and speed of ``SYNTH/speed.json`` and the command, as a section of that markdown file.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -39,7 +45,14 @@ from speechkit.data.phrasebook.voices import PiperSpeaker, Speaker, synthesize
 from speechkit.data.tts import TTSDataConfig, frame_pitch
 from speechkit.inference import Transcriber
 from speechkit.metrics import wer
+from speechkit.report import provenance_lines, update_markdown
 from speechkit.tts.mel import TTSMelConfig, griffin_lim, mel_spectrogram
+
+
+def mel_format(synth: Path) -> TTSMelConfig:
+    """The acoustic model's log-mel format, as local/synthesize.py recorded it in ``mel.json``."""
+    path = synth / "mel.json"
+    return TTSMelConfig(**json.loads(path.read_text())) if path.is_file() else TTSMelConfig()
 
 
 def cepstra(wave: np.ndarray, mel: TTSMelConfig) -> np.ndarray:
@@ -52,7 +65,8 @@ def cepstra(wave: np.ndarray, mel: TTSMelConfig) -> np.ndarray:
 def spectral_errors(
     ref: np.ndarray, syn: np.ndarray, mel: TTSMelConfig
 ) -> tuple[float, float, float]:
-    """(MCD dB, F0 RMSE cents, voicing disagreement) of ``syn`` against ``ref`` (16 kHz)."""
+    """(MCD dB, F0 RMSE cents, voicing disagreement) of ``syn`` against ``ref`` (both at
+    ``mel.sample_rate``)."""
     c_ref, c_syn = cepstra(ref, mel), cepstra(syn, mel)
     _, path = librosa.sequence.dtw(X=c_ref, Y=c_syn, metric="euclidean")
     i, j = path[::-1, 0], path[::-1, 1]
@@ -102,6 +116,47 @@ def engine_scores(english: list[dict], asr: Transcriber) -> dict:
     return out
 
 
+def markdown(title: str, scores: dict, speed: dict, judge: str, command: str) -> str:
+    """The ``## title`` section of RESULTS.md: the WER line, the spectral line, how it was made."""
+    lines = [f"## {title}", ""]
+    if "wer_synthesis" in scores:
+        lines += [
+            f"WER (%) of {judge} on the {scores['english_utterances']} English utterances, text "
+            'normalised by `speechkit.metrics.wer`; "GL floor": the reference recordings '
+            "through the model's log-mel and Griffin-Lim (what the vocoder alone costs).",
+            "",
+            "| judge | utts | WER synthesis | WER reference recordings | ratio | GL floor |",
+            "|---|---:|---:|---:|---:|---:|",
+            f"| {judge} | {scores['english_utterances']} | {scores['wer_synthesis']} | "
+            f"{scores['wer_reference']} | {scores['wer_ratio']} | "
+            f"{scores['wer_reference_griffin_lim']} |",
+            "",
+        ]
+    lines += [
+        "Against the recording of the same sentence, DTW-aligned: MCD on 13 cepstra of the "
+        "model's log-mel (a speechkit figure, not SPTK's), F0 RMSE, voicing disagreement.",
+        "",
+        "| rows | utts | MCD (dB) | F0 RMSE (cents) | V/UV disagreement |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    counts = {"all": scores["utterances"], "same_speaker": scores.get("same_speaker_utterances")}
+    for name, n in counts.items():
+        if n and (name == "all" or n < counts["all"]):  # (one row where every voice is the same)
+            lines.append(
+                f"| {name.replace('_', ' ')} | {n} | {scores[f'mcd_db_{name}']} | "
+                f"{scores[f'f0_rmse_cents_{name}']} | {scores[f'vuv_error_{name}']} |"
+            )
+    lines.append("")
+    if speed:
+        rtf = speed.get("rtf_vocoder", speed.get("rtf_griffin_lim"))
+        lines.append(
+            f"- vocoder: {speed.get('vocoder', 'griffin-lim')}; real-time factor on "
+            f"{speed.get('threads', 1)} CPU thread(s): acoustic model {speed['rtf_acoustic']}, "
+            f"vocoder {rtf}; {len(speed.get('skipped', []))} texts skipped"
+        )
+    return "\n".join([*lines, *provenance_lines(command), ""])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -109,11 +164,14 @@ def main() -> None:
     p.add_argument("--synth", required=True, help="directory written by local/synthesize.py")
     p.add_argument("--whisper", default="whisper-tiny.en", help="zoo name or packed directory")
     p.add_argument("--engines", action="store_true", help="score espeak-ng and Piper beside")
+    p.add_argument("--results-md", type=Path, help="also write the figures into this file")
+    p.add_argument("--title", help="its section title (default: the synthesis directory)")
+    p.add_argument("--command", help="the command to cite (default: this one)")
     args = p.parse_args()
     torch.set_num_threads(1)
     synth = Path(args.synth)
     rows = [json.loads(line) for line in (synth / "synth.jsonl").read_text().splitlines()]
-    mel = TTSMelConfig()
+    mel = mel_format(synth)
     for row in tqdm(rows, desc="spectral"):
         ref = load_audio(row["reference"], mel.sample_rate)
         syn = load_audio(synth / "wav" / f"{row['id']}.wav", mel.sample_rate)
@@ -146,6 +204,7 @@ def main() -> None:
         if args.engines:
             scores["engines"] = engine_scores(english, asr)
     same = [r for r in rows if r["ref_speaker"] == r["syn_speaker"]]
+    scores["same_speaker_utterances"] = len(same)
     for name, part in (("all", rows), ("same_speaker", same)):
         if part:
             scores[f"mcd_db_{name}"] = round(float(np.mean([r["mcd"] for r in part])), 2)
@@ -157,6 +216,14 @@ def main() -> None:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
     (synth / "scores.json").write_text(json.dumps(scores, indent=1) + "\n")
     print(json.dumps(scores))
+    if args.results_md:
+        title = args.title or str(synth)
+        command = args.command or shlex.join(["python", *sys.argv])
+        speed_path = synth / "speed.json"
+        speed = json.loads(speed_path.read_text()) if speed_path.is_file() else {}
+        section = markdown(title, scores, speed, args.whisper, command)
+        update_markdown(args.results_md, title, section)
+        print(f"wrote section {title!r} to {args.results_md}")
 
 
 if __name__ == "__main__":

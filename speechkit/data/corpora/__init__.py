@@ -7,6 +7,7 @@ docs/design.md (ISO 639-3 ``language``, one supervision per cut, ids the scorer 
 writes the manifests a recipe reads (``cuts_<split>.jsonl.gz``).
 
 * ``librispeech``: LibriSpeech ASR (``egs/librispeech/s2t1``);
+* ``must_c``: MuST-C English-to-X speech translation and English ASR (``egs/must_c/s2t1``);
 * ``ljspeech``: LJSpeech TTS (``egs/ljspeech/tts1``, data preparation only).
 """
 

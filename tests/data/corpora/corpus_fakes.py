@@ -89,3 +89,61 @@ def write_ljspeech(root: str | Path, n: int = 8) -> Path:
         lines.append(f"{clip}|{text}|{normalised}")
     (corpus / "metadata.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return corpus
+
+
+# MuST-C (one directory per language pair, as each release's en-<tgt> archive extracts):
+#   en-<tgt>/data/<split>/wav/ted_<talk>.wav      a whole talk, 16 kHz mono
+#   en-<tgt>/data/<split>/txt/<split>.yaml        one segment per line, in talk order:
+#       - {duration: 1.2, offset: 0.3, rW: 6, uW: 0, speaker_id: spk.1001, wav: ted_1001.wav}
+#   en-<tgt>/data/<split>/txt/<split>.en / .<tgt> the transcript / translation, line by line
+MUST_C_SPLITS = ("train", "dev", "tst-COMMON", "tst-HE")
+MUST_C_TALKS = {"train": [1001, 1002], "dev": [767], "tst-COMMON": [1096], "tst-HE": [1183]}
+MUST_C_SENTENCES = [
+    ("Thank you so much, Chris.", {"de": "Vielen Dank, Chris.", "fr": "Merci beaucoup, Chris."}),
+    ("It's truly a great honor.", {"de": "Es ist mir eine große Ehre.", "fr": "C'est un honneur."}),
+    ("I have been blown away.", {"de": "Ich bin wirklich begeistert.", "fr": "J'ai été époustouflé."}),
+    ("(Laughter)", {"de": "(Lachen)", "fr": "(Rires)"}),
+    ("Let me tell you why.", {"de": "Ich sage Ihnen, warum.", "fr": "Je vais vous dire pourquoi."}),
+    ("We walked to the old mill.", {"de": "Wir gingen zur alten Mühle.", "fr": "Nous sommes allés au moulin."}),
+]  # fmt: skip
+
+
+def write_must_c(
+    root: str | Path,
+    pairs: tuple[str, ...] = ("en-de",),
+    splits: tuple[str, ...] = MUST_C_SPLITS,
+    segments_per_talk: int = 3,
+) -> Path:
+    """A miniature MuST-C under ``root`` (``root/en-<tgt>/data/<split>/...``); returns ``root``.
+
+    Each talk is one wav of ``segments_per_talk`` tones separated by silence; the yaml gives each
+    segment's offset and duration in it, the text files its sentence and translation."""
+    n = 0
+    for pair in pairs:
+        tgt = pair.split("-")[1]
+        for split in splits:
+            split_dir = Path(root) / pair / "data" / split
+            (split_dir / "wav").mkdir(parents=True, exist_ok=True)
+            (split_dir / "txt").mkdir(parents=True, exist_ok=True)
+            yaml_lines, english, target = [], [], []
+            for talk in MUST_C_TALKS[split]:
+                pieces, offset = [np.zeros(int(0.3 * SAMPLE_RATE), np.float32)], 0.3
+                for _ in range(segments_per_talk):
+                    seconds = 0.6 + 0.15 * (n % 4)
+                    pieces += [tone(seconds, n), np.zeros(int(0.25 * SAMPLE_RATE), np.float32)]
+                    en, translations = MUST_C_SENTENCES[n % len(MUST_C_SENTENCES)]
+                    yaml_lines.append(
+                        f"- {{duration: {seconds:.6f}, offset: {offset:.6f}, rW: "
+                        f"{len(en.split())}, uW: 0, speaker_id: spk.{talk}, wav: ted_{talk}.wav}}"
+                    )
+                    english.append(en)
+                    target.append(translations[tgt])
+                    offset += seconds + 0.25
+                    n += 1
+                sf.write(split_dir / "wav" / f"ted_{talk}.wav", np.concatenate(pieces), SAMPLE_RATE)
+            (split_dir / "txt" / f"{split}.yaml").write_text("\n".join(yaml_lines) + "\n")
+            (split_dir / "txt" / f"{split}.en").write_text("\n".join(english) + "\n")
+            (split_dir / "txt" / f"{split}.{tgt}").write_text(
+                "\n".join(target) + "\n", encoding="utf-8"
+            )
+    return Path(root)

@@ -7,6 +7,7 @@ docs/design.md (ISO 639-3 ``language``, one supervision per cut, ids the scorer 
 writes the manifests a recipe reads (``cuts_<split>.jsonl.gz``).
 
 * ``librispeech``: LibriSpeech ASR (``egs/librispeech/s2t1``);
+* ``librimix``: Libri2Mix separation, LibriSpeech talkers over WHAM! noise (``egs/librimix/enh1``);
 * ``ljspeech``: LJSpeech TTS (``egs/ljspeech/tts1``, data preparation only).
 """
 

@@ -4,9 +4,9 @@
         --model weak=exp/sep_weak --cuts data/mixtures/cuts_test.jsonl.gz \\
         --figures figures --wer-model whisper-tiny.en --results-md RESULTS.md
 
-For every test mixture (``speechkit prepare_mixtures``: sources kept) and every query that
-applies to it, the model's estimate is scored against the true source with torchmetrics'
-SI-SDR; the improvement is over the unprocessed mixture. Query types:
+For every test mixture (``speechkit prepare_mixtures`` or ``prepare_librimix``: sources kept)
+and every query that applies to it, the model's estimate is scored against the true source with
+torchmetrics' SI-SDR; the improvement is over the unprocessed mixture. Query types:
 
 * ``class: speech``: a background mixture, query ``speech``, target the speech;
 * ``class: background``: the same mixtures, query the background's class, target it;
@@ -34,7 +34,7 @@ import torch
 from lhotse import CutSet
 
 from speechkit.bench import add_cite_argument, cited_command
-from speechkit.data.mixtures import snr_band
+from speechkit.data.mixtures import load_mixture, snr_band
 from speechkit.data.queries import describe
 from speechkit.models.query_encoders import SPEAKER_DIM, TEXT_DIM, SentenceEncoder, SpeakerEncoder
 from speechkit.models.separation import QUERY_KINDS, Separator
@@ -53,15 +53,16 @@ class _Queries:
     def __init__(self) -> None:
         self.text, self.speaker = SentenceEncoder(), SpeakerEncoder()
 
-    def __call__(self, model: Separator, cut, qtype: str):
-        """(query tensors, target wave) of ``qtype`` for ``cut``, or None if it does not apply."""
+    def __call__(self, model: Separator, cut, qtype: str, sources):
+        """(query tensors, target wave) of ``qtype`` for ``cut``, or None if it does not apply.
+        ``sources``: the cut's (speech, interference) waves."""
         event = cut.custom["event"]
         text, spk = torch.zeros(1, TEXT_DIM), torch.zeros(1, SPEAKER_DIM)
-        kind, name, target = "class", "speech", cut.load_speech()[0]
+        kind, name, target = "class", "speech", sources[0]
         if (event == "speaker") != (qtype == "enrolled speaker"):
             return None
         if qtype == "class: background":
-            name, target = event, cut.load_interference()[0]
+            name, target = event, sources[1]
         elif qtype == "text (held-out)":
             kind = "text"
             text = self.text([describe("speech", event, random.Random(cut.id), heldout=True)])
@@ -89,9 +90,9 @@ def evaluate(model: Separator, cuts, queries: _Queries, figures: Path | None, ta
     seconds = wall = 0.0
     drawn = set()
     for cut in cuts:
-        mix = cut.load_audio()[0]
+        mix, *sources = load_mixture(cut)
         for qtype in QUERY_TYPES:
-            got = queries(model, cut, qtype)
+            got = queries(model, cut, qtype, sources)
             if got is None:
                 continue
             q, target = got
@@ -145,8 +146,8 @@ def _wer_rows(whisper: str, model: Separator, cuts, max_utts: int) -> list[str]:
             return model(torch.from_numpy(wave)[None], *q)[0].numpy()
 
     refs = [c.supervisions[0].text for c in low]
-    mixes = [c.load_audio()[0] for c in low]
-    cleans = [c.load_speech()[0] for c in low]
+    loaded = [load_mixture(c) for c in low]
+    mixes, cleans = [x[0] for x in loaded], [x[1] for x in loaded]
     rows = []
     for name, waves in (("noisy, no front end", mixes),
                         ("noisy, with front end", [front(w) for w in mixes]),

@@ -28,6 +28,12 @@ A mixture cut carries the supervision of its speech (text, language, speaker, tr
 * ``cut.custom["interferer"]``: the other speaker's id (event ``speaker`` only);
 * ``cut.custom["source_cut"]``, ``["sentence_id"]``: where the speech came from.
 
+A mixture cut may instead be a lhotse ``MixedCut`` that keeps its sources as tracks (LibriMix,
+``speechkit.data.corpora.librimix``): its first ``cut.custom["speech_tracks"]`` tracks are the
+target speech, the others the interference; ``event``, ``snr_db`` and (two talkers)
+``enroll``, ``enroll_id``, ``interferer`` are as above.
+:func:`load_mixture` reads either kind.
+
     make_mixtures(MixtureConfig(corpus_dir="data/phrasebook", out_dir="data/mixtures"))
 """
 
@@ -51,6 +57,7 @@ __all__ = [
     "MIX_EVENTS",
     "MixtureConfig",
     "is_complete",
+    "load_mixture",
     "make_mixtures",
     "snr_band",
 ]
@@ -64,6 +71,23 @@ FORMAT_VERSION = 2
 # Output split -> the corpus splits whose clean cuts it uses (speakers never cross splits).
 SOURCE_SPLITS = {"train": ["train"], "dev": ["dev"], "test": ["test_seen", "test_novel"]}
 _PEAK = 0.95
+
+
+def load_mixture(cut) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mixture, target speech, interference) of a mixture cut with sources as files or as
+    tracks (module docstring), float32 (samples,) each; the mixture is the sum of the other two
+    (for files, up to their 24-bit rounding)."""
+    if "speech_tracks" not in cut.custom:
+        return cut.load_audio()[0], cut.load_speech()[0], cut.load_interference()[0]
+    n = cut.custom["speech_tracks"]
+    tracks = [wave[0] for wave in cut.load_audio(mixed=False)]  # each padded to the mixture
+    speech, interference = (np.sum(part, axis=0).astype(np.float32)
+                            for part in (tracks[:n], tracks[n:]))  # fmt: skip
+    # lhotse's mixer may round the length one sample off the cut's
+    size = cut.num_samples
+    speech, interference = (np.pad(x[:size], (0, max(0, size - len(x))))
+                            for x in (speech, interference))  # fmt: skip
+    return speech + interference, speech, interference
 
 
 def snr_band(snr_db: float) -> str:

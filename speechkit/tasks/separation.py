@@ -9,7 +9,8 @@
 
 Two arms (``data.arm``), one model (``speechkit.models.separation``):
 
-* ``supervised``: mixtures with their sources kept (``speechkit.data.mixtures``). Each mixture
+* ``supervised``: mixtures with their sources kept (``speechkit.data.mixtures``; LibriMix's,
+  ``speechkit.data.corpora.librimix``, keep them as tracks). Each mixture
   gets a query drawn by ``data.query_weights``: a class or a text description of the speech (or,
   with ``data.background_prob``, of the background), or the enrolled target speaker. A class
   query ``speech`` on a two-speaker mixture has two right answers: the loss takes the better of
@@ -50,6 +51,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from speechkit.config import ConfigError
 from speechkit.data.audio import AudioError, load_audio
+from speechkit.data.mixtures import load_mixture
 from speechkit.data.queries import describe
 from speechkit.models import build_model
 from speechkit.models.query_encoders import (
@@ -179,8 +181,7 @@ class SeparationData(Dataset):
     def _mixture(self, cut, rng: random.Random) -> dict:
         """A supervised mixture cut (sources kept) and a query for it."""
         event = cut.custom["event"]
-        speech = cut.load_speech()[0]
-        interf = cut.load_interference()[0]
+        mix, speech, interf = load_mixture(cut)
         enroll = None
         if "enroll" in cut.custom:
             # (the enrollment Recording has its own length: load it whole, not as the cut)
@@ -198,7 +199,6 @@ class SeparationData(Dataset):
             alt = interf  # either talker is "speech": permutation-invariant target
         elif kind != "speaker" and self.train and rng.random() < self.cfg.background_prob:
             name, target = event, interf
-        mix = cut.load_audio()[0]
         return {"mix": mix, "target": target, "alt": alt, "event": event,
                 **self._query(kind, name, event, rng, enroll)}  # fmt: skip
 

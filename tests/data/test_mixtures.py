@@ -14,7 +14,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from mixture_fakes import make_corpus  # noqa: E402
 
 from speechkit.config import ConfigError  # noqa: E402
-from speechkit.data.mixtures import MIX_EVENTS, MixtureConfig, make_mixtures, snr_band  # noqa: E402
+from speechkit.data.mixtures import (  # noqa: E402
+    MIX_EVENTS,
+    MixtureConfig,
+    load_mixture,
+    make_mixtures,
+    snr_band,
+)
 from speechkit.data.phrasebook.backgrounds import power_db  # noqa: E402
 
 
@@ -40,6 +46,15 @@ def test_sources_add_up_to_the_mixture_at_the_recorded_snr(built):
         assert -5.01 <= cut.custom["snr_db"] <= 15.01
         assert cut.custom["event"] in MIX_EVENTS
         assert cut.supervisions[0].text.startswith("utt")
+
+
+def test_load_mixture_reads_the_sources_of_file_mixtures(built):
+    cfg, _ = built
+    cut = next(iter(CutSet.from_file(Path(cfg.out_dir) / "cuts_train.jsonl.gz")))
+    mix, speech, interf = load_mixture(cut)
+    np.testing.assert_array_equal(mix, cut.load_audio()[0])
+    np.testing.assert_array_equal(speech, cut.load_speech()[0])
+    np.testing.assert_array_equal(interf, cut.load_interference()[0])
 
 
 def test_events_enrollments_and_interferers(built):

@@ -8,7 +8,8 @@ writes the manifests a recipe reads (``cuts_<split>.jsonl.gz``).
 
 * ``librispeech``: LibriSpeech ASR (``egs/librispeech/s2t1``);
 * ``must_c``: MuST-C English-to-X speech translation and English ASR (``egs/must_c/s2t1``);
-* ``ljspeech``: LJSpeech TTS (``egs/ljspeech/tts1``, data preparation only).
+* ``librimix``: Libri2Mix separation, LibriSpeech talkers over WHAM! noise (``egs/librimix/enh1``);
+* ``ljspeech``: LJSpeech TTS (``egs/ljspeech/tts1``).
 """
 
 from speechkit.data.corpora.common import CorpusError

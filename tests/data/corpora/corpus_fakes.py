@@ -45,18 +45,27 @@ def tone(seconds: float, index: int) -> np.ndarray:
     return (0.3 * np.sin(2 * np.pi * (180 + 40 * (index % 10)) * t)).astype(np.float32)
 
 
-def write_librispeech(root: str | Path, parts: list[str], utts_per_chapter: int = 3) -> Path:
-    """A miniature ``root/LibriSpeech/<part>/...`` tree; returns ``root/LibriSpeech``."""
+def write_librispeech(
+    root: str | Path,
+    parts: list[str],
+    utts_per_chapter: int = 3,
+    speakers: dict[str, list[tuple[int, int]]] | None = None,
+    min_seconds: float = 0.6,
+) -> Path:
+    """A miniature ``root/LibriSpeech/<part>/...`` tree; returns ``root/LibriSpeech``.
+    ``speakers``: (speaker, chapter) pairs by part (default :data:`LIBRISPEECH_SPEAKERS`);
+    utterances last ``min_seconds`` to ``min_seconds + 0.45`` s."""
     corpus = Path(root) / "LibriSpeech"
     n = 0
     for part in parts:
-        for speaker, chapter in LIBRISPEECH_SPEAKERS[part]:
+        for speaker, chapter in (speakers or LIBRISPEECH_SPEAKERS)[part]:
             chapter_dir = corpus / part / str(speaker) / str(chapter)
             chapter_dir.mkdir(parents=True, exist_ok=True)
             lines = []
             for utt in range(utts_per_chapter):
                 utt_id = f"{speaker}-{chapter}-{utt:04d}"
-                sf.write(chapter_dir / f"{utt_id}.flac", tone(0.6 + 0.15 * (n % 4), n), SAMPLE_RATE)
+                wave = tone(min_seconds + 0.15 * (n % 4), n)
+                sf.write(chapter_dir / f"{utt_id}.flac", wave, SAMPLE_RATE)
                 lines.append(f"{utt_id} {SENTENCES[n % len(SENTENCES)]}")
                 n += 1
             (chapter_dir / f"{speaker}-{chapter}.trans.txt").write_text("\n".join(lines) + "\n")
@@ -147,3 +156,62 @@ def write_must_c(
                 "\n".join(target) + "\n", encoding="utf-8"
             )
     return Path(root)
+
+
+# LibriMix (Libri2Mix) as lhotse's prepare_librimix reads it: LibriSpeech, WHAM!'s noise
+# (wham_noise/{tr,cv,tt}/<name>.wav, 16 kHz, two channels) and LibriMix's metadata
+# (metadata/Libri2Mix/libri2mix_<LibriSpeech part>.csv, one mixture a row: mixture_ID,
+# source_1_path, source_1_gain, source_2_path, source_2_gain, noise_path, noise_gain; paths
+# relative to LibriSpeech/ and wham_noise/, training noises named with LibriMix's speed
+# perturbation suffix, sp08 / sp12, on a noise that exists unperturbed).
+LIBRIMIX_SPEAKERS = {
+    "train-clean-100": [(103, 1240), (1034, 121119)],
+    "train-clean-360": [(100, 121669), (1001, 134707)],
+    "dev-clean": [(84, 121123), (174, 50561)],
+    "test-clean": [(1089, 134686), (121, 121726)],
+}
+LIBRIMIX_COLUMNS = ["mixture_ID", "source_1_path", "source_1_gain", "source_2_path",
+                    "source_2_gain", "noise_path", "noise_gain"]  # fmt: skip
+WHAM_DIRS = {"train": "tr", "dev": "cv", "test": "tt"}
+
+
+def write_wham_noise(root: str | Path, per_split: int = 2, seconds: float = 1.0) -> Path:
+    """A miniature ``root/wham_noise/{tr,cv,tt}`` (white noise, 16 kHz, 2 channels); returns it.
+    The noises are shorter than most mixtures, so lhotse's recipe has to extend them."""
+    corpus = Path(root) / "wham_noise"
+    rng = np.random.default_rng(0)
+    for split in WHAM_DIRS.values():
+        (corpus / split).mkdir(parents=True, exist_ok=True)
+        for i in range(per_split):
+            noise = 0.05 * rng.standard_normal((int(SAMPLE_RATE * seconds), 2))
+            sf.write(corpus / split / f"40{i}a010x_1.{i}_01xo031a_-1.{i}.wav", noise, SAMPLE_RATE)
+    return corpus
+
+
+def write_librimix(
+    root: str | Path, parts: tuple[str, ...] = ("train-clean-100", "dev-clean", "test-clean")
+) -> Path:
+    """LibriSpeech ``parts`` (two speakers each, three utterances of 1.2-1.65 s a speaker), WHAM!
+    noise and ``root/metadata/Libri2Mix/libri2mix_<part>.csv`` with three mixtures a part (each
+    utterance index pairs the two speakers, source 1 alternating); returns ``root``."""
+    root = Path(root)
+    write_librispeech(root, list(parts), 3, LIBRIMIX_SPEAKERS, min_seconds=1.2)
+    write_wham_noise(root)
+    meta = root / "metadata" / "Libri2Mix"
+    meta.mkdir(parents=True, exist_ok=True)
+    for part in parts:
+        wham = WHAM_DIRS[part.split("-")[0]]
+        utts = [[f"{s}-{c}-{u:04d}" for u in range(3)] for s, c in LIBRIMIX_SPEAKERS[part]]
+        rows = [",".join(LIBRIMIX_COLUMNS)]
+        for u in range(3):
+            first, second = (utts[0][u], utts[1][u]) if u % 2 == 0 else (utts[1][u], utts[0][u])
+            paths = [f"{part}/{'/'.join(x.split('-')[:2])}/{x}.flac" for x in (first, second)]
+            noise = f"40{u % 2}a010x_1.{u % 2}_01xo031a_-1.{u % 2}"
+            if wham == "tr" and u == 2:
+                noise += "sp08"  # LibriMix's slowed-down copy of a training noise
+            rows.append(f"{first}_{second},{paths[0]},{0.6 + 0.2 * u},{paths[1]},{1.2 - 0.2 * u},"
+                        f"{wham}/{noise}.wav,{0.5 + 0.1 * u}")  # fmt: skip
+        (meta / f"libri2mix_{part}.csv").write_text("\n".join(rows) + "\n")
+        # LibriMix also ships per-part statistics, which the recipe skips
+        (meta / f"libri2mix_{part}_info.csv").write_text("speaker_ID,sex,subset,length\n")
+    return root

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -192,37 +194,14 @@ def test_batches_are_sorted_and_capped():
 # ---- Whisper models, wav.scp and file inputs ---------------------------------------------------
 
 
-def _whisper_tokenizer_json() -> str:
-    """Byte-level BPE over single bytes with Whisper's multilingual specials (English, German)."""
-    import tokenizers
-    from tokenizers import decoders, models, pre_tokenizers
-
-    vocab = {ch: i for i, ch in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
-    hf = tokenizers.Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    hf.decoder = decoders.ByteLevel()
-    specials = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|de|>", "<|translate|>",
-                "<|transcribe|>", "<|startoflm|>", "<|startofprev|>", "<|nospeech|>",
-                "<|notimestamps|>"]  # fmt: skip
-    hf.add_special_tokens(specials)
-    return hf.to_str()
-
-
 @pytest.fixture(scope="module")
 def whisper_packed(tmp_path_factory):
     """A packed tiny random multilingual Whisper model (30 s windows, like the real ones)."""
     pytest.importorskip("tokenizers")
-    from speechkit.models.whisper import WhisperConfig, WhisperModel
-    from speechkit.text.whisper import WhisperTokenizer
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tasks"))
+    from whisper_fakes import write_tiny_whisper
 
-    tok = WhisperTokenizer(_whisper_tokenizer_json())
-    cfg = WhisperConfig(n_mels=80, n_audio_state=16, n_audio_head=2, n_audio_layer=1,
-                        n_vocab=tok.vocab_size, n_text_ctx=64, n_text_state=16, n_text_head=2,
-                        n_text_layer=1)  # fmt: skip
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("whisper") / "packed"
-    model = WhisperModel(cfg)
-    return pretrained.save_pretrained(model, tok, pretrained.whisper_features(cfg), out)
+    return write_tiny_whisper(tmp_path_factory.mktemp("whisper") / "packed")
 
 
 def test_whisper_model_decodes_cuts_into_scored_directories(setup, whisper_packed, tmp_path):

@@ -70,19 +70,9 @@ def test_gated_whisper_stages_train_decode_score_and_bench(recipe_run, tmp_path)
     the full, static and dynamic arms train, decode with --budget, are scored, and the gated
     arms are timed against the full one."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tasks"))
-    import torch
-    from whisper_fakes import tokenizer_json
+    from whisper_fakes import write_tiny_whisper
 
-    from speechkit.models.whisper import WhisperConfig, WhisperModel
-    from speechkit.pretrained import save_pretrained, whisper_features
-    from speechkit.text.whisper import WhisperTokenizer
-
-    tok = WhisperTokenizer(tokenizer_json())
-    cfg = WhisperConfig(n_mels=80, n_audio_state=16, n_audio_head=2, n_audio_layer=1,
-                        n_vocab=tok.vocab_size, n_text_ctx=128, n_text_state=16, n_text_head=2,
-                        n_text_layer=2)  # fmt: skip
-    torch.manual_seed(0)
-    init = save_pretrained(WhisperModel(cfg), tok, whisper_features(cfg), tmp_path / "w", "test")
+    init = write_tiny_whisper(tmp_path / "w", n_text_ctx=128, n_text_layer=2)
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     results = tmp_path / "RESULTS.md"
     cmd = ["bash", str(RECIPE / "run.sh"), "--stage", "10", "--stop_stage", "12",

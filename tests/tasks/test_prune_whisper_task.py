@@ -11,19 +11,16 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from speechkit.bin import decode, train
 from speechkit.config import ConfigError, load_config
 from speechkit.models.gated_whisper import GatedWhisperModel
-from speechkit.models.whisper import WhisperConfig, WhisperModel
-from speechkit.pretrained import load_pretrained, pack, save_pretrained, whisper_features
+from speechkit.pretrained import load_pretrained, pack
 from speechkit.tasks.prune_whisper import WhisperPruneConfig
-from speechkit.text.whisper import WhisperTokenizer
 
 pytest.importorskip("tokenizers")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from whisper_fakes import tokenizer_json, tone_cuts  # noqa: E402
+from whisper_fakes import tone_cuts, write_tiny_whisper  # noqa: E402
 
 YAML = """
 task: prune_whisper
@@ -44,12 +41,7 @@ trainer: {max_steps: 30, max_epochs: 100, log_every_steps: 1, valid_every_steps:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("prune_whisper")
-    tok = WhisperTokenizer(tokenizer_json())
-    cfg = WhisperConfig(n_mels=80, n_audio_state=16, n_audio_head=2, n_audio_layer=1,
-                        n_vocab=tok.vocab_size, n_text_ctx=64, n_text_state=16, n_text_head=2,
-                        n_text_layer=2)  # fmt: skip
-    torch.manual_seed(0)
-    packed = save_pretrained(WhisperModel(cfg), tok, whisper_features(cfg), root / "init", "test")
+    packed = write_tiny_whisper(root / "init", n_text_layer=2)
     tone_cuts(root, 4).to_file(root / "train.jsonl.gz")
     tone_cuts(root, 2, offset=10).to_file(root / "dev.jsonl.gz")
     for mode in ("dynamic", "none"):

@@ -17,14 +17,14 @@ from speechkit.config import ConfigError, load_config
 from speechkit.data.dataset import DataConfig, S2TDataset
 from speechkit.data.features import FeatureConfig, WhisperFrontEnd
 from speechkit.inference import Transcriber
-from speechkit.models.whisper import WhisperConfig, WhisperModel
-from speechkit.pretrained import load_pretrained, pack, save_pretrained, whisper_features
+from speechkit.models.whisper import WhisperModel
+from speechkit.pretrained import load_pretrained, pack
 from speechkit.tasks.whisper import WhisperDataConfig, WhisperTaskConfig, check_tasks
 from speechkit.text.whisper import WhisperTokenizer
 
 tokenizers = pytest.importorskip("tokenizers")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from whisper_fakes import tokenizer_json, tone_cuts  # noqa: E402
+from whisper_fakes import tone_cuts, write_tiny_whisper  # noqa: E402
 
 YAML = """
 task: whisper
@@ -42,13 +42,7 @@ trainer: {max_steps: 8, max_epochs: 100, log_every_steps: 1, valid_every_steps: 
 @pytest.fixture(scope="module")
 def packed(tmp_path_factory):
     """A packed directory holding a tiny random multilingual Whisper model."""
-    tok = WhisperTokenizer(tokenizer_json())
-    cfg = WhisperConfig(n_mels=80, n_audio_state=16, n_audio_head=2, n_audio_layer=1,
-                        n_vocab=tok.vocab_size, n_text_ctx=64, n_text_state=16, n_text_head=2,
-                        n_text_layer=1)  # fmt: skip
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("init") / "tiny-whisper"
-    return save_pretrained(WhisperModel(cfg), tok, whisper_features(cfg), out, source="test")
+    return write_tiny_whisper(tmp_path_factory.mktemp("init") / "tiny-whisper")
 
 
 @pytest.fixture(scope="module")

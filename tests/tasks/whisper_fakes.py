@@ -1,9 +1,14 @@
-"""A tiny Whisper tokenizer and tone cuts for the whisper and prune_whisper task tests."""
+"""A tiny Whisper tokenizer, a tiny random Whisper model packed as the zoo packs the real ones,
+and tone cuts: for the whisper / prune_whisper task tests and the recipe tests that fine-tune
+``--init whisper-*`` without the network (what is tested is the plumbing: its words are noise)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import soundfile as sf
+import torch
 from lhotse import CutSet, Recording, SupervisionSegment
 
 WORDS = ["one", "two", "three", "four"]
@@ -56,3 +61,19 @@ def tone_cuts(directory, n: int, offset: int = 0) -> CutSet:
         ]  # fmt: skip
         cuts.append(cut)
     return CutSet.from_cuts(cuts)
+
+
+def write_tiny_whisper(out: str | Path, **dims) -> Path:
+    """A packed directory at ``out`` holding a random 16-dimensional Whisper (1 layer per stack
+    and 64 decoder positions unless ``dims`` says otherwise: ``WhisperConfig`` fields)."""
+    from speechkit.models.whisper import WhisperConfig, WhisperModel
+    from speechkit.pretrained import save_pretrained, whisper_features
+    from speechkit.text.whisper import WhisperTokenizer
+
+    tok = WhisperTokenizer(tokenizer_json())
+    base = dict(n_mels=80, n_audio_state=16, n_audio_head=2, n_audio_layer=1,
+                n_vocab=tok.vocab_size, n_text_ctx=64, n_text_state=16, n_text_head=2,
+                n_text_layer=1)  # fmt: skip
+    cfg = WhisperConfig(**{**base, **dims})
+    torch.manual_seed(0)
+    return save_pretrained(WhisperModel(cfg), tok, whisper_features(cfg), Path(out), source="test")

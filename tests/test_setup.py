@@ -43,6 +43,7 @@ ENTRY_POINTS = [
     "speechkit.bin.separate", "speechkit.separate", "speechkit.bin.mine_anchors",
     "speechkit.bin.prepare_mixtures", "speechkit.tasks.separation", "speechkit.tasks.tagger",
     "speechkit.bin.codec", "speechkit.codec", "speechkit.bench.codec",
+    "speechkit.bin.tts_synthesize", "speechkit.bin.tts_score", "speechkit.bin.tts_plot",
 ]  # fmt: skip
 PROBE = """
 import importlib, json, sys

@@ -8,8 +8,9 @@
 # Stages: 1 corpus with lhotse's recipe (last 250 clips test, 250 before them dev), 2 phonemes
 #         and the vocabulary (speechkit.bin.prepare_tts), 3 acoustic model, 4 vocoder (only with
 #         --vocoder DIR), 5 synthesis of the test sentences, 6 scores (WER, MCD, F0) -> RESULTS.md.
-# Synthesis and scoring are the phrasebook TTS recipe's scripts (egs/phrasebook/tts1/local),
-# called from there. The audio stays at 22.05 kHz: every reader resamples to the config's rate.
+# Synthesis, scoring and the picture are the package's entry points speechkit.bin.tts_synthesize,
+# tts_score and tts_plot, as in egs/phrasebook/tts1. The audio stays at 22.05 kHz: every reader
+# resamples to the config's rate.
 set -euo pipefail
 cd "$(dirname "$0")"
 . ./path.sh
@@ -37,7 +38,6 @@ vocoder_args=""         # ... for the vocoder
 . "$SPEECHKIT_ROOT/tools/parse_options.sh" "$@"
 
 log() { echo "[$(date '+%H:%M:%S')] (run.sh) $*"; }
-scripts=../../phrasebook/tts1/local  # synthesis, scoring, plot: shared, not copied
 am=$exp/fs2
 repro="cd egs/ljspeech/tts1 && ./run.sh --data_root <LJSpeech> --dev_size $dev_size --test_size $test_size --am_config $am_config --exp $exp --limit $limit --whisper '$whisper'${vocoder:+ --vocoder $vocoder}${am_args:+ --am_args '$am_args'}${vocoder_args:+ --vocoder_args '$vocoder_args'}"
 
@@ -68,14 +68,15 @@ fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   log "stage 5: synthesise the test sentences (${vocoder:-Griffin-Lim}) -> $am/synth_test"
-  python $scripts/synthesize.py --model $am/model_avg.pt --cuts $tts_data/cuts_test.jsonl.gz \
-    --out $am/synth_test --limit $limit ${vocoder:+--vocoder $vocoder}
+  python -m speechkit.bin.tts_synthesize --model $am/model_avg.pt \
+    --cuts $tts_data/cuts_test.jsonl.gz --out $am/synth_test --limit $limit \
+    ${vocoder:+--vocoder $vocoder}
 fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   log "stage 6: ${whisper:-no} WER, MCD and F0 against the recordings -> $results; $png"
-  python $scripts/score.py --synth $am/synth_test --whisper "$whisper" --results-md $results \
-    --title "$am: LJSpeech test" --command "$repro"
-  python $scripts/plot.py --synth $am/synth_test --out $png
+  python -m speechkit.bin.tts_score --synth $am/synth_test --whisper "$whisper" \
+    --results-md $results --title "$am: LJSpeech test" --command "$repro"
+  python -m speechkit.bin.tts_plot --synth $am/synth_test --out $png
 fi
 log "done"

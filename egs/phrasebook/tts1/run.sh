@@ -8,8 +8,9 @@
 # Stages: 1 corpus (four languages, every voice incl. Piper), 2 phonemes, cut selection and the
 #         vocabulary (speechkit.bin.prepare_tts), 3 acoustic model training (durations from the
 #         aligner, pitch/energy targets computed from the audio on the fly), 4 vocoder training
-#         (speechkit/tasks/vocoder.py), 5 synthesis of held-out training cuts and of the test texts,
-#         6 scoring and the mel/pitch picture.
+#         (speechkit/tasks/vocoder.py), 5 synthesis of held-out training cuts and of the test
+#         texts (speechkit.bin.tts_synthesize), 6 scoring and the mel/pitch picture
+#         (speechkit.bin.tts_score, speechkit.bin.tts_plot).
 set -euo pipefail
 cd "$(dirname "$0")"
 . ./path.sh
@@ -69,15 +70,15 @@ fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   log "stage 5: synthesise held-out training cuts (same voices) and the test texts (seen voices)"
-  python local/synthesize.py --model $am/model_avg.pt --cuts $data/cuts_valid.jsonl.gz \
-    --out $am/synth_valid
-  python local/synthesize.py --model $am/model_avg.pt --cuts $data/cuts_test.jsonl.gz \
-    --out $am/synth_test --limit $limit
+  python -m speechkit.bin.tts_synthesize --model $am/model_avg.pt \
+    --cuts $data/cuts_valid.jsonl.gz --out $am/synth_valid
+  python -m speechkit.bin.tts_synthesize --model $am/model_avg.pt \
+    --cuts $data/cuts_test.jsonl.gz --out $am/synth_test --limit $limit
 fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   log "stage 6: scores ($whisper WER, MCD, F0) and the picture $png"
-  python local/score.py --synth $am/synth_valid --whisper "$whisper"
-  python local/score.py --synth $am/synth_test --whisper "$whisper" ${whisper:+--engines}
-  python local/plot.py --synth $am/synth_valid --out $png
+  python -m speechkit.bin.tts_score --synth $am/synth_valid --whisper "$whisper"
+  python -m speechkit.bin.tts_score --synth $am/synth_test --whisper "$whisper" ${whisper:+--engines}
+  python -m speechkit.bin.tts_plot --synth $am/synth_valid --out $png
 fi

@@ -1,7 +1,11 @@
-"""Scores a synthesis directory of local/synthesize.py against its reference recordings.
+"""Scores a synthesis directory of ``speechkit.bin.tts_synthesize`` against its reference
+recordings (the scoring stage of the TTS recipes, egs/phrasebook/tts1 and egs/ljspeech/tts1).
 
-    python local/score.py --synth exp/fs2_cpu/synth_valid --whisper whisper-tiny.en \\
+Usage::
+
+    python -m speechkit.bin.tts_score --synth exp/fs2_cpu/synth_valid --whisper whisper-tiny.en \\
         [--results-md RESULTS.md --title "fs2: test" --command "./run.sh ..."]
+                                            # or: speechkit tts-score ...
 
 * intelligibility: WER of Whisper on the English synthesis and on the reference recordings of
   the same sentences (``speechkit.metrics.wer``: normalised text), and their ratio;
@@ -50,7 +54,7 @@ from speechkit.tts.mel import TTSMelConfig, griffin_lim, mel_spectrogram
 
 
 def mel_format(synth: Path) -> TTSMelConfig:
-    """The acoustic model's log-mel format, as local/synthesize.py recorded it in ``mel.json``."""
+    """The acoustic model's log-mel format, as tts_synthesize recorded it in ``mel.json``."""
     path = synth / "mel.json"
     return TTSMelConfig(**json.loads(path.read_text())) if path.is_file() else TTSMelConfig()
 
@@ -157,20 +161,47 @@ def markdown(title: str, scores: dict, speed: dict, judge: str, command: str) ->
     return "\n".join([*lines, *provenance_lines(command), ""])
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="speechkit tts-score",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--synth", required=True, help="directory written by local/synthesize.py")
+    p.add_argument(
+        "--synth", required=True, help="directory written by speechkit.bin.tts_synthesize"
+    )
     p.add_argument("--whisper", default="whisper-tiny.en", help="zoo name or packed directory")
     p.add_argument("--engines", action="store_true", help="score espeak-ng and Piper beside")
     p.add_argument("--results-md", type=Path, help="also write the figures into this file")
     p.add_argument("--title", help="its section title (default: the synthesis directory)")
     p.add_argument("--command", help="the command to cite (default: this one)")
-    args = p.parse_args()
+    return p
+
+
+def read_synthesis(p: argparse.ArgumentParser, synth: Path) -> list[dict]:
+    """The rows of ``SYNTH/synth.jsonl``, or a usage error naming what is missing."""
+    if not synth.is_dir():
+        p.error(f"--synth {synth}: no such directory (run speechkit.bin.tts_synthesize first)")
+    path = synth / "synth.jsonl"
+    if not path.is_file():
+        p.error(f"--synth {synth}: no synth.jsonl (not written by speechkit.bin.tts_synthesize?)")
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    if not rows:
+        p.error(f"{path}: no synthesised utterance in it")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
+    args = p.parse_args(argv)
+    if (args.title or args.command) and not args.results_md:
+        p.error("--title and --command name a section of --results-md: give --results-md too")
     torch.set_num_threads(1)
     synth = Path(args.synth)
-    rows = [json.loads(line) for line in (synth / "synth.jsonl").read_text().splitlines()]
+    rows = read_synthesis(p, synth)
+    missing = [r["id"] for r in rows if not (synth / "wav" / f"{r['id']}.wav").is_file()]
+    if missing:
+        p.error(f"{synth}/wav: {len(missing)} synthesised wav(s) missing, e.g. {missing[0]}.wav")
     mel = mel_format(synth)
     for row in tqdm(rows, desc="spectral"):
         ref = load_audio(row["reference"], mel.sample_rate)
@@ -218,13 +249,17 @@ def main() -> None:
     print(json.dumps(scores))
     if args.results_md:
         title = args.title or str(synth)
-        command = args.command or shlex.join(["python", *sys.argv])
+        argv_used = sys.argv[1:] if argv is None else argv
+        command = args.command or shlex.join(
+            ["python", "-m", "speechkit.bin.tts_score", *argv_used]
+        )
         speed_path = synth / "speed.json"
         speed = json.loads(speed_path.read_text()) if speed_path.is_file() else {}
         section = markdown(title, scores, speed, args.whisper, command)
         update_markdown(args.results_md, title, section)
         print(f"wrote section {title!r} to {args.results_md}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,21 +1,29 @@
 """Synthesises the texts of a cut set with a trained acoustic model and Griffin-Lim (or a
-trained vocoder).
+trained vocoder), into a directory that ``speechkit.bin.tts_score`` and ``speechkit.bin.tts_plot``
+read (the synthesis stage of the TTS recipes, egs/phrasebook/tts1 and egs/ljspeech/tts1).
 
-    python local/synthesize.py --model exp/fs2_cpu/model_avg.pt --cuts data/tts/cuts_test.jsonl.gz \\
-        --out exp/fs2_cpu/synth_test --languages eng --limit 60 [--vocoder exp/vocoder]
+Usage::
+
+    python -m speechkit.bin.tts_synthesize --model exp/fs2_cpu/model_avg.pt \\
+        --cuts data/tts/cuts_test.jsonl.gz --out exp/fs2_cpu/synth_test --languages eng \\
+        --limit 60 [--vocoder exp/vocoder]      # or: speechkit tts-synthesize ...
 
 Each cut's text is said by a speaker the model knows: the cut's own speaker when the model has
 it (held-out cuts of training voices), else a training voice of the same language, taken in
 turn (the test sets' voices are unseen). Writes ``OUT/wav/<cut id>.wav`` (at the model's rate),
 ``OUT/mel/<cut id>.pt`` (log-mel and predicted pitch), ``OUT/mel.json`` (the model's mel format,
-``speechkit.tts.mel.TTSMelConfig``, which local/score.py and local/plot.py read) and
+``speechkit.tts.mel.TTSMelConfig``, which tts_score and tts_plot read) and
 ``OUT/synth.jsonl`` (one line per cut: id, text, language, reference audio, reference and
 synthesis speakers, seconds), and prints the real-time factor of the acoustic model and of the
 vocoder separately (one CPU thread each, as measured). The vocoder is Griffin-Lim unless
 ``--vocoder`` names a trained one (``speechkit.synthesize.load_vocoder``: a training directory,
 checkpoint or packed directory, on the model's mel format): on the phrasebook the CPU-trained
-vocoder is still worse than Griffin-Lim (RESULTS.md). A text the model cannot say (a sound its
-training texts never had) is skipped, named, and listed in speed.json.
+vocoder is still worse than Griffin-Lim (egs/phrasebook/tts1/RESULTS.md). A text the model cannot
+say (a sound its training texts never had) is skipped, named, and listed in speed.json.
+
+Unlike ``speechkit synthesize`` (a lhotse corpus of waves, a trained vocoder required), this
+keeps what scoring needs: the predicted mel and pitch, the reference recording of each text, and
+the acoustic model's and the vocoder's times apart.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -38,38 +47,77 @@ from speechkit.tts.mel import griffin_lim
 from speechkit.tts.text import TextError
 
 
-def main() -> None:
+def _at_least(minimum: int):
+    """An argparse type: an integer of at least ``minimum``, else a usage error that says so."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="speechkit tts-synthesize",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", required=True)
-    p.add_argument("--cuts", required=True, nargs="+")
-    p.add_argument("--out", required=True)
+    p.add_argument("--model", required=True, help="acoustic model checkpoint (model_avg.pt)")
+    p.add_argument("--cuts", required=True, nargs="+", help="cut manifests whose texts to say")
+    p.add_argument("--out", required=True, help="synthesis directory to write")
     p.add_argument("--languages", nargs="*", default=[], help="only these (default: all)")
-    p.add_argument("--limit", type=int, default=0, help="at most this many cuts per language")
-    p.add_argument("--gl-iters", type=int, default=32)
+    p.add_argument(
+        "--limit", type=_at_least(0), default=0, help="at most this many cuts per language"
+    )
+    p.add_argument("--gl-iters", type=_at_least(1), default=32)
     p.add_argument("--vocoder", default="", help="a trained vocoder (default: Griffin-Lim)")
-    p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args()
+    p.add_argument("--threads", type=_at_least(1), default=1)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
+    args = p.parse_args(argv)
+    if not Path(args.model).is_file():
+        p.error(f"--model {args.model}: no such file (a tts checkpoint such as model_avg.pt)")
     torch.set_num_threads(args.threads)
-    am = AcousticModel.load(args.model)
-    out = Path(args.out)
-    (out / "wav").mkdir(parents=True, exist_ok=True)
-    (out / "mel").mkdir(exist_ok=True)
-    (out / "mel.json").write_text(json.dumps(dataclasses.asdict(am.mel)) + "\n")
-    # TTS(...) checks that the vocoder reads the frames the acoustic model writes.
-    tts = TTS(am, *load_vocoder(args.vocoder)) if args.vocoder else None
+    try:
+        am = AcousticModel.load(args.model)
+        # TTS(...) checks that the vocoder reads the frames the acoustic model writes.
+        tts = TTS(am, *load_vocoder(args.vocoder)) if args.vocoder else None
+        cuts = [
+            c
+            for c in read_cuts(args.cuts)
+            if not args.languages or c.supervisions[0].language in args.languages
+        ]
+    except (FileNotFoundError, ValueError) as e:
+        p.error(str(e))
     vocoder = args.vocoder or f"griffin-lim ({args.gl_iters} iterations)"
     by_lang = defaultdict(list)
     for s in am.speakers:
         by_lang[s.split("-")[0]].append(s)
+    # A cut whose speaker the model lacks is said by a voice whose id starts "<language>-".
+    unseen = {
+        c.supervisions[0].language for c in cuts if c.supervisions[0].speaker not in am.speaker_ids
+    }
+    if unseen - set(by_lang):
+        p.error(
+            f"{args.model} has no voice (speaker id '<language>-...') for language(s) "
+            f"{', '.join(sorted(map(str, unseen - set(by_lang))))} of cuts by unseen speakers; "
+            f"its speakers: {', '.join(am.speakers[:8])}{', ...' if len(am.speakers) > 8 else ''}"
+            "; choose the languages with --languages"
+        )
+    if not cuts:
+        p.error(f"no cut to synthesise in {' '.join(args.cuts)} (--languages {args.languages})")
+    out = Path(args.out)
+    (out / "wav").mkdir(parents=True, exist_ok=True)
+    (out / "mel").mkdir(exist_ok=True)
+    (out / "mel.json").write_text(json.dumps(dataclasses.asdict(am.mel)) + "\n")
     taken: dict[str, int] = defaultdict(int)
     rows, skipped, am_seconds, voc_seconds, audio_seconds = [], [], 0.0, 0.0, 0.0
-    cuts = [
-        c
-        for c in read_cuts(args.cuts)
-        if not args.languages or c.supervisions[0].language in args.languages
-    ]
     for cut in tqdm(cuts, desc="synthesis"):
         sup = cut.supervisions[0]
         if args.limit and taken[sup.language] >= args.limit:
@@ -108,6 +156,8 @@ def main() -> None:
     with open(out / "synth.jsonl", "w") as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    if not rows:
+        sys.exit(f"{out}: nothing synthesised, every text was skipped: {'; '.join(skipped)}")
     speed = {
         "utterances": len(rows),
         "audio_seconds": round(audio_seconds, 2),
@@ -119,7 +169,8 @@ def main() -> None:
     }
     (out / "speed.json").write_text(json.dumps(speed, indent=1) + "\n")
     print(json.dumps(speed))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

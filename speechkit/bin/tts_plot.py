@@ -1,6 +1,13 @@
-"""Reference vs synthesis log-mel and the pitch contours, one sentence per language -> PNG.
+"""Reference vs synthesis log-mel and the pitch contours, one sentence per language -> PNG (the
+picture of the TTS recipes' scoring stage, egs/phrasebook/tts1 and egs/ljspeech/tts1).
 
-    python local/plot.py --synth exp/fs2_cpu/synth_valid --out mels.png
+Usage::
+
+    python -m speechkit.bin.tts_plot --synth exp/fs2_cpu/synth_valid --out mels.png
+                                            # or: speechkit tts-plot ...
+
+Reads a synthesis directory of ``speechkit.bin.tts_synthesize``. Needs matplotlib (the ``plot``
+extra: ``pip install '.[plot]'``).
 
 Takes the first synthesised cut of each language whose synthesis speaker is the reference's
 (held-out training cuts), so the two panels are the same voice saying the same sentence (any
@@ -12,36 +19,54 @@ pitch panel shows YIN F0 of the reference recording and the acoustic model's pre
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from score import mel_format  # noqa: E402  (beside this script: the model's mel format)
-
-from speechkit.data.audio import load_audio  # noqa: E402
-from speechkit.data.tts import PITCH_REFERENCE_HZ, TTSDataConfig, frame_pitch  # noqa: E402
-from speechkit.tts.mel import mel_spectrogram  # noqa: E402
+from speechkit.bin.tts_score import mel_format, read_synthesis
+from speechkit.data.audio import load_audio
+from speechkit.data.tts import PITCH_REFERENCE_HZ, TTSDataConfig, frame_pitch
+from speechkit.tts.mel import mel_spectrogram
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--synth", required=True)
-    p.add_argument("--out", required=True)
-    args = p.parse_args()
-    synth = Path(args.synth)
-    rows = [json.loads(line) for line in (synth / "synth.jsonl").read_text().splitlines()]
+def pick(rows: list[dict]) -> dict[str, dict]:
+    """{language: the row to draw}: its first same-voice row, else its first row."""
     picked: dict = {}
     for same in (True, False):  # same-voice rows first; any row for a language without one
         for r in rows:
             if (r["ref_speaker"] == r["syn_speaker"]) >= same and r["language"] not in picked:
                 picked[r["language"]] = r
-    if not picked:
-        raise SystemExit(f"{synth}: nothing synthesised to plot")
+    return picked
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="speechkit tts-plot",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--synth", required=True, help="directory written by speechkit.bin.tts_synthesize"
+    )
+    p.add_argument("--out", required=True, help="the PNG to write")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
+    args = p.parse_args(argv)
+    synth = Path(args.synth)
+    rows = read_synthesis(p, synth)
+    try:  # the plot extra, not the core install
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        raise SystemExit(f"tts-plot needs matplotlib: pip install '.[plot]' ({e})") from None
+    picked = pick(rows)
     mel_cfg = mel_format(synth)
     fig, axes = plt.subplots(3, len(picked), figsize=(4.5 * len(picked), 8), squeeze=False)
     for col, (lang, r) in enumerate(sorted(picked.items())):
@@ -70,7 +95,8 @@ def main() -> None:
     fig.tight_layout()
     fig.savefig(args.out, dpi=80)
     print(args.out)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

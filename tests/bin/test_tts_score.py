@@ -1,0 +1,129 @@
+"""speechkit tts-score: MCD, F0 error and voicing against the reference recordings (all rows and
+same-voice rows apart), the judge's WER on synthesis, recordings and their Griffin-Lim copies,
+the RESULTS.md section, and clear errors for an incomplete synthesis directory. The judge is a
+fake here; tests/egs/test_ljspeech_recipe.py runs the real whisper-tiny.en."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from context_cuts import voice
+from tts_synth_fakes import MEL, Row, write_synth_dir
+
+from speechkit.bin import tts_score
+from speechkit.data.phrasebook.voices import PiperSpeaker, Speaker
+
+CENTS_300 = 2 ** (300 / 1200)
+
+
+def test_a_wave_against_itself_scores_zero_and_a_pitch_shift_scores_its_cents():
+    ref = voice(150.0, 1.0)
+    assert tts_score.spectral_errors(ref, ref, MEL) == (0.0, 0.0, 0.0)
+    mcd, f0_cents, vuv = tts_score.spectral_errors(ref, voice(150.0 * CENTS_300, 1.0), MEL)
+    assert mcd > 0.1 and 270 < f0_cents < 330 and vuv < 0.1
+    assert tts_score.cepstra(ref, MEL).shape == (13, 1 + len(ref) // MEL.hop_length)
+
+
+def test_the_speaker_id_names_the_engine_voice():
+    assert tts_score.engine_voice("eng-m3-p50-s155") == Speaker("eng", "m3", 50, 155)
+    assert tts_score.engine_voice("eng-piper-joe-l1.10-p0.90") == PiperSpeaker("eng", 1.1, 0.9)
+
+
+def test_scores_split_same_voice_rows_and_write_a_results_section(tmp_path, capsys):
+    rows = [
+        Row("a1", "where is the museum", "eng", "eng-m3-p50-s155", "eng-m3-p50-s155"),
+        Row("a2", "good morning", "eng", "eng-m1-p60-s150", "eng-m1-p60-s150"),
+        Row("b1", "guten morgen", "deu", "deu-f1-p65-s165", "deu-m2-p60-s165", 150, 225),
+    ]
+    speed = {"rtf_acoustic": 0.03, "rtf_griffin_lim": 0.06, "vocoder": "griffin-lim", "threads": 1}
+    synth = write_synth_dir(tmp_path, rows, speed)
+    results = tmp_path / "RESULTS.md"
+    args = ["--synth", str(synth), "--whisper", "", "--results-md", str(results)]
+    assert tts_score.main(args) == 0
+    scores = json.loads((synth / "scores.json").read_text())
+    assert json.loads(capsys.readouterr().out.splitlines()[0]) == scores
+    assert scores["utterances"] == 3 and scores["same_speaker_utterances"] == 2
+    assert "wer_synthesis" not in scores  # no judge
+    # the same-voice rows are the recordings themselves; the other one is a fifth higher
+    assert scores["mcd_db_same_speaker"] == 0.0 and scores["f0_rmse_cents_same_speaker"] == 0.0
+    assert scores["mcd_db_all"] > 0 and scores["f0_rmse_cents_all"] > 150
+    scored = {r["id"]: r for r in map(json.loads, (synth / "scored.jsonl").open())}
+    assert scored["a1"]["mcd"] == 0.0 and 650 < scored["b1"]["f0_rmse_cents"] < 750
+    text = results.read_text()
+    assert f"## {synth}" in text and "| same speaker | 2 | 0.0 | 0.0 |" in text
+    assert "- vocoder: griffin-lim; real-time factor on 1 CPU thread(s)" in text
+    assert f"python -m speechkit.bin.tts_score --synth {synth}" in text  # the default command
+
+
+class FakeJudge:
+    """``Transcriber.load(name)`` -> a judge that answers its calls in the order tts-score makes
+    them: the synthesis, the recordings, their Griffin-Lim copies, then the engines' waves."""
+
+    answers: list[list[str]] = []
+
+    @classmethod
+    def load(cls, name):
+        assert name == "judge"
+        return cls()
+
+    def __call__(self, waves):
+        texts = self.answers.pop(0)
+        assert len(texts) == len(waves) and all(isinstance(w, np.ndarray) for w in waves)
+        return [SimpleNamespace(text=t) for t in texts]
+
+
+def test_the_judges_wer_on_synthesis_recordings_and_engines(tmp_path, monkeypatch):
+    rows = [
+        Row("a1", "where is the museum", "eng", "eng-m3-p50-s155", "eng-m3-p50-s155"),
+        Row("a2", "the train is late", "eng", "ljspeech", "eng-m1-p60-s150"),
+        Row("b1", "guten morgen", "deu", "deu-f1-p65-s165", "deu-f1-p65-s165"),
+    ]
+    synth = write_synth_dir(tmp_path, rows)
+    FakeJudge.answers = [
+        ["where is the muse", "the rain is late"],  # synthesis: 2 of 8 words wrong
+        ["where is the museum", "the rain is late"],  # recordings: 1 of 8
+        ["where is the museum", "the train is late"],  # through Griffin-Lim: none
+        ["where is the museum", "the train is late"],  # espeak-ng itself (both rows)
+    ]
+    monkeypatch.setattr(tts_score, "Transcriber", FakeJudge)
+    assert tts_score.main(["--synth", str(synth), "--whisper", "judge", "--engines"]) == 0
+    scores = json.loads((synth / "scores.json").read_text())
+    assert scores["english_utterances"] == 2  # German is not judged
+    assert (scores["wer_synthesis"], scores["wer_reference"], scores["wer_ratio"]) == (
+        25.0,
+        12.5,
+        2.0,
+    )
+    assert scores["wer_reference_griffin_lim"] == 0.0 and FakeJudge.answers == []
+    espeak = scores["engines"]["espeak"]
+    assert espeak["utterances"] == 2 and espeak["wer_engine"] == 0.0
+    assert espeak["wer_speechkit_same_voices"] == 25.0 and espeak["rtf_engine"] > 0
+    assert "piper" not in scores["engines"]
+
+
+@pytest.mark.parametrize(
+    ("damage", "extra", "message"),
+    [
+        ("no_dir", [], "no such directory"),
+        ("no_jsonl", [], "no synth.jsonl"),
+        ("empty_jsonl", [], "no synthesised utterance"),
+        ("no_wav", [], "1 synthesised wav(s) missing, e.g. a1.wav"),
+        ("", ["--title", "x"], "give --results-md too"),
+    ],
+)
+def test_an_incomplete_synthesis_directory_is_named(tmp_path, capsys, damage, extra, message):
+    synth = write_synth_dir(tmp_path, [Row("a1", "hello", "eng", "s", "s")])
+    if damage == "no_dir":
+        synth = tmp_path / "elsewhere"
+    elif damage == "no_jsonl":
+        (synth / "synth.jsonl").unlink()
+    elif damage == "empty_jsonl":
+        (synth / "synth.jsonl").write_text("")
+    elif damage == "no_wav":
+        (synth / "wav" / "a1.wav").unlink()
+    with pytest.raises(SystemExit) as e:
+        tts_score.main(["--synth", str(synth), "--whisper", "", *extra])
+    assert e.value.code == 2 and message in capsys.readouterr().err

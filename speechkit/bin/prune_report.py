@@ -10,7 +10,8 @@ BLEU, GFLOPs per item (encoder / decoder), achieved sparsity (FLOP-weighted, gat
 RTFx of the gated and full models at batch 1 and batched, measured interleaved.
 
 Pictures (``gates_<arm>.png`` beside the results file): the keep rate of each gated module
-(rows: module kind, columns: layer) per spoken language, from ``gates.jsonl`` of test_seen.
+(rows: module kind, columns: layer) per spoken language, from ``gates.jsonl`` of test_seen; an
+FFN gated per channel group shows the mean over its groups.
 """
 
 from __future__ import annotations
@@ -116,19 +117,24 @@ def _gate_picture(run: Path, out_png: Path) -> bool:
     )
     dec_kinds = ["self_attn", "cross_attn", "ffn"]
     ne, nd = cfg["encoder_layers"], cfg["decoder_layers"]
+    # The (layer, row) cell of each gate, in gate order; an FFN with channel-group gates
+    # (model.gate_ffn_groups) has one gate per group, and its cell shows their mean.
+    groups = cfg.get("gate_ffn_groups", 1)
+    cells = []
+    for n_layers, kinds, row0 in ((ne, enc_kinds, 0), (nd, dec_kinds, len(enc_kinds))):
+        for layer in range(n_layers):
+            for row, kind in enumerate(kinds, row0):
+                cells += [(layer, row)] * (groups if kind.startswith("ffn") else 1)
     fig, axes = plt.subplots(
         1, len(per_lang), figsize=(2.6 * len(per_lang) + 1.2, 3.6), squeeze=False
     )
     for ax, (lang, rows) in zip(axes[0], sorted(per_lang.items())):
-        rate = [sum(int(r[i]) for r in rows) / len(rows) for i in range(len(rows[0]))]
+        rates: dict[tuple[int, int], list[float]] = defaultdict(list)
+        for i, cell in enumerate(cells):
+            rates[cell].append(sum(int(r[i]) for r in rows) / len(rows))
         grid = [[float("nan")] * max(ne, nd) for _ in range(len(enc_kinds) + len(dec_kinds))]
-        for i, value in enumerate(rate):
-            if i < ne * len(enc_kinds):
-                layer, k = divmod(i, len(enc_kinds))
-            else:
-                layer, k = divmod(i - ne * len(enc_kinds), len(dec_kinds))
-                k += len(enc_kinds)
-            grid[k][layer] = value
+        for (layer, row), values in rates.items():
+            grid[row][layer] = statistics.mean(values)
         im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
         ax.set_title(f"{lang} ({len(rows)} utts)")
         labels = [f"enc {k}" for k in enc_kinds] + [f"dec {k}" for k in dec_kinds]

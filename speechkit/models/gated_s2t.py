@@ -305,7 +305,8 @@ class GatedS2TModel(S2TModel):
         for module, flags in narrow.items():  # keep the rows / columns of the on groups
             prefix = module.replace(".", ".layers.", 1) + ".net"
             first, second = state[f"{prefix}.0.weight"], state[f"{prefix}.3.weight"]
-            keep = torch.tensor(flags).repeat_interleave(first.shape[0] // len(flags))
+            keep = torch.tensor(flags, device=first.device)
+            keep = keep.repeat_interleave(first.shape[0] // len(flags))  # (F,) channels kept
             state[f"{prefix}.0.weight"], state[f"{prefix}.3.weight"] = first[keep], second[:, keep]
             state[f"{prefix}.0.bias"] = state[f"{prefix}.0.bias"][keep]
             widths[module] = int(keep.sum())

@@ -20,7 +20,8 @@ Gates (``nn/gates.py``): FFN1, MHSA, cgMLP and FFN2 can be switched off per utte
 branch off, the merge runs on the other half of its channels only (the off half is zeros, whose
 merge convolution gives its bias, folded into the projection's bias); with both off the merge
 is skipped and x passes unchanged. ``drop`` builds the layer without some of these modules
-(a pruned model): a dropped module is always off.
+(a pruned model): a dropped module is always off. FFN1 and FFN2 can also be gated per channel
+group (``GatedLayer.group_ffn_gates``).
 """
 
 from __future__ import annotations

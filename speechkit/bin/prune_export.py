@@ -7,7 +7,9 @@ depend on the budget alone) or ``none``; a checkpoint, packed directory or zoo n
 modules whose gate is off at ``--budget`` are left out of the packed model
 (``model.pruned_modules`` in its config), so they are neither stored nor computed: it loads,
 decodes and packs like any other s2t model and computes what the gated model computes at that
-budget. Prints the parameter counts and file sizes before and after.
+budget. A model with FFN channel-group gates (``model.gate_ffn_groups``) keeps the on groups'
+channels of an FFN with some groups off as a narrower FFN (``model.ffn_widths``). Prints the
+parameter counts and file sizes before and after.
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     size = (Path(out) / "model.pt").stat().st_size
     removed = small.cfg.pruned_modules
     print(f"removed {len(removed)} modules at budget {args.budget}: {', '.join(removed) or '-'}")
+    if small.cfg.ffn_widths:
+        narrowed = ", ".join(f"{k} ({v})" for k, v in small.cfg.ffn_widths.items())
+        print(f"narrower FFNs (hidden channels kept): {narrowed}")
     print(f"parameters: {before / 1e6:.3f}M -> {after / 1e6:.3f}M ({after / before:.1%}); "
           f"model.pt {size / 1e6:.2f} MB")  # fmt: skip
     return 0

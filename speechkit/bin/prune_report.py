@@ -10,7 +10,8 @@ BLEU, GFLOPs per item (encoder / decoder), achieved sparsity (FLOP-weighted, gat
 RTFx of the gated and full models at batch 1 and batched, measured interleaved.
 
 Pictures (``gates_<arm>.png`` beside the results file): the keep rate of each gated module
-(rows: module kind, columns: layer) per spoken language, from ``gates.jsonl`` of test_seen.
+(rows: module kind, columns: layer) per spoken language, from ``gates.jsonl`` of test_seen; an
+FFN gated per channel group shows the mean over its groups.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from speechkit.report import provenance_lines, update_markdown
 
-__all__ = ["write_report"]
+__all__ = ["gate_usage", "write_report"]
 
 TITLE = "Context-driven dynamic pruning: arms at one budget"
 
@@ -92,6 +93,32 @@ def _row(label: str, seeds: list[dict]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def gate_usage(cfg: dict, rows: list[str]) -> tuple[list[str], list[list[float]]]:
+    """Row labels and the keep rate grid [module kind][layer] of the gate strings ``rows``
+    (encoder then decoder gates, "1" = on) of a model config dict. An FFN with channel-group
+    gates (``gate_ffn_groups``) has one gate per group; its cell is their mean."""
+    enc_kinds = (
+        ["ffn1", "attn", "cgmlp", "ffn2"]
+        if cfg["encoder_type"] == "ebranchformer"
+        else ["attn", "ffn"]
+    )
+    dec_kinds = ["self_attn", "cross_attn", "ffn"]
+    ne, nd = cfg["encoder_layers"], cfg["decoder_layers"]
+    groups = cfg.get("gate_ffn_groups", 1)
+    cells = []  # the (layer, row) cell of each gate, in gate order
+    for n_layers, kinds, row0 in ((ne, enc_kinds, 0), (nd, dec_kinds, len(enc_kinds))):
+        for layer in range(n_layers):
+            for row, kind in enumerate(kinds, row0):
+                cells += [(layer, row)] * (groups if kind.startswith("ffn") else 1)
+    rates: dict[tuple[int, int], list[float]] = defaultdict(list)
+    for i, cell in enumerate(cells):
+        rates[cell].append(sum(int(r[i]) for r in rows) / len(rows))
+    grid = [[float("nan")] * max(ne, nd) for _ in range(len(enc_kinds) + len(dec_kinds))]
+    for (layer, row), values in rates.items():
+        grid[row][layer] = statistics.mean(values)
+    return [f"enc {k}" for k in enc_kinds] + [f"dec {k}" for k in dec_kinds], grid
+
+
 def _gate_picture(run: Path, out_png: Path) -> bool:
     """Keep rate per (module kind, layer) and spoken language, from gates.jsonl of test_seen."""
     decode_dir = run / "decode_test_seen"
@@ -109,31 +136,15 @@ def _gate_picture(run: Path, out_png: Path) -> bool:
     import yaml
 
     cfg = yaml.safe_load((run / "config.yaml").read_text())["model"]
-    enc_kinds = (
-        ["ffn1", "attn", "cgmlp", "ffn2"]
-        if cfg["encoder_type"] == "ebranchformer"
-        else ["attn", "ffn"]
-    )
-    dec_kinds = ["self_attn", "cross_attn", "ffn"]
-    ne, nd = cfg["encoder_layers"], cfg["decoder_layers"]
     fig, axes = plt.subplots(
         1, len(per_lang), figsize=(2.6 * len(per_lang) + 1.2, 3.6), squeeze=False
     )
     for ax, (lang, rows) in zip(axes[0], sorted(per_lang.items())):
-        rate = [sum(int(r[i]) for r in rows) / len(rows) for i in range(len(rows[0]))]
-        grid = [[float("nan")] * max(ne, nd) for _ in range(len(enc_kinds) + len(dec_kinds))]
-        for i, value in enumerate(rate):
-            if i < ne * len(enc_kinds):
-                layer, k = divmod(i, len(enc_kinds))
-            else:
-                layer, k = divmod(i - ne * len(enc_kinds), len(dec_kinds))
-                k += len(enc_kinds)
-            grid[k][layer] = value
+        labels, grid = gate_usage(cfg, rows)
         im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
         ax.set_title(f"{lang} ({len(rows)} utts)")
-        labels = [f"enc {k}" for k in enc_kinds] + [f"dec {k}" for k in dec_kinds]
         ax.set_yticks(range(len(grid)), labels if ax is axes[0][0] else [])
-        ax.set_xticks(range(max(ne, nd)))
+        ax.set_xticks(range(len(grid[0])))
         ax.set_xlabel("layer")
     fig.colorbar(im, ax=axes[0].tolist(), label="keep rate")
     fig.suptitle(f"{run.parent.name}: gate usage per language (test_seen)")

@@ -143,7 +143,9 @@ class GatedDecoding:
         info = self._rows[row]
         cfg = self.model.cfg
         T, L = torch.tensor([info["T"]]), torch.tensor([tokens_in])
-        fe, fd = encoder_module_flops(cfg, T)[0], decoder_module_flops(cfg, L, T)[0]
+        g = cfg.gate_ffn_groups
+        fe = encoder_module_flops(cfg, T, ffn_groups=g)[0]
+        fd = decoder_module_flops(cfg, L, T, ffn_groups=g)[0]
         front, out = fixed_flops(cfg, torch.tensor([info["frames"]]), L)
         enc_kept, dec_kept = float((fe * info["enc"]).sum()), float((fd * info["dec"]).sum())
         lid = 0.0

@@ -27,6 +27,16 @@ adds ``alpha * (|kept - budget| + (kept - budget)^2)`` to the loss.
 Inference: gates are the argmax (bool); encoder layers group rows by gate pattern; decoding
 takes one decoder gate pattern per call (:meth:`gated_decoder`), so callers group utterances
 by pattern. ``gate_mode: none`` is the plain model (the full fine-tuning baseline).
+
+FFN channel groups (``gate_ffn_groups`` G, default 1 = one gate per module): with G > 1 every
+gated FFN (E-Branchformer FFN1 and FFN2, Transformer encoder FFN, decoder FFN) gets one gate
+per group of F / G hidden channels instead of one for the whole module; its gate names expand
+in place (``0.ffn1`` -> ``0.ffn1.0 .. 0.ffn1.{G-1}``, ``enc_names`` / ``dec_names``) and the
+predictor gives one gate per name. Training scales each group's hidden channels by its relaxed
+gate; at inference only the on groups are computed, as smaller matrix products
+(``nn/feedforward.py``), and an FFN with every group off is skipped. Each group weighs
+FFN FLOPs / G in ``kept`` and in decoding's GFLOPs. :meth:`export_static` keeps the on groups'
+channels as a narrower FFN (``S2TConfig.ffn_widths``).
 """
 
 from __future__ import annotations
@@ -60,7 +70,9 @@ class GatedS2TConfig(S2TConfig):
     the predictor's hidden width. ``gate_tau``: Gumbel-softmax temperature.
     ``gate_budget_gain``: > 0 adds a learned per-gate ``gain * logit(budget)`` (initialised to
     this value) to every "on" logit, so a lower budget turns gates off from the start (0: the
-    budget is only an input of the MLP)."""
+    budget is only an input of the MLP). ``gate_ffn_groups``: gates per FFN module, one per
+    group of FFN width / G hidden channels (1: one gate per module; G must divide
+    ``encoder_ffn`` and ``decoder_ffn``)."""
 
     gate_mode: Literal["dynamic", "static", "none"] = "dynamic"
     gate_contexts: list[str] = field(default_factory=list)
@@ -69,6 +81,7 @@ class GatedS2TConfig(S2TConfig):
     gate_hidden: int = 128
     gate_tau: float = 1.0
     gate_budget_gain: float = 0.0
+    gate_ffn_groups: int = 1
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -81,6 +94,12 @@ class GatedS2TConfig(S2TConfig):
             raise ConfigError("model.gate_tau and model.gate_hidden must be > 0")
         if self.gate_budget_gain < 0:
             raise ConfigError("model.gate_budget_gain must be >= 0 (0 = no budget prior)")
+        g = self.gate_ffn_groups
+        if g < 1 or self.encoder_ffn % g or self.decoder_ffn % g:
+            raise ConfigError(
+                f"model.gate_ffn_groups ({g}) must be >= 1 and divide model.encoder_ffn "
+                f"({self.encoder_ffn}) and model.decoder_ffn ({self.decoder_ffn})"
+            )
 
     @property
     def stored_contexts(self) -> list[str]:
@@ -102,9 +121,15 @@ class GatedS2TModel(S2TModel):
 
     def __init__(self, cfg: GatedS2TConfig):
         super().__init__(cfg)
+        for layer in (*self.encoder.layers, *self.decoder.layers):
+            layer.group_ffn_gates(cfg.gate_ffn_groups)
         enc_layer, dec_layer = self.encoder.layers[0], self.decoder.layers[0]
-        self.enc_names = [f"{i}.{n}" for i in range(cfg.encoder_layers) for n in enc_layer.GATED]
-        self.dec_names = [f"{i}.{n}" for i in range(cfg.decoder_layers) for n in dec_layer.GATED]
+        self.enc_names = [
+            f"{i}.{n}" for i in range(cfg.encoder_layers) for n in enc_layer.gate_names
+        ]
+        self.dec_names = [
+            f"{i}.{n}" for i in range(cfg.decoder_layers) for n in dec_layer.gate_names
+        ]
         self.predictor = None
         if cfg.gate_mode != "none":
             dims = {k: cfg.context_dims[k] for k in cfg.stored_contexts if k in cfg.context_dims}
@@ -205,8 +230,9 @@ class GatedS2TModel(S2TModel):
     def kept_fraction(self, T: Tensor, L: Tensor, enc_g: Tensor, dec_g: Tensor) -> Tensor:
         """(N,) FLOP-weighted fraction of the gated modules' compute that runs, for rows with
         T encoder frames, L decoder tokens and gates (N, n_enc), (N, n_dec) (differentiable)."""
-        fe = encoder_module_flops(self.cfg, T).to(enc_g.dtype)
-        fd = decoder_module_flops(self.cfg, L, T).to(dec_g.dtype)
+        groups = self.cfg.gate_ffn_groups
+        fe = encoder_module_flops(self.cfg, T, ffn_groups=groups).to(enc_g.dtype)
+        fd = decoder_module_flops(self.cfg, L, T, ffn_groups=groups).to(dec_g.dtype)
         return ((enc_g * fe).sum(-1) + (dec_g * fd).sum(-1)) / (fe.sum(-1) + fd.sum(-1))
 
     # ---- inference --------------------------------------------------------------------------
@@ -263,17 +289,33 @@ class GatedS2TModel(S2TModel):
 
     def export_static(self, budget: float) -> S2TModel:
         """A plain ``S2TModel`` without the modules that are off at ``budget`` (static gates;
-        see :meth:`static_gates`): ``pruned_modules`` records them, the rest of the weights
-        are copied. It computes what this model computes at that budget."""
+        see :meth:`static_gates`): ``pruned_modules`` records them, an FFN with some channel
+        groups off keeps the on groups' channels (``ffn_widths``), the rest of the weights are
+        copied. It computes what this model computes at that budget."""
         enc, dec = self.static_gates(budget)
-        pruned = [f"encoder.{n}" for n, on in zip(self.enc_names, enc.tolist()) if not on]
-        pruned += [f"decoder.{n}" for n, on in zip(self.dec_names, dec.tolist()) if not on]
+        on = dict(zip([f"encoder.{n}" for n in self.enc_names], enc.tolist()))
+        on |= dict(zip([f"decoder.{n}" for n in self.dec_names], dec.tolist()))
+        modules: dict[str, list[bool]] = {}  # encoder.0.ffn1.2 -> encoder.0.ffn1: [.., on]
+        for name, flag in on.items():
+            modules.setdefault(".".join(name.split(".")[:3]), []).append(flag)
+        pruned = [m for m, flags in modules.items() if not any(flags)]
+        narrow = {m: flags for m, flags in modules.items() if any(flags) and not all(flags)}
+        state = self.state_dict()
+        widths = dict(self.cfg.ffn_widths)
+        for module, flags in narrow.items():  # keep the rows / columns of the on groups
+            prefix = module.replace(".", ".layers.", 1) + ".net"
+            first, second = state[f"{prefix}.0.weight"], state[f"{prefix}.3.weight"]
+            keep = torch.tensor(flags, device=first.device)
+            keep = keep.repeat_interleave(first.shape[0] // len(flags))  # (F,) channels kept
+            state[f"{prefix}.0.weight"], state[f"{prefix}.3.weight"] = first[keep], second[:, keep]
+            state[f"{prefix}.0.bias"] = state[f"{prefix}.0.bias"][keep]
+            widths[module] = int(keep.sum())
         base = {f.name: getattr(self.cfg, f.name) for f in dataclasses.fields(S2TConfig)}
         cfg = S2TConfig(
-            **{**base, "pruned_modules": sorted(set(self.cfg.pruned_modules) | set(pruned))}
-        )
+            **{**base, "pruned_modules": sorted(set(self.cfg.pruned_modules) | set(pruned)),
+               "ffn_widths": dict(sorted(widths.items()))}
+        )  # fmt: skip
         model = S2TModel(cfg)
-        state = self.state_dict()
         model.load_state_dict({k: state[k] for k in model.state_dict()})
         return model.eval()
 
@@ -288,7 +330,7 @@ class _GatedDecoding:
 
     def __init__(self, model: GatedS2TModel, pattern: tuple[bool, ...] | None):
         self.model = model
-        n, k = model.cfg.decoder_layers, len(model.decoder.layers[0].GATED)
+        n, k = model.cfg.decoder_layers, len(model.decoder.layers[0].gate_names)
         if pattern is not None and len(pattern) != n * k:
             raise ValueError(f"decoder gate pattern of {len(pattern)}, expected {n * k}")
         self.layers = (

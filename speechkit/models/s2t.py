@@ -76,6 +76,9 @@ class S2TConfig:
     ``pruned_modules``: gated modules built away (``speechkit prune-export``), each
     ``encoder.<layer>.<module>`` or ``decoder.<layer>.<module>`` with a module of that layer's
     ``GATED`` list (e.g. ``decoder.2.cross_attn``); the model runs as if their gates were off.
+    ``ffn_widths``: FFN modules built narrower than ``encoder_ffn`` / ``decoder_ffn``, by the same
+    names (e.g. ``encoder.1.ffn2: 192``): the channel groups a model with FFN group gates kept
+    (``speechkit prune-export``).
 
     Speech codec input (``codec_codebooks > 0``): the encoder reads codec codes (B, T, Q) at
     20 ms frames (``speechkit.codec.CodecFrontEnd``) through ``CodeEmbedding2`` instead of
@@ -112,10 +115,12 @@ class S2TConfig:
     codec_codebooks: int = 0
     codec_codebook_size: int = 1024
     pruned_modules: list[str] = field(default_factory=list)
+    ffn_widths: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._check_sizes()
         self.dropped("encoder", 0)  # checks every name
+        self.narrowed("encoder", 0)
         if self.codec_codebooks < 0 or (self.codec_codebooks and self.global_mvn):
             raise ConfigError(
                 "model.codec_codebooks must be >= 0, and codec input has no global_mvn"
@@ -134,19 +139,34 @@ class S2TConfig:
 
     def dropped(self, part: str, layer: int) -> set[str]:
         """The ``pruned_modules`` of layer ``layer`` of ``part`` (encoder or decoder)."""
-        out = set()
-        layers = {"encoder": self.encoder_layers, "decoder": self.decoder_layers}
-        for name in self.pruned_modules:
-            bits = name.split(".")
-            if len(bits) != 3 or bits[0] not in layers or not bits[1].isdigit():
+        return {
+            m.split(".")[2]
+            for m in self.pruned_modules
+            if self._of_layer("pruned_modules", m, part, layer)
+        }
+
+    def narrowed(self, part: str, layer: int) -> dict[str, int]:
+        """The ``ffn_widths`` of layer ``layer`` of ``part``, by module name."""
+        out = {}
+        for name, width in self.ffn_widths.items():
+            full = self.encoder_ffn if name.startswith("encoder") else self.decoder_ffn
+            if not 0 < width <= full or not name.split(".")[-1].startswith("ffn"):
                 raise ConfigError(
-                    f"model.pruned_modules: {name!r} is not <encoder|decoder>.N.module"
+                    f"model.ffn_widths: {name}: {width} is not an FFN width in [1, {full}]"
                 )
-            if int(bits[1]) >= layers[bits[0]]:
-                raise ConfigError(f"model.pruned_modules: {name!r}: no such layer")
-            if bits[0] == part and int(bits[1]) == layer:
-                out.add(bits[2])
+            if self._of_layer("ffn_widths", name, part, layer):
+                out[name.split(".")[2]] = width
         return out
+
+    def _of_layer(self, key: str, name: str, part: str, layer: int) -> bool:
+        """Whether module ``name`` (``<encoder|decoder>.N.module``) is in that layer; checks it."""
+        layers = {"encoder": self.encoder_layers, "decoder": self.decoder_layers}
+        bits = name.split(".")
+        if len(bits) != 3 or bits[0] not in layers or not bits[1].isdigit():
+            raise ConfigError(f"model.{key}: {name!r} is not <encoder|decoder>.N.module")
+        if int(bits[1]) >= layers[bits[0]]:
+            raise ConfigError(f"model.{key}: {name!r}: no such layer")
+        return bits[0] == part and int(bits[1]) == layer
 
     def _check_sizes(self) -> None:
         if self.vocab_size < 0:
@@ -231,14 +251,16 @@ class Encoder(nn.Module):
             cfg.d_model, cfg.dropout, scale=cfg.scale_input
         )
         args = (cfg.d_model, cfg.n_heads, cfg.encoder_ffn)
+        pruned = lambda i: {"drop": cfg.dropped("encoder", i),
+                            "ffn_widths": cfg.narrowed("encoder", i)}  # fmt: skip
         if cfg.encoder_type == "ebranchformer":
             extra = (cfg.cgmlp_units, cfg.cgmlp_kernel, cfg.merge_conv_kernel)
             make = lambda i: EBranchformerLayer(*args, *extra, cfg.dropout, cfg.attention_dropout,
-                                                drop=cfg.dropped("encoder", i))  # fmt: skip
+                                                **pruned(i))  # fmt: skip
         else:
             drops = (cfg.dropout, cfg.attention_dropout)
             make = lambda i: TransformerEncoderLayer(*args, *drops, cfg.ffn_activation,
-                                                     drop=cfg.dropped("encoder", i))  # fmt: skip
+                                                     **pruned(i))  # fmt: skip
         self.layers = nn.ModuleList(make(i) for i in range(cfg.encoder_layers))
         self.norm = nn.LayerNorm(cfg.d_model)
 
@@ -286,7 +308,12 @@ class Decoder(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         args = (cfg.d_model, cfg.n_heads, cfg.decoder_ffn, cfg.dropout, cfg.attention_dropout)
         self.layers = nn.ModuleList(
-            TransformerDecoderLayer(*args, cfg.ffn_activation, drop=cfg.dropped("decoder", i))
+            TransformerDecoderLayer(
+                *args,
+                cfg.ffn_activation,
+                drop=cfg.dropped("decoder", i),
+                ffn_widths=cfg.narrowed("decoder", i),
+            )
             for i in range(cfg.decoder_layers)
         )
         self.norm = nn.LayerNorm(cfg.d_model)

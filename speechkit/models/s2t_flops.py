@@ -22,6 +22,9 @@ Per gated module, in the order of the layers' ``GATED`` lists (``nn/gates.py``):
                     merge/2 = 2TDKm + 2TD^2 (the merge half of that branch's channels)
     Transformer     attn 8TD^2 + 4T^2D | ffn 4TDF
     decoder         self_attn 8LD^2 + 4L^2D | cross_attn 4LD^2 + 4TD^2 + 4LTD | ffn 4LDF
+
+With FFN channel-group gates (``ffn_groups`` G > 1, ``nn/gates.py``) each FFN entry becomes G
+entries of FFN / G in its place, one per group, the order of the layers' ``gate_names``.
 """
 
 from __future__ import annotations
@@ -40,6 +43,15 @@ __all__ = [
 ]
 
 
+def _grouped(per_module: list[Tensor], ffns: tuple[int, ...], groups: int) -> Tensor:
+    """Stacks (B,) FLOPs of a layer's modules into (B, gates): the modules at ``ffns`` split
+    into ``groups`` equal shares (one per channel group)."""
+    cols = []
+    for i, flops in enumerate(per_module):
+        cols += [flops / groups] * groups if i in ffns else [flops]
+    return torch.stack(cols, dim=-1)
+
+
 def _layer_encoder_flops(cfg: S2TConfig, T: Tensor, depthwise: bool) -> list[Tensor]:
     D, F, U = cfg.d_model, cfg.encoder_ffn, cfg.cgmlp_units
     attn = 8 * T * D * D + 4 * T * T * D
@@ -52,28 +64,35 @@ def _layer_encoder_flops(cfg: S2TConfig, T: Tensor, depthwise: bool) -> list[Ten
     return [ffn, attn + merge_half, cgmlp + merge_half, ffn]
 
 
-def encoder_module_flops(cfg: S2TConfig, T: Tensor, depthwise: bool = True) -> Tensor:
-    """(B,) encoder frames -> (B, layers x modules) FLOPs of each gated encoder module."""
-    T = T.double()
-    per_layer = torch.stack(_layer_encoder_flops(cfg, T, depthwise), dim=-1)
+def encoder_module_flops(
+    cfg: S2TConfig, T: Tensor, depthwise: bool = True, ffn_groups: int = 1
+) -> Tensor:
+    """(B,) encoder frames -> (B, layers x gates) FLOPs of each gated encoder module (of each
+    FFN channel group with ``ffn_groups`` > 1)."""
+    ffns = (0, 3) if cfg.encoder_type == "ebranchformer" else (1,)
+    per_layer = _grouped(_layer_encoder_flops(cfg, T.double(), depthwise), ffns, ffn_groups)
     return per_layer.repeat(1, cfg.encoder_layers)
 
 
-def transformer_decoder_flops(D: int, F: int, layers: int, L: Tensor, T: Tensor) -> Tensor:
+def transformer_decoder_flops(
+    D: int, F: int, layers: int, L: Tensor, T: Tensor, ffn_groups: int = 1
+) -> Tensor:
     """(N,) decoder tokens and (N,) encoder frames -> (N, layers x 3) FLOPs of each gated
     module (self_attn, cross_attn, ffn) of a pre-LN Transformer decoder of width D and FFN
-    width F (``nn/transformer.py``; Whisper's decoder too)."""
+    width F (``nn/transformer.py``; Whisper's decoder too); (N, layers x (2 + G)) with
+    ``ffn_groups`` G > 1."""
     L, T = L.double(), T.double()
     self_attn = 8 * L * D * D + 4 * L * L * D
     cross = 4 * L * D * D + 4 * T * D * D + 4 * L * T * D
     ffn = 4 * L * D * F
-    return torch.stack([self_attn, cross, ffn], dim=-1).repeat(1, layers)
+    return _grouped([self_attn, cross, ffn], (2,), ffn_groups).repeat(1, layers)
 
 
-def decoder_module_flops(cfg: S2TConfig, L: Tensor, T: Tensor) -> Tensor:
-    """(N,) decoder tokens and (N,) encoder frames -> (N, layers x 3) FLOPs of each gated
-    decoder module (self_attn, cross_attn, ffn)."""
-    return transformer_decoder_flops(cfg.d_model, cfg.decoder_ffn, cfg.decoder_layers, L, T)
+def decoder_module_flops(cfg: S2TConfig, L: Tensor, T: Tensor, ffn_groups: int = 1) -> Tensor:
+    """(N,) decoder tokens and (N,) encoder frames -> (N, layers x gates) FLOPs of each gated
+    decoder module (self_attn, cross_attn, ffn; the FFN per channel group with ``ffn_groups``)."""
+    D, F, n = cfg.d_model, cfg.decoder_ffn, cfg.decoder_layers
+    return transformer_decoder_flops(D, F, n, L, T, ffn_groups)
 
 
 def fixed_flops(cfg: S2TConfig, frames: Tensor, L: Tensor) -> tuple[Tensor, Tensor]:
@@ -98,11 +117,13 @@ def utterance_gflops(
     enc_gates: Tensor | None = None,
     dec_gates: Tensor | None = None,
     depthwise: bool = True,
+    ffn_groups: int = 1,
 ) -> tuple[Tensor, Tensor]:
     """Encoder and decoder GFLOPs (B,), (B,) of utterances with ``frames`` input frames,
-    ``T`` encoder frames and ``L`` decoder tokens, with (B, n) gates (1 = run; None = all)."""
-    enc = encoder_module_flops(cfg, T, depthwise)
-    dec = decoder_module_flops(cfg, L, T)
+    ``T`` encoder frames and ``L`` decoder tokens, with (B, n) gates (1 = run; None = all)
+    in the layout of ``ffn_groups`` FFN channel groups."""
+    enc = encoder_module_flops(cfg, T, depthwise, ffn_groups)
+    dec = decoder_module_flops(cfg, L, T, ffn_groups)
     if enc_gates is not None:
         enc = enc * enc_gates.double()
     if dec_gates is not None:

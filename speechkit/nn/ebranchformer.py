@@ -20,12 +20,13 @@ Gates (``nn/gates.py``): FFN1, MHSA, cgMLP and FFN2 can be switched off per utte
 branch off, the merge runs on the other half of its channels only (the off half is zeros, whose
 merge convolution gives its bias, folded into the projection's bias); with both off the merge
 is skipped and x passes unchanged. ``drop`` builds the layer without some of these modules
-(a pruned model): a dropped module is always off.
+(a pruned model): a dropped module is always off. FFN1 and FFN2 can also be gated per channel
+group (``GatedLayer.group_ffn_gates``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +35,7 @@ from torch import Tensor, nn
 from speechkit.nn.attention import MultiHeadAttention
 from speechkit.nn.depthwise import depthwise_conv1d
 from speechkit.nn.feedforward import FeedForward
-from speechkit.nn.gates import Gate, Gates, module_gate, run_by_pattern, scaled
+from speechkit.nn.gates import Gate, GatedLayer, Gates, run_by_pattern, scaled
 
 __all__ = ["ConvolutionalGatingMLP", "EBranchformerLayer"]
 
@@ -77,10 +78,12 @@ class ConvolutionalGatingMLP(nn.Module):
         return self.proj_out(self.dropout(a * gate))
 
 
-class EBranchformerLayer(nn.Module):
-    """One E-Branchformer layer; see the module docstring. (B, T, D) -> (B, T, D)."""
+class EBranchformerLayer(GatedLayer):
+    """One E-Branchformer layer; see the module docstring. (B, T, D) -> (B, T, D).
+    ``ffn_widths``: the hidden width of FFN modules narrower than ``d_ffn`` (a pruned model)."""
 
     GATED = ("ffn1", "attn", "cgmlp", "ffn2")  # gate order (nn/gates.py)
+    FFNS = ("ffn1", "ffn2")  # may be gated per channel group
 
     def __init__(
         self,
@@ -93,14 +96,17 @@ class EBranchformerLayer(nn.Module):
         dropout: float,
         attention_dropout: float,
         drop: Collection[str] = (),
+        ffn_widths: Mapping[str, int] | None = None,
     ):
         super().__init__()
+        widths = {name: d_ffn for name in self.FFNS} | dict(ffn_widths or {})
         unknown = set(drop) - set(self.GATED)
         if unknown:
             raise ValueError(f"cannot drop {sorted(unknown)}; gated modules: {self.GATED}")
         keep = lambda name, make: None if name in drop else make()  # noqa: E731
         self.ffn1_norm = keep("ffn1", lambda: nn.LayerNorm(d_model))
-        self.ffn1 = keep("ffn1", lambda: FeedForward(d_model, d_ffn, dropout, activation="swish"))
+        swish = lambda name: FeedForward(d_model, widths[name], dropout, "swish")  # noqa: E731
+        self.ffn1 = keep("ffn1", lambda: swish("ffn1"))
         self.attn_norm = keep("attn", lambda: nn.LayerNorm(d_model))
         self.attn = keep("attn", lambda: MultiHeadAttention(d_model, n_heads, attention_dropout))
         self.cgmlp_norm = keep("cgmlp", lambda: nn.LayerNorm(d_model))
@@ -111,7 +117,7 @@ class EBranchformerLayer(nn.Module):
         self.merge_conv = _DepthwiseConv(2 * d_model, merge_kernel) if merge else None
         self.merge_proj = nn.Linear(2 * d_model, d_model) if merge else None
         self.ffn2_norm = keep("ffn2", lambda: nn.LayerNorm(d_model))
-        self.ffn2 = keep("ffn2", lambda: FeedForward(d_model, d_ffn, dropout, activation="swish"))
+        self.ffn2 = keep("ffn2", lambda: swish("ffn2"))
         self.final_norm = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
 
@@ -120,17 +126,17 @@ class EBranchformerLayer(nn.Module):
     ) -> Tensor:
         """``pad_mask`` (B, T) bool, True = valid frame; ``lens`` (B,) the valid frames it was
         made from, if known (lets the ``triton`` attention skip the padding; see nn/attention).
-        ``gates``: see ``nn/gates.py`` (order ``GATED``)."""
+        ``gates``: see ``nn/gates.py`` (order ``gate_names``)."""
         if isinstance(gates, Tensor) and gates.dtype == torch.bool:
             return run_by_pattern(self.forward, x, gates, (pad_mask, lens))
-        g_ffn1, g_attn, g_cgmlp, g_ffn2 = (
-            module_gate(gates, i, getattr(self, name)) for i, name in enumerate(self.GATED)
+        (g_ffn1, groups1), (g_attn, _), (g_cgmlp, _), (g_ffn2, groups2) = (
+            self.gate(gates, name) for name in self.GATED
         )
         if g_ffn1 is not False:
-            x = x + scaled(0.5 * self.dropout(self.ffn1(self.ffn1_norm(x))), g_ffn1)
+            x = x + scaled(0.5 * self.dropout(self.ffn1(self.ffn1_norm(x), groups1)), g_ffn1)
         x = self._branches(x, pad_mask, lens, g_attn, g_cgmlp)
         if g_ffn2 is not False:
-            x = x + scaled(0.5 * self.dropout(self.ffn2(self.ffn2_norm(x))), g_ffn2)
+            x = x + scaled(0.5 * self.dropout(self.ffn2(self.ffn2_norm(x), groups2)), g_ffn2)
         return self.final_norm(x)
 
     def _branches(

@@ -1,9 +1,18 @@
-"""Position-wise feed-forward block: Linear -> activation -> dropout -> Linear."""
+"""Position-wise feed-forward block: Linear -> activation -> dropout -> Linear.
+
+Channel groups (``nn/gates.py``): the F hidden channels split into G equal groups of F / G
+consecutive channels, and each group can be switched off. With a tuple of G bools only the on
+groups are computed: each run of consecutive on groups is one smaller pair of matrix products
+(rows of the first layer's weight, columns of the second's), and their outputs are summed; the
+off groups' weights are never read. With relaxed (B, G) gates (training) every channel is
+computed and each group's hidden channels are scaled by its gate per row.
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["FeedForward"]
@@ -29,5 +38,39 @@ class FeedForward(nn.Module):
             nn.Linear(d_ffn, d_model),
         )
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+    def forward(self, x: Tensor, groups: tuple[bool, ...] | Tensor | None = None) -> Tensor:
+        """``groups``: None (every channel), a tuple of G bools (only the on groups are
+        computed; none on gives zeros) or relaxed float gates (B, G); see the module
+        docstring. G must divide ``d_ffn``."""
+        if groups is None:
+            return self.net(x)
+        first, act, drop, second = self.net
+        n = len(groups) if isinstance(groups, tuple) else groups.shape[-1]
+        width = first.out_features // n
+        if width * n != first.out_features:
+            raise ValueError(f"{n} channel groups do not divide the FFN width {first.out_features}")
+        if isinstance(groups, Tensor):
+            h = drop(act(first(x)))  # (B, T, F)
+            g = groups.to(h.dtype).repeat_interleave(width, dim=-1)  # (B, F)
+            # The output bias is part of the module: it runs unless every group is off.
+            any_on = 1 - (1 - groups.to(h.dtype)).prod(-1)  # (B,)
+            return F.linear(h * g[:, None, :], second.weight) + second.bias * any_on[:, None, None]
+        out = None
+        for start, stop in _runs(groups):
+            rows = slice(start * width, stop * width)
+            h = drop(act(F.linear(x, first.weight[rows], first.bias[rows])))  # (B, T, F_run)
+            y = F.linear(h, second.weight[:, rows])
+            out = y if out is None else out + y
+        return x.new_zeros(x.shape) if out is None else out + second.bias
+
+
+def _runs(on: tuple[bool, ...]) -> list[tuple[int, int]]:
+    """[start, stop) ranges of consecutive True entries of ``on``."""
+    runs, start = [], None
+    for i, flag in enumerate((*on, False)):
+        if flag and start is None:
+            start = i
+        elif not flag and start is not None:
+            runs.append((start, i))
+            start = None
+    return runs

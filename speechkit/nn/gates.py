@@ -15,6 +15,13 @@ A layer with gates names its gated modules in ``GATED`` (e.g. ``("ffn1", "attn",
 
 A module removed from the model (``None``, after ``speechkit prune-export``) is always off.
 
+FFN channel groups (an option, :func:`gate_layout`): a layer may gate each FFN per group of
+F / G hidden channels instead of as a whole. Its gate names then expand (``ffn`` ->
+``ffn.0 .. ffn.{G-1}``, in place), and :func:`group_gates` gives the FFN its group gates in the
+same four forms: all groups off = the module is not run; some off = only the on groups' rows
+and columns of its two linear layers are computed (``nn/feedforward.py``); relaxed (B, G)
+gates scale the hidden channels of each group.
+
 The gate predictor (:class:`GatePredictor`) is utterance-level: from the time-averaged output of
 the encoder's front end (before any gated layer runs), optional context vectors (speaker,
 acoustic event; the language posterior for the decoder gates) and the compute budget (a scalar
@@ -32,7 +39,10 @@ from torch import Tensor, nn
 
 __all__ = [
     "GatePredictor",
+    "GatedLayer",
     "Gates",
+    "gate_layout",
+    "group_gates",
     "module_gate",
     "run_by_pattern",
     "sample_gates",
@@ -43,6 +53,77 @@ __all__ = [
 # tensor of relaxed gates (training).
 Gate = bool | Tensor
 Gates = tuple[bool, ...] | Tensor | None
+# The group gates of an FFN (nn/feedforward.py): None (every group on), a tuple of G bools
+# (the whole batch) or a float (B, G) tensor of relaxed gates.
+GroupGates = tuple[bool, ...] | Tensor | None
+
+
+def gate_layout(
+    modules: tuple[str, ...], grouped: tuple[str, ...], groups: int
+) -> tuple[tuple[str, ...], dict[str, int | slice]]:
+    """A layer's gate names and where each module's gates sit in its gate vector: an int for
+    one gate, a slice of ``groups`` gates for each module of ``grouped`` when ``groups`` > 1.
+    ``groups`` 1 is the plain layout (the names are ``modules``)."""
+    names: list[str] = []
+    where: dict[str, int | slice] = {}
+    for module in modules:
+        if groups > 1 and module in grouped:
+            where[module] = slice(len(names), len(names) + groups)
+            names += [f"{module}.{g}" for g in range(groups)]
+        else:
+            where[module] = len(names)
+            names.append(module)
+    return tuple(names), where
+
+
+def group_gates(
+    gates: Gates, where: int | slice, module: nn.Module | None
+) -> tuple[Gate, GroupGates]:
+    """The module gate and the group gates of a module at ``where`` (:func:`gate_layout`).
+    An int: ``(module_gate(...), None)``. A slice: False when the module is removed or every
+    group of the tuple is off (the module is not run), else True with None (all on), the
+    tuple of the groups, or the relaxed (B, G) columns."""
+    if isinstance(where, int):
+        return module_gate(gates, where, module), None
+    if module is None:
+        return False, None
+    if gates is None:
+        return True, None
+    if isinstance(gates, Tensor):
+        return True, gates[:, where]
+    on = tuple(bool(g) for g in gates[where])
+    if not any(on):
+        return False, None
+    return True, None if all(on) else on
+
+
+class GatedLayer(nn.Module):
+    """Base of a layer with gates: ``GATED`` names its gated modules (attributes, None when
+    removed), ``FFNS`` those of them that are ``FeedForward`` blocks and can be gated per
+    channel group (:meth:`group_ffn_gates`). ``gate_names`` is the order of its gates."""
+
+    GATED: tuple[str, ...] = ()
+    FFNS: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ffn_groups = 1
+        self.gate_names, self._where = gate_layout(self.GATED, self.FFNS, 1)
+
+    def group_ffn_gates(self, groups: int) -> None:
+        """Gates each FFN per group of d_ffn / ``groups`` hidden channels: its gate name
+        ``ffn`` becomes ``ffn.0 .. ffn.{groups-1}`` (1: one gate per FFN, the default)."""
+        for name in self.FFNS:
+            ffn = getattr(self, name)
+            if ffn is not None and ffn.net[0].out_features % groups:
+                width = ffn.net[0].out_features
+                raise ValueError(f"{name}: {groups} channel groups do not divide its width {width}")
+        self.ffn_groups = groups
+        self.gate_names, self._where = gate_layout(self.GATED, self.FFNS, groups)
+
+    def gate(self, gates: Gates, name: str) -> tuple[Gate, GroupGates]:
+        """The gate of module ``name`` and its group gates (:func:`group_gates`)."""
+        return group_gates(gates, self._where[name], getattr(self, name))
 
 
 def module_gate(gates: Gates, index: int, module: nn.Module | None) -> Gate:

@@ -7,12 +7,13 @@ activation is GELU unless given (ESPnet's Transformer layers use ReLU).
 Gates (``nn/gates.py``): the encoder layer's attention and FFN, the decoder layer's
 self-attention, cross-attention and FFN can be switched off; an off module is not computed
 (a decoder layer with self-attention off keeps no K/V; one with cross-attention off needs no
-cross K/V). ``drop`` builds a layer without some of them (a pruned model).
+cross K/V). ``drop`` builds a layer without some of them (a pruned model), ``ffn_width`` with
+a narrower FFN (a pruned model that kept some of its channel groups).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Literal
 
 import torch
@@ -20,7 +21,7 @@ from torch import Tensor, nn
 
 from speechkit.nn.attention import MultiHeadAttention
 from speechkit.nn.feedforward import FeedForward
-from speechkit.nn.gates import Gates, module_gate, run_by_pattern, scaled
+from speechkit.nn.gates import GatedLayer, Gates, run_by_pattern, scaled
 
 __all__ = ["TransformerDecoderLayer", "TransformerEncoderLayer"]
 
@@ -33,10 +34,11 @@ def _check_drop(drop: Collection[str], gated: tuple[str, ...]) -> None:
         raise ValueError(f"cannot drop {sorted(unknown)}; gated modules: {gated}")
 
 
-class TransformerEncoderLayer(nn.Module):
+class TransformerEncoderLayer(GatedLayer):
     """x + MHSA(LN(x)), then x + FFN(LN(x)). (B, T, D) -> (B, T, D)."""
 
     GATED = ("attn", "ffn")  # gate order (nn/gates.py)
+    FFNS = ("ffn",)  # may be gated per channel group
 
     def __init__(
         self,
@@ -47,9 +49,11 @@ class TransformerEncoderLayer(nn.Module):
         attention_dropout: float,
         activation: Literal["gelu", "relu", "swish"] = "gelu",
         drop: Collection[str] = (),
+        ffn_widths: Mapping[str, int] | None = None,
     ):
         super().__init__()
         _check_drop(drop, self.GATED)
+        d_ffn = dict(ffn_widths or {}).get("ffn", d_ffn)
         attn, ffn = "attn" not in drop, "ffn" not in drop
         self.attn_norm = nn.LayerNorm(d_model) if attn else None
         self.attn = MultiHeadAttention(d_model, n_heads, attention_dropout) if attn else None
@@ -63,23 +67,24 @@ class TransformerEncoderLayer(nn.Module):
         """``pad_mask`` (B, T) bool, True = valid frame; padded frames are never attended to.
         ``lens`` (B,): the valid frames ``pad_mask`` was made from, if known (lets the
         ``triton`` attention skip the padding without reading the mask; see nn/attention).
-        ``gates``: see ``nn/gates.py`` (order ``GATED``)."""
+        ``gates``: see ``nn/gates.py`` (order ``gate_names``)."""
         if isinstance(gates, Tensor) and gates.dtype == torch.bool:
             return run_by_pattern(self.forward, x, gates, (pad_mask, lens))
-        g_attn, g_ffn = (module_gate(gates, i, getattr(self, n)) for i, n in enumerate(self.GATED))
+        (g_attn, _), (g_ffn, groups) = (self.gate(gates, name) for name in self.GATED)
         if g_attn is not False:
             attn = self.attn(self.attn_norm(x), pad_mask[:, None, None, :], key_lens=lens)
             x = x + scaled(self.dropout(attn), g_attn)
         if g_ffn is not False:
-            x = x + scaled(self.dropout(self.ffn(self.ffn_norm(x))), g_ffn)
+            x = x + scaled(self.dropout(self.ffn(self.ffn_norm(x), groups)), g_ffn)
         return x
 
 
-class TransformerDecoderLayer(nn.Module):
+class TransformerDecoderLayer(GatedLayer):
     """Causal self-attention, cross-attention over the encoder output, FFN; all pre-LN."""
 
     FSDP_FORWARD_METHODS = ("cross_kv",)  # called besides forward (speechkit.train.distributed)
     GATED = ("self_attn", "cross_attn", "ffn")  # gate order (nn/gates.py)
+    FFNS = ("ffn",)  # may be gated per channel group (last: cross_attn stays gate 1)
 
     def __init__(
         self,
@@ -90,9 +95,11 @@ class TransformerDecoderLayer(nn.Module):
         attention_dropout: float,
         activation: Literal["gelu", "relu", "swish"] = "gelu",
         drop: Collection[str] = (),
+        ffn_widths: Mapping[str, int] | None = None,
     ):
         super().__init__()
         _check_drop(drop, self.GATED)
+        d_ffn = dict(ffn_widths or {}).get("ffn", d_ffn)
         on = {name: name not in drop for name in self.GATED}
         mha = lambda: MultiHeadAttention(d_model, n_heads, attention_dropout)  # noqa: E731
         self.self_norm = nn.LayerNorm(d_model) if on["self_attn"] else None
@@ -128,14 +135,12 @@ class TransformerDecoderLayer(nn.Module):
         utterance; see ``DecoderCache``).
         The returned KV covers all t + l tokens, ready to be the next call's ``past`` (None
         when self-attention is off). ``gates``: a tuple (whole batch) or float (B, 3) relaxed
-        gates (order ``GATED``; see nn/gates.py); ``cross`` may be None when cross-attention
-        is off.
+        gates (order ``gate_names``; see nn/gates.py); ``cross`` may be None when
+        cross-attention is off.
         """
         if isinstance(gates, Tensor) and gates.dtype == torch.bool:
             raise ValueError("decoder gates are a tuple per batch: group rows by gate pattern")
-        g_self, g_cross, g_ffn = (
-            module_gate(gates, i, getattr(self, n)) for i, n in enumerate(self.GATED)
-        )
+        (g_self, _), (g_cross, _), (g_ffn, groups) = (self.gate(gates, n) for n in self.GATED)
         kv = None
         if g_self is not False:
             h = self.self_norm(x)
@@ -159,5 +164,5 @@ class TransformerDecoderLayer(nn.Module):
             out = self.cross_attn.attend(h, cross[0], cross[1], cross_mask)
             x = x + scaled(self.dropout(out.reshape(rows, length, dim)), g_cross)
         if g_ffn is not False:
-            x = x + scaled(self.dropout(self.ffn(self.ffn_norm(x))), g_ffn)
+            x = x + scaled(self.dropout(self.ffn(self.ffn_norm(x), groups)), g_ffn)
         return x, kv

@@ -95,8 +95,9 @@ def sparsity_objective(out: dict[str, Tensor], budget: float, alpha: float) -> d
 
 
 def module_rates(model: nn.Module, enc: Tensor | None, dec: Tensor) -> dict[str, Tensor]:
-    """The keep rate of each module kind averaged over layers (``enc_ffn1``, ``dec_ffn`` ...)
-    from the mean gates ``enc`` (n_enc,) (None: no encoder gates) and ``dec`` (n_dec,)."""
+    """The keep rate of each module kind averaged over layers (``enc_ffn1``, ``dec_ffn`` ...;
+    and over channel groups) from the mean gates ``enc`` (n_enc,) (None: no encoder gates) and
+    ``dec`` (n_dec,)."""
     from speechkit.train.distributed import unwrap
 
     m = unwrap(model)
@@ -104,8 +105,9 @@ def module_rates(model: nn.Module, enc: Tensor | None, dec: Tensor) -> dict[str,
     for prefix, names, gates in (("enc", m.enc_names, enc), ("dec", m.dec_names, dec)):
         if gates is None:
             continue
-        for kind in sorted({n.split(".", 1)[1] for n in names}):
-            cols = [i for i, n in enumerate(names) if n.endswith("." + kind)]
+        kinds = [n.split(".")[1] for n in names]  # layer.module[.group]
+        for kind in sorted(set(kinds)):
+            cols = [i for i, k in enumerate(kinds) if k == kind]
             rates[f"{prefix}_{kind}"] = gates[cols].mean()
     return rates
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from speechkit.bin import prune_arms
-from speechkit.bin.prune_report import write_report
+from speechkit.bin.prune_report import gate_usage, write_report
 
 
 def _decode_dir(d, wer, bleu, gflops=None, lid=None):
@@ -58,6 +58,18 @@ def test_report_table_and_pictures(tmp_path):
     assert (tmp_path / "gates_dyn_lang.png").stat().st_size > 0
     text = md.read_text()
     assert "./run.sh" in text and "gates_dyn_lang.png" in text
+
+
+def test_gate_usage_averages_ffn_channel_groups():
+    cfg = {"encoder_type": "transformer", "encoder_layers": 2, "decoder_layers": 1,
+           "gate_ffn_groups": 2}  # fmt: skip
+    # encoder layer: attn, ffn.0, ffn.1; decoder layer: self_attn, cross_attn, ffn.0, ffn.1
+    rows = ["110" + "011" + "1110", "100" + "111" + "1100"]
+    labels, grid = gate_usage(cfg, rows)
+    assert labels == ["enc attn", "enc ffn", "dec self_attn", "dec cross_attn", "dec ffn"]
+    assert grid[0] == [1.0, 0.5] and grid[1] == [0.25, 1.0]
+    assert grid[2][0] == 1.0 and grid[3][0] == 1.0 and grid[4][0] == 0.25
+    assert grid[4][1] != grid[4][1]  # no decoder layer 1: NaN
 
 
 def test_arms_runner_rejects_unknown_arms_and_missing_inputs(capsys):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from speechkit.config import to_dict
+from speechkit.config import ConfigError, to_dict
 from speechkit.decode import DecodeOptions, SpecialIds, greedy_search
 from speechkit.models.gated_s2t import GatedS2TConfig, GatedS2TModel
 from speechkit.models.s2t import S2TConfig, S2TModel
@@ -132,3 +132,75 @@ def test_static_export_removes_off_modules_and_computes_the_same():
     _, dynamic = _models(gate_mode="dynamic")
     with pytest.raises(ValueError, match="gate_mode: static"):
         dynamic.export_static(0.5)
+
+
+def test_ffn_group_gates_expand_the_gate_names_and_are_checked():
+    _, gated = _models(gate_ffn_groups=3)
+    assert gated.enc_names[:6] == ["0.ffn1.0", "0.ffn1.1", "0.ffn1.2", "0.attn", "0.cgmlp",
+                                   "0.ffn2.0"]  # fmt: skip
+    assert gated.n_enc == 2 * 8 and gated.n_dec == 2 * 5
+    assert gated.predictor.n_enc == gated.n_enc and gated.predictor.n_dec == gated.n_dec
+    with pytest.raises(ConfigError, match="gate_ffn_groups"):
+        GatedS2TConfig(**BASE, gate_ffn_groups=5)  # 24 channels
+
+
+def test_predictor_with_ffn_groups_trains_toward_a_budget():
+    _, gated = _models(gate_ffn_groups=4, gate_mode="static")
+    gated.train()
+    b = _batch()
+    opt = torch.optim.Adam(gated.predictor.parameters(), lr=0.05)
+    kept = []
+    for _ in range(25):
+        torch.manual_seed(len(kept))
+        out = gated(**b, gate_inputs=_inputs(budget=0.3))
+        gap = out["kept"] - 0.3
+        loss = (gap.abs() + gap**2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        kept.append(float(out["kept"].detach().mean()))
+    assert kept[0] > 0.8 and abs(sum(kept[-5:]) / 5 - 0.3) < 0.15, kept
+    gated.eval()  # the argmax gates turn some FFN groups off, not only whole modules
+    enc, dec = gated.static_gates(0.3)
+    groups = [on for n, on in zip(gated.enc_names + gated.dec_names, [*enc, *dec]) if "ffn" in n]
+    assert any(groups) and not all(groups)
+
+
+def _static_with_groups_off():
+    """A static model with 2 FFN groups: encoder 0.ffn1 group 1 off, 1.ffn2 both groups off,
+    1.attn off; decoder 0.ffn group 0 off."""
+    _, gated = _models(gate_mode="static", gate_ffn_groups=2)
+    with torch.no_grad():
+        enc_bias = gated.predictor.enc_mlp[2].bias.view(-1, 2)
+        dec_bias = gated.predictor.dec_mlp[2].bias.view(-1, 2)
+        for name in ("0.ffn1.1", "1.ffn2.0", "1.ffn2.1", "1.attn"):
+            enc_bias[gated.enc_names.index(name), 0] = 10.0
+        dec_bias[gated.dec_names.index("0.ffn.0"), 0] = 10.0
+    return gated
+
+
+def test_ffn_group_gates_at_inference_equal_relaxed_gates_and_export_narrower_ffns():
+    gated = _static_with_groups_off()
+    b = _batch()
+    enc, lens, enc_g, shared = gated.encode_gated(b["feats"], b["feat_lens"], _inputs())
+    assert int((~enc_g[0]).sum()) == 4
+    x, x_lens = gated.encoder.front_end(b["feats"], b["feat_lens"])
+    relaxed, _ = gated.encoder.run_layers(x, x_lens, gated._per_layer(enc_g.float(), 2))
+    torch.testing.assert_close(relaxed, enc, atol=1e-5, rtol=1e-5)
+    small = gated.export_static(0.5)
+    assert small.cfg.pruned_modules == ["encoder.1.attn", "encoder.1.ffn2"]
+    assert small.cfg.ffn_widths == {"decoder.0.ffn": 12, "encoder.0.ffn1": 12}
+    assert small.encoder.layers[0].ffn1.net[0].out_features == 12
+    enc_small, _ = small.encode(b["feats"], b["feat_lens"])
+    torch.testing.assert_close(enc_small, enc, atol=1e-5, rtol=1e-5)
+    pattern = tuple(gated.decoder_gates(shared)[0].tolist())
+    ids, opts, prefix = (
+        SpecialIds(eos=3),
+        DecodeOptions(beam_size=1, max_len=8),
+        torch.full((3, 1), 2),
+    )
+    got = greedy_search(small, enc_small, lens, prefix, opts, ids)
+    ref = greedy_search(gated.gated_decoder(pattern), enc, lens, prefix, opts, ids)
+    assert [h[0].tokens for h in got] == [h[0].tokens for h in ref]
+    reloaded = S2TModel(S2TConfig(**to_dict(small.cfg)))  # the config alone rebuilds its shapes
+    reloaded.load_state_dict(small.state_dict())

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from speechkit.models.gated_s2t import GatedS2TConfig, GatedS2TModel
 from speechkit.models.s2t import S2TConfig, S2TModel
 from speechkit.models.s2t_flops import utterance_gflops
 
@@ -53,3 +54,38 @@ def test_gates_remove_their_modules_flops():
     assert 0 < enc.item() < full_enc.item() and 0 < dec.item() < full_dec.item()
     none_enc, none_dec = utterance_gflops(cfg, frames, T, L, torch.zeros(1, 8), torch.zeros(1, 6))
     assert none_enc.item() < enc.item() and none_dec.item() < dec.item()
+
+
+@pytest.mark.parametrize("encoder_type", ["ebranchformer", "transformer"])
+def test_partially_on_ffn_groups_match_the_flop_counter(encoder_type):
+    cfg = GatedS2TConfig(
+        n_mels=20, vocab_size=50, d_model=32, n_heads=4, encoder_type=encoder_type,
+        encoder_layers=2, encoder_ffn=48, cgmlp_units=40, cgmlp_kernel=7, merge_conv_kernel=5,
+        decoder_layers=2, decoder_ffn=56, dropout=0.0, attention_dropout=0.0,
+        subsampling_channels=8, gate_mode="none", gate_ffn_groups=4,
+    )  # fmt: skip
+    model = GatedS2TModel(cfg).eval()
+    model.set_attention_backend("eager")
+    g = torch.Generator().manual_seed(0)
+    enc_g = torch.rand(1, model.n_enc, generator=g) > 0.5
+    dec_g = torch.rand(1, model.n_dec, generator=g) > 0.5
+    dec_g[0, [1, 1 + len(model.dec_names) // 2]] = True  # cross-attention on (its K/V counted)
+    assert any(not on for n, on in zip(model.enc_names, enc_g[0]) if "ffn" in n)
+    frames, tokens = 203, 9
+    feats, lens = torch.randn(1, frames, 20), torch.tensor([frames])
+    ys = torch.randint(4, 50, (1, tokens))
+    with torch.no_grad():
+        x, T = model.encoder.front_end(feats, lens)
+        enc_counted = _count(lambda: model.encoder.front_end(feats, lens))
+        per_layer = [tuple(g.tolist()) for g in enc_g.view(2, -1)]
+        enc_counted += _count(lambda: model.encoder.run_layers(x, T, per_layer))
+        enc, _ = model.encoder.run_layers(x, T, per_layer)
+        dec = model.gated_decoder(tuple(dec_g[0].tolist()))
+        dec_counted = _count(lambda: dec.decode_step(ys, dec.new_cache(enc, T)))
+    enc_gf, dec_gf = utterance_gflops(cfg, lens, T, torch.tensor([tokens]), enc_g, dec_g,
+                                      depthwise=False, ffn_groups=4)  # fmt: skip
+    # Only matrix products are run here (no depthwise conv counted): the counts are exact.
+    assert enc_gf.item() * 1e9 == pytest.approx(enc_counted, rel=1e-6)
+    assert dec_gf.item() * 1e9 == pytest.approx(dec_counted, rel=1e-6)
+    full_enc, full_dec = utterance_gflops(cfg, lens, T, torch.tensor([tokens]), depthwise=False)
+    assert enc_gf.item() < full_enc.item() and dec_gf.item() < full_dec.item()

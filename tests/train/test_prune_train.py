@@ -165,3 +165,29 @@ def test_prune_export_packs_a_plain_model_that_decodes(tiny_corpus, base, tmp_pa
     assert _train(_prune_argv(tiny_corpus, base, dyn, "trainer.max_steps=1")) == 0
     argv = ["--model", str(dyn / "model_avg.pt"), "--budget", "0.5", "--out", str(tmp_path / "x")]
     assert prune_export.main(argv) == 2
+
+
+def test_ffn_group_gates_train_decode_at_a_budget_and_export(tiny_corpus, base, tmp_path):
+    from speechkit.bin import decode as decode_bin
+    from speechkit.bin import prune_export
+
+    out = tmp_path / "groups"
+    sets = ["model.gate_ffn_groups=2", "model.gate_mode=static", "model.gate_contexts=[]",
+            "trainer.max_steps=2"]  # fmt: skip
+    assert _train(_prune_argv(tiny_corpus, base, out, *sets)) == 0
+    with open(out / "train_log.csv") as f:
+        row = next(csv.DictReader(f))
+    assert "enc_ffn1" in row and "enc_ffn1.0" not in row  # rates averaged over groups
+    pre = load_pretrained(out / "model_avg.pt")
+    assert pre.config.gate_ffn_groups == 2 and "0.ffn1.1" in pre.model.enc_names
+    dec = tmp_path / "dec"
+    argv = ["--model", str(out / "model_avg.pt"), "--cuts", str(tiny_corpus["dev"]), "--out",
+            str(dec), "--beam-size", "1", "--budget", "0.4", "--tasks", "asr"]  # fmt: skip
+    assert decode_bin.main(argv) == 0
+    rows = [json.loads(line) for line in (dec / "asr_eng" / "gates.jsonl").open()]
+    assert len(rows) == 4 and all(len(r["enc_gates"]) == pre.model.n_enc for r in rows)
+    assert all(r["gflops_enc"] + r["gflops_dec"] <= r["gflops_full"] * 1.5 for r in rows)
+    packed = tmp_path / "packed"
+    argv = ["--model", str(out / "model_avg.pt"), "--budget", "0.4", "--out", str(packed)]
+    assert prune_export.main(argv) == 0
+    assert load_pretrained(packed).model_type == "s2t"

@@ -15,14 +15,11 @@ preparation is kept (``skip``).
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
-from speechkit.config import ConfigError, parse_bool
-from speechkit.data.corpora import CorpusError
+from speechkit.config import parse_bool
+from speechkit.data.corpora.common import run_preparation
 from speechkit.data.corpora.librimix import MIXES, TRAIN_PARTS, LibriMixConfig, prepare_librimix
-
-logger = logging.getLogger("speechkit.bin.prepare_librimix")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -49,11 +46,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    try:
-        cfg = LibriMixConfig(
+    return run_preparation(
+        prepare_librimix,
+        lambda: LibriMixConfig(
             data_root=args.data_root,
             out_dir=args.out,
             train_parts=args.train_parts,
@@ -62,12 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             download=args.download,
             num_jobs=args.num_jobs,
             seed=args.seed,
-        )
-        prepare_librimix(cfg)
-    except (ConfigError, CorpusError) as e:
-        logger.error("%s", e)
-        return 1
-    return 0
+        ),
+    )
 
 
 if __name__ == "__main__":

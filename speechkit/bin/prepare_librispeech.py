@@ -13,14 +13,11 @@ which files) with exit status 1; a complete earlier preparation is kept (``skip`
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
-from speechkit.config import ConfigError, parse_bool
-from speechkit.data.corpora import CorpusError
+from speechkit.config import parse_bool
+from speechkit.data.corpora.common import run_preparation
 from speechkit.data.corpora.librispeech import LibriSpeechConfig, prepare_librispeech
-
-logger = logging.getLogger("speechkit.bin.prepare_librispeech")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,11 +39,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    try:
-        cfg = LibriSpeechConfig(
+    return run_preparation(
+        prepare_librispeech,
+        lambda: LibriSpeechConfig(
             data_root=args.data_root,
             out_dir=args.out,
             train_parts=args.train_parts,
@@ -55,12 +50,8 @@ def main(argv: list[str] | None = None) -> int:
             download=args.download,
             lowercase=args.lowercase,
             num_jobs=args.num_jobs,
-        )
-        prepare_librispeech(cfg)
-    except (ConfigError, CorpusError) as e:
-        logger.error("%s", e)
-        return 1
-    return 0
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -11,14 +11,11 @@ with exit status 1; a complete earlier preparation is kept (``skip``).
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
-from speechkit.config import ConfigError, parse_bool
-from speechkit.data.corpora import CorpusError
+from speechkit.config import parse_bool
+from speechkit.data.corpora.common import run_preparation
 from speechkit.data.corpora.ljspeech import LJSpeechConfig, prepare_ljspeech
-
-logger = logging.getLogger("speechkit.bin.prepare_ljspeech")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,16 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--test-size", type=int, default=250, help="last clips (by id)")
     p.add_argument("--download", type=parse_bool, default=False, help="true: fetch the corpus")
     args = p.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    return run_preparation(
+        prepare_ljspeech,
+        lambda: LJSpeechConfig(
+            args.data_root, args.out, args.dev_size, args.test_size, args.download
+        ),
     )
-    try:
-        cfg = LJSpeechConfig(args.data_root, args.out, args.dev_size, args.test_size, args.download)
-        prepare_ljspeech(cfg)
-    except (ConfigError, CorpusError) as e:
-        logger.error("%s", e)
-        return 1
-    return 0
 
 
 if __name__ == "__main__":

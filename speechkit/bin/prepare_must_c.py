@@ -14,14 +14,11 @@ form: the message says where); a complete earlier preparation is kept (``skip``)
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
-from speechkit.config import ConfigError, parse_bool
-from speechkit.data.corpora import CorpusError
+from speechkit.config import parse_bool
+from speechkit.data.corpora.common import run_preparation
 from speechkit.data.corpora.must_c import MustCConfig, prepare_must_c
-
-logger = logging.getLogger("speechkit.bin.prepare_must_c")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,22 +39,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    try:
-        cfg = MustCConfig(
+    return run_preparation(
+        prepare_must_c,
+        lambda: MustCConfig(
             data_root=args.data_root,
             out_dir=args.out,
             language_pairs=args.language_pairs,
             download=args.download,
             num_jobs=args.num_jobs,
-        )
-        prepare_must_c(cfg)
-    except (ConfigError, CorpusError) as e:
-        logger.error("%s", e)
-        return 1
-    return 0
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -46,7 +46,14 @@ from speechkit.tasks.base import TaskInputs
 from speechkit.tasks.s2t import MODEL_INPUTS, S2TTask
 from speechkit.train.config import ExperimentConfig
 
-__all__ = ["PruneConfig", "PruneOptions", "PruneTask", "module_rates", "sparsity_objective"]
+__all__ = [
+    "BudgetSteps",
+    "PruneConfig",
+    "PruneOptions",
+    "PruneTask",
+    "module_rates",
+    "sparsity_objective",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -112,8 +119,26 @@ def module_rates(model: nn.Module, enc: Tensor | None, dec: Tensor) -> dict[str,
     return rates
 
 
+class BudgetSteps:
+    """The steps of a gated task (``cfg.prune``: ``PruneOptions``): training draws a budget
+    uniformly from ``[budget_min, budget_max]`` per batch, validation uses ``valid_budget``;
+    ``self._step(model, batch, budget)`` does the rest. Listed before the task's base class."""
+
+    def training_step(self, model: nn.Module, batch: dict, optimizer: str) -> dict[str, Tensor]:
+        p = self.cfg.prune
+        budget = p.budget_min + (p.budget_max - p.budget_min) * float(torch.rand(()))
+        out = self._step(model, batch, budget)
+        out.pop("num_tokens", None)
+        return out
+
+    def validation_step(self, model: nn.Module, batch: dict) -> dict[str, Tensor]:
+        out = self._step(model, batch, self.cfg.prune.valid_budget)
+        keep = ("loss", "acc", "loss_task", "kept")
+        return {**{k: out[k] for k in keep if k in out}, "weight": out["num_tokens"]}
+
+
 @register_task
-class PruneTask(S2TTask):
+class PruneTask(BudgetSteps, S2TTask):
     """Gated fine-tuning of a trained s2t model (see the module docstring)."""
 
     name = "prune"
@@ -178,18 +203,6 @@ class PruneTask(S2TTask):
         out = sparsity_objective(out, budget, self.cfg.prune.alpha)
         out.update(module_rates(model, out.pop("enc_gates"), out.pop("dec_gates")))
         return out
-
-    def training_step(self, model: nn.Module, batch: dict, optimizer: str) -> dict[str, Tensor]:
-        p = self.cfg.prune
-        budget = p.budget_min + (p.budget_max - p.budget_min) * float(torch.rand(()))
-        out = self._step(model, batch, budget)
-        out.pop("num_tokens", None)
-        return out
-
-    def validation_step(self, model: nn.Module, batch: dict) -> dict[str, Tensor]:
-        out = self._step(model, batch, self.cfg.prune.valid_budget)
-        keep = ("loss", "acc", "loss_task", "kept")
-        return {**{k: out[k] for k in keep if k in out}, "weight": out["num_tokens"]}
 
     def run_config(self) -> dict:
         return {"model_type": "gated_s2t", **super().run_config()}

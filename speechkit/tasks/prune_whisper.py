@@ -30,7 +30,7 @@ from speechkit.config import ConfigError, to_dict
 from speechkit.models.gated_whisper import GatedWhisperConfig, GatedWhisperModel
 from speechkit.tasks import register_task
 from speechkit.tasks.base import OptimizerSpec, TaskInputs
-from speechkit.tasks.prune import PruneOptions, module_rates, sparsity_objective
+from speechkit.tasks.prune import BudgetSteps, PruneOptions, module_rates, sparsity_objective
 from speechkit.tasks.s2t import MODEL_INPUTS
 from speechkit.tasks.whisper import WhisperTask, WhisperTaskConfig
 from speechkit.train.distributed import unwrap
@@ -75,7 +75,7 @@ class WhisperPruneConfig(WhisperTaskConfig):
 
 
 @register_task
-class WhisperPruneTask(WhisperTask):
+class WhisperPruneTask(BudgetSteps, WhisperTask):
     """Gated fine-tuning of a Whisper model (see the module docstring)."""
 
     name = "prune_whisper"
@@ -131,18 +131,6 @@ class WhisperPruneTask(WhisperTask):
         out = sparsity_objective(out, budget, self.cfg.prune.alpha)
         out.update(module_rates(model, None, out.pop("dec_gates")))
         return out
-
-    def training_step(self, model: nn.Module, batch: dict, optimizer: str) -> dict[str, Tensor]:
-        p = self.cfg.prune
-        budget = p.budget_min + (p.budget_max - p.budget_min) * float(torch.rand(()))
-        out = self._step(model, batch, budget)
-        out.pop("num_tokens", None)
-        return out
-
-    def validation_step(self, model: nn.Module, batch: dict) -> dict[str, Tensor]:
-        out = self._step(model, batch, self.cfg.prune.valid_budget)
-        keep = ("loss", "acc", "loss_task", "kept")
-        return {**{k: out[k] for k in keep if k in out}, "weight": out["num_tokens"]}
 
     def run_config(self) -> dict:
         config = super().run_config()

@@ -1,4 +1,5 @@
-"""What every corpus preparation shares: its error, atomic manifests, and the completion marker.
+"""What every corpus preparation shares: its error, atomic manifests, the completion marker, and
+the body of a ``prepare_<corpus>`` entry point (:func:`run_preparation`).
 
 A prepared directory holds ``cuts_<split>.jsonl.gz`` per split and, written last,
 ``prepare_args.json`` (the arguments that determine its content). A later run with the same
@@ -11,13 +12,22 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from lhotse import CutSet
 
 from speechkit.checkpoint import atomic_write_text
 
-__all__ = ["CorpusError", "cuts_path", "is_prepared", "mark_prepared", "write_cuts"]
+__all__ = [
+    "CorpusError",
+    "cuts_path",
+    "is_prepared",
+    "mark_prepared",
+    "run_preparation",
+    "write_cuts",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +36,23 @@ MARKER = "prepare_args.json"
 
 class CorpusError(FileNotFoundError):
     """A corpus directory that is missing, or lacks parts or files; the message says which."""
+
+
+def run_preparation(prepare: Callable[[Any], Any], make_config: Callable[[], Any]) -> int:
+    """What a ``speechkit.bin.prepare_<corpus>`` entry point does once its arguments are read:
+    logs to stderr, builds the config and prepares. Exit status 0, or 1 with the error logged
+    (no traceback) for a bad config or a missing or partial corpus."""
+    from speechkit.config import ConfigError
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        prepare(make_config())
+    except (ConfigError, CorpusError) as e:
+        logger.error("%s", e)
+        return 1
+    return 0
 
 
 def cuts_path(out_dir: str | Path, split: str) -> Path:

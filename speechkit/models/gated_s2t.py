@@ -51,7 +51,7 @@ from torch import Tensor
 from speechkit.config import ConfigError
 from speechkit.models.s2t import S2TConfig, S2TModel
 from speechkit.models.s2t_flops import decoder_module_flops, encoder_module_flops
-from speechkit.nn.decoder import IGNORE_ID, DecoderCache, token_loss
+from speechkit.nn.decoder import DecoderCache, target_lengths, token_loss
 from speechkit.nn.gates import GatePredictor, sample_gates
 from speechkit.nn.masks import lengths_to_mask
 
@@ -208,7 +208,7 @@ class GatedS2TModel(S2TModel):
             self._ctc_loss(enc, enc_lens, ctc_targets, ctc_target_lens)
             if w > 0 else torch.zeros((), device=enc.device)
         )  # fmt: skip
-        kept = self.kept_fraction(enc_lens[utt], _target_lengths(ys_out), enc_g[utt], dec_rows)
+        kept = self.kept_fraction(enc_lens[utt], target_lengths(ys_out), enc_g[utt], dec_rows)
         return {
             "loss": (1.0 - w) * loss_att + w * loss_ctc,
             "loss_att": loss_att,
@@ -345,9 +345,3 @@ class _GatedDecoding:
 
     def ctc_log_probs(self, enc: Tensor) -> Tensor:
         return self.model.ctc_log_probs(enc)
-
-
-def _target_lengths(ys_out: Tensor) -> Tensor:
-    """(N,) decoder positions up to the last scored token of each row of ``ys_out`` (N, L)."""
-    pos = torch.arange(1, ys_out.shape[1] + 1, device=ys_out.device)
-    return ((ys_out != IGNORE_ID) * pos).amax(1)

@@ -36,7 +36,7 @@ from torch import Tensor
 from speechkit.config import ConfigError
 from speechkit.models.s2t_flops import transformer_decoder_flops
 from speechkit.models.whisper import WhisperConfig, WhisperModel
-from speechkit.nn.decoder import IGNORE_ID, DecoderCache, token_loss
+from speechkit.nn.decoder import DecoderCache, target_lengths, token_loss
 from speechkit.nn.gates import GatePredictor, sample_gates
 from speechkit.nn.masks import lengths_to_mask
 from speechkit.nn.transformer import TransformerDecoderLayer
@@ -130,7 +130,7 @@ class GatedWhisperModel(WhisperModel):
             "loss_ctc": torch.zeros((), device=enc.device),
             "acc": acc,
             "num_tokens": num_tokens,
-            "kept": self.kept_fraction(enc_lens, _target_lengths(ys_out), rows),
+            "kept": self.kept_fraction(enc_lens, target_lengths(ys_out), rows),
             "dec_gates": gates.detach().mean(0),
         }
 
@@ -183,9 +183,3 @@ class GatedWhisperDecoding:
 
     def ctc_log_probs(self, enc: Tensor) -> Tensor:
         return self.model.ctc_log_probs(enc)
-
-
-def _target_lengths(ys_out: Tensor) -> Tensor:
-    """(N,) decoder positions up to the last scored token of each row of ``ys_out`` (N, L)."""
-    pos = torch.arange(1, ys_out.shape[1] + 1, device=ys_out.device)
-    return ((ys_out != IGNORE_ID) * pos).amax(1)

@@ -15,7 +15,14 @@ from torch import Tensor, nn
 
 from speechkit.nn.attention import set_attention_backend
 
-__all__ = ["IGNORE_ID", "DecoderCache", "EncoderDecoder", "intra_op_threads", "token_loss"]
+__all__ = [
+    "IGNORE_ID",
+    "DecoderCache",
+    "EncoderDecoder",
+    "intra_op_threads",
+    "target_lengths",
+    "token_loss",
+]
 
 IGNORE_ID = -100  # ys_out positions that carry no loss (padding, prompt)
 
@@ -121,6 +128,12 @@ def token_loss(
     denom = num_tokens.clamp(min=1)
     correct = ((logits.argmax(-1) == ys_out) & valid).sum()
     return total / denom, correct.float() / denom, num_tokens
+
+
+def target_lengths(ys_out: Tensor) -> Tensor:
+    """(N,) decoder positions up to the last scored token of each row of ``ys_out`` (N, L)."""
+    pos = torch.arange(1, ys_out.shape[1] + 1, device=ys_out.device)
+    return ((ys_out != IGNORE_ID) * pos).amax(1)
 
 
 class EncoderDecoder(nn.Module):

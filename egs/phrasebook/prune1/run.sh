@@ -144,7 +144,8 @@ if [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
     log "stage 10: fine-tune $whisper with decoder gates, arm $arm (gate_mode $mode), $whisper_steps updates"
     python -m speechkit.bin.train --config $whisper_config --init $whisper \
       --train-cuts $data/cuts_train.jsonl.gz --dev-cuts $data/cuts_dev.jsonl.gz --out $wexp/$arm \
-      --resume --set gates.gate_mode=$mode trainer.max_steps=$whisper_steps $whisper_args
+      --resume --set gates.gate_mode=$mode trainer.max_steps=$whisper_steps \
+      trainer.valid_every_steps=$whisper_steps $whisper_args  # (one validation: 30 s windows)
   done
 fi
 

@@ -176,7 +176,7 @@ def publish(res: dict, args: argparse.Namespace, argv: list[str]) -> None:
     print("\n".join(lines))
     if args.results_md:
         title = f"{TITLE}{': ' + args.label if args.label else ''}"
-        command = cited_command("prune-whisper", argv, args.cite_path)
+        command = cited_command("prune_whisper", argv, args.cite_path)
         section = "\n".join([f"## {title}", "", *provenance_lines(command),
                              *read_paths_line(args.cite_path), "", *lines, ""])  # fmt: skip
         update_markdown(args.results_md, title, section)

@@ -48,7 +48,14 @@ from __future__ import annotations
 import argparse
 import shlex
 
-__all__ = ["BENCHMARKS", "add_cite_argument", "cite_paths", "cited_command", "read_paths_line"]
+__all__ = [
+    "BENCHMARKS",
+    "add_cite_argument",
+    "cite_paths",
+    "cited_command",
+    "read_paths_line",
+    "write_section",
+]
 
 # ``speechkit bench <name>`` -> module of this package.
 BENCHMARKS = {
@@ -126,3 +133,15 @@ def read_paths_line(cite: list[tuple[str, str]]) -> list[str]:
         return []
     where = "; ".join(f"`{real}` (cited as `{shown}`)" for real, shown in cite)
     return [f"- data read for this run: {where}"]
+
+
+def write_section(
+    path, title: str, module: str, argv: list[str], cite: list[tuple[str, str]], lines: list[str]
+) -> None:
+    """Writes (or replaces) the section ``## title`` of the markdown file ``path``: the command
+    that reproduces the run (``cited_command``), date and machine, the paths read, ``lines``."""
+    from speechkit.report import provenance_lines, update_markdown
+
+    command = cited_command(module, argv, cite)
+    section = [f"## {title}", "", *provenance_lines(command), *read_paths_line(cite), "", *lines]
+    update_markdown(path, title, "\n".join(section) + "\n")

@@ -32,8 +32,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from speechkit.bench import add_cite_argument, cited_command, read_paths_line
-from speechkit.report import provenance_lines, update_markdown
+from speechkit.bench import add_cite_argument, write_section
 
 TITLE = "Pruned vs full model: decoding speed (interleaved)"
 logger = logging.getLogger(__name__)
@@ -182,10 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = report(res, args, argv)
     print("\n".join(lines))
     if args.results_md:
-        command = cited_command("prune", argv, args.cite_path)
-        section = "\n".join([f"## {TITLE}", "", *provenance_lines(command), *read_paths_line(args.cite_path), "",
-                             *lines, ""])  # fmt: skip
-        update_markdown(args.results_md, TITLE, section)
+        write_section(args.results_md, TITLE, "prune", argv, args.cite_path, lines)
     return 0
 
 

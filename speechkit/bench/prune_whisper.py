@@ -32,8 +32,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from speechkit.bench import add_cite_argument, cited_command, read_paths_line, testset
-from speechkit.report import provenance_lines, update_markdown
+from speechkit.bench import add_cite_argument, testset, write_section
 
 TITLE = "Gated vs full Whisper: WER and speed (interleaved)"
 logger = logging.getLogger(__name__)
@@ -176,10 +175,7 @@ def publish(res: dict, args: argparse.Namespace, argv: list[str]) -> None:
     print("\n".join(lines))
     if args.results_md:
         title = f"{TITLE}{': ' + args.label if args.label else ''}"
-        command = cited_command("prune_whisper", argv, args.cite_path)
-        section = "\n".join([f"## {title}", "", *provenance_lines(command),
-                             *read_paths_line(args.cite_path), "", *lines, ""])  # fmt: skip
-        update_markdown(args.results_md, title, section)
+        write_section(args.results_md, title, "prune_whisper", argv, args.cite_path, lines)
 
 
 if __name__ == "__main__":

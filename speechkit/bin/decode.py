@@ -483,9 +483,10 @@ def make_gating(pre, args):
         raise ConfigError(str(e)) from None
 
 
-def decode_whisper(pre, plan: list, args, device, skipped: list, bar, read) -> tuple[dict, dict]:
+def decode_whisper(pre, plan: list, args, device, skipped: list, bar, read) -> tuple:
     """Whisper models: ``speechkit transcribe``'s decoder with the cut's language and task,
-    ``--batch-size`` inputs at a time within each (language, task), in input order."""
+    ``--batch-size`` inputs at a time within each (language, task), in input order. Returns the
+    results, the search options and, for a gated model, its gate summary (else None)."""
     from speechkit.inference import TranscribeOptions, Transcriber
 
     if args.ctc_weight > 0:
@@ -517,11 +518,7 @@ def decode_whisper(pre, plan: list, args, device, skipped: list, bar, read) -> t
             for it, r in zip(done, transcriber(waves, [it.cut_id for it in done], langs, tasks)):
                 results[it.subdir].append((it, r.text, None))
             bar.update(round(sum(cut.duration for cut, _ in chunk)))
-    options = to_dict(transcriber.search_opts)
-    gates = transcriber.windows.gate_summary()
-    if gates is not None:
-        options["gates"] = gates
-    return results, options
+    return results, to_dict(transcriber.search_opts), transcriber.windows.gate_summary()
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -547,7 +544,7 @@ def run(args: argparse.Namespace) -> dict:
     plan = plan_items(cuts, tasks, pre, args.max_per_output)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    gating = None
+    gating = gates = None
     if args.budget is not None and pre.model_type not in ("gated_s2t", "gated_whisper"):
         raise ConfigError(
             f"--budget: {args.model} has no gates (train one with task: prune or prune_whisper)"
@@ -564,7 +561,7 @@ def run(args: argparse.Namespace) -> dict:
     st_prompt = args.st_prompt
     if pre.model_type in WHISPER_TYPES:
         st_prompt = "none"
-        results, options = decode_whisper(pre, plan, args, device, skipped, bar, read)
+        results, options, gates = decode_whisper(pre, plan, args, device, skipped, bar, read)
     else:
         opts = options_from_args(args, pre.config.max_target_positions, 4)
         if st_prompt == "auto":
@@ -598,9 +595,9 @@ def run(args: argparse.Namespace) -> dict:
         "frontend": args.frontend and {"model": str(args.frontend), "query": args.frontend_query},
     }
     if gating is not None:
-        stats["gates"] = gating.summary()
-    elif "gates" in options:  # a gated Whisper model
-        stats["gates"] = options.pop("gates")
+        gates = gating.summary()
+    if gates is not None:
+        stats["gates"] = gates
     (out / "decode_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     return stats
 

@@ -48,6 +48,7 @@ __all__ = [
     "ShuffledSampler",
     "SamplerConfig",
     "build_sampler",
+    "fixed_count_loader",
     "padding_fraction",
 ]
 
@@ -399,3 +400,27 @@ class PaddingMeter:
         if self.padded_seconds <= 0:
             return 0.0
         return (self.padded_seconds - self.real_seconds) / self.padded_seconds
+
+
+def fixed_count_loader(
+    cuts: CutSet,
+    dataset: torch.utils.data.Dataset,
+    batch_size: int,
+    num_workers: int,
+    train: bool,
+    seed: int,
+    rank: int = 0,
+    world_size: int = 1,
+) -> tuple[torch.utils.data.DataLoader, DynamicCutSampler]:
+    """``(loader, sampler)`` for datasets that take a ``CutSet`` per item (the wave, TTS and
+    vocoder tasks): ``batch_size`` cuts per batch, shuffled in training, with lhotse's
+    checkpointable ``DynamicCutSampler`` sharded over ``world_size`` ranks."""
+    sampler = DynamicCutSampler(
+        cuts, max_cuts=batch_size, shuffle=train, seed=seed, world_size=world_size, rank=rank,
+        drop_last=False,
+    )  # fmt: skip
+    loader = torch.utils.data.DataLoader(
+        dataset, sampler=sampler, batch_size=None, num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+    )  # fmt: skip
+    return loader, sampler

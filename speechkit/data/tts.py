@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from speechkit.config import ConfigError
 from speechkit.data.audio import AudioError, load_audio
+from speechkit.data.sampler import fixed_count_loader
 from speechkit.tts.mel import TTSMelConfig, mel_spectrogram, num_frames
 from speechkit.tts.text import PhonemeVocab, TextError, phonemize
 
@@ -185,22 +186,8 @@ def build_tts_dataloader(
     rank: int = 0,
     world_size: int = 1,
 ) -> tuple[DataLoader, DynamicCutSampler]:
-    """``(loader, sampler)``: ``batch_size`` cuts per batch, shuffled in training, with lhotse's
-    checkpointable ``DynamicCutSampler``."""
-    sampler = DynamicCutSampler(
-        cuts,
-        max_cuts=dataset.cfg.batch_size,
-        shuffle=train,
-        seed=seed,
-        world_size=world_size,
-        rank=rank,
-        drop_last=False,
-    )
-    loader = DataLoader(
-        dataset,
-        sampler=sampler,
-        batch_size=None,
-        num_workers=dataset.cfg.num_workers,
-        persistent_workers=dataset.cfg.num_workers > 0,
-    )
-    return loader, sampler
+    """``(loader, sampler)``: ``batch_size`` cuts per batch, shuffled in training
+    (``speechkit.data.sampler.fixed_count_loader``)."""
+    cfg = dataset.cfg
+    return fixed_count_loader(cuts, dataset, cfg.batch_size, cfg.num_workers, train, seed, rank,
+                              world_size)  # fmt: skip

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from speechkit.config import ConfigError
 from speechkit.data.audio import AudioError, load_audio
+from speechkit.data.sampler import fixed_count_loader
 
 __all__ = ["WaveCropDataset", "WaveDataConfig", "build_wave_dataloader"]
 
@@ -84,22 +85,7 @@ class WaveCropDataset(Dataset):
 def build_wave_dataloader(
     cuts: CutSet, cfg: WaveDataConfig, train: bool, seed: int, rank: int = 0, world_size: int = 1
 ) -> tuple[DataLoader, DynamicCutSampler]:
-    """``(loader, sampler)``: ``batch_size`` cuts per batch, shuffled in training; the sampler
-    is lhotse's checkpointable ``DynamicCutSampler``."""
-    sampler = DynamicCutSampler(
-        cuts,
-        max_cuts=cfg.batch_size,
-        shuffle=train,
-        seed=seed,
-        world_size=world_size,
-        rank=rank,
-        drop_last=False,
-    )
-    loader = DataLoader(
-        WaveCropDataset(cfg, train),
-        sampler=sampler,
-        batch_size=None,
-        num_workers=cfg.num_workers,
-        persistent_workers=cfg.num_workers > 0,
-    )
-    return loader, sampler
+    """``(loader, sampler)``: ``batch_size`` cuts per batch, shuffled in training
+    (``speechkit.data.sampler.fixed_count_loader``)."""
+    return fixed_count_loader(cuts, WaveCropDataset(cfg, train), cfg.batch_size, cfg.num_workers,
+                              train, seed, rank, world_size)  # fmt: skip

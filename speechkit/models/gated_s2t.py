@@ -51,7 +51,7 @@ from torch import Tensor
 from speechkit.config import ConfigError
 from speechkit.models.s2t import S2TConfig, S2TModel
 from speechkit.models.s2t_flops import decoder_module_flops, encoder_module_flops
-from speechkit.nn.decoder import DecoderCache, target_lengths, token_loss
+from speechkit.nn.decoder import PatternDecoder, target_lengths, token_loss
 from speechkit.nn.gates import GatePredictor, sample_gates
 from speechkit.nn.masks import lengths_to_mask
 
@@ -319,29 +319,7 @@ class GatedS2TModel(S2TModel):
         model.load_state_dict({k: state[k] for k in model.state_dict()})
         return model.eval()
 
-    def gated_decoder(self, pattern: tuple[bool, ...] | None) -> _GatedDecoding:
+    def gated_decoder(self, pattern: tuple[bool, ...] | None) -> PatternDecoder:
         """The decoding API (``new_cache``, ``decode_step``, ``ctc_log_probs``) with one
         decoder gate pattern (n_dec bools, or None = all on) for every row of a call."""
-        return _GatedDecoding(self, pattern)
-
-
-class _GatedDecoding:
-    """What ``speechkit.decode`` strategies call, with a fixed decoder gate pattern."""
-
-    def __init__(self, model: GatedS2TModel, pattern: tuple[bool, ...] | None):
-        self.model = model
-        n, k = model.cfg.decoder_layers, len(model.decoder.layers[0].gate_names)
-        if pattern is not None and len(pattern) != n * k:
-            raise ValueError(f"decoder gate pattern of {len(pattern)}, expected {n * k}")
-        self.layers = (
-            None if pattern is None else [tuple(pattern[i * k : (i + 1) * k]) for i in range(n)]
-        )
-
-    def new_cache(self, enc: Tensor, enc_lens: Tensor) -> DecoderCache:
-        return self.model.decoder.new_cache(enc, enc_lens, self.layers)
-
-    def decode_step(self, ys_new: Tensor, cache: DecoderCache, last_only: bool = False) -> Tensor:
-        return self.model.decoder(ys_new, cache, last_only=last_only)
-
-    def ctc_log_probs(self, enc: Tensor) -> Tensor:
-        return self.model.ctc_log_probs(enc)
+        return PatternDecoder(self, pattern)

@@ -36,7 +36,7 @@ from torch import Tensor
 from speechkit.config import ConfigError
 from speechkit.models.s2t_flops import transformer_decoder_flops
 from speechkit.models.whisper import WhisperConfig, WhisperModel
-from speechkit.nn.decoder import DecoderCache, target_lengths, token_loss
+from speechkit.nn.decoder import PatternDecoder, target_lengths, token_loss
 from speechkit.nn.gates import GatePredictor, sample_gates
 from speechkit.nn.masks import lengths_to_mask
 from speechkit.nn.transformer import TransformerDecoderLayer
@@ -159,27 +159,7 @@ class GatedWhisperModel(WhisperModel):
             .bool()
         )
 
-    def gated_decoder(self, pattern: tuple[bool, ...]) -> GatedWhisperDecoding:
+    def gated_decoder(self, pattern: tuple[bool, ...]) -> PatternDecoder:
         """The decoding API (``new_cache``, ``decode_step``) with one gate pattern (n_dec bools)
         for every row of a call."""
-        return GatedWhisperDecoding(self, pattern)
-
-
-class GatedWhisperDecoding:
-    """What the search strategies call, with a fixed decoder gate pattern."""
-
-    def __init__(self, model: GatedWhisperModel, pattern: tuple[bool, ...]):
-        k = len(TransformerDecoderLayer.GATED)
-        if len(pattern) != model.n_dec:
-            raise ValueError(f"decoder gate pattern of {len(pattern)}, expected {model.n_dec}")
-        self.model, self.pattern = model, tuple(bool(g) for g in pattern)
-        self.layers = [self.pattern[i : i + k] for i in range(0, model.n_dec, k)]
-
-    def new_cache(self, enc: Tensor, enc_lens: Tensor) -> DecoderCache:
-        return self.model.decoder.new_cache(enc, enc_lens, self.layers)
-
-    def decode_step(self, ys_new: Tensor, cache: DecoderCache, last_only: bool = False) -> Tensor:
-        return self.model.decoder(ys_new, cache, last_only=last_only)
-
-    def ctc_log_probs(self, enc: Tensor) -> Tensor:
-        return self.model.ctc_log_probs(enc)
+        return PatternDecoder(self, pattern)

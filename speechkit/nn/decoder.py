@@ -19,6 +19,7 @@ __all__ = [
     "IGNORE_ID",
     "DecoderCache",
     "EncoderDecoder",
+    "PatternDecoder",
     "intra_op_threads",
     "target_lengths",
     "token_loss",
@@ -134,6 +135,32 @@ def target_lengths(ys_out: Tensor) -> Tensor:
     """(N,) decoder positions up to the last scored token of each row of ``ys_out`` (N, L)."""
     pos = torch.arange(1, ys_out.shape[1] + 1, device=ys_out.device)
     return ((ys_out != IGNORE_ID) * pos).amax(1)
+
+
+class PatternDecoder:
+    """The decoding API (``new_cache``, ``decode_step``, ``ctc_log_probs``) of a gated
+    encoder-decoder (``models/gated_s2t.py``, ``models/gated_whisper.py``) with one decoder gate
+    pattern for every row of a call: ``pattern`` holds each layer's gates in turn (the order of
+    its ``gate_names``), or None for every module on. Off modules are not computed."""
+
+    def __init__(self, model: nn.Module, pattern: tuple[bool, ...] | None):
+        self.model = model
+        n, k = len(model.decoder.layers), len(model.decoder.layers[0].gate_names)
+        if pattern is not None and len(pattern) != n * k:
+            raise ValueError(f"decoder gate pattern of {len(pattern)}, expected {n * k}")
+        self.pattern = None if pattern is None else tuple(bool(g) for g in pattern)
+        self.layers = (
+            None if pattern is None else [self.pattern[i * k : (i + 1) * k] for i in range(n)]
+        )
+
+    def new_cache(self, enc: Tensor, enc_lens: Tensor) -> DecoderCache:
+        return self.model.decoder.new_cache(enc, enc_lens, self.layers)
+
+    def decode_step(self, ys_new: Tensor, cache: DecoderCache, last_only: bool = False) -> Tensor:
+        return self.model.decoder(ys_new, cache, last_only=last_only)
+
+    def ctc_log_probs(self, enc: Tensor) -> Tensor:
+        return self.model.ctc_log_probs(enc)
 
 
 class EncoderDecoder(nn.Module):

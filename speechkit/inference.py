@@ -73,8 +73,10 @@ class Result:
     duration: float
 
 
-def quantize_int8(model: WhisperModel) -> WhisperModel:
-    """A copy of ``model`` with dynamic int8 Linear layers (CPU), weights per output channel.
+def quantize_int8(model: WhisperModel, inplace: bool = False) -> WhisperModel:
+    """A copy of ``model`` (or ``model`` itself, ``inplace``) with dynamic int8 Linear layers
+    (CPU), weights per output channel. In place, the float32 Linear weights are freed: a process
+    that only decodes int8 need not hold both.
 
     The tied output projection gets an int8 copy of the token embedding too (the embedding lookup
     itself stays float32): at beam-search batch sizes reading the V x D table is most of a
@@ -83,7 +85,7 @@ def quantize_int8(model: WhisperModel) -> WhisperModel:
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     spec = {torch.nn.Linear: per_channel_dynamic_qconfig}
-    quantized = quantize_dynamic(model, spec, torch.qint8)
+    quantized = quantize_dynamic(model, spec, torch.qint8, inplace=inplace)
     table = model.decoder.embed.weight.detach()  # (V, D)
     output = torch.nn.Linear(table.shape[1], table.shape[0], bias=False)
     output.weight.data.copy_(table)
@@ -146,7 +148,9 @@ class Transcriber:
             from speechkit import zoo
 
             pretrained = zoo.load(str(model))
-        return cls(pretrained, options, device, int8)
+        if int8:  # the model is ours: quantise it in place rather than keep a float32 copy
+            pretrained.model = quantize_int8(pretrained.model.to(device).eval(), inplace=True)
+        return cls(pretrained, options, device, int8=False)
 
     def features(self, wave: np.ndarray | Tensor) -> Tensor:
         """(S,) 16 kHz samples -> (S // 160 + 1, n_mels) Whisper log-mel (faster-whisper's

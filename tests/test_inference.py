@@ -107,6 +107,21 @@ def test_int8_quantizes_the_tied_output_and_still_transcribes(tmp_path_factory, 
     assert wer(texts, [r.text for r in results]).rate < 20
 
 
+def test_int8_copies_the_model_unless_told_to_quantize_it_in_place():
+    from speechkit.inference import quantize_int8
+    from speechkit.models.whisper import WhisperConfig, WhisperModel
+
+    cfg = WhisperConfig(n_audio_state=16, n_audio_head=2, n_audio_layer=1, n_vocab=100,
+                        n_text_ctx=8, n_text_state=16, n_text_head=2, n_text_layer=1)  # fmt: skip
+    model = WhisperModel(cfg).eval()
+    float_linears = lambda m: [x for x in m.modules() if type(x) is torch.nn.Linear]  # noqa: E731
+    n = len(float_linears(model))
+    copy = quantize_int8(model)
+    assert copy is not model and len(float_linears(model)) == n > 0 and not float_linears(copy)
+    assert quantize_int8(model, inplace=True) is model and not float_linears(model)
+    assert isinstance(model.decoder.output, torch.ao.nn.quantized.dynamic.Linear)
+
+
 def test_long_audio_is_decoded_in_timestamped_windows(tiny, english):
     texts, waves = english
     gap = np.zeros(int(16000 * 11.5), dtype=np.float32)

@@ -143,54 +143,19 @@ def run_interleaved(tr: Transcriber, fw, waves: list[np.ndarray], task: str, arg
     return texts["sk"], texts["fw"], total["sk"], total["fw"], ratios
 
 
-def rss_child(argv: list[str]) -> None:
-    """In a fresh process: loads one system, transcribes the waves of an ``.npz`` one call per
-    ``batch`` waves, prints its peak resident set size in MiB: ``VmHWM`` of /proc/self/status
-    where there is one (Linux's ``ru_maxrss`` keeps the parent's peak across fork and exec, so a
-    child of a big benchmark process would report the parent's), else ``ru_maxrss``.
-
-    argv: system (``sk`` / ``fw``), model, CTranslate2 dir, precision, npz, threads, beam, batch.
-    """
-    import resource
-
-    system, model, ct2, precision, npz, threads, beam, batch = argv
-    threads, beam, batch = int(threads), int(beam), int(batch)
-    torch.set_num_threads(threads)
-    waves = list(np.load(npz).values())
-    if system == "sk":
-        opts = TranscribeOptions(beam=beam, batch_size=batch)
-        tr = Transcriber.load(model, opts, int8=precision == "int8")
-        for i in range(0, len(waves), batch):
-            tr(waves[i : i + batch])
-    else:
-        from faster_whisper import WhisperModel
-
-        fw = WhisperModel(ct2, device="cpu", compute_type=precision, cpu_threads=threads,
-                          num_workers=1)  # fmt: skip
-        for wave in waves:
-            list(fw.transcribe(wave, beam_size=beam, without_timestamps=True, temperature=0.0,
-                               condition_on_previous_text=False, vad_filter=False)[0])  # fmt: skip
-    status = Path("/proc/self/status")
-    lines = status.read_text().splitlines() if status.exists() else []
-    hwm = [ln for ln in lines if ln.startswith("VmHWM:")]
-    kib = int(hwm[0].split()[1]) if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(kib / 1024)
-
-
-def peak_rss(system: str, model: str, ct2: Path, precision: str, waves, args) -> float:
-    """Peak RSS in MiB of ``rss_child`` for one system on ``waves``."""
+def peak_rss(system: str, model: str, ct2: Path, precision: str, waves, args) -> tuple[float, float]:
+    """(peak RSS, RSS after the imports) in MiB of one system alone in a fresh process
+    (``speechkit.bench.rss_child``, which imports torch only for speechkit) on ``waves``."""
     import subprocess
 
     with tempfile.TemporaryDirectory() as work:
         npz = Path(work) / "waves.npz"
         np.savez(npz, *waves)
-        code = (
-            "import sys; from speechkit.bench import whisper_speed as w; w.rss_child(sys.argv[1:])"
-        )
-        cmd = [sys.executable, "-c", code, system, str(model), str(ct2), precision, str(npz),
-               str(args.threads), str(args.beam), str(args.batch_size)]  # fmt: skip
+        cmd = [sys.executable, "-m", "speechkit.bench.rss_child", system, str(model), str(ct2),
+               precision, str(npz), str(args.threads), str(args.beam), str(args.batch_size)]  # fmt: skip
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    return float(out.split()[-1])
+    peak, imports = out.split()[-2:]
+    return float(peak), float(imports)
 
 
 def compare(refs, sk, fw, audio_s, t_sk, t_fw, bleu_score=False) -> dict:
@@ -259,9 +224,10 @@ def bench_model(model: str, ct2: Path, args, sets: EvalSets) -> tuple[list[str],
         if args.rss:
             del tr, fw
             waves = sets.for_model(False)[0].waves
-            mib = [peak_rss(system, model, ct2, precision, waves, args) for system in ("sk", "fw")]
-            rss_rows.append(f"| {Path(model).name} | {precision} | {len(waves)} | {mib[0]:.0f} | "
-                            f"{mib[1]:.0f} |")  # fmt: skip
+            (sk, sk_imp), (fw, fw_imp) = (peak_rss(system, model, ct2, precision, waves, args)
+                                          for system in ("sk", "fw"))  # fmt: skip
+            rss_rows.append(f"| {Path(model).name} | {precision} | {len(waves)} | {sk:.0f} | "
+                            f"{sk_imp:.0f} | {fw:.0f} | {fw_imp:.0f} |")  # fmt: skip
             logger.info(rss_rows[-1])
     return rows, rss_rows
 
@@ -323,8 +289,9 @@ def main(argv: list[str] | None = None) -> int:
         "RTFx speechkit | RTFx faster-whisper | RTFx ratio | median ratio per utt |",
         "|---|---|---|---|---|---|---|---|---|---|---|", *rows, "",
         *([
-            "| model | precision | utts | peak RSS speechkit MiB | peak RSS faster-whisper MiB |",
-            "|---|---|---|---|---|", *rss_rows, "",
+            "| model | precision | utts | peak RSS speechkit MiB | of it, imports | "
+            "peak RSS faster-whisper MiB | of it, imports |",
+            "|---|---|---|---|---|---|---|", *rss_rows, "",
         ] if rss_rows else []),
         *provenance_lines(cited_command("whisper_speed", argv)),
         f"- beam {args.beam}, {args.threads} CPU threads, speechkit batch size {args.batch_size}"
@@ -337,8 +304,10 @@ def main(argv: list[str] | None = None) -> int:
         "the systems take turns on each utterance (interleaved, alternating which goes first); "
         "median ratio per utt = median over utterances of faster-whisper s / speechkit s"
         + (" (per chunk of --batch-size utterances)" if args.batch_size > 1 else "") + "."
-        + (" Peak RSS: each system alone in a fresh process (model load and the ASR set, "
-           "ru_maxrss)." if rss_rows else ""),
+        + (" Peak RSS: each system alone in a fresh process that imports only what it needs "
+           "(faster-whisper: no torch), loads the model and decodes the ASR set (VmHWM); "
+           "'of it, imports': the RSS after the imports, before the model loads." if rss_rows
+           else ""),
         "",
     ])  # fmt: skip
     if args.results_md:

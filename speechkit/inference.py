@@ -42,6 +42,7 @@ from speechkit.decode.whisper import (
     WhisperWindowDecoder,
 )
 from speechkit.models.whisper import WhisperModel
+from speechkit.nn.int8 import quantize_linears
 from speechkit.pretrained import WHISPER_TYPES, Pretrained, load_pretrained
 from speechkit.text.whisper import WHISPER_TO_ISO639_3, WhisperTokenizer
 
@@ -75,21 +76,19 @@ class Result:
 
 def quantize_int8(model: WhisperModel, inplace: bool = False) -> WhisperModel:
     """A copy of ``model`` (or ``model`` itself, ``inplace``) with dynamic int8 Linear layers
-    (CPU), weights per output channel. In place, the float32 Linear weights are freed: a process
-    that only decodes int8 need not hold both.
+    (CPU; ``speechkit.nn.int8``: weights per output channel, activations per call with all 8
+    bits where the CPU allows). In place, the float32 Linear weights are freed: a process that
+    only decodes int8 need not hold both.
 
     The tied output projection gets an int8 copy of the token embedding too (the embedding lookup
     itself stays float32): at beam-search batch sizes reading the V x D table is most of a
     decoder step, and int8 reads a quarter of the bytes. The convolutions stay float32.
     """
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    spec = {torch.nn.Linear: per_channel_dynamic_qconfig}
-    quantized = quantize_dynamic(model, spec, torch.qint8, inplace=inplace)
+    quantized = quantize_linears(model, inplace=inplace)
     table = model.decoder.embed.weight.detach()  # (V, D)
     output = torch.nn.Linear(table.shape[1], table.shape[0], bias=False)
     output.weight.data.copy_(table)
-    quantized.decoder.output = quantize_dynamic(torch.nn.Sequential(output), spec, torch.qint8)[0]
+    quantized.decoder.output = quantize_linears(torch.nn.Sequential(output), inplace=True)[0]
     return quantized
 
 

@@ -158,8 +158,13 @@ def peak_rss(system: str, model: str, ct2: Path, precision: str, waves, args) ->
     return float(peak), float(imports)
 
 
+def identical_percent(a: list[str], b: list[str]) -> float:
+    """Percentage of positions where the two transcript lists agree after normalisation."""
+    return 100 * float(np.mean([normalize_text(x) == normalize_text(y) for x, y in zip(a, b)]))
+
+
 def compare(refs, sk, fw, audio_s, t_sk, t_fw, bleu_score=False) -> dict:
-    same = np.mean([normalize_text(a) == normalize_text(b) for a, b in zip(sk, fw)])
+    same = identical_percent(sk, fw) / 100
     score = (lambda h: bleu(refs, h).cased) if bleu_score else (lambda h: wer(refs, h).rate)
     return {"sk": score(sk), "fw": score(fw), "same": 100 * same, "rtfx_sk": audio_s / t_sk,
             "rtfx_fw": audio_s / t_fw}  # fmt: skip
@@ -199,6 +204,7 @@ def bench_model(model: str, ct2: Path, args, sets: EvalSets) -> tuple[list[str],
     from faster_whisper import WhisperModel
 
     rows, rss_rows = [], []
+    fp32_texts: dict[str, list[str]] = {}  # speechkit's float32 transcripts per test set
     for precision in ("float32", "int8") if args.int8 else ("float32",):
         opts = TranscribeOptions(beam=args.beam, task="transcribe", batch_size=args.batch_size)
         tr = Transcriber.load(model, opts, int8=precision == "int8")
@@ -213,9 +219,13 @@ def bench_model(model: str, ct2: Path, args, sets: EvalSets) -> tuple[list[str],
             sk, fw_texts, t_sk, t_fw, ratios = run_interleaved(tr, fw, s.waves, s.task, args)
             r = compare(s.refs, sk, fw_texts, s.seconds, t_sk, t_fw, is_st)
             metric = "BLEU" if is_st else "WER %"
+            if precision == "float32":
+                fp32_texts[s.name], same_fp32 = sk, "-"
+            else:
+                same_fp32 = f"{identical_percent(sk, fp32_texts[s.name]):.0f}"
             rows.append(f"| {Path(model).name} | {precision} | {s.name} ({len(s.waves)} utts, "
                         f"{s.seconds:.0f} s) | {metric} | {r['sk']:.1f} | {r['fw']:.1f} | "
-                        f"{r['same']:.0f} | {r['rtfx_sk']:.2f} | {r['rtfx_fw']:.2f} | "
+                        f"{r['same']:.0f} | {same_fp32} | {r['rtfx_sk']:.2f} | {r['rtfx_fw']:.2f} | "
                         f"{r['rtfx_sk'] / r['rtfx_fw']:.2f} | "
                         f"{statistics.median(ratios):.2f} |")  # fmt: skip
             logger.info(rows[-1])
@@ -286,8 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     section = "\n".join([
         f"## {title}", "",
         "| model | precision | test set | metric | speechkit | faster-whisper | identical % | "
-        "RTFx speechkit | RTFx faster-whisper | RTFx ratio | median ratio per utt |",
-        "|---|---|---|---|---|---|---|---|---|---|---|", *rows, "",
+        "identical to speechkit float32 % | RTFx speechkit | RTFx faster-whisper | RTFx ratio | "
+        "median ratio per utt |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|", *rows, "",
         *([
             "| model | precision | utts | peak RSS speechkit MiB | of it, imports | "
             "peak RSS faster-whisper MiB | of it, imports |",
@@ -300,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         "temperature 0 (no fallback), no timestamps, no previous-text conditioning; "
         "same weights (faster-whisper: the CTranslate2 files; speechkit: their conversion).",
         "- WER on normalised text (speechkit.metrics.normalize_text); BLEU: sacrebleu, cased 13a; "
-        "identical % = normalised transcripts equal; RTFx = audio s / wall s (warm-up excluded); "
+        "identical % = normalised transcripts equal (int8 rows: also to speechkit's own "
+        "float32 transcripts of the same set); RTFx = audio s / wall s (warm-up excluded); "
         "the systems take turns on each utterance (interleaved, alternating which goes first); "
         "median ratio per utt = median over utterances of faster-whisper s / speechkit s"
         + (" (per chunk of --batch-size utterances)" if args.batch_size > 1 else "") + "."

@@ -31,6 +31,7 @@ T = TypeVar("T")
 
 __all__ = [
     "ConfigError",
+    "fill_defaults",
     "from_dict",
     "to_dict",
     "load_config",
@@ -172,6 +173,43 @@ def to_dict(cfg: Any) -> Any:
     if isinstance(cfg, dict):
         return {k: to_dict(v) for k, v in cfg.items()}
     return cfg
+
+
+def _dataclass_of(tp: Any) -> type | None:
+    """The dataclass an annotation holds (``D`` or ``Optional[D]``), else None."""
+    if dataclasses.is_dataclass(tp):
+        return tp
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        found = [a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)]
+        return found[0] if len(found) == 1 else None
+    return None
+
+
+def fill_defaults(data: dict, cls: type, sections: dict[str, type] | None = None) -> dict:
+    """A copy of the plain mapping ``data`` in which every field of the dataclass ``cls`` that
+    ``data`` lacks takes its default (as :func:`to_dict` writes it), in nested dataclass
+    sections too. ``sections`` names the class of top-level keys that are not ``cls``'s own
+    fields, or hold another class than the field's annotation (a task's stored extras).
+
+    What a stored config (a checkpoint's, a finished run's) would read under the current code:
+    a field added since, whose default keeps the old behaviour, then compares equal to the
+    current config's default. Keys ``cls`` does not know and required fields are left as they
+    are (nothing is validated), so a comparison still names them."""
+    out = dict(data)
+    hints = typing.get_type_hints(cls)
+    classes = {f.name: _dataclass_of(hints.get(f.name)) for f in dataclasses.fields(cls)}
+    classes.update(sections or {})
+    for f in dataclasses.fields(cls):
+        if f.name in out:
+            continue
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = to_dict(f.default)
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            out[f.name] = to_dict(f.default_factory())  # type: ignore[misc]
+    for name, sub in classes.items():
+        if sub is not None and isinstance(out.get(name), dict):
+            out[name] = fill_defaults(out[name], sub)
+    return out
 
 
 def _parse_scalar(text: str) -> Any:

@@ -42,6 +42,7 @@ from speechkit.decode.whisper import (
     WhisperWindowDecoder,
 )
 from speechkit.models.whisper import WhisperModel
+from speechkit.nn.gates import decoding_budget
 from speechkit.nn.int8 import quantize_linears
 from speechkit.pretrained import WHISPER_TYPES, Pretrained, load_pretrained
 from speechkit.text.whisper import WHISPER_TO_ISO639_3, WhisperTokenizer
@@ -96,6 +97,10 @@ class Transcriber:
     """A loaded Whisper model with its decoding rules: ``transcriber(waves, names)``.
 
     ``int8``: ``quantize_int8`` (CPU): every Linear layer and the tied output projection.
+    ``budget``: the fraction of the decoder modules' FLOPs a gated Whisper model
+    (``models/gated_whisper.py``) keeps: required for one with a gate predictor, an error for
+    a model without gates (``speechkit.nn.gates.decoding_budget``; ``name`` names the model in
+    its errors); each window is decoded with its own gate pattern (``decode/whisper.py``).
     ``task`` (``asr`` / ``st_eng``, from ``options.task``) and ``opt.batch_size`` are read at
     each call.
     """
@@ -106,17 +111,24 @@ class Transcriber:
         options: TranscribeOptions | None = None,
         device: str | torch.device = "cpu",
         int8: bool = False,
+        budget: float | None = None,
+        name: str = "this model",
     ):
         if pretrained.model_type not in WHISPER_TYPES:
             raise ValueError(
                 f"speechkit transcribe needs a Whisper model, got {pretrained.model_type}"
             )
+        gated = pretrained.model_type == "gated_whisper"
+        dynamic = gated and pretrained.model.predictor is not None
+        self.budget = decoding_budget(budget, name, gated, dynamic)
         self.opt = options or TranscribeOptions()
         self.tok: WhisperTokenizer = pretrained.tokenizer
         self.device = torch.device(device)
         model = pretrained.model.to(self.device).eval()
         if int8:
             model = quantize_int8(model)
+        if self.budget is not None:
+            model.budget = self.budget  # read by decoder_gates (decode/whisper.py)
         self.model = model
         self.logmel = LogMel(pretrained.features)
         self.task = "asr" if self.opt.task == "transcribe" else "st_eng"
@@ -139,6 +151,7 @@ class Transcriber:
         options: TranscribeOptions | None = None,
         device: str | torch.device = "cpu",
         int8: bool = False,
+        budget: float | None = None,
     ) -> Transcriber:
         """``model``: a packed model directory, a checkpoint ``.pt``, or a zoo name."""
         if Path(model).exists():
@@ -149,7 +162,7 @@ class Transcriber:
             pretrained = zoo.load(str(model))
         if int8:  # the model is ours: quantise it in place rather than keep a float32 copy
             pretrained.model = quantize_int8(pretrained.model.to(device).eval(), inplace=True)
-        return cls(pretrained, options, device, int8=False)
+        return cls(pretrained, options, device, False, budget, name=str(model))
 
     def features(self, wave: np.ndarray | Tensor) -> Tensor:
         """(S,) 16 kHz samples -> (S // 160 + 1, n_mels) Whisper log-mel (faster-whisper's
@@ -218,10 +231,12 @@ def transcribe(
     audio: a file path, a (S,) array, or a list of them (a path is always a file: nothing is
     run through a shell). model: zoo name or packed directory. language: ISO 639-1 or 639-3
     code; None detects it (multilingual models). Other keyword arguments: ``batch_size``,
-    ``device``, ``int8`` (see TranscribeOptions and Transcriber). A missing or unreadable file
-    raises AudioError naming it. For many calls keep a :class:`Transcriber`.
+    ``device``, ``int8``, ``budget`` (gated Whisper models; see TranscribeOptions and
+    Transcriber). A missing or unreadable file raises AudioError naming it. For many calls keep
+    a :class:`Transcriber`.
     """
     device, int8 = kwargs.pop("device", "cpu"), kwargs.pop("int8", False)
+    budget = kwargs.pop("budget", None)
     options = TranscribeOptions(beam=beam, language=language, task=task, **kwargs)
     inputs = audio if isinstance(audio, (list, tuple)) else [audio]
     waves, names = [], []
@@ -232,5 +247,5 @@ def transcribe(
         else:
             waves.append(np.asarray(x, dtype=np.float32))
             names.append(f"audio{i}")
-    transcriber = Transcriber.load(model, options, device, int8)
+    transcriber = Transcriber.load(model, options, device, int8, budget)
     return transcriber(waves, names)

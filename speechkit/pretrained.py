@@ -81,6 +81,7 @@ FILES_BY_TYPE = {
     "gated_whisper": (CONFIG_FILE, MODEL_FILE, "tokenizer.json"),  # models/gated_whisper.py
 }
 WHISPER_TYPES = ("whisper", "gated_whisper")  # model types decoded as Whisper
+GATED_TYPES = ("gated_s2t", "gated_whisper")  # model types decoded at a --budget
 _TASK_KEYS = ("asr_languages", "st_directions")
 # How translations were prompted in training (decode's --st-prompt auto reads them).
 _PROMPT_KEYS = ("st_source_prompt", "max_prompt_tokens")

@@ -8,6 +8,7 @@ import pytest
 from speechkit.config import (
     ConfigError,
     apply_overrides,
+    fill_defaults,
     from_dict,
     load_config,
     save_config,
@@ -105,3 +106,38 @@ def test_missing_file_and_non_mapping(tmp_path):
     path.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(Outer, path)
+
+
+@dataclass
+class Extra:
+    depth: int = 2
+
+
+@dataclass
+class WithOptional:
+    inner: Inner | None = None
+    count: int = 1
+
+
+def test_fill_defaults_gives_missing_fields_their_defaults_and_keeps_the_rest():
+    stored = {"name": "y", "inner": {"width": 8}, "model_type": "s2t", "extra": {}}
+    filled = fill_defaults(stored, Outer, {"extra": Extra})
+    assert filled == {
+        "name": "y",
+        "inner": {"width": 8, "rate": 0.5, "kind": "a"},  # a present section: class defaults
+        "langs": ["eng"],  # default_factory, as to_dict writes it
+        "betas": [0.9, 0.98],
+        "limit": None,
+        "model_type": "s2t",  # not a field: kept, unchecked
+        "extra": {"depth": 2},  # a section named by the caller
+    }
+    assert stored == {"name": "y", "inner": {"width": 8}, "model_type": "s2t", "extra": {}}
+    # what is present is never replaced, even a value the class would reject
+    assert fill_defaults({"inner": {"width": -1}}, Outer)["inner"]["width"] == -1
+    assert fill_defaults({}, Outer) == to_dict(Outer())
+    # an Optional section is filled where it is a mapping, left alone where it is None
+    assert fill_defaults({"inner": {"rate": 1.0}}, WithOptional) == {
+        "inner": {"width": 4, "rate": 1.0, "kind": "a"},
+        "count": 1,
+    }
+    assert fill_defaults({}, WithOptional) == {"inner": None, "count": 1}

@@ -64,17 +64,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def _transcriber(model: str, budget: float, args):
     from speechkit import zoo
+    from speechkit.config import ConfigError
     from speechkit.inference import TranscribeOptions, Transcriber
 
     pre = zoo.load(model)
-    if pre.model_type == "gated_whisper":
-        if not 0.0 <= budget <= 1.0:
-            raise SystemExit(f"budget {budget}: must lie in [0, 1]")
-        pre.model.budget = budget
-    elif pre.model_type != "whisper":
+    if pre.model_type not in ("whisper", "gated_whisper"):
         raise SystemExit(f"{model}: a {pre.model_type} model, not a Whisper model")
     opts = TranscribeOptions(beam=args.beam, batch_size=args.batch_size, language=args.language)
-    return Transcriber(pre, opts), pre.model_type
+    # a plain --full model ignores --full-budget; a gated one checks it as transcribe does
+    gated = pre.model_type == "gated_whisper"
+    try:
+        return Transcriber(pre, opts, budget=budget if gated else None, name=model), pre.model_type
+    except ConfigError as e:
+        raise SystemExit(str(e)) from None
 
 
 def measure(systems: dict, waves: list, chunk: int, desc: str) -> tuple[dict, dict]:

@@ -72,7 +72,8 @@ from speechkit.data.inputs import collect_inputs
 from speechkit.data.kaldi import KaldiDataError
 from speechkit.data.tasks import cut_tasks
 from speechkit.decode import DecodeOptions, SpecialIds, beam_search, greedy_search
-from speechkit.pretrained import WHISPER_TYPES
+from speechkit.nn.gates import decoding_budget
+from speechkit.pretrained import GATED_TYPES, WHISPER_TYPES
 
 logger = logging.getLogger("speechkit.bin.decode")
 
@@ -471,11 +472,8 @@ def make_gating(pre, args):
         return None
     from speechkit.decode.gated import GatedDecoding
 
-    budget = args.budget
-    if budget is None and pre.model.predictor is None:
-        budget = 1.0  # gate_mode none: nothing to decide (GFLOPs are still counted)
-    if budget is None:
-        raise ConfigError(f"{args.model} is a gated model: give --budget (in [0, 1])")
+    # gate_mode none: budget 1.0, nothing to decide (GFLOPs are still counted)
+    budget = decoding_budget(args.budget, str(args.model), True, pre.model.predictor is not None)
     try:
         return GatedDecoding(pre.model, pre.tokenizer, budget, args.contexts,
                              args.language_context)  # fmt: skip
@@ -483,10 +481,11 @@ def make_gating(pre, args):
         raise ConfigError(str(e)) from None
 
 
-def decode_whisper(pre, plan: list, args, device, skipped: list, bar, read) -> tuple:
+def decode_whisper(pre, plan: list, args, device, skipped: list, bar, read, budget=None) -> tuple:
     """Whisper models: ``speechkit transcribe``'s decoder with the cut's language and task,
-    ``--batch-size`` inputs at a time within each (language, task), in input order. Returns the
-    results, the search options and, for a gated model, its gate summary (else None)."""
+    ``--batch-size`` inputs at a time within each (language, task), in input order; a gated
+    model at ``budget``. Returns the results, the search options and, for a gated model, its
+    gate summary (else None)."""
     from speechkit.inference import TranscribeOptions, Transcriber
 
     if args.ctc_weight > 0:
@@ -494,7 +493,7 @@ def decode_whisper(pre, plan: list, args, device, skipped: list, bar, read) -> t
     max_new = min(args.max_len or 224, 224)
     opts = TranscribeOptions(beam=args.beam_size, batch_size=args.batch_size,
                              max_new_tokens=max_new)  # fmt: skip
-    transcriber = Transcriber(pre, opts, device)
+    transcriber = Transcriber(pre, opts, device, budget=budget, name=str(args.model))
     groups: dict[tuple, list] = defaultdict(list)
     for cut, items in plan:
         for it in items:
@@ -545,23 +544,17 @@ def run(args: argparse.Namespace) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     gating = gates = None
-    if args.budget is not None and pre.model_type not in ("gated_s2t", "gated_whisper"):
-        raise ConfigError(
-            f"--budget: {args.model} has no gates (train one with task: prune or prune_whisper)"
-        )
-    if pre.model_type == "gated_whisper":
-        if args.budget is None and pre.model.predictor is not None:
-            raise ConfigError(f"{args.model} is a gated model: give --budget (in [0, 1])")
-        if args.budget is not None and not 0.0 <= args.budget <= 1.0:
-            raise ConfigError(f"--budget must lie in [0, 1], got {args.budget}")
-        pre.model.budget = 1.0 if args.budget is None else args.budget
+    dynamic = getattr(pre.model, "predictor", None) is not None
+    # before any decoding: a budget missing, out of range or given to a model without gates
+    budget = decoding_budget(args.budget, str(args.model), pre.model_type in GATED_TYPES, dynamic)
     read = audio_reader(args.frontend, args.frontend_query)  # (loaded before the clock starts)
     audio_s, start = sum(c.duration for c, _ in plan), time.perf_counter()
     bar = tqdm(total=round(audio_s), unit="s", desc="decode (audio s)")
     st_prompt = args.st_prompt
     if pre.model_type in WHISPER_TYPES:
         st_prompt = "none"
-        results, options, gates = decode_whisper(pre, plan, args, device, skipped, bar, read)
+        results, options, gates = decode_whisper(pre, plan, args, device, skipped, bar, read,
+                                                 budget)  # fmt: skip
     else:
         opts = options_from_args(args, pre.config.max_target_positions, 4)
         if st_prompt == "auto":

@@ -15,7 +15,8 @@ Writes ``OUT/config.yaml`` (the full experiment config), ``OUT/checkpoints/``,
 ``OUT/train_log.csv``, ``OUT/valid_log.csv``, ``OUT/tensorboard/``, ``OUT/train.log`` and finally
 ``OUT/model_avg.pt`` (the best ``trainer.average_best`` checkpoints by valid loss, averaged;
 loadable by decode and pack_model). ``OUT/train_done.json`` marks a finished schedule: a
-``--resume`` with the same config then does nothing.
+``--resume`` with the same config (a field added since counts as its default) then does
+nothing.
 
 Data-parallel on N processes (docs/distributed.md)::
 
@@ -39,7 +40,7 @@ from speechkit.checkpoint import atomic_write_text
 from speechkit.config import ConfigError, add_overrides_argument, from_dict, read_yaml
 from speechkit.tasks import Task, TaskInputs, get_task
 from speechkit.train import distributed as dist_utils
-from speechkit.train.checkpoint import best_checkpoints, save_averaged
+from speechkit.train.checkpoint import best_checkpoints, config_differences, save_averaged
 from speechkit.train.trainer import TrainData, Trainer, seed_everything
 
 logger = logging.getLogger("speechkit.bin.train")
@@ -128,7 +129,8 @@ def train(task: Task, args: argparse.Namespace, out: Path) -> int:
     run_config = task.run_config()
     marker = out / "train_done.json"
     if args.resume and marker.is_file():
-        if json.loads(marker.read_text()).get("config") == run_config:
+        done = json.loads(marker.read_text()).get("config")
+        if done is not None and not config_differences(task.fill_stored_config(done), run_config):
             logger.info("skip: %s finished training with this config (%s)", out, marker)
             return 0
     if info.is_main:

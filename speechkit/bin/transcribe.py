@@ -3,6 +3,7 @@
     speechkit transcribe --model whisper-base a.wav b.flac --output-format all --output-dir out
     speechkit transcribe --model whisper-tiny.en --wav-scp data/wav.scp --output-dir out
     speechkit transcribe --model exp/packed --cuts test_cuts.jsonl.gz --language de --task translate
+    speechkit transcribe --model exp/wprune/model_avg.pt --budget 0.5 --language en a.wav
 
 Inputs (``speechkit.data.inputs``, as ``speechkit decode`` reads them): audio files (a name is
 always a file name, never a command), a Kaldi ``wav.scp`` (``utt path``, or ``utt command |``: a
@@ -15,6 +16,13 @@ single input (``speechkit transcribe a.wav --output-format srt > a.srt``). An in
 be read (missing, empty, not audio, failing command) is logged with its name and reason and
 skipped; the others are still decoded, and the exit code is 1 if any failed. Decoding rules:
 ``speechkit/decode/whisper.py``; scored evaluation of a test set: ``speechkit decode``.
+
+Gated Whisper models (``model_type: gated_whisper``, trained with ``task: prune_whisper``) need
+``--budget B`` (in [0, 1]: the fraction of the decoder modules' FLOPs to keep; not needed for
+one trained with ``gate_mode: none``), as ``speechkit decode --budget`` takes it: each 30 s
+window gets its decoder gates from the gate predictor at that budget, and the modules gated off
+are not run. The log ends with the decoder GFLOPs per window with and without gates and the
+achieved sparsity. ``--budget`` with a model without gates is an error.
 """
 
 from __future__ import annotations
@@ -110,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     p.add_argument("--int8", action="store_true", help="dynamic int8 Linear layers (CPU)")
+    p.add_argument("--budget", type=float, default=None,
+                   help="gated Whisper models: fraction of the decoder modules' FLOPs to keep, "
+                   "in [0, 1] (required for them, an error for other models)")  # fmt: skip
     return p
 
 
@@ -155,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     try:
         options = TranscribeOptions(args.beam, args.language, args.task, args.batch_size)
-        transcriber = Transcriber.load(args.model, options, args.device, args.int8)
+        transcriber = Transcriber.load(args.model, options, args.device, args.int8, args.budget)
     except (ConfigError, KeyError) as e:  # bad option, or a language/task the model lacks
         build_parser().error(str(e).strip("'\""))
     shown = "txt" if out_dir else args.output_format
@@ -173,6 +184,13 @@ def main(argv: list[str] | None = None) -> int:
                 write_outputs(result, out_dir, formats, _file_stem(result.name, taken))
             done += 1
     logger.info("transcribed %d of %d inputs; %d failed", done, len(inputs), len(failed))
+    gates = transcriber.windows.gate_summary()
+    if gates is not None:
+        logger.info(
+            "gates at budget %.3g: decoder GFLOPs per window %.4g (%.4g without gates), "
+            "sparsity %.3f, %d windows, %d gate patterns", gates["budget"], gates["gflops_dec"],
+            gates["gflops_dec_full"], gates["sparsity"], gates["windows"], gates["gate_patterns"],
+        )  # fmt: skip
     if failed:
         logger.error("failed inputs: %s", ", ".join(failed))
     return 1 if failed else 0

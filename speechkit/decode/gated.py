@@ -29,6 +29,7 @@ from speechkit.models.s2t_flops import (
     encoder_module_flops,
     fixed_flops,
 )
+from speechkit.nn.gates import check_budget
 
 __all__ = ["GatedDecoding", "gate_inputs"]
 
@@ -71,8 +72,7 @@ class GatedDecoding:
         contexts_dir: str | None = None,
         language: Literal["oracle", "lid"] = "lid",
     ):
-        if not 0.0 <= budget <= 1.0:
-            raise ValueError(f"--budget must lie in [0, 1], got {budget}")
+        budget = check_budget(budget)
         self.model, self.tok, self.budget, self.language = model, tokenizer, budget, language
         cfg = model.cfg
         self.stores = {}

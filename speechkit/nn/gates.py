@@ -27,6 +27,8 @@ the encoder's front end (before any gated layer runs), optional context vectors 
 acoustic event; the language posterior for the decoder gates) and the compute budget (a scalar
 in [0, 1], the FLOP fraction to keep), a small MLP gives two logits (off, on) per gate. The
 "static" mode sees the budget only, so its gates are the same for every utterance.
+:func:`check_budget` is the one range rule of a budget and :func:`decoding_budget` the rule of
+``--budget`` for any model (``speechkit decode``, ``speechkit transcribe``, the benchmarks).
 """
 
 from __future__ import annotations
@@ -37,10 +39,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from speechkit.config import ConfigError
+
 __all__ = [
     "GatePredictor",
     "GatedLayer",
     "Gates",
+    "check_budget",
+    "decoding_budget",
     "gate_layout",
     "group_gates",
     "module_gate",
@@ -261,3 +267,34 @@ class GatePredictor(nn.Module):
         if self.budget_gain is not None:
             logits = self._budget_prior(logits, shared, self.budget_gain[self.n_enc :])
         return logits
+
+
+def check_budget(budget: float, name: str = "--budget") -> float:
+    """``budget`` (the fraction of the gated modules' FLOPs to keep) as a float if it lies in
+    [0, 1]; else the one error of every command, benchmark and config that reads a budget
+    (``name``: the option or config key, for the message)."""
+    if not 0.0 <= budget <= 1.0:  # (NaN fails this too)
+        raise ConfigError(
+            f"{name} must lie in [0, 1] (the fraction of the gated modules' FLOPs to keep), "
+            f"got {budget}"
+        )
+    return float(budget)
+
+
+def decoding_budget(budget: float | None, name: str, gated: bool, dynamic: bool) -> float | None:
+    """The budget a model decodes at, from ``--budget`` (None: not given). ``gated``: the model
+    has gates (``models/gated_s2t.py``, ``models/gated_whisper.py``); ``dynamic``: it has a gate
+    predictor (not trained with ``gate_mode: none``). A gated model needs a budget, checked by
+    :func:`check_budget`, unless it has no predictor (1.0: nothing to decide); a model without
+    gates gets None, and a budget given for it is an error. ``name``: the model, for errors."""
+    if not gated:
+        if budget is not None:
+            raise ConfigError(
+                f"--budget: {name} has no gates (train one with task: prune or prune_whisper)"
+            )
+        return None
+    if budget is None:
+        if dynamic:
+            raise ConfigError(f"{name} is a gated model: give --budget (in [0, 1])")
+        return 1.0
+    return check_budget(budget)

@@ -36,6 +36,7 @@ in its ``forward`` (for example ``forward(x, part="disc")``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from abc import ABC, abstractmethod
@@ -48,7 +49,7 @@ import torch
 from lhotse import CutSet, combine
 from torch import Tensor, nn
 
-from speechkit.config import to_dict
+from speechkit.config import fill_defaults, to_dict
 from speechkit.data.shar import SharCuts
 
 __all__ = ["OptimizerSpec", "Task", "TaskInputs", "read_cuts"]
@@ -183,6 +184,22 @@ class Task(ABC):
         """The experiment config as a plain dict: stored in every checkpoint, compared when
         resuming, and read back by ``speechkit.pretrained`` to rebuild the model."""
         return to_dict(self.cfg)
+
+    def run_config_sections(self) -> dict[str, type]:
+        """The dataclass of each top-level ``run_config`` key that is not a field of
+        ``config_class`` or holds another class than the field's (default: none); read by
+        :meth:`fill_stored_config`."""
+        return {}
+
+    def fill_stored_config(self, stored: dict) -> dict:
+        """A stored ``run_config`` (a checkpoint's, a finished run's marker) as this code
+        would write it: fields added to the config since take their defaults
+        (``speechkit.config.fill_defaults``), so a run written before a field existed resumes
+        when the field's default keeps the old behaviour, and a value really changed still
+        differs. Tasks whose ``config_class`` is no dataclass compare the stored dict as is."""
+        if not dataclasses.is_dataclass(self.config_class):
+            return stored
+        return fill_defaults(stored, self.config_class, self.run_config_sections())
 
     def checkpoint_extras(self) -> dict:
         """Entries besides weights, optimisers and config that checkpoints hold (e.g. the

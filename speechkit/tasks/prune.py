@@ -41,6 +41,7 @@ from speechkit.data.contexts import ContextStore
 from speechkit.decode.gated import gate_inputs
 from speechkit.models.gated_s2t import GatedS2TConfig, GatedS2TModel
 from speechkit.models.s2t import S2TConfig
+from speechkit.nn.gates import check_budget
 from speechkit.tasks import register_task
 from speechkit.tasks.base import TaskInputs
 from speechkit.tasks.s2t import MODEL_INPUTS, S2TTask
@@ -72,10 +73,12 @@ class PruneOptions:
     valid_budget: float = 0.5
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.budget_min <= self.budget_max <= 1.0:
-            raise ConfigError("prune: need 0 <= budget_min <= budget_max <= 1")
-        if not 0.0 <= self.valid_budget <= 1.0 or self.alpha < 0:
-            raise ConfigError("prune: valid_budget must lie in [0, 1] and alpha be >= 0")
+        for key in ("budget_min", "budget_max", "valid_budget"):
+            check_budget(getattr(self, key), f"prune.{key}")
+        if self.budget_min > self.budget_max:
+            raise ConfigError("prune: need budget_min <= budget_max")
+        if self.alpha < 0:
+            raise ConfigError(f"prune.alpha must be >= 0, got {self.alpha}")
 
 
 @dataclass

@@ -257,3 +257,8 @@ class WhisperTask(S2TTask):
         tasks) from it."""
         config = {"model_type": "whisper", "model": to_dict(self.model_cfg), **to_dict(self.cfg)}
         return config | {"data": to_dict(self.data), "init": self.inputs.init}
+
+    def run_config_sections(self) -> dict[str, type]:
+        # run_config's model and data are the model's and the dataset's configs, not the
+        # task config's sections of those names
+        return {"model": type(self.model_cfg), "data": type(self.data)}

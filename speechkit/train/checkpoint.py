@@ -201,8 +201,8 @@ def config_differences(old: dict, new: dict, allowed: set[str] = frozenset()) ->
     """Dotted keys whose values differ between two config dicts, except those in ``allowed``.
 
     Lists and tuples compare equal when their items do (YAML turns tuples into lists). A key
-    absent from one side equals an empty list there: a list field added to a config later (such
-    as ``model.pruned_modules``) does not block resuming a checkpoint written before it existed.
+    absent from one side differs from any value; a field added to a config after a checkpoint
+    was written is filled with its default first (``Task.fill_stored_config``).
     """
     a, b = _flatten(old), _flatten(new)
 
@@ -210,5 +210,7 @@ def config_differences(old: dict, new: dict, allowed: set[str] = frozenset()) ->
         return [norm(x) for x in v] if isinstance(v, (list, tuple)) else v
 
     return sorted(
-        k for k in set(a) | set(b) if k not in allowed and norm(a.get(k, [])) != norm(b.get(k, []))
+        k
+        for k in set(a) | set(b)
+        if k not in allowed and (k not in a or k not in b or norm(a[k]) != norm(b[k]))
     )

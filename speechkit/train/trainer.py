@@ -575,7 +575,8 @@ class Trainer:
             logger.warning("--resume: no checkpoint in %s, starting from scratch", self.ckpt_dir)
             return None
         ckpt = load_checkpoint(path, map_location=self.device)
-        diffs = config_differences(ckpt["config"], self.run_config, RESUMABLE_KEYS)
+        stored = self.task.fill_stored_config(ckpt["config"])  # fields added since: defaults
+        diffs = config_differences(stored, self.run_config, RESUMABLE_KEYS)
         if diffs:
             raise ConfigError(
                 f"cannot resume from {path}: the config differs from the checkpoint's in "

@@ -8,8 +8,9 @@ import itertools
 import pytest
 import torch
 
+from speechkit.config import ConfigError
 from speechkit.nn.ebranchformer import EBranchformerLayer
-from speechkit.nn.gates import GatePredictor, sample_gates
+from speechkit.nn.gates import GatePredictor, check_budget, decoding_budget, sample_gates
 from speechkit.nn.masks import causal_mask
 from speechkit.nn.transformer import TransformerDecoderLayer, TransformerEncoderLayer
 
@@ -117,3 +118,24 @@ def test_budget_prior_turns_gates_off_at_low_budgets_from_the_start():
     assert keep[0] < 0.5 < keep[1] < keep[2]
     plain = GatePredictor(D, {}, 0, n_enc=8, n_dec=6)
     assert plain.budget_gain is None and "budget_gain" not in dict(plain.named_parameters())
+
+
+def test_one_budget_rule_for_every_command_and_config():
+    """check_budget is the range rule that decode, transcribe, the benchmarks and the prune
+    configs call; decoding_budget the rule of --budget for any model."""
+    assert check_budget(0) == 0.0 and isinstance(check_budget(1), float)
+    assert check_budget(0.5) == 0.5
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ConfigError, match=r"^--budget must lie in \[0, 1\] .* got "):
+            check_budget(bad)
+    with pytest.raises(ConfigError, match=r"^prune\.valid_budget must lie in \[0, 1\]"):
+        check_budget(2.0, "prune.valid_budget")
+    assert decoding_budget(None, "m", gated=False, dynamic=False) is None
+    with pytest.raises(ConfigError, match="m has no gates"):
+        decoding_budget(0.5, "m", gated=False, dynamic=False)
+    with pytest.raises(ConfigError, match="m is a gated model: give --budget"):
+        decoding_budget(None, "m", gated=True, dynamic=True)
+    assert decoding_budget(None, "m", gated=True, dynamic=False) == 1.0  # gate_mode none
+    assert decoding_budget(0.3, "m", gated=True, dynamic=True) == 0.3
+    with pytest.raises(ConfigError, match="--budget must lie in"):
+        decoding_budget(1.5, "m", gated=True, dynamic=False)

@@ -113,3 +113,24 @@ def test_config_rules(tmp_path):
     path.write_text((YAML % "dynamic").replace("gate_tau: 0.5", "gate_tau: 0.5, heads: 2"))
     with pytest.raises(ConfigError, match="heads"):
         load_config(WhisperPruneConfig, path)
+
+
+def test_stored_config_fills_fields_added_since_in_its_model_and_data_sections(setup, tmp_path):
+    """run_config's ``model`` and ``data`` are the model's and the dataset's configs (not the
+    task config's sections of those names): a stored config lacking a field of either gets the
+    field's default back, and a current run_config is left exactly as it is."""
+    from speechkit.tasks.base import TaskInputs
+    from speechkit.tasks.prune_whisper import WhisperPruneTask
+
+    root, packed = setup
+    path = tmp_path / "c.yaml"
+    path.write_text(YAML % "dynamic")
+    task = WhisperPruneTask(load_config(WhisperPruneConfig, path), TaskInputs(init=str(packed)))
+    current = task.run_config()
+    assert task.fill_stored_config(current) == current
+    old = json.loads(json.dumps(current))
+    del old["model"]["gate_budget_gain"], old["data"]["num_workers"], old["predictor_lr"]
+    filled = task.fill_stored_config(old)
+    assert filled["model"]["gate_budget_gain"] == 0.0
+    assert filled["data"]["num_workers"] == current["data"]["num_workers"]
+    assert filled["predictor_lr"] == 1.0e-3  # the field's default, not this run's 0.02

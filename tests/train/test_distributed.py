@@ -57,7 +57,7 @@ def _shard(batch: dict, rank: int, world: int) -> dict:
 
 class FixedTask(S2TTask):
     """The s2t task's steps and optimiser for a given config, without tokenizer or corpus;
-    ``run_config`` as given (compared on resume)."""
+    ``run_config`` as given (compared on resume as it is)."""
 
     def __init__(self, cfg: ExperimentConfig, run_config: dict) -> None:
         Task.__init__(self, cfg)
@@ -65,6 +65,9 @@ class FixedTask(S2TTask):
 
     def run_config(self) -> dict:
         return self._run_config
+
+    def fill_stored_config(self, stored: dict) -> dict:
+        return stored  # (compared as given, too: no defaults of a config it does not write)
 
     def checkpoint_extras(self) -> dict:
         return {}

@@ -191,3 +191,35 @@ def test_ffn_group_gates_train_decode_at_a_budget_and_export(tiny_corpus, base, 
     argv = ["--model", str(out / "model_avg.pt"), "--budget", "0.4", "--out", str(packed)]
     assert prune_export.main(argv) == 0
     assert load_pretrained(packed).model_type == "s2t"
+
+
+def test_a_checkpoint_from_before_a_config_field_resumes(tiny_corpus, base, tmp_path):
+    """A run written before ``model.gate_ffn_groups`` existed (its key stripped from the
+    checkpoint's config and the done marker) resumes: the field takes its default, which keeps
+    the old behaviour; a value really set otherwise still stops the resume, naming the key."""
+    from speechkit.checkpoint import load_checkpoint, save_checkpoint
+    from speechkit.train.checkpoint import latest_checkpoint
+
+    out = tmp_path / "old"
+    assert _train(_prune_argv(tiny_corpus, base, out, "trainer.max_steps=2")) == 0
+    path = latest_checkpoint(out / "checkpoints")
+    ckpt = load_checkpoint(path)
+    del ckpt["config"]["model"]["gate_ffn_groups"]
+    save_checkpoint(ckpt, path)
+    marker = json.loads((out / "train_done.json").read_text())
+    del marker["config"]["model"]["gate_ffn_groups"]
+    (out / "train_done.json").write_text(json.dumps(marker))
+
+    def logged_steps():
+        with open(out / "train_log.csv") as f:
+            return [int(r["step"]) for r in csv.DictReader(f)]
+
+    # the same config: the finished run is recognised and not trained again
+    assert _train([*_prune_argv(tiny_corpus, base, out, "trainer.max_steps=2"), "--resume"]) == 0
+    assert logged_steps() == [1, 2]
+    changed = _prune_argv(tiny_corpus, base, out, "trainer.max_steps=3", "model.gate_ffn_groups=2")
+    with pytest.raises(ConfigError, match=r"config differs .* in model\.gate_ffn_groups\. Only"):
+        _train([*changed, "--resume"])
+    assert _train([*_prune_argv(tiny_corpus, base, out, "trainer.max_steps=3"), "--resume"]) == 0
+    assert logged_steps() == [1, 2, 3]
+    assert latest_checkpoint(out / "checkpoints").name == "step-3.pt"

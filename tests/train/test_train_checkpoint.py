@@ -119,16 +119,16 @@ def test_config_differences_names_dotted_keys_and_respects_allowed():
     assert ck.config_differences(old, new, {"trainer.max_epochs", "x"}) == ["optim.lr"]
 
 
-def test_a_list_field_added_later_empty_does_not_block_resuming():
+def test_a_key_absent_from_one_side_differs_until_filled_with_its_default():
+    # config_differences itself knows no defaults: the trainer fills the stored config first
+    # (Task.fill_stored_config); see tests/train/test_prune_train.py for a real resume
     old = {"model": {"d_model": 8}}
-    assert ck.config_differences(old, {"model": {"d_model": 8, "pruned_modules": []}}) == []
-    added = {"model": {"d_model": 8, "pruned_modules": ["decoder.0.ffn"]}}
-    assert ck.config_differences(old, added) == ["model.pruned_modules"]
-    # only absence counts as the empty list: a value set to None is a value
-    none = {"model": {"d_model": 8, "pruned_modules": None}}
-    assert ck.config_differences(none, {"model": {"d_model": 8, "pruned_modules": []}}) == [
-        "model.pruned_modules"
-    ]
+    for value in ([], None, 1):
+        new = {"model": {"d_model": 8, "pruned_modules": value}}
+        assert ck.config_differences(old, new) == ["model.pruned_modules"]
+        assert ck.config_differences(new, old) == ["model.pruned_modules"]
+    filled = {"model": {"d_model": 8, "pruned_modules": []}}
+    assert ck.config_differences(filled, {"model": {"d_model": 8, "pruned_modules": ()}}) == []
 
 
 def test_load_reports_missing_and_corrupt_files(tmp_path):

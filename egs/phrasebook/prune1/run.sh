@@ -7,6 +7,8 @@
 #   ./run.sh --stage 5 --arms full,static,dyn,dyn_lang --seeds 0 --steps 400   # a short run
 # Stages 10-12 (not in the default run: --stage 10): the same gates on a zoo Whisper model's
 # decoder: 10 fine-tune the arms, 11 decode + score English at the budget, 12 speed (interleaved).
+# A gated Whisper arm then transcribes any audio at a budget of your choice:
+#   speechkit transcribe --model exp/whisper/dyn/model_avg.pt --budget 0.5 --language en a.wav
 # Stages: 1 corpus (shared with s2t1) + tokenizer, 2 event tagger (+ its accuracy -> RESULTS.md),
 #         3 speaker and event contexts of every cut, 4 base model (train, decode, score ->
 #         RESULTS.md); 5 gated fine-tuning of the arms (speechkit/tasks/prune.py), 6 decode +

@@ -22,6 +22,7 @@ pipes are read by ``speechkit.data.kaldi``, and only when allowed).
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -75,7 +76,9 @@ class Result:
     duration: float
 
 
-def quantize_int8(model: WhisperModel, inplace: bool = False) -> WhisperModel:
+def quantize_int8(
+    model: WhisperModel, inplace: bool = False, keep_float: Collection[str] = ()
+) -> WhisperModel:
     """A copy of ``model`` (or ``model`` itself, ``inplace``) with dynamic int8 Linear layers
     (CPU; ``speechkit.nn.int8``: weights per output channel, activations per call with all 8
     bits where the CPU allows). In place, the float32 Linear weights are freed: a process that
@@ -84,12 +87,16 @@ def quantize_int8(model: WhisperModel, inplace: bool = False) -> WhisperModel:
     The tied output projection gets an int8 copy of the token embedding too (the embedding lookup
     itself stays float32): at beam-search batch sizes reading the V x D table is most of a
     decoder step, and int8 reads a quarter of the bytes. The convolutions stay float32.
+    ``keep_float``: Linear layers left in float32, by part of their name (``ffn.net.3``), and
+    ``decoder.output`` for the output projection (``speechkit bench whisper-int8`` measures
+    what each choice costs and keeps).
     """
-    quantized = quantize_linears(model, inplace=inplace)
-    table = model.decoder.embed.weight.detach()  # (V, D)
-    output = torch.nn.Linear(table.shape[1], table.shape[0], bias=False)
-    output.weight.data.copy_(table)
-    quantized.decoder.output = quantize_linears(torch.nn.Sequential(output), inplace=True)[0]
+    quantized = quantize_linears(model, inplace=inplace, keep_float=keep_float)
+    if "decoder.output" not in keep_float:
+        table = model.decoder.embed.weight.detach()  # (V, D)
+        output = torch.nn.Linear(table.shape[1], table.shape[0], bias=False)
+        output.weight.data.copy_(table)
+        quantized.decoder.output = quantize_linears(torch.nn.Sequential(output), inplace=True)[0]
     return quantized
 
 

@@ -20,6 +20,8 @@ name                   module                    what it measures
 ``whisper-speed``      ``whisper_speed.py``      speechkit transcribe vs faster-whisper: WER,
                                                  identical transcripts, RTFx (fp32, int8)
 ``whisper-profile``    ``whisper_profile.py``    one utterance: encoder vs decoding time, top ops
+``whisper-int8``       ``whisper_int8.py``       int8 layer choices: identity to float32, WER,
+                                                 speed
 ``whisper-window``     ``whisper_window.py``     Whisper WER with and without its 30 s window
 ``separation``         ``separation.py``         SI-SDRi by query type and SNR band, RTF,
                                                  spectrograms, Whisper WER +/- the front end
@@ -67,6 +69,7 @@ BENCHMARKS = {
     "whisper-speed": "whisper_speed",
     "whisper-profile": "whisper_profile",
     "whisper-window": "whisper_window",
+    "whisper-int8": "whisper_int8",
     "separation": "separation",
     "separation-long": "separation_long",
     "codec": "codec",

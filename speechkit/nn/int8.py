@@ -17,6 +17,7 @@ operator (``torch.ops.quantized.linear_dynamic(x, packed, reduce_range)``), not 
 from __future__ import annotations
 
 import functools
+from collections.abc import Collection
 
 import torch
 from torch import Tensor, nn
@@ -54,9 +55,15 @@ class Int8Linear(DynamicLinear):
         return "Int8Linear"
 
 
-def quantize_linears(module: nn.Module, inplace: bool = False) -> nn.Module:
-    """``module`` (a copy unless ``inplace``) with every ``nn.Linear`` an ``Int8Linear``."""
+def quantize_linears(
+    module: nn.Module, inplace: bool = False, keep_float: Collection[str] = ()
+) -> nn.Module:
+    """``module`` (a copy unless ``inplace``) with every ``nn.Linear`` an ``Int8Linear``, except
+    those whose qualified name contains one of ``keep_float`` (e.g. ``ffn.net.3``: every
+    Transformer layer's second FFN projection)."""
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-    return quantize_dynamic(module, {nn.Linear: per_channel_dynamic_qconfig}, torch.qint8,
-                            mapping={nn.Linear: Int8Linear}, inplace=inplace)  # fmt: skip
+    names = {name for name, m in module.named_modules() if type(m) is nn.Linear}
+    spec = {n: per_channel_dynamic_qconfig for n in names if not any(k in n for k in keep_float)}
+    return quantize_dynamic(module, spec, torch.qint8, mapping={nn.Linear: Int8Linear},
+                            inplace=inplace)  # fmt: skip

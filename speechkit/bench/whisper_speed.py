@@ -143,7 +143,9 @@ def run_interleaved(tr: Transcriber, fw, waves: list[np.ndarray], task: str, arg
     return texts["sk"], texts["fw"], total["sk"], total["fw"], ratios
 
 
-def peak_rss(system: str, model: str, ct2: Path, precision: str, waves, args) -> tuple[float, float]:
+def peak_rss(
+    system: str, model: str, ct2: Path, precision: str, waves, args
+) -> tuple[float, float]:
     """(peak RSS, RSS after the imports) in MiB of one system alone in a fresh process
     (``speechkit.bench.rss_child``, which imports torch only for speechkit) on ``waves``."""
     import subprocess

@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(
             f"| {n} | {'-' if n == 'float32' else ', '.join(keep) or '(none)'} | "
             f"{identical_percent(texts[n], texts['float32']):.0f} | "
-            f"{100 * wer(data.refs, texts[n]).rate:.1f} | {data.seconds / sum(took[n]):.2f} | "
+            f"{wer(data.refs, texts[n]).rate:.1f} | {data.seconds / sum(took[n]):.2f} | "
             f"{sum(took['float32']) / sum(took[n]):.2f} | {statistics.median(ratios):.2f} |"
         )
     table = [

@@ -25,6 +25,7 @@ CPU tensors (and nothing waits for the host between steps).
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
 
@@ -338,7 +339,9 @@ class WhisperWindowDecoder:
 
     def gate_summary(self) -> dict | None:
         """Means over the windows decoded with gates (None if none were): decoder GFLOPs with
-        and without gates, sparsity, and the number of distinct gate patterns."""
+        and without gates, sparsity, the number of distinct gate patterns, and how many windows
+        each pattern decoded (``pattern_windows``: one character per decoder module, layer by
+        layer in ``TransformerDecoderLayer.GATED`` order, ``1`` = run), most used first."""
         if not self.gate_records:
             return None
         n = len(self.gate_records)
@@ -350,6 +353,9 @@ class WhisperWindowDecoder:
             "gflops_dec_full": mean("gflops_dec_full"),
             "sparsity": mean("sparsity"),
             "gate_patterns": len({r["dec_gates"] for r in self.gate_records}),
+            "pattern_windows": dict(
+                Counter(r["dec_gates"] for r in self.gate_records).most_common()
+            ),
         }
 
     def _languages(self, windows: list[Window], enc: Tensor, enc_lens: Tensor) -> None:

@@ -31,6 +31,7 @@ def test_bench_prune_whisper_reports_wer_and_speed(tiny_en, speech_dir, tmp_path
     assert res["batch1"]["rtfx_gated"] > 0 and res["batch1"]["rtfx_full"] > 0
     g = res["gates"]
     assert g["windows"] == 2 and g["gate_patterns"] == 1
+    assert g["pattern_windows"] == {"111111110110": 2}  # modules 8 and 11 (layer order) off
     # Two of the 12 decoder modules are FFNs off: a third of a layer's FLOPs or so each.
     assert 0.05 < g["sparsity"] < 0.4 and g["gflops_dec"] < g["gflops_dec_full"]
     assert 0.0 <= res["wer_full"] < 50.0  # the real model on clear speech

@@ -103,7 +103,8 @@ def quantize_int8(
 class Transcriber:
     """A loaded Whisper model with its decoding rules: ``transcriber(waves, names)``.
 
-    ``int8``: ``quantize_int8`` (CPU): every Linear layer and the tied output projection.
+    ``int8``: ``quantize_int8`` (CPU): every Linear layer and the tied output projection,
+    except the layers named by ``keep_float`` (``quantize_int8``'s patterns).
     ``budget``: the fraction of the decoder modules' FLOPs a gated Whisper model
     (``models/gated_whisper.py``) keeps: required for one with a gate predictor, an error for
     a model without gates (``speechkit.nn.gates.decoding_budget``; ``name`` names the model in
@@ -120,6 +121,7 @@ class Transcriber:
         int8: bool = False,
         budget: float | None = None,
         name: str = "this model",
+        keep_float: Collection[str] = (),
     ):
         if pretrained.model_type not in WHISPER_TYPES:
             raise ValueError(
@@ -132,8 +134,10 @@ class Transcriber:
         self.tok: WhisperTokenizer = pretrained.tokenizer
         self.device = torch.device(device)
         model = pretrained.model.to(self.device).eval()
+        if keep_float and not int8:
+            raise ValueError("keep_float names layers kept float32 by int8: give int8=True")
         if int8:
-            model = quantize_int8(model)
+            model = quantize_int8(model, keep_float=keep_float)
         if self.budget is not None:
             model.budget = self.budget  # read by decoder_gates (decode/whisper.py)
         self.model = model
@@ -159,6 +163,7 @@ class Transcriber:
         device: str | torch.device = "cpu",
         int8: bool = False,
         budget: float | None = None,
+        keep_float: Collection[str] = (),
     ) -> Transcriber:
         """``model``: a packed model directory, a checkpoint ``.pt``, or a zoo name."""
         if Path(model).exists():
@@ -167,8 +172,11 @@ class Transcriber:
             from speechkit import zoo
 
             pretrained = zoo.load(str(model))
+        if keep_float and not int8:
+            raise ValueError("keep_float names layers kept float32 by int8: give int8=True")
         if int8:  # the model is ours: quantise it in place rather than keep a float32 copy
-            pretrained.model = quantize_int8(pretrained.model.to(device).eval(), inplace=True)
+            model_ = pretrained.model.to(device).eval()
+            pretrained.model = quantize_int8(model_, inplace=True, keep_float=keep_float)
         return cls(pretrained, options, device, False, budget, name=str(model))
 
     def features(self, wave: np.ndarray | Tensor) -> Tensor:

@@ -118,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     p.add_argument("--int8", action="store_true", help="dynamic int8 Linear layers (CPU)")
+    p.add_argument("--int8-keep-float", type=lambda t: [x for x in t.split(",") if x],
+                   default=[], metavar="PATTERN[,PATTERN...]",
+                   help="with --int8: Linear layers left float32, by part of their name "
+                   "(ffn.net.3 = every second FFN projection; decoder.output = the output "
+                   "projection): closer to float32's transcripts, slower "
+                   "(speechkit bench whisper-int8)")  # fmt: skip
     p.add_argument("--budget", type=float, default=None,
                    help="gated Whisper models: fraction of the decoder modules' FLOPs to keep, "
                    "in [0, 1] (required for them, an error for other models)")  # fmt: skip
@@ -157,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     inputs = _inputs(args)
     formats = list(FORMATS) if args.output_format == "all" else [args.output_format]
     out_dir = Path(args.output_dir) if args.output_dir else None
+    if args.int8_keep_float and not args.int8:
+        build_parser().error("--int8-keep-float goes with --int8")
     if out_dir is None and args.output_format == "all":
         build_parser().error("--output-format all writes files: give --output-dir")
     if out_dir is None and args.output_format == "srt" and len(inputs) > 1:
@@ -166,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     try:
         options = TranscribeOptions(args.beam, args.language, args.task, args.batch_size)
-        transcriber = Transcriber.load(args.model, options, args.device, args.int8, args.budget)
+        transcriber = Transcriber.load(args.model, options, args.device, args.int8, args.budget,
+                                       keep_float=args.int8_keep_float)  # fmt: skip
     except (ConfigError, KeyError) as e:  # bad option, or a language/task the model lacks
         build_parser().error(str(e).strip("'\""))
     shown = "txt" if out_dir else args.output_format

@@ -132,3 +132,24 @@ def test_silence_file_gives_a_result(model_dir, tmp_path, capsys):
     sf.write(tmp_path / "quiet.wav", np.zeros(16000, np.float32), 16000)
     assert cli.main(["transcribe", "--model", str(model_dir), str(tmp_path / "quiet.wav")]) == 0
     assert capsys.readouterr().out.startswith(f"{tmp_path / 'quiet.wav'}\t")
+
+
+def test_int8_with_layers_kept_float(model_dir, good_wav, capsys, monkeypatch):
+    from speechkit import inference
+
+    made = []
+    real = inference.quantize_int8
+    monkeypatch.setattr(inference, "quantize_int8",
+                        lambda m, **kw: made.append(real(m, **kw)) or made[-1])  # fmt: skip
+    argv = ["transcribe", "--model", str(model_dir), "--beam", "1", "--int8",
+            "--int8-keep-float", "ffn.net.3,decoder.output", str(good_wav)]  # fmt: skip
+    assert cli.main(argv) == 0
+    assert "train station" in capsys.readouterr().out.lower()
+    model = made[0]
+    kinds = {n: type(m).__name__ for n, m in model.named_modules()}
+    assert kinds["encoder.layers.0.ffn.net.3"] == "Linear"  # kept float32
+    assert kinds["encoder.layers.0.ffn.net.0"] == "Int8Linear"
+    assert model.decoder.output is None  # the tied float32 projection
+    with pytest.raises(SystemExit):
+        cli.main(["transcribe", "--model", str(model_dir), "--int8-keep-float", "x", str(good_wav)])
+    assert "goes with --int8" in capsys.readouterr().err

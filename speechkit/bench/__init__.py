@@ -35,6 +35,9 @@ name                   module                    what it measures
                                                  Piper and espeak-ng on the same sentences
 ``prune``              ``prune.py``              gated (pruned) vs full model: RTFx at batch 1
                                                  and batched, interleaved; GFLOPs, sparsity
+``prune-whisper``      ``prune_whisper.py``      gated vs full Whisper: WER and RTFx, interleaved
+``whisper-gate-map``   ``whisper_gate_map.py``   gated Whisper per budget: decoder modules run,
+                                                 sparsity, WER, gate map picture
 =====================  ========================  ================================================
 
 Floors: a benchmark sits beside ``speechkit.bin`` (an entry point); it may use the model, data,
@@ -77,6 +80,7 @@ BENCHMARKS = {
     "tts-speed": "tts_speed",
     "prune": "prune",
     "prune-whisper": "prune_whisper",
+    "whisper-gate-map": "whisper_gate_map",
 }
 _CITE = "--cite-path"
 

@@ -327,6 +327,13 @@ class SeparationTask(Task):
 
     def build_model(self) -> nn.Module:
         model = build_model(self.cfg.model, "separator")
+        if self.inputs.init:
+            # --init DIR: continue from a trained separator of the same shape (e.g. with other
+            # query weights); a shape mismatch is load_state_dict's error.
+            from speechkit.separate import load_trained
+
+            model.load_state_dict(load_trained(self.inputs.init, "separator").state_dict())
+            logger.info("separator initialised from %s", self.inputs.init)
         logger.info("separator: %d parameters, %.2f s context each side",
                     model.num_parameters(), self.cfg.model.receptive_field_s)  # fmt: skip
         return model

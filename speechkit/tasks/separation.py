@@ -20,6 +20,10 @@ Two arms (``data.arm``), one model (``speechkit.models.separation``):
   for a speaker query, a speech anchor of another speaker) at a random level; the query names the
   anchor's class (or gives another clip of its speaker) and the target is the anchor itself.
 
+The baseline, task ``separation_convtasnet`` (``ConvTasNetSeparationTask``): asteroid's
+Conv-TasNet (``speechkit.models.convtasnet_baseline``) through the same data, loss and trainer,
+class queries only (``conf/separation/convtasnet_baseline.yaml``).
+
 Both validate on supervised mixtures (``--dev-cuts``: true sources) with a fixed query per
 mixture (the enrolled speaker for two-speaker mixtures, else the class ``speech``); the loss is
 negative SI-SDR (torchmetrics), ``sisdri`` the improvement over the mixture in dB.
@@ -395,6 +399,10 @@ class ConvTasNetSeparationTask(SeparationTask):
     model_type = "convtasnet"
 
     def build_model(self) -> nn.Module:
+        if self.inputs.init:
+            raise ConfigError(
+                "task separation_convtasnet: --init is not supported (train it fresh)"
+            )
         model = build_model(self.cfg.model, "convtasnet")
         logger.info("Conv-TasNet baseline: %d parameters", model.num_parameters())
         return model

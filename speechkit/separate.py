@@ -56,16 +56,20 @@ def _checkpoint_file(path: Path) -> Path:
     return ckpts[-1]
 
 
-def load_trained(path: str | Path, model_type: str) -> nn.Module:
-    """The trained ``model_type`` model (``separator`` or ``tagger``) at ``path``, in eval mode."""
+def load_trained(path: str | Path, model_type: str | tuple[str, ...]) -> nn.Module:
+    """The trained model at ``path``, in eval mode; ``model_type``: the type it must be
+    (``separator``, ``tagger``, ``convtasnet``) or a tuple of the types accepted."""
     file = _checkpoint_file(Path(path))
     ckpt = load_checkpoint(file)
     config = ckpt.get("config") or {}
     found = config.get("model_type")
-    if found != model_type:
-        raise ValueError(f"{file} holds a {found or 'different'} model, not a {model_type}")
-    cfg = from_dict(MODEL_CONFIGS[model_type], config["model"], source=str(file))
-    model = build_model(cfg, model_type)
+    accepted = (model_type,) if isinstance(model_type, str) else tuple(model_type)
+    if found not in accepted:
+        raise ValueError(
+            f"{file} holds a {found or 'different'} model, not a {' or '.join(accepted)}"
+        )
+    cfg = from_dict(MODEL_CONFIGS[found], config["model"], source=str(file))
+    model = build_model(cfg, found)
     model.load_state_dict(ckpt["model"])
     return model.eval()
 

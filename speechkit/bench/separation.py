@@ -14,6 +14,9 @@ torchmetrics' SI-SDR; the improvement is over the unprocessed mixture. Query typ
   training (``speechkit.data.queries.HELDOUT``), target the speech;
 * ``enrolled speaker``: a two-speaker mixture, another clip of the target speaker as query.
 
+A model without text or speaker queries (the Conv-TasNet baseline, ``query_kinds``) is scored on
+the class queries only.
+
 Speed: separation real-time factor (wall / audio seconds, one thread) over those mixtures.
 Pictures: mixture / estimate / reference spectrograms of one example per query type (PNG).
 ``--wer-model``: Whisper (zoo name or packed dir) on English mixtures at 0 dB and below, with
@@ -32,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from lhotse import CutSet
+from torch import nn
 
 from speechkit.bench import add_cite_argument, cited_command
 from speechkit.data.mixtures import load_mixture, snr_band
@@ -53,7 +57,7 @@ class _Queries:
     def __init__(self) -> None:
         self.text, self.speaker = SentenceEncoder(), SpeakerEncoder()
 
-    def __call__(self, model: Separator, cut, qtype: str, sources):
+    def __call__(self, model: nn.Module, cut, qtype: str, sources):
         """(query tensors, target wave) of ``qtype`` for ``cut``, or None if it does not apply.
         ``sources``: the cut's (speech, interference) waves."""
         event = cut.custom["event"]
@@ -61,6 +65,9 @@ class _Queries:
         kind, name, target = "class", "speech", sources[0]
         if (event == "speaker") != (qtype == "enrolled speaker"):
             return None
+        wanted = {"text (held-out)": "text", "enrolled speaker": "speaker"}.get(qtype, "class")
+        if wanted not in getattr(model, "query_kinds", QUERY_KINDS):
+            return None  # a baseline without text or speaker queries (Conv-TasNet)
         if qtype == "class: background":
             name, target = event, sources[1]
         elif qtype == "text (held-out)":
@@ -84,7 +91,7 @@ def _sisdr(est: np.ndarray, ref: np.ndarray) -> float:
     )
 
 
-def evaluate(model: Separator, cuts, queries: _Queries, figures: Path | None, tag: str) -> dict:
+def evaluate(model: nn.Module, cuts, queries: _Queries, figures: Path | None, tag: str) -> dict:
     """SI-SDRi lists by (query type, band), RTF, and one PNG per query type."""
     scores: dict[tuple[str, str], list[float]] = defaultdict(list)
     seconds = wall = 0.0
@@ -177,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     first = None
     for spec in args.model:
         name, _, path = spec.partition("=")
-        model = load_trained(path, "separator")
+        model = load_trained(path, ("separator", "convtasnet"))
         first = first or model
         res = evaluate(model, cuts, queries, Path(args.figures) if args.figures else None, name)
         for qtype in QUERY_TYPES:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from speechkit.models.convtasnet_baseline import ConvTasNetBaseline, ConvTasNetBaselineConfig
 from speechkit.models.gated_s2t import GatedS2TConfig, GatedS2TModel
 from speechkit.models.gated_whisper import GatedWhisperConfig, GatedWhisperModel
 from speechkit.models.s2t import OWSM_V31_PRESETS, S2TConfig, S2TModel
@@ -21,6 +22,8 @@ from speechkit.models.whisper import WHISPER_DIMS, WhisperConfig, WhisperModel
 __all__ = [
     "MODELS",
     "MODEL_CONFIGS",
+    "ConvTasNetBaseline",
+    "ConvTasNetBaselineConfig",
     "GatedS2TConfig",
     "GatedS2TModel",
     "GatedWhisperConfig",
@@ -47,6 +50,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "tagger": Tagger,
     "gated_s2t": GatedS2TModel,
     "gated_whisper": GatedWhisperModel,
+    "convtasnet": ConvTasNetBaseline,
 }
 # name -> config dataclass of that model (what a packed config.yaml's ``model`` section fills).
 MODEL_CONFIGS: dict[str, type] = {
@@ -56,6 +60,7 @@ MODEL_CONFIGS: dict[str, type] = {
     "tagger": TaggerConfig,
     "gated_s2t": GatedS2TConfig,
     "gated_whisper": GatedWhisperConfig,
+    "convtasnet": ConvTasNetBaselineConfig,
 }
 
 

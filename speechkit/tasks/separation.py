@@ -20,6 +20,10 @@ Two arms (``data.arm``), one model (``speechkit.models.separation``):
   for a speaker query, a speech anchor of another speaker) at a random level; the query names the
   anchor's class (or gives another clip of its speaker) and the target is the anchor itself.
 
+The baseline, task ``separation_convtasnet`` (``ConvTasNetSeparationTask``): asteroid's
+Conv-TasNet (``speechkit.models.convtasnet_baseline``) through the same data, loss and trainer,
+class queries only (``conf/separation/convtasnet_baseline.yaml``).
+
 Both validate on supervised mixtures (``--dev-cuts``: true sources) with a fixed query per
 mixture (the enrolled speaker for two-speaker mixtures, else the class ``speech``); the loss is
 negative SI-SDR (torchmetrics), ``sisdri`` the improvement over the mixture in dB.
@@ -54,6 +58,7 @@ from speechkit.data.audio import AudioError, load_audio
 from speechkit.data.mixtures import load_mixture
 from speechkit.data.queries import describe
 from speechkit.models import build_model
+from speechkit.models.convtasnet_baseline import ConvTasNetBaselineConfig
 from speechkit.models.query_encoders import (
     SPEAKER_DIM,
     TEXT_DIM,
@@ -67,8 +72,8 @@ from speechkit.tasks.tagger import pad_waves
 from speechkit.train.config import OptimConfig, TrainerConfig
 from speechkit.train.optim import build_optimizer, build_scheduler
 
-__all__ = ["SeparationData", "SeparationDataConfig", "SeparationTask", "SeparationTaskConfig",
-           "neg_si_sdr"]  # fmt: skip
+__all__ = ["ConvTasNetSeparationTask", "ConvTasNetTaskConfig", "SeparationData",
+           "SeparationDataConfig", "SeparationTask", "SeparationTaskConfig", "neg_si_sdr"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 SAMPLE_RATE = 16000
@@ -326,6 +331,13 @@ class SeparationTask(Task):
 
     def build_model(self) -> nn.Module:
         model = build_model(self.cfg.model, "separator")
+        if self.inputs.init:
+            # --init DIR: continue from a trained separator of the same shape (e.g. with other
+            # query weights); a shape mismatch is load_state_dict's error.
+            from speechkit.separate import load_trained
+
+            model.load_state_dict(load_trained(self.inputs.init, "separator").state_dict())
+            logger.info("separator initialised from %s", self.inputs.init)
         logger.info("separator: %d parameters, %.2f s context each side",
                     model.num_parameters(), self.cfg.model.receptive_field_s)  # fmt: skip
         return model
@@ -355,3 +367,58 @@ class SeparationTask(Task):
 
     def run_config(self) -> dict:
         return {"model_type": "separator", **super().run_config()}
+
+
+@dataclass
+class ConvTasNetTaskConfig(SeparationTaskConfig):
+    """The separation task with asteroid's Conv-TasNet (``models.convtasnet_baseline``) as the
+    model: the baseline, trained on the same mixtures with the same loss. It takes class
+    queries only, so ``data.query_weights`` must name ``class`` alone."""
+
+    task: Literal["separation_convtasnet"] = "separation_convtasnet"
+    model: ConvTasNetBaselineConfig = field(default_factory=ConvTasNetBaselineConfig)
+    data: SeparationDataConfig = field(
+        default_factory=lambda: SeparationDataConfig(query_weights={"class": 1.0})
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if any(w > 0 for k, w in self.data.query_weights.items() if k != "class"):
+            raise ConfigError(
+                "task separation_convtasnet: Conv-TasNet takes class queries only; "
+                f"data.query_weights must be {{class: 1.0}}, got {self.data.query_weights}"
+            )
+
+
+@register_task
+class ConvTasNetSeparationTask(SeparationTask):
+    """The Conv-TasNet baseline through the separation task's data, loss and validation."""
+
+    name = "separation_convtasnet"
+    config_class = ConvTasNetTaskConfig
+    model_type = "convtasnet"
+
+    def build_model(self) -> nn.Module:
+        if self.inputs.init:
+            raise ConfigError(
+                "task separation_convtasnet: --init is not supported (train it fresh)"
+            )
+        model = build_model(self.cfg.model, "convtasnet")
+        logger.info("Conv-TasNet baseline: %d parameters", model.num_parameters())
+        return model
+
+    def validation_step(self, model: nn.Module, batch: dict) -> dict[str, Tensor]:
+        # Dev asks a two-talker mixture for its enrolled speaker, which Conv-TasNet cannot
+        # take: those rows ask for "speech" instead, either talker right (the other one is
+        # mix - target: validation does not crop, the sources add up to the mixture).
+        spk = batch["kind"] != 0
+        if bool(spk.any()):
+            batch = dict(batch)
+            batch["kind"] = torch.zeros_like(batch["kind"])
+            batch["class_id"] = torch.where(spk, 0, batch["class_id"])
+            batch["alt"] = torch.where(spk[:, None], batch["mix"] - batch["target"], batch["alt"])
+            batch["has_alt"] = batch["has_alt"] | spk
+        return super().validation_step(model, batch)
+
+    def run_config(self) -> dict:
+        return {"model_type": "convtasnet", **Task.run_config(self)}

@@ -111,3 +111,19 @@ def test_bad_data_configs():
         SeparationDataConfig(query_weights={"image": 1.0})
     with pytest.raises(ConfigError, match="background_prob"):
         SeparationDataConfig(background_prob=2.0)
+
+
+def test_init_continues_from_a_trained_separator(data):
+    mix = data / "mix"
+    args = ["--config", str(data / "sup.yaml"), "--train-cuts", str(mix / "cuts_train.jsonl.gz"),
+            "--dev-cuts", str(mix / "cuts_dev.jsonl.gz")]  # fmt: skip
+    assert train([*args, "--out", str(data / "init_a"), "--set", "trainer.seed=1"]) == 0
+    # a near-zero learning rate: what --init loaded is what comes out
+    assert train([*args, "--out", str(data / "init_b"), "--init", str(data / "init_a"),
+                  "--set", "optim.lr=1e-12", "trainer.seed=2"]) == 0  # fmt: skip
+    assert train([*args, "--out", str(data / "init_c"), "--set", "optim.lr=1e-12",
+                  "trainer.seed=2"]) == 0  # fmt: skip
+    a, b, c = (load_trained(data / f"init_{x}", "separator").state_dict() for x in "abc")
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], atol=1e-6, rtol=0)
+    assert any(not torch.allclose(c[n], a[n], atol=1e-4) for n in a)

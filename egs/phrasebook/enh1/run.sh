@@ -4,9 +4,12 @@
 #   ./run.sh                          # all stages (2 CPU cores: about 45 minutes)
 #   ./run.sh --stage 4 --stop_stage 6
 # Stages: 1 corpus, 2 mixtures (sources kept), 3 event tagger, 4 anchors from clip labels,
-#         5 separator, supervised arm, 6 separator, weak arm, 7 evaluation -> RESULTS.md,
+#         5 separator, supervised arm, and asteroid's Conv-TasNet baseline on the same mixtures
+#         and budget, 6 separator, weak arm, 7 evaluation -> RESULTS.md,
 #         8 a 10-minute file through `speechkit separate` (RTF, peak memory) -> RESULTS.md.
-# Needs the separation extra: pip install -e '.[separation]' (tools/setup.sh installs .[dev]).
+# Needs the separation extra: pip install -e '.[separation]' (tools/setup.sh installs .[dev]);
+# the baseline needs asteroid: pip install --no-deps asteroid asteroid-filterbanks (its pinned
+# torchmetrics conflicts; none of its dependencies is needed), or --baseline_config "" skips it.
 set -euo pipefail
 cd "$(dirname "$0")"
 . ./path.sh
@@ -22,6 +25,7 @@ per_utterance=train=4,dev=2,test=5
 conf=../../../conf/separation
 sup_config=$conf/tfnet_supervised.yaml    # *_gpu.yaml for a GPU run
 weak_config=$conf/tfnet_weak.yaml
+baseline_config=$conf/convtasnet_baseline.yaml   # "" skips the Conv-TasNet baseline
 exp=exp
 wer_model=whisper-tiny.en   # "" skips the downstream WER
 results=RESULTS.md
@@ -59,6 +63,11 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   log "stage 5: separator, supervised arm (mixtures with sources)"
   python -m speechkit.bin.train --config $sup_config --train-cuts $mixtures/cuts_train.jsonl.gz \
     --dev-cuts $mixtures/cuts_dev.jsonl.gz --out $exp/sep_supervised --resume
+  if [ -n "$baseline_config" ]; then
+    log "stage 5: asteroid Conv-TasNet baseline (same mixtures, same budget)"
+    python -m speechkit.bin.train --config $baseline_config --train-cuts $mixtures/cuts_train.jsonl.gz \
+      --dev-cuts $mixtures/cuts_dev.jsonl.gz --out $exp/convtasnet --resume
+  fi
 fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
@@ -70,7 +79,8 @@ fi
 if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   log "stage 7: SI-SDRi by query and SNR band, spectrograms, downstream WER -> $results"
   python -m speechkit.bench.separation --model supervised=$exp/sep_supervised \
-    --model weak=$exp/sep_weak --cuts $mixtures/cuts_test.jsonl.gz --figures figures \
+    --model weak=$exp/sep_weak ${baseline_config:+--model convtasnet=$exp/convtasnet} \
+    --cuts $mixtures/cuts_test.jsonl.gz --figures figures \
     ${wer_model:+--wer-model $wer_model} --results-md $results
 fi
 

@@ -93,3 +93,6 @@ def test_gated_whisper_stages_train_decode_score_and_bench(recipe_run, tmp_path)
     text = results.read_text()
     assert text.count("## gated Whisper") == 6  # 3 arms x 2 test sets
     assert text.count("## Gated vs full Whisper") == 2  # static and dyn against full
+    assert text.count("## Gated Whisper: what each budget keeps") == 2
+    assert all((tmp_path / f"gates_whisper_{arm}.png").stat().st_size > 1000
+               for arm in ("static", "dyn"))  # fmt: skip

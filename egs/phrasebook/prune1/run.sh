@@ -6,7 +6,8 @@
 #   ./run.sh --base ../s2t1/exp/s2t_base/model_avg.pt   # reuse a base model: skips stage 4
 #   ./run.sh --stage 5 --arms full,static,dyn,dyn_lang --seeds 0 --steps 400   # a short run
 # Stages 10-12 (not in the default run: --stage 10): the same gates on a zoo Whisper model's
-# decoder: 10 fine-tune the arms, 11 decode + score English at the budget, 12 speed (interleaved).
+# decoder: 10 fine-tune the arms, 11 decode + score English at the budget, 12 speed (interleaved)
+# and what each gated arm keeps at budgets 0.1-1.0 (gates_whisper_<arm>.png).
 # A gated Whisper arm then transcribes any audio at a budget of your choice:
 #   speechkit transcribe --model exp/whisper/dyn/model_avg.pt --budget 0.5 --language en a.wav
 # Stages: 1 corpus (shared with s2t1) + tokenizer, 2 event tagger (+ its accuracy -> RESULTS.md),
@@ -171,6 +172,11 @@ if [ $stage -le 12 ] && [ $stop_stage -ge 12 ]; then
       --full $wexp/full/model_avg.pt --budget $budget --cuts $data/cuts_test_seen.jsonl.gz \
       --language eng --max-utts $whisper_utts --beam $beam --results-md $results \
       --label "$whisper, arm $arm, budget $budget"
+    log "stage 12: what $wexp/$arm keeps at each budget -> gates_whisper_$arm.png"
+    python -m speechkit.bench.whisper_gate_map --model $wexp/$arm/model_avg.pt \
+      --budgets 0.1 0.3 0.5 0.7 0.9 1.0 --cuts $data/cuts_test_seen.jsonl.gz --language eng \
+      --max-utts $whisper_utts --beam 1 --png $(dirname $results)/gates_whisper_$arm.png \
+      --results-md $results --label "$whisper, arm $arm"
   done
 fi
 

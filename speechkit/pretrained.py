@@ -266,13 +266,31 @@ def _from_packed(directory: Path) -> _Loaded:
     model_cfg = from_dict(cfg_cls, config.get("model"), source=f"{source}:model")
     features = from_dict(FeatureConfig, config.get("features"), source=f"{source}:features")
     try:
-        state = load_checkpoint(directory / MODEL_FILE)
+        # Mapped, not read: the model takes these tensors as its own (``_with_weights``).
+        state = load_checkpoint(directory / MODEL_FILE, mmap=True)
     except RuntimeError as e:
         raise PackedModelError(str(e)) from e
     tokenizer = load_tokenizer(
         directory, model_cfg.n_vocab if model_type in WHISPER_TYPES else None
     )
     return model_cfg, features, tokenizer, state, _tasks_of(config.get("tasks"))
+
+
+def _with_weights(model_cfg, state: dict) -> nn.Module:
+    """The model of ``model_cfg`` holding the tensors of ``state`` themselves (``assign``).
+
+    With the memory-mapped checkpoint that ``_from_packed`` loads, the weights are then never
+    copied: the randomly initialised ones are freed and the process holds the file's pages
+    instead of a second, anonymous copy, so loading no longer needs twice the model's size.
+    (Building on the meta device would also skip the random init, but torch routes meta
+    ``normal_`` and ``arange`` through torch._dynamo, which imports triton: 70 MiB more.)
+    Tensors of another dtype than the model's are copied as usual.
+    """
+    model = build_model(model_cfg, _model_type(model_cfg))
+    own = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    same = all(k not in own or own[k].dtype == v.dtype for k, v in state.items())
+    model.load_state_dict(state, assign=same)
+    return model
 
 
 def load_pretrained(path: str | Path, device: str | torch.device = "cpu") -> Pretrained:
@@ -289,8 +307,7 @@ def load_pretrained(path: str | Path, device: str | torch.device = "cpu") -> Pre
             f"{path}: model vocabulary {_vocab_size(model_cfg)} != tokenizer size "
             f"{tokenizer.vocab_size}"
         )
-    model = build_model(model_cfg, _model_type(model_cfg))
-    model.load_state_dict(state)
+    model = _with_weights(model_cfg, state)
     model.to(device).eval()
     return Pretrained(
         model=model, tokenizer=tokenizer, features=features, config=model_cfg, tasks=tasks

@@ -44,22 +44,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--full", required=True, help="the Whisper model to compare with")
     p.add_argument("--budget", type=float, default=0.5)
     p.add_argument("--full-budget", type=float, default=1.0, help="if --full is gated too")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--audio-dir", type=Path, help="audio files <utt-id>.<ext> (with --text)")
-    src.add_argument("--cuts", type=Path, help="lhotse cut manifest")
-    p.add_argument("--text", type=Path, help="Kaldi-style reference list of --audio-dir")
-    p.add_argument("--language", default="eng", help="spoken language")
-    p.add_argument("--max-utts", type=int, default=60)
+    testset.add_arguments(p, max_utts=60)
     p.add_argument("--beam", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=8, help="utterances per batched call")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--results-md", type=Path)
     p.add_argument("--label", default="", help="added to the section title")
     add_cite_argument(p)
-    args = p.parse_args(argv)
-    if args.audio_dir and not args.text:
-        p.error("--audio-dir needs --text (the reference list)")
-    return args
+    return p.parse_args(argv)
 
 
 def _transcriber(model: str, budget: float, args):
@@ -111,12 +103,7 @@ def run(args: argparse.Namespace) -> dict:
     if gated_type != "gated_whisper":
         raise SystemExit(f"--gated {args.gated}: not a gated Whisper model (task: prune_whisper)")
     full, _ = _transcriber(args.full, args.full_budget, args)
-    if args.audio_dir:
-        data = testset.from_audio_dir(args.audio_dir, args.text, args.language, limit=args.max_utts)
-    else:
-        data = testset.from_cuts(args.cuts, args.language, "transcribe", limit=args.max_utts)
-    if not data.waves:
-        raise SystemExit("no test utterances")
+    data = testset.from_args(args)
     systems = {"gated": gated, "full": full}
     with torch.inference_mode():
         for t in systems.values():  # warm-up: not timed

@@ -18,6 +18,7 @@ Audio of any sample rate and channel count is read through :func:`speechkit.data
 
 from __future__ import annotations
 
+import argparse
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,16 @@ from lhotse import CutSet, Recording
 
 from speechkit.data.audio import load_audio
 
-__all__ = ["AUDIO_SUFFIXES", "EvalSet", "from_audio_dir", "from_cuts", "phrasebook", "read_text"]
+__all__ = [
+    "AUDIO_SUFFIXES",
+    "EvalSet",
+    "add_arguments",
+    "from_args",
+    "from_audio_dir",
+    "from_cuts",
+    "phrasebook",
+    "read_text",
+]
 
 SAMPLE_RATE = 16000
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus")
@@ -152,3 +162,29 @@ def phrasebook(language: str, n: int, task: Task = "transcribe", seed: int = 0) 
     ids = [f"phrasebook-{language}-{i:04d}" for i in range(n)]
     refs = [s.texts[ref_lang] for s in sentences]
     return EvalSet(_set_name(task, language), task, language, ids, waves, refs)
+
+
+def add_arguments(parser: argparse.ArgumentParser, max_utts: int | None) -> None:
+    """The test-set options of a benchmark that reads one ASR set: ``--audio-dir`` with
+    ``--text``, or ``--cuts``; ``--language`` (ISO 639-3); ``--max-utts``. Check them with
+    :func:`from_args`."""
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--audio-dir", type=Path, help="audio files <utt-id>.<ext> (with --text)")
+    src.add_argument("--cuts", type=Path, help="lhotse cut manifest")
+    parser.add_argument("--text", type=Path, help="Kaldi-style reference list of --audio-dir")
+    parser.add_argument("--language", default="eng", help="spoken language (ISO 639-3)")
+    parser.add_argument("--max-utts", type=int, default=max_utts, help="first N utterances")
+
+
+def from_args(args: argparse.Namespace) -> EvalSet:
+    """The ASR set of :func:`add_arguments`'s options; SystemExit when they do not go together
+    or select nothing."""
+    if bool(args.audio_dir) != bool(args.text):
+        raise SystemExit("--audio-dir and --text go together")
+    if args.audio_dir:
+        data = from_audio_dir(args.audio_dir, args.text, args.language, limit=args.max_utts)
+    else:
+        data = from_cuts(args.cuts, args.language, "transcribe", limit=args.max_utts)
+    if not data.waves:
+        raise SystemExit("no test utterances")
+    return data

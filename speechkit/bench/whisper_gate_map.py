@@ -35,22 +35,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model", required=True, help="gated Whisper model (checkpoint, packed dir)")
     p.add_argument("--budgets", type=float, nargs="+", default=[0.1, 0.3, 0.5, 0.7, 0.9, 1.0])
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--audio-dir", type=Path, help="audio files <utt-id>.<ext> (with --text)")
-    src.add_argument("--cuts", type=Path, help="lhotse cut manifest")
-    p.add_argument("--text", type=Path, help="Kaldi-style reference list of --audio-dir")
-    p.add_argument("--language", default="eng", help="spoken language")
-    p.add_argument("--max-utts", type=int, default=30)
+    testset.add_arguments(p, max_utts=30)
     p.add_argument("--beam", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--png", type=Path, help="write the gate map here")
     p.add_argument("--results-md", type=Path)
     p.add_argument("--label", default="", help="added to the section title")
     add_cite_argument(p)
-    args = p.parse_args(argv)
-    if args.audio_dir and not args.text:
-        p.error("--audio-dir needs --text (the reference list)")
-    return args
+    return p.parse_args(argv)
 
 
 def off_modules(pattern: str) -> str:
@@ -70,10 +62,7 @@ def run(args: argparse.Namespace) -> dict:
     pre = zoo.load(args.model)
     if pre.model_type != "gated_whisper":
         raise SystemExit(f"--model {args.model}: a {pre.model_type} model, not a gated Whisper")
-    if args.audio_dir:
-        data = testset.from_audio_dir(args.audio_dir, args.text, args.language, limit=args.max_utts)
-    else:
-        data = testset.from_cuts(args.cuts, args.language, "transcribe", limit=args.max_utts)
+    data = testset.from_args(args)
     opts = TranscribeOptions(beam=args.beam, batch_size=8, language=args.language)
     rows = []
     for budget in args.budgets:

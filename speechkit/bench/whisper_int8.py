@@ -54,21 +54,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="speechkit bench whisper-int8",
                                 description=__doc__.split("\n")[0])  # fmt: skip
     p.add_argument("--model", default="whisper-tiny.en", help="zoo name or packed directory")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--audio-dir", type=Path, help="audio files <utt-id>.<ext> (with --text)")
-    src.add_argument("--cuts", type=Path, help="lhotse cut manifest")
-    p.add_argument("--text", type=Path, help="Kaldi-style reference list of --audio-dir")
-    p.add_argument("--language", default="eng", help="spoken language (ISO 639-3)")
+    testset.add_arguments(p, max_utts=None)
     p.add_argument("--variant", type=parse_variant, action="append", required=True,
                    help="NAME=PATTERNS: layers kept float32 (repeatable)")  # fmt: skip
-    p.add_argument("--max-utts", type=int, default=None)
     p.add_argument("--beam", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--results-md", type=Path, default=None, help="write the section here")
     add_cite_argument(p)
     args = p.parse_args(argv)
-    if bool(args.audio_dir) != bool(args.text):
-        p.error("--audio-dir and --text go together")
     names = [name for name, _ in args.variant]
     if len(set(names)) != len(names) or "float32" in names:
         p.error("--variant names must be distinct and not 'float32'")
@@ -80,11 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
-    if args.audio_dir:
-        data = testset.from_audio_dir(args.audio_dir, args.text, args.language,
-                                      limit=args.max_utts)  # fmt: skip
-    else:
-        data = testset.from_cuts(args.cuts, args.language, limit=args.max_utts)
+    data = testset.from_args(args)
     if Path(args.model).exists():
         pretrained = load_pretrained(args.model)
     else:

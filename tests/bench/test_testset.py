@@ -81,3 +81,19 @@ def test_phrasebook_speech_of_the_same_sentences_for_both_tasks():
     by_deu = {s.texts["deu"]: s.texts["eng"] for s in all_sentences()}
     assert [by_deu[r] for r in asr.refs] == st.refs  # the same sentences, English references
     assert all(0.3 < len(w) / 16000 < 8 and np.abs(w).max() > 0.05 for w in asr.waves)
+
+
+def test_benchmark_options_select_one_set_or_fail_clearly(tmp_path):
+    import argparse
+
+    p = argparse.ArgumentParser()
+    testset.add_arguments(p, max_utts=1)
+    args = p.parse_args(["--audio-dir", str(tmp_path)])
+    with pytest.raises(SystemExit, match="go together"):
+        testset.from_args(args)
+    sf.write(tmp_path / "a.wav", np.zeros(1600, np.float32), 16000)
+    sf.write(tmp_path / "b.wav", np.zeros(1600, np.float32), 16000)
+    (tmp_path / "text").write_text("a one\nb two\n")
+    data = testset.from_args(p.parse_args(["--audio-dir", str(tmp_path), "--text",
+                                           str(tmp_path / "text")]))  # fmt: skip
+    assert data.ids == ["a"] and data.refs == ["one"]  # --max-utts 1 by default here

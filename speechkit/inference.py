@@ -104,7 +104,9 @@ class Transcriber:
     """A loaded Whisper model with its decoding rules: ``transcriber(waves, names)``.
 
     ``int8``: ``quantize_int8`` (CPU): every Linear layer and the tied output projection,
-    except the layers named by ``keep_float`` (``quantize_int8``'s patterns).
+    except the layers named by ``keep_float`` (``quantize_int8``'s patterns); in place when
+    ``owns_model`` (the caller gives up ``pretrained.model``, as ``load`` does), so the float32
+    weights are not kept beside their int8 copy.
     ``budget``: the fraction of the decoder modules' FLOPs a gated Whisper model
     (``models/gated_whisper.py``) keeps: required for one with a gate predictor, an error for
     a model without gates (``speechkit.nn.gates.decoding_budget``; ``name`` names the model in
@@ -122,6 +124,7 @@ class Transcriber:
         budget: float | None = None,
         name: str = "this model",
         keep_float: Collection[str] = (),
+        owns_model: bool = False,
     ):
         if pretrained.model_type not in WHISPER_TYPES:
             raise ValueError(
@@ -137,7 +140,7 @@ class Transcriber:
         if keep_float and not int8:
             raise ValueError("keep_float names layers kept float32 by int8: give int8=True")
         if int8:
-            model = quantize_int8(model, keep_float=keep_float)
+            model = quantize_int8(model, inplace=owns_model, keep_float=keep_float)
         if self.budget is not None:
             model.budget = self.budget  # read by decoder_gates (decode/whisper.py)
         self.model = model
@@ -172,12 +175,8 @@ class Transcriber:
             from speechkit import zoo
 
             pretrained = zoo.load(str(model))
-        if keep_float and not int8:
-            raise ValueError("keep_float names layers kept float32 by int8: give int8=True")
-        if int8:  # the model is ours: quantise it in place rather than keep a float32 copy
-            model_ = pretrained.model.to(device).eval()
-            pretrained.model = quantize_int8(model_, inplace=True, keep_float=keep_float)
-        return cls(pretrained, options, device, False, budget, name=str(model))
+        return cls(pretrained, options, device, int8, budget, str(model), keep_float,
+                   owns_model=True)  # fmt: skip
 
     def features(self, wave: np.ndarray | Tensor) -> Tensor:
         """(S,) 16 kHz samples -> (S // 160 + 1, n_mels) Whisper log-mel (faster-whisper's

@@ -50,7 +50,7 @@ def main(argv: list[str]) -> None:
         imports = peak_mib()
         tr = Transcriber.load(model, TranscribeOptions(beam=beam, batch_size=batch),
                               int8=precision == "int8")  # fmt: skip
-        transcribe = lambda ws: tr(ws)  # noqa: E731
+        transcribe = tr
     else:
         from faster_whisper import WhisperModel
 

@@ -246,7 +246,9 @@ def _resample(x: Tensor, sr_in: int, sr_out: int) -> Tensor:
 
 def save(model: Codec, out_dir: str | Path, source: str = "") -> Path:
     """Writes a packed codec directory (module docstring); ``meta.json`` last."""
-    if not any(parametrize.is_parametrized(m) for m in model.modules()):
+    if model.cfg.backbone == "conv" and not any(
+        parametrize.is_parametrized(m) for m in model.modules()
+    ):  # (the spectral backbone has no weight norm to fold)
         raise ValueError("save the Codec as built (weight norm not folded), not CodecModel.model")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

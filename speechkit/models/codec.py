@@ -1,10 +1,20 @@
-"""A neural speech codec: convolutional encoder, residual vector quantiser, convolutional decoder.
+"""A neural speech codec: encoder, residual vector quantiser, decoder, in one of two backbones.
 
-The SoundStream / EnCodec layout at speech size: 16 kHz waves, strides (2, 4, 5, 8) give one
-latent frame per 320 samples (50 Hz); the latent (``rvq.dim`` channels) is quantised by
-``speechkit.nn.quantize.ResidualVQ``; the decoder mirrors the encoder with transposed
-convolutions. With 1024-code codebooks a frame costs 10 bits per codebook: 3 codebooks are
-1.5 kbps, 6 are 3 kbps, 12 are 6 kbps (``bitrate``).
+``backbone: conv`` is the SoundStream / EnCodec layout at speech size: 16 kHz waves, strides
+(2, 4, 5, 8) give one latent frame per 320 samples (50 Hz); the decoder mirrors the encoder with
+transposed convolutions, so its first and last layers run at the sample rate.
+
+``backbone: spectral`` runs at the frame rate throughout (the Vocos / WavTokenizer decoder, with
+an STFT encoder to match): the encoder reads the log-magnitude STFT (Hann window of ``n_fft``,
+one frame per ``hop`` = 320 samples, frame ``t`` centred on sample ``t * hop``) through ConvNeXt
+blocks; the decoder's ConvNeXt blocks predict each frame's log amplitude and phase (APNet's
+parallel phase estimation, as in ``models/vocoder.py``) and ``torch.istft`` makes the samples.
+No layer runs at 16 kHz, which is why it trains in CPU minutes where the conv backbone needs
+GPU days (egs/phrasebook/codec1/RESULTS.md).
+
+Either way the latent (``rvq.dim`` channels) is quantised by
+``speechkit.nn.quantize.ResidualVQ``. With 1024-code codebooks a frame costs 10 bits per
+codebook: 3 codebooks are 1.5 kbps, 6 are 3 kbps, 12 are 6 kbps (``bitrate``).
 
     cfg = CodecConfig()
     codec = Codec(cfg)
@@ -29,30 +39,75 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from speechkit.config import ConfigError
+from speechkit.nn.convnext import ConvNeXtBlock, polar_spectrum
 from speechkit.nn.quantize import ResidualVQ, RVQConfig
 
-__all__ = ["Codec", "CodecConfig", "CodecOutput"]
+__all__ = ["Codec", "CodecConfig", "CodecOutput", "SpectralConfig"]
+
+BACKBONES = ("conv", "spectral")
+
+
+@dataclass
+class SpectralConfig:
+    """Shapes of the spectral backbone (``backbone: spectral``).
+
+    hop: samples per frame (320 = 50 Hz at 16 kHz). n_fft: STFT size and Hann window of the
+    encoder's analysis and the decoder's synthesis, in samples. dim: width of the ConvNeXt
+    blocks. enc_layers / dec_layers: blocks before / after the quantiser. ffn_mult: pointwise
+    width in multiples of ``dim``. kernel: of the depthwise convolutions (odd), in frames.
+    max_log_amp: clamp of the predicted natural-log amplitude before ``exp``.
+    """
+
+    hop: int = 320
+    n_fft: int = 1024
+    dim: int = 256
+    enc_layers: int = 4
+    dec_layers: int = 8
+    ffn_mult: int = 3
+    kernel: int = 7
+    max_log_amp: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.hop <= self.n_fft or self.n_fft % 2:
+            raise ConfigError(
+                f"model.spectral: need an even n_fft >= hop > 0, got {self.n_fft}/{self.hop}"
+            )
+        if min(self.dim, self.enc_layers, self.dec_layers, self.ffn_mult) < 1:
+            raise ConfigError("model.spectral: dim, enc_layers, dec_layers, ffn_mult must be >= 1")
+        if self.kernel % 2 != 1:
+            raise ConfigError(
+                f"model.spectral.kernel must be odd (same padding), got {self.kernel}"
+            )
+
+    @property
+    def freq_bins(self) -> int:
+        return self.n_fft // 2 + 1
 
 
 @dataclass
 class CodecConfig:
     """Shapes of the codec.
 
-    sample_rate: Hz of the waves it codes. channels: width of the first convolution (doubled
-    after each downsampling). strides: downsampling factors (their product is the hop, in
-    samples per frame). res_dilations: dilations of the residual units before each
-    downsampling. kernel: width of the first and last convolutions. rvq: the quantiser
-    (``rvq.dim`` is the latent width).
+    sample_rate: Hz of the waves it codes. backbone: ``conv`` or ``spectral`` (module
+    docstring). rvq: the quantiser (``rvq.dim`` is the latent width). spectral: the spectral
+    backbone's shapes. The rest shape the conv backbone only: channels: width of the first
+    convolution (doubled after each downsampling). strides: downsampling factors (their
+    product is the hop, in samples per frame). res_dilations: dilations of the residual units
+    before each downsampling. kernel: width of the first and last convolutions.
     """
 
     sample_rate: int = 16000
+    backbone: str = "conv"
     channels: int = 16
     strides: list[int] = field(default_factory=lambda: [2, 4, 5, 8])
     res_dilations: list[int] = field(default_factory=lambda: [1, 3])
     kernel: int = 7
     rvq: RVQConfig = field(default_factory=RVQConfig)
+    spectral: SpectralConfig = field(default_factory=SpectralConfig)
 
     def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ConfigError(f"model.backbone must be one of {BACKBONES}, got {self.backbone!r}")
         if self.channels < 1 or not self.strides or min(self.strides) < 1:
             raise ConfigError("model: channels >= 1 and non-empty strides >= 1 needed")
         if self.kernel % 2 != 1:
@@ -61,7 +116,7 @@ class CodecConfig:
     @property
     def hop(self) -> int:
         """Samples per latent frame."""
-        return math.prod(self.strides)
+        return math.prod(self.strides) if self.backbone == "conv" else self.spectral.hop
 
     @property
     def frame_rate(self) -> float:
@@ -150,6 +205,86 @@ class Decoder(nn.Module):
         return self.net(z)
 
 
+class SpectralEncoder(nn.Module):
+    """(B, 1, S) -> (B, D, S / hop), S a multiple of the hop: log-magnitude STFT frames
+    (centred on ``t * hop``, zeros beyond the ends) -> ConvNeXt blocks -> latent."""
+
+    def __init__(self, cfg: CodecConfig):
+        super().__init__()
+        c = cfg.spectral
+        self.cfg = c
+        self.embed = nn.Conv1d(c.freq_bins, c.dim, 3, padding=1)
+        self.norm_in = nn.LayerNorm(c.dim)
+        self.blocks = nn.ModuleList(
+            ConvNeXtBlock(c.dim, c.ffn_mult, c.kernel, 1.0 / c.enc_layers)
+            for _ in range(c.enc_layers)
+        )
+        self.norm_out = nn.LayerNorm(c.dim)
+        self.proj = nn.Linear(c.dim, cfg.rvq.dim)
+        self.register_buffer("window", torch.hann_window(c.n_fft), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        c = self.cfg
+        spec = torch.stft(
+            x[:, 0].float(),
+            c.n_fft,
+            c.hop,
+            window=self.window,
+            center=True,
+            pad_mode="constant",
+            return_complex=True,
+        )[..., :-1]  # (B, F, S / hop): the frame centred past the end carries no own sample
+        h = self.embed(torch.log(spec.abs().clamp(min=1e-5)))  # (B, dim, T)
+        h = self.norm_in(h.transpose(1, 2)).transpose(1, 2)
+        for block in self.blocks:
+            h = block(h)
+        return self.proj(self.norm_out(h.transpose(1, 2))).transpose(1, 2)  # (B, D, T)
+
+
+class SpectralDecoder(nn.Module):
+    """(B, D, T) -> (B, 1, T * hop): ConvNeXt blocks -> per-frame log amplitude and phase
+    (B, F, T) -> inverse STFT (frame ``t`` centred on sample ``t * hop``)."""
+
+    def __init__(self, cfg: CodecConfig):
+        super().__init__()
+        c = cfg.spectral
+        self.cfg = c
+        self.embed = nn.Conv1d(cfg.rvq.dim, c.dim, c.kernel, padding=c.kernel // 2)
+        self.norm_in = nn.LayerNorm(c.dim)
+        self.blocks = nn.ModuleList(
+            ConvNeXtBlock(c.dim, c.ffn_mult, c.kernel, 1.0 / c.dec_layers)
+            for _ in range(c.dec_layers)
+        )
+        self.norm_out = nn.LayerNorm(c.dim)
+        self.amp_head = nn.Linear(c.dim, c.freq_bins)
+        self.phase_head = nn.Linear(c.dim, 2 * c.freq_bins)
+        self.register_buffer("window", torch.hann_window(c.n_fft), persistent=False)
+
+    def forward(self, z: Tensor) -> Tensor:
+        c = self.cfg
+        h = self.norm_in(self.embed(z).transpose(1, 2)).transpose(1, 2)
+        for block in self.blocks:
+            h = block(h)
+        h = self.norm_out(h.transpose(1, 2))  # (B, T, dim)
+        log_amp = self.amp_head(h).transpose(1, 2).clamp(max=c.max_log_amp)  # (B, F, T)
+        real, imag = self.phase_head(h).transpose(1, 2).chunk(2, dim=1)
+        wave = torch.istft(
+            polar_spectrum(log_amp, real, imag),
+            c.n_fft,
+            c.hop,
+            c.n_fft,
+            window=self.window,
+            center=True,
+            length=z.size(-1) * c.hop,
+        )
+        return wave[:, None]
+
+    def frames_span(self) -> int:
+        """Frames each side that reach one output frame's spectrum."""
+        c = self.cfg
+        return c.kernel // 2 * (1 + c.dec_layers)
+
+
 @dataclass
 class CodecOutput:
     """One training forward: ``wave`` (B, S') the reconstruction (S' = S padded to whole
@@ -169,9 +304,10 @@ class Codec(nn.Module):
     def __init__(self, cfg: CodecConfig):
         super().__init__()
         self.cfg = cfg
-        self.encoder = Encoder(cfg)
+        spectral = cfg.backbone == "spectral"
+        self.encoder = SpectralEncoder(cfg) if spectral else Encoder(cfg)
         self.quantizer = ResidualVQ(cfg.rvq)
-        self.decoder = Decoder(cfg)
+        self.decoder = SpectralDecoder(cfg) if spectral else Decoder(cfg)
 
     def pad(self, wave: Tensor) -> Tensor:
         """(B, S) -> (B, ceil(S / hop) * hop), zero-padded on the right (at least one frame)."""
@@ -210,9 +346,15 @@ class Codec(nn.Module):
         return self.decoder(self.quantizer.decode(codes))[:, 0]
 
     def receptive_field(self) -> int:
-        """Samples of input on each side that can reach one latent frame (an upper bound),
-        the context a chunked encoder must keep around each chunk."""
+        """Samples of input on each side that can reach one latent frame, or codes frames
+        (in samples) that can reach one output sample (an upper bound of both): the context a
+        chunked encoder or decoder must keep around each chunk."""
         cfg = self.cfg
+        if cfg.backbone == "spectral":
+            c = cfg.spectral
+            encoder = c.n_fft // 2 + c.hop * (1 + c.kernel // 2 * c.enc_layers)  # STFT, embed 3
+            decoder = c.hop * self.decoder.frames_span() + c.n_fft // 2  # + overlap-add
+            return max(encoder, decoder)
         span, scale = (cfg.kernel - 1) // 2, 1
         for s in cfg.strides:
             span += scale * sum(d * 3 for d in cfg.res_dilations)  # kernel 7: 3 taps a side

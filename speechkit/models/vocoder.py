@@ -38,12 +38,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from speechkit.config import ConfigError
+from speechkit.nn.convnext import ConvNeXtBlock, polar_spectrum
 
-__all__ = ["ConvNeXtBlock", "Spectra", "Vocoder", "VocoderConfig"]
+__all__ = ["Spectra", "Vocoder", "VocoderConfig"]
 
 
 @dataclass
@@ -96,26 +96,6 @@ class Spectra:
     spec: Tensor
 
 
-class ConvNeXtBlock(nn.Module):
-    """(B, C, T) -> (B, C, T): depthwise conv, LayerNorm over channels, pointwise expansion with
-    GELU, projection back, per-channel layer scale, residual. No downsampling: the time axis is
-    the frame axis throughout."""
-
-    def __init__(self, dim: int, ffn_mult: int, kernel: int, layer_scale: float):
-        super().__init__()
-        self.dwconv = nn.Conv1d(dim, dim, kernel, padding=kernel // 2, groups=dim)
-        self.norm = nn.LayerNorm(dim)
-        self.pw1 = nn.Linear(dim, ffn_mult * dim)
-        self.pw2 = nn.Linear(ffn_mult * dim, dim)
-        # Small initial residual branches keep a deep stack close to identity at the start.
-        self.scale = nn.Parameter(torch.full((dim,), layer_scale))
-
-    def forward(self, x: Tensor) -> Tensor:
-        h = self.dwconv(x).transpose(1, 2)  # (B, T, C)
-        h = self.pw2(F.gelu(self.pw1(self.norm(h))))
-        return x + (self.scale * h).transpose(1, 2)
-
-
 class Vocoder(nn.Module):
     """Log-mel (B, n_mels, T) -> wave (B, T * hop) (module docstring)."""
 
@@ -148,10 +128,8 @@ class Vocoder(nn.Module):
 
     @staticmethod
     def spectrum(log_amp: Tensor, real: Tensor, imag: Tensor) -> Tensor:
-        """exp(log_amp) * (R + iI) / |R + iI|: the complex STFT (B, F, T), without forming the
-        angle (one scale factor per bin instead of atan2, cos and sin)."""
-        scale = torch.exp(log_amp) * torch.rsqrt((real * real + imag * imag).clamp(min=1e-12))
-        return torch.complex(real * scale, imag * scale)
+        """The complex STFT (B, F, T) of the heads' outputs (``nn.convnext.polar_spectrum``)."""
+        return polar_spectrum(log_amp, real, imag)
 
     def spectra(self, mel: Tensor) -> Spectra:
         """(B, n_mels, T) log-mel -> predicted amplitude, phase and complex spectra (B, F, T)."""

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from speechkit.config import ConfigError
-from speechkit.models.codec import Codec, CodecConfig
+from speechkit.models.codec import Codec, CodecConfig, SpectralConfig
 from speechkit.models.codec_disc import MultiScaleSTFTDiscriminator, STFTDiscConfig
 from speechkit.nn.quantize import RVQConfig
 
@@ -66,6 +66,68 @@ def test_receptive_field_bounds_what_reaches_a_frame(codec):
     z_far = codec.encoder(far[:, None])
     assert torch.allclose(z[..., frame], z_far[..., frame], atol=1e-5)
     assert not torch.allclose(z[..., frame - 8], z_far[..., frame - 8], atol=1e-5)
+
+
+def spectral(**kw) -> CodecConfig:
+    rvq = RVQConfig(dim=16, num_quantizers=6, codebook_size=32, kmeans_iters=2)
+    shapes = SpectralConfig(dim=24, enc_layers=2, dec_layers=2, **kw)
+    return CodecConfig(backbone="spectral", rvq=rvq, spectral=shapes)
+
+
+@pytest.mark.parametrize("samples", [1, 319, 320, 321, 3200])
+def test_spectral_backbone_keeps_the_frame_arithmetic(samples):
+    torch.manual_seed(0)
+    model = Codec(spectral()).eval()
+    assert model.cfg.hop == 320 and model.cfg.bitrate(6) == 1500  # 6 x 5 bits x 50 Hz
+    codes = model.encode(torch.randn(2, samples) * 0.1)
+    frames = max(1, -(-samples // 320))
+    assert codes.shape == (2, 6, frames)
+    wave = model.decode(codes[:, :2])
+    assert wave.shape == (2, frames * 320) and torch.isfinite(wave).all()
+
+
+def test_spectral_backbone_trains_every_part_through_the_quantiser():
+    torch.manual_seed(0)
+    model = Codec(spectral()).train()
+    out = model(torch.randn(2, 1000) * 0.1, torch.tensor([1000, 400]))
+    assert out.wave.shape == (2, 1280)
+    assert out.frame_mask.tolist() == [[True] * 4, [True, True, False, False]]
+    (out.wave.pow(2).mean() + out.commit_loss).backward()
+    for part in (model.encoder.embed, model.decoder.embed, model.decoder.phase_head):
+        assert part.weight.grad is not None and part.weight.grad.abs().sum() > 0
+
+
+def test_spectral_receptive_field_bounds_encoder_and_decoder():
+    torch.manual_seed(0)
+    model = Codec(spectral()).eval()
+    rf, frame = model.receptive_field(), 30
+    x = torch.randn(1, 320 * 60) * 0.1
+    far = x.clone()
+    lo, hi = frame * 320 - rf, frame * 320 + rf  # frame t is centred on sample t * 320
+    far[:, :lo] = torch.randn(1, lo)
+    far[:, hi:] = torch.randn(1, far.size(1) - hi)
+    z, z_far = model.encoder(x[:, None]), model.encoder(far[:, None])
+    assert torch.allclose(z[..., frame], z_far[..., frame], atol=1e-5)
+    assert not torch.allclose(z[..., frame - 10], z_far[..., frame - 10], atol=1e-5)
+    # decoder: latent frames further than rf samples from a sample do not reach it
+    y = model.decoder(z)
+    far_z = z.clone()
+    span = -(-rf // 320)
+    far_z[..., : frame - span] = torch.randn_like(far_z[..., : frame - span])
+    far_z[..., frame + span + 1 :] = torch.randn_like(far_z[..., frame + span + 1 :])
+    y_far = model.decoder(far_z)
+    at = slice(frame * 320 - 160, frame * 320 + 160)
+    assert torch.allclose(y[..., at], y_far[..., at], atol=1e-5)
+    assert not torch.allclose(y[..., : 320 * 5], y_far[..., : 320 * 5], atol=1e-5)
+
+
+def test_codec_config_refuses_unknown_backbones_and_bad_spectral_shapes():
+    with pytest.raises(ConfigError, match="backbone must be one of"):
+        CodecConfig(backbone="transformer")
+    with pytest.raises(ConfigError, match="even n_fft >= hop"):
+        SpectralConfig(hop=320, n_fft=256)
+    with pytest.raises(ConfigError, match="kernel must be odd"):
+        SpectralConfig(kernel=4)
 
 
 def test_discriminator_gives_logits_and_features_per_window():

@@ -1,6 +1,6 @@
 """The ``codec`` task: a neural speech codec trained as a GAN, with a semantic first codebook.
 
-    speechkit train --config conf/codec/phrasebook_cpu.yaml \\
+    speechkit train --config conf/codec/spectral_cpu.yaml \\
         --train-cuts data/cuts_train.jsonl.gz --dev-cuts data/cuts_dev.jsonl.gz --out exp/codec \\
         --set distill.teacher=exp/s2t_tiny/model_avg.pt
 

@@ -22,7 +22,8 @@ TEACHER = (
     "trainer.max_steps=2 trainer.average_best=1 data.num_workers=0"
 )
 CODEC = (
-    "model.channels=4 model.res_dilations=[1] model.rvq.dim=16 model.rvq.kmeans_iters=2 "
+    "model.spectral.dim=16 model.spectral.enc_layers=1 model.spectral.dec_layers=1 "
+    "model.rvq.dim=16 model.rvq.kmeans_iters=2 "
     "disc.channels=4 trainer.max_steps=2 disc_start=1 data.batch_size=4"
 )
 
@@ -66,7 +67,7 @@ def test_every_stage_produces_its_output(recipe_run):
     assert (exp / "s2t_teacher" / "model_avg.pt").is_file()
     for variant in ("distill", "nodistill"):
         codec = codec_api.load(exp / f"codec_{variant}" / "packed")
-        assert codec.cfg.channels == 4
+        assert codec.cfg.backbone == "spectral" and codec.cfg.spectral.dim == 16
         assert (exp / f"s2t_codes_{variant}" / "model_avg.pt").is_file()
     coded = CutSet.from_file(exp / "codec_distill" / "codes_test_seen" / "cuts.jsonl.gz")
     assert coded[0].load_custom("codec_codes").shape[0] == 12  # 6 kbps = 12 codebooks

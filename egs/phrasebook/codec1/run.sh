@@ -18,13 +18,14 @@ cd "$(dirname "$0")"
 stage=1
 stop_stage=7
 hours=0.5          # hours of English audio in the generated corpus (train 85 %, dev/tests 5 % each)
-nj=2               # parallel jobs for corpus synthesis
+nj=2               # parallel jobs for corpus synthesis; with nj >= 2 the two codecs of stage 3
+                   # (and the two S2T models of stage 6) train side by side, one thread each
 seed=0
 data=data/phrasebook
 exp=exp
 teacher_config=../../../conf/codec/teacher_s2t_eng.yaml
 teacher=""         # the S2T teacher (default: $exp/s2t_teacher/model_avg.pt, trained in stage 2), or any s2t model
-codec_config=../../../conf/codec/phrasebook_cpu.yaml
+codec_config=../../../conf/codec/spectral_cpu.yaml   # (phrasebook_cpu.yaml: the conv backbone)
 codes_config=../../../conf/codec/s2t_codes_cpu.yaml   # S2T over codec codes (first codebook)
 kbps=6             # bitrate of the coded test sets of stage 5
 limit=40           # English test utterances in the benchmark
@@ -39,6 +40,11 @@ whisper=whisper-tiny.en   # the benchmark's Whisper (zoo name or packed dir; "" 
 teacher=${teacher:-$exp/s2t_teacher/model_avg.pt}  # (after the options: --exp moves it)
 
 log() { echo "[$(date '+%H:%M:%S')] (run.sh) $*"; }
+# Two trainings of one stage: in the background when nj >= 2 (wait_all waits for both and fails
+# if either failed), one after the other otherwise.
+pids=()
+side_by_side() { if [ "$nj" -ge 2 ]; then "$@" & pids+=($!); else "$@"; fi; }
+wait_all() { local p; for p in "${pids[@]}"; do wait "$p"; done; pids=(); }
 tests="$data/cuts_test_seen.jsonl.gz $data/cuts_test_novel.jsonl.gz"
 repro="cd egs/phrasebook/codec1 && ./run.sh --hours $hours --seed $seed --codec_config $codec_config${train_args:+ --train_args '$train_args'}"
 
@@ -64,12 +70,13 @@ fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   log "stage 3: train the codec with distillation from $teacher, and without (ablation)"
-  python -m speechkit.bin.train --config $codec_config --train-cuts $data/cuts_train.jsonl.gz \
+  side_by_side python -m speechkit.bin.train --config $codec_config --train-cuts $data/cuts_train.jsonl.gz \
     --dev-cuts $data/cuts_dev.jsonl.gz --out $exp/codec_distill --resume \
     --set distill.teacher=$teacher $train_args
-  python -m speechkit.bin.train --config $codec_config --train-cuts $data/cuts_train.jsonl.gz \
+  side_by_side python -m speechkit.bin.train --config $codec_config --train-cuts $data/cuts_train.jsonl.gz \
     --dev-cuts $data/cuts_dev.jsonl.gz --out $exp/codec_nodistill --resume \
     --set distill.enabled=false $train_args
+  wait_all
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
@@ -92,12 +99,13 @@ fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   log "stage 6: S2T models over the first codebook of each codec (distillation ablation)"
-  python -m speechkit.bin.train --config $codes_config --train-cuts $data/cuts_train.jsonl.gz \
+  side_by_side python -m speechkit.bin.train --config $codes_config --train-cuts $data/cuts_train.jsonl.gz \
     --dev-cuts $data/cuts_dev.jsonl.gz --tokenizer $data/tokenizer --out $exp/s2t_codes_distill \
     --resume --set data.features.codec=$exp/codec_distill/packed $codes_args
-  python -m speechkit.bin.train --config $codes_config --train-cuts $data/cuts_train.jsonl.gz \
+  side_by_side python -m speechkit.bin.train --config $codes_config --train-cuts $data/cuts_train.jsonl.gz \
     --dev-cuts $data/cuts_dev.jsonl.gz --tokenizer $data/tokenizer --out $exp/s2t_codes_nodistill \
     --resume --set data.features.codec=$exp/codec_nodistill/packed $codes_args
+  wait_all
 fi
 
 if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then

@@ -7,8 +7,9 @@ transposed convolutions, so its first and last layers run at the sample rate.
 ``backbone: spectral`` runs at the frame rate throughout (the Vocos / WavTokenizer decoder, with
 an STFT encoder to match): the encoder reads the log-magnitude STFT (Hann window of ``n_fft``,
 one frame per ``hop`` = 320 samples, frame ``t`` centred on sample ``t * hop``) through ConvNeXt
-blocks; the decoder's ConvNeXt blocks predict each frame's log amplitude and phase (APNet's
-parallel phase estimation, as in ``models/vocoder.py``) and ``torch.istft`` makes the samples.
+blocks; the decoder is the TTS vocoder's network (``models/vocoder.py``) reading the latent
+where the vocoder reads a mel: ConvNeXt blocks predict each frame's log amplitude and phase
+(APNet's parallel phase estimation) and ``torch.istft`` makes the samples.
 No layer runs at 16 kHz, which is why it trains in CPU minutes where the conv backbone needs
 GPU days (egs/phrasebook/codec1/RESULTS.md).
 
@@ -39,7 +40,8 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from speechkit.config import ConfigError
-from speechkit.nn.convnext import ConvNeXtBlock, polar_spectrum
+from speechkit.models.vocoder import Vocoder, VocoderConfig
+from speechkit.nn.convnext import ConvNeXtBlock
 from speechkit.nn.quantize import ResidualVQ, RVQConfig
 
 __all__ = ["Codec", "CodecConfig", "CodecOutput", "SpectralConfig"]
@@ -185,7 +187,7 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """(B, D, T) -> (B, 1, T * hop), the mirror of the encoder."""
+    """(B, D, T) -> (B, T * hop), the mirror of the encoder."""
 
     def __init__(self, cfg: CodecConfig):
         super().__init__()
@@ -202,7 +204,7 @@ class Decoder(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: Tensor) -> Tensor:
-        return self.net(z)
+        return self.net(z)[:, 0]
 
 
 class SpectralEncoder(nn.Module):
@@ -241,48 +243,25 @@ class SpectralEncoder(nn.Module):
         return self.proj(self.norm_out(h.transpose(1, 2))).transpose(1, 2)  # (B, D, T)
 
 
-class SpectralDecoder(nn.Module):
-    """(B, D, T) -> (B, 1, T * hop): ConvNeXt blocks -> per-frame log amplitude and phase
-    (B, F, T) -> inverse STFT (frame ``t`` centred on sample ``t * hop``)."""
-
-    def __init__(self, cfg: CodecConfig):
-        super().__init__()
-        c = cfg.spectral
-        self.cfg = c
-        self.embed = nn.Conv1d(cfg.rvq.dim, c.dim, c.kernel, padding=c.kernel // 2)
-        self.norm_in = nn.LayerNorm(c.dim)
-        self.blocks = nn.ModuleList(
-            ConvNeXtBlock(c.dim, c.ffn_mult, c.kernel, 1.0 / c.dec_layers)
-            for _ in range(c.dec_layers)
+def spectral_decoder(cfg: CodecConfig) -> Vocoder:
+    """The spectral backbone's decoder: (B, D, T) latent -> (B, T * hop) wave. It is the
+    vocoder's network with the latent in place of the mel: ConvNeXt blocks, per-frame log
+    amplitude and phase (B, F, T), inverse STFT (frame ``t`` centred on sample ``t * hop``)."""
+    c = cfg.spectral
+    return Vocoder(
+        VocoderConfig(
+            sample_rate=cfg.sample_rate,
+            n_fft=c.n_fft,
+            hop=c.hop,
+            win=c.n_fft,
+            n_mels=cfg.rvq.dim,
+            dim=c.dim,
+            layers=c.dec_layers,
+            ffn_mult=c.ffn_mult,
+            kernel=c.kernel,
+            max_log_amp=c.max_log_amp,
         )
-        self.norm_out = nn.LayerNorm(c.dim)
-        self.amp_head = nn.Linear(c.dim, c.freq_bins)
-        self.phase_head = nn.Linear(c.dim, 2 * c.freq_bins)
-        self.register_buffer("window", torch.hann_window(c.n_fft), persistent=False)
-
-    def forward(self, z: Tensor) -> Tensor:
-        c = self.cfg
-        h = self.norm_in(self.embed(z).transpose(1, 2)).transpose(1, 2)
-        for block in self.blocks:
-            h = block(h)
-        h = self.norm_out(h.transpose(1, 2))  # (B, T, dim)
-        log_amp = self.amp_head(h).transpose(1, 2).clamp(max=c.max_log_amp)  # (B, F, T)
-        real, imag = self.phase_head(h).transpose(1, 2).chunk(2, dim=1)
-        wave = torch.istft(
-            polar_spectrum(log_amp, real, imag),
-            c.n_fft,
-            c.hop,
-            c.n_fft,
-            window=self.window,
-            center=True,
-            length=z.size(-1) * c.hop,
-        )
-        return wave[:, None]
-
-    def frames_span(self) -> int:
-        """Frames each side that reach one output frame's spectrum."""
-        c = self.cfg
-        return c.kernel // 2 * (1 + c.dec_layers)
+    )
 
 
 @dataclass
@@ -307,7 +286,7 @@ class Codec(nn.Module):
         spectral = cfg.backbone == "spectral"
         self.encoder = SpectralEncoder(cfg) if spectral else Encoder(cfg)
         self.quantizer = ResidualVQ(cfg.rvq)
-        self.decoder = SpectralDecoder(cfg) if spectral else Decoder(cfg)
+        self.decoder = spectral_decoder(cfg) if spectral else Decoder(cfg)
 
     def pad(self, wave: Tensor) -> Tensor:
         """(B, S) -> (B, ceil(S / hop) * hop), zero-padded on the right (at least one frame)."""
@@ -332,7 +311,7 @@ class Codec(nn.Module):
         else:
             mask = torch.arange(t, device=z.device)[None] < self.frames(lengths)[:, None]
         q = self.quantizer(z, n_q, mask)
-        return CodecOutput(self.decoder(q.quantized)[:, 0], q.codes, q.commit_loss, q.first, mask)
+        return CodecOutput(self.decoder(q.quantized), q.codes, q.commit_loss, q.first, mask)
 
     @torch.no_grad()
     def encode(self, wave: Tensor, n_q: int | None = None) -> Tensor:
@@ -343,7 +322,7 @@ class Codec(nn.Module):
     @torch.no_grad()
     def decode(self, codes: Tensor) -> Tensor:
         """Codes (B, n, T) -> (B, T * hop) wave; fewer codebooks = a lower bitrate."""
-        return self.decoder(self.quantizer.decode(codes))[:, 0]
+        return self.decoder(self.quantizer.decode(codes))
 
     def receptive_field(self) -> int:
         """Samples of input on each side that can reach one latent frame, or codes frames
@@ -353,7 +332,7 @@ class Codec(nn.Module):
         if cfg.backbone == "spectral":
             c = cfg.spectral
             encoder = c.n_fft // 2 + c.hop * (1 + c.kernel // 2 * c.enc_layers)  # STFT, embed 3
-            decoder = c.hop * self.decoder.frames_span() + c.n_fft // 2  # + overlap-add
+            decoder = c.hop * (c.kernel // 2) * (1 + c.dec_layers) + c.n_fft // 2  # + overlap-add
             return max(encoder, decoder)
         span, scale = (cfg.kernel - 1) // 2, 1
         for s in cfg.strides:

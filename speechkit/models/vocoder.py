@@ -41,7 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from speechkit.config import ConfigError
-from speechkit.nn.convnext import ConvNeXtBlock, polar_spectrum
+from speechkit.nn.convnext import ConvNeXtBlock
 
 __all__ = ["Spectra", "Vocoder", "VocoderConfig"]
 
@@ -128,8 +128,10 @@ class Vocoder(nn.Module):
 
     @staticmethod
     def spectrum(log_amp: Tensor, real: Tensor, imag: Tensor) -> Tensor:
-        """The complex STFT (B, F, T) of the heads' outputs (``nn.convnext.polar_spectrum``)."""
-        return polar_spectrum(log_amp, real, imag)
+        """exp(log_amp) * (R + iI) / |R + iI|: the complex STFT (B, F, T), without forming the
+        angle (one scale factor per bin instead of atan2, cos and sin)."""
+        scale = torch.exp(log_amp) * torch.rsqrt((real * real + imag * imag).clamp(min=1e-12))
+        return torch.complex(real * scale, imag * scale)
 
     def spectra(self, mel: Tensor) -> Spectra:
         """(B, n_mels, T) log-mel -> predicted amplitude, phase and complex spectra (B, F, T)."""

@@ -1,7 +1,6 @@
-"""Frame-rate building blocks shared by the STFT-synthesis generators (the vocoder and the
-spectral codec): ConvNeXt blocks and the amplitude/phase -> complex spectrum step.
+"""The ConvNeXt block of the frame-rate networks (the vocoder, the spectral codec's encoder).
 
-Shapes: (B, C, T) channels-first, T frames; spectra (B, F, T), F = n_fft // 2 + 1 bins.
+Shapes: (B, C, T) channels-first, T frames.
 """
 
 from __future__ import annotations
@@ -10,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["ConvNeXtBlock", "polar_spectrum"]
+__all__ = ["ConvNeXtBlock"]
 
 
 class ConvNeXtBlock(nn.Module):
@@ -31,11 +30,3 @@ class ConvNeXtBlock(nn.Module):
         h = self.dwconv(x).transpose(1, 2)  # (B, T, C)
         h = self.pw2(F.gelu(self.pw1(self.norm(h))))
         return x + (self.scale * h).transpose(1, 2)
-
-
-def polar_spectrum(log_amp: Tensor, real: Tensor, imag: Tensor) -> Tensor:
-    """exp(log_amp) * (R + iI) / |R + iI|: the complex STFT (B, F, T) from a predicted
-    log amplitude and an unconstrained phase point (R, I), without forming the angle (one
-    scale factor per bin instead of atan2, cos and sin; finite gradient near the origin)."""
-    scale = torch.exp(log_amp) * torch.rsqrt((real * real + imag * imag).clamp(min=1e-12))
-    return torch.complex(real * scale, imag * scale)

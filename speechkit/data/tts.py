@@ -19,7 +19,12 @@ cannot be phonemised, its speaker or language is not the model's, or it has fewe
 phonemes (the alignment gives every phoneme at least one frame).
 
 Voicing: YIN has no voicing decision, so a frame counts as voiced when its RMS is within
-``voiced_db`` of the utterance's loudest frame and its F0 is inside (f0_min, f0_max) by 5 %.
+``voiced_db`` of the utterance's loudest frame, its F0 is inside (f0_min, f0_max) by 5 %, and
+the frame repeats itself at that period: normalised autocorrelation at the YIN period at least
+``min_periodicity``. Without the last test, fricatives and noise (loud, aperiodic) came out
+voiced with YIN's arbitrary F0 near ``f0_max`` (egs/phrasebook/tts1/RESULTS.md, F0 error).
+pYIN (``librosa.pyin``) decides voicing too, but costs about a hundred times YIN per frame, and
+pitch is computed for every training batch.
 """
 
 from __future__ import annotations
@@ -57,12 +62,15 @@ PITCH_REFERENCE_HZ = 120.0  # pitch unit: octaves above this
 @dataclass
 class TTSDataConfig:
     """batch_size: cuts per batch. f0_min/f0_max: YIN search range (Hz). voiced_db: voicing
-    threshold below the loudest frame (module docstring). num_workers: DataLoader workers."""
+    threshold below the loudest frame; min_periodicity: least normalised autocorrelation at
+    the F0 period of a voiced frame, 0 = no periodicity test (module docstring). num_workers:
+    DataLoader workers."""
 
     batch_size: int = 16
     f0_min: float = 65.0
     f0_max: float = 600.0
     voiced_db: float = 30.0
+    min_periodicity: float = 0.5
     num_workers: int = 0
 
     def __post_init__(self) -> None:
@@ -89,8 +97,28 @@ def frame_pitch(
     rms = librosa.feature.rms(y=wave, frame_length=mel.n_fft, hop_length=mel.hop_length)[0]
     loud = 20 * np.log10(np.maximum(rms, 1e-8) / max(float(rms.max()), 1e-8)) > -cfg.voiced_db
     voiced = loud & (f0 > cfg.f0_min * 1.05) & (f0 < cfg.f0_max * 0.95)
+    if cfg.min_periodicity > 0:
+        voiced &= periodicity(wave, f0, mel.sample_rate, mel.n_fft, mel.hop_length) >= (
+            cfg.min_periodicity
+        )
     pitch = np.where(voiced, np.log2(f0 / PITCH_REFERENCE_HZ), 0.0).astype(np.float32)
     return pitch, voiced
+
+
+def periodicity(
+    wave: np.ndarray, f0: np.ndarray, sr: int, frame_length: int, hop: int
+) -> np.ndarray:
+    """Normalised autocorrelation of each centred frame (zero-padded at the ends, as YIN's) at
+    the lag of its F0: (T,) in [-1, 1], near 1 for a periodic frame, near 0 for noise."""
+    x = np.pad(np.asarray(wave, np.float32), frame_length // 2)
+    frames = librosa.util.frame(x, frame_length=frame_length, hop_length=hop)  # (L, T')
+    lags = np.clip(np.round(sr / np.maximum(f0, 1e-3)).astype(int), 1, frame_length - 1)
+    out = np.zeros(len(f0), np.float32)
+    for t in range(min(len(f0), frames.shape[1])):
+        a, b = frames[: -lags[t], t], frames[lags[t] :, t]
+        energy = float(np.dot(a, a) * np.dot(b, b))
+        out[t] = float(np.dot(a, b)) / np.sqrt(energy) if energy > 0 else 0.0
+    return out
 
 
 class TTSDataset(Dataset):

@@ -2,9 +2,10 @@
 # Neural speech codec on the phrasebook corpus: a teacher S2T model, the codec with and without
 # semantic distillation of its first codebook, coding of the test sets, and the benchmark
 # against Opus and Codec2 (PESQ, STOI, SI-SDR, speaker similarity, WER) -> RESULTS.md.
-#   ./run.sh                          # CPU-sized default (see RESULTS.md for its figures)
+#   ./run.sh                          # CPU-sized default, spectral codec (~55 min; RESULTS.md)
 #   ./run.sh --stage 0 --stop_stage 0 # (root) install opus-tools and codec2 for the comparison
-#   ./run.sh --codec_config ../../../conf/codec/phrasebook_gpu.yaml --hours 20 --exp exp/gpu
+#   ./run.sh --codec_config ../../../conf/codec/spectral_gpu.yaml --hours 20 --exp exp/gpu
+#   ./run.sh --codec_config ../../../conf/codec/phrasebook_cpu.yaml   # the conv backbone
 #   ./run.sh --stage 3 --teacher ../s2t1/exp/s2t_tiny/model_avg.pt   # reuse an s2t1 model
 # Stages: 0 system tools (apt-get), 1 corpus (English, every voice incl. Piper in training,
 #         unseen speakers in test), 2 teacher S2T model, 3 train the codec (distilled) and the

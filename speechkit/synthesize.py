@@ -36,7 +36,13 @@ format (rate, hop, bands): checked when they are put together.
     model.pt      the generator's state_dict (float32; no discriminator)
     meta.json     {speechkit_version, source, sha256: {file: hex}}
 
-**A corpus** (:func:`synthesize_corpus`): items (id, text, speaker, language) are synthesised
+or is :class:`GriffinLimVocoder` (``load_tts(model, "griffin-lim")``, ``--vocoder griffin-lim``):
+no weights, the acoustic model's own mel format inverted by Griffin-Lim. Until a vocoder has
+trained long enough to beat it (egs/phrasebook/tts1/RESULTS.md), it is the better sounding choice.
+
+**A corpus** (:func:`synthesize_corpus`): items (id, text, speaker, language, and the
+supervision's ``custom`` fields such as ``translations``, so that S2T can train on the
+synthesis for ASR and ST alike) are synthesised
 one by one with a progress bar into ``OUT/wavs/<id>.wav`` (16-bit PCM) and the lhotse manifests
 ``OUT/{recordings,supervisions,cuts}_<name>.jsonl.gz``; an item that fails (bad text, unknown
 speaker, a model error) is skipped, logged, counted, and listed in ``OUT/failed_<name>.jsonl``
@@ -48,7 +54,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -66,11 +72,13 @@ from speechkit.config import from_dict, to_dict
 from speechkit.integrity import sha256_file
 from speechkit.models.vocoder import Vocoder, VocoderConfig
 from speechkit.pretrained import CONFIG_FILE, META_FILE, MODEL_FILE, PackedModelError, _verify
-from speechkit.tts.mel import TTSMelConfig
+from speechkit.tts.mel import TTSMelConfig, griffin_lim
 from speechkit.tts.text import TextError, phonemize, split_sentences
 
 __all__ = [
+    "GRIFFIN_LIM",
     "TTS",
+    "GriffinLimVocoder",
     "Item",
     "SynthesisError",
     "TextToMel",
@@ -81,6 +89,7 @@ __all__ = [
     "load_vocoder",
     "pack_vocoder",
     "synthesize_corpus",
+    "voices_by_language",
 ]
 
 logger = logging.getLogger(__name__)
@@ -89,6 +98,7 @@ VOCODER_TYPE = "vocoder"
 VOCODER_FILES = (CONFIG_FILE, MODEL_FILE)
 _GENERATOR = "generator."  # prefix of the vocoder's weights in a vocoder-task checkpoint
 _AVERAGED = "model_avg.pt"  # what a training directory's final model is called
+GRIFFIN_LIM = "griffin-lim"  # the vocoder name that means no trained vocoder
 
 
 class SynthesisError(ValueError):
@@ -108,6 +118,34 @@ class TextToMel(Protocol):
 
 
 # ---- the vocoder: load and pack -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _VocoderFormat:
+    """What ``TTS`` checks of a vocoder's mel format (the fields of ``VocoderConfig``)."""
+
+    sample_rate: int
+    hop: int
+    n_mels: int
+
+
+class GriffinLimVocoder(torch.nn.Module):
+    """Griffin-Lim (``speechkit.tts.mel.griffin_lim``) behind the vocoder interface: ``cfg``,
+    ``vocode``; no weights. ``mel``: the acoustic model's mel format, which it inverts."""
+
+    def __init__(self, mel: TTSMelConfig, n_iter: int = 32):
+        super().__init__()
+        if n_iter < 1:
+            raise ValueError(f"Griffin-Lim needs at least 1 iteration, got {n_iter}")
+        self.mel, self.n_iter = mel, n_iter
+        self.cfg = _VocoderFormat(mel.sample_rate, mel.hop_length, mel.n_mels)
+        self.register_buffer("anchor", torch.zeros(0), persistent=False)  # carries the device
+
+    def vocode(self, mel: Tensor) -> Tensor:
+        """(n_mels, T) or (B, n_mels, T) log-mel -> ((T - 1) * hop,) or (B, (T - 1) * hop)."""
+        single = mel.dim() == 2
+        wave = griffin_lim(mel[None] if single else mel, self.mel, self.n_iter)
+        return wave[0] if single else wave
 
 
 def _vocoder_from_checkpoint(path: Path) -> tuple[Vocoder, TTSMelConfig]:
@@ -275,7 +313,7 @@ class TTS:
     @torch.inference_mode()
     def vocode(self, mel: Tensor) -> np.ndarray:
         """(n_mels, T) log-mel -> (T * hop,) float32 wave in [-1, 1]."""
-        device = next(self.vocoder.parameters()).device
+        device = next(iter([*self.vocoder.parameters(), *self.vocoder.buffers()])).device
         wave = self.vocoder.vocode(mel.float().to(device)).cpu()
         return wave.clamp(-1.0, 1.0).numpy().astype(np.float32)
 
@@ -292,10 +330,13 @@ class TTS:
 
 
 def load_tts(model_dir: str | Path, vocoder_dir: str | Path, device: str = "cpu") -> TTS:
-    """The acoustic model of ``model_dir`` and the vocoder of ``vocoder_dir``, ready to
-    synthesise (module docstring)."""
+    """The acoustic model of ``model_dir`` and the vocoder of ``vocoder_dir`` (or
+    ``"griffin-lim"``), ready to synthesise (module docstring)."""
+    acoustic = load_acoustic(model_dir, device)
+    if str(vocoder_dir) == GRIFFIN_LIM:
+        return TTS(acoustic, GriffinLimVocoder(acoustic.mel).to(device))
     vocoder, mel = load_vocoder(vocoder_dir, device)
-    return TTS(load_acoustic(model_dir, device), vocoder, mel)
+    return TTS(acoustic, vocoder, mel)
 
 
 # ---- corpora -------------------------------------------------------------------------
@@ -309,6 +350,7 @@ class Item:
     text: str
     speaker: str
     language: str
+    custom: dict | None = None  # the source supervision's custom fields (translations, ...)
 
 
 def items_from_text_file(
@@ -322,23 +364,43 @@ def items_from_text_file(
             yield Item(f"{prefix}{n:06d}", line.strip(), speaker, language)
 
 
+def voices_by_language(speakers: Iterable[str]) -> dict[str, list[str]]:
+    """Speaker ids grouped by the language code they start with (``eng-m3-p55-s160`` -> eng:
+    the naming of the phrasebook's voices and of ``speechkit.bin.prepare_tts``)."""
+    out: dict[str, list[str]] = {}
+    for s in speakers:
+        out.setdefault(s.split("-")[0], []).append(s)
+    return out
+
+
 def items_from_cuts(
     cuts: Iterable,
     speakers: Sequence[str] = (),
     language: str | None = None,
     prefix: str = "tts-",
+    voices: Mapping[str, Sequence[str]] | None = None,
 ) -> Iterator[Item]:
     """One item per supervision (in ``language`` only, when given): its text and language, said
-    by its own speaker, or, with ``speakers``, by those in turn (e.g. the training voices of that
-    language, for new sentences said by known voices); ids ``<prefix><supervision id>``."""
+    by its own speaker; with ``speakers``, by those in turn (e.g. the training voices of that
+    language, for new sentences said by known voices); with ``voices`` ({language: speakers},
+    e.g. :func:`voices_by_language`), by the voices of each item's language in turn (an item
+    whose language has none gets no speaker, and fails alone). Ids ``<prefix><supervision id>``.
+    ``cuts`` may also be supervisions (text-only manifests: a sentence list with translations)."""
     n = 0
+    taken: Counter = Counter()
     for cut in cuts:
-        for sup in cut.supervisions:
+        for sup in getattr(cut, "supervisions", [cut]):
             if language is not None and sup.language != language:
                 continue
-            speaker = speakers[n % len(speakers)] if speakers else sup.speaker or ""
+            lang = sup.language or ""
+            if voices is not None:
+                pool = voices.get(lang) or [""]
+                speaker = pool[taken[lang] % len(pool)]
+                taken[lang] += 1
+            else:
+                speaker = speakers[n % len(speakers)] if speakers else sup.speaker or ""
             n += 1
-            yield Item(f"{prefix}{sup.id}", sup.text or "", speaker, sup.language or "")
+            yield Item(f"{prefix}{sup.id}", sup.text or "", speaker, lang, dict(sup.custom or {}))
 
 
 def synthesize_corpus(
@@ -378,7 +440,7 @@ def synthesize_corpus(
                 text=item.text,
                 language=item.language,
                 speaker=item.speaker,
-                custom={"synthetic": "speechkit-tts"},
+                custom={**(item.custom or {}), "synthetic": "speechkit-tts"},
             )
         )
         seconds += rec.duration

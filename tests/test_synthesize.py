@@ -223,3 +223,69 @@ def test_cli_usage_errors(tts, tmp_path, monkeypatch, capsys):
     assert "--speaker and --language" in capsys.readouterr().err
     missing = synth_main(["--model", "m", "--vocoder", str(tmp_path / "none"), "--list"])
     assert missing == 2 and "no vocoder at" in capsys.readouterr().err
+
+
+def test_griffin_lim_stands_in_for_a_trained_vocoder(tts):
+    from speechkit.synthesize import GriffinLimVocoder
+
+    gl = TTS(tts.acoustic, GriffinLimVocoder(tts.acoustic.mel, n_iter=4))
+    wave, sr = gl.synthesize("Where is the museum?", "spk-a", "eng")
+    frames = len(phonemize("Where is the museum?", "eng")) * FRAMES_PER_PHONEME
+    assert sr == 16000 and wave.shape == ((frames - 1) * 256,) and np.isfinite(wave).all()
+    assert np.abs(wave).max() > 0
+    with pytest.raises(ValueError, match="at least 1 iteration"):
+        GriffinLimVocoder(TTSMelConfig(), n_iter=0)
+
+
+def _text_only(sup_id, text, language, translations):
+    return SupervisionSegment(sup_id, sup_id, 0.0, 0.0, text=text, language=language,
+                              custom={"translations": translations})  # fmt: skip
+
+
+def test_items_from_text_only_supervisions_by_the_voices_of_their_language():
+    from speechkit.synthesize import voices_by_language
+
+    voices = voices_by_language(["eng-a", "deu-a", "eng-b", "eng-c"])
+    assert voices == {"eng": ["eng-a", "eng-b", "eng-c"], "deu": ["deu-a"]}
+    sups = [_text_only(f"s{i}", "Hello.", lang, {"deu": "Hallo."})
+            for i, lang in enumerate(["eng", "deu", "eng", "fra", "eng", "eng", "deu"])]  # fmt: skip
+    items = list(items_from_cuts(sups, voices=voices))
+    assert [i.speaker for i in items] == ["eng-a", "deu-a", "eng-b", "", "eng-c", "eng-a", "deu-a"]
+    assert items[0].custom == {"translations": {"deu": "Hallo."}} and items[0].id == "tts-s0"
+    assert [i.id for i in items_from_cuts(sups, voices=voices, language="deu")] == [
+        "tts-s1",
+        "tts-s6",
+    ]
+
+
+def test_cli_text_only_manifest_with_griffin_lim_keeps_translations(tts, tmp_path, monkeypatch):
+    from lhotse import SupervisionSet
+
+    acoustic = TinyAcoustic(SEEN)
+    acoustic.speakers, acoustic.languages = ["eng-x", "eng-y"], ["eng", "deu"]
+    monkeypatch.setattr("speechkit.synthesize.load_acoustic", lambda path, device: acoustic)
+    sups = [_text_only("a", "Where is the museum?", "eng", {"deu": "Wo ist das Museum?"}),
+            _text_only("b", "Good morning, how are you?", "eng", {"deu": "Guten Morgen."}),
+            _text_only("c", "Guten Morgen.", "deu", {"eng": "Good morning."})]  # fmt: skip
+    SupervisionSet.from_segments(sups).to_file(tmp_path / "texts.jsonl.gz")
+    rc = synth_main(["--model", "m", "--vocoder", "griffin-lim", "--cuts",
+                     str(tmp_path / "texts.jsonl.gz"), "--speaker", "auto", "--out-dir",
+                     str(tmp_path / "c"), "--name", "novel", "--threads", "1"])  # fmt: skip
+    assert rc == 0
+    cuts = {c.id: c for c in CutSet.from_file(tmp_path / "c" / "cuts_novel.jsonl.gz")}
+    assert sorted(cuts) == ["tts-a", "tts-b"]  # no German voice: "c" failed alone
+    sup = cuts["tts-a"].supervisions[0]
+    assert sup.speaker == "eng-x" and cuts["tts-b"].supervisions[0].speaker == "eng-y"
+    assert sup.custom == {
+        "translations": {"deu": "Wo ist das Museum?"},
+        "synthetic": "speechkit-tts",
+    }
+    assert cuts["tts-a"].load_audio().shape[1] > 0
+    failed = [json.loads(x) for x in open(tmp_path / "c" / "failed_novel.jsonl")]
+    assert [f["id"] for f in failed] == ["tts-c"] and "unknown speaker ''" in failed[0]["error"]
+
+
+def test_cli_refuses_to_pack_griffin_lim_and_non_text_manifests(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        synth_main(["--vocoder", "griffin-lim", "--pack", str(tmp_path / "p")])
+    assert "no weights to pack" in capsys.readouterr().err

@@ -9,11 +9,18 @@
     speechkit synthesize --model exp/tts --vocoder exp/vocoder --cuts data/cuts_test_novel.jsonl.gz \
         --language deu --speaker deu-f1-p65-s165,deu-m2-p60-s165 --out-dir data/synth --name deu
                                                   # German cuts only, said by these voices in turn
+    speechkit synthesize --model exp/tts --vocoder griffin-lim --cuts data/novel_texts.jsonl.gz \
+        --speaker auto --out-dir data/synth --name novel
+                                                  # a text-only supervision manifest, each
+                                                  # text said by the training voices of its
+                                                  # language in turn; Griffin-Lim
     speechkit synthesize --list --model exp/tts --vocoder exp/vocoder   # speakers and languages
     speechkit synthesize --vocoder exp/vocoder --pack exp/vocoder/packed   # a packed vocoder
 
 ``--model``: the acoustic model (``speechkit.synthesize.load_acoustic``); ``--vocoder``: a
-vocoder training directory, checkpoint or packed directory. A corpus is written as
+vocoder training directory, checkpoint or packed directory, or ``griffin-lim`` (no trained
+vocoder). ``--cuts`` takes a cut manifest or a supervision manifest (text only); the
+supervisions' custom fields (translations) are kept in the new corpus. A corpus is written as
 ``OUT/wavs/*.wav`` and ``OUT/{recordings,supervisions,cuts}_<name>.jsonl.gz``; items that cannot
 be said are skipped, counted and listed in ``OUT/failed_<name>.jsonl`` (exit status 0 unless
 every item failed). A single text that cannot be said exits with status 2 and the reason.
@@ -48,16 +55,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("text", nargs="?", help="the text to say (one utterance; long text is chunked)")
     p.add_argument("--model", help="acoustic model: training directory, checkpoint or packed dir")
-    p.add_argument("--vocoder", required=True, help="vocoder: training dir, checkpoint or packed")
+    p.add_argument(
+        "--vocoder",
+        required=True,
+        help="vocoder: training dir, checkpoint, packed dir, or griffin-lim (no trained vocoder)",
+    )
     p.add_argument(
         "--speaker",
         help="speaker name (required for a text or --text-file); with --cuts, comma-separated "
-        "names said in turn instead of each cut's own speaker",
+        "names said in turn instead of each cut's own speaker, or 'auto': the model's voices "
+        "of each text's language (speaker ids '<language>-...') in turn",
     )
     p.add_argument("--language", help="language code (eng, deu, spa, fra); with --cuts a filter")
     p.add_argument("-o", "--output", help="wav file for a single text")
     p.add_argument("--text-file", help="UTF-8 file, one utterance per line -> a corpus")
-    p.add_argument("--cuts", help="lhotse cut manifest: its texts -> a corpus")
+    p.add_argument("--cuts", help="lhotse cut or supervision manifest: its texts -> a corpus")
     p.add_argument("--out-dir", help="corpus directory (with --text-file or --cuts)")
     p.add_argument("--name", default="synth", help="manifest suffix of the corpus")
     p.add_argument("--limit", type=int, help="synthesise only the first N items of the corpus")
@@ -72,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> str:
     """The mode (pack, list, text, corpus), or a usage error that says what is missing."""
     if a.pack:
+        if a.vocoder == "griffin-lim":
+            p.error("--pack needs a trained vocoder; griffin-lim has no weights to pack")
         return "pack"
     if a.model is None:
         p.error("--model (the acoustic model) is required")
@@ -100,9 +114,11 @@ def main(argv: list[str] | None = None) -> int:
         items_from_cuts,
         items_from_text_file,
         load_acoustic,
+        load_tts,
         load_vocoder,
         pack_vocoder,
         synthesize_corpus,
+        voices_by_language,
     )
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -114,8 +130,12 @@ def main(argv: list[str] | None = None) -> int:
         print(pack_vocoder(a.vocoder, a.pack))
         return 0
     try:
-        vocoder, mel = load_vocoder(a.vocoder, a.device)
-        tts = TTS(load_acoustic(a.model, a.device), vocoder, mel, max_chars=a.max_chars)
+        if a.vocoder == "griffin-lim":
+            tts = load_tts(a.model, a.vocoder, a.device)
+            tts.max_chars = a.max_chars
+        else:
+            vocoder, mel = load_vocoder(a.vocoder, a.device)
+            tts = TTS(load_acoustic(a.model, a.device), vocoder, mel, max_chars=a.max_chars)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"speechkit synthesize: {e}", file=sys.stderr)
         return 2
@@ -135,10 +155,17 @@ def main(argv: list[str] | None = None) -> int:
     if a.text_file:
         items = items_from_text_file(a.text_file, a.speaker, a.language)
     else:
-        from lhotse import CutSet
+        from lhotse import CutSet, SupervisionSet, load_manifest_lazy
 
-        speakers = [x for x in (a.speaker or "").split(",") if x]
-        items = items_from_cuts(CutSet.from_file(a.cuts), speakers, a.language)
+        manifest = load_manifest_lazy(a.cuts)
+        if not isinstance(manifest, (CutSet, SupervisionSet)):
+            p.error(f"--cuts {a.cuts}: a {type(manifest).__name__}, not cuts or supervisions")
+        if a.speaker == "auto":
+            items = items_from_cuts(manifest, language=a.language,
+                                    voices=voices_by_language(tts.speakers))  # fmt: skip
+        else:
+            speakers = [x for x in (a.speaker or "").split(",") if x]
+            items = items_from_cuts(manifest, speakers, a.language)
     if a.limit is not None:
         items = itertools.islice(items, a.limit)
     summary = synthesize_corpus(tts, items, a.out_dir, a.name)

@@ -40,7 +40,7 @@ import soundfile as sf
 import torch
 from tqdm import tqdm
 
-from speechkit.synthesize import TTS, load_vocoder
+from speechkit.synthesize import TTS, load_vocoder, voices_by_language
 from speechkit.tasks.base import read_cuts
 from speechkit.tts.acoustic import AcousticModel
 from speechkit.tts.mel import griffin_lim
@@ -96,9 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as e:
         p.error(str(e))
     vocoder = args.vocoder or f"griffin-lim ({args.gl_iters} iterations)"
-    by_lang = defaultdict(list)
-    for s in am.speakers:
-        by_lang[s.split("-")[0]].append(s)
+    by_lang = voices_by_language(am.speakers)
     # A cut whose speaker the model lacks is said by a voice whose id starts "<language>-".
     unseen = {
         c.supervisions[0].language for c in cuts if c.supervisions[0].speaker not in am.speaker_ids

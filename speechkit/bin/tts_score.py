@@ -14,6 +14,16 @@ Usage::
 * F0 error: RMS difference in cents of YIN F0 (speechkit.data.tts.frame_pitch) on DTW-aligned
   frames voiced in both, and the voicing disagreement rate.
 
+* more judges on every language (``--judges``, any model ``speechkit decode`` reads: a zoo
+  Whisper such as ``whisper-base``, or an S2T model trained here): each decodes the synthesis
+  and the reference recordings as ASR in the row's language (``speechkit.bin.decode``, into
+  ``SYNTH/judges/<label>/{synthesis,reference}/``); WER per language and their ratio;
+* speaker similarity (``--speaker-similarity``, on by default): cosine of GE2E d-vectors
+  (Resemblyzer's bundled weights, ``speechkit.models.query_encoders.SpeakerEncoder``) between
+  the synthesis and the recording of the same voice and sentence (same-speaker rows), beside two
+  yardsticks from the same recordings: the synthesis against recordings of *other* voices of its
+  language (what a wrong voice scores), and recordings of one voice against each other (what
+  the same voice scores); waves under 1 s are left out and counted;
 * Griffin-Lim floor: the same Whisper WER on the reference recordings passed through the mel and
   Griffin-Lim (what the vocoder alone costs);
 * the engines beside it (``--engines``): each English text spoken cleanly by the engine the
@@ -45,6 +55,7 @@ from scipy.fft import dct
 from tqdm import tqdm
 
 from speechkit.data.audio import load_audio
+from speechkit.data.phrasebook.grammar import LANGUAGES
 from speechkit.data.phrasebook.voices import PiperSpeaker, Speaker, synthesize
 from speechkit.data.tts import TTSDataConfig, frame_pitch
 from speechkit.inference import Transcriber
@@ -120,6 +131,120 @@ def engine_scores(english: list[dict], asr: Transcriber) -> dict:
     return out
 
 
+def judge_label(model: str) -> str:
+    """A judge's name in scores and tables: a zoo name as it is, a path by its experiment
+    (``../s2t1/exp/s2t_tiny/model_avg.pt`` -> ``s2t_tiny``)."""
+    path = Path(model)
+    return path.parent.name if path.suffix == ".pt" else path.name
+
+
+def write_judge_cuts(rows: list[dict], synth: Path) -> dict[str, Path]:
+    """``SYNTH/judges/cuts_{synthesis,reference}.jsonl.gz``: one cut per row (id = row id) with
+    the row's text and language, on the synthesised wave and on the reference recording."""
+    from lhotse import CutSet, Recording, SupervisionSegment
+
+    out = synth / "judges"
+    out.mkdir(exist_ok=True)
+    paths = {}
+    for kind in ("synthesis", "reference"):
+        cuts = []
+        for r in rows:
+            audio = synth / "wav" / f"{r['id']}.wav" if kind == "synthesis" else r["reference"]
+            cut = Recording.from_file(audio, recording_id=r["id"]).to_cut()
+            cut.supervisions = [SupervisionSegment(
+                r["id"], r["id"], 0.0, cut.duration, text=r["text"], language=r["language"],
+                speaker=r["syn_speaker" if kind == "synthesis" else "ref_speaker"],
+            )]  # fmt: skip
+            cuts.append(cut)
+        paths[kind] = out / f"cuts_{kind}.jsonl.gz"
+        CutSet.from_cuts(cuts).to_file(paths[kind])
+    return paths
+
+
+def decode_hyps(model: str, cuts: Path, out: Path) -> dict[str, str]:
+    """{cut id: ASR hypothesis} of ``model`` on ``cuts`` (``speechkit.bin.decode``, one CPU
+    thread, the cut's language given), written under ``out``."""
+    from speechkit.bin import decode
+
+    args = ["--model", model, "--cuts", str(cuts), "--out", str(out), "--tasks", "asr",
+            "--threads", "1", "--device", "cpu"]  # fmt: skip
+    decode.run(decode.parse_args(args))
+    hyps = {}
+    for path in out.glob("asr_*/hyps.jsonl"):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            hyps[row["id"]] = row["hyp"]
+    return hyps
+
+
+def judge_scores(rows: list[dict], cuts: dict[str, Path], model: str, out: Path) -> dict:
+    """Per language and over all: WER (%) of ``model`` on the synthesis and on the reference
+    recordings of the same rows, and their ratio (module docstring)."""
+    hyps = {kind: decode_hyps(model, path, out / kind) for kind, path in cuts.items()}
+    table = {}
+    for lang in [*sorted({r["language"] for r in rows}), "all"]:
+        part = [r for r in rows if lang in ("all", r["language"])]
+        refs = [r["text"] for r in part]
+        syn = wer(refs, [hyps["synthesis"].get(r["id"], "") for r in part]).rate
+        ref = wer(refs, [hyps["reference"].get(r["id"], "") for r in part]).rate
+        table[lang] = {
+            "utterances": len(part),
+            "wer_synthesis": round(syn, 2),
+            "wer_reference": round(ref, 2),
+            "ratio": round(syn / ref, 2) if ref else None,
+        }
+    return table
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(float(np.mean(values)), 3) if values else None
+
+
+def speaker_similarity(rows: list[dict], synth: Path) -> dict:
+    """GE2E cosine similarities (module docstring): ``secs_same_speaker`` (synthesis vs the
+    recording of its own voice and sentence), ``secs_other_speakers`` (the same syntheses vs
+    recordings of other voices of their language), ``secs_recordings_same_speaker`` (two
+    recordings of one voice, different sentences); each a mean over same-speaker rows."""
+    from speechkit.models.query_encoders import SpeakerEncoder
+
+    enc = SpeakerEncoder()
+    embeds: dict[tuple[str, str], np.ndarray] = {}
+    skipped = 0
+    for r in tqdm(rows, desc="speaker embeddings"):
+        waves = {"syn": load_audio(synth / "wav" / f"{r['id']}.wav"),
+                 "ref": load_audio(r["reference"])}  # fmt: skip
+        try:
+            for w in waves.values():
+                enc.check(w)
+        except ValueError:
+            skipped += 1
+            continue
+        vectors = enc.embed_batch(list(waves.values())).numpy()
+        embeds[(r["id"], "syn")], embeds[(r["id"], "ref")] = vectors[0], vectors[1]
+    kept = [r for r in rows if (r["id"], "syn") in embeds]
+    same = [r for r in kept if r["ref_speaker"] == r["syn_speaker"]]
+    own, other, recordings = [], [], []
+    for r in same:
+        syn, ref = embeds[(r["id"], "syn")], embeds[(r["id"], "ref")]
+        own.append(float(syn @ ref))
+        others = [embeds[(x["id"], "ref")] for x in kept
+                  if x["language"] == r["language"] and x["ref_speaker"] != r["syn_speaker"]]  # fmt: skip
+        if others:
+            other.append(float(np.mean([syn @ o for o in others])))
+        twins = [embeds[(x["id"], "ref")] for x in kept
+                 if x["ref_speaker"] == r["ref_speaker"] and x["id"] != r["id"]]  # fmt: skip
+        if twins:
+            recordings.append(float(np.mean([ref @ t for t in twins])))
+    return {
+        "same_speaker_utterances": len(same),
+        "skipped_under_1s": skipped,
+        "secs_same_speaker": _mean(own),
+        "secs_other_speakers": _mean(other),
+        "secs_recordings_same_speaker": _mean(recordings),
+        "recordings_same_speaker_utterances": len(recordings),
+    }
+
+
 def markdown(title: str, scores: dict, speed: dict, judge: str, command: str) -> str:
     """The ``## title`` section of RESULTS.md: the WER line, the spectral line, how it was made."""
     lines = [f"## {title}", ""]
@@ -136,6 +261,24 @@ def markdown(title: str, scores: dict, speed: dict, judge: str, command: str) ->
             f"{scores['wer_reference_griffin_lim']} |",
             "",
         ]
+    if scores.get("judges"):
+        seen = {x for t in scores["judges"].values() for x in t if x != "all"}
+        langs = [x for x in LANGUAGES if x in seen] + sorted(seen - set(LANGUAGES))
+        lines += [
+            "ASR WER (%) by language, synthesis / reference recordings of the same sentences "
+            "(ratio), each judge decoding in the row's language:",
+            "",
+            "| judge | " + " | ".join([*langs, "all"]) + " |",
+            "|---|" + "---:|" * (len(langs) + 1),
+        ]
+        for label, table in scores["judges"].items():
+            cells = []
+            for lang in [*langs, "all"]:
+                t = table.get(lang)
+                cells.append(f"{t['wer_synthesis']} / {t['wer_reference']} ({t['ratio']})"
+                             if t else "")  # fmt: skip
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append("")
     lines += [
         "Against the recording of the same sentence, DTW-aligned: MCD on 13 cepstra of the "
         "model's log-mel (a speechkit figure, not SPTK's), F0 RMSE, voicing disagreement.",
@@ -151,6 +294,20 @@ def markdown(title: str, scores: dict, speed: dict, judge: str, command: str) ->
                 f"{scores[f'f0_rmse_cents_{name}']} | {scores[f'vuv_error_{name}']} |"
             )
     lines.append("")
+    sim = scores.get("speaker_similarity")
+    if sim and sim["secs_same_speaker"] is not None:
+        lines += [
+            "Speaker similarity (cosine of GE2E d-vectors, Resemblyzer's weights), "
+            f"{sim['same_speaker_utterances']} same-voice rows: synthesis vs the recording of "
+            "its voice; the same syntheses vs recordings of other voices of the language; two "
+            f"recordings of one voice ({sim['recordings_same_speaker_utterances']} rows).",
+            "",
+            "| synthesis, own voice | synthesis, other voices | recordings, same voice |",
+            "|---:|---:|---:|",
+            f"| {sim['secs_same_speaker']} | {sim['secs_other_speakers']} | "
+            f"{sim['secs_recordings_same_speaker']} |",
+            "",
+        ]
     if speed:
         rtf = speed.get("rtf_vocoder", speed.get("rtf_griffin_lim"))
         lines.append(
@@ -172,6 +329,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--whisper", default="whisper-tiny.en", help="zoo name or packed directory")
     p.add_argument("--engines", action="store_true", help="score espeak-ng and Piper beside")
+    p.add_argument(
+        "--judges",
+        nargs="*",
+        default=[],
+        help="models that judge every language (zoo name, packed dir, checkpoint .pt)",
+    )
+    p.add_argument(
+        "--speaker-similarity",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="GE2E cosine similarity on same-voice rows (default on)",
+    )
     p.add_argument("--results-md", type=Path, help="also write the figures into this file")
     p.add_argument("--title", help="its section title (default: the synthesis directory)")
     p.add_argument("--command", help="the command to cite (default: this one)")
@@ -196,6 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if (args.title or args.command) and not args.results_md:
         p.error("--title and --command name a section of --results-md: give --results-md too")
+    labels = [judge_label(j) for j in args.judges]
+    if len(set(labels)) < len(labels):
+        p.error(f"--judges: two judges named alike ({labels}); give distinct experiments")
     torch.set_num_threads(1)
     synth = Path(args.synth)
     rows = read_synthesis(p, synth)
@@ -234,6 +406,14 @@ def main(argv: list[str] | None = None) -> int:
         })  # fmt: skip
         if args.engines:
             scores["engines"] = engine_scores(english, asr)
+    if args.judges:
+        cuts = write_judge_cuts(rows, synth)
+        scores["judges"] = {
+            label: judge_scores(rows, cuts, judge, synth / "judges" / label)
+            for label, judge in zip(labels, args.judges)
+        }
+    if args.speaker_similarity:
+        scores["speaker_similarity"] = speaker_similarity(rows, synth)
     same = [r for r in rows if r["ref_speaker"] == r["syn_speaker"]]
     scores["same_speaker_utterances"] = len(same)
     for name, part in (("all", rows), ("same_speaker", same)):

@@ -6,6 +6,7 @@ fake here; tests/egs/test_ljspeech_recipe.py runs the real whisper-tiny.en."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -127,3 +128,97 @@ def test_an_incomplete_synthesis_directory_is_named(tmp_path, capsys, damage, ex
     with pytest.raises(SystemExit) as e:
         tts_score.main(["--synth", str(synth), "--whisper", "", *extra])
     assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_more_judges_score_every_language_from_their_decodes(tmp_path, monkeypatch):
+    rows = [
+        Row("a1", "where is the museum", "eng", "eng-m3-p50-s155", "eng-m3-p50-s155"),
+        Row("b1", "guten morgen", "deu", "deu-f1-p65-s165", "deu-f1-p65-s165"),
+        Row("b2", "wo ist das museum", "deu", "deu-m2-p60-s165", "deu-f1-p65-s165"),
+    ]
+    synth = write_synth_dir(tmp_path, rows)
+    answers = {  # (judge, kind) -> {cut id: hypothesis}
+        ("whisper-base", "synthesis"): {"a1": "where is the muse", "b1": "guten morgen",
+                                        "b2": "wo ist museum"},
+        ("whisper-base", "reference"): {"a1": "where is the museum", "b1": "guten morgen",
+                                        "b2": "wo ist das museum"},
+        ("s2t_tiny", "synthesis"): {"a1": "", "b1": "gute morgen", "b2": "wo ist das museum"},
+        ("s2t_tiny", "reference"): {"a1": "where is a museum", "b1": "guten morgen",
+                                    "b2": "wo ist das museum"},
+    }  # fmt: skip
+    calls = []
+
+    def fake_run(args):
+        """What speechkit.bin.decode writes: OUT/asr_<lang>/hyps.jsonl from the cuts given."""
+        from lhotse import CutSet
+
+        label = tts_score.judge_label(args.model)
+        kind = "synthesis" if "synthesis" in args.cuts else "reference"
+        calls.append((label, kind, args.tasks, args.threads))
+        for cut in CutSet.from_file(args.cuts):
+            sup = cut.supervisions[0]
+            ref_audio = str(tmp_path / "refs" / f"{cut.id}.wav")
+            assert (cut.recording.sources[0].source == ref_audio) == (kind == "reference")
+            out = Path(args.out) / f"asr_{sup.language}"
+            out.mkdir(parents=True, exist_ok=True)
+            with open(out / "hyps.jsonl", "a") as f:
+                hyp = answers[(label, kind)][cut.id]
+                f.write(json.dumps({"id": cut.id, "hyp": hyp, "ref": sup.text}) + "\n")
+        return {}
+
+    monkeypatch.setattr("speechkit.bin.decode.run", fake_run)
+    judges = ["whisper-base", str(tmp_path / "exp" / "s2t_tiny" / "model_avg.pt")]
+    results = tmp_path / "RESULTS.md"
+    args = ["--synth", str(synth), "--whisper", "", "--judges", *judges,
+            "--no-speaker-similarity", "--results-md", str(results)]  # fmt: skip
+    assert tts_score.main(args) == 0
+    assert sorted(calls) == [("s2t_tiny", "reference", "asr", 1), ("s2t_tiny", "synthesis", "asr", 1),
+                             ("whisper-base", "reference", "asr", 1),
+                             ("whisper-base", "synthesis", "asr", 1)]  # fmt: skip
+    judged = json.loads((synth / "scores.json").read_text())["judges"]
+    assert judged["whisper-base"]["eng"] == {
+        "utterances": 1, "wer_synthesis": 25.0, "wer_reference": 0.0, "ratio": None
+    }  # fmt: skip
+    assert judged["whisper-base"]["deu"]["wer_synthesis"] == round(100 / 6, 2)
+    assert judged["s2t_tiny"]["all"] == {
+        "utterances": 3, "wer_synthesis": 50.0, "wer_reference": 10.0, "ratio": 5.0
+    }  # fmt: skip
+    assert "speaker_similarity" not in json.loads((synth / "scores.json").read_text())
+    text = results.read_text()
+    assert "| judge | eng | deu | all |" in text
+    assert "| s2t_tiny | 100.0 / 25.0 (4.0) | 16.67 / 0.0 (None) | 50.0 / 10.0 (5.0) |" in text
+
+
+def test_two_judges_of_one_name_are_a_usage_error(tmp_path, capsys):
+    synth = write_synth_dir(tmp_path, [Row("a1", "hello", "eng", "s", "s")])
+    with pytest.raises(SystemExit):
+        tts_score.main(["--synth", str(synth), "--whisper", "", "--judges",
+                        "a/s2t/model_avg.pt", "b/s2t/model_avg.pt"])  # fmt: skip
+    assert "two judges named alike" in capsys.readouterr().err
+
+
+def test_speaker_similarity_of_own_other_and_recorded_voices(tmp_path):
+    rows = [  # tones: a voice is its F0; a1 and a2 are one voice, b1 another, c1 too short
+        Row("a1", "one", "eng", "eng-a", "eng-a", 120.0, 120.0, 1.5),
+        Row("a2", "two", "eng", "eng-a", "eng-a", 120.0, 240.0, 1.5),
+        Row("b1", "three", "eng", "eng-b", "eng-b", 240.0, 240.0, 1.5),
+        Row("c1", "four", "eng", "eng-c", "eng-c", 200.0, 200.0, 0.5),
+    ]
+    synth = write_synth_dir(tmp_path, rows)
+    sim = tts_score.speaker_similarity(
+        [json.loads(x) for x in (synth / "synth.jsonl").read_text().splitlines()], synth
+    )
+    assert sim["skipped_under_1s"] == 1 and sim["same_speaker_utterances"] == 3
+    # a1 and b1 are their references exactly (cosine 1); a2 is said in b's voice (F0 240)
+    from speechkit.data.audio import load_audio
+    from speechkit.models.query_encoders import SpeakerEncoder
+
+    enc = SpeakerEncoder()
+    e = {k: enc.embed_batch([load_audio(tmp_path / "refs" / f"{k}.wav")]).numpy()[0]
+         for k in ("a1", "a2", "b1")}  # fmt: skip
+    syn_a2 = enc.embed_batch([load_audio(synth / "wav" / "a2.wav")]).numpy()[0]
+    assert sim["secs_same_speaker"] == pytest.approx((1 + syn_a2 @ e["a2"] + 1) / 3, abs=2e-3)
+    other = [e["b1"] @ e["a1"], (syn_a2 @ e["b1"]), (e["b1"] @ e["a1"] + e["b1"] @ e["a2"]) / 2]
+    assert sim["secs_other_speakers"] == pytest.approx(np.mean(other), abs=2e-3)
+    assert sim["recordings_same_speaker_utterances"] == 2  # a1 and a2 have a twin; b1 has none
+    assert sim["secs_recordings_same_speaker"] == pytest.approx(e["a1"] @ e["a2"], abs=2e-3)

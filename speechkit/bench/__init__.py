@@ -33,6 +33,8 @@ name                   module                    what it measures
                                                  PESQ, STOI, mel distance, RTF on 1 and 2 threads
 ``tts-speed``          ``tts_speed.py``          TTS speed: acoustic model and vocoder apart,
                                                  Piper and espeak-ng on the same sentences
+``tts-augment``        ``tts_augment.py``        S2T with and without synthesised data: WER /
+                                                 BLEU on added and not-added test sentences
 ``prune``              ``prune.py``              gated (pruned) vs full model: RTFx at batch 1
                                                  and batched, interleaved; GFLOPs, sparsity
 ``prune-whisper``      ``prune_whisper.py``      gated vs full Whisper: WER and RTFx, interleaved
@@ -78,6 +80,7 @@ BENCHMARKS = {
     "codec": "codec",
     "vocoder": "vocoder",
     "tts-speed": "tts_speed",
+    "tts-augment": "tts_augment",
     "prune": "prune",
     "prune-whisper": "prune_whisper",
     "whisper-gate-map": "whisper_gate_map",

@@ -1,8 +1,10 @@
-"""End to end: every stage of egs/phrasebook/tts1/run.sh on a tiny corpus with a tiny acoustic
-model, on CPU: corpus -> phonemes and vocabulary -> FastSpeech 2 -> (the vocoder stage is
-left to tests/tasks/test_vocoder_task.py) -> Griffin-Lim synthesis -> MCD/F0 scores and the picture. Whisper scoring
-is left out (--whisper ""): the zoo download needs a network. The figures are RESULTS.md's
-business; this checks that the stages fit together."""
+"""End to end: every stage of egs/phrasebook/tts1/run.sh on a tiny corpus with tiny models, on
+CPU: corpus -> phonemes and vocabulary -> FastSpeech 2 -> (the vocoder stage is left to
+tests/tasks/test_vocoder_task.py) -> Griffin-Lim synthesis -> synthesised novel sentences ->
+S2T without and with them (one seed) -> MCD/F0, speaker similarity, the baseline S2T model as a
+judge of all four languages, the augmentation table and the picture. Whisper judges are left out
+(--whisper "" --judges ""): tests/bin/test_tts_score.py covers their plumbing. The figures are
+RESULTS.md's business; this checks that the stages fit together."""
 
 from __future__ import annotations
 
@@ -20,6 +22,11 @@ AM = (
     "model.predictor_channels=32 model.aligner_channels=16 data.batch_size=4 "
     "trainer.max_steps=3 trainer.max_minutes=0 trainer.average_best=1 trainer.valid_every_steps=0"
 )
+S2T = (
+    "model.d_model=32 model.n_heads=2 model.encoder_layers=1 model.encoder_ffn=64 "
+    "model.cgmlp_units=64 model.decoder_layers=1 model.decoder_ffn=64 "
+    "trainer.max_steps=2 trainer.average_best=1 data.num_workers=0"
+)
 
 
 def test_every_stage_produces_its_output(tmp_path):
@@ -27,10 +34,11 @@ def test_every_stage_produces_its_output(tmp_path):
     cmd = ["bash", str(RECIPE / "run.sh"), "--corpus", str(tmp_path / "corpus"),
            "--data", str(tmp_path / "tts"), "--exp", str(tmp_path / "exp"),
            "--png", str(tmp_path / "mels.png"), "--hours", "0.02", "--piper", "off",
-           "--min_snr_db", "0", "--valid", "4", "--limit", "2", "--whisper", "",
-           "--am_args", f"--set {AM}"]  # fmt: skip
+           "--min_snr_db", "0", "--valid", "4", "--limit", "2", "--whisper", "", "--judges", "",
+           "--am_args", f"--set {AM}", "--s2t_args", f"--set {S2T}", "--aug_seeds", "42",
+           "--results", str(tmp_path / "RESULTS.md")]  # fmt: skip
     # Stage 4 (the vocoder) has its own tests; synthesis uses Griffin-Lim either way.
-    for stages in (["--stage", "1", "--stop_stage", "3"], ["--stage", "5", "--stop_stage", "6"]):
+    for stages in (["--stage", "1", "--stop_stage", "3"], ["--stage", "5", "--stop_stage", "8"]):
         proc = subprocess.run(cmd + stages, env=env, capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     vocab = json.loads((tmp_path / "tts" / "vocab.json").read_text())
@@ -45,4 +53,18 @@ def test_every_stage_produces_its_output(tmp_path):
             len(list((tmp_path / "exp" / "fs2" / part / "wav").glob("*.wav")))
             == scores["utterances"]
         )
+        judged = scores["judges"]["s2t_base_s42"]
+        assert (
+            judged["all"]["utterances"] == scores["utterances"] and "wer_synthesis" in judged["all"]
+        )
+        assert "secs_same_speaker" in scores["speaker_similarity"]
     assert (tmp_path / "mels.png").read_bytes()[:4] == b"\x89PNG"
+    novel = CutSet.from_file(tmp_path / "tts" / "synth_novel" / "cuts_novel.jsonl.gz")
+    sups = [c.supervisions[0] for c in novel]
+    assert {s.language for s in sups} == {"eng", "deu", "spa", "fra"}
+    assert all(len(s.custom["translations"]) == 3 and s.custom["sentence_id"] for s in sups)
+    for arm in ("base", "aug"):
+        assert (tmp_path / "exp" / f"s2t_{arm}_s42" / "decode_test_novel" / "asr_eng").is_dir()
+    table = (tmp_path / "RESULTS.md").read_text()
+    assert "## S2T with and without synthesised novel sentences (test_novel)" in table
+    assert "| asr_eng |" in table and "baseline: added" in table

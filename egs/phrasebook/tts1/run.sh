@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Multi-speaker, multilingual TTS on the phrasebook corpus (issue 18): phonemes and clean-enough
 # cuts, a FastSpeech 2 acoustic model with a jointly learned aligner (no teacher), a vocoder,
-# synthesis of held-out and test texts, and scoring (whisper-tiny.en WER, MCD, F0) -> RESULTS.md.
+# synthesis of held-out and test texts, S2T trained with and without synthesised novel sentences,
+# and scoring (Whisper and S2T WER in four languages, MCD, F0, speaker similarity) -> RESULTS.md.
 #   ./run.sh                                            # CPU-sized default (RESULTS.md)
 #   ./run.sh --stage 2 --corpus ../s2t1/data/phrasebook # reuse the corpus s2t1 generated
 #   ./run.sh --am_config ../../../conf/tts/phrasebook_fs2_gpu.yaml --hours 20 --exp exp/gpu
@@ -9,14 +10,19 @@
 #         vocabulary (speechkit.bin.prepare_tts), 3 acoustic model training (durations from the
 #         aligner, pitch/energy targets computed from the audio on the fly), 4 vocoder training
 #         (speechkit/tasks/vocoder.py), 5 synthesis of held-out training cuts and of the test
-#         texts (speechkit.bin.tts_synthesize), 6 scoring and the mel/pitch picture
-#         (speechkit.bin.tts_score, speechkit.bin.tts_plot).
+#         texts (speechkit.bin.tts_synthesize), 6 augmentation data: half of the grammar's novel
+#         sentences (speechkit.bin.phrasebook_texts --part) in all four languages, said by the
+#         training voices (speechkit synthesize --speaker auto, Griffin-Lim), 7 S2T (the s2t1
+#         config and tokenizer) trained without and with that synthesis, one pair per seed, and
+#         decoded on test_novel, 8 scoring and the mel/pitch picture (speechkit.bin.tts_score
+#         with the Whisper models and the baseline S2T model as judges, speechkit bench
+#         tts-augment, speechkit.bin.tts_plot).
 set -euo pipefail
 cd "$(dirname "$0")"
 . ./path.sh
 
 stage=1
-stop_stage=6
+stop_stage=8
 hours=2.0           # hours of audio in the generated corpus (as s2t1)
 nj=2
 piper=auto          # the Piper English voice: auto (when installed), on, off
@@ -31,7 +37,13 @@ min_snr_db=25
 valid=100           # training cuts held out for validation and the same-voice scores
 limit=40            # cuts per language in each synthesis set
 whisper=whisper-tiny.en   # "" = no Whisper scoring (MCD and F0 only)
+judges=whisper-base       # judges of all four languages beside the first baseline S2T model
+s2t_config=../../../conf/s2t/phrasebook_tiny.yaml
+aug_part=0/2              # the part of the novel sentences synthesised for S2T training
+aug_seeds="42 1"          # one baseline and one augmented S2T model per seed
+s2t_args=""               # extra --set overrides for the S2T models, e.g. "--set trainer.max_steps=20"
 png=mels.png
+results=RESULTS.md        # stage 8 writes the augmentation table here
 am_args=""          # extra --set overrides for the acoustic model, e.g. "--set trainer.max_steps=50"
 vocoder_args=""     # ... for the vocoder
 
@@ -39,6 +51,7 @@ vocoder_args=""     # ... for the vocoder
 
 log() { echo "[$(date '+%H:%M:%S')] (run.sh) $*"; }
 am=$exp/fs2
+first_seed=${aug_seeds%% *}
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   log "stage 1: generate the phrasebook corpus ($hours h, Piper voice included) in $corpus"
@@ -77,8 +90,55 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
 fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
-  log "stage 6: scores ($whisper WER, MCD, F0) and the picture $png"
-  python -m speechkit.bin.tts_score --synth $am/synth_valid --whisper "$whisper"
-  python -m speechkit.bin.tts_score --synth $am/synth_test --whisper "$whisper" ${whisper:+--engines}
-  python -m speechkit.bin.tts_plot --synth $am/synth_valid --out $png
+  log "stage 6: novel sentences (part $aug_part) said by the training voices -> $data/synth_novel"
+  python -m speechkit.bin.phrasebook_texts --split novel --part $aug_part --seed $seed \
+    --out $data/novel_texts.jsonl.gz
+  python -m speechkit.bin.synthesize --model $am/model_avg.pt --vocoder griffin-lim \
+    --cuts $data/novel_texts.jsonl.gz --speaker auto --out-dir $data/synth_novel --name novel \
+    --threads 1
 fi
+
+# One S2T model: train, then decode test_novel. The two arms of a seed run in the background,
+# one thread each, when nj >= 2 (wait_all waits for both and fails if either failed).
+pids=()
+side_by_side() { if [ "$nj" -ge 2 ]; then "$@" & pids+=($!); else "$@"; fi; }
+wait_all() { local p; for p in "${pids[@]}"; do wait "$p"; done; pids=(); }
+s2t_arm() {  # name seed extra-train-cuts...
+  local name=$1 seed=$2; shift 2
+  python -m speechkit.bin.train --config $s2t_config --tokenizer $corpus/tokenizer \
+    --train-cuts $corpus/cuts_train.jsonl.gz "$@" --dev-cuts $corpus/cuts_dev.jsonl.gz \
+    --out $exp/s2t_${name}_s$seed --resume --set trainer.seed=$seed trainer.num_threads=$threads \
+    $s2t_args
+  python -m speechkit.bin.decode --model $exp/s2t_${name}_s$seed/model_avg.pt \
+    --cuts $corpus/cuts_test_novel.jsonl.gz --out $exp/s2t_${name}_s$seed/decode_test_novel \
+    --beam-size 5 --ctc-weight 0.3 --threads $threads
+}
+
+if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
+  if [ ! -f $corpus/tokenizer/tokenizer.model ]; then
+    python -m speechkit.bin.train_tokenizer --config $s2t_config --cuts $corpus/cuts_train.jsonl.gz \
+      --out $corpus/tokenizer
+  fi
+  threads=$([ $nj -ge 2 ] && echo 1 || echo 2)
+  for s in $aug_seeds; do
+    log "stage 7: S2T seed $s without and with the synthesised novel sentences"
+    side_by_side s2t_arm base $s
+    side_by_side s2t_arm aug $s $data/synth_novel/cuts_novel.jsonl.gz
+    wait_all
+  done
+fi
+
+if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
+  log "stage 8: scores ($whisper, $judges and the S2T baseline; MCD, F0, speaker similarity), the picture $png"
+  python -m speechkit.bin.tts_score --synth $am/synth_valid --whisper "$whisper" \
+    --judges $judges $exp/s2t_base_s$first_seed/model_avg.pt
+  python -m speechkit.bin.tts_score --synth $am/synth_test --whisper "$whisper" ${whisper:+--engines} \
+    --judges $judges $exp/s2t_base_s$first_seed/model_avg.pt
+  python -m speechkit.bin.tts_plot --synth $am/synth_valid --out $png
+  python -m speechkit.bench.tts_augment --cuts $corpus/cuts_test_novel.jsonl.gz \
+    --added $data/synth_novel/cuts_novel.jsonl.gz \
+    --arm baseline $(for s in $aug_seeds; do echo $exp/s2t_base_s$s/decode_test_novel; done) \
+    --arm augmented $(for s in $aug_seeds; do echo $exp/s2t_aug_s$s/decode_test_novel; done) \
+    --results-md $results --title "S2T with and without synthesised novel sentences (test_novel)"
+fi
+log "done"

@@ -42,8 +42,7 @@ trained long enough to beat it (egs/phrasebook/tts1/RESULTS.md), it is the bette
 
 **A corpus** (:func:`synthesize_corpus`): items (id, text, speaker, language, and the
 supervision's ``custom`` fields such as ``translations``, so that S2T can train on the
-synthesis for ASR and ST alike) are synthesised
-one by one with a progress bar into ``OUT/wavs/<id>.wav`` (16-bit PCM) and the lhotse manifests
+synthesis for ASR and ST alike) are synthesised one by one with a progress bar into ``OUT/wavs/<id>.wav`` (16-bit PCM) and the lhotse manifests
 ``OUT/{recordings,supervisions,cuts}_<name>.jsonl.gz``; an item that fails (bad text, unknown
 speaker, a model error) is skipped, logged, counted, and listed in ``OUT/failed_<name>.jsonl``
 with its reason. The summary dict counts both.
@@ -312,7 +311,8 @@ class TTS:
 
     @torch.inference_mode()
     def vocode(self, mel: Tensor) -> np.ndarray:
-        """(n_mels, T) log-mel -> (T * hop,) float32 wave in [-1, 1]."""
+        """(n_mels, T) log-mel -> (S,) float32 wave in [-1, 1]; S = T * hop for the neural
+        vocoder, (T - 1) * hop for Griffin-Lim."""
         device = next(iter([*self.vocoder.parameters(), *self.vocoder.buffers()])).device
         wave = self.vocoder.vocode(mel.float().to(device)).cpu()
         return wave.clamp(-1.0, 1.0).numpy().astype(np.float32)

@@ -16,8 +16,9 @@ Usage::
 
 * more judges on every language (``--judges``, any model ``speechkit decode`` reads: a zoo
   Whisper such as ``whisper-base``, or an S2T model trained here): each decodes the synthesis
-  and the reference recordings as ASR in the row's language (``speechkit.bin.decode``, into
-  ``SYNTH/judges/<label>/{synthesis,reference}/``); WER per language and their ratio;
+  and the reference recordings as ASR in the row's language (``speechkit.bin.decode``, beam 5,
+  joint CTC weight ``--judge-ctc-weight`` for models with a CTC head, as the s2t recipes decode;
+  into ``SYNTH/judges/<label>/{synthesis,reference}/``); WER per language and their ratio;
 * speaker similarity (``--speaker-similarity``, on by default): cosine of GE2E d-vectors
   (Resemblyzer's bundled weights, ``speechkit.models.query_encoders.SpeakerEncoder``) between
   the synthesis and the recording of the same voice and sentence (same-speaker rows), beside two
@@ -161,13 +162,14 @@ def write_judge_cuts(rows: list[dict], synth: Path) -> dict[str, Path]:
     return paths
 
 
-def decode_hyps(model: str, cuts: Path, out: Path) -> dict[str, str]:
+def decode_hyps(model: str, cuts: Path, out: Path, ctc_weight: float = 0.0) -> dict[str, str]:
     """{cut id: ASR hypothesis} of ``model`` on ``cuts`` (``speechkit.bin.decode``, one CPU
-    thread, the cut's language given), written under ``out``."""
+    thread, beam 5, the cut's language given; ``ctc_weight`` for joint CTC scoring), written
+    under ``out``."""
     from speechkit.bin import decode
 
     args = ["--model", model, "--cuts", str(cuts), "--out", str(out), "--tasks", "asr",
-            "--threads", "1", "--device", "cpu"]  # fmt: skip
+            "--threads", "1", "--device", "cpu", "--ctc-weight", str(ctc_weight)]  # fmt: skip
     decode.run(decode.parse_args(args))
     hyps = {}
     for path in out.glob("asr_*/hyps.jsonl"):
@@ -177,10 +179,20 @@ def decode_hyps(model: str, cuts: Path, out: Path) -> dict[str, str]:
     return hyps
 
 
-def judge_scores(rows: list[dict], cuts: dict[str, Path], model: str, out: Path) -> dict:
+def ctc_weight_of(model: str, weight: float) -> float:
+    """``weight`` for a judge with a CTC head (S2T models), 0 for a Whisper model."""
+    from speechkit import zoo
+    from speechkit.pretrained import WHISPER_TYPES
+
+    return 0.0 if zoo.load(model).model_type in WHISPER_TYPES else weight
+
+
+def judge_scores(
+    rows: list[dict], cuts: dict[str, Path], model: str, out: Path, ctc_weight: float = 0.0
+) -> dict:
     """Per language and over all: WER (%) of ``model`` on the synthesis and on the reference
     recordings of the same rows, and their ratio (module docstring)."""
-    hyps = {kind: decode_hyps(model, path, out / kind) for kind, path in cuts.items()}
+    hyps = {kind: decode_hyps(model, path, out / kind, ctc_weight) for kind, path in cuts.items()}
     table = {}
     for lang in [*sorted({r["language"] for r in rows}), "all"]:
         part = [r for r in rows if lang in ("all", r["language"])]
@@ -336,6 +348,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="models that judge every language (zoo name, packed dir, checkpoint .pt)",
     )
     p.add_argument(
+        "--judge-ctc-weight",
+        type=float,
+        default=0.3,
+        help="joint CTC weight of judges with a CTC head (S2T; the s2t recipes decode with 0.3)",
+    )
+    p.add_argument(
         "--speaker-similarity",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -409,7 +427,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.judges:
         cuts = write_judge_cuts(rows, synth)
         scores["judges"] = {
-            label: judge_scores(rows, cuts, judge, synth / "judges" / label)
+            label: judge_scores(
+                rows,
+                cuts,
+                judge,
+                synth / "judges" / label,
+                ctc_weight_of(judge, args.judge_ctc_weight),
+            )  # fmt: skip
             for label, judge in zip(labels, args.judges)
         }
     if args.speaker_similarity:

@@ -154,7 +154,7 @@ def test_more_judges_score_every_language_from_their_decodes(tmp_path, monkeypat
 
         label = tts_score.judge_label(args.model)
         kind = "synthesis" if "synthesis" in args.cuts else "reference"
-        calls.append((label, kind, args.tasks, args.threads))
+        calls.append((label, kind, args.tasks, args.threads, args.ctc_weight))
         for cut in CutSet.from_file(args.cuts):
             sup = cut.supervisions[0]
             ref_audio = str(tmp_path / "refs" / f"{cut.id}.wav")
@@ -167,14 +167,17 @@ def test_more_judges_score_every_language_from_their_decodes(tmp_path, monkeypat
         return {}
 
     monkeypatch.setattr("speechkit.bin.decode.run", fake_run)
+    # (whether a judge has a CTC head is read from the loaded model: test_ctc_weight_... below)
+    monkeypatch.setattr(tts_score, "ctc_weight_of", lambda m, w: 0.0 if m == "whisper-base" else w)
     judges = ["whisper-base", str(tmp_path / "exp" / "s2t_tiny" / "model_avg.pt")]
     results = tmp_path / "RESULTS.md"
     args = ["--synth", str(synth), "--whisper", "", "--judges", *judges,
             "--no-speaker-similarity", "--results-md", str(results)]  # fmt: skip
     assert tts_score.main(args) == 0
-    assert sorted(calls) == [("s2t_tiny", "reference", "asr", 1), ("s2t_tiny", "synthesis", "asr", 1),
-                             ("whisper-base", "reference", "asr", 1),
-                             ("whisper-base", "synthesis", "asr", 1)]  # fmt: skip
+    assert sorted(calls) == [("s2t_tiny", "reference", "asr", 1, 0.3),
+                             ("s2t_tiny", "synthesis", "asr", 1, 0.3),
+                             ("whisper-base", "reference", "asr", 1, 0.0),
+                             ("whisper-base", "synthesis", "asr", 1, 0.0)]  # fmt: skip
     judged = json.loads((synth / "scores.json").read_text())["judges"]
     assert judged["whisper-base"]["eng"] == {
         "utterances": 1, "wer_synthesis": 25.0, "wer_reference": 0.0, "ratio": None
@@ -222,3 +225,7 @@ def test_speaker_similarity_of_own_other_and_recorded_voices(tmp_path):
     assert sim["secs_other_speakers"] == pytest.approx(np.mean(other), abs=2e-3)
     assert sim["recordings_same_speaker_utterances"] == 2  # a1 and a2 have a twin; b1 has none
     assert sim["secs_recordings_same_speaker"] == pytest.approx(e["a1"] @ e["a2"], abs=2e-3)
+
+
+def test_a_whisper_judge_decodes_without_ctc():
+    assert tts_score.ctc_weight_of("whisper-tiny.en", 0.3) == 0.0

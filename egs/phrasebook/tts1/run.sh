@@ -53,6 +53,13 @@ log() { echo "[$(date '+%H:%M:%S')] (run.sh) $*"; }
 am=$exp/fs2
 first_seed=${aug_seeds%% *}
 
+# Two trainings side by side: in the background when nj >= 2 (wait_all waits for both and fails
+# if either failed), one after the other otherwise. Stages 3 and 4 (one thread each) share the
+# two cores this way, as do the two S2T arms of a seed in stage 7.
+pids=()
+side_by_side() { if [ "$nj" -ge 2 ]; then "$@" & pids+=($!); else "$@"; fi; }
+wait_all() { local p; for p in "${pids[@]}"; do wait "$p"; done; pids=(); }
+
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   log "stage 1: generate the phrasebook corpus ($hours h, Piper voice included) in $corpus"
   python -m speechkit.bin.prepare_phrasebook --out $corpus --hours $hours --seed $seed --num-jobs $nj \
@@ -68,7 +75,7 @@ fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   log "stage 3: train the acoustic model $am"
-  python -m speechkit.bin.train --config $am_config --tokenizer $data \
+  side_by_side python -m speechkit.bin.train --config $am_config --tokenizer $data \
     --train-cuts $data/cuts_train.jsonl.gz --dev-cuts $data/cuts_valid.jsonl.gz --out $am --resume \
     $am_args
 fi
@@ -77,9 +84,11 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   # The APNet/Vocos-style vocoder on the same log-mel format (speechkit/tts/mel.py). After a CPU
   # half-hour it is still worse than Griffin-Lim (RESULTS.md), so stage 5 uses Griffin-Lim.
   log "stage 4: train the vocoder $exp/vocoder"
-  python -m speechkit.bin.train --config $vocoder_config --train-cuts $corpus/cuts_train.jsonl.gz \
-    --dev-cuts $corpus/cuts_dev.jsonl.gz --out $exp/vocoder --resume $vocoder_args
+  side_by_side python -m speechkit.bin.train --config $vocoder_config \
+    --train-cuts $corpus/cuts_train.jsonl.gz --dev-cuts $corpus/cuts_dev.jsonl.gz \
+    --out $exp/vocoder --resume $vocoder_args
 fi
+wait_all  # the acoustic model and the vocoder
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   log "stage 5: synthesise held-out training cuts (same voices) and the test texts (seen voices)"
@@ -98,11 +107,7 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
     --threads 1
 fi
 
-# One S2T model: train, then decode test_novel. The two arms of a seed run in the background,
-# one thread each, when nj >= 2 (wait_all waits for both and fails if either failed).
-pids=()
-side_by_side() { if [ "$nj" -ge 2 ]; then "$@" & pids+=($!); else "$@"; fi; }
-wait_all() { local p; for p in "${pids[@]}"; do wait "$p"; done; pids=(); }
+# One S2T model: train, then decode test_novel.
 s2t_arm() {  # name seed extra-train-cuts...
   local name=$1 seed=$2; shift 2
   python -m speechkit.bin.train --config $s2t_config --tokenizer $corpus/tokenizer \

@@ -12,7 +12,8 @@ Usage::
 * mel-cepstral distortion (dB): 13 cepstra of the speechkit.tts.mel log-mel (``cepstra``, c0 left out),
   synthesis and reference aligned by DTW; a speechkit figure, not comparable with SPTK's MCD;
 * F0 error: RMS difference in cents of YIN F0 (speechkit.data.tts.frame_pitch) on DTW-aligned
-  frames voiced in both, and the voicing disagreement rate.
+  frames voiced in both, the voicing disagreement rate, and the fraction of frames voiced in the
+  synthesis and in the recordings (a synthesis without harmonics is mostly unvoiced).
 
 * more judges on every language (``--judges``, any model ``speechkit decode`` reads: a zoo
   Whisper such as ``whisper-base``, or an S2T model trained here): each decodes the synthesis
@@ -295,15 +296,18 @@ def markdown(title: str, scores: dict, speed: dict, judge: str, command: str) ->
         "Against the recording of the same sentence, DTW-aligned: MCD on 13 cepstra of the "
         "model's log-mel (a speechkit figure, not SPTK's), F0 RMSE, voicing disagreement.",
         "",
-        "| rows | utts | MCD (dB) | F0 RMSE (cents) | V/UV disagreement |",
-        "|---|---:|---:|---:|---:|",
+        "| rows | utts | MCD (dB) | F0 RMSE (cents) | V/UV disagreement | voiced: synthesis "
+        "| voiced: recordings |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     counts = {"all": scores["utterances"], "same_speaker": scores.get("same_speaker_utterances")}
     for name, n in counts.items():
         if n and (name == "all" or n < counts["all"]):  # (one row where every voice is the same)
             lines.append(
                 f"| {name.replace('_', ' ')} | {n} | {scores[f'mcd_db_{name}']} | "
-                f"{scores[f'f0_rmse_cents_{name}']} | {scores[f'vuv_error_{name}']} |"
+                f"{scores[f'f0_rmse_cents_{name}']} | {scores[f'vuv_error_{name}']} | "
+                f"{scores[f'voiced_fraction_synthesis_{name}']} | "
+                f"{scores[f'voiced_fraction_reference_{name}']} |"
             )
     lines.append("")
     sim = scores.get("speaker_similarity")
@@ -397,6 +401,9 @@ def main(argv: list[str] | None = None) -> int:
         ref = load_audio(row["reference"], mel.sample_rate)
         syn = load_audio(synth / "wav" / f"{row['id']}.wav", mel.sample_rate)
         row["mcd"], row["f0_rmse_cents"], row["vuv_error"] = spectral_errors(ref, syn, mel)
+        row["voiced_reference"], row["voiced_synthesis"] = (
+            float(frame_pitch(w, mel, TTSDataConfig())[1].mean()) for w in (ref, syn)
+        )
     scores: dict = {"utterances": len(rows)}
     english = [r for r in rows if r["language"] == "eng"]
     if english and args.whisper:
@@ -446,6 +453,9 @@ def main(argv: list[str] | None = None) -> int:
             f0 = [r["f0_rmse_cents"] for r in part if not math.isnan(r["f0_rmse_cents"])]
             scores[f"f0_rmse_cents_{name}"] = round(float(np.mean(f0)), 1) if f0 else None
             scores[f"vuv_error_{name}"] = round(float(np.mean([r["vuv_error"] for r in part])), 3)
+            for kind in ("reference", "synthesis"):
+                voiced = np.mean([r[f"voiced_{kind}"] for r in part])
+                scores[f"voiced_fraction_{kind}_{name}"] = round(float(voiced), 3)
     with open(synth / "scored.jsonl", "w") as f:
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")

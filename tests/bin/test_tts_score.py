@@ -51,6 +51,9 @@ def test_scores_split_same_voice_rows_and_write_a_results_section(tmp_path, caps
     # the same-voice rows are the recordings themselves; the other one is a fifth higher
     assert scores["mcd_db_same_speaker"] == 0.0 and scores["f0_rmse_cents_same_speaker"] == 0.0
     assert scores["mcd_db_all"] > 0 and scores["f0_rmse_cents_all"] > 150
+    # harmonic tones: voiced nearly throughout, synthesis and recordings alike
+    assert scores["voiced_fraction_synthesis_all"] > 0.8
+    assert scores["voiced_fraction_reference_all"] > 0.8
     scored = {r["id"]: r for r in map(json.loads, (synth / "scored.jsonl").open())}
     assert scored["a1"]["mcd"] == 0.0 and 650 < scored["b1"]["f0_rmse_cents"] < 750
     text = results.read_text()

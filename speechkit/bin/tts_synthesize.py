@@ -15,10 +15,10 @@ turn (the test sets' voices are unseen). Writes ``OUT/wav/<cut id>.wav`` (at the
 ``speechkit.tts.mel.TTSMelConfig``, which tts_score and tts_plot read) and
 ``OUT/synth.jsonl`` (one line per cut: id, text, language, reference audio, reference and
 synthesis speakers, seconds), and prints the real-time factor of the acoustic model and of the
-vocoder separately (one CPU thread each, as measured). The vocoder is Griffin-Lim unless
-``--vocoder`` names a trained one (``speechkit.synthesize.load_vocoder``: a training directory,
-checkpoint or packed directory, on the model's mel format): on the phrasebook the CPU-trained
-vocoder is still worse than Griffin-Lim (egs/phrasebook/tts1/RESULTS.md). A text the model cannot
+vocoder separately (one CPU thread each, as measured). The vocoder is Griffin-Lim (no
+``--vocoder``, or ``--vocoder griffin-lim``) unless ``--vocoder`` names a trained one
+(``speechkit.synthesize.load_vocoder``: a training directory, checkpoint or packed directory, on
+the model's mel format; egs/phrasebook/tts1/RESULTS.md compares the two). A text the model cannot
 say (a sound its training texts never had) is skipped, named, and listed in speed.json.
 
 Unlike ``speechkit synthesize`` (a lhotse corpus of waves, a trained vocoder required), this
@@ -40,7 +40,7 @@ import soundfile as sf
 import torch
 from tqdm import tqdm
 
-from speechkit.synthesize import TTS, load_vocoder, voices_by_language
+from speechkit.synthesize import GRIFFIN_LIM, TTS, load_vocoder, voices_by_language
 from speechkit.tasks.base import read_cuts
 from speechkit.tts.acoustic import AcousticModel
 from speechkit.tts.mel import griffin_lim
@@ -73,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--limit", type=_at_least(0), default=0, help="at most this many cuts per language"
     )
     p.add_argument("--gl-iters", type=_at_least(1), default=32)
-    p.add_argument("--vocoder", default="", help="a trained vocoder (default: Griffin-Lim)")
+    p.add_argument(
+        "--vocoder", default="", help="a trained vocoder (default, or griffin-lim: Griffin-Lim)"
+    )
     p.add_argument("--threads", type=_at_least(1), default=1)
     return p
 
@@ -87,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         am = AcousticModel.load(args.model)
         # TTS(...) checks that the vocoder reads the frames the acoustic model writes.
-        tts = TTS(am, *load_vocoder(args.vocoder)) if args.vocoder else None
+        trained = args.vocoder not in ("", GRIFFIN_LIM)
+        tts = TTS(am, *load_vocoder(args.vocoder)) if trained else None
         cuts = [
             c
             for c in read_cuts(args.cuts)
@@ -95,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
     except (FileNotFoundError, ValueError) as e:
         p.error(str(e))
-    vocoder = args.vocoder or f"griffin-lim ({args.gl_iters} iterations)"
+    vocoder = args.vocoder if tts else f"griffin-lim ({args.gl_iters} iterations)"
     by_lang = voices_by_language(am.speakers)
     # A cut whose speaker the model lacks is said by a voice whose id starts "<language>-".
     unseen = {

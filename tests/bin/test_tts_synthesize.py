@@ -83,8 +83,10 @@ def test_each_cut_is_said_by_a_voice_the_model_knows(model, tmp_path, capsys):
     assert speed["rtf_acoustic"] > 0 and speed["rtf_griffin_lim"] > 0
     assert len(speed["skipped"]) == 1 and speed["skipped"][0].startswith("c4: phonemes")
     assert json.loads(capsys.readouterr().out.splitlines()[-1]) == speed
-    # --limit: at most N cuts of each language
-    assert tts_synthesize.main([*args, "--gl-iters", "1", "--limit", "2"]) == 0
+    # --limit: at most N cuts of each language; --vocoder griffin-lim names the default
+    assert tts_synthesize.main([*args, "--gl-iters", "1", "--limit", "2",
+                                "--vocoder", "griffin-lim"]) == 0  # fmt: skip
+    assert json.loads((out / "speed.json").read_text())["vocoder"] == "griffin-lim (1 iterations)"
     assert [json.loads(x)["id"] for x in (out / "synth.jsonl").open()] == ["c1", "c2"]
 
 

@@ -37,8 +37,9 @@ format (rate, hop, bands): checked when they are put together.
     meta.json     {speechkit_version, source, sha256: {file: hex}}
 
 or is :class:`GriffinLimVocoder` (``load_tts(model, "griffin-lim")``, ``--vocoder griffin-lim``):
-no weights, the acoustic model's own mel format inverted by Griffin-Lim. Until a vocoder has
-trained long enough to beat it (egs/phrasebook/tts1/RESULTS.md), it is the better sounding choice.
+no weights, the acoustic model's own mel format inverted by Griffin-Lim: synthesis before any
+vocoder is trained. On the phrasebook a vocoder trained for a CPU half-hour is already the more
+intelligible and 8x faster choice on the acoustic model's mels (egs/phrasebook/tts1/RESULTS.md).
 
 **A corpus** (:func:`synthesize_corpus`): items (id, text, speaker, language, and the
 supervision's ``custom`` fields such as ``translations``, so that S2T can train on the

@@ -25,7 +25,8 @@ Usage::
   the synthesis and the recording of the same voice and sentence (same-speaker rows), beside two
   yardsticks from the same recordings: the synthesis against recordings of *other* voices of its
   language (what a wrong voice scores), and recordings of one voice against each other (what
-  the same voice scores); waves under 1 s are left out and counted;
+  the same voice scores); rows whose synthesis or recording is under 1 s or silent are left out
+  and counted;
 * Griffin-Lim floor: the same Whisper WER on the reference recordings passed through the mel and
   Griffin-Lim (what the vocoder alone costs);
 * the engines beside it (``--engines``): each English text spoken cleanly by the engine the
@@ -250,7 +251,7 @@ def speaker_similarity(rows: list[dict], synth: Path) -> dict:
             recordings.append(float(np.mean([ref @ t for t in twins])))
     return {
         "same_speaker_utterances": len(same),
-        "skipped_under_1s": skipped,
+        "skipped_short_or_silent": skipped,
         "secs_same_speaker": _mean(own),
         "secs_other_speakers": _mean(other),
         "secs_recordings_same_speaker": _mean(recordings),
@@ -440,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
                 judge,
                 synth / "judges" / label,
                 ctc_weight_of(judge, args.judge_ctc_weight),
-            )  # fmt: skip
+            )
             for label, judge in zip(labels, args.judges)
         }
     if args.speaker_similarity:

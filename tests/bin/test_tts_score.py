@@ -214,7 +214,7 @@ def test_speaker_similarity_of_own_other_and_recorded_voices(tmp_path):
     sim = tts_score.speaker_similarity(
         [json.loads(x) for x in (synth / "synth.jsonl").read_text().splitlines()], synth
     )
-    assert sim["skipped_under_1s"] == 1 and sim["same_speaker_utterances"] == 3
+    assert sim["skipped_short_or_silent"] == 1 and sim["same_speaker_utterances"] == 3
     # a1 and b1 are their references exactly (cosine 1); a2 is said in b's voice (F0 240)
     from speechkit.data.audio import load_audio
     from speechkit.models.query_encoders import SpeakerEncoder

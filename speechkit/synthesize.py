@@ -330,14 +330,16 @@ class TTS:
         return np.concatenate(pieces), self.sample_rate
 
 
-def load_tts(model_dir: str | Path, vocoder_dir: str | Path, device: str = "cpu") -> TTS:
+def load_tts(
+    model_dir: str | Path, vocoder_dir: str | Path, device: str = "cpu", max_chars: int = 200
+) -> TTS:
     """The acoustic model of ``model_dir`` and the vocoder of ``vocoder_dir`` (or
     ``"griffin-lim"``), ready to synthesise (module docstring)."""
     acoustic = load_acoustic(model_dir, device)
     if str(vocoder_dir) == GRIFFIN_LIM:
-        return TTS(acoustic, GriffinLimVocoder(acoustic.mel).to(device))
+        return TTS(acoustic, GriffinLimVocoder(acoustic.mel).to(device), max_chars=max_chars)
     vocoder, mel = load_vocoder(vocoder_dir, device)
-    return TTS(acoustic, vocoder, mel)
+    return TTS(acoustic, vocoder, mel, max_chars=max_chars)
 
 
 # ---- corpora -------------------------------------------------------------------------

@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> str:
     """The mode (pack, list, text, corpus), or a usage error that says what is missing."""
     if a.pack:
-        if a.vocoder == "griffin-lim":
+        if a.vocoder == "griffin-lim":  # speechkit.synthesize.GRIFFIN_LIM
             p.error("--pack needs a trained vocoder; griffin-lim has no weights to pack")
         return "pack"
     if a.model is None:
@@ -109,13 +109,10 @@ def _check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from speechkit.synthesize import (
-        TTS,
         SynthesisError,
         items_from_cuts,
         items_from_text_file,
-        load_acoustic,
         load_tts,
-        load_vocoder,
         pack_vocoder,
         synthesize_corpus,
         voices_by_language,
@@ -130,12 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         print(pack_vocoder(a.vocoder, a.pack))
         return 0
     try:
-        if a.vocoder == "griffin-lim":
-            tts = load_tts(a.model, a.vocoder, a.device)
-            tts.max_chars = a.max_chars
-        else:
-            vocoder, mel = load_vocoder(a.vocoder, a.device)
-            tts = TTS(load_acoustic(a.model, a.device), vocoder, mel, max_chars=a.max_chars)
+        tts = load_tts(a.model, a.vocoder, a.device, max_chars=a.max_chars)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"speechkit synthesize: {e}", file=sys.stderr)
         return 2

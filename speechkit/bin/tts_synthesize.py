@@ -21,7 +21,7 @@ vocoder separately (one CPU thread each, as measured). The vocoder is Griffin-Li
 the model's mel format; egs/phrasebook/tts1/RESULTS.md compares the two). A text the model cannot
 say (a sound its training texts never had) is skipped, named, and listed in speed.json.
 
-Unlike ``speechkit synthesize`` (a lhotse corpus of waves, a trained vocoder required), this
+Unlike ``speechkit synthesize`` (a lhotse corpus of waves), this
 keeps what scoring needs: the predicted mel and pitch, the reference recording of each text, and
 the acoustic model's and the vocoder's times apart.
 """
@@ -40,10 +40,15 @@ import soundfile as sf
 import torch
 from tqdm import tqdm
 
-from speechkit.synthesize import GRIFFIN_LIM, TTS, load_vocoder, voices_by_language
+from speechkit.synthesize import (
+    GRIFFIN_LIM,
+    TTS,
+    GriffinLimVocoder,
+    load_vocoder,
+    voices_by_language,
+)
 from speechkit.tasks.base import read_cuts
 from speechkit.tts.acoustic import AcousticModel
-from speechkit.tts.mel import griffin_lim
 from speechkit.tts.text import TextError
 
 
@@ -90,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         am = AcousticModel.load(args.model)
         # TTS(...) checks that the vocoder reads the frames the acoustic model writes.
         trained = args.vocoder not in ("", GRIFFIN_LIM)
-        tts = TTS(am, *load_vocoder(args.vocoder)) if trained else None
+        if trained:
+            tts = TTS(am, *load_vocoder(args.vocoder))
+        else:
+            tts = TTS(am, GriffinLimVocoder(am.mel, args.gl_iters))
         cuts = [
             c
             for c in read_cuts(args.cuts)
@@ -98,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
     except (FileNotFoundError, ValueError) as e:
         p.error(str(e))
-    vocoder = args.vocoder if tts else f"griffin-lim ({args.gl_iters} iterations)"
+    vocoder = args.vocoder if trained else f"griffin-lim ({args.gl_iters} iterations)"
     by_lang = voices_by_language(am.speakers)
     # A cut whose speaker the model lacks is said by a voice whose id starts "<language>-".
     unseen = {
@@ -136,10 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipped {cut.id}: {e}")
             continue
         t1 = time.perf_counter()
-        if tts is not None:
-            wave = tts.vocode(syn.mel)
-        else:
-            wave = griffin_lim(syn.mel, am.mel, n_iter=args.gl_iters)[0].numpy()
+        wave = tts.vocode(syn.mel)
         t2 = time.perf_counter()
         am_seconds, voc_seconds = am_seconds + t1 - t0, voc_seconds + t2 - t1
         audio_seconds += len(wave) / am.mel.sample_rate
@@ -163,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         "utterances": len(rows),
         "audio_seconds": round(audio_seconds, 2),
         "rtf_acoustic": round(am_seconds / audio_seconds, 4),
-        "rtf_vocoder" if tts else "rtf_griffin_lim": round(voc_seconds / audio_seconds, 4),
+        "rtf_vocoder" if trained else "rtf_griffin_lim": round(voc_seconds / audio_seconds, 4),
         "vocoder": vocoder,
         "threads": args.threads,
         "skipped": skipped,

@@ -44,7 +44,7 @@ ENTRY_POINTS = [
     "speechkit.bin.prepare_mixtures", "speechkit.tasks.separation", "speechkit.tasks.tagger",
     "speechkit.bin.codec", "speechkit.codec", "speechkit.bench.codec",
     "speechkit.bin.tts_synthesize", "speechkit.bin.tts_score", "speechkit.bin.tts_plot",
-    "speechkit.bin.phrasebook_texts", "speechkit.bin.synthesize",
+    "speechkit.bin.phrasebook_texts", "speechkit.bin.synthesize", "speechkit.bin.tts_gta",
 ]  # fmt: skip
 PROBE = """
 import importlib, json, sys

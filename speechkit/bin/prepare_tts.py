@@ -80,6 +80,22 @@ def with_phonemes(cuts, counts: Counter, what: str) -> list:
     return out
 
 
+def hold_out(cuts: list, n: int) -> tuple[list, list]:
+    """(up to ``n`` validation cuts, the rest): in order, a cut is held out only while its
+    speaker keeps another cut in training, so that the model has the voice of every held-out
+    cut."""
+    left = Counter(c.supervisions[0].speaker for c in cuts)
+    valid, train = [], []
+    for cut in cuts:
+        speaker = cut.supervisions[0].speaker
+        if len(valid) < n and left[speaker] > 1:
+            valid.append(cut)
+            left[speaker] -= 1
+        else:
+            train.append(cut)
+    return valid, train
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -95,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     counts["train: dropped as noisy"] = len(train_all) - len(kept)
     train = with_phonemes(kept, counts, "train")
     random.Random(args.seed).shuffle(train)
-    valid, train = train[:n_valid], train[n_valid:]
+    valid, train = hold_out(train, n_valid)
     if args.dev:
         valid = with_phonemes(read_cuts(args.dev).to_eager(), counts, "dev")
     test = with_phonemes(read_cuts(args.test).to_eager(), counts, "test") if args.test else []

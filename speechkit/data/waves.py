@@ -5,6 +5,9 @@ Batch layout (``WaveCropDataset``)::
     audio       float32 (B, S)   S = segment samples; a cut shorter than that is zero-padded
     audio_lens  int64   (B,)     valid samples of each row
     cut_ids     list[str] (B)
+    mel         float32 (B, M, F) only with a ``MelCrops`` spec: each crop's frames of a log-mel
+                                 stored with the cut (F = S // hop + 1, frame f centred on
+                                 sample f * hop of the crop; past the cut's end: silence)
 
 In training each cut gives one crop at a random offset (torch's global RNG, so a resumed run
 draws the same crops); otherwise the crop starts at the cut's start, so validation sees the
@@ -27,7 +30,7 @@ from speechkit.config import ConfigError
 from speechkit.data.audio import AudioError, load_audio
 from speechkit.data.sampler import fixed_count_loader
 
-__all__ = ["WaveCropDataset", "WaveDataConfig", "build_wave_dataloader"]
+__all__ = ["MelCrops", "WaveCropDataset", "WaveDataConfig", "build_wave_dataloader"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,16 +52,43 @@ class WaveDataConfig:
             )
 
 
+@dataclass(frozen=True)
+class MelCrops:
+    """Where crops find their input mel: the cut's custom ``field`` (a lhotse array, (frames,
+    bands), frame f centred on sample f * ``hop``), padded with ``silence`` past its end."""
+
+    field: str
+    hop: int
+    silence: float
+
+
 class WaveCropDataset(Dataset):
     """A batch of cuts -> the batch dict of the module docstring (None if no cut was usable)."""
 
-    def __init__(self, cfg: WaveDataConfig, train: bool):
-        self.cfg, self.train = cfg, train
+    def __init__(self, cfg: WaveDataConfig, train: bool, mel: MelCrops | None = None):
+        self.cfg, self.train, self.mel = cfg, train, mel
         self.segment = round(cfg.segment_seconds * cfg.sample_rate)
         self.skipped: Counter = Counter()
 
+    def _start(self, samples: int) -> int:
+        """The crop's first sample: random in training (on a frame boundary with ``mel``)."""
+        if not self.train or samples <= self.segment:
+            return 0
+        if self.mel is None:
+            return int(torch.randint(samples - self.segment + 1, ()))
+        return self.mel.hop * int(torch.randint((samples - self.segment) // self.mel.hop + 1, ()))
+
+    def _mel_crop(self, cut, start: int) -> torch.Tensor:
+        """(M, S // hop + 1) frames of the cut's stored mel for the crop at ``start``."""
+        if not cut.has_custom(self.mel.field):
+            raise _NoMel(f"cut {cut.id} has no {self.mel.field!r} (run speechkit tts-gta)")
+        stored = torch.from_numpy(cut.load_custom(self.mel.field)).float().T  # (M, T)
+        first, frames = start // self.mel.hop, self.segment // self.mel.hop + 1
+        crop = stored[:, first : first + frames]
+        return torch.nn.functional.pad(crop, (0, frames - crop.size(1)), value=self.mel.silence)
+
     def __getitem__(self, cuts: CutSet) -> dict | None:
-        rows, lens, ids = [], [], []
+        rows, lens, ids, mels = [], [], [], []
         for cut in cuts:
             try:
                 wave = torch.from_numpy(load_audio(cut, self.cfg.sample_rate))
@@ -66,26 +96,44 @@ class WaveCropDataset(Dataset):
                 logger.warning("%s", e)
                 self.skipped["unreadable audio"] += 1
                 continue
-            start = 0
-            if self.train and wave.numel() > self.segment:
-                start = int(torch.randint(wave.numel() - self.segment + 1, ()))
+            start = self._start(wave.numel())
+            if self.mel is not None:
+                try:
+                    mels.append(self._mel_crop(cut, start))
+                except _NoMel as e:
+                    logger.warning("%s", e)
+                    self.skipped["no stored mel"] += 1
+                    continue
             crop = wave[start : start + self.segment]
             rows.append(torch.nn.functional.pad(crop, (0, self.segment - crop.numel())))
             lens.append(crop.numel())
             ids.append(cut.id)
         if not rows:
             return None
-        return {
+        batch = {
             "audio": torch.stack(rows),
             "audio_lens": torch.tensor(lens, dtype=torch.int64),
             "cut_ids": ids,
         }
+        if mels:
+            batch["mel"] = torch.stack(mels)
+        return batch
+
+
+class _NoMel(Exception):
+    pass
 
 
 def build_wave_dataloader(
-    cuts: CutSet, cfg: WaveDataConfig, train: bool, seed: int, rank: int = 0, world_size: int = 1
+    cuts: CutSet,
+    cfg: WaveDataConfig,
+    train: bool,
+    seed: int,
+    rank: int = 0,
+    world_size: int = 1,
+    mel: MelCrops | None = None,
 ) -> tuple[DataLoader, DynamicCutSampler]:
     """``(loader, sampler)``: ``batch_size`` cuts per batch, shuffled in training
-    (``speechkit.data.sampler.fixed_count_loader``)."""
-    return fixed_count_loader(cuts, WaveCropDataset(cfg, train), cfg.batch_size, cfg.num_workers,
-                              train, seed, rank, world_size)  # fmt: skip
+    (``speechkit.data.sampler.fixed_count_loader``); crops carry stored mels with ``mel``."""
+    return fixed_count_loader(cuts, WaveCropDataset(cfg, train, mel), cfg.batch_size,
+                              cfg.num_workers, train, seed, rank, world_size)  # fmt: skip

@@ -18,12 +18,21 @@ trainer (``speechkit/tasks/base.py``), with the discriminator and GAN losses of 
   against vocoded crops, from update ``disc_start`` on, every ``disc_every`` updates. It reuses
   the generator step's output of the same batch (detached).
 
+Fine-tuning on an acoustic model's mels (HiFi-GAN's recipe against the mismatch between the
+sharp mels of real speech a vocoder learns from and the smoothed ones an acoustic model
+predicts): ``speechkit tts-gta`` stores each training cut's teacher-forced mel (aligned frame
+by frame with its audio), ``input_mel_field: gta_mel`` makes those the vocoder's input while the
+crops stay its targets, and ``--init`` starts from a trained vocoder (its generator; the
+discriminator starts fresh).
+
 Validation ``loss`` is the L1 distance of the vocoded crop's TTS log-mel to the reference's
 (``mel_dist``, natural log, over valid frames): it picks the checkpoints that get averaged.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Literal
@@ -32,7 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from speechkit.config import ConfigError
-from speechkit.data.waves import WaveDataConfig
+from speechkit.data.waves import MelCrops, WaveDataConfig, build_wave_dataloader
 from speechkit.models.codec_disc import MultiScaleSTFTDiscriminator, STFTDiscConfig
 from speechkit.models.vocoder import Spectra, Vocoder, VocoderConfig
 from speechkit.tasks import register_task
@@ -41,6 +50,8 @@ from speechkit.tasks.wave_gan import WaveGANTask, gan_optim
 from speechkit.train.config import OptimConfig, TrainerConfig
 from speechkit.train.distributed import unwrap
 from speechkit.tts.mel import LogMelSpectrogram, TTSMelConfig
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "VocoderGAN",
@@ -79,6 +90,7 @@ class VocoderTaskConfig:
     disc_optim: OptimConfig = field(default_factory=lambda: gan_optim(5e-4))
     disc_start: int = 0
     disc_every: int = 1
+    input_mel_field: str = ""  # cut field of stored input mels (tts-gta); "" = the audio's own
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
     def __post_init__(self) -> None:
@@ -136,9 +148,9 @@ class VocoderGAN(nn.Module):
         self.discriminator = MultiScaleSTFTDiscriminator(cfg.disc)
         self.register_buffer("disc_updates", torch.zeros((), dtype=torch.int64))
 
-    def forward(self, x: Tensor, part: str = "gen"):
+    def forward(self, x: Tensor, part: str = "gen", mel: Tensor | None = None):
         if part == "gen":  # wave (B, S) -> (Spectra (B, F, T), wave (B, S)), T = S // hop + 1
-            spectra = self.generator.spectra(self.mel(x))
+            spectra = self.generator.spectra(self.mel(x) if mel is None else mel)
             return spectra, self.generator.istft(spectra.spec)[:, : x.size(1)]
         if part == "disc":  # (B, S) -> (logits, features)
             return self.discriminator(x)
@@ -161,18 +173,48 @@ class VocoderTask(WaveGANTask):
 
     # ---- model and optimisation ------------------------------------------------------
 
+    def __init__(self, cfg: VocoderTaskConfig, inputs=None) -> None:
+        init = inputs.init if inputs is not None else None
+        if init:  # the base class refuses --init; this task takes a trained vocoder
+            inputs = dataclasses.replace(inputs, init=None)
+        super().__init__(cfg, inputs)
+        self.init = init
+        self._mel: Tensor | None = None  # the input mels of the batch in hand (stored mels)
+
+    def build_dataloader(self, cuts, train, seed, rank=0, world_size=1):
+        mel = None
+        if self.cfg.input_mel_field:
+            mel = MelCrops(self.cfg.input_mel_field, self.cfg.mel.hop_length, self.cfg.mel.silence)
+        return build_wave_dataloader(cuts, self.cfg.data, train, seed, rank, world_size, mel)
+
     def build_model(self) -> nn.Module:
-        return VocoderGAN(self.cfg)
+        model = VocoderGAN(self.cfg)
+        if self.init:
+            from speechkit.synthesize import load_vocoder
+
+            trained, mel = load_vocoder(self.init)
+            if mel != self.cfg.mel:
+                raise ConfigError(f"--init {self.init}: its mel format {mel} is not {self.cfg.mel}")
+            # a shape mismatch (another model size) is load_state_dict's error
+            model.generator.load_state_dict(trained.state_dict())
+            logger.info("vocoder initialised from %s", self.init)
+        return model
 
     def configure_optimizers(self, model: nn.Module, total_steps: int) -> list[OptimizerSpec]:
         m = unwrap(model)
         return self.gan_optimizers(m.generator, m.discriminator, total_steps)
 
+    def _input_mel(self, batch: dict) -> Tensor | None:
+        if self.cfg.input_mel_field and "mel" not in batch:
+            raise ValueError(f"input_mel_field {self.cfg.input_mel_field!r}: batch without mels")
+        return batch.get("mel")
+
     def training_step(self, model: nn.Module, batch: dict, optimizer: str) -> dict[str, Tensor]:
         audio, lens = batch["audio"], batch["audio_lens"]
+        self._mel = self._input_mel(batch)
         if optimizer == "disc":
             return self.disc_step(model, audio, lens)
-        spectra, fake = model(audio, part="gen")
+        spectra, fake = model(audio, part="gen", mel=self._mel)
         self._fake = (audio, fake.detach())
         stats = self._reconstruction(spectra, fake, audio, lens)
         w = self.cfg.loss
@@ -206,13 +248,13 @@ class VocoderTask(WaveGANTask):
         }
 
     def regenerate(self, model: nn.Module, audio: Tensor, lens: Tensor) -> Tensor:
-        return model(audio, part="gen")[1]
+        return model(audio, part="gen", mel=self._mel)[1]
 
     def validation_step(self, model: nn.Module, batch: dict) -> dict[str, Tensor]:
         """``loss`` = ``mel_dist`` (TTS log-mel L1 over valid frames), the training
         reconstruction losses; weighted by the number of crops."""
         audio, lens = batch["audio"], batch["audio_lens"]
-        spectra, fake = model(audio, part="gen")
+        spectra, fake = model(audio, part="gen", mel=self._input_mel(batch))
         stats = self._reconstruction(spectra, fake, audio, lens)
         mel_fn = unwrap(model).mel
         ref_mel, fake_mel = mel_fn(audio), mel_fn(fake)

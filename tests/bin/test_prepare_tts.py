@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data" / "corpora")
 import corpus_fakes  # noqa: E402
 from lhotse import CutSet  # noqa: E402
 
-from speechkit.bin.prepare_tts import main  # noqa: E402
+from speechkit.bin.prepare_tts import hold_out, main  # noqa: E402
 from speechkit.data.corpora.ljspeech import LJSpeechConfig, prepare_ljspeech  # noqa: E402
 
 
@@ -52,3 +52,17 @@ def test_dev_and_a_drawn_validation_set_are_refused_together(ljspeech, tmp_path,
         main([*argv, "--out", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "--dev gives the validation cuts" in capsys.readouterr().err
+
+
+def test_held_out_cuts_keep_their_voice_in_training():
+    from types import SimpleNamespace
+
+    def cut(i, speaker):
+        return SimpleNamespace(id=i, supervisions=[SimpleNamespace(speaker=speaker)])
+
+    cuts = [cut("a1", "a"), cut("b1", "b"), cut("a2", "a"), cut("c1", "c"), cut("a3", "a")]
+    valid, train = hold_out(cuts, 3)
+    # b and c have one cut each: they stay in training; a gives two and keeps one
+    assert [c.id for c in valid] == ["a1", "a2"]
+    assert [c.id for c in train] == ["b1", "c1", "a3"]
+    assert [c.id for c in hold_out(cuts, 1)[0]] == ["a1"]

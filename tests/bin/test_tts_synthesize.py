@@ -4,20 +4,16 @@ directory holds, skipped texts, a trained vocoder, and clear errors for bad inpu
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import pytest
 import soundfile as sf
 import torch
-from context_cuts import voice
-from lhotse import CutSet, Recording, SupervisionSegment
+from tts_synth_fakes import tiny_acoustic_model, write_cuts
 
 from speechkit.bin import tts_synthesize
-from speechkit.models.tts import FastSpeech2, FastSpeech2Config
 from speechkit.models.vocoder import Vocoder, VocoderConfig
 from speechkit.tts.mel import TTSMelConfig
-from speechkit.tts.text import PhonemeVocab, phonemize
 
 SEEN = ["Where is the museum?", "The train leaves at eight o'clock.", "Good morning."]
 
@@ -25,34 +21,7 @@ SEEN = ["Where is the museum?", "The train leaves at eight o'clock.", "Good morn
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     """A tts checkpoint knowing two English voices."""
-    torch.manual_seed(0)
-    vocab = PhonemeVocab.build(phonemize(t, "eng") for t in SEEN)
-    cfg = FastSpeech2Config(
-        phonemes=vocab.phonemes, speakers=["eng-a", "eng-b"], languages=["eng"], d_model=16,
-        n_heads=2, encoder_layers=1, decoder_layers=1, ffn_channels=32, predictor_channels=16,
-        aligner_channels=16,
-    )  # fmt: skip
-    config = {"task": "tts", "model": dataclasses.asdict(cfg), "mel": vars(TTSMelConfig())}
-    path = tmp_path_factory.mktemp("am") / "model_avg.pt"
-    torch.save({"config": config, "model": FastSpeech2(cfg).state_dict()}, path)
-    return path
-
-
-def write_cuts(tmp_path, specs) -> str:
-    """(id, text, speaker, language) -> a manifest of cuts whose recordings are tones."""
-    cuts = []
-    for cut_id, text, speaker, language in specs:
-        wav = tmp_path / f"{cut_id}.wav"
-        sf.write(wav, voice(150.0, 0.5), 16000)
-        cut = Recording.from_file(wav, recording_id=cut_id).to_cut()
-        cut.supervisions = [
-            SupervisionSegment(cut_id, cut_id, 0, cut.duration, text=text, speaker=speaker,
-                               language=language)
-        ]  # fmt: skip
-        cuts.append(cut)
-    path = tmp_path / "cuts.jsonl.gz"
-    CutSet.from_cuts(cuts).to_file(path)
-    return str(path)
+    return tiny_acoustic_model(tmp_path_factory.mktemp("am") / "model_avg.pt", SEEN)
 
 
 CUTS = [

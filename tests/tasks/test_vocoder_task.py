@@ -127,3 +127,85 @@ def test_train_cli_writes_both_optimisers_logs_and_a_loadable_vocoder(data, tmp_
     (packed / "config.yaml").write_text("model_type: codec\n")  # tampered with
     with pytest.raises(RuntimeError, match="sha256 does not match"):
         load_vocoder(packed)
+
+
+def _with_stored_mels(data, root, offset: float, skip: set[str] = frozenset()):
+    """The tone cuts, each with a stored "mel" (frames, bands): its own log-mel + ``offset``."""
+    from lhotse.features.io import NumpyFilesWriter
+    from lhotse.utils import fastcopy
+
+    from speechkit.tts.mel import TTSMelConfig, mel_spectrogram
+
+    done = []
+    with NumpyFilesWriter(root / "mels") as writer:
+        for cut in CutSet.from_file(data / "cuts.jsonl.gz"):
+            if cut.id in skip:
+                done.append(cut)
+                continue
+            mel = mel_spectrogram(torch.from_numpy(cut.load_audio()[0]), TTSMelConfig())[0]
+            array = writer.store_array(cut.id, (mel.T + offset).numpy(), frame_shift=0.016,
+                                       temporal_dim=0, start=cut.start)  # fmt: skip
+            done.append(fastcopy(cut, custom={"gta_mel": array}))
+    CutSet.from_cuts(done).to_file(root / "gta.jsonl.gz")
+    return root / "gta.jsonl.gz"
+
+
+def test_stored_mels_are_the_input_with_crops_on_frame_boundaries(data, tmp_path):
+    torch.manual_seed(0)
+    cuts_path = _with_stored_mels(data, tmp_path, offset=1.0, skip={"r5"})
+    task = _task(data, input_mel_field="gta_mel")
+    cuts = task.load_cuts([cuts_path], True)
+    loader, _ = task.build_dataloader(cuts, True, 0)
+    seen = 0
+    for batch in loader:
+        by_id = {c.id: c for c in cuts}
+        for row, cut_id in enumerate(batch["cut_ids"]):
+            wave = torch.from_numpy(by_id[cut_id].load_audio()[0])
+            stored = torch.from_numpy(by_id[cut_id].load_custom("gta_mel")).T  # (M, T)
+            # the row's frames are the stored ones from some frame k, and its audio starts at
+            # sample k * hop
+            mel = batch["mel"][row]
+            assert mel.shape == (80, 2048 // 256 + 1)
+            k = [j for j in range(stored.size(1) - 8) if torch.equal(stored[:, j : j + 9], mel)]
+            assert k, "the crop's mel is not a run of the stored frames"
+            torch.testing.assert_close(batch["audio"][row], wave[k[0] * 256 : k[0] * 256 + 2048])
+            seen += 1
+    assert seen == 5 and loader.dataset.skipped["no stored mel"] == 1
+    # the stored mel, not the audio's own, is what the generator hears
+    model = task.build_model()
+    batch["mel"] = batch["mel"].clone()
+    a = task.training_step(model, batch, "gen")["mel"]
+    batch["mel"] += 2.0
+    b = task.training_step(model, batch, "gen")["mel"]
+    assert a != b
+    assert torch.isfinite(task.validation_step(model, batch)["loss"])
+
+
+def test_init_starts_from_a_trained_vocoder(data, tmp_path):
+    from speechkit.tasks.base import TaskInputs
+
+    cuts = str(data / "cuts.jsonl.gz")
+    out = tmp_path / "exp"
+    args = ["--config", str(data / "vocoder.yaml"), "--train-cuts", cuts, "--out", str(out)]
+    assert train_main(args) == 0
+    trained, _ = load_vocoder(out)
+    cls = get_task("vocoder")
+    cfg = from_dict(cls.config_class, read_yaml(data / "vocoder.yaml"), source="test")
+    model = cls(cfg, TaskInputs(init=str(out))).build_model()
+    for name, value in trained.state_dict().items():
+        torch.testing.assert_close(model.generator.state_dict()[name], value)
+    fresh = cls(cfg).build_model()
+    assert any(
+        not torch.equal(fresh.generator.state_dict()[n], v) for n, v in trained.state_dict().items()
+    )
+    other = from_dict(cls.config_class, {**read_yaml(data / "vocoder.yaml"),
+                                         "mel": {"f_max": 7000.0}}, source="test")  # fmt: skip
+    with pytest.raises(ConfigError, match="mel format"):
+        cls(other, TaskInputs(init=str(out))).build_model()
+    # the whole run through the CLI, fine-tuning on the stored mels
+    gta = _with_stored_mels(data, tmp_path, offset=0.5)
+    rc = train_main(
+        ["--config", str(data / "vocoder.yaml"), "--train-cuts", str(gta), "--dev-cuts", str(gta),
+         "--out", str(tmp_path / "ft"), "--init", str(out), "--set", "input_mel_field=gta_mel"]
+    )  # fmt: skip
+    assert rc == 0 and (tmp_path / "ft" / "model_avg.pt").is_file()

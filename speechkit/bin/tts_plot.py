@@ -1,5 +1,7 @@
 """Reference vs synthesis log-mel and the pitch contours, one sentence per language -> PNG (the
 picture of the TTS recipes' scoring stage, egs/phrasebook/tts1 and egs/ljspeech/tts1).
+Rows: the reference's log-mel, the acoustic model's predicted log-mel, the log-mel of the
+vocoded synthesis (what a listener hears: harmonics the vocoder restored or lost), pitch.
 
 Usage::
 
@@ -12,8 +14,9 @@ extra: ``pip install '.[plot]'``).
 Takes the first synthesised cut of each language whose synthesis speaker is the reference's
 (held-out training cuts), so the two panels are the same voice saying the same sentence (any
 cut of the language where there is none; the titles say which). The
-pitch panel shows YIN F0 of the reference recording and the acoustic model's predicted contour
-(phoneme-level predictions spread over their frames), in Hz.
+pitch panel shows YIN F0 of the reference recording and of the vocoded synthesis (voiced frames
+only) and the acoustic model's predicted contour (phoneme-level predictions spread over their
+frames), in Hz.
 """
 
 from __future__ import annotations
@@ -39,6 +42,26 @@ def pick(rows: list[dict]) -> dict[str, dict]:
             if (r["ref_speaker"] == r["syn_speaker"]) >= same and r["language"] not in picked:
                 picked[r["language"]] = r
     return picked
+
+
+def drawn(synth: Path, r: dict, mel_cfg) -> tuple[dict, dict]:
+    """What one column shows: ({title: log-mel (M, T)} for the reference recording, the
+    predicted mel and the vocoded synthesis; {label: Hz per frame (T,), NaN where unvoiced}
+    for YIN on the recording and on the synthesis, and the predicted pitch)."""
+    ref = load_audio(r["reference"], mel_cfg.sample_rate)
+    heard = load_audio(synth / "wav" / f"{r['id']}.wav", mel_cfg.sample_rate)
+    syn = torch.load(synth / "mel" / f"{r['id']}.pt")
+    panels = {
+        "reference": mel_spectrogram(torch.from_numpy(ref), mel_cfg)[0].numpy(),
+        "predicted mel": syn["mel"].numpy(),
+        "vocoded synthesis": mel_spectrogram(torch.from_numpy(heard), mel_cfg)[0].numpy(),
+    }
+    pitch = {}
+    for label, wave in (("reference F0 (YIN)", ref), ("synthesis F0 (YIN)", heard)):
+        f0, voiced = frame_pitch(wave, mel_cfg, TTSDataConfig())
+        pitch[label] = np.where(voiced, PITCH_REFERENCE_HZ * 2.0**f0, np.nan)
+    pitch["predicted pitch"] = PITCH_REFERENCE_HZ * 2.0 ** syn["pitch"].numpy()
+    return panels, pitch
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,26 +91,19 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"tts-plot needs matplotlib: pip install '.[plot]' ({e})") from None
     picked = pick(rows)
     mel_cfg = mel_format(synth)
-    fig, axes = plt.subplots(3, len(picked), figsize=(4.5 * len(picked), 8), squeeze=False)
+    fig, axes = plt.subplots(4, len(picked), figsize=(4.5 * len(picked), 10.5), squeeze=False)
     for col, (lang, r) in enumerate(sorted(picked.items())):
-        ref = load_audio(r["reference"], mel_cfg.sample_rate)
-        ref_mel = mel_spectrogram(torch.from_numpy(ref), mel_cfg)[0].numpy()
-        syn = torch.load(synth / "mel" / f"{r['id']}.pt")
-        ref_pitch, voiced = frame_pitch(ref, mel_cfg, TTSDataConfig())
-        for row, (mel, title) in enumerate(
-            ((ref_mel, "reference"), (syn["mel"].numpy(), "synthesis"))
-        ):
+        panels, pitch = drawn(synth, r, mel_cfg)
+        for row, (title, mel) in enumerate(panels.items()):
             ax = axes[row, col]
             ax.imshow(mel, origin="lower", aspect="auto", vmin=-11.5, vmax=2, cmap="magma")
             who = r["ref_speaker"] if row == 0 else r["syn_speaker"]
             ax.set_title(f"{lang} {title} ({who}): {r['text'][:30]}", fontsize=7)
             ax.set_ylabel("mel bin")
-        ax = axes[2, col]
-        t_ref = np.arange(len(ref_pitch)) * mel_cfg.frame_seconds
-        ax.plot(t_ref, np.where(voiced, PITCH_REFERENCE_HZ * 2.0 ** ref_pitch, np.nan), ".", ms=3,
-                label="reference F0 (YIN)")  # fmt: skip
-        pred = PITCH_REFERENCE_HZ * 2.0 ** syn["pitch"].numpy()
-        ax.plot(np.arange(len(pred)) * mel_cfg.frame_seconds, pred, label="predicted pitch")
+        ax = axes[3, col]
+        for label, hz in pitch.items():
+            t = np.arange(len(hz)) * mel_cfg.frame_seconds
+            ax.plot(t, hz, "-" if label == "predicted pitch" else ".", ms=3, label=label)
         ax.set_xlabel("seconds")
         ax.set_ylabel("Hz")
         ax.legend(fontsize=7)

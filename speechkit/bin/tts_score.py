@@ -80,14 +80,19 @@ def cepstra(wave: np.ndarray, mel: TTSMelConfig) -> np.ndarray:
     return dct(log_mel, type=2, axis=0)[1:14] / (2 * log_mel.shape[0])
 
 
+def alignment(ref: np.ndarray, syn: np.ndarray, mel: TTSMelConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The DTW path of ``syn``'s cepstra on ``ref``'s: (reference frames, synthesis frames)."""
+    _, path = librosa.sequence.dtw(X=cepstra(ref, mel), Y=cepstra(syn, mel), metric="euclidean")
+    return path[::-1, 0], path[::-1, 1]
+
+
 def spectral_errors(
-    ref: np.ndarray, syn: np.ndarray, mel: TTSMelConfig
+    ref: np.ndarray, syn: np.ndarray, mel: TTSMelConfig, path=None
 ) -> tuple[float, float, float]:
     """(MCD dB, F0 RMSE cents, voicing disagreement) of ``syn`` against ``ref`` (both at
-    ``mel.sample_rate``)."""
+    ``mel.sample_rate``), along ``path`` (default: ``alignment(ref, syn, mel)``)."""
     c_ref, c_syn = cepstra(ref, mel), cepstra(syn, mel)
-    _, path = librosa.sequence.dtw(X=c_ref, Y=c_syn, metric="euclidean")
-    i, j = path[::-1, 0], path[::-1, 1]
+    i, j = alignment(ref, syn, mel) if path is None else path
     diff = c_ref[:, i] - c_syn[:, j]
     mcd = float(np.mean(10 / math.log(10) * np.sqrt(2 * (diff**2).sum(0))))
     cfg = TTSDataConfig()
@@ -98,6 +103,21 @@ def spectral_errors(
     cents = 1200 * (p_ref[i] - p_syn[j])[both]
     f0 = float(np.sqrt(np.mean(cents**2))) if both.any() else float("nan")
     return mcd, f0, float(np.mean(v_ref[i] != v_syn[j]))
+
+
+def intended_f0_error(ref: np.ndarray, predicted: np.ndarray, mel: TTSMelConfig, path) -> float:
+    """F0 RMSE (cents) of the acoustic model's predicted contour (octaves re
+    ``PITCH_REFERENCE_HZ`` per synthesis frame) against YIN on the reference's voiced frames,
+    along the DTW ``path``: the pitch the model asked for, whether or not the vocoder voiced
+    it (the F0 of the synthesis itself exists only where the synthesis is voiced)."""
+    p_ref, v_ref = frame_pitch(ref, mel, TTSDataConfig())
+    i, j = path
+    i, j = np.minimum(i, len(p_ref) - 1), np.minimum(j, len(predicted) - 1)
+    on = v_ref[i]
+    if not on.any():
+        return float("nan")
+    cents = 1200 * (p_ref[i] - predicted[j])[on]
+    return float(np.sqrt(np.mean(cents**2)))
 
 
 def engine_voice(speaker_id: str) -> Speaker | PiperSpeaker:
@@ -295,18 +315,21 @@ def markdown(title: str, scores: dict, speed: dict, judge: str, command: str) ->
         lines.append("")
     lines += [
         "Against the recording of the same sentence, DTW-aligned: MCD on 13 cepstra of the "
-        "model's log-mel (a speechkit figure, not SPTK's), F0 RMSE, voicing disagreement.",
+        "model's log-mel (a speechkit figure, not SPTK's), F0 RMSE (YIN on both waves, frames "
+        "voiced in both), the predicted contour's F0 RMSE (frames voiced in the recording), "
+        "voicing disagreement.",
         "",
-        "| rows | utts | MCD (dB) | F0 RMSE (cents) | V/UV disagreement | voiced: synthesis "
-        "| voiced: recordings |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| rows | utts | MCD (dB) | F0 RMSE (cents) | predicted F0 RMSE (cents) | V/UV "
+        "disagreement | voiced: synthesis | voiced: recordings |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     counts = {"all": scores["utterances"], "same_speaker": scores.get("same_speaker_utterances")}
     for name, n in counts.items():
         if n and (name == "all" or n < counts["all"]):  # (one row where every voice is the same)
             lines.append(
                 f"| {name.replace('_', ' ')} | {n} | {scores[f'mcd_db_{name}']} | "
-                f"{scores[f'f0_rmse_cents_{name}']} | {scores[f'vuv_error_{name}']} | "
+                f"{scores[f'f0_rmse_cents_{name}']} | "
+                f"{scores[f'f0_rmse_cents_predicted_{name}']} | {scores[f'vuv_error_{name}']} | "
                 f"{scores[f'voiced_fraction_synthesis_{name}']} | "
                 f"{scores[f'voiced_fraction_reference_{name}']} |"
             )
@@ -401,7 +424,10 @@ def main(argv: list[str] | None = None) -> int:
     for row in tqdm(rows, desc="spectral"):
         ref = load_audio(row["reference"], mel.sample_rate)
         syn = load_audio(synth / "wav" / f"{row['id']}.wav", mel.sample_rate)
-        row["mcd"], row["f0_rmse_cents"], row["vuv_error"] = spectral_errors(ref, syn, mel)
+        path = alignment(ref, syn, mel)
+        row["mcd"], row["f0_rmse_cents"], row["vuv_error"] = spectral_errors(ref, syn, mel, path)
+        predicted = torch.load(synth / "mel" / f"{row['id']}.pt")["pitch"].numpy()
+        row["f0_rmse_cents_predicted"] = intended_f0_error(ref, predicted, mel, path)
         row["voiced_reference"], row["voiced_synthesis"] = (
             float(frame_pitch(w, mel, TTSDataConfig())[1].mean()) for w in (ref, syn)
         )
@@ -451,8 +477,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, part in (("all", rows), ("same_speaker", same)):
         if part:
             scores[f"mcd_db_{name}"] = round(float(np.mean([r["mcd"] for r in part])), 2)
-            f0 = [r["f0_rmse_cents"] for r in part if not math.isnan(r["f0_rmse_cents"])]
-            scores[f"f0_rmse_cents_{name}"] = round(float(np.mean(f0)), 1) if f0 else None
+            for key in ("f0_rmse_cents", "f0_rmse_cents_predicted"):
+                f0 = [r[key] for r in part if not math.isnan(r[key])]
+                scores[f"{key}_{name}"] = round(float(np.mean(f0)), 1) if f0 else None
             scores[f"vuv_error_{name}"] = round(float(np.mean([r["vuv_error"] for r in part])), 3)
             for kind in ("reference", "synthesis"):
                 voiced = np.mean([r[f"voiced_{kind}"] for r in part])

@@ -11,11 +11,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 from context_cuts import voice
 from tts_synth_fakes import MEL, Row, write_synth_dir
 
 from speechkit.bin import tts_score
 from speechkit.data.phrasebook.voices import PiperSpeaker, Speaker
+from speechkit.data.tts import PITCH_REFERENCE_HZ
 
 CENTS_300 = 2 ** (300 / 1200)
 
@@ -41,6 +43,12 @@ def test_scores_split_same_voice_rows_and_write_a_results_section(tmp_path, caps
     ]
     speed = {"rtf_acoustic": 0.03, "rtf_griffin_lim": 0.06, "vocoder": "griffin-lim", "threads": 1}
     synth = write_synth_dir(tmp_path, rows, speed)
+    # b1's acoustic model asked for a semitone above the recording; its vocoder made a fifth
+    stored = torch.load(synth / "mel" / "b1.pt")
+    stored["pitch"] = torch.full_like(
+        stored["pitch"], float(np.log2(150 * 2 ** (1 / 12) / PITCH_REFERENCE_HZ))
+    )
+    torch.save(stored, synth / "mel" / "b1.pt")
     results = tmp_path / "RESULTS.md"
     args = ["--synth", str(synth), "--whisper", "", "--results-md", str(results)]
     assert tts_score.main(args) == 0
@@ -56,6 +64,11 @@ def test_scores_split_same_voice_rows_and_write_a_results_section(tmp_path, caps
     assert scores["voiced_fraction_reference_all"] > 0.8
     scored = {r["id"]: r for r in map(json.loads, (synth / "scored.jsonl").open())}
     assert scored["a1"]["mcd"] == 0.0 and 650 < scored["b1"]["f0_rmse_cents"] < 750
+    assert 80 < scored["b1"]["f0_rmse_cents_predicted"] < 120
+    assert scored["a1"]["f0_rmse_cents_predicted"] < 20  # asked for the recording's pitch
+    assert scores["f0_rmse_cents_predicted_all"] == pytest.approx(
+        np.mean([r["f0_rmse_cents_predicted"] for r in scored.values()]), abs=0.1
+    )
     text = results.read_text()
     assert f"## {synth}" in text and "| same speaker | 2 | 0.0 | 0.0 |" in text
     assert "- vocoder: griffin-lim; real-time factor on 1 CPU thread(s)" in text

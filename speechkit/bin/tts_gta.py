@@ -31,6 +31,7 @@ from lhotse.features.io import NumpyFilesWriter
 from lhotse.utils import fastcopy
 from tqdm import tqdm
 
+from speechkit.config import from_dict
 from speechkit.data.tts import TTSDataConfig, TTSDataset
 from speechkit.tasks.base import read_cuts
 from speechkit.tts.acoustic import AcousticModel
@@ -75,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = am.model.cfg
     # Pitch and voicing as the model was trained with (its checkpoint's data section).
     stored = torch.load(args.model, map_location="cpu", weights_only=False)["config"]
-    data_cfg = TTSDataConfig(**{**stored.get("data", {}), "num_workers": 0})
+    data_cfg = from_dict(TTSDataConfig, {**stored.get("data", {}), "num_workers": 0},
+                         source=f"{args.model}:config.data")  # fmt: skip
     data = TTSDataset(am.vocab, cfg.speakers, cfg.languages, am.mel, data_cfg)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ test_size=250
 exp=exp
 am_config=../../../conf/tts/ljspeech_fs2_gpu.yaml
 vocoder=""              # a vocoder directory: stage 4 trains it, stage 5 synthesises with it;
-                        # "" = Griffin-Lim and no stage 4 (as egs/phrasebook/tts1, RESULTS.md)
+                        # "" = Griffin-Lim and no stage 4 (README.md: why, for now)
 vocoder_config=../../../conf/tts/ljspeech_vocoder_gpu.yaml
 limit=0                 # test sentences to synthesise (0: all)
 whisper=whisper-tiny.en # the judge (zoo name or packed directory); "" = MCD and F0 only

@@ -9,7 +9,9 @@ The config's ``task:`` key picks the family (``speechkit/tasks/``; ``s2t`` when 
 * ``s2t``: OWSM-style speech-to-text from scratch (``--tokenizer``) or fine-tuned from a packed,
   imported or zoo model (``--init owsm-v3.1-ebf-base``; its tokenizer, model config and
   features replace the YAML's);
-* ``whisper``: fine-tuning a Whisper model (``--init whisper-base``; ``conf/whisper/``).
+* ``whisper``: fine-tuning a Whisper model (``--init whisper-base``; ``conf/whisper/``);
+* ``vocoder``: from scratch, or from a trained vocoder (``--init exp/vocoder``), e.g. fine-tuned
+  on an acoustic model's mels (``conf/tts/vocoder_gta_cpu.yaml``, ``speechkit tts-gta``).
 
 Writes ``OUT/config.yaml`` (the full experiment config), ``OUT/checkpoints/``,
 ``OUT/train_log.csv``, ``OUT/valid_log.csv``, ``OUT/tensorboard/``, ``OUT/train.log`` and finally

@@ -75,8 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(e))
     cfg = am.model.cfg
     # Pitch and voicing as the model was trained with (its checkpoint's data section).
-    stored = torch.load(args.model, map_location="cpu", weights_only=False)["config"]
-    data_cfg = from_dict(TTSDataConfig, {**stored.get("data", {}), "num_workers": 0},
+    data_cfg = from_dict(TTSDataConfig, {**am.data, "num_workers": 0},
                          source=f"{args.model}:config.data")  # fmt: skip
     data = TTSDataset(am.vocab, cfg.speakers, cfg.languages, am.mel, data_cfg)
     out = Path(args.out)

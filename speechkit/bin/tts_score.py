@@ -80,44 +80,42 @@ def cepstra(wave: np.ndarray, mel: TTSMelConfig) -> np.ndarray:
     return dct(log_mel, type=2, axis=0)[1:14] / (2 * log_mel.shape[0])
 
 
-def alignment(ref: np.ndarray, syn: np.ndarray, mel: TTSMelConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The DTW path of ``syn``'s cepstra on ``ref``'s: (reference frames, synthesis frames)."""
-    _, path = librosa.sequence.dtw(X=cepstra(ref, mel), Y=cepstra(syn, mel), metric="euclidean")
-    return path[::-1, 0], path[::-1, 1]
-
-
 def spectral_errors(
-    ref: np.ndarray, syn: np.ndarray, mel: TTSMelConfig, path=None
-) -> tuple[float, float, float]:
-    """(MCD dB, F0 RMSE cents, voicing disagreement) of ``syn`` against ``ref`` (both at
-    ``mel.sample_rate``), along ``path`` (default: ``alignment(ref, syn, mel)``)."""
+    ref: np.ndarray, syn: np.ndarray, mel: TTSMelConfig, predicted: np.ndarray | None = None
+) -> dict[str, float]:
+    """``syn`` against ``ref`` (both at ``mel.sample_rate``), DTW-aligned on their cepstra, in
+    one pass (each wave's cepstra and YIN pitch computed once): ``mcd`` (dB), ``f0_rmse_cents``
+    (frames voiced in both), ``vuv_error`` (voicing disagreement), ``voiced_reference`` and
+    ``voiced_synthesis`` (fractions of voiced frames); with ``predicted`` (the acoustic model's
+    contour, octaves re ``PITCH_REFERENCE_HZ`` per synthesis frame) also
+    ``f0_rmse_cents_predicted`` on the reference's voiced frames: the pitch the model asked for,
+    whether or not the vocoder voiced it. An F0 figure without frames to compare is NaN."""
     c_ref, c_syn = cepstra(ref, mel), cepstra(syn, mel)
-    i, j = alignment(ref, syn, mel) if path is None else path
+    _, path = librosa.sequence.dtw(X=c_ref, Y=c_syn, metric="euclidean")
+    i, j = path[::-1, 0], path[::-1, 1]
     diff = c_ref[:, i] - c_syn[:, j]
     mcd = float(np.mean(10 / math.log(10) * np.sqrt(2 * (diff**2).sum(0))))
     cfg = TTSDataConfig()
     p_ref, v_ref = frame_pitch(ref, mel, cfg)
     p_syn, v_syn = frame_pitch(syn, mel, cfg)
-    i, j = np.minimum(i, len(p_ref) - 1), np.minimum(j, len(p_syn) - 1)
-    both = v_ref[i] & v_syn[j]
-    cents = 1200 * (p_ref[i] - p_syn[j])[both]
-    f0 = float(np.sqrt(np.mean(cents**2))) if both.any() else float("nan")
-    return mcd, f0, float(np.mean(v_ref[i] != v_syn[j]))
 
+    def rmse_cents(ref_frames, other, on) -> float:
+        cents = 1200 * (p_ref[ref_frames] - other)[on]
+        return float(np.sqrt(np.mean(cents**2))) if on.any() else float("nan")
 
-def intended_f0_error(ref: np.ndarray, predicted: np.ndarray, mel: TTSMelConfig, path) -> float:
-    """F0 RMSE (cents) of the acoustic model's predicted contour (octaves re
-    ``PITCH_REFERENCE_HZ`` per synthesis frame) against YIN on the reference's voiced frames,
-    along the DTW ``path``: the pitch the model asked for, whether or not the vocoder voiced
-    it (the F0 of the synthesis itself exists only where the synthesis is voiced)."""
-    p_ref, v_ref = frame_pitch(ref, mel, TTSDataConfig())
-    i, j = path
-    i, j = np.minimum(i, len(p_ref) - 1), np.minimum(j, len(predicted) - 1)
-    on = v_ref[i]
-    if not on.any():
-        return float("nan")
-    cents = 1200 * (p_ref[i] - predicted[j])[on]
-    return float(np.sqrt(np.mean(cents**2)))
+    ir, js = np.minimum(i, len(p_ref) - 1), np.minimum(j, len(p_syn) - 1)
+    both = v_ref[ir] & v_syn[js]
+    out = {
+        "mcd": mcd,
+        "f0_rmse_cents": rmse_cents(ir, p_syn[js], both),
+        "vuv_error": float(np.mean(v_ref[ir] != v_syn[js])),
+        "voiced_reference": float(v_ref.mean()),
+        "voiced_synthesis": float(v_syn.mean()),
+    }
+    if predicted is not None:
+        jp = np.minimum(j, len(predicted) - 1)
+        out["f0_rmse_cents_predicted"] = rmse_cents(ir, predicted[jp], v_ref[ir])
+    return out
 
 
 def engine_voice(speaker_id: str) -> Speaker | PiperSpeaker:
@@ -424,13 +422,8 @@ def main(argv: list[str] | None = None) -> int:
     for row in tqdm(rows, desc="spectral"):
         ref = load_audio(row["reference"], mel.sample_rate)
         syn = load_audio(synth / "wav" / f"{row['id']}.wav", mel.sample_rate)
-        path = alignment(ref, syn, mel)
-        row["mcd"], row["f0_rmse_cents"], row["vuv_error"] = spectral_errors(ref, syn, mel, path)
         predicted = torch.load(synth / "mel" / f"{row['id']}.pt")["pitch"].numpy()
-        row["f0_rmse_cents_predicted"] = intended_f0_error(ref, predicted, mel, path)
-        row["voiced_reference"], row["voiced_synthesis"] = (
-            float(frame_pitch(w, mel, TTSDataConfig())[1].mean()) for w in (ref, syn)
-        )
+        row.update(spectral_errors(ref, syn, mel, predicted))
     scores: dict = {"utterances": len(rows)}
     english = [r for r in rows if r["language"] == "eng"]
     if english and args.whisper:

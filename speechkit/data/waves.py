@@ -80,8 +80,6 @@ class WaveCropDataset(Dataset):
 
     def _mel_crop(self, cut, start: int) -> torch.Tensor:
         """(M, S // hop + 1) frames of the cut's stored mel for the crop at ``start``."""
-        if not cut.has_custom(self.mel.field):
-            raise _NoMel(f"cut {cut.id} has no {self.mel.field!r} (run speechkit tts-gta)")
         stored = torch.from_numpy(cut.load_custom(self.mel.field)).float().T  # (M, T)
         first, frames = start // self.mel.hop, self.segment // self.mel.hop + 1
         crop = stored[:, first : first + frames]
@@ -90,6 +88,10 @@ class WaveCropDataset(Dataset):
     def __getitem__(self, cuts: CutSet) -> dict | None:
         rows, lens, ids, mels = [], [], [], []
         for cut in cuts:
+            if self.mel is not None and not cut.has_custom(self.mel.field):
+                logger.warning("cut %s has no %r (run speechkit tts-gta)", cut.id, self.mel.field)
+                self.skipped["no stored mel"] += 1
+                continue
             try:
                 wave = torch.from_numpy(load_audio(cut, self.cfg.sample_rate))
             except AudioError as e:
@@ -98,12 +100,7 @@ class WaveCropDataset(Dataset):
                 continue
             start = self._start(wave.numel())
             if self.mel is not None:
-                try:
-                    mels.append(self._mel_crop(cut, start))
-                except _NoMel as e:
-                    logger.warning("%s", e)
-                    self.skipped["no stored mel"] += 1
-                    continue
+                mels.append(self._mel_crop(cut, start))
             crop = wave[start : start + self.segment]
             rows.append(torch.nn.functional.pad(crop, (0, self.segment - crop.numel())))
             lens.append(crop.numel())
@@ -118,10 +115,6 @@ class WaveCropDataset(Dataset):
         if mels:
             batch["mel"] = torch.stack(mels)
         return batch
-
-
-class _NoMel(Exception):
-    pass
 
 
 def build_wave_dataloader(

@@ -31,7 +31,6 @@ Validation ``loss`` is the L1 distance of the vocoded crop's TTS log-mel to the 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 from dataclasses import dataclass, field
@@ -173,13 +172,12 @@ class VocoderTask(WaveGANTask):
 
     # ---- model and optimisation ------------------------------------------------------
 
+    takes_init = True  # a trained vocoder's generator
+
     def __init__(self, cfg: VocoderTaskConfig, inputs=None) -> None:
-        init = inputs.init if inputs is not None else None
-        if init:  # the base class refuses --init; this task takes a trained vocoder
-            inputs = dataclasses.replace(inputs, init=None)
         super().__init__(cfg, inputs)
-        self.init = init
-        self._mel: Tensor | None = None  # the input mels of the batch in hand (stored mels)
+        # the input mels of the batch in hand (stored mels), for ``regenerate``
+        self._mel: Tensor | None = None
 
     def build_dataloader(self, cuts, train, seed, rank=0, world_size=1):
         mel = None
@@ -189,15 +187,16 @@ class VocoderTask(WaveGANTask):
 
     def build_model(self) -> nn.Module:
         model = VocoderGAN(self.cfg)
-        if self.init:
+        init = self.inputs.init
+        if init:
             from speechkit.synthesize import load_vocoder
 
-            trained, mel = load_vocoder(self.init)
+            trained, mel = load_vocoder(init)
             if mel != self.cfg.mel:
-                raise ConfigError(f"--init {self.init}: its mel format {mel} is not {self.cfg.mel}")
+                raise ConfigError(f"--init {init}: its mel format {mel} is not {self.cfg.mel}")
             # a shape mismatch (another model size) is load_state_dict's error
             model.generator.load_state_dict(trained.state_dict())
-            logger.info("vocoder initialised from %s", self.init)
+            logger.info("vocoder initialised from %s", init)
         return model
 
     def configure_optimizers(self, model: nn.Module, total_steps: int) -> list[OptimizerSpec]:

@@ -64,10 +64,12 @@ class WaveGANTask(Task):
     """Base of the waveform GAN tasks (module docstring)."""
 
     find_unused_parameters = True
+    # whether ``build_model`` starts from ``inputs.init`` (a subclass that does sets it)
+    takes_init: bool = False
 
     def __init__(self, cfg, inputs: TaskInputs | None = None) -> None:
         super().__init__(cfg, inputs)
-        if inputs is not None and inputs.init:
+        if inputs is not None and inputs.init and not self.takes_init:
             raise ConfigError(f"the {self.name} task trains from scratch; --init is not supported")
         self.stft_loss = MultiResolutionSTFTLoss()
         self.mel_loss = MelLoss(cfg.model.sample_rate)

@@ -43,9 +43,13 @@ class Synthesis:
 class AcousticModel:
     """A trained FastSpeech 2 with its vocabulary and mel format (module docstring)."""
 
-    def __init__(self, model: FastSpeech2, mel: TTSMelConfig, device: str = "cpu"):
+    def __init__(
+        self, model: FastSpeech2, mel: TTSMelConfig, device: str = "cpu", data: dict | None = None
+    ):
         self.model = model.to(device).eval()
         self.mel = mel
+        # the training run's ``data`` section (pitch extraction settings), as stored
+        self.data = dict(data or {})
         self.device = torch.device(device)
         self.vocab = PhonemeVocab(model.cfg.phonemes)
         self.speaker_ids = {s: i for i, s in enumerate(model.cfg.speakers)}
@@ -54,14 +58,15 @@ class AcousticModel:
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> AcousticModel:
         """From a ``tts`` training checkpoint or ``model_avg.pt`` (their config holds the
-        vocabulary, speakers, languages and mel format)."""
+        vocabulary, speakers, languages, mel format and data settings)."""
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
         cfg = ckpt["config"]
         if cfg.get("task") != "tts":
             raise ValueError(f"{path}: not a tts checkpoint (task {cfg.get('task')!r})")
         model = FastSpeech2(from_dict(FastSpeech2Config, cfg["model"], str(path)))
         model.load_state_dict(ckpt["model"])
-        return cls(model, from_dict(TTSMelConfig, cfg["mel"], str(path)), device)
+        mel = from_dict(TTSMelConfig, cfg["mel"], str(path))
+        return cls(model, mel, device, cfg.get("data"))
 
     @property
     def speakers(self) -> list[str]:

@@ -22,7 +22,8 @@ Arms (``--set`` overrides of the one config; ``EXP/<arm>/s<seed>``):
 beam ``--beam``) into ``<run>/decode_<test>``, then ``speechkit score``. ``bench``: ``speechkit
 bench prune`` of each gated arm against the full arm of the same seed (interleaved), figures in
 ``<run>/bench_<test>.json``. ``report``: one table (arms x figures, mean over seeds, with the
-range where there are several) into ``--results-md``. Every call prints the equivalent command;
+range where there are several) into ``--results-md``, and gate pictures per language, event
+(``--test-cuts``: test_seen's manifest) and speaker group (``--contexts``) beside it. Every call prints the equivalent command;
 finished trainings resume and skip; everything runs in this process except training.
 """
 
@@ -71,10 +72,11 @@ def decode(run: Path, arm: str, args) -> None:
     from speechkit.bin import score as score_bin
 
     model = run / "model_avg.pt"
+    tag = "" if arm == "full" else args.tag  # the full arm has no budget
     variants = [("lid", "")] + ([("oracle", "_oracle")] if arm in LANGUAGE_ARMS else [])
     for test in args.test_cuts:
         for language, suffix in variants:
-            out = run / f"decode_{test_name(test)}{suffix}"
+            out = run / f"decode_{test_name(test)}{tag}{suffix}"
             argv = ["--model", str(model), "--cuts", str(test), "--out", str(out),
                     "--beam-size", str(args.beam), "--threads", str(args.threads)]  # fmt: skip
             if arm != "full":
@@ -104,7 +106,9 @@ def bench(run: Path, arm: str, seed: int, args) -> None:
         _echo("speechkit.bench.prune", argv)
         res = bench_prune.run(bench_prune.parse_args(argv))
         res["command"] = "python -m speechkit.bench.prune " + shlex.join(argv)
-        (run / f"bench_{test_name(test)}.json").write_text(json.dumps(res, indent=2) + "\n")
+        (run / f"bench_{test_name(test)}{args.tag}.json").write_text(
+            json.dumps(res, indent=2) + "\n"
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bench: audio seconds per batch (batched)")  # fmt: skip
     p.add_argument("--results-md", type=Path, help="report: the markdown file to update")
     p.add_argument("--command", default="", help="report: the command to cite")
+    p.add_argument("--title", default=None, help="report: the RESULTS section's title")
+    p.add_argument("--tag", default="",
+                   help="suffix of the decode and bench outputs (e.g. _b0.4 for a second budget; "
+                        "the full arm, which has no budget, keeps its untagged decodes)")  # fmt: skip
     p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[])
     return p
 
@@ -147,7 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "report":
         from speechkit.bin.prune_report import write_report
 
-        write_report(args.exp, arms, seeds, args.budget, args.results_md, args.command)
+        seen = [t for t in args.test_cuts if test_name(t) == "test_seen"]
+        write_report(args.exp, arms, seeds, args.budget, args.results_md, args.command,
+                     test_cuts=(seen or args.test_cuts or [None])[0], contexts=args.contexts,
+                     tag=args.tag, title=args.title)  # fmt: skip
         return 0
     for seed in seeds:
         for arm in arms:

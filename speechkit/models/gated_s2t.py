@@ -72,7 +72,8 @@ class GatedS2TConfig(S2TConfig):
     this value) to every "on" logit, so a lower budget turns gates off from the start (0: the
     budget is only an input of the MLP). ``gate_ffn_groups``: gates per FFN module, one per
     group of FFN width / G hidden channels (1: one gate per module; G must divide
-    ``encoder_ffn`` and ``decoder_ffn``)."""
+    ``encoder_ffn`` and ``decoder_ffn``). ``gate_input_norm``: layer-normalise the predictor's
+    audio and context inputs (``nn.gates.GatePredictor``; off in checkpoints made before it)."""
 
     gate_mode: Literal["dynamic", "static", "none"] = "dynamic"
     gate_contexts: list[str] = field(default_factory=list)
@@ -82,6 +83,7 @@ class GatedS2TConfig(S2TConfig):
     gate_tau: float = 1.0
     gate_budget_gain: float = 0.0
     gate_ffn_groups: int = 1
+    gate_input_norm: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -142,7 +144,7 @@ class GatedS2TModel(S2TModel):
             self.predictor = GatePredictor(
                 cfg.d_model, dims, n_lang, len(self.enc_names), len(self.dec_names),
                 cfg.gate_hidden, static=cfg.gate_mode == "static",
-                budget_gain=cfg.gate_budget_gain,
+                budget_gain=cfg.gate_budget_gain, input_norm=cfg.gate_input_norm,
             )  # fmt: skip
 
     @property

@@ -184,6 +184,12 @@ class GatePredictor(nn.Module):
     get a learned "unknown" vector per kind); ``budget`` (B,) in [0, 1]; for the decoder also
     ``language`` (B, n_languages), a one-hot or a posterior, when ``use_language``.
     Outputs (B, n_enc, 2) and (B, n_dec, 2) logits, index 1 = run the module.
+
+    ``input_norm``: layer-normalise the pooled audio and each context vector (no affine: the
+    MLP's first layer is) before they are concatenated. The stored contexts come at very
+    different scales (unit d-vectors; the event tagger's raw mean embedding, whose classes differ
+    by under 1 % in cosine around a large shared component), and unnormalised the predictor
+    learned gates that ignored the context (egs/phrasebook/prune1/RESULTS.md).
     """
 
     def __init__(
@@ -197,9 +203,11 @@ class GatePredictor(nn.Module):
         static: bool = False,
         init_keep_logit: float = 3.0,
         budget_gain: float = 0.0,
+        input_norm: bool = False,
     ):
         super().__init__()
         self.static = static
+        self.input_norm = input_norm
         self.kinds = sorted(context_dims)
         self.n_enc, self.n_dec, self.n_languages = n_enc, n_dec, n_languages
         self.unknown = nn.ParameterDict(
@@ -234,12 +242,13 @@ class GatePredictor(nn.Module):
         budget: Tensor,
     ) -> Tensor:
         """The shared input (B, shared_dim): pooled audio, contexts (unknown -> learned), budget."""
-        parts = [] if self.static else [pooled]
+        norm = (lambda v: F.layer_norm(v, v.shape[-1:])) if self.input_norm else (lambda v: v)
+        parts = [] if self.static else [norm(pooled)]
         for kind in self.kinds:
             if kind not in contexts:
                 raise ValueError(f"the gate predictor needs the {kind!r} context")
             vec, ok = contexts[kind].to(pooled), known[kind].to(pooled.device)
-            parts.append(torch.where(ok[:, None], vec, self.unknown[kind].expand_as(vec)))
+            parts.append(norm(torch.where(ok[:, None], vec, self.unknown[kind].expand_as(vec))))
         parts.append(budget.to(pooled).view(-1, 1))
         return torch.cat(parts, dim=-1)
 

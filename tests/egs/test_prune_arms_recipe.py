@@ -65,6 +65,9 @@ def test_arms_decode_at_the_budget_and_report(recipe):
     text = (recipe / "RESULTS.md").read_text()
     assert "| dyn_lang (oracle language) |" in text and "gates_dyn.png" in text
     assert (recipe / "gates_dyn.png").is_file()
+    # per background event too (the corpus records each cut's event); no speaker store here
+    assert "gates_dyn_event.png" in text and (recipe / "gates_dyn_event.png").is_file()
+    assert not (recipe / "gates_dyn_speaker.png").exists()
 
 
 def test_static_arm_exports_a_plain_model(recipe):

@@ -109,6 +109,29 @@ def test_predictor_starts_with_every_gate_on_and_uses_unknown_context():
     assert torch.equal(a[0], a[1])  # static: no utterance input
 
 
+def test_input_norm_puts_contexts_of_any_scale_on_one_footing():
+    """Two event vectors that differ by under 1 % in cosine around a large shared component
+    (the tagger's raw embedding) become distinguishable inputs; the budget column is untouched
+    and a checkpoint without the switch sees its raw inputs."""
+    shared_part = torch.full((8,), 50.0)
+    ev = torch.stack([shared_part + torch.randn(8) * 0.3, shared_part + torch.randn(8) * 0.3])
+    assert torch.nn.functional.cosine_similarity(ev[0], ev[1], dim=0) > 0.99
+    pooled, budget = torch.randn(2, D) * 10, torch.tensor([0.4, 0.6])
+    known = {"event": torch.tensor([True, True])}
+    normed = GatePredictor(D, {"event": 8}, 0, 4, 3, input_norm=True)
+    x = normed.features(pooled, {"event": ev}, known, budget)
+    for part in (x[:, :D], x[:, D : D + 8]):  # zero mean, unit variance per row
+        torch.testing.assert_close(part.mean(-1), torch.zeros(2), atol=1e-5, rtol=0)
+        torch.testing.assert_close(part.var(-1, unbiased=False), torch.ones(2), atol=1e-3, rtol=0)
+    assert torch.nn.functional.cosine_similarity(x[0, D : D + 8], x[1, D : D + 8], dim=0) < 0.9
+    torch.testing.assert_close(x[:, -1], budget)
+    raw = GatePredictor(D, {"event": 8}, 0, 4, 3).features(pooled, {"event": ev}, known, budget)
+    torch.testing.assert_close(raw[:, D : D + 8], ev)
+    assert not list(
+        normed.state_dict().keys() - GatePredictor(D, {"event": 8}, 0, 4, 3).state_dict().keys()
+    )
+
+
 def test_budget_prior_turns_gates_off_at_low_budgets_from_the_start():
     pred = GatePredictor(D, {}, 0, n_enc=8, n_dec=6, budget_gain=4.0)
     pooled = torch.randn(3, D)

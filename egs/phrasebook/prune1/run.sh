@@ -14,7 +14,8 @@
 #         3 speaker and event contexts of every cut, 4 base model (train, decode, score ->
 #         RESULTS.md); 5 gated fine-tuning of the arms (speechkit/tasks/prune.py), 6 decode +
 #         score at a budget, 7 speed against the full fine-tune (interleaved), 8 RESULTS.md
-#         table + gate-usage pictures, 9 export the static arm without its off modules.
+#         table + gate-usage pictures (per language, event, speaker group), 9 export the
+#         static arm without its off modules.
 set -euo pipefail
 cd "$(dirname "$0")"
 . ./path.sh
@@ -130,7 +131,7 @@ fi
 if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
   log "stage 8: table and gate-usage pictures -> $results"
   python -m speechkit.bin.prune_arms report "${grid[@]}" --results-md $results \
-    --command "$prune_repro --stage 5"
+    --test-cuts ${tests[0]} --command "$prune_repro --stage 5"
 fi
 
 if [ $stage -le 9 ] && [ $stop_stage -ge 9 ]; then

@@ -177,9 +177,9 @@ def kmeans(x, k: int, iters: int = 50):
         centres.append(int(sim.argmin()))
     c = x[centres].clone()
     assign = torch.zeros(len(x), dtype=torch.long)
-    for _ in range(iters):
+    for it in range(iters):
         new = (x @ c.T).argmax(dim=1)
-        if _ and torch.equal(new, assign):
+        if it and torch.equal(new, assign):  # converged
             break
         assign = new
         for j in range(k):

@@ -44,10 +44,13 @@ def recipe(tmp_path_factory):
              str(base), "--set", *TINY.split()]  # fmt: skip
     proc = subprocess.run(train, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # --contexts: an empty directory, so no speaker store of the developer's is read (these
+    # arms need none)
     _run(EGS / "prune1" / "run.sh", "--data", str(data), "--exp", str(exp), "--base",
          str(base / "model_avg.pt"), "--results", str(tmp / "RESULTS.md"), "--arms",
          "full,static,dyn,dyn_lang", "--seeds", "0", "--steps", "2", "--bench_utts", "3",
-         "--beam", "2", "--stage", "5", "--prune_args", "data.num_workers=0")  # fmt: skip
+         "--beam", "2", "--stage", "5", "--prune_args", "data.num_workers=0",
+         "--contexts", str(tmp / "contexts"))  # fmt: skip
     return tmp
 
 
@@ -65,7 +68,8 @@ def test_arms_decode_at_the_budget_and_report(recipe):
     text = (recipe / "RESULTS.md").read_text()
     assert "| dyn_lang (oracle language) |" in text and "gates_dyn.png" in text
     assert (recipe / "gates_dyn.png").is_file()
-    # per background event too (the corpus records each cut's event); no speaker store here
+    # per background event too (the corpus records each cut's event); no speaker store: no
+    # speaker picture
     assert "gates_dyn_event.png" in text and (recipe / "gates_dyn_event.png").is_file()
     assert not (recipe / "gates_dyn_speaker.png").exists()
 

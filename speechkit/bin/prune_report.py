@@ -85,7 +85,7 @@ def _bench(path: Path) -> dict[str, float]:
 def _cell(values: list[float], fmt: str = "{:.1f}") -> str:
     if not values:
         return "-"
-    text = fmt.format(statistics.mean(values))
+    text = fmt.format(round(statistics.mean(values), 6) + 0.0)  # + 0.0: no "-0.0"
     if min(values) != max(values):
         text += f" [{fmt.format(min(values))}, {fmt.format(max(values))}]"
     return text
@@ -306,7 +306,8 @@ def write_report(exp: Path, arms: list[str], seeds: list[int], budget: float,
         run0 = exp / arm / f"s{seeds[0]}"
         if results_md is not None and arm != "full":
             for png in gate_pictures(run0, results_md.parent, arm, test_cuts, contexts, tag):
-                pictures.append(f"![gate usage of {arm}]({png})")
+                kind = next((k for k in ("event", "speaker") if png.endswith(f"_{k}.png")), "")
+                pictures.append(f"![gate usage of {arm} per {kind or 'language'}]({png})")
     lines += ["", f"Budget {budget} (fraction of the gated modules' FLOPs to keep) for every gated arm.",
               "", *pictures]  # fmt: skip
     if results_md is not None:

@@ -68,7 +68,9 @@ def test_report_table_and_pictures(tmp_path):
     assert cells[10] == "50.0"
     assert (tmp_path / "gates_dyn_lang.png").stat().st_size > 0
     text = md.read_text()
-    assert "./run.sh" in text and "gates_dyn_lang.png" in text
+    assert (
+        "./run.sh" in text and "![gate usage of dyn_lang per language](gates_dyn_lang.png)" in text
+    )
 
 
 def test_gate_usage_averages_ffn_channel_groups():

@@ -23,8 +23,10 @@ beam ``--beam``) into ``<run>/decode_<test>``, then ``speechkit score``. ``bench
 bench prune`` of each gated arm against the full arm of the same seed (interleaved), figures in
 ``<run>/bench_<test>.json``. ``report``: one table (arms x figures, mean over seeds, with the
 range where there are several) into ``--results-md``, and gate pictures per language, event
-(``--test-cuts``: test_seen's manifest) and speaker group (``--contexts``) beside it. Every call prints the equivalent command;
-finished trainings resume and skip; everything runs in this process except training.
+(``--test-cuts``: test_seen's manifest) and speaker group (``--contexts``) beside it. ``--tag``
+(e.g. ``_b0.7`` with ``--budget 0.7``) keeps a second budget's decodes, benchmarks and table
+apart from the first. Every call prints the equivalent command; finished trainings resume and
+skip; everything runs in this process except training.
 """
 
 from __future__ import annotations

@@ -189,7 +189,9 @@ class GatePredictor(nn.Module):
     MLP's first layer is) before they are concatenated. The stored contexts come at very
     different scales (unit d-vectors; the event tagger's raw mean embedding, whose classes differ
     by under 1 % in cosine around a large shared component), and unnormalised the predictor
-    learned gates that ignored the context (egs/phrasebook/prune1/RESULTS.md).
+    learned gates that ignored the context. Normalised, the phrasebook arms still learn 1-2
+    gate patterns (egs/phrasebook/prune1/RESULTS.md): this puts the inputs on one scale, it
+    does not by itself make the gates vary.
     """
 
     def __init__(

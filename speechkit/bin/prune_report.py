@@ -144,9 +144,7 @@ def _test_seen_gates(run: Path, tag: str = "") -> dict[str, dict[str, str]]:
         lang = path.parent.name[len("asr_") :]
         for line in path.open():
             r = json.loads(line)
-            per_lang[lang][r.get("id", f"{lang}-{len(per_lang[lang])}")] = (
-                r["enc_gates"] + r["dec_gates"]
-            )
+            per_lang[lang][r["id"]] = r["enc_gates"] + r["dec_gates"]
     return per_lang
 
 

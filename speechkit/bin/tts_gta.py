@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -95,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     if not done:
         sys.exit(f"no cut of {' '.join(args.cuts)} could be taken: {dict(data.skipped)}")
     CutSet.from_cuts(done).to_file(out / "cuts.jsonl.gz")
-    report = {"cuts": seen, "written": len(done), "skipped": dict(Counter(data.skipped))}
+    report = {"cuts": seen, "written": len(done), "skipped": dict(data.skipped)}
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report))
     return 0

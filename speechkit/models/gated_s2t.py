@@ -185,12 +185,14 @@ class GatedS2TModel(S2TModel):
         ctc_target_lens: Tensor,
         target_utt: Tensor | None = None,
         gate_inputs: dict | None = None,
+        keep_logits: bool = False,
     ) -> dict[str, Tensor]:
         """S2TModel's loss with relaxed gates. ``gate_inputs``: ``budget`` (B,), ``contexts``
-        {kind: (B, Dk)}, ``known`` {kind: (B,) bool}, ``language`` (B, n_languages)."""
+        {kind: (B, Dk)}, ``known`` {kind: (B,) bool}, ``language`` (B, n_languages);
+        ``keep_logits``: as in S2TModel."""
         if self.predictor is None:
             return super().forward(feats, feat_lens, ys_in, ys_out, ctc_targets,
-                                   ctc_target_lens, target_utt)  # fmt: skip
+                                   ctc_target_lens, target_utt, keep_logits)  # fmt: skip
         gate_inputs = gate_inputs or {}
         x, lens, shared = self._front_end(feats, feat_lens, gate_inputs)
         enc_g = self._gates(self.predictor.encoder_logits(shared))  # (B, n_enc)
@@ -211,7 +213,9 @@ class GatedS2TModel(S2TModel):
             if w > 0 else torch.zeros((), device=enc.device)
         )  # fmt: skip
         kept = self.kept_fraction(enc_lens[utt], target_lengths(ys_out), enc_g[utt], dec_rows)
+        extra = {"logits": logits} if keep_logits else {}
         return {
+            **extra,
             "loss": (1.0 - w) * loss_att + w * loss_ctc,
             "loss_att": loss_att,
             "loss_ctc": loss_ctc,

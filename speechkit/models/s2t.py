@@ -400,6 +400,7 @@ class S2TModel(EncoderDecoder):
         ctc_targets: Tensor,
         ctc_target_lens: Tensor,
         target_utt: Tensor | None = None,
+        keep_logits: bool = False,
     ) -> dict[str, Tensor]:
         """Loss on one batch (layout in docs/design.md). ``ys_in``/``ys_out`` are (N, L) with
         ``target_utt`` (N,) naming the utterance each decoder target belongs to, so several
@@ -410,7 +411,8 @@ class S2TModel(EncoderDecoder):
         ``loss_ctc``: CTC loss summed over the batch, divided by the total number of CTC target
         tokens (per token, like ``loss_att``; 0 when ``ctc_weight`` is 0);
         ``loss = (1 - ctc_weight) * loss_att + ctc_weight * loss_ctc``;
-        ``acc``: next-token accuracy over non-ignored tokens; ``num_tokens``: their count.
+        ``acc``: next-token accuracy over non-ignored tokens; ``num_tokens``: their count;
+        with ``keep_logits`` also ``logits`` (N, L, V), the decoder's (for distillation).
         """
         enc, enc_lens = self.encode(feats, feat_lens)
         if target_utt is None:
@@ -424,13 +426,16 @@ class S2TModel(EncoderDecoder):
         else:
             loss_ctc = torch.zeros((), device=enc.device)
         loss = (1.0 - w) * loss_att + w * loss_ctc
-        return {
+        out = {
             "loss": loss,
             "loss_att": loss_att,
             "loss_ctc": loss_ctc,
             "acc": acc,
             "num_tokens": num_tokens,
         }
+        if keep_logits:
+            out["logits"] = logits
+        return out
 
     def _ctc_loss(
         self, enc: Tensor, enc_lens: Tensor, targets: Tensor, target_lens: Tensor

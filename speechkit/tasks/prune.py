@@ -17,6 +17,12 @@ uniformly from ``[budget_min, budget_max]``; the loss is the s2t loss plus
 ``alpha * mean(|kept - budget| + (kept - budget)^2)`` (the squared term is what makes the
 target reachable, per the anchors). Validation uses hard gates at ``valid_budget``.
 
+``distill`` > 0 adds ``distill * KL(teacher || student)`` of the decoder's next-token
+distributions, averaged over target tokens, to the training loss (logged as ``loss_kd``; the
+validation loss stays the task's). The teacher is the ``--init`` model itself, ungated and
+frozen: the gated model learns to say what the unpruned model says at every budget, not only
+the reference token. It costs one teacher forward pass per batch.
+
 The three arms of the recipe are configs of this task: ``gate_mode: dynamic`` (per utterance,
 with or without contexts), ``static`` (the budget alone decides: the same gates for every
 utterance, exportable as a smaller model) and ``none`` (full fine-tuning, no gates).
@@ -41,6 +47,7 @@ from speechkit.data.contexts import ContextStore
 from speechkit.decode.gated import gate_inputs
 from speechkit.models.gated_s2t import GatedS2TConfig, GatedS2TModel
 from speechkit.models.s2t import S2TConfig
+from speechkit.nn.decoder import IGNORE_ID
 from speechkit.nn.gates import check_budget
 from speechkit.tasks import register_task
 from speechkit.tasks.base import TaskInputs
@@ -49,6 +56,7 @@ from speechkit.train.config import ExperimentConfig
 
 __all__ = [
     "BudgetSteps",
+    "distill_loss",
     "PruneConfig",
     "PruneOptions",
     "PruneTask",
@@ -71,6 +79,7 @@ class PruneOptions:
     budget_min: float = 0.3
     budget_max: float = 0.9
     valid_budget: float = 0.5
+    distill: float = 0.0
 
     def __post_init__(self) -> None:
         for key in ("budget_min", "budget_max", "valid_budget"):
@@ -79,6 +88,8 @@ class PruneOptions:
             raise ConfigError("prune: need budget_min <= budget_max")
         if self.alpha < 0:
             raise ConfigError(f"prune.alpha must be >= 0, got {self.alpha}")
+        if self.distill < 0:
+            raise ConfigError(f"prune.distill must be >= 0, got {self.distill}")
 
 
 @dataclass
@@ -102,6 +113,17 @@ def sparsity_objective(out: dict[str, Tensor], budget: float, alpha: float) -> d
     out["sparsity"] = 1.0 - out["kept"]
     out["budget"] = torch.tensor(budget, device=kept.device)
     return out
+
+
+def distill_loss(student: Tensor, teacher: Tensor, ys_out: Tensor) -> Tensor:
+    """KL(teacher || student) of next-token distributions, mean over the target tokens of
+    ``ys_out`` (N, L) (``IGNORE_ID`` elsewhere); ``student``, ``teacher``: logits (N, L, V).
+    Computed in float32; 0 when there are no target tokens."""
+    valid = ys_out != IGNORE_ID
+    log_s = student[valid].float().log_softmax(-1)  # (n, V)
+    log_t = teacher[valid].float().log_softmax(-1)
+    kl = (log_t.exp() * (log_t - log_s)).sum()
+    return kl / valid.sum().clamp(min=1)
 
 
 def module_rates(model: nn.Module, enc: Tensor | None, dec: Tensor) -> dict[str, Tensor]:
@@ -172,10 +194,13 @@ class PruneTask(BudgetSteps, S2TTask):
         model = GatedS2TConfig(**to_dict(self.cfg.model), **gates)
         self.cfg = dataclasses.replace(self.cfg, model=model)
         self._unknown_logged = 0
+        self.teacher: nn.Module | None = None
 
     def build_model(self) -> nn.Module:
         model = GatedS2TModel(self.cfg.model)
         if self.pretrained is not None:
+            if self.cfg.prune.distill > 0:
+                self.teacher = self._frozen_teacher(self.pretrained.model)
             missing, unexpected = model.load_state_dict(
                 self.pretrained.model.state_dict(), strict=False
             )
@@ -185,6 +210,23 @@ class PruneTask(BudgetSteps, S2TTask):
                 )
             self.pretrained = None
         return model
+
+    @staticmethod
+    def _frozen_teacher(model: nn.Module) -> nn.Module:
+        if getattr(model, "predictor", None) is not None:
+            raise ConfigError("prune.distill: --init must be an ungated s2t model (the teacher)")
+        return model.eval().requires_grad_(False)
+
+    def _distill(self, out: dict, batch: dict, inputs: list) -> None:
+        """Adds ``distill * loss_kd`` to ``out["loss"]`` (its ``logits`` against the teacher's)."""
+        device = batch["feats"].device
+        if next(self.teacher.parameters()).device != device:
+            self.teacher.to(device)
+        with torch.no_grad():
+            teacher = self.teacher(*inputs, target_utt=batch.get("target_utt"), keep_logits=True)
+        kd = distill_loss(out.pop("logits"), teacher["logits"], batch["ys_out"])
+        out["loss"] = out["loss"] + self.cfg.prune.distill * kd
+        out["loss_kd"] = kd.detach()
 
     def _gate_inputs(self, batch: dict, budget: float, device) -> dict:
         langs = (batch.get("context") or {}).get("language")
@@ -199,11 +241,15 @@ class PruneTask(BudgetSteps, S2TTask):
     def _step(self, model: nn.Module, batch: dict, budget: float) -> dict[str, Tensor]:
         device = batch["feats"].device
         inputs = [batch[k] for k in MODEL_INPUTS]
-        out = model(*inputs, target_utt=batch.get("target_utt"),
+        distill = self.teacher is not None and model.training
+        out = model(*inputs, target_utt=batch.get("target_utt"), keep_logits=distill,
                     gate_inputs=self._gate_inputs(batch, budget, device))  # fmt: skip
-        if "kept" not in out:  # gate_mode none: full fine-tuning
+        if "kept" in out:  # a gated arm (gate_mode none, full fine-tuning, has no gates)
+            out = sparsity_objective(out, budget, self.cfg.prune.alpha)
+        if distill:
+            self._distill(out, batch, inputs)
+        if "kept" not in out:
             return out
-        out = sparsity_objective(out, budget, self.cfg.prune.alpha)
         out.update(module_rates(model, out.pop("enc_gates"), out.pop("dec_gates")))
         return out
 

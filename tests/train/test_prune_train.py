@@ -86,6 +86,45 @@ def test_static_and_full_finetune_arms_are_configs_of_the_task(tiny_corpus, base
     assert ("kept" in row) == (mode == "static")
 
 
+@pytest.mark.parametrize("mode", ["dynamic", "none"])
+def test_distillation_from_the_init_model_is_logged_and_leaves_the_teacher_alone(
+    tiny_corpus, base, tmp_path, mode
+):
+    out = tmp_path / mode
+    sets = [f"model.gate_mode={mode}", "trainer.max_steps=2", "prune.distill=1.0"]
+    assert _train(_prune_argv(tiny_corpus, base, out, *sets)) == 0
+    with open(out / "train_log.csv") as f:
+        rows = list(csv.DictReader(f))
+    # step 1 starts from the teacher's own weights: the gates (dynamic) or nothing (none) make
+    # it differ, so KL is >= 0 and after an update > 0
+    assert all(float(r["loss_kd"]) >= 0 for r in rows) and float(rows[-1]["loss_kd"]) > 0
+    with open(out / "valid_log.csv") as f:
+        assert "loss_kd" not in next(csv.DictReader(f))  # validation is the task's loss
+    teacher = load_pretrained(base / "s2t" / "model_avg.pt").model.state_dict()
+    student = load_pretrained(out / "model_avg.pt").model.state_dict()
+    assert not torch.equal(student["decoder.embed.weight"], teacher["decoder.embed.weight"])
+
+
+def test_distill_loss_is_kl_over_target_tokens():
+    from speechkit.nn.decoder import IGNORE_ID
+    from speechkit.tasks.prune import PruneOptions, distill_loss
+
+    torch.manual_seed(0)
+    teacher = torch.randn(2, 3, 5)
+    ys_out = torch.tensor([[1, 2, IGNORE_ID], [3, IGNORE_ID, IGNORE_ID]])
+    assert distill_loss(teacher + 7.0, teacher, ys_out).abs() < 1e-6  # same distributions
+    student = teacher.clone()
+    student[0, 2] = torch.randn(5) * 5  # an ignored position: no effect
+    assert distill_loss(student, teacher, ys_out).abs() < 1e-6
+    student[1, 0] = torch.tensor([9.0, 0, 0, 0, 0])
+    t, s = teacher[1, 0].log_softmax(-1), student[1, 0].log_softmax(-1)
+    expected = (t.exp() * (t - s)).sum() / 3  # one of the 3 target tokens differs
+    assert torch.allclose(distill_loss(student, teacher, ys_out), expected)
+    assert distill_loss(student, teacher, torch.full_like(ys_out, IGNORE_ID)) == 0
+    with pytest.raises(ConfigError, match="distill"):
+        PruneOptions(distill=-1.0)
+
+
 def test_prune_needs_init_and_a_known_context(tiny_corpus, base, tmp_path, capsys):
     from speechkit.tasks.prune import PruneConfig, PruneTask
 

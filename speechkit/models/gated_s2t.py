@@ -213,7 +213,11 @@ class GatedS2TModel(S2TModel):
             if w > 0 else torch.zeros((), device=enc.device)
         )  # fmt: skip
         kept = self.kept_fraction(enc_lens[utt], target_lengths(ys_out), enc_g[utt], dec_rows)
-        extra = {"logits": logits} if keep_logits else {}
+        extra = {}
+        if keep_logits:
+            extra["logits"] = logits
+            if w > 0:
+                extra.update(ctc_log_probs=self.ctc_log_probs(enc), enc_lens=enc_lens)
         return {
             **extra,
             "loss": (1.0 - w) * loss_att + w * loss_ctc,

@@ -412,7 +412,8 @@ class S2TModel(EncoderDecoder):
         tokens (per token, like ``loss_att``; 0 when ``ctc_weight`` is 0);
         ``loss = (1 - ctc_weight) * loss_att + ctc_weight * loss_ctc``;
         ``acc``: next-token accuracy over non-ignored tokens; ``num_tokens``: their count;
-        with ``keep_logits`` also ``logits`` (N, L, V), the decoder's (for distillation).
+        with ``keep_logits`` also the decoder's ``logits`` (N, L, V) and, when ``ctc_weight`` > 0,
+        ``ctc_log_probs`` (B, T', V) with ``enc_lens`` (B,) (for distillation).
         """
         enc, enc_lens = self.encode(feats, feat_lens)
         if target_utt is None:
@@ -435,6 +436,8 @@ class S2TModel(EncoderDecoder):
         }
         if keep_logits:
             out["logits"] = logits
+            if w > 0:
+                out.update(ctc_log_probs=self.ctc_log_probs(enc), enc_lens=enc_lens)
         return out
 
     def _ctc_loss(

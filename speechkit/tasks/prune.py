@@ -17,11 +17,13 @@ uniformly from ``[budget_min, budget_max]``; the loss is the s2t loss plus
 ``alpha * mean(|kept - budget| + (kept - budget)^2)`` (the squared term is what makes the
 target reachable, per the anchors). Validation uses hard gates at ``valid_budget``.
 
-``distill`` > 0 adds ``distill * KL(teacher || student)`` of the decoder's next-token
-distributions, averaged over target tokens, to the training loss (logged as ``loss_kd``; the
-validation loss stays the task's). The teacher is the ``--init`` model itself, ungated and
-frozen: the gated model learns to say what the unpruned model says at every budget, not only
-the reference token. It costs one teacher forward pass per batch.
+``distill`` > 0 adds ``distill * loss_kd`` to the training loss, where ``loss_kd`` is
+``(1 - ctc_weight) * KL_dec + ctc_weight * KL_ctc``: KL(teacher || student) of the decoder's
+next-token distributions averaged over target tokens, and of the CTC posteriors averaged over
+encoder frames (the validation loss stays the task's). The teacher is the ``--init`` model
+itself, ungated and frozen: the gated model learns to say what the unpruned model says at every
+budget, encoder and decoder, not only the reference tokens. It costs one teacher forward pass
+per batch.
 
 The three arms of the recipe are configs of this task: ``gate_mode: dynamic`` (per utterance,
 with or without contexts), ``static`` (the budget alone decides: the same gates for every
@@ -49,6 +51,7 @@ from speechkit.models.gated_s2t import GatedS2TConfig, GatedS2TModel
 from speechkit.models.s2t import S2TConfig
 from speechkit.nn.decoder import IGNORE_ID
 from speechkit.nn.gates import check_budget
+from speechkit.nn.masks import lengths_to_mask
 from speechkit.tasks import register_task
 from speechkit.tasks.base import TaskInputs
 from speechkit.tasks.s2t import MODEL_INPUTS, S2TTask
@@ -115,11 +118,10 @@ def sparsity_objective(out: dict[str, Tensor], budget: float, alpha: float) -> d
     return out
 
 
-def distill_loss(student: Tensor, teacher: Tensor, ys_out: Tensor) -> Tensor:
-    """KL(teacher || student) of next-token distributions, mean over the target tokens of
-    ``ys_out`` (N, L) (``IGNORE_ID`` elsewhere); ``student``, ``teacher``: logits (N, L, V).
-    Computed in float32; 0 when there are no target tokens."""
-    valid = ys_out != IGNORE_ID
+def distill_loss(student: Tensor, teacher: Tensor, valid: Tensor) -> Tensor:
+    """KL(teacher || student) of the distributions over the last axis, mean over the positions
+    where ``valid`` (N, L) is True; ``student``, ``teacher``: (N, L, V) logits or log-probs.
+    Computed in float32; 0 when no position is valid."""
     log_s = student[valid].float().log_softmax(-1)  # (n, V)
     log_t = teacher[valid].float().log_softmax(-1)
     kl = (log_t.exp() * (log_t - log_s)).sum()
@@ -224,7 +226,12 @@ class PruneTask(BudgetSteps, S2TTask):
             self.teacher.to(device)
         with torch.no_grad():
             teacher = self.teacher(*inputs, target_utt=batch.get("target_utt"), keep_logits=True)
-        kd = distill_loss(out.pop("logits"), teacher["logits"], batch["ys_out"])
+        kd = distill_loss(out.pop("logits"), teacher["logits"], batch["ys_out"] != IGNORE_ID)
+        if "ctc_log_probs" in out:
+            w = self.cfg.model.ctc_weight
+            frames = lengths_to_mask(out.pop("enc_lens"), out["ctc_log_probs"].shape[1])
+            ctc = distill_loss(out.pop("ctc_log_probs"), teacher["ctc_log_probs"], frames)
+            kd = (1.0 - w) * kd + w * ctc
         out["loss"] = out["loss"] + self.cfg.prune.distill * kd
         out["loss_kd"] = kd.detach()
 

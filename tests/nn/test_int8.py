@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -30,7 +31,7 @@ def test_every_linear_becomes_int8_and_the_copy_leaves_the_float_model():
 def test_full_range_activations_are_used_where_exact_and_halve_the_error():
     torch.manual_seed(0)
     lin = nn.Linear(384, 256)
-    ours = quantize_linears(nn.Sequential(lin))[0]
+    ours = quantize_linears(nn.Sequential(lin), act_scales="tensor")[0]
     packed = ours._packed_params._packed_params
     x = _outlier_inputs(200, 384)
     ref = lin(x)
@@ -40,3 +41,27 @@ def test_full_range_activations_are_used_where_exact_and_halve_the_error():
         assert err(ours(x)) < 0.7 * seven_bits
     else:  # a CPU whose int8 kernel saturates at 8 bits: torch's 7 bits, the same result
         assert torch.equal(ours(x), torch.ops.quantized.linear_dynamic(x, packed, True))
+
+
+def test_row_scales_keep_small_rows_as_exact_as_large_ones():
+    torch.manual_seed(0)
+    lin = nn.Linear(256, 128)
+    # rows 100x apart in magnitude: one per-call scale leaves the small rows a few steps
+    x = _outlier_inputs(40, 256) * torch.logspace(-2, 0, 40)[:, None]
+    ref = lin(x).detach()
+    rel = {}
+    for scales in ("row", "tensor"):
+        layer = quantize_linears(nn.Sequential(lin), act_scales=scales)[0]
+        assert layer.per_row == (scales == "row")
+        y = layer(x)
+        rel[scales] = (y - ref).norm(dim=-1) / ref.norm(dim=-1)  # per row
+    assert rel["row"].max() < 0.05  # every row, the smallest included
+    assert rel["tensor"][:10].mean() > 5 * rel["row"][:10].mean()
+    # the bias is added once, outside the kernel: a zero input gives exactly the bias
+    row = quantize_linears(nn.Sequential(lin))[0]
+    assert torch.allclose(row(torch.zeros(2, 256)), lin.bias.detach().expand(2, -1))
+    assert row(x.view(4, 10, 256)).shape == (4, 10, 128)
+    no_bias = quantize_linears(nn.Sequential(nn.Linear(256, 8, bias=False)))[0]
+    assert no_bias.row_bias is None and no_bias(x).shape == (40, 8)
+    with pytest.raises(ValueError, match="act_scales"):
+        quantize_linears(nn.Sequential(lin), act_scales="channel")

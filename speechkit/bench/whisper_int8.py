@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{Path(args.model).name}; beam {args.beam}; {args.threads} CPU threads.", "",
         "| variant | kept float32 | identical to float32 % | WER % | RTFx | speed vs float32 "
         "(total) | median per utt |",
-        "|---|---|---|---|---|---|---|", *rows, "", *notes, *([""] if notes else []),
+        "|---|---|---|---|---|---|---|", *rows, "", *(line for n in notes for line in (n, "")),
     ]  # fmt: skip
     print("\n".join(table))
     if args.results_md:

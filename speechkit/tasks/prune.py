@@ -174,6 +174,7 @@ class PruneTask(BudgetSteps, S2TTask):
     # Not needed for the relaxed gates (every module runs in training), but a gated model with
     # ctc_weight 0 or a static predictor leaves parameters without gradients in some steps.
     find_unused_parameters = True
+    teacher: nn.Module | None = None  # the frozen --init model when prune.distill > 0
 
     def __init__(self, cfg: PruneConfig, inputs: TaskInputs | None = None) -> None:
         inputs = inputs or TaskInputs()
@@ -196,7 +197,6 @@ class PruneTask(BudgetSteps, S2TTask):
         model = GatedS2TConfig(**to_dict(self.cfg.model), **gates)
         self.cfg = dataclasses.replace(self.cfg, model=model)
         self._unknown_logged = 0
-        self.teacher: nn.Module | None = None
 
     def build_model(self) -> nn.Module:
         model = GatedS2TModel(self.cfg.model)

@@ -60,14 +60,14 @@ class Int8Linear(DynamicLinear):
     call (torch's kernel) until ``use_row_scales`` makes them per row (see the module
     docstring)."""
 
-    row_bias: Tensor | None = None
     per_row: bool = False
 
     def use_row_scales(self) -> None:
-        """Per-row activation scales: the bias moves out of the packed weights."""
+        """Per-row activation scales: the bias moves out of the packed weights into the buffer
+        ``row_bias`` (None without a bias)."""
         weight, bias = self._weight_bias()
         self._packed_params.set_weight_bias(weight, None)
-        self.row_bias = None if bias is None else bias.detach().clone()
+        self.register_buffer("row_bias", None if bias is None else bias.detach().clone())
         self.per_row = True
 
     def forward(self, x: Tensor) -> Tensor:

@@ -63,5 +63,9 @@ def test_row_scales_keep_small_rows_as_exact_as_large_ones():
     assert row(x.view(4, 10, 256)).shape == (4, 10, 128)
     no_bias = quantize_linears(nn.Sequential(nn.Linear(256, 8, bias=False)))[0]
     assert no_bias.row_bias is None and no_bias(x).shape == (40, 8)
+    # the moved bias is state: a state_dict round trip into a fresh int8 copy gives the same layer
+    fresh = quantize_linears(nn.Sequential(nn.Linear(256, 128)))[0]
+    fresh.load_state_dict(row.state_dict())
+    assert "row_bias" in row.state_dict() and torch.equal(fresh(x), row(x))
     with pytest.raises(ValueError, match="act_scales"):
         quantize_linears(nn.Sequential(lin), act_scales="channel")

@@ -40,13 +40,19 @@ import dataclasses  # noqa: E402
 import logging  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
 from speechkit.bench import add_cite_argument, testset, write_section  # noqa: E402
-from speechkit.bench.whisper_speed import identical_percent  # noqa: E402
+from speechkit.bench.whisper_speed import (  # noqa: E402
+    ct2_dir,
+    fw_options,
+    fw_text,
+    identical_percent,
+)
 from speechkit.inference import TranscribeOptions, Transcriber, quantize_int8  # noqa: E402
 from speechkit.metrics import wer  # noqa: E402
 from speechkit.nn.int8 import ACT_SCALES, Int8Linear, full_range_is_exact  # noqa: E402
@@ -111,13 +117,10 @@ class FasterWhisper:
 
         self.model = WhisperModel(str(ct2), device="cpu", compute_type=compute_type,
                                   cpu_threads=threads, num_workers=1)  # fmt: skip
-        self.kwargs = dict(beam_size=beam, task="transcribe", language=language,
-                           without_timestamps=True, temperature=0.0,
-                           condition_on_previous_text=False, vad_filter=False)  # fmt: skip
+        self.kwargs = fw_options(beam, language=language)
 
     def __call__(self, wave) -> str:
-        segments, _ = self.model.transcribe(wave, **self.kwargs)
-        return " ".join(seg.text.strip() for seg in segments)
+        return fw_text(self.model.transcribe(wave, **self.kwargs)[0])
 
 
 def parse_variant(text: str) -> tuple[str, tuple[str, ...], str]:
@@ -196,18 +199,15 @@ def main(argv: list[str] | None = None) -> int:
             transcribers[name] = Transcriber(dataclasses.replace(pretrained, model=model), options)
     systems = {n: (lambda wave, tr=tr: tr([wave])[0].text) for n, tr in transcribers.items()}
     if args.faster_whisper:
-        ct2 = args.ct2_dir
-        if ct2 is None:
-            import tempfile
-
-            from speechkit.bench.whisper_speed import ct2_dir
-
-            ct2 = ct2_dir(args.model, Path(tempfile.mkdtemp(prefix="whisper_int8_")))
         from speechkit.text.whisper import WHISPER_TO_ISO639_3
 
         fw_code = {v: k for k, v in WHISPER_TO_ISO639_3.items()}.get(args.language)
-        for name, compute_type in FW_ROWS.items():
-            systems[name] = FasterWhisper(ct2, compute_type, fw_code, args.beam, args.threads)
+        # A model whose weights ship in parts is joined into ``work``; CTranslate2 holds the
+        # weights in memory once loaded, so the joined copy need not outlive the loading.
+        with tempfile.TemporaryDirectory(prefix="whisper_int8_") as work:
+            ct2 = args.ct2_dir or ct2_dir(args.model, Path(work))
+            for name, compute_type in FW_ROWS.items():
+                systems[name] = FasterWhisper(ct2, compute_type, fw_code, args.beam, args.threads)
     names = list(systems)
     for run in systems.values():  # warm-up, not timed
         run(data.waves[0])

@@ -27,7 +27,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from speechkit.bench.whisper_speed import ct2_dir  # noqa: E402
+from speechkit.bench.whisper_speed import ct2_dir, fw_options  # noqa: E402
 from speechkit.data.audio import load_audio  # noqa: E402
 from speechkit.inference import TranscribeOptions, Transcriber  # noqa: E402
 
@@ -82,8 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         enc_sk = median_time(lambda: tr.model.encode(window, torch.tensor([3000])), args.repeats)
     features = ctranslate2.StorageView.from_array(np.random.randn(1, n_mels, 3000).astype("f4"))
     enc_fw = median_time(lambda: fw.model.encode(features), args.repeats)
-    kwargs = dict(beam_size=5, without_timestamps=True, temperature=0.0,
-                  condition_on_previous_text=False, vad_filter=False)  # fmt: skip
+    kwargs = fw_options(5)
     full_sk = median_time(lambda: tr([wave]), args.repeats)
     full_fw = median_time(lambda: list(fw.transcribe(wave, **kwargs)[0]), args.repeats)
     print(f"{args.model}, {len(wave) / 16000:.1f} s utterance, {args.threads} threads, "

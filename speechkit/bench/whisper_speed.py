@@ -97,6 +97,19 @@ def ct2_dir(model: str, work: Path) -> Path:
     return out
 
 
+def fw_options(beam: int, task: str = "transcribe", language: str | None = None) -> dict:
+    """faster-whisper ``transcribe`` options that decode as these benchmarks run speechkit:
+    beam ``beam``, temperature 0 (no fallback), no timestamps, no previous-text conditioning,
+    no VAD; ``language`` a Whisper code, None = detected."""
+    return dict(beam_size=beam, task=task, language=language, without_timestamps=True,
+                temperature=0.0, condition_on_previous_text=False, vad_filter=False)  # fmt: skip
+
+
+def fw_text(segments) -> str:
+    """One faster-whisper transcription's segments as one text."""
+    return " ".join(s.text.strip() for s in segments)
+
+
 def run_interleaved(tr: Transcriber, fw, waves: list[np.ndarray], task: str, args):
     """Both systems on each chunk of ``args.batch_size`` utterances in turn (which one goes first
     alternates), so a slow spell of the machine slows both rather than one.
@@ -104,8 +117,7 @@ def run_interleaved(tr: Transcriber, fw, waves: list[np.ndarray], task: str, arg
     Returns (speechkit texts, faster-whisper texts, speechkit s, faster-whisper s, per-chunk
     speed ratios speechkit/faster-whisper).
     """
-    kwargs = dict(beam_size=args.beam, task=task, without_timestamps=True, temperature=0.0,
-                  condition_on_previous_text=False, vad_filter=False)  # fmt: skip
+    kwargs = fw_options(args.beam, task)
 
     def sk_run(chunk):
         return [r.text for r in tr(chunk)]
@@ -123,7 +135,7 @@ def run_interleaved(tr: Transcriber, fw, waves: list[np.ndarray], task: str, arg
         out = []
         for wave in chunk:
             segments, _ = transcribe(wave)
-            out.append(" ".join(s.text.strip() for s in segments))
+            out.append(fw_text(segments))
         return out
 
     sk_run(waves[:1])  # warm-up, not timed

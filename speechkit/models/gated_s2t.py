@@ -208,16 +208,17 @@ class GatedS2TModel(S2TModel):
         logits = self.decoder(ys_in, cache)
         loss_att, acc, num_tokens = token_loss(logits, ys_out, self.cfg.label_smoothing)
         w = self.cfg.ctc_weight
+        ctc_logp = self.ctc_log_probs(enc) if w > 0 else None  # (B, T', V)
         loss_ctc = (
-            self._ctc_loss(enc, enc_lens, ctc_targets, ctc_target_lens)
-            if w > 0 else torch.zeros((), device=enc.device)
+            self._ctc_loss(ctc_logp, enc_lens, ctc_targets, ctc_target_lens)
+            if ctc_logp is not None else torch.zeros((), device=enc.device)
         )  # fmt: skip
         kept = self.kept_fraction(enc_lens[utt], target_lengths(ys_out), enc_g[utt], dec_rows)
         extra = {}
         if keep_logits:
             extra["logits"] = logits
-            if w > 0:
-                extra.update(ctc_log_probs=self.ctc_log_probs(enc), enc_lens=enc_lens)
+            if ctc_logp is not None:
+                extra.update(ctc_log_probs=ctc_logp, enc_lens=enc_lens)
         return {
             **extra,
             "loss": (1.0 - w) * loss_att + w * loss_ctc,

@@ -422,8 +422,9 @@ class S2TModel(EncoderDecoder):
             logits = self.decode(ys_in, enc[target_utt], enc_lens[target_utt])
         loss_att, acc, num_tokens = token_loss(logits, ys_out, self.cfg.label_smoothing)
         w = self.cfg.ctc_weight
-        if w > 0:
-            loss_ctc = self._ctc_loss(enc, enc_lens, ctc_targets, ctc_target_lens)
+        ctc_logp = self.ctc_log_probs(enc) if w > 0 else None  # (B, T', V)
+        if ctc_logp is not None:
+            loss_ctc = self._ctc_loss(ctc_logp, enc_lens, ctc_targets, ctc_target_lens)
         else:
             loss_ctc = torch.zeros((), device=enc.device)
         loss = (1.0 - w) * loss_att + w * loss_ctc
@@ -436,15 +437,16 @@ class S2TModel(EncoderDecoder):
         }
         if keep_logits:
             out["logits"] = logits
-            if w > 0:
-                out.update(ctc_log_probs=self.ctc_log_probs(enc), enc_lens=enc_lens)
+            if ctc_logp is not None:
+                out.update(ctc_log_probs=ctc_logp, enc_lens=enc_lens)
         return out
 
     def _ctc_loss(
-        self, enc: Tensor, enc_lens: Tensor, targets: Tensor, target_lens: Tensor
+        self, log_probs: Tensor, enc_lens: Tensor, targets: Tensor, target_lens: Tensor
     ) -> Tensor:
-        """CTC (blank 0, zero_infinity) summed over the batch / total target tokens."""
-        logp = self.ctc_log_probs(enc).transpose(0, 1)  # (T', B, V)
+        """CTC (blank 0, zero_infinity) of ``log_probs`` (B, T', V) summed over the batch /
+        total target tokens."""
+        logp = log_probs.transpose(0, 1)  # (T', B, V)
         # Concatenated 1-D targets avoid depending on the -1 padding value anywhere.
         keep = lengths_to_mask(target_lens, targets.size(1))
         total = F.ctc_loss(

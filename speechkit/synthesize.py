@@ -36,7 +36,12 @@ format (rate, hop, bands): checked when they are put together.
     model.pt      the generator's state_dict (float32; no discriminator)
     meta.json     {speechkit_version, source, sha256: {file: hex}}
 
-or is :class:`GriffinLimVocoder` (``load_tts(model, "griffin-lim")``, ``--vocoder griffin-lim``):
+or is the decoder of a speechkit codec (:class:`CodecVocoder`: ``--vocoder`` names a packed codec,
+a codec training directory or checkpoint) for an acoustic model trained on that codec's codes
+(the ``tts`` task's ``codec.model``): the model's predicted latent is quantised into codes by the
+codec's residual quantiser (``codes()`` gives them) and the codec decodes them; another codec, or
+a model trained on mels only, is refused. Or it
+is :class:`GriffinLimVocoder` (``load_tts(model, "griffin-lim")``, ``--vocoder griffin-lim``):
 no weights, the acoustic model's own mel format inverted by Griffin-Lim: synthesis before any
 vocoder is trained. On the phrasebook a vocoder trained for a CPU half-hour is already the more
 intelligible and 8x faster choice on the acoustic model's mels (egs/phrasebook/tts1/RESULTS.md).
@@ -78,6 +83,7 @@ from speechkit.tts.text import TextError, phonemize, split_sentences
 __all__ = [
     "GRIFFIN_LIM",
     "TTS",
+    "CodecVocoder",
     "GriffinLimVocoder",
     "Item",
     "SynthesisError",
@@ -174,10 +180,70 @@ def _vocoder_from_packed(directory: Path) -> tuple[Vocoder, TTSMelConfig]:
     return model, TTSMelConfig(**config["mel"])
 
 
+class CodecVocoder(torch.nn.Module):
+    """A speechkit codec's decoder behind the vocoder interface (``cfg``, ``vocode``), for an
+    acoustic model that predicts the codec's latent (module docstring). ``input = "latent"``
+    tells :class:`TTS` to hand it the latent, not the mel. ``n_q``: codebooks the latent is
+    quantised to (None: the acoustic model's, set by :class:`TTS`, else all); ``quantize=False``
+    decodes the predicted latent as it is, without snapping it to codes."""
+
+    input = "latent"
+
+    def __init__(self, codec, n_q: int | None = None, quantize: bool = True):
+        super().__init__()
+        from speechkit.tasks.tts import codebook_fingerprint
+
+        self.codec, self.quantize = codec, quantize
+        self.n_q = codec.n_quantizers(n_q=n_q)
+        self.n_q_chosen = n_q is not None
+        c = codec.cfg
+        self.cfg = _VocoderFormat(c.sample_rate, c.hop, c.rvq.dim)
+        self.fingerprint = codebook_fingerprint(codec.model.quantizer)
+        self.register_buffer("anchor", torch.zeros(0), persistent=False)
+
+    def codes(self, latent: Tensor) -> Tensor:
+        """(D, T) or (B, D, T) latent -> (B, n_q, T) int64 codes."""
+        z = latent[None] if latent.dim() == 2 else latent
+        return self.codec.model.quantizer.encode(z.float().to(self.codec.device), self.n_q)
+
+    @torch.no_grad()
+    def vocode(self, latent: Tensor) -> Tensor:
+        """(D, T) or (B, D, T) latent -> (T * hop,) or (B, T * hop) wave."""
+        single = latent.dim() == 2
+        if self.quantize:
+            wave = self.codec.decode(self.codes(latent))
+        else:
+            z = (latent[None] if single else latent).float().to(self.codec.device)
+            wave = self.codec.model.decoder(z).cpu()
+        return wave[0] if single else wave
+
+
+def _codec_source(path: Path) -> Path | None:
+    """The codec that ``path`` names (a packed codec directory, a codec training directory or
+    checkpoint) in the form ``speechkit.codec.load`` reads, or None when it is not a codec."""
+    try:
+        if path.is_dir() and (path / CONFIG_FILE).is_file() and (path / META_FILE).is_file():
+            config = yaml.safe_load((path / CONFIG_FILE).read_text()) or {}
+            return path if config.get("model_type") == "codec" else None
+        ckpt = path / _AVERAGED if path.is_dir() else path
+        if ckpt.is_file() and ckpt.suffix == ".pt":
+            task = (load_checkpoint(ckpt).get("config") or {}).get("task")
+            return ckpt if task == "codec" else None
+    except (OSError, yaml.YAMLError, RuntimeError, KeyError):
+        return None
+    return None
+
+
 def load_vocoder(path: str | Path, device: str = "cpu") -> tuple[Vocoder, TTSMelConfig]:
     """A vocoder (eval mode, on ``device``) and its mel format, from a packed directory, a
-    training directory (its ``model_avg.pt``) or a ``vocoder`` task checkpoint."""
+    training directory (its ``model_avg.pt``) or a ``vocoder`` task checkpoint; for a codec
+    (packed, training directory or checkpoint), a :class:`CodecVocoder` and None."""
     path = Path(path)
+    codec = _codec_source(path)
+    if codec is not None:
+        from speechkit import codec as codec_api
+
+        return CodecVocoder(codec_api.load(codec, device)).eval(), None
     if path.is_dir() and (path / CONFIG_FILE).is_file() and (path / META_FILE).is_file():
         model, mel = _vocoder_from_packed(path)
     elif path.is_dir() and (path / _AVERAGED).is_file():
@@ -195,6 +261,8 @@ def load_vocoder(path: str | Path, device: str = "cpu") -> tuple[Vocoder, TTSMel
 def pack_vocoder(source: str | Path, out_dir: str | Path) -> Path:
     """Packs a vocoder checkpoint or training directory into ``out_dir`` (module docstring)."""
     model, mel = load_vocoder(source)
+    if isinstance(model, CodecVocoder):
+        raise ValueError(f"{source} is a codec: pack it with `speechkit codec pack`")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / META_FILE).unlink(missing_ok=True)
@@ -254,7 +322,10 @@ class TTS:
                 "mel and a __call__(text, speaker, language) giving .mel)"
             )
         a, v = acoustic.mel, vocoder.cfg
-        if (a.sample_rate, a.hop_length, a.n_mels) != (v.sample_rate, v.hop, v.n_mels):
+        self.features = getattr(vocoder, "input", "mel")
+        if self.features == "latent":
+            _check_codec_pair(acoustic, vocoder)
+        elif (a.sample_rate, a.hop_length, a.n_mels) != (v.sample_rate, v.hop, v.n_mels):
             raise ValueError(
                 f"acoustic model and vocoder disagree on the mel format: acoustic (rate, hop, "
                 f"bands) {(a.sample_rate, a.hop_length, a.n_mels)}, vocoder "
@@ -301,8 +372,22 @@ class TTS:
     @torch.inference_mode()
     def chunk_mel(self, chunk: str, speaker: str, language: str) -> Tensor:
         """(n_mels, T) log-mel of one chunk; the acoustic model's refusals as SynthesisError."""
+        return self._say(chunk, speaker, language).mel
+
+    @torch.inference_mode()
+    def chunk_features(self, chunk: str, speaker: str, language: str) -> Tensor:
+        """What the vocoder reads for one chunk: the log-mel (n_mels, T), or the codec latent
+        (codec_dim, T) for a :class:`CodecVocoder`."""
+        return self.vocoder_input(self._say(chunk, speaker, language))
+
+    def vocoder_input(self, synthesis) -> Tensor:
+        """The part of the acoustic model's output that this vocoder reads (``.mel`` or
+        ``.latent``)."""
+        return synthesis.latent if self.features == "latent" else synthesis.mel
+
+    def _say(self, chunk: str, speaker: str, language: str):
         try:
-            return self.acoustic(chunk, speaker, language).mel
+            return self.acoustic(chunk, speaker, language)
         except TextError as e:
             raise SynthesisError(str(e)) from None
 
@@ -312,8 +397,9 @@ class TTS:
 
     @torch.inference_mode()
     def vocode(self, mel: Tensor) -> np.ndarray:
-        """(n_mels, T) log-mel -> (S,) float32 wave in [-1, 1]; S = T * hop for the neural
-        vocoder, (T - 1) * hop for Griffin-Lim."""
+        """(n_mels, T) log-mel (or the codec latent: :meth:`vocoder_input`) -> (S,) float32
+        wave in [-1, 1]; S = T * hop for the neural vocoder and the codec, (T - 1) * hop for
+        Griffin-Lim."""
         device = next(iter([*self.vocoder.parameters(), *self.vocoder.buffers()])).device
         wave = self.vocoder.vocode(mel.float().to(device)).cpu()
         return wave.clamp(-1.0, 1.0).numpy().astype(np.float32)
@@ -326,8 +412,32 @@ class TTS:
         for i, chunk in enumerate(self.check(text, speaker, language)):
             if i:
                 pieces.append(pause)
-            pieces.append(self.vocode(self.chunk_mel(chunk, speaker, language)))
+            pieces.append(self.vocode(self.chunk_features(chunk, speaker, language)))
         return np.concatenate(pieces), self.sample_rate
+
+
+def _check_codec_pair(acoustic, vocoder: CodecVocoder) -> None:
+    """A codec decodes only the latent of a model trained on its own codes; the vocoder
+    quantises to the model's codebooks unless it was given its own ``n_q``."""
+    codec = getattr(acoustic, "codec", None)
+    if not codec:
+        raise ValueError(
+            "this acoustic model predicts log-mel only; a codec can be its vocoder only when the "
+            "model was trained on that codec's codes (tts task, codec.model)"
+        )
+    if codec.get("sha256") and codec["sha256"] != vocoder.fingerprint:
+        raise ValueError(
+            f"the acoustic model was trained on the codes of another codec ({codec.get('model')}); "
+            "its latent means nothing to this one"
+        )
+    a, v = acoustic.mel, vocoder.cfg
+    if (a.sample_rate, a.hop_length) != (v.sample_rate, v.hop):
+        raise ValueError(
+            f"acoustic model (rate, hop) {(a.sample_rate, a.hop_length)} and codec "
+            f"{(v.sample_rate, v.hop)} disagree"
+        )
+    if codec.get("n_q") and not vocoder.n_q_chosen:
+        vocoder.n_q = min(int(codec["n_q"]), vocoder.codec.num_quantizers)
 
 
 def load_tts(

@@ -151,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
             notes.append(f"Piper skipped: not installed ({e})")
     if shutil.which("espeak-ng") is None:
         raise SystemExit("espeak-ng is not on PATH (tools/setup.sh installs it)")
+    if tts is None and getattr(vocoder, "input", "mel") != "mel":
+        raise SystemExit(
+            "--vocoder is a codec: it decodes a codec-target model's latent, give --model"
+        )
     if tts is None and piper is None:
         raise SystemExit("without --model the vocoder is timed on Piper's mels: needs Piper")
     sr = vocoder.cfg.sample_rate
@@ -161,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         for chunk in tts.check(text, args.speaker, args.language):  # (caches its phonemes)
             _, dt = _clock(phonemize.__wrapped__, chunk, args.language)  # uncached
             t["phonemiser"] += dt
-            mel, dt = _clock(tts.chunk_mel, chunk, args.speaker, args.language)
+            mel, dt = _clock(tts.chunk_features, chunk, args.speaker, args.language)
             t["acoustic"] += dt
             wave, dt = _clock(tts.vocode, mel)
             t["vocoder"] += dt

@@ -18,8 +18,9 @@
     speechkit synthesize --vocoder exp/vocoder --pack exp/vocoder/packed   # a packed vocoder
 
 ``--model``: the acoustic model (``speechkit.synthesize.load_acoustic``); ``--vocoder``: a
-vocoder training directory, checkpoint or packed directory, or ``griffin-lim`` (no trained
-vocoder). ``--cuts`` takes a cut manifest or a supervision manifest (text only); the
+vocoder training directory, checkpoint or packed directory, ``griffin-lim`` (no trained
+vocoder), or the codec whose codes a codec-target model was trained on (its decoder vocodes:
+``speechkit.synthesize.CodecVocoder``). ``--cuts`` takes a cut manifest or a supervision manifest (text only); the
 supervisions' custom fields (translations) are kept in the new corpus. A corpus is written as
 ``OUT/wavs/*.wav`` and ``OUT/{recordings,supervisions,cuts}_<name>.jsonl.gz``; items that cannot
 be said are skipped, counted and listed in ``OUT/failed_<name>.jsonl`` (exit status 0 unless
@@ -58,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--vocoder",
         required=True,
-        help="vocoder: training dir, checkpoint, packed dir, or griffin-lim (no trained vocoder)",
+        help="vocoder: training dir, checkpoint, packed dir, griffin-lim (no trained vocoder), "
+        "or the codec of a codec-target model",
     )
     p.add_argument(
         "--speaker",
@@ -124,7 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     mode = _check_args(p, a)
     torch.set_num_threads(max(1, a.threads))
     if mode == "pack":
-        print(pack_vocoder(a.vocoder, a.pack))
+        try:
+            print(pack_vocoder(a.vocoder, a.pack))
+        except (FileNotFoundError, ValueError) as e:
+            print(f"speechkit synthesize: {e}", file=sys.stderr)
+            return 2
         return 0
     try:
         tts = load_tts(a.model, a.vocoder, a.device, max_chars=a.max_chars)

@@ -18,7 +18,8 @@ synthesis speakers, seconds), and prints the real-time factor of the acoustic mo
 vocoder separately (one CPU thread each, as measured). The vocoder is Griffin-Lim (no
 ``--vocoder``, or ``--vocoder griffin-lim``) unless ``--vocoder`` names a trained one
 (``speechkit.synthesize.load_vocoder``: a training directory, checkpoint or packed directory, on
-the model's mel format; egs/phrasebook/tts1/RESULTS.md compares the two). A text the model cannot
+the model's mel format; egs/phrasebook/tts1/RESULTS.md compares the two), or names the codec whose
+codes a model with codec targets was trained on (its decoder is then the vocoder). A text the model cannot
 say (a sound its training texts never had) is skipped, named, and listed in speed.json.
 
 Unlike ``speechkit synthesize`` (a lhotse corpus of waves), this
@@ -43,6 +44,7 @@ from tqdm import tqdm
 from speechkit.synthesize import (
     GRIFFIN_LIM,
     TTS,
+    CodecVocoder,
     GriffinLimVocoder,
     load_vocoder,
     voices_by_language,
@@ -81,6 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--vocoder", default="", help="a trained vocoder (default, or griffin-lim: Griffin-Lim)"
     )
+    p.add_argument(
+        "--codec-n-q",
+        type=_at_least(0),
+        default=0,
+        help="a codec vocoder: codebooks to quantise the latent to (default: the model's)",
+    )
+    p.add_argument(
+        "--codec-raw",
+        action="store_true",
+        help="a codec vocoder: decode the predicted latent as it is, not snapped to codes",
+    )
     p.add_argument("--threads", type=_at_least(1), default=1)
     return p
 
@@ -96,9 +109,14 @@ def main(argv: list[str] | None = None) -> int:
         # TTS(...) checks that the vocoder reads the frames the acoustic model writes.
         trained = args.vocoder not in ("", GRIFFIN_LIM)
         if trained:
-            tts = TTS(am, *load_vocoder(args.vocoder))
+            vocoder, mel = load_vocoder(args.vocoder)
         else:
-            tts = TTS(am, GriffinLimVocoder(am.mel, args.gl_iters))
+            vocoder, mel = GriffinLimVocoder(am.mel, args.gl_iters), None
+        if isinstance(vocoder, CodecVocoder):
+            vocoder = CodecVocoder(vocoder.codec, args.codec_n_q or None, not args.codec_raw)
+        elif args.codec_n_q or args.codec_raw:
+            raise ValueError("--codec-n-q and --codec-raw need a codec as --vocoder")
+        tts = TTS(am, vocoder, mel)
         cuts = [
             c
             for c in read_cuts(args.cuts)
@@ -107,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as e:
         p.error(str(e))
     vocoder = args.vocoder if trained else f"griffin-lim ({args.gl_iters} iterations)"
+    if isinstance(tts.vocoder, CodecVocoder):
+        codec_form = "latent as predicted" if args.codec_raw else f"{tts.vocoder.n_q} codebooks"
+        vocoder_detail = f"codec decoder, {codec_form}"
+    else:
+        vocoder_detail = ""
     by_lang = voices_by_language(am.speakers)
     # A cut whose speaker the model lacks is said by a voice whose id starts "<language>-".
     unseen = {
@@ -144,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipped {cut.id}: {e}")
             continue
         t1 = time.perf_counter()
-        wave = tts.vocode(syn.mel)
+        wave = tts.vocode(tts.vocoder_input(syn))
         t2 = time.perf_counter()
         am_seconds, voc_seconds = am_seconds + t1 - t0, voc_seconds + t2 - t1
         audio_seconds += len(wave) / am.mel.sample_rate
@@ -170,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         "rtf_acoustic": round(am_seconds / audio_seconds, 4),
         "rtf_vocoder" if trained else "rtf_griffin_lim": round(voc_seconds / audio_seconds, 4),
         "vocoder": vocoder,
+        **({"vocoder_detail": vocoder_detail} if vocoder_detail else {}),
         "threads": args.threads,
         "skipped": skipped,
     }

@@ -10,7 +10,15 @@ Batch layout (``TTSDataset``)::
     mel_lens      int64   (B,)       valid frames, num_frames(samples)
     pitch         float32 (B, T)     log2(F0 / 120 Hz) per frame (YIN), 0 where unvoiced
     voiced        bool    (B, T)     frames whose pitch counts
+    codes         int64   (B, Q, T)  codec codes of each frame (only with ``codes: true``;
+                                     0 past a row's length)
     cut_ids       list[str] (B)
+
+With ``codes: true`` (a TTS model whose targets are codec codes, ``speechkit.tasks.tts``) every
+cut must carry codes from ``speechkit codec encode --cuts`` (``cut.custom["codec_codes"]``,
+(Q, frames), the codec's hop): the mel must have the same hop (both frame ``t`` centred on
+sample ``t * hop``), and every row is cut to the shorter of the two, which differ by at most
+the one frame that the mel centres past the last sample.
 
 A cut's phonemes are its supervision's ``custom["phonemes"]`` (a list of phoneme strings,
 written by ``speechkit.bin.prepare_tts``), else they are computed from its text with espeak-ng.
@@ -56,6 +64,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+CODES_KEY = "codec_codes"  # where ``speechkit codec encode --cuts`` stores a cut's codes
 PITCH_REFERENCE_HZ = 120.0  # pitch unit: octaves above this
 
 
@@ -64,7 +73,7 @@ class TTSDataConfig:
     """batch_size: cuts per batch. f0_min/f0_max: YIN search range (Hz). voiced_db: voicing
     threshold below the loudest frame; min_periodicity: least normalised autocorrelation at
     the F0 period of a voiced frame, 0 = no periodicity test (module docstring). num_workers:
-    DataLoader workers."""
+    DataLoader workers. codes: add each cut's codec codes (module docstring)."""
 
     batch_size: int = 16
     f0_min: float = 65.0
@@ -72,6 +81,7 @@ class TTSDataConfig:
     voiced_db: float = 30.0
     min_periodicity: float = 0.5
     num_workers: int = 0
+    codes: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.num_workers < 0:
@@ -156,12 +166,24 @@ class TTSDataset(Dataset):
         frames = num_frames(len(wave), self.mel)
         if frames < len(ids):
             raise _Skip("fewer frames than phonemes", f"cut {cut.id}: {frames} < {len(ids)}")
+        codes = None
+        if self.cfg.codes:
+            if not cut.has_custom(CODES_KEY):
+                raise _Skip(
+                    "no codec codes", f"cut {cut.id} has no {CODES_KEY} (speechkit codec encode)"
+                )
+            codes = torch.from_numpy(cut.load_custom(CODES_KEY).astype("int64"))  # (Q, T)
+            frames = min(frames, codes.size(1))
+            if frames < len(ids):
+                raise _Skip("fewer frames than phonemes", f"cut {cut.id}: {frames} < {len(ids)}")
+            codes = codes[:, :frames]
         pitch, voiced = frame_pitch(wave, self.mel, self.cfg)
         return {
             "ids": torch.tensor(ids),
-            "mel": mel_spectrogram(torch.from_numpy(wave), self.mel)[0],
+            "mel": mel_spectrogram(torch.from_numpy(wave), self.mel)[0][:, :frames],
             "pitch": torch.from_numpy(pitch[:frames]),
             "voiced": torch.from_numpy(voiced[:frames]),
+            "codes": codes,
             "speaker": self.speakers[sup.speaker],
             "language": self.languages[sup.language],
             "id": cut.id,
@@ -191,12 +213,19 @@ class TTSDataset(Dataset):
             "voiced": torch.zeros(b, t_max, dtype=torch.bool),
             "cut_ids": [r["id"] for r in rows],
         }
+        if self.cfg.codes:
+            q = {r["codes"].size(0) for r in rows}
+            if len(q) > 1:
+                raise ValueError(f"cuts of one batch carry different numbers of codebooks: {q}")
+            batch["codes"] = torch.zeros(b, q.pop(), t_max, dtype=torch.int64)
         for i, r in enumerate(rows):
             n, t = r["ids"].numel(), r["mel"].size(1)
             batch["phonemes"][i, :n] = r["ids"]
             batch["mel"][i, :, :t] = r["mel"]
             batch["pitch"][i, :t] = r["pitch"]
             batch["voiced"][i, :t] = r["voiced"]
+            if self.cfg.codes:
+                batch["codes"][i, :, :t] = r["codes"]
         return batch
 
 

@@ -8,6 +8,16 @@ The parts, in the order data flows through them::
         pitch and energy (targets in training, predictions at inference) embedded and added
     h ─ length regulator (repeat phoneme n for d_n frames) ─ (B, T, D)
     ─ decoder (FFT blocks) ─ linear ─ log-mel (B, n_mels, T)   (speechkit.tts.mel format)
+                           └ linear ─ codec latent (B, codec_dim, T)   (when codec_dim > 0)
+
+**Codec targets** (``codec_dim > 0``): a second head predicts, per frame, the latent of a
+speechkit codec (``speechkit.models.codec``), so that the codec's own decoder is the vocoder and
+the codes are the targets (NaturalSpeech 2's use of a codec, without its diffusion): the
+``tts`` task trains it against the sum of the codebook vectors of each frame's codes and with
+a cross-entropy over each codebook's codes, and at inference the residual quantiser turns the
+prediction back into codes. The mel head stays: the aligner reads the mel, energy is the
+mel's, and its loss keeps the decoder's states tied to the spectrum. The mel's hop must then
+be the codec's (one frame per code frame).
 
 **Durations without a teacher** (the aligner of RAD-TTS / JETS): phoneme embeddings and mel
 frames are projected by two small conv stacks; the soft alignment is a softmax over phonemes of
@@ -71,10 +81,13 @@ class FastSpeech2Config:
     predictor_kernel: int = 3
     aligner_channels: int = 80
     aligner_temperature: float = 0.05
+    codec_dim: int = 0  # latent width of the codec whose codes are targets; 0 = mel only
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} must be divisible by n_heads {self.n_heads}")
+        if self.codec_dim < 0:
+            raise ValueError(f"codec_dim must be >= 0, got {self.codec_dim}")
         if self.ffn_kernel % 2 == 0 or self.predictor_kernel % 2 == 0:
             raise ValueError("ffn_kernel and predictor_kernel must be odd (same-length convs)")
 
@@ -87,7 +100,8 @@ class TTSOutput:
     alignment in training, predicted at inference); log_duration_pred, pitch_pred,
     energy_pred (B, N); pitch_target, energy_target (B, N) (training only); frame_pitch (B, T)
     the pitch contour used, expanded to frames; align_logprob (B, T, N) soft alignment
-    (training only), forward_sum_loss and bin_loss scalars (training only)."""
+    (training only), forward_sum_loss and bin_loss scalars (training only); latent
+    (B, codec_dim, T) the predicted codec latent (models with ``codec_dim > 0``, else None)."""
 
     mel: Tensor
     mel_lens: Tensor
@@ -101,6 +115,7 @@ class TTSOutput:
     align_logprob: Tensor | None = None
     forward_sum_loss: Tensor | None = None
     bin_loss: Tensor | None = None
+    latent: Tensor | None = None
 
 
 # ---- alignment and length regulation (plain functions, tested alone) -------------------------
@@ -324,6 +339,7 @@ class FastSpeech2(nn.Module):
         self.decoder = nn.ModuleList(FFTBlock(cfg) for _ in range(cfg.decoder_layers))
         self.out_norm = nn.LayerNorm(d)
         self.mel_out = nn.Linear(d, cfg.n_mels)
+        self.latent_out = nn.Linear(d, cfg.codec_dim) if cfg.codec_dim else None
         nn.init.normal_(self.speaker.weight, std=0.1)
         nn.init.normal_(self.language.weight, std=0.1)
 
@@ -347,13 +363,23 @@ class FastSpeech2(nn.Module):
     def decode(self, h: Tensor, durations: Tensor, max_frames: int | None = None):
         """Length regulation and the decoder: (B, N, D), durations (B, N) -> mel (B, M, T),
         frame counts (B,)."""
+        mel, mel_lens, _ = self._decode(h, durations, max_frames)
+        return mel, mel_lens
+
+    def _decode(self, h: Tensor, durations: Tensor, max_frames: int | None = None):
+        """:meth:`decode` and the codec latent (B, codec_dim, T) (None without that head)."""
         x, mel_lens = length_regulate(h, durations, max_frames)
         mask = lengths_to_mask(mel_lens, x.size(1))
         x = self.positions(x) * mask.unsqueeze(-1)
         for block in self.decoder:
             x = block(x, mask)
-        mel = self.mel_out(self.out_norm(x)).transpose(1, 2)  # (B, M, T)
-        return mel * mask.unsqueeze(1), mel_lens
+        x = self.out_norm(x)
+        keep = mask.unsqueeze(1)
+        mel = self.mel_out(x).transpose(1, 2)  # (B, M, T)
+        latent = None
+        if self.latent_out is not None:
+            latent = self.latent_out(x).transpose(1, 2) * keep  # (B, codec_dim, T)
+        return mel * keep, mel_lens, latent
 
     def forward(
         self,
@@ -388,7 +414,7 @@ class FastSpeech2(nn.Module):
         pitch_pred = self.pitch(h, mask)
         energy_pred = self.energy(h, mask)
         h = self._embed_variances(h, pitch_target, energy_target, mask)
-        out_mel, out_lens = self.decode(h, durations, mel.size(2))
+        out_mel, out_lens, latent = self._decode(h, durations, mel.size(2))
         return TTSOutput(
             mel=out_mel,
             mel_lens=out_lens,
@@ -402,6 +428,7 @@ class FastSpeech2(nn.Module):
             align_logprob=logp,
             forward_sum_loss=fs_loss,
             bin_loss=bin_loss,
+            latent=latent,
         )
 
     @torch.no_grad()
@@ -422,7 +449,7 @@ class FastSpeech2(nn.Module):
         pitch = (self.pitch(h, mask) + pitch_shift) * mask
         energy = self.energy(h, mask)
         h = self._embed_variances(h, pitch, energy, mask)
-        mel, mel_lens = self.decode(h, durations)
+        mel, mel_lens, latent = self._decode(h, durations)
         frame_pitch, _ = length_regulate(pitch.unsqueeze(-1), durations, mel.size(2))
         return TTSOutput(
             mel=mel,
@@ -432,6 +459,7 @@ class FastSpeech2(nn.Module):
             pitch_pred=pitch,
             energy_pred=energy,
             frame_pitch=frame_pitch.squeeze(-1),
+            latent=latent,
         )
 
 

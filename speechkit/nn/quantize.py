@@ -234,7 +234,7 @@ class ResidualVQ(nn.Module):
         """Bits of one frame's codes with ``n_q`` codebooks (all by default)."""
         return (n_q or self.cfg.num_quantizers) * math.log2(self.cfg.codebook_size)
 
-    def _channels(self, i: int) -> slice:
+    def channels(self, i: int) -> slice:
         """The latent channels that quantiser ``i`` sees."""
         k = self.cfg.masked_quantizers
         if i >= k:
@@ -264,7 +264,7 @@ class ResidualVQ(nn.Module):
         quantized = torch.zeros_like(flat)
         codes, commit, first = [], flat.new_zeros(()), None
         for i in range(n_q):
-            ch = self._channels(i)
+            ch = self.channels(i)
             part = residual[:, ch]
             q, c = self.quantizers[i](part, valid)
             stage = torch.zeros_like(flat)
@@ -278,7 +278,7 @@ class ResidualVQ(nn.Module):
                 first = stage
         # Straight-through: the forward value is the quantised sum, the gradient that of flat.
         out = flat + (quantized - flat).detach()
-        first_st = _straight_through(flat, first, self._channels(0))
+        first_st = _straight_through(flat, first, self.channels(0))
         return RVQOutput(
             quantized=out.reshape(b, t, d).permute(0, 2, 1),
             codes=torch.stack(codes, dim=1).reshape(b, t, n_q).permute(0, 2, 1),
@@ -305,7 +305,7 @@ class ResidualVQ(nn.Module):
             raise ValueError(f"codes must lie in [0, {self.cfg.codebook_size}); got values outside")
         out = self.quantizers[0].codebook.new_zeros(b, t, self.cfg.dim)
         for i in range(n):
-            out[..., self._channels(i)] += self.quantizers[i].lookup(codes[:, i])
+            out[..., self.channels(i)] += self.quantizers[i].lookup(codes[:, i])
         return out.permute(0, 2, 1)
 
 

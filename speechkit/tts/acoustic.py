@@ -5,6 +5,8 @@
     out.mel          # (n_mels, T) log-mel in the speechkit.tts.mel format (am.mel)
     out.pitch        # (T,) predicted pitch contour, octaves re 120 Hz
     wave = griffin_lim(out.mel, am.mel)   # or a trained vocoder
+    out.latent       # (codec_dim, T) codec latent, for a model trained on codec codes
+                     # (speechkit.synthesize.CodecVocoder turns it into codes and a wave)
 
 Long text is cut into sentence chunks (``speechkit.tts.text.split_sentences``), synthesised as
 one batch, and joined with ``gap_seconds`` of silence. Errors, raised before any synthesis:
@@ -32,22 +34,34 @@ __all__ = ["AcousticModel", "Synthesis"]
 @dataclass
 class Synthesis:
     """mel (M, T) log-mel; pitch (T,) octaves re 120 Hz (predicted); durations: per chunk,
-    (N_i,) frames per phoneme; phonemes: per chunk, the phoneme strings spoken."""
+    (N_i,) frames per phoneme; phonemes: per chunk, the phoneme strings spoken; latent
+    (codec_dim, T): the predicted codec latent of a model with codec targets, else None (the
+    pause between chunks repeats each chunk's last frame, which is the trailing silence the
+    training cuts end with)."""
 
     mel: Tensor
     pitch: Tensor
     durations: list[Tensor]
     phonemes: list[str]
+    latent: Tensor | None = None
 
 
 class AcousticModel:
     """A trained FastSpeech 2 with its vocabulary and mel format (module docstring)."""
 
     def __init__(
-        self, model: FastSpeech2, mel: TTSMelConfig, device: str = "cpu", data: dict | None = None
+        self,
+        model: FastSpeech2,
+        mel: TTSMelConfig,
+        device: str = "cpu",
+        data: dict | None = None,
+        codec: dict | None = None,
     ):
         self.model = model.to(device).eval()
         self.mel = mel
+        # the training run's ``codec`` section ({model, n_q, sha256}) when the targets were
+        # codec codes, else None
+        self.codec = dict(codec) if codec and codec.get("model") else None
         # the training run's ``data`` section (pitch extraction settings), as stored
         self.data = dict(data or {})
         self.device = torch.device(device)
@@ -66,7 +80,7 @@ class AcousticModel:
         model = FastSpeech2(from_dict(FastSpeech2Config, cfg["model"], str(path)))
         model.load_state_dict(ckpt["model"])
         mel = from_dict(TTSMelConfig, cfg["mel"], str(path))
-        return cls(model, mel, device, cfg.get("data"))
+        return cls(model, mel, device, cfg.get("data"), cfg.get("codec"))
 
     @property
     def speakers(self) -> list[str]:
@@ -116,7 +130,7 @@ class AcousticModel:
             pace=pace,
         )
         gap = round(gap_seconds / self.mel.frame_seconds)
-        mels, pitches = [], []
+        mels, pitches, latents = [], [], []
         for row in range(k):
             t = int(out.mel_lens[row])
             if row:
@@ -124,11 +138,17 @@ class AcousticModel:
                     torch.full((self.mel.n_mels, gap), self.mel.silence, device=self.device)
                 )
                 pitches.append(torch.zeros(gap, device=self.device))
+                if out.latent is not None:
+                    last = out.latent[row - 1, :, int(out.mel_lens[row - 1]) - 1]
+                    latents.append(last[:, None].expand(-1, gap))
             mels.append(out.mel[row, :, :t])
             pitches.append(out.frame_pitch[row, :t])
+            if out.latent is not None:
+                latents.append(out.latent[row, :, :t])
         return Synthesis(
             mel=torch.cat(mels, 1).cpu(),
             pitch=torch.cat(pitches).cpu(),
             durations=[out.durations[r, : int(n[r])].cpu() for r in range(k)],
             phonemes=["".join(p) for p in phones],
+            latent=torch.cat(latents, 1).cpu() if latents else None,
         )

@@ -3,7 +3,9 @@ CPU: corpus -> phonemes and vocabulary -> FastSpeech 2 and a vocoder -> the acou
 teacher-forced mels and the vocoder fine-tuned on them -> synthesis through it -> synthesised
 novel sentences ->
 S2T without and with them (one seed) -> MCD/F0, speaker similarity, the baseline S2T model as a
-judge of all four languages, the augmentation table and the picture. Whisper judges are left out
+judge of all four languages, the augmentation table and the picture; then the opt-in codec
+stages 10-13 (a codec, the cuts in its codes, FastSpeech 2 with codec targets, synthesis through
+the codec's decoder, scored). Whisper judges are left out
 (--whisper "" --judges ""): tests/bin/test_tts_score.py covers their plumbing. The figures are
 RESULTS.md's business; this checks that the stages fit together."""
 
@@ -26,6 +28,12 @@ AM = (
 # The same vocoder size in stage 4 and its fine-tuning (stage 5 loads stage 4's weights).
 VOCODER = (
     "model.dim=16 model.layers=1 data.segment_seconds=0.128 data.batch_size=2 "
+    "trainer.max_steps=2 trainer.max_minutes=0 trainer.valid_every_steps=0"
+)
+CODEC = (
+    "model.spectral.dim=16 model.spectral.enc_layers=1 model.spectral.dec_layers=1 "
+    "model.rvq.dim=8 model.rvq.num_quantizers=2 model.rvq.codebook_size=16 "
+    "model.rvq.kmeans_iters=1 data.batch_size=2 "
     "trainer.max_steps=2 trainer.max_minutes=0 trainer.valid_every_steps=0"
 )
 S2T = (
@@ -78,3 +86,16 @@ def test_every_stage_produces_its_output(tmp_path):
     table = (tmp_path / "RESULTS.md").read_text()
     assert "## S2T with and without synthesised novel sentences (test_novel)" in table
     assert "| asr_eng |" in table and "baseline: added" in table
+
+    codec_cmd = [*cmd, "--stage", "10", "--stop_stage", "13", "--codec_args", f"--set {CODEC}",
+                 "--am_codec_args", f"--set {AM}"]  # fmt: skip
+    proc = subprocess.run(codec_cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    coded = CutSet.from_file(tmp_path / "tts" / "codes_train" / "cuts.jsonl.gz")
+    assert len(coded) == len(train) and all(c.has_custom("codec_codes") for c in coded)
+    am = tmp_path / "exp" / "fs2_codec"
+    for part in ("synth_valid", "synth_test"):
+        scores = json.loads((am / part / "scores.json").read_text())
+        assert scores["utterances"] > 0 and scores["judges"]["s2t_base_s42"]["all"]["utterances"]
+        speed = json.loads((am / part / "speed.json").read_text())
+        assert speed["vocoder"] == str(tmp_path / "exp" / "codec" / "packed")

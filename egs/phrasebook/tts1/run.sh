@@ -19,6 +19,13 @@
 #         decoded on test_novel, 9 scoring and the mel/pitch picture (speechkit.bin.tts_score
 #         with the Whisper models and the baseline S2T model as judges, speechkit bench
 #         tts-augment, speechkit.bin.tts_plot).
+# Codec stages (opt-in: ./run.sh --stage 10 --stop_stage 13, after stages 1-2; stage 8's S2T
+#         model is a judge in stage 13 where it exists): the codec's
+#         decoder as the vocoder, codes as the targets. 10 a speechkit codec trained on the TTS
+#         cuts (conf/codec/spectral_cpu.yaml, no distillation) and packed, 11 the training and
+#         held-out cuts encoded into its codes (speechkit codec encode --cuts), 12 FastSpeech 2
+#         with codec targets (conf/tts/phrasebook_fs2_codec_cpu.yaml), 13 synthesis of the
+#         held-out cuts and the test texts through the codec, scored like stage 9.
 set -euo pipefail
 cd "$(dirname "$0")"
 . ./path.sh
@@ -51,6 +58,10 @@ synth_vocoder=""    # the vocoder of stages 6-7: "" = the one stage 5 fine-tunes
 am_args=""          # extra --set overrides for the acoustic model, e.g. "--set trainer.max_steps=50"
 vocoder_args=""     # ... for the vocoder
 gta_args=""         # ... for its fine-tuning on the acoustic model's mels (stage 5)
+codec_config=../../../conf/codec/spectral_cpu.yaml       # stage 10
+am_codec_config=../../../conf/tts/phrasebook_fs2_codec_cpu.yaml  # stage 12
+codec_args=""       # extra --set overrides for the codec (stage 10)
+am_codec_args=""    # ... for the acoustic model with codec targets (stage 12)
 
 . "$SPEECHKIT_ROOT/tools/parse_options.sh" "$@"
 
@@ -165,5 +176,43 @@ if [ $stage -le 9 ] && [ $stop_stage -ge 9 ]; then
     --arm baseline $(for s in $aug_seeds; do echo $exp/s2t_base_s$s/decode_test_novel; done) \
     --arm augmented $(for s in $aug_seeds; do echo $exp/s2t_aug_s$s/decode_test_novel; done) \
     --results-md $results --title "S2T with and without synthesised novel sentences (test_novel)"
+fi
+
+codec=$exp/codec
+am_codec=$exp/fs2_codec
+if [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
+  log "stage 10: train the codec $codec on the TTS cuts and pack it"
+  python -m speechkit.bin.train --config $codec_config --train-cuts $data/cuts_train.jsonl.gz \
+    --dev-cuts $data/cuts_valid.jsonl.gz --out $codec --resume --set distill.enabled=false $codec_args
+  python -m speechkit.bin.codec pack --checkpoint $codec/model_avg.pt --out $codec/packed
+fi
+
+if [ $stage -le 11 ] && [ $stop_stage -ge 11 ]; then
+  log "stage 11: the training and held-out cuts in $codec's codes (every codebook) -> $data/codes_*"
+  for part in train valid; do
+    python -m speechkit.bin.codec encode --model $codec/packed --cuts $data/cuts_$part.jsonl.gz \
+      --out $data/codes_$part
+  done
+fi
+
+if [ $stage -le 12 ] && [ $stop_stage -ge 12 ]; then
+  log "stage 12: train the acoustic model with codec targets $am_codec"
+  python -m speechkit.bin.train --config $am_codec_config --tokenizer $data \
+    --train-cuts $data/codes_train/cuts.jsonl.gz --dev-cuts $data/codes_valid/cuts.jsonl.gz \
+    --out $am_codec --resume --set codec.model=$codec/packed $am_codec_args
+fi
+
+if [ $stage -le 13 ] && [ $stop_stage -ge 13 ]; then
+  log "stage 13: synthesis through the codec's decoder, scored as in stage 9"
+  python -m speechkit.bin.tts_synthesize --model $am_codec/model_avg.pt --vocoder $codec/packed \
+    --cuts $data/cuts_valid.jsonl.gz --out $am_codec/synth_valid
+  python -m speechkit.bin.tts_synthesize --model $am_codec/model_avg.pt --vocoder $codec/packed \
+    --cuts $data/cuts_test.jsonl.gz --out $am_codec/synth_test --limit $limit
+  s2t_judge=$exp/s2t_base_s$first_seed/model_avg.pt  # (stage 8's; left out when absent)
+  [ -f $s2t_judge ] || s2t_judge=""
+  for part in valid test; do
+    python -m speechkit.bin.tts_score --synth $am_codec/synth_$part --whisper "$whisper" \
+      --judges $judges $s2t_judge
+  done
 fi
 log "done"

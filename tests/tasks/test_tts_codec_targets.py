@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from lhotse import CutSet, Recording, SupervisionSegment
 
 from speechkit import codec as codec_api
 from speechkit.bin.codec import main as codec_main
@@ -23,10 +24,10 @@ from speechkit.synthesize import CodecVocoder, load_tts, load_vocoder
 from speechkit.tasks import get_task
 from speechkit.tasks.base import TaskInputs
 from speechkit.tasks.tts import codec_losses
-from speechkit.tts.text import PhonemeVocab, phonemize
 
-TEXTS = [("eng", "Hello there."), ("eng", "Good morning?"), ("deu", "Guten Tag."),
-         ("deu", "Danke schön!")]  # fmt: skip
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tts_cuts import write_tone_corpus  # noqa: E402
+
 YAML = """
 task: tts
 mel: {sample_rate: 16000, n_fft: 1024, hop_length: 320, win_length: 1024, n_mels: 80}
@@ -58,20 +59,7 @@ def _codec(seed: int, out):
 def setup(tmp_path_factory):
     """Four one-second gliding tones with texts (two speakers, two languages), vocab.json, a
     packed codec, the cuts encoded by ``speechkit codec encode --cuts``, and the config."""
-    root = tmp_path_factory.mktemp("tts_codec")
-    cuts = []
-    for i, (lang, text) in enumerate(TEXTS):
-        t = np.arange(16000) / 16000
-        wave = 0.3 * np.sin(2 * math.pi * np.cumsum(140 + 40 * i + 60 * t) / 16000) * (t > 0.1)
-        sf.write(root / f"w{i}.flac", wave.astype(np.float32), 16000)
-        cut = Recording.from_file(root / f"w{i}.flac", recording_id=f"r{i}").to_cut()
-        cut.supervisions = [SupervisionSegment(f"s{i}", f"r{i}", 0.0, cut.duration, text=text,
-                                               language=lang, speaker=f"spk{i % 2}")]  # fmt: skip
-        cuts.append(cut)
-    CutSet.from_cuts(cuts).to_file(root / "cuts.jsonl.gz")
-    vocab = PhonemeVocab.build(phonemize(text, lang) for lang, text in TEXTS)
-    (root / "vocab.json").write_text(json.dumps(
-        {"phonemes": vocab.phonemes, "speakers": ["spk0", "spk1"], "languages": ["deu", "eng"]}))  # fmt: skip
+    root = write_tone_corpus(tmp_path_factory.mktemp("tts_codec"))
     codec = _codec(0, root / "codec")
     argv = ["encode", "--model", str(codec), "--cuts", str(root / "cuts.jsonl.gz"),
             "--out", str(root / "coded")]  # fmt: skip
@@ -125,9 +113,9 @@ def test_codes_sit_on_the_mel_frames(setup):
     assert torch.equal(batch["codes"][2], codec.encode(wave)[0])
 
 
-def test_latent_and_code_losses():
+def test_latent_and_code_losses(tmp_path):
     torch.manual_seed(0)
-    rvq = codec_api.load(_codec(1, _tmp() / "c")).model.quantizer
+    rvq = codec_api.load(_codec(1, tmp_path / "c")).model.quantizer
     codes = torch.randint(0, 64, (2, 4, 7))
     lens = torch.tensor([7, 5])
     exact = rvq.decode(codes)
@@ -142,13 +130,6 @@ def test_latent_and_code_losses():
     spoilt = exact.clone()
     spoilt[1, :, 5:] += 100.0
     assert codec_losses(spoilt, codes, lens, rvq)["latent"].item() < 1e-6
-
-
-def _tmp():
-    import tempfile
-    from pathlib import Path
-
-    return Path(tempfile.mkdtemp(prefix="tts_codec_"))
 
 
 def test_training_steps_lower_the_latent_and_code_losses(setup):

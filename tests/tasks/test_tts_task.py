@@ -3,14 +3,11 @@ loss, and the checkpoint that AcousticModel synthesises from."""
 
 from __future__ import annotations
 
-import json
-import math
+import sys
+from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 import torch
-from lhotse import CutSet, Recording, SupervisionSegment
 
 from speechkit.bin.train import main as train_main
 from speechkit.config import ConfigError, from_dict, read_yaml
@@ -18,7 +15,10 @@ from speechkit.tasks import get_task
 from speechkit.tasks.base import TaskInputs
 from speechkit.tts.acoustic import AcousticModel
 from speechkit.tts.mel import griffin_lim
-from speechkit.tts.text import PhonemeVocab, TextError, phonemize
+from speechkit.tts.text import TextError
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tts_cuts import write_tone_corpus  # noqa: E402
 
 YAML = """
 task: tts
@@ -29,32 +29,12 @@ optim: {lr: 0.003, warmup_steps: 0, scheduler: constant}
 trainer: {max_epochs: 5, max_steps: 3, log_every_steps: 1, device: cpu, num_threads: 1,
           keep_checkpoints: 1, average_best: 1, amp: "off"}
 """
-TEXTS = [
-    ("eng", "Hello there."),
-    ("eng", "Good morning?"),
-    ("deu", "Guten Tag."),
-    ("deu", "Danke schön!"),
-]
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """Four cuts of gliding tones with texts, two speakers, two languages, and vocab.json."""
-    root = tmp_path_factory.mktemp("tts_task")
-    cuts = []
-    for i, (lang, text) in enumerate(TEXTS):
-        t = np.arange(16000) / 16000
-        f0 = 140 + 40 * i + 60 * t
-        wave = 0.3 * np.sin(2 * math.pi * np.cumsum(f0) / 16000) * (t > 0.1)
-        sf.write(root / f"w{i}.flac", wave.astype(np.float32), 16000)
-        cut = Recording.from_file(root / f"w{i}.flac", recording_id=f"r{i}").to_cut()
-        cut.supervisions = [SupervisionSegment(f"s{i}", f"r{i}", 0.0, cut.duration, text=text,
-                                               language=lang, speaker=f"spk{i % 2}")]  # fmt: skip
-        cuts.append(cut)
-    CutSet.from_cuts(cuts).to_file(root / "cuts.jsonl.gz")
-    vocab = PhonemeVocab.build(phonemize(text, lang) for lang, text in TEXTS)
-    (root / "vocab.json").write_text(json.dumps(
-        {"phonemes": vocab.phonemes, "speakers": ["spk0", "spk1"], "languages": ["deu", "eng"]}))  # fmt: skip
+    root = write_tone_corpus(tmp_path_factory.mktemp("tts_task"))
     (root / "tts.yaml").write_text(YAML)
     return root
 

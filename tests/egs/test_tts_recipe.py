@@ -88,7 +88,7 @@ def test_every_stage_produces_its_output(tmp_path):
     assert "| asr_eng |" in table and "baseline: added" in table
 
     codec_cmd = [*cmd, "--stage", "10", "--stop_stage", "13", "--codec_args", f"--set {CODEC}",
-                 "--am_codec_args", f"--set {AM}"]  # fmt: skip
+                 "--am_codec_args", f"--set {AM}", "--codec_png", str(tmp_path / "codec.png")]  # fmt: skip
     proc = subprocess.run(codec_cmd, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     coded = CutSet.from_file(tmp_path / "tts" / "codes_train" / "cuts.jsonl.gz")
@@ -99,3 +99,4 @@ def test_every_stage_produces_its_output(tmp_path):
         assert scores["utterances"] > 0 and scores["judges"]["s2t_base_s42"]["all"]["utterances"]
         speed = json.loads((am / part / "speed.json").read_text())
         assert speed["vocoder"] == str(tmp_path / "exp" / "codec" / "packed")
+    assert (tmp_path / "codec.png").read_bytes()[:4] == b"\x89PNG"

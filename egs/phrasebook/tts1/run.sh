@@ -25,7 +25,8 @@
 #         cuts (conf/codec/spectral_cpu.yaml, no distillation) and packed, 11 the training and
 #         held-out cuts encoded into its codes (speechkit codec encode --cuts), 12 FastSpeech 2
 #         with codec targets (conf/tts/phrasebook_fs2_codec_cpu.yaml), 13 synthesis of the
-#         held-out cuts and the test texts through the codec, scored like stage 9.
+#         held-out cuts and the test texts through the codec, scored like stage 9, and its
+#         picture (mels_codec.png).
 set -euo pipefail
 cd "$(dirname "$0")"
 . ./path.sh
@@ -62,6 +63,7 @@ codec_config=../../../conf/codec/spectral_cpu.yaml       # stage 10
 am_codec_config=../../../conf/tts/phrasebook_fs2_codec_cpu.yaml  # stage 12
 codec_args=""       # extra --set overrides for the codec (stage 10)
 am_codec_args=""    # ... for the acoustic model with codec targets (stage 12)
+codec_png=mels_codec.png  # stage 13's picture (as stage 9's, through the codec)
 
 . "$SPEECHKIT_ROOT/tools/parse_options.sh" "$@"
 
@@ -214,5 +216,6 @@ if [ $stage -le 13 ] && [ $stop_stage -ge 13 ]; then
     python -m speechkit.bin.tts_score --synth $am_codec/synth_$part --whisper "$whisper" \
       --judges $judges $s2t_judge
   done
+  python -m speechkit.bin.tts_plot --synth $am_codec/synth_valid --out $codec_png
 fi
 log "done"

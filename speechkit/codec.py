@@ -57,7 +57,7 @@ from speechkit.pretrained import (
     _verify,
 )
 
-__all__ = ["CodecFrontEnd", "CodecModel", "load", "pack", "save"]
+__all__ = ["CodecFrontEnd", "CodecModel", "from_checkpoint_dict", "load", "pack", "save"]
 
 logger = logging.getLogger(__name__)
 
@@ -272,7 +272,12 @@ def save(model: Codec, out_dir: str | Path, source: str = "") -> Path:
 
 
 def _from_checkpoint(path: Path) -> Codec:
-    ckpt = load_checkpoint(path)
+    return from_checkpoint_dict(load_checkpoint(path), path)
+
+
+def from_checkpoint_dict(ckpt: dict, path: str | Path) -> Codec:
+    """The codec of a codec-task checkpoint already in memory (``path``: where it came from,
+    for messages)."""
     config = ckpt.get("config") or {}
     if config.get("task") != MODEL_TYPE:
         raise PackedModelError(

@@ -154,8 +154,7 @@ class GriffinLimVocoder(torch.nn.Module):
         return wave[0] if single else wave
 
 
-def _vocoder_from_checkpoint(path: Path) -> tuple[Vocoder, TTSMelConfig]:
-    ckpt = load_checkpoint(path)
+def _vocoder_from_checkpoint(ckpt: dict, path: Path) -> tuple[Vocoder, TTSMelConfig]:
     config = ckpt.get("config") or {}
     if config.get("task") != VOCODER_TYPE:
         raise PackedModelError(
@@ -169,9 +168,8 @@ def _vocoder_from_checkpoint(path: Path) -> tuple[Vocoder, TTSMelConfig]:
     return model, mel
 
 
-def _vocoder_from_packed(directory: Path) -> tuple[Vocoder, TTSMelConfig]:
+def _vocoder_from_packed(directory: Path, config: dict) -> tuple[Vocoder, TTSMelConfig]:
     _verify(directory, VOCODER_FILES)
-    config = yaml.safe_load((directory / CONFIG_FILE).read_text()) or {}
     if config.get("model_type") != VOCODER_TYPE:
         raise PackedModelError(f"{directory}: not a packed vocoder ({config.get('model_type')!r})")
     model = Vocoder(from_dict(VocoderConfig, config["model"], source=str(directory)))
@@ -184,7 +182,7 @@ class CodecVocoder(torch.nn.Module):
     """A speechkit codec's decoder behind the vocoder interface (``cfg``, ``vocode``), for an
     acoustic model that predicts the codec's latent (module docstring). ``input = "latent"``
     tells :class:`TTS` to hand it the latent, not the mel. ``n_q``: codebooks the latent is
-    quantised to (None: the acoustic model's, set by :class:`TTS`, else all); ``quantize=False``
+    quantised to (None: the acoustic model's, which :class:`TTS` sets, else all); ``quantize=False``
     decodes the predicted latent as it is, without snapping it to codes."""
 
     input = "latent"
@@ -194,8 +192,7 @@ class CodecVocoder(torch.nn.Module):
         from speechkit.tasks.tts import codebook_fingerprint
 
         self.codec, self.quantize = codec, quantize
-        self.n_q = codec.n_quantizers(n_q=n_q)
-        self.n_q_chosen = n_q is not None
+        self.n_q = None if n_q is None else codec.n_quantizers(n_q=n_q)
         c = codec.cfg
         self.cfg = _VocoderFormat(c.sample_rate, c.hop, c.rvq.dim)
         self.fingerprint = codebook_fingerprint(codec.model.quantizer)
@@ -218,38 +215,27 @@ class CodecVocoder(torch.nn.Module):
         return wave[0] if single else wave
 
 
-def _codec_source(path: Path) -> Path | None:
-    """The codec that ``path`` names (a packed codec directory, a codec training directory or
-    checkpoint) in the form ``speechkit.codec.load`` reads, or None when it is not a codec."""
-    try:
-        if path.is_dir() and (path / CONFIG_FILE).is_file() and (path / META_FILE).is_file():
-            config = yaml.safe_load((path / CONFIG_FILE).read_text()) or {}
-            return path if config.get("model_type") == "codec" else None
-        ckpt = path / _AVERAGED if path.is_dir() else path
-        if ckpt.is_file() and ckpt.suffix == ".pt":
-            task = (load_checkpoint(ckpt).get("config") or {}).get("task")
-            return ckpt if task == "codec" else None
-    except (OSError, yaml.YAMLError, RuntimeError, KeyError):
-        return None
-    return None
-
-
 def load_vocoder(path: str | Path, device: str = "cpu") -> tuple[Vocoder, TTSMelConfig]:
     """A vocoder (eval mode, on ``device``) and its mel format, from a packed directory, a
     training directory (its ``model_avg.pt``) or a ``vocoder`` task checkpoint; for a codec
     (packed, training directory or checkpoint), a :class:`CodecVocoder` and None."""
-    path = Path(path)
-    codec = _codec_source(path)
-    if codec is not None:
-        from speechkit import codec as codec_api
+    from speechkit import codec as codec_api
 
-        return CodecVocoder(codec_api.load(codec, device)).eval(), None
+    path = Path(path)
     if path.is_dir() and (path / CONFIG_FILE).is_file() and (path / META_FILE).is_file():
-        model, mel = _vocoder_from_packed(path)
-    elif path.is_dir() and (path / _AVERAGED).is_file():
-        model, mel = _vocoder_from_checkpoint(path / _AVERAGED)
-    elif path.is_file():
-        model, mel = _vocoder_from_checkpoint(path)
+        config = yaml.safe_load((path / CONFIG_FILE).read_text()) or {}
+        if config.get("model_type") == codec_api.MODEL_TYPE:
+            return CodecVocoder(codec_api.load(path, device)).eval(), None
+        model, mel = _vocoder_from_packed(path, config)
+    elif path.is_dir() and (path / _AVERAGED).is_file() or path.is_file():
+        source = path / _AVERAGED if path.is_dir() else path
+        ckpt = load_checkpoint(source)
+        if (ckpt.get("config") or {}).get("task") == codec_api.MODEL_TYPE:
+            codec = codec_api.CodecModel(
+                codec_api.from_checkpoint_dict(ckpt, source), device=device
+            )
+            return CodecVocoder(codec).eval(), None
+        model, mel = _vocoder_from_checkpoint(ckpt, source)
     else:
         raise FileNotFoundError(
             f"no vocoder at {path}: expected a packed directory (config.yaml, model.pt, "
@@ -436,7 +422,7 @@ def _check_codec_pair(acoustic, vocoder: CodecVocoder) -> None:
             f"acoustic model (rate, hop) {(a.sample_rate, a.hop_length)} and codec "
             f"{(v.sample_rate, v.hop)} disagree"
         )
-    if codec.get("n_q") and not vocoder.n_q_chosen:
+    if vocoder.n_q is None and codec.get("n_q"):
         vocoder.n_q = min(int(codec["n_q"]), vocoder.codec.num_quantizers)
 
 

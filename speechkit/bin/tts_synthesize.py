@@ -113,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             vocoder, mel = GriffinLimVocoder(am.mel, args.gl_iters), None
         if isinstance(vocoder, CodecVocoder):
-            vocoder = CodecVocoder(vocoder.codec, args.codec_n_q or None, not args.codec_raw)
+            vocoder.quantize = not args.codec_raw
+            if args.codec_n_q:
+                vocoder.n_q = vocoder.codec.n_quantizers(n_q=args.codec_n_q)
         elif args.codec_n_q or args.codec_raw:
             raise ValueError("--codec-n-q and --codec-raw need a codec as --vocoder")
         tts = TTS(am, vocoder, mel)

@@ -159,24 +159,22 @@ class TTSDataset(Dataset):
             ids = self.vocab.encode(phones, context=f"of cut {cut.id} ")
         except TextError as e:
             raise _Skip("text not phonemised", str(e)) from e
+        if self.cfg.codes and not cut.has_custom(CODES_KEY):  # (before reading the audio)
+            raise _Skip(
+                "no codec codes", f"cut {cut.id} has no {CODES_KEY} (speechkit codec encode)"
+            )
         try:
             wave = load_audio(cut, self.mel.sample_rate)
         except AudioError as e:
             raise _Skip("unreadable audio", str(e)) from e
         frames = num_frames(len(wave), self.mel)
-        if frames < len(ids):
-            raise _Skip("fewer frames than phonemes", f"cut {cut.id}: {frames} < {len(ids)}")
         codes = None
         if self.cfg.codes:
-            if not cut.has_custom(CODES_KEY):
-                raise _Skip(
-                    "no codec codes", f"cut {cut.id} has no {CODES_KEY} (speechkit codec encode)"
-                )
             codes = torch.from_numpy(cut.load_custom(CODES_KEY).astype("int64"))  # (Q, T)
             frames = min(frames, codes.size(1))
-            if frames < len(ids):
-                raise _Skip("fewer frames than phonemes", f"cut {cut.id}: {frames} < {len(ids)}")
             codes = codes[:, :frames]
+        if frames < len(ids):
+            raise _Skip("fewer frames than phonemes", f"cut {cut.id}: {frames} < {len(ids)}")
         pitch, voiced = frame_pitch(wave, self.mel, self.cfg)
         return {
             "ids": torch.tensor(ids),

@@ -37,6 +37,7 @@ so frames line up with the reference); ``loss`` is the weighted sum.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -163,8 +164,6 @@ def tts_losses(
 def codebook_fingerprint(rvq) -> str:
     """sha256 (hex) of a residual quantiser's codebooks (``speechkit.nn.quantize.ResidualVQ``):
     what ties an acoustic model's latent to one codec."""
-    import hashlib
-
     h = hashlib.sha256()
     for q in rvq.quantizers:
         h.update(q.codebook.detach().float().cpu().contiguous().numpy().tobytes())

@@ -17,10 +17,11 @@ import torch
 from speechkit import codec as codec_api
 from speechkit.bin.codec import main as codec_main
 from speechkit.bin.train import main as train_main
-from speechkit.config import ConfigError, from_dict, read_yaml
+from speechkit.checkpoint import save_checkpoint
+from speechkit.config import ConfigError, from_dict, read_yaml, to_dict
 from speechkit.models.codec import Codec, CodecConfig, SpectralConfig
 from speechkit.nn.quantize import RVQConfig
-from speechkit.synthesize import CodecVocoder, load_tts, load_vocoder
+from speechkit.synthesize import TTS, CodecVocoder, load_tts, load_vocoder
 from speechkit.tasks import get_task
 from speechkit.tasks.base import TaskInputs
 from speechkit.tasks.tts import codec_losses
@@ -181,10 +182,17 @@ def test_train_then_synthesise_through_the_codec(setup, trained, tmp_path):
     # the codec's decoder without the quantiser, and fewer codebooks, decode too
     raw = CodecVocoder(codec_api.load(setup / "codec"), n_q=2, quantize=False)
     assert raw.vocode(syn.latent).shape == (syn.latent.shape[1] * 320,)
+    # the same codec as a training directory (codec-task checkpoint) is the same vocoder
+    weights = torch.load(setup / "codec" / "model.pt", weights_only=True)
+    state = {f"generator.{k}": v for k, v in weights.items()}
+    (tmp_path / "codec_run").mkdir()
+    config = {"task": "codec", "model": to_dict(codec_api.load(setup / "codec").cfg)}
+    save_checkpoint({"model": state, "config": config}, tmp_path / "codec_run" / "model_avg.pt")
+    from_run, mel = load_vocoder(tmp_path / "codec_run")
+    assert mel is None and from_run.fingerprint == tts.vocoder.fingerprint
+    assert TTS(tts.acoustic, from_run).vocoder.n_q == 4
     # another codec (other codebooks) is refused, and so is a mel-only model
     other, _ = load_vocoder(_codec(7, tmp_path / "other"))
-    from speechkit.synthesize import TTS
-
     with pytest.raises(ValueError, match="codes of another codec"):
         TTS(tts.acoustic, other)
     mel_only = load_tts(out, setup / "codec").acoustic

@@ -18,6 +18,12 @@ Arms (``--set`` overrides of the one config; ``EXP/<arm>/s<seed>``):
               LID posterior, and again with the oracle into ``decode_<test>_oracle``)
     dyn_all   + speaker, event and language
 
+``train --steps S --settle-steps N``: every arm gets S updates in all. With N > 0 a gated arm
+trains in two phases: gated fine-tuning for S - N updates into ``<run>/search``, then N updates
+of ``prune.settle`` from its ``model_avg.pt`` into ``<run>`` (the weights under the frozen
+predictor's own gates, ``speechkit/tasks/prune.py``); the full arm trains its S updates at once.
+Without ``--steps`` the config's ``trainer.max_steps`` holds (and N must be 0).
+
 ``decode``: ``speechkit decode`` of every test manifest (``--budget`` for the gated arms;
 beam ``--beam``) into ``<run>/decode_<test>``, then ``speechkit score``. ``bench``: ``speechkit
 bench prune`` of each gated arm against the full arm of the same seed (interleaved), figures in
@@ -61,10 +67,21 @@ def _echo(module: str, argv: list[str]) -> None:
 
 
 def train(run: Path, arm: str, seed: int, args) -> None:
-    argv = ["--config", str(args.config), "--init", str(args.init), "--train-cuts",
+    settle = args.settle_steps if arm != "full" else 0
+    steps = [f"trainer.max_steps={args.steps - settle}"] if args.steps else []
+    if not settle:
+        _train(run, args.init, arm, seed, args, steps)
+        return
+    _train(run / "search", args.init, arm, seed, args, steps)
+    settled = ["prune.settle=true", f"trainer.max_steps={settle}"]
+    _train(run, run / "search" / "model_avg.pt", arm, seed, args, settled)
+
+
+def _train(run: Path, init: Path, arm: str, seed: int, args, extra: list[str]) -> None:
+    argv = ["--config", str(args.config), "--init", str(init), "--train-cuts",
             *map(str, args.train_cuts), "--dev-cuts", *map(str, args.dev_cuts), "--out", str(run),
             "--resume", "--set", *ARMS[arm], f"trainer.seed={seed}",
-            f"prune.contexts_dir={args.contexts}", *args.overrides]  # fmt: skip
+            f"prune.contexts_dir={args.contexts}", *args.overrides, *extra]  # fmt: skip
     _echo("speechkit.bin.train", argv)
     subprocess.run([sys.executable, "-m", "speechkit.bin.train", *argv], check=True)
 
@@ -139,6 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tag", default="",
                    help="suffix of the decode and bench outputs (e.g. _b0.4 for a second budget; "
                         "the full arm, which has no budget, keeps its untagged decodes)")  # fmt: skip
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=0,
+        help="train: updates per arm (0: the config's trainer.max_steps)",
+    )
+    p.add_argument("--settle-steps", type=int, default=0,
+                   help="train: the last N of a gated arm's --steps updates settle its weights "
+                        "under its frozen gates (prune.settle)")  # fmt: skip
     p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[])
     return p
 
@@ -152,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     if args.action == "train" and not (args.config and args.init and args.train_cuts):
         build_parser().error("train needs --config, --init and --train-cuts")
+    if args.settle_steps and not 0 < args.settle_steps < args.steps:
+        build_parser().error("--settle-steps N needs --steps S with 0 < N < S")
     if args.action in ("decode", "bench") and not args.test_cuts:
         build_parser().error(f"{args.action} needs --test-cuts")
     if args.action == "report":

@@ -19,7 +19,8 @@ one gate per utterance from :class:`~speechkit.nn.gates.GatePredictor`. Its inpu
   model serves several budgets chosen at decode time.
 
 Training (:meth:`forward`): straight-through Gumbel-softmax gates, hard 0/1 in the forward
-pass (in eval mode, the argmax); every module runs and is scaled by its gate. The returned ``kept`` (N,) is the
+pass (in eval mode, the argmax; with ``hard_gates`` set, the argmax in training too, so the
+weights train under exactly the gates decoding will use); every module runs and is scaled by its gate. The returned ``kept`` (N,) is the
 FLOP-weighted fraction of the gated modules' compute that ran, per decoder row, each module
 weighted by its analytic FLOPs at that utterance's lengths (``models/s2t_flops.py``); the task
 adds ``alpha * (|kept - budget| + (kept - budget)^2)`` to the loss.
@@ -123,6 +124,9 @@ class GatedS2TModel(S2TModel):
 
     def __init__(self, cfg: GatedS2TConfig):
         super().__init__(cfg)
+        # True: argmax gates in training as well (the prune task's settle phase); not a config
+        # field, as it changes how the model trains, not what it is.
+        self.hard_gates = False
         for layer in (*self.encoder.layers, *self.decoder.layers):
             layer.group_ffn_gates(cfg.gate_ffn_groups)
         enc_layer, dec_layer = self.encoder.layers[0], self.decoder.layers[0]
@@ -233,8 +237,8 @@ class GatedS2TModel(S2TModel):
 
     def _gates(self, logits: Tensor) -> Tensor:
         """(B, n, 2) logits -> (B, n) float gates: straight-through Gumbel samples in training,
-        the argmax in eval mode (validation sees what decoding will run)."""
-        if self.training:
+        the argmax in eval mode (validation sees what decoding will run) or with ``hard_gates``."""
+        if self.training and not self.hard_gates:
             return sample_gates(logits, self.cfg.gate_tau)
         return logits.argmax(-1).to(logits.dtype)
 

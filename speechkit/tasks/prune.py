@@ -25,6 +25,12 @@ itself, ungated and frozen: the gated model learns to say what the unpruned mode
 budget, encoder and decoder, not only the reference tokens. It costs one teacher forward pass
 per batch.
 
+``settle: true`` is a second phase after gated fine-tuning: ``--init`` is then a gated model
+of the same gate configuration (the first phase's ``model_avg.pt``), its predictor is frozen,
+the gates are its argmax in training as in decoding (no Gumbel noise), and the loss is the
+task's alone: the weights train for the gate patterns decoding will run, which the first
+phase only reaches in its last updates (its kept fraction falls toward the budget throughout).
+
 The three arms of the recipe are configs of this task: ``gate_mode: dynamic`` (per utterance,
 with or without contexts), ``static`` (the budget alone decides: the same gates for every
 utterance, exportable as a smaller model) and ``none`` (full fine-tuning, no gates).
@@ -71,6 +77,8 @@ logger = logging.getLogger(__name__)
 
 _S2T_FIELDS = {f.name for f in dataclasses.fields(S2TConfig)}
 _GATE_FIELDS = [f.name for f in dataclasses.fields(GatedS2TConfig) if f.name not in _S2T_FIELDS]
+# What a gated --init must share with the run for its predictor's weights to mean the same.
+_GATE_SHAPE = ("gate_mode", "gate_contexts", "gate_hidden", "gate_ffn_groups", "gate_input_norm")
 
 
 @dataclass
@@ -83,6 +91,7 @@ class PruneOptions:
     budget_max: float = 0.9
     valid_budget: float = 0.5
     distill: float = 0.0
+    settle: bool = False
 
     def __post_init__(self) -> None:
         for key in ("budget_min", "budget_max", "valid_budget"):
@@ -174,6 +183,7 @@ class PruneTask(BudgetSteps, S2TTask):
     # Not needed for the relaxed gates (every module runs in training), but a gated model with
     # ctc_weight 0 or a static predictor leaves parameters without gradients in some steps.
     find_unused_parameters = True
+    init_model_types = ("s2t", "gated_s2t")  # gated: a settle phase (prune.settle)
     teacher: nn.Module | None = None  # the frozen --init model when prune.distill > 0
 
     def __init__(self, cfg: PruneConfig, inputs: TaskInputs | None = None) -> None:
@@ -187,6 +197,7 @@ class PruneTask(BudgetSteps, S2TTask):
             inputs, overrides=[o for o in inputs.overrides if o not in gate_sets]
         )
         super().__init__(cfg, base_inputs)  # the s2t task: --init's model, tokenizer, features
+        self._check_init(gates, inputs.init)
         self.inputs = inputs
         self.stores = {
             kind: ContextStore.load(cfg.prune.contexts_dir, kind)
@@ -194,9 +205,33 @@ class PruneTask(BudgetSteps, S2TTask):
         }
         gates["context_dims"] = {kind: s.dim for kind, s in self.stores.items()}
         gates["languages"] = list(self.tokenizer.languages)
-        model = GatedS2TConfig(**to_dict(self.cfg.model), **gates)
+        s2t = {k: v for k, v in to_dict(self.cfg.model).items() if k in _S2T_FIELDS}
+        model = GatedS2TConfig(**s2t, **gates)
         self.cfg = dataclasses.replace(self.cfg, model=model)
         self._unknown_logged = 0
+
+    def _check_init(self, gates: dict, source: str) -> None:
+        """A gated ``--init`` (only for ``prune.settle``) must have the run's gate shape."""
+        init = self.pretrained.config
+        gated = isinstance(init, GatedS2TConfig) and init.gate_mode != "none"
+        if self.cfg.prune.settle and (not gated or gates["gate_mode"] == "none"):
+            raise ConfigError(
+                "prune.settle trains a gated model under its own gates: give a gated model "
+                f"(the first phase's model_avg.pt) as --init and a gated arm; --init {source} "
+                f"is {'gated' if gated else 'not gated'}, model.gate_mode is {gates['gate_mode']}"
+            )
+        if not isinstance(init, GatedS2TConfig):
+            return
+        if not self.cfg.prune.settle:
+            raise ConfigError(f"--init {source} is a gated model: only prune.settle continues one")
+        differ = {
+            k: (getattr(init, k), gates[k]) for k in _GATE_SHAPE if getattr(init, k) != gates[k]
+        }
+        if (init.gate_budget_gain > 0) != (gates["gate_budget_gain"] > 0):
+            differ["gate_budget_gain"] = (init.gate_budget_gain, gates["gate_budget_gain"])
+        if differ:
+            listed = ", ".join(f"{k}: {a!r} in --init, {b!r} here" for k, (a, b) in differ.items())
+            raise ConfigError(f"--init {source} has other gates than this run ({listed})")
 
     def build_model(self) -> nn.Module:
         model = GatedS2TModel(self.cfg.model)
@@ -211,6 +246,9 @@ class PruneTask(BudgetSteps, S2TTask):
                     f"--init weights do not fit: missing {missing}, extra {unexpected}"
                 )
             self.pretrained = None
+        if self.cfg.prune.settle:
+            model.hard_gates = True
+            model.predictor.requires_grad_(False)
         return model
 
     @staticmethod
@@ -252,7 +290,9 @@ class PruneTask(BudgetSteps, S2TTask):
         out = model(*inputs, target_utt=batch.get("target_utt"), keep_logits=distill,
                     gate_inputs=self._gate_inputs(batch, budget, device))  # fmt: skip
         if "kept" in out:  # a gated arm (gate_mode none, full fine-tuning, has no gates)
-            out = sparsity_objective(out, budget, self.cfg.prune.alpha)
+            # Settling: the frozen argmax gates take no gradient; kept is only logged.
+            alpha = 0.0 if self.cfg.prune.settle else self.cfg.prune.alpha
+            out = sparsity_objective(out, budget, alpha)
         if distill:
             self._distill(out, batch, inputs)
         if "kept" not in out:

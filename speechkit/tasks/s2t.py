@@ -19,6 +19,7 @@ import logging
 import math
 from collections.abc import Iterable
 from pathlib import Path
+from typing import ClassVar
 
 from lhotse import CutSet
 from torch import Tensor, nn
@@ -50,12 +51,17 @@ def load_init(init: str):
 
 
 def with_pretrained(
-    cfg: ExperimentConfig, pretrained, source: str, overrides: Iterable[str] = ()
+    cfg: ExperimentConfig,
+    pretrained,
+    source: str,
+    overrides: Iterable[str] = (),
+    model_types: tuple[str, ...] = ("s2t",),
 ) -> ExperimentConfig:
     """The pretrained model's config and features replace the YAML's (both are logged); the
     command line's ``model.*`` overrides then apply to the pretrained config (dropout, CTC
-    weight, attention backend; a changed shape fails when the weights are loaded)."""
-    if pretrained.model_type != "s2t":
+    weight, attention backend; a changed shape fails when the weights are loaded).
+    ``model_types``: the packed model types the task fine-tunes."""
+    if pretrained.model_type not in model_types:
         raise ConfigError(
             f"--init {source}: a {pretrained.model_type} model; the s2t task needs an s2t model "
             f"(for a {pretrained.model_type} model use a config with task: {pretrained.model_type})"
@@ -127,6 +133,7 @@ class S2TTask(Task):
     name = "s2t"
     config_class = ExperimentConfig
     model_type = "s2t"
+    init_model_types: ClassVar[tuple[str, ...]] = ("s2t",)  # what --init may be
 
     def __init__(self, cfg: ExperimentConfig, inputs: TaskInputs | None = None) -> None:
         inputs = inputs or TaskInputs()
@@ -137,7 +144,9 @@ class S2TTask(Task):
             if inputs.tokenizer:
                 logger.warning("--tokenizer %s ignored: --init brings its own", inputs.tokenizer)
             self.tokenizer = self.pretrained.tokenizer
-            cfg = with_pretrained(cfg, self.pretrained, inputs.init, inputs.overrides)
+            cfg = with_pretrained(
+                cfg, self.pretrained, inputs.init, inputs.overrides, self.init_model_types
+            )
         else:
             self.tokenizer = SentencePieceTokenizer.load(inputs.tokenizer)
         super().__init__(with_vocab(cfg, self.tokenizer, inputs.config_path), inputs)

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from speechkit.pretrained import load_pretrained
 
@@ -48,7 +49,8 @@ def recipe(tmp_path_factory):
     # arms need none)
     _run(EGS / "prune1" / "run.sh", "--data", str(data), "--exp", str(exp), "--base",
          str(base / "model_avg.pt"), "--results", str(tmp / "RESULTS.md"), "--arms",
-         "full,static,dyn,dyn_lang", "--seeds", "0", "--steps", "2", "--bench_utts", "3",
+         "full,static,dyn,dyn_lang", "--seeds", "0", "--steps", "3", "--settle", "1",
+         "--bench_utts", "3",
          "--beam", "2", "--stage", "5", "--prune_args", "data.num_workers=0",
          "--contexts", str(tmp / "contexts"))  # fmt: skip
     return tmp
@@ -72,6 +74,20 @@ def test_arms_decode_at_the_budget_and_report(recipe):
     # speaker picture
     assert "gates_dyn_event.png" in text and (recipe / "gates_dyn_event.png").is_file()
     assert not (recipe / "gates_dyn_speaker.png").exists()
+
+
+def test_gated_arms_search_then_settle_in_the_same_number_of_updates(recipe):
+    exp = recipe / "exp"
+
+    def config(run: Path) -> dict:
+        return yaml.safe_load((run / "config.yaml").read_text())
+
+    full = config(exp / "full" / "s0")
+    assert full["trainer"]["max_steps"] == 3 and not (exp / "full" / "s0" / "search").exists()
+    for arm in ("static", "dyn", "dyn_lang"):
+        search, settled = config(exp / arm / "s0" / "search"), config(exp / arm / "s0")
+        assert (search["trainer"]["max_steps"], settled["trainer"]["max_steps"]) == (2, 1), arm
+        assert not search["prune"]["settle"] and settled["prune"]["settle"], arm
 
 
 def test_static_arm_exports_a_plain_model(recipe):

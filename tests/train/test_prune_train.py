@@ -145,6 +145,54 @@ def pruned(tiny_corpus, base, tmp_path_factory):
     return out / "model_avg.pt"
 
 
+def test_settle_trains_the_weights_under_the_frozen_predictors_gates(tiny_corpus, base, pruned,
+                                                                     tmp_path):  # fmt: skip
+    out = tmp_path / "settle"
+    argv = _prune_argv(tiny_corpus, base, out, "prune.settle=true", "trainer.max_steps=2")
+    argv[argv.index("--init") + 1] = str(pruned)
+    assert _train(argv) == 0
+    with open(out / "train_log.csv") as f:
+        rows = list(csv.DictReader(f))
+    # no sparsity penalty (the frozen argmax gates take no gradient); kept is still logged
+    assert all(float(r["loss"]) == float(r["loss_task"]) for r in rows)
+    assert all(0.0 <= float(r["kept"]) <= 1.0 for r in rows)
+    before = load_pretrained(pruned).model.state_dict()
+    after = load_pretrained(out / "model_avg.pt").model.state_dict()
+    predictor = [k for k in before if k.startswith("predictor.")]
+    assert predictor and all(torch.equal(before[k], after[k]) for k in predictor)
+    assert not torch.equal(before["decoder.embed.weight"], after["decoder.embed.weight"])
+
+
+def test_hard_gates_are_the_argmax_in_training_too(pruned):
+    model = load_pretrained(pruned).model.train()
+    logits = torch.randn(4, 7, 2)
+    sampled = [model._gates(logits) for _ in range(8)]  # Gumbel noise: not always the argmax
+    argmax = logits.argmax(-1).float()
+    assert any(not torch.equal(g, argmax) for g in sampled)
+    model.hard_gates = True
+    assert all(torch.equal(model._gates(logits), argmax) for _ in range(3))
+
+
+@pytest.mark.parametrize(
+    ("init", "sets", "message"),
+    [
+        ("base", ["prune.settle=true"], "prune.settle trains a gated model"),
+        ("pruned", ["prune.settle=true", "model.gate_mode=none"], "prune.settle trains a gated"),
+        ("pruned", [], "only prune.settle continues one"),
+        ("pruned", ["prune.settle=true", "model.gate_hidden=8"], "gate_hidden: 16 in --init, 8"),
+        ("pruned", ["prune.settle=true", "model.gate_contexts=[speaker]"], "gate_contexts"),
+    ],
+)
+def test_settle_refuses_an_init_that_does_not_fit(tiny_corpus, base, pruned, tmp_path, capsys,
+                                                  init, sets, message):  # fmt: skip
+    argv = _prune_argv(tiny_corpus, base, tmp_path / "x", "trainer.max_steps=1", *sets)
+    if init == "pruned":
+        argv[argv.index("--init") + 1] = str(pruned)
+    with pytest.raises(SystemExit):
+        _train(argv)
+    assert message in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("language", ["lid", "oracle"])
 def test_decode_at_a_budget_writes_gflops_and_sparsity(tiny_corpus, base, pruned, tmp_path,
                                                        language):  # fmt: skip

@@ -5,6 +5,8 @@
 #   ./run.sh --stage 2 --stop_stage 3
 #   ./run.sh --base ../s2t1/exp/s2t_base/model_avg.pt   # reuse a base model: skips stage 4
 #   ./run.sh --stage 5 --arms full,static,dyn,dyn_lang --seeds 0 --steps 400   # a short run
+#   ./run.sh --stage 5 --steps 600 --settle 200   # gated arms: 400 updates of gated fine-tuning,
+#                                                 # then 200 under their own frozen gates
 # Stages 10-12 (not in the default run: --stage 10): the same gates on a zoo Whisper model's
 # decoder: 10 fine-tune the arms, 11 decode + score English at the budget, 12 speed (interleaved)
 # and what each gated arm keeps at budgets 0.1-1.0 (gates_whisper_<arm>.png).
@@ -43,6 +45,8 @@ prune_config=$conf/prune/phrasebook_prune.yaml
 arms=full,static,dyn,dyn_spk,dyn_evt,dyn_lang,dyn_all   # speechkit/bin/prune_arms.py
 seeds=0,1
 steps=600                 # updates per arm
+settle=0                  # > 0: the last N of a gated arm's updates settle its weights under its
+                          # frozen gates (prune.settle; speechkit/bin/prune_arms.py)
 budget=0.5                # fraction of the gated modules' FLOPs kept at decode time
 bench_utts=60             # utterances of the speed benchmark
 prune_args=""             # extra key=value overrides for every arm, e.g. "prune.alpha=4"
@@ -108,13 +112,13 @@ fi
 
 tests=($data/cuts_test_seen.jsonl.gz $data/cuts_test_novel.jsonl.gz)
 grid=(--exp $exp --arms $arms --seeds $seeds --budget $budget --contexts $contexts --threads 1)
-prune_repro="$repro --base $base_model --arms $arms --seeds $seeds --steps $steps --budget $budget --beam $beam${prune_args:+ --prune_args '$prune_args'}"
+prune_repro="$repro --base $base_model --arms $arms --seeds $seeds --steps $steps --settle $settle --budget $budget --beam $beam${prune_args:+ --prune_args '$prune_args'}"
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   log "stage 5: fine-tune the arms of $base_model ($arms; seeds $seeds; $steps updates each)"
   python -m speechkit.bin.prune_arms train "${grid[@]}" --config $prune_config --init $base_model \
     --train-cuts $data/cuts_train.jsonl.gz --dev-cuts $data/cuts_dev.jsonl.gz \
-    --set trainer.max_steps=$steps $prune_args
+    --steps $steps --settle-steps $settle ${prune_args:+--set $prune_args}
 fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then

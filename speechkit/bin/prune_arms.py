@@ -67,12 +67,13 @@ def _echo(module: str, argv: list[str]) -> None:
 
 
 def train(run: Path, arm: str, seed: int, args) -> None:
+    init = Path(str(args.init).format(seed=seed))
     settle = args.settle_steps if arm != "full" else 0
     steps = [f"trainer.max_steps={args.steps - settle}"] if args.steps else []
     if not settle:
-        _train(run, args.init, arm, seed, args, steps)
+        _train(run, init, arm, seed, args, steps)
         return
-    _train(run / "search", args.init, arm, seed, args, steps)
+    _train(run / "search", init, arm, seed, args, steps)
     settled = ["prune.settle=true", f"trainer.max_steps={settle}"]
     _train(run, run / "search" / "model_avg.pt", arm, seed, args, settled)
 
@@ -134,7 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="speechkit prune-arms", description=__doc__.split("\n")[0])
     p.add_argument("action", choices=("train", "decode", "bench", "report"))
     p.add_argument("--config", type=Path)
-    p.add_argument("--init", type=Path, help="the trained s2t base model")
+    p.add_argument("--init", type=Path,
+                   help="the trained s2t base model; {seed} in it is the arm's seed (e.g. "
+                        "exp/full/s{seed}/model_avg.pt: gate each seed's full fine-tune)")  # fmt: skip
     p.add_argument("--train-cuts", type=Path, nargs="+", default=[])
     p.add_argument("--dev-cuts", type=Path, nargs="+", default=[])
     p.add_argument("--test-cuts", type=Path, nargs="*", default=[])

@@ -23,7 +23,8 @@ next-token distributions averaged over target tokens, and of the CTC posteriors 
 encoder frames (the validation loss stays the task's). The teacher is the ``--init`` model
 itself, ungated and frozen: the gated model learns to say what the unpruned model says at every
 budget, encoder and decoder, not only the reference tokens. It costs one teacher forward pass
-per batch.
+per batch. ``teacher`` names another ungated s2t model with the same tokenizer as the teacher
+(e.g. the full fine-tune; required when ``--init`` is gated, as in a settle phase).
 
 ``settle: true`` is a second phase after gated fine-tuning: ``--init`` is then a gated model
 of the same gate configuration (the first phase's ``model_avg.pt``), its predictor is frozen,
@@ -60,7 +61,7 @@ from speechkit.nn.gates import check_budget
 from speechkit.nn.masks import lengths_to_mask
 from speechkit.tasks import register_task
 from speechkit.tasks.base import TaskInputs
-from speechkit.tasks.s2t import MODEL_INPUTS, S2TTask
+from speechkit.tasks.s2t import MODEL_INPUTS, S2TTask, load_init
 from speechkit.train.config import ExperimentConfig
 
 __all__ = [
@@ -91,6 +92,7 @@ class PruneOptions:
     budget_max: float = 0.9
     valid_budget: float = 0.5
     distill: float = 0.0
+    teacher: str = ""
     settle: bool = False
 
     def __post_init__(self) -> None:
@@ -198,6 +200,8 @@ class PruneTask(BudgetSteps, S2TTask):
         )
         super().__init__(cfg, base_inputs)  # the s2t task: --init's model, tokenizer, features
         self._check_init(gates, inputs.init)
+        if cfg.prune.distill > 0:  # checked here, so a bad teacher is an argument error
+            self.teacher = self._frozen_teacher(self._teacher_model())
         self.inputs = inputs
         self.stores = {
             kind: ContextStore.load(cfg.prune.contexts_dir, kind)
@@ -211,7 +215,8 @@ class PruneTask(BudgetSteps, S2TTask):
         self._unknown_logged = 0
 
     def _check_init(self, gates: dict, source: str) -> None:
-        """A gated ``--init`` (only for ``prune.settle``) must have the run's gate shape."""
+        """A gated ``--init`` (only for ``prune.settle``) must have the run's gate shape; an
+        ungated one (s2t, or this task's ``gate_mode: none``) starts any arm but settling."""
         init = self.pretrained.config
         gated = isinstance(init, GatedS2TConfig) and init.gate_mode != "none"
         if self.cfg.prune.settle and (not gated or gates["gate_mode"] == "none"):
@@ -220,7 +225,7 @@ class PruneTask(BudgetSteps, S2TTask):
                 f"(the first phase's model_avg.pt) as --init and a gated arm; --init {source} "
                 f"is {'gated' if gated else 'not gated'}, model.gate_mode is {gates['gate_mode']}"
             )
-        if not isinstance(init, GatedS2TConfig):
+        if not gated:  # an s2t model, or a full fine-tune of this task (gate_mode none)
             return
         if not self.cfg.prune.settle:
             raise ConfigError(f"--init {source} is a gated model: only prune.settle continues one")
@@ -236,8 +241,6 @@ class PruneTask(BudgetSteps, S2TTask):
     def build_model(self) -> nn.Module:
         model = GatedS2TModel(self.cfg.model)
         if self.pretrained is not None:
-            if self.cfg.prune.distill > 0:
-                self.teacher = self._frozen_teacher(self.pretrained.model)
             missing, unexpected = model.load_state_dict(
                 self.pretrained.model.state_dict(), strict=False
             )
@@ -251,10 +254,27 @@ class PruneTask(BudgetSteps, S2TTask):
             model.predictor.requires_grad_(False)
         return model
 
+    def _teacher_model(self) -> nn.Module:
+        """``prune.teacher`` when given (its tokenizer must be the run's), else ``--init``."""
+        source = self.cfg.prune.teacher
+        if not source:
+            return self.pretrained.model
+        teacher = load_init(source)
+
+        def tokens(tok) -> list[str]:
+            return [tok.id_to_token(i) for i in range(tok.vocab_size)]
+
+        if tokens(teacher.tokenizer) != tokens(self.tokenizer):
+            raise ConfigError(f"prune.teacher {source}: another tokenizer than --init's")
+        return teacher.model
+
     @staticmethod
     def _frozen_teacher(model: nn.Module) -> nn.Module:
         if getattr(model, "predictor", None) is not None:
-            raise ConfigError("prune.distill: --init must be an ungated s2t model (the teacher)")
+            raise ConfigError(
+                "prune.distill: the teacher (prune.teacher, else --init) must be an ungated s2t "
+                "model"
+            )
         return model.eval().requires_grad_(False)
 
     def _distill(self, out: dict, batch: dict, inputs: list) -> None:

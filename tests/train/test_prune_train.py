@@ -84,6 +84,11 @@ def test_static_and_full_finetune_arms_are_configs_of_the_task(tiny_corpus, base
     with open(out / "train_log.csv") as f:
         row = next(csv.DictReader(f))
     assert ("kept" in row) == (mode == "static")
+    if mode == "none":  # the full fine-tune is an s2t model to gate (pruning after fine-tuning)
+        argv = _prune_argv(tiny_corpus, base, tmp_path / "gated", "trainer.max_steps=1")
+        argv[argv.index("--init") + 1] = str(out / "model_avg.pt")
+        assert _train(argv) == 0
+        assert load_pretrained(tmp_path / "gated" / "model_avg.pt").config.gate_mode == "dynamic"
 
 
 @pytest.mark.parametrize("mode", ["dynamic", "none"])
@@ -161,6 +166,26 @@ def test_settle_trains_the_weights_under_the_frozen_predictors_gates(tiny_corpus
     predictor = [k for k in before if k.startswith("predictor.")]
     assert predictor and all(torch.equal(before[k], after[k]) for k in predictor)
     assert not torch.equal(before["decoder.embed.weight"], after["decoder.embed.weight"])
+
+
+def test_settle_distils_from_a_named_teacher_and_refuses_a_gated_one(tiny_corpus, base, pruned,
+                                                                    tmp_path, capsys):  # fmt: skip
+    teacher = base / "s2t" / "model_avg.pt"
+
+    def argv(out, *sets):
+        a = _prune_argv(tiny_corpus, base, out, "prune.settle=true", "trainer.max_steps=2",
+                        "prune.distill=1.0", *sets)  # fmt: skip
+        a[a.index("--init") + 1] = str(pruned)
+        return a
+
+    assert _train(argv(tmp_path / "kd", f"prune.teacher={teacher}")) == 0
+    with open(tmp_path / "kd" / "train_log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert all(float(r["loss_kd"]) > 0 for r in rows)
+    for sets in ([], [f"prune.teacher={pruned}"]):  # --init (gated) or a gated teacher
+        with pytest.raises(SystemExit):
+            _train(argv(tmp_path / "bad", *sets))
+        assert "must be an ungated s2t model" in capsys.readouterr().err
 
 
 def test_hard_gates_are_the_argmax_in_training_too(pruned):

@@ -92,13 +92,16 @@ def decode(run: Path, arm: str, args) -> None:
     from speechkit.bin import score as score_bin
 
     model = run / "model_avg.pt"
-    tag = "" if arm == "full" else args.tag  # the full arm has no budget
+    from speechkit.bin.prune_report import ctc_suffix
+
+    tag = ("" if arm == "full" else args.tag) + ctc_suffix(args.ctc_weight)  # full: no budget
     variants = [("lid", "")] + ([("oracle", "_oracle")] if arm in LANGUAGE_ARMS else [])
     for test in args.test_cuts:
         for language, suffix in variants:
             out = run / f"decode_{test_name(test)}{tag}{suffix}"
             argv = ["--model", str(model), "--cuts", str(test), "--out", str(out),
-                    "--beam-size", str(args.beam), "--threads", str(args.threads)]  # fmt: skip
+                    "--beam-size", str(args.beam), "--threads", str(args.threads),
+                    "--ctc-weight", str(args.ctc_weight)]  # fmt: skip
             if arm != "full":
                 argv += ["--budget", str(args.budget), "--contexts", str(args.contexts),
                          "--language-context", language]  # fmt: skip
@@ -147,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="0")
     p.add_argument("--budget", type=float, default=0.5)
     p.add_argument("--beam", type=int, default=1)
+    p.add_argument("--ctc-weight", type=float, default=0.0,
+                   help="decode/report: joint CTC weight (> 0: outputs decode_<test>..._ctc<w>, "
+                        "the full arm's too)")  # fmt: skip
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--max-per-output", type=int, default=0, help="decode: cuts per output dir")
     p.add_argument("--max-utts", type=int, default=60, help="bench: utterances")
@@ -191,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         seen = [t for t in args.test_cuts if test_name(t) == "test_seen"]
         write_report(args.exp, arms, seeds, args.budget, args.results_md, args.command,
                      test_cuts=(seen or args.test_cuts or [None])[0], contexts=args.contexts,
-                     tag=args.tag, title=args.title)  # fmt: skip
+                     tag=args.tag, title=args.title, ctc_weight=args.ctc_weight)  # fmt: skip
         return 0
     for seed in seeds:
         for arm in arms:

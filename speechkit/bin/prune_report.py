@@ -231,14 +231,16 @@ def _grid_picture(cfg: dict, groups: dict[str, list[str]], title: str, out_png: 
 
 
 def gate_pictures(run: Path, out_dir: Path, arm: str, test_cuts: Path | None = None,
-                  contexts: Path | None = None, tag: str = "") -> list[str]:  # fmt: skip
+                  contexts: Path | None = None, tag: str = "",
+                  decoded: str | None = None) -> list[str]:  # fmt: skip
     """The keep rate of each gated module on test_seen, per spoken language
     (``gates_<arm>.png``), per background event (``gates_<arm>_event.png``, from the cuts'
     ``event`` in ``test_cuts``) and per speaker group (``gates_<arm>_speaker.png``, k-means of
-    the speaker vectors in ``contexts``). Returns the file names written."""
+    the speaker vectors in ``contexts``). ``tag`` names the pictures; they read the gates of
+    ``decode_test_seen<decoded>`` (default: ``tag``). Returns the file names written."""
     import yaml
 
-    per_lang = _test_seen_gates(run, tag)
+    per_lang = _test_seen_gates(run, tag if decoded is None else decoded)
     if not per_lang or not (run / "config.yaml").is_file():
         return []
     cfg = yaml.safe_load((run / "config.yaml").read_text())["model"]
@@ -261,13 +263,19 @@ def gate_pictures(run: Path, out_dir: Path, arm: str, test_cuts: Path | None = N
     return written
 
 
+def ctc_suffix(ctc_weight: float) -> str:
+    """The decode directories' suffix of a joint CTC weight (none for attention alone)."""
+    return f"_ctc{ctc_weight:g}" if ctc_weight > 0 else ""
+
+
 def write_report(exp: Path, arms: list[str], seeds: list[int], budget: float,
                  results_md: Path | None, command: str = "", test_cuts: Path | None = None,
                  contexts: Path | None = None, tag: str = "",
-                 title: str | None = None) -> list[str]:  # fmt: skip
+                 title: str | None = None, ctc_weight: float = 0.0) -> list[str]:  # fmt: skip
     """The table (and pictures beside ``results_md``, in a section ``title``); returns the
     markdown lines. ``tag``: the suffix of the decode and bench outputs to read
-    (``prune-arms decode --tag``); the full arm's are untagged."""
+    (``prune-arms decode --tag``); the full arm's are untagged. ``ctc_weight``: read the
+    decodes of that joint CTC weight (every arm's, :func:`ctc_suffix`)."""
     from speechkit.bin.prune_arms import LANGUAGE_ARMS
 
     header = ("| arm | seeds | WER eng seen | WER eng novel | en->X BLEU seen | en->X BLEU novel "
@@ -285,7 +293,7 @@ def write_report(exp: Path, arms: list[str], seeds: list[int], budget: float,
             per_seed = []
             for seed in seeds:
                 run = exp / arm / f"s{seed}"
-                decoded = f"{'' if arm == 'full' else tag}{suffix}"
+                decoded = f"{'' if arm == 'full' else tag}{ctc_suffix(ctc_weight)}{suffix}"
                 figures = {}
                 for test in ("test_seen", "test_novel"):
                     part = test.split("_")[1]
@@ -303,7 +311,8 @@ def write_report(exp: Path, arms: list[str], seeds: list[int], budget: float,
                 lines.append(_row(label, per_seed))
         run0 = exp / arm / f"s{seeds[0]}"
         if results_md is not None and arm != "full":
-            for png in gate_pictures(run0, results_md.parent, arm, test_cuts, contexts, tag):
+            for png in gate_pictures(run0, results_md.parent, arm, test_cuts, contexts, tag,
+                                     decoded=tag + ctc_suffix(ctc_weight)):  # fmt: skip
                 kind = next((k for k in ("event", "speaker") if png.endswith(f"_{k}.png")), "")
                 pictures.append(f"![gate usage of {arm} per {kind or 'language'}]({png})")
     lines += ["", f"Budget {budget} (fraction of the gated modules' FLOPs to keep) for every gated arm.",

@@ -58,17 +58,19 @@ def recipe(tmp_path_factory):
 
 def test_arms_decode_at_the_budget_and_report(recipe):
     exp = recipe / "exp"
-    for arm in ("full", "static", "dyn", "dyn_lang"):
-        stats = json.loads(
-            (exp / arm / "s0" / "decode_test_seen" / "decode_stats.json").read_text()
-        )
-        assert stats["gates"]["gflops_enc"] > 0, arm
-        assert (exp / arm / "s0" / "decode_test_seen" / "scores.json").is_file()
-    assert (exp / "dyn_lang" / "s0" / "decode_test_novel_oracle" / "scores.json").is_file()
+    for arm in ("full", "static", "dyn", "dyn_lang"):  # joint CTC (the recipe's ctc_weight)
+        decoded = exp / arm / "s0" / "decode_test_seen_ctc0.3"
+        stats = json.loads((decoded / "decode_stats.json").read_text())
+        assert stats["gates"]["gflops_enc"] > 0 and stats["options"]["ctc_weight"] == 0.3, arm
+        assert (decoded / "scores.json").is_file()
+    oracle = exp / "dyn_lang" / "s0" / "decode_test_novel_ctc0.3_oracle"
+    assert (oracle / "scores.json").is_file()
     bench = json.loads((exp / "dyn" / "s0" / "bench_test_seen.json").read_text())
     assert bench["batch1"]["rtfx_gated"] > 0 and bench["batched"]["rtfx_full"] > 0
     text = (recipe / "RESULTS.md").read_text()
     assert "| dyn_lang (oracle language) |" in text and "gates_dyn.png" in text
+    full = next(line for line in text.splitlines() if line.startswith("| full |"))
+    assert full.split("|")[3].strip() not in ("", "-")  # the WER of its joint-CTC decodes
     assert (recipe / "gates_dyn.png").is_file()
     # per background event too (the corpus records each cut's event); no speaker store: no
     # speaker picture

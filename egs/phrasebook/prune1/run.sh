@@ -37,7 +37,7 @@ tagger_config=$conf/prune/tagger.yaml
 exp=exp                   # holds tagger/ and base15m/
 base=""                   # an existing base model (.pt / packed dir) instead of training stage 4
 beam=5
-ctc_weight=0.3
+ctc_weight=0.3             # joint CTC weight of every decode (0: attention alone, as before 2026-12-06)
 results=RESULTS.md
 tagger_args=""            # extra --set key=value overrides for the tagger, e.g. "--set trainer.max_steps=50"
 train_args=""             # the same for the base model
@@ -123,7 +123,8 @@ fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   log "stage 6: decode and score the test sets at budget $budget"
-  python -m speechkit.bin.prune_arms decode "${grid[@]}" --test-cuts "${tests[@]}" --beam $beam
+  python -m speechkit.bin.prune_arms decode "${grid[@]}" --test-cuts "${tests[@]}" --beam $beam \
+    --ctc-weight $ctc_weight
 fi
 
 if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
@@ -134,7 +135,7 @@ fi
 
 if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
   log "stage 8: table and gate-usage pictures -> $results"
-  python -m speechkit.bin.prune_arms report "${grid[@]}" --results-md $results \
+  python -m speechkit.bin.prune_arms report "${grid[@]}" --results-md $results --ctc-weight $ctc_weight \
     --test-cuts ${tests[0]} --command "$prune_repro --stage 5"
 fi
 

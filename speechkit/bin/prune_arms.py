@@ -21,7 +21,8 @@ Arms (``--set`` overrides of the one config; ``EXP/<arm>/s<seed>``):
 ``train --steps S --settle-steps N``: every arm gets S updates in all. With N > 0 a gated arm
 trains in two phases: gated fine-tuning for S - N updates into ``<run>/search``, then N updates
 of ``prune.settle`` from its ``model_avg.pt`` into ``<run>`` (the weights under the frozen
-predictor's own gates, ``speechkit/tasks/prune.py``); the full arm trains its S updates at once.
+predictor's own gates, ``speechkit/tasks/prune.py``; ``--settle-set`` overrides that phase
+only, e.g. its learning rate); the full arm trains its S updates at once.
 Without ``--steps`` the config's ``trainer.max_steps`` holds (and N must be 0).
 
 ``decode``: ``speechkit decode`` of every test manifest (``--budget`` for the gated arms;
@@ -74,7 +75,7 @@ def train(run: Path, arm: str, seed: int, args) -> None:
         _train(run, init, arm, seed, args, steps)
         return
     _train(run / "search", init, arm, seed, args, steps)
-    settled = ["prune.settle=true", f"trainer.max_steps={settle}"]
+    settled = ["prune.settle=true", f"trainer.max_steps={settle}", *args.settle_overrides]
     _train(run, run / "search" / "model_avg.pt", arm, seed, args, settled)
 
 
@@ -174,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--settle-steps", type=int, default=0,
                    help="train: the last N of a gated arm's --steps updates settle its weights "
                         "under its frozen gates (prune.settle)")  # fmt: skip
+    p.add_argument("--settle-set", dest="settle_overrides", nargs="+", action="extend",
+                   default=[], help="train: key=value overrides of the settle phase only "
+                                    "(after --set), e.g. optim.lr=0.0001")  # fmt: skip
     p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[])
     return p
 

@@ -47,6 +47,9 @@ seeds=0,1
 steps=600                 # updates per arm
 settle=0                  # > 0: the last N of a gated arm's updates settle its weights under its
                           # frozen gates (prune.settle; speechkit/bin/prune_arms.py)
+settle_args=""            # key=value overrides of the settle phase only, e.g. "optim.lr=0.0001"
+gate_init=base            # base: every arm fine-tunes the base model; full: the gated arms start
+                          # from their seed's full fine-tune (trained first): pruning after fine-tuning
 budget=0.5                # fraction of the gated modules' FLOPs kept at decode time
 bench_utts=60             # utterances of the speed benchmark
 prune_args=""             # extra key=value overrides for every arm, e.g. "prune.alpha=4"
@@ -112,13 +115,20 @@ fi
 
 tests=($data/cuts_test_seen.jsonl.gz $data/cuts_test_novel.jsonl.gz)
 grid=(--exp $exp --arms $arms --seeds $seeds --budget $budget --contexts $contexts --threads 1)
-prune_repro="$repro --base $base_model --arms $arms --seeds $seeds --steps $steps --settle $settle --budget $budget --beam $beam${prune_args:+ --prune_args '$prune_args'}"
+prune_repro="$repro --base $base_model --arms $arms --seeds $seeds --steps $steps --settle $settle${settle_args:+ --settle_args '$settle_args'} --gate_init $gate_init --budget $budget --beam $beam${prune_args:+ --prune_args '$prune_args'}"
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
-  log "stage 5: fine-tune the arms of $base_model ($arms; seeds $seeds; $steps updates each)"
-  python -m speechkit.bin.prune_arms train "${grid[@]}" --config $prune_config --init $base_model \
-    --train-cuts $data/cuts_train.jsonl.gz --dev-cuts $data/cuts_dev.jsonl.gz \
-    --steps $steps --settle-steps $settle ${prune_args:+--set $prune_args}
+  log "stage 5: fine-tune the arms of $base_model ($arms; seeds $seeds; $steps updates each; gated arms from the $gate_init)"
+  train=(python -m speechkit.bin.prune_arms train "${grid[@]}" --config $prune_config
+         --train-cuts $data/cuts_train.jsonl.gz --dev-cuts $data/cuts_dev.jsonl.gz --steps $steps
+         --settle-steps $settle ${settle_args:+--settle-set $settle_args} ${prune_args:+--set $prune_args})
+  if [ $gate_init = full ]; then
+    "${train[@]}" --arms full --init $base_model
+    gated=$(echo $arms | tr ',' '\n' | grep -v '^full$' | paste -sd, -)
+    [ -z "$gated" ] || "${train[@]}" --arms $gated --init "$exp/full/s{seed}/model_avg.pt"
+  else
+    "${train[@]}" --init $base_model
+  fi
 fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then

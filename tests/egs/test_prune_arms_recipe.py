@@ -50,7 +50,6 @@ def recipe(tmp_path_factory):
     _run(EGS / "prune1" / "run.sh", "--data", str(data), "--exp", str(exp), "--base",
          str(base / "model_avg.pt"), "--results", str(tmp / "RESULTS.md"), "--arms",
          "full,static,dyn,dyn_lang", "--seeds", "0", "--steps", "3", "--settle", "1",
-         "--settle_args", "optim.lr=0.0001", "--gate_init", "full",
          "--bench_utts", "3",
          "--beam", "2", "--stage", "5", "--prune_args", "data.num_workers=0",
          "--contexts", str(tmp / "contexts"))  # fmt: skip
@@ -91,8 +90,9 @@ def test_gated_arms_search_then_settle_in_the_same_number_of_updates(recipe):
         search, settled = config(exp / arm / "s0" / "search"), config(exp / arm / "s0")
         assert (search["trainer"]["max_steps"], settled["trainer"]["max_steps"]) == (2, 1), arm
         assert not search["prune"]["settle"] and settled["prune"]["settle"], arm
-        assert settled["optim"]["lr"] == 0.0001 != search["optim"]["lr"], arm  # --settle_args
-        # --gate_init full: the search starts from the seed's full fine-tune
+        # the recipe's settle_args
+        assert settled["optim"]["lr"] == 0.0001 != search["optim"]["lr"], arm
+        # gate_init full (the default): the search starts from the seed's full fine-tune
         log = (exp / arm / "s0" / "search" / "train.log").read_text()
         assert f"--init {exp / 'full' / 's0' / 'model_avg.pt'}" in log, arm
 

@@ -5,8 +5,10 @@
 #   ./run.sh --stage 2 --stop_stage 3
 #   ./run.sh --base ../s2t1/exp/s2t_base/model_avg.pt   # reuse a base model: skips stage 4
 #   ./run.sh --stage 5 --arms full,static,dyn,dyn_lang --seeds 0 --steps 400   # a short run
-#   ./run.sh --stage 5 --steps 600 --settle 200   # gated arms: 400 updates of gated fine-tuning,
-#                                                 # then 200 under their own frozen gates
+#   ./run.sh --stage 5 --gate_init base --settle 0 --ctc_weight 0   # the protocol before 2026-12-06
+# Stage 5 by default: the full fine-tune of each seed, then each gated arm from it (gate_init
+# full): 400 updates of gated fine-tuning, then 200 under its own frozen gates (settle) at
+# learning rate 1e-4; decoding uses joint CTC (ctc_weight).
 # Stages 10-12 (not in the default run: --stage 10): the same gates on a zoo Whisper model's
 # decoder: 10 fine-tune the arms, 11 decode + score English at the budget, 12 speed (interleaved)
 # and what each gated arm keeps at budgets 0.1-1.0 (gates_whisper_<arm>.png).
@@ -45,11 +47,12 @@ prune_config=$conf/prune/phrasebook_prune.yaml
 arms=full,static,dyn,dyn_spk,dyn_evt,dyn_lang,dyn_all   # speechkit/bin/prune_arms.py
 seeds=0,1
 steps=600                 # updates per arm
-settle=0                  # > 0: the last N of a gated arm's updates settle its weights under its
-                          # frozen gates (prune.settle; speechkit/bin/prune_arms.py)
-settle_args=""            # key=value overrides of the settle phase only, e.g. "optim.lr=0.0001"
-gate_init=base            # base: every arm fine-tunes the base model; full: the gated arms start
-                          # from their seed's full fine-tune (trained first): pruning after fine-tuning
+settle=200                # > 0: the last N of a gated arm's updates settle its weights under its
+                          # frozen gates (prune.settle; speechkit/bin/prune_arms.py; RESULTS.md)
+settle_args="optim.lr=0.0001"  # key=value overrides of the settle phase only
+gate_init=full            # full: the gated arms start from their seed's full fine-tune (trained first):
+                          # pruning after fine-tuning; base: every arm fine-tunes the base model
+                          # (the runs before 2026-12-06: --gate_init base --settle 0 --ctc_weight 0)
 budget=0.5                # fraction of the gated modules' FLOPs kept at decode time
 bench_utts=60             # utterances of the speed benchmark
 prune_args=""             # extra key=value overrides for every arm, e.g. "prune.alpha=4"

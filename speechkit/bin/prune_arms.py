@@ -91,10 +91,9 @@ def _train(run: Path, init: Path, arm: str, seed: int, args, extra: list[str]) -
 def decode(run: Path, arm: str, args) -> None:
     from speechkit.bin import decode as decode_bin
     from speechkit.bin import score as score_bin
-
-    model = run / "model_avg.pt"
     from speechkit.bin.prune_report import ctc_suffix
 
+    model = run / "model_avg.pt"
     tag = ("" if arm == "full" else args.tag) + ctc_suffix(args.ctc_weight)  # full: no budget
     variants = [("lid", "")] + ([("oracle", "_oracle")] if arm in LANGUAGE_ARMS else [])
     for test in args.test_cuts:
@@ -166,12 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tag", default="",
                    help="suffix of the decode and bench outputs (e.g. _b0.4 for a second budget; "
                         "the full arm, which has no budget, keeps its untagged decodes)")  # fmt: skip
-    p.add_argument(
-        "--steps",
-        type=int,
-        default=0,
-        help="train: updates per arm (0: the config's trainer.max_steps)",
-    )
+    p.add_argument("--steps", type=int, default=0,
+                   help="train: updates per arm (0: the config's trainer.max_steps)")  # fmt: skip
     p.add_argument("--settle-steps", type=int, default=0,
                    help="train: the last N of a gated arm's --steps updates settle its weights "
                         "under its frozen gates (prune.settle)")  # fmt: skip

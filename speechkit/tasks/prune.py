@@ -104,6 +104,8 @@ class PruneOptions:
             raise ConfigError(f"prune.alpha must be >= 0, got {self.alpha}")
         if self.distill < 0:
             raise ConfigError(f"prune.distill must be >= 0, got {self.distill}")
+        if self.teacher and not self.distill:
+            raise ConfigError("prune.teacher is only used with prune.distill > 0")
 
 
 @dataclass

@@ -129,6 +129,8 @@ def test_distill_loss_is_kl_over_the_valid_positions():
     assert distill_loss(student, teacher, torch.zeros_like(valid)) == 0
     with pytest.raises(ConfigError, match="distill"):
         PruneOptions(distill=-1.0)
+    with pytest.raises(ConfigError, match="only used with prune.distill"):
+        PruneOptions(teacher="exp/full/s0/model_avg.pt")
 
 
 def test_prune_needs_init_and_a_known_context(tiny_corpus, base, tmp_path, capsys):

@@ -476,7 +476,7 @@ def make_gating(pre, args):
     budget = decoding_budget(args.budget, str(args.model), True, pre.model.predictor is not None)
     try:
         return GatedDecoding(pre.model, pre.tokenizer, budget, args.contexts,
-                             args.language_context)  # fmt: skip
+                             args.language_context, beam=args.beam_size)  # fmt: skip
     except ValueError as e:
         raise ConfigError(str(e)) from None
 

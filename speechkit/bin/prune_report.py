@@ -8,7 +8,9 @@ oracle language), the mean over seeds with [min, max] where they differ. Columns
 WER and en->X BLEU (mean of the directions; cased sacreBLEU) on test_seen and test_novel, X->en
 BLEU, GFLOPs per item (encoder / decoder), achieved sparsity (FLOP-weighted, gated modules),
 GFLOPs saved against the full model (whole model: the never-gated front end, output layer and,
-for language arms, the LID step included: the issue's "fewer GFLOPs"), RTFx of the gated and
+for language arms, the LID step included: the issue's "fewer GFLOPs"), the same counted as the
+beam search runs the decoder (``gflops_search``, ``decode/gated.py``; "-" for decodes made
+before it was recorded), RTFx of the gated and
 full models at batch 1 and batched, measured interleaved.
 
 Pictures beside the results file, from ``gates.jsonl`` of test_seen: the keep rate of each gated
@@ -65,6 +67,8 @@ def _scores(decode_dir: Path) -> dict[str, float]:
             out["fewer"] = 100 * (
                 1 - (gates["gflops_enc"] + gates["gflops_dec"]) / gates["gflops_full"]
             )
+        if gates.get("gflops_full_search"):  # as a beam search runs the decoder (decode/gated.py)
+            out["fewer_beam"] = 100 * (1 - gates["gflops_search"] / gates["gflops_full_search"])
         if "lid_accuracy" in gates:
             out["lid"] = 100 * gates["lid_accuracy"]
     return out
@@ -101,6 +105,7 @@ def _row(label: str, seeds: list[dict]) -> str:
     )
     cells.append(_cell(get("seen_sparsity")))
     cells.append(_cell(get("seen_fewer")))
+    cells.append(_cell(get("seen_fewer_beam")))
     for key in ("b1", "bb"):
         gated, full, speed = get(f"{key}_gated"), get(f"{key}_full"), get(f"{key}_speedup")
         cells.append(
@@ -280,7 +285,7 @@ def write_report(exp: Path, arms: list[str], seeds: list[int], budget: float,
 
     header = ("| arm | seeds | WER eng seen | WER eng novel | en->X BLEU seen | en->X BLEU novel "
               "| X->en BLEU seen | X->en BLEU novel | GFLOPs/item enc / dec | sparsity % "
-              "| fewer GFLOPs % "
+              "| fewer GFLOPs % | fewer GFLOPs % (beam search) "
               "| RTFx batch 1 gated / full (speed-up) | RTFx batched gated / full (speed-up) "
               "| LID acc % |")  # fmt: skip
     lines = [header, "|" + "---|" * (header.count("|") - 1)]

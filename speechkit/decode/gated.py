@@ -10,7 +10,11 @@ own posterior from one full decoder step (its FLOPs are counted in the decoder's
 Per decoded item it records GFLOPs (analytic, ``models/s2t_flops.py``: encoder with the front
 end; decoder with the output layer, over the prefix, the hypothesis and ``<eos>``) and the
 achieved sparsity (1 - FLOP-weighted fraction of the gated modules run); ``rows()`` gives them
-for ``gates.jsonl`` beside the hypotheses, ``summary()`` for ``decode_stats.json``.
+for ``gates.jsonl`` beside the hypotheses, ``summary()`` for ``decode_stats.json``. The decoder
+counts once there (one pass over the item's tokens); ``gflops_search`` / ``gflops_full_search``
+count the whole model as a beam search of ``beam`` hypotheses runs it (every per-token decoder
+term and the output layer ``beam`` times, over the best hypothesis's length), the compute that
+decoding at batch 1 mostly spends.
 """
 
 from __future__ import annotations
@@ -71,9 +75,11 @@ class GatedDecoding:
         budget: float,
         contexts_dir: str | None = None,
         language: Literal["oracle", "lid"] = "lid",
+        beam: int = 1,
     ):
         budget = check_budget(budget)
         self.model, self.tok, self.budget, self.language = model, tokenizer, budget, language
+        self.beam = beam
         cfg = model.cfg
         self.stores = {}
         if cfg.stored_contexts and model.predictor is not None:
@@ -146,8 +152,10 @@ class GatedDecoding:
         g = cfg.gate_ffn_groups
         fe = encoder_module_flops(cfg, T, ffn_groups=g)[0]
         fd = decoder_module_flops(cfg, L, T, ffn_groups=g)[0]
+        fd_beam = decoder_module_flops(cfg, L, T, ffn_groups=g, rows=self.beam)[0]
         front, out = fixed_flops(cfg, torch.tensor([info["frames"]]), L)
         enc_kept, dec_kept = float((fe * info["enc"]).sum()), float((fd * info["dec"]).sum())
+        dec_kept_beam = float((fd_beam * info["dec"]).sum())
         lid = 0.0
         if info["lid"]:  # one full decoder step (the cross K/V of every layer included)
             lid = float(decoder_module_flops(cfg, torch.tensor([1]), T).sum())
@@ -157,6 +165,10 @@ class GatedDecoding:
             "gflops_enc": (enc_kept + float(front[0])) / 1e9,
             "gflops_dec": (dec_kept + float(out[0]) + lid) / 1e9,
             "gflops_full": float(fe.sum() + fd.sum() + front[0] + out[0]) / 1e9,
+            "gflops_search": (enc_kept + front[0].item() + dec_kept_beam
+                              + self.beam * float(out[0]) + lid) / 1e9,
+            "gflops_full_search": float(fe.sum() + fd_beam.sum() + front[0]
+                                        + self.beam * out[0]) / 1e9,
             "sparsity": 1.0 - (enc_kept + dec_kept) / float(fe.sum() + fd.sum()),
             "enc_gates": "".join("1" if g else "0" for g in info["enc"].tolist()),
             "dec_gates": "".join("1" if g else "0" for g in info["dec"].tolist()),
@@ -179,6 +191,9 @@ class GatedDecoding:
             "gflops_enc": mean("gflops_enc"),
             "gflops_dec": mean("gflops_dec"),
             "gflops_full": mean("gflops_full"),
+            "gflops_search": mean("gflops_search"),
+            "gflops_full_search": mean("gflops_full_search"),
+            "beam": self.beam,
             "sparsity": mean("sparsity"),
             "gate_patterns": len({(r["enc_gates"], r["dec_gates"]) for r in self.records}),
             "language_context": self.language if self.uses_language else None,

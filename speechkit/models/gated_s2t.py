@@ -74,7 +74,11 @@ class GatedS2TConfig(S2TConfig):
     budget is only an input of the MLP). ``gate_ffn_groups``: gates per FFN module, one per
     group of FFN width / G hidden channels (1: one gate per module; G must divide
     ``encoder_ffn`` and ``decoder_ffn``). ``gate_input_norm``: layer-normalise the predictor's
-    audio and context inputs (``nn.gates.GatePredictor``; off in checkpoints made before it)."""
+    audio and context inputs (``nn.gates.GatePredictor``; off in checkpoints made before it).
+    ``gate_decoder_rows``: in ``kept`` (what the budget constrains), the decoder modules'
+    FLOPs are counted for this many hypotheses, as a beam search of that width runs them
+    (``models/s2t_flops.py``); 1 counts one teacher-forced pass, which prices the decoder at a
+    fifth of what beam 5 spends, so the budget is met mostly in the encoder."""
 
     gate_mode: Literal["dynamic", "static", "none"] = "dynamic"
     gate_contexts: list[str] = field(default_factory=list)
@@ -85,6 +89,7 @@ class GatedS2TConfig(S2TConfig):
     gate_budget_gain: float = 0.0
     gate_ffn_groups: int = 1
     gate_input_norm: bool = False
+    gate_decoder_rows: int = 1
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -97,6 +102,10 @@ class GatedS2TConfig(S2TConfig):
             raise ConfigError("model.gate_tau and model.gate_hidden must be > 0")
         if self.gate_budget_gain < 0:
             raise ConfigError("model.gate_budget_gain must be >= 0 (0 = no budget prior)")
+        if self.gate_decoder_rows < 1:
+            raise ConfigError(
+                f"model.gate_decoder_rows must be >= 1 (the beam size), got {self.gate_decoder_rows}"
+            )
         g = self.gate_ffn_groups
         if g < 1 or self.encoder_ffn % g or self.decoder_ffn % g:
             raise ConfigError(
@@ -244,10 +253,11 @@ class GatedS2TModel(S2TModel):
 
     def kept_fraction(self, T: Tensor, L: Tensor, enc_g: Tensor, dec_g: Tensor) -> Tensor:
         """(N,) FLOP-weighted fraction of the gated modules' compute that runs, for rows with
-        T encoder frames, L decoder tokens and gates (N, n_enc), (N, n_dec) (differentiable)."""
-        groups = self.cfg.gate_ffn_groups
+        T encoder frames, L decoder tokens and gates (N, n_enc), (N, n_dec) (differentiable);
+        the decoder counted for ``gate_decoder_rows`` hypotheses."""
+        groups, rows = self.cfg.gate_ffn_groups, self.cfg.gate_decoder_rows
         fe = encoder_module_flops(self.cfg, T, ffn_groups=groups).to(enc_g.dtype)
-        fd = decoder_module_flops(self.cfg, L, T, ffn_groups=groups).to(dec_g.dtype)
+        fd = decoder_module_flops(self.cfg, L, T, ffn_groups=groups, rows=rows).to(dec_g.dtype)
         return ((enc_g * fe).sum(-1) + (dec_g * fd).sum(-1)) / (fe.sum(-1) + fd.sum(-1))
 
     # ---- inference --------------------------------------------------------------------------

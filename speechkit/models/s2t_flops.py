@@ -14,14 +14,16 @@ norms, activations and softmax are left out. The CPU depthwise convolution of
 Lengths: ``T`` encoder frames (after subsampling), ``L`` decoder tokens. The decoder is
 counted as one teacher-forced pass over L tokens (self-attention L x L): incremental decoding
 with a cache computes the same products with L (L + 1) / 2 attention pairs instead of L^2,
-which the projections and FFN (L D^2 terms) dominate at these lengths.
+which the projections and FFN (L D^2 terms) dominate at these lengths. ``rows`` R > 1 counts
+the decoder as a beam search of R hypotheses does: every per-token term R times, the
+cross-attention's key/value projections of the encoder output (4 T D^2) once.
 
 Per gated module, in the order of the layers' ``GATED`` lists (``nn/gates.py``):
 
     E-Branchformer  ffn1 4TDF | attn 8TD^2 + 4T^2D + merge/2 | cgmlp 3TDU + TUK + merge/2 | ffn2 4TDF
                     merge/2 = 2TDKm + 2TD^2 (the merge half of that branch's channels)
     Transformer     attn 8TD^2 + 4T^2D | ffn 4TDF
-    decoder         self_attn 8LD^2 + 4L^2D | cross_attn 4LD^2 + 4TD^2 + 4LTD | ffn 4LDF
+    decoder         self_attn R(8LD^2 + 4L^2D) | cross_attn R(4LD^2 + 4LTD) + 4TD^2 | ffn 4RLDF
 
 With FFN channel-group gates (``ffn_groups`` G > 1, ``nn/gates.py``) each FFN entry becomes G
 entries of FFN / G in its place, one per group, the order of the layers' ``gate_names``.
@@ -75,24 +77,28 @@ def encoder_module_flops(
 
 
 def transformer_decoder_flops(
-    D: int, F: int, layers: int, L: Tensor, T: Tensor, ffn_groups: int = 1
+    D: int, F: int, layers: int, L: Tensor, T: Tensor, ffn_groups: int = 1, rows: int = 1
 ) -> Tensor:
     """(N,) decoder tokens and (N,) encoder frames -> (N, layers x 3) FLOPs of each gated
     module (self_attn, cross_attn, ffn) of a pre-LN Transformer decoder of width D and FFN
     width F (``nn/transformer.py``; Whisper's decoder too); (N, layers x (2 + G)) with
-    ``ffn_groups`` G > 1."""
+    ``ffn_groups`` G > 1. ``rows``: hypotheses decoded together (the beam size; see the module
+    docstring)."""
     L, T = L.double(), T.double()
-    self_attn = 8 * L * D * D + 4 * L * L * D
-    cross = 4 * L * D * D + 4 * T * D * D + 4 * L * T * D
-    ffn = 4 * L * D * F
+    self_attn = rows * (8 * L * D * D + 4 * L * L * D)
+    cross = rows * (4 * L * D * D + 4 * L * T * D) + 4 * T * D * D
+    ffn = rows * 4 * L * D * F
     return _grouped([self_attn, cross, ffn], (2,), ffn_groups).repeat(1, layers)
 
 
-def decoder_module_flops(cfg: S2TConfig, L: Tensor, T: Tensor, ffn_groups: int = 1) -> Tensor:
+def decoder_module_flops(
+    cfg: S2TConfig, L: Tensor, T: Tensor, ffn_groups: int = 1, rows: int = 1
+) -> Tensor:
     """(N,) decoder tokens and (N,) encoder frames -> (N, layers x gates) FLOPs of each gated
-    decoder module (self_attn, cross_attn, ffn; the FFN per channel group with ``ffn_groups``)."""
+    decoder module (self_attn, cross_attn, ffn; the FFN per channel group with ``ffn_groups``)
+    for ``rows`` hypotheses decoded together."""
     D, F, n = cfg.d_model, cfg.decoder_ffn, cfg.decoder_layers
-    return transformer_decoder_flops(D, F, n, L, T, ffn_groups)
+    return transformer_decoder_flops(D, F, n, L, T, ffn_groups, rows)
 
 
 def fixed_flops(cfg: S2TConfig, frames: Tensor, L: Tensor) -> tuple[Tensor, Tensor]:

@@ -31,7 +31,7 @@ def _decode_dir(d, wer, bleu, gflops=None, lid=None):
     gates = None
     if gflops is not None:
         gates = {"gflops_enc": gflops, "gflops_dec": gflops / 4, "sparsity": 0.45,
-                 "gflops_full": 2.5}  # fmt: skip
+                 "gflops_full": 2.5, "gflops_search": 2 * gflops, "gflops_full_search": 5.0}  # fmt: skip
         if lid is not None:
             gates["lid_accuracy"] = lid
     (d / "decode_stats.json").write_text(json.dumps({"gates": gates}))
@@ -66,6 +66,9 @@ def test_report_table_and_pictures(tmp_path):
     # whole-model GFLOPs saved: 1 - (0.5 + 0.125) / 2.5 = 75 %; the full arm's 1.25 of 2.5: 50 %
     assert [c.strip() for c in rows["dyn_lang"].split("|")[1:-1]][10] == "75.0"
     assert cells[10] == "50.0"
+    # counted as the beam search runs the decoder: 1 - 2 x 0.5 / 5 = 80 %; full: 1 - 2 / 5
+    assert [c.strip() for c in rows["dyn_lang"].split("|")[1:-1]][11] == "80.0"
+    assert cells[11] == "60.0"
     assert (tmp_path / "gates_dyn_lang.png").stat().st_size > 0
     text = md.read_text()
     assert (

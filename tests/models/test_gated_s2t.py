@@ -64,6 +64,20 @@ def test_relaxed_gates_give_a_flop_fraction_and_train_the_predictor():
     assert grads and any(float(g.abs().sum()) > 0 for g in grads)
 
 
+def test_decoder_rows_weigh_the_decoder_as_a_beam_search_runs_it():
+    _, gated = _models()
+    T, L = torch.tensor([15]), torch.tensor([6])
+    enc_off = torch.zeros(1, gated.n_enc)
+    dec_on = torch.ones(1, gated.n_dec)
+    one = float(gated.kept_fraction(T, L, enc_off, dec_on))
+    gated.cfg.gate_decoder_rows = 5
+    five = float(gated.kept_fraction(T, L, enc_off, dec_on))
+    assert 0.0 < one < five < 1.0  # the decoder's share of the compute grows with the beam
+    assert float(gated.kept_fraction(T, L, 1 - enc_off, dec_on)) == pytest.approx(1.0)
+    with pytest.raises(ConfigError, match="gate_decoder_rows"):
+        GatedS2TConfig(**BASE, gate_decoder_rows=0)
+
+
 def test_all_gates_on_decode_exactly_like_the_plain_model():
     base, gated = _models(gate_mode="dynamic")
     b = _batch()

@@ -8,7 +8,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from speechkit.models.gated_s2t import GatedS2TConfig, GatedS2TModel
 from speechkit.models.s2t import S2TConfig, S2TModel
-from speechkit.models.s2t_flops import utterance_gflops
+from speechkit.models.s2t_flops import decoder_module_flops, fixed_flops, utterance_gflops
 
 
 def _count(fn) -> int:
@@ -40,6 +40,40 @@ def test_encoder_and_decoder_flops_match_the_flop_counter(encoder_type, frames, 
     enc_gf, dec_gf = utterance_gflops(cfg, lens, T, torch.tensor([tokens]), depthwise=False)
     assert enc_gf.item() * 1e9 == pytest.approx(enc_counted, rel=0.03)
     assert dec_gf.item() * 1e9 == pytest.approx(dec_counted, rel=0.03)
+
+
+@pytest.mark.parametrize(("rows", "tokens"), [(1, 6), (5, 6), (4, 11)])
+def test_decoder_flops_for_a_beam_match_the_flop_counter_of_cached_steps(rows, tokens):
+    """rows R: what a beam search of R hypotheses computes (cross-attention K/V once, every
+    token's step R times), counted on the cached incremental steps the search runs."""
+    cfg = S2TConfig(
+        n_mels=20, vocab_size=50, d_model=32, n_heads=4, encoder_type="transformer",
+        encoder_layers=1, encoder_ffn=48, decoder_layers=2, decoder_ffn=56, dropout=0.0,
+        attention_dropout=0.0, subsampling_channels=8,
+    )  # fmt: skip
+    model = S2TModel(cfg).eval()
+    model.set_attention_backend("eager")
+    feats, lens = torch.randn(1, 203, 20), torch.tensor([203])
+    ys = torch.randint(4, 50, (rows, tokens))
+
+    def search():
+        cache = model.new_cache(enc, enc_lens)
+        cache.reorder(torch.zeros(rows, dtype=torch.long))
+        for t in range(tokens):
+            model.decode_step(ys[:, t : t + 1], cache, last_only=True)
+
+    with torch.no_grad():
+        enc, enc_lens = model.encode(feats, lens)
+        counted = _count(search)
+    L = torch.tensor([tokens])
+    flops = (
+        decoder_module_flops(cfg, L, enc_lens, rows=rows).sum()
+        + rows * fixed_flops(cfg, lens, L)[1]
+    )
+    # the analytic count prices self-attention at L^2 pairs, the cache computes L (L + 1) / 2
+    assert flops.item() == pytest.approx(counted, rel=0.03)
+    if rows > 1:
+        assert flops.item() > 1.5 * (decoder_module_flops(cfg, L, enc_lens).sum().item())
 
 
 def test_gates_remove_their_modules_flops():

@@ -128,8 +128,8 @@ class GateDecision:
 
 
 class GatedS2TModel(S2TModel):
-    """See the module docstring. ``forward`` returns S2TModel's losses plus ``kept`` (N,)
-    and the mean gates ``enc_gates`` (n_enc,), ``dec_gates`` (n_dec,)."""
+    """See the module docstring. ``forward`` returns S2TModel's losses plus ``kept`` (N,),
+    the decoder's own FLOP-weighted kept fraction ``kept_dec`` (N,) and the mean gates ``enc_gates`` (n_enc,), ``dec_gates`` (n_dec,)."""
 
     def __init__(self, cfg: GatedS2TConfig):
         super().__init__(cfg)
@@ -226,7 +226,10 @@ class GatedS2TModel(S2TModel):
             self._ctc_loss(ctc_logp, enc_lens, ctc_targets, ctc_target_lens)
             if ctc_logp is not None else torch.zeros((), device=enc.device)
         )  # fmt: skip
-        kept = self.kept_fraction(enc_lens[utt], target_lengths(ys_out), enc_g[utt], dec_rows)
+        L = target_lengths(ys_out)
+        kept = self.kept_fraction(enc_lens[utt], L, enc_g[utt], dec_rows)
+        fd = decoder_module_flops(self.cfg, L, enc_lens[utt], ffn_groups=self.cfg.gate_ffn_groups)
+        kept_dec = (dec_rows * fd.to(dec_rows.dtype)).sum(-1) / fd.sum(-1).to(dec_rows.dtype)
         extra = {}
         if keep_logits:
             extra["logits"] = logits
@@ -240,6 +243,7 @@ class GatedS2TModel(S2TModel):
             "acc": acc,
             "num_tokens": num_tokens,
             "kept": kept,
+            "kept_dec": kept_dec,
             "enc_gates": enc_g.detach().mean(0),
             "dec_gates": dec_g.detach().mean(0),
         }

@@ -16,6 +16,10 @@ error). Each training batch draws a budget (fraction of the gated modules' FLOPs
 uniformly from ``[budget_min, budget_max]``; the loss is the s2t loss plus
 ``alpha * mean(|kept - budget| + (kept - budget)^2)`` (the squared term is what makes the
 target reachable, per the anchors). Validation uses hard gates at ``valid_budget``.
+``split_budget: true`` adds the same penalty on the decoder's own kept fraction
+(``kept_dec``), so the decoder keeps about the budget too: with one total, the predictor
+meets the budget in the encoder (most of the FLOPs) and keeps the decoder, where decoding at
+batch 1 spends its time (``egs/phrasebook/prune1/RESULTS.md``).
 
 ``distill`` > 0 adds ``distill * loss_kd`` to the training loss, where ``loss_kd`` is
 ``(1 - ctc_weight) * KL_dec + ctc_weight * KL_ctc``: KL(teacher || student) of the decoder's
@@ -94,6 +98,7 @@ class PruneOptions:
     distill: float = 0.0
     teacher: str = ""
     settle: bool = False
+    split_budget: bool = False
 
     def __post_init__(self) -> None:
         for key in ("budget_min", "budget_max", "valid_budget"):
@@ -117,14 +122,23 @@ class PruneConfig(ExperimentConfig):
     prune: PruneOptions = field(default_factory=PruneOptions)
 
 
-def sparsity_objective(out: dict[str, Tensor], budget: float, alpha: float) -> dict[str, Tensor]:
+def sparsity_objective(
+    out: dict[str, Tensor], budget: float, alpha: float, split: bool = False
+) -> dict[str, Tensor]:
     """A gated model's step output with the sparsity penalty: ``out["kept"]`` (N,) becomes its
     mean, ``loss`` becomes ``loss_task + alpha * mean(|kept - budget| + (kept - budget)^2)``,
-    and ``sparsity`` (1 - kept) and ``budget`` are logged."""
+    and ``sparsity`` (1 - kept) and ``budget`` are logged. ``split``: the same penalty on the
+    decoder's kept fraction ``out["kept_dec"]`` (N,) is added (logged as its mean either way)."""
     kept = out.pop("kept")
+    kept_dec = out.pop("kept_dec", None)
     gap = kept - budget
     out["loss_task"] = out["loss"]
     out["loss"] = out["loss"] + alpha * (gap.abs() + gap**2).mean()
+    if kept_dec is not None:
+        if split:
+            gap_dec = kept_dec - budget
+            out["loss"] = out["loss"] + alpha * (gap_dec.abs() + gap_dec**2).mean()
+        out["kept_dec"] = kept_dec.detach().mean()
     out["kept"] = kept.detach().mean()
     out["sparsity"] = 1.0 - out["kept"]
     out["budget"] = torch.tensor(budget, device=kept.device)
@@ -314,7 +328,7 @@ class PruneTask(BudgetSteps, S2TTask):
         if "kept" in out:  # a gated arm (gate_mode none, full fine-tuning, has no gates)
             # Settling: the frozen argmax gates take no gradient; kept is only logged.
             alpha = 0.0 if self.cfg.prune.settle else self.cfg.prune.alpha
-            out = sparsity_objective(out, budget, alpha)
+            out = sparsity_objective(out, budget, alpha, self.cfg.prune.split_budget)
         if distill:
             self._distill(out, batch, inputs)
         if "kept" not in out:

@@ -72,6 +72,11 @@ class WhisperPruneConfig(WhisperTaskConfig):
                 "prune.contexts_dir: the Whisper gates read no stored contexts (encoder output "
                 "and budget only); leave it empty"
             )
+        if self.prune.split_budget:
+            raise ConfigError(
+                "prune.split_budget: the Whisper gates are the decoder's only, so the budget is "
+                "the decoder's already"
+            )
 
 
 @register_task

@@ -78,6 +78,25 @@ def test_decoder_rows_weigh_the_decoder_as_a_beam_search_runs_it():
         GatedS2TConfig(**BASE, gate_decoder_rows=0)
 
 
+def test_split_budget_penalises_the_decoders_own_kept_fraction():
+    from speechkit.tasks.prune import sparsity_objective
+
+    _, gated = _models()
+    gated.train()
+    out = gated(**_batch(), gate_inputs=_inputs())
+    assert out["kept_dec"].shape == (3,) and bool(
+        ((out["kept_dec"] >= 0) & (out["kept_dec"] <= 1)).all()
+    )
+    fake = lambda kept, kept_dec: {"loss": torch.tensor(1.0), "kept": torch.tensor([kept]),
+                                   "kept_dec": torch.tensor([kept_dec])}  # noqa: E731  # fmt: skip
+    # the total meets the budget, the decoder keeps everything: only the split penalises it
+    one = sparsity_objective(fake(0.5, 1.0), 0.5, alpha=2.0)
+    split = sparsity_objective(fake(0.5, 1.0), 0.5, alpha=2.0, split=True)
+    assert float(one["loss"]) == pytest.approx(1.0)
+    assert float(split["loss"]) == pytest.approx(1.0 + 2.0 * (0.5 + 0.25))
+    assert float(split["kept_dec"]) == pytest.approx(1.0) and float(one["kept_dec"]) == 1.0
+
+
 def test_all_gates_on_decode_exactly_like_the_plain_model():
     base, gated = _models(gate_mode="dynamic")
     b = _batch()

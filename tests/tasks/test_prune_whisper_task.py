@@ -107,6 +107,9 @@ def test_config_rules(tmp_path):
     path.write_text((YAML % "dynamic").replace("alpha: 4.0", "alpha: 4.0, contexts_dir: ctx"))
     with pytest.raises(ConfigError, match="contexts"):
         load_config(WhisperPruneConfig, path)
+    path.write_text((YAML % "dynamic").replace("alpha: 4.0", "alpha: 4.0, split_budget: true"))
+    with pytest.raises(ConfigError, match="split_budget"):
+        load_config(WhisperPruneConfig, path)
     path.write_text((YAML % "dynamic").replace("predictor_lr: 0.02", "predictor_lr: 0"))
     with pytest.raises(ConfigError, match="predictor_lr"):
         load_config(WhisperPruneConfig, path)

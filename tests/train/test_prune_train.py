@@ -65,7 +65,15 @@ def test_prune_trains_logs_sparsity_and_loads_as_a_gated_model(tiny_corpus, base
     with open(out / "train_log.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 3
-    for key in ("loss_task", "kept", "sparsity", "budget", "enc_attn", "dec_cross_attn"):
+    for key in (
+        "loss_task",
+        "kept",
+        "kept_dec",
+        "sparsity",
+        "budget",
+        "enc_attn",
+        "dec_cross_attn",
+    ):
         assert key in rows[0], key
     assert all(0.0 <= float(r["kept"]) <= 1.0 for r in rows)
     assert all(0.3 <= float(r["budget"]) <= 0.7 for r in rows)

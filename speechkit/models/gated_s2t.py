@@ -129,7 +129,8 @@ class GateDecision:
 
 class GatedS2TModel(S2TModel):
     """See the module docstring. ``forward`` returns S2TModel's losses plus ``kept`` (N,),
-    the decoder's own FLOP-weighted kept fraction ``kept_dec`` (N,) and the mean gates ``enc_gates`` (n_enc,), ``dec_gates`` (n_dec,)."""
+    the decoder's own FLOP-weighted kept fraction ``kept_dec`` (N,; counted for
+    ``gate_decoder_rows`` hypotheses, as ``kept``) and the mean gates ``enc_gates`` (n_enc,), ``dec_gates`` (n_dec,)."""
 
     def __init__(self, cfg: GatedS2TConfig):
         super().__init__(cfg)
@@ -228,7 +229,8 @@ class GatedS2TModel(S2TModel):
         )  # fmt: skip
         L = target_lengths(ys_out)
         kept = self.kept_fraction(enc_lens[utt], L, enc_g[utt], dec_rows)
-        fd = decoder_module_flops(self.cfg, L, enc_lens[utt], ffn_groups=self.cfg.gate_ffn_groups)
+        fd = decoder_module_flops(self.cfg, L, enc_lens[utt], ffn_groups=self.cfg.gate_ffn_groups,
+                                  rows=self.cfg.gate_decoder_rows)  # fmt: skip
         kept_dec = (dec_rows * fd.to(dec_rows.dtype)).sum(-1) / fd.sum(-1).to(dec_rows.dtype)
         extra = {}
         if keep_logits:

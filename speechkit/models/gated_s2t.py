@@ -78,7 +78,10 @@ class GatedS2TConfig(S2TConfig):
     ``gate_decoder_rows``: in ``kept`` (what the budget constrains), the decoder modules'
     FLOPs are counted for this many hypotheses, as a beam search of that width runs them
     (``models/s2t_flops.py``); 1 counts one teacher-forced pass, which prices the decoder at a
-    fifth of what beam 5 spends, so the budget is met mostly in the encoder."""
+    fifth of what beam 5 spends, so the budget is met mostly in the encoder.
+    ``gate_always_on``: module kinds (``GATED`` names, e.g. ``cross_attn``) that get no gate:
+    always run, and not gated modules, so the budget (``kept``, ``kept_dec``) is a fraction of
+    the other modules' FLOPs; decoding's GFLOPs still count them."""
 
     gate_mode: Literal["dynamic", "static", "none"] = "dynamic"
     gate_contexts: list[str] = field(default_factory=list)
@@ -90,6 +93,7 @@ class GatedS2TConfig(S2TConfig):
     gate_ffn_groups: int = 1
     gate_input_norm: bool = False
     gate_decoder_rows: int = 1
+    gate_always_on: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -129,8 +133,8 @@ class GateDecision:
 
 class GatedS2TModel(S2TModel):
     """See the module docstring. ``forward`` returns S2TModel's losses plus ``kept`` (N,),
-    the decoder's own FLOP-weighted kept fraction ``kept_dec`` (N,; counted for
-    ``gate_decoder_rows`` hypotheses, as ``kept``) and the mean gates ``enc_gates`` (n_enc,), ``dec_gates`` (n_dec,)."""
+    the decoder's own FLOP-weighted kept fraction ``kept_dec`` (N,; counted as ``kept`` is)
+    and the mean gates ``enc_gates`` (n_enc,), ``dec_gates`` (n_dec,)."""
 
     def __init__(self, cfg: GatedS2TConfig):
         super().__init__(cfg)
@@ -146,6 +150,18 @@ class GatedS2TModel(S2TModel):
         self.dec_names = [
             f"{i}.{n}" for i in range(cfg.decoder_layers) for n in dec_layer.gate_names
         ]
+        kinds = {*enc_layer.GATED, *dec_layer.GATED}
+        unknown = set(cfg.gate_always_on) - kinds
+        if unknown:
+            raise ConfigError(
+                f"model.gate_always_on: {sorted(unknown)} are not gated modules ({sorted(kinds)})"
+            )
+        fixed = lambda names: torch.tensor(  # noqa: E731
+            [n.split(".")[1] in cfg.gate_always_on for n in names], dtype=torch.bool
+        )
+        # (n,) True where the gate is fixed on (gate_always_on); not saved: derived from config
+        self.register_buffer("enc_fixed", fixed(self.enc_names), persistent=False)
+        self.register_buffer("dec_fixed", fixed(self.dec_names), persistent=False)
         self.predictor = None
         if cfg.gate_mode != "none":
             dims = {k: cfg.context_dims[k] for k in cfg.stored_contexts if k in cfg.context_dims}
@@ -184,6 +200,12 @@ class GatedS2TModel(S2TModel):
         )  # fmt: skip
         return x, lens, shared
 
+    def _enc_logits(self, shared: Tensor) -> Tensor:
+        return _fix_on(self.predictor.encoder_logits(shared), self.enc_fixed)
+
+    def _dec_logits(self, shared: Tensor, language: Tensor | None) -> Tensor:
+        return _fix_on(self.predictor.decoder_logits(shared, language), self.dec_fixed)
+
     def _per_layer(self, gates: Tensor | None, n_layers: int) -> list | None:
         return None if gates is None else list(gates.view(gates.shape[0], n_layers, -1).unbind(1))
 
@@ -209,8 +231,8 @@ class GatedS2TModel(S2TModel):
                                    ctc_target_lens, target_utt, keep_logits)  # fmt: skip
         gate_inputs = gate_inputs or {}
         x, lens, shared = self._front_end(feats, feat_lens, gate_inputs)
-        enc_g = self._gates(self.predictor.encoder_logits(shared))  # (B, n_enc)
-        dec_g = self._gates(self.predictor.decoder_logits(shared, gate_inputs.get("language")))
+        enc_g = self._gates(self._enc_logits(shared))  # (B, n_enc)
+        dec_g = self._gates(self._dec_logits(shared, gate_inputs.get("language")))
         enc, enc_lens = self.encoder.run_layers(
             x, lens, self._per_layer(enc_g, self.cfg.encoder_layers)
         )
@@ -231,7 +253,9 @@ class GatedS2TModel(S2TModel):
         kept = self.kept_fraction(enc_lens[utt], L, enc_g[utt], dec_rows)
         fd = decoder_module_flops(self.cfg, L, enc_lens[utt], ffn_groups=self.cfg.gate_ffn_groups,
                                   rows=self.cfg.gate_decoder_rows)  # fmt: skip
-        kept_dec = (dec_rows * fd.to(dec_rows.dtype)).sum(-1) / fd.sum(-1).to(dec_rows.dtype)
+        fd = (fd * ~self.dec_fixed).to(dec_rows.dtype)  # gate_always_on: not gated
+        den = fd.sum(-1)
+        kept_dec = torch.where(den > 0, (dec_rows * fd).sum(-1) / den.clamp(min=1.0), 1.0)
         extra = {}
         if keep_logits:
             extra["logits"] = logits
@@ -264,6 +288,7 @@ class GatedS2TModel(S2TModel):
         groups, rows = self.cfg.gate_ffn_groups, self.cfg.gate_decoder_rows
         fe = encoder_module_flops(self.cfg, T, ffn_groups=groups).to(enc_g.dtype)
         fd = decoder_module_flops(self.cfg, L, T, ffn_groups=groups, rows=rows).to(dec_g.dtype)
+        fe, fd = fe * ~self.enc_fixed, fd * ~self.dec_fixed  # gate_always_on: not gated
         return ((enc_g * fe).sum(-1) + (dec_g * fd).sum(-1)) / (fe.sum(-1) + fd.sum(-1))
 
     # ---- inference --------------------------------------------------------------------------
@@ -279,7 +304,7 @@ class GatedS2TModel(S2TModel):
         if shared is None:
             enc, enc_lens = self.encoder.run_layers(x, lens)
             return enc, enc_lens, None, None
-        enc_g = self.predictor.encoder_logits(shared).argmax(-1).bool()
+        enc_g = self._enc_logits(shared).argmax(-1).bool()
         enc, enc_lens = self.encoder.run_layers(
             x, lens, self._per_layer(enc_g, self.cfg.encoder_layers)
         )
@@ -288,7 +313,7 @@ class GatedS2TModel(S2TModel):
     @torch.no_grad()
     def decoder_gates(self, shared: Tensor, language: Tensor | None = None) -> Tensor:
         """(B, n_dec) bool hard decoder gates from the shared input and the language context."""
-        return self.predictor.decoder_logits(shared, language).argmax(-1).bool()
+        return self._dec_logits(shared, language).argmax(-1).bool()
 
     @torch.no_grad()
     def language_posterior(self, enc: Tensor, enc_lens: Tensor, sos_id: int,
@@ -315,7 +340,7 @@ class GatedS2TModel(S2TModel):
         device = next(self.parameters()).device
         pooled = torch.zeros(1, self.cfg.d_model, device=device)  # (unused: static)
         shared = self.predictor.features(pooled, {}, {}, torch.tensor([budget], device=device))
-        enc = self.predictor.encoder_logits(shared).argmax(-1).bool()[0]
+        enc = self._enc_logits(shared).argmax(-1).bool()[0]
         return enc.cpu(), self.decoder_gates(shared)[0].cpu()
 
     def export_static(self, budget: float) -> S2TModel:
@@ -354,3 +379,13 @@ class GatedS2TModel(S2TModel):
         """The decoding API (``new_cache``, ``decode_step``, ``ctc_log_probs``) with one
         decoder gate pattern (n_dec bools, or None = all on) for every row of a call."""
         return PatternDecoder(self, pattern)
+
+
+def _fix_on(logits: Tensor, fixed: Tensor) -> Tensor:
+    """(B, n, 2) gate logits with the gates where ``fixed`` (n,) is True set to "on" beyond
+    doubt: the argmax is on, a Gumbel-softmax sample is on (the gap is 60 nats) with no
+    gradient to the predictor."""
+    if not bool(fixed.any()):
+        return logits
+    on = torch.tensor([-30.0, 30.0], dtype=logits.dtype, device=logits.device)
+    return torch.where(fixed[:, None], on, logits)

@@ -83,7 +83,8 @@ logger = logging.getLogger(__name__)
 _S2T_FIELDS = {f.name for f in dataclasses.fields(S2TConfig)}
 _GATE_FIELDS = [f.name for f in dataclasses.fields(GatedS2TConfig) if f.name not in _S2T_FIELDS]
 # What a gated --init must share with the run for its predictor's weights to mean the same.
-_GATE_SHAPE = ("gate_mode", "gate_contexts", "gate_hidden", "gate_ffn_groups", "gate_input_norm")
+_GATE_SHAPE = ("gate_mode", "gate_contexts", "gate_hidden", "gate_ffn_groups", "gate_input_norm",
+               "gate_always_on")  # fmt: skip
 
 
 @dataclass

@@ -97,6 +97,23 @@ def test_split_budget_penalises_the_decoders_own_kept_fraction():
     assert float(split["kept_dec"]) == pytest.approx(1.0) and float(one["kept_dec"]) == 1.0
 
 
+def test_always_on_modules_are_never_gated_nor_counted_in_the_budget():
+    _, gated = _models(gate_mode="static", gate_always_on=["cross_attn"], gate_budget_gain=4.0)
+    cross = torch.tensor([n.endswith("cross_attn") for n in gated.dec_names])
+    assert int(cross.sum()) == 2 and not bool(gated.enc_fixed.any())
+    enc, dec = gated.static_gates(0.0)  # budget 0: every gate the predictor decides is off
+    assert bool(dec[cross].all()) and not bool(dec[~cross].any()) and not bool(enc.any())
+    gated.train()
+    out = gated(**_batch(), gate_inputs=_inputs(budget=0.0) | {"contexts": {}, "known": {}})
+    # sampled gates: the fixed ones are on in every row, and cost nothing in kept
+    assert float(out["dec_gates"][cross].min()) == 1.0
+    T, L = torch.tensor([15]), torch.tensor([6])
+    off_but_fixed = cross.float()[None]
+    assert float(gated.kept_fraction(T, L, torch.zeros(1, gated.n_enc), off_but_fixed)) == 0.0
+    with pytest.raises(ConfigError, match="gate_always_on"):
+        _models(gate_always_on=["crossattn"])
+
+
 def test_all_gates_on_decode_exactly_like_the_plain_model():
     base, gated = _models(gate_mode="dynamic")
     b = _batch()

@@ -162,6 +162,8 @@ class GatedS2TModel(S2TModel):
         # (n,) True where the gate is fixed on (gate_always_on); not saved: derived from config
         self.register_buffer("enc_fixed", fixed(self.enc_names), persistent=False)
         self.register_buffer("dec_fixed", fixed(self.dec_names), persistent=False)
+        if bool(self.enc_fixed.all()) and bool(self.dec_fixed.all()):
+            raise ConfigError("model.gate_always_on leaves no module gated: nothing to prune")
         self.predictor = None
         if cfg.gate_mode != "none":
             dims = {k: cfg.context_dims[k] for k in cfg.stored_contexts if k in cfg.context_dims}

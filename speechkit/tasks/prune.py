@@ -19,7 +19,8 @@ target reachable, per the anchors). Validation uses hard gates at ``valid_budget
 ``split_budget: true`` adds the same penalty on the decoder's own kept fraction
 (``kept_dec``), so the decoder keeps about the budget too: with one total, the predictor
 meets the budget in the encoder (most of the FLOPs) and keeps the decoder, where decoding at
-batch 1 spends its time (``egs/phrasebook/prune1/RESULTS.md``).
+batch 1 spends its time. Measured in ``egs/phrasebook/prune1/RESULTS.md``: it buys batch-1
+speed, and on the phrasebook it costs much of the translation quality.
 
 ``distill`` > 0 adds ``distill * loss_kd`` to the training loss, where ``loss_kd`` is
 ``(1 - ctc_weight) * KL_dec + ctc_weight * KL_ctc``: KL(teacher || student) of the decoder's

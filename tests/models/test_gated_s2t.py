@@ -112,6 +112,9 @@ def test_always_on_modules_are_never_gated_nor_counted_in_the_budget():
     assert float(gated.kept_fraction(T, L, torch.zeros(1, gated.n_enc), off_but_fixed)) == 0.0
     with pytest.raises(ConfigError, match="gate_always_on"):
         _models(gate_always_on=["crossattn"])
+    every = ["ffn1", "attn", "cgmlp", "ffn2", "self_attn", "cross_attn", "ffn"]
+    with pytest.raises(ConfigError, match="no module gated"):
+        _models(gate_always_on=every)
 
 
 def test_all_gates_on_decode_exactly_like_the_plain_model():

@@ -55,7 +55,9 @@ gate_init=full            # full: the gated arms start from their seed's full fi
                           # (the runs before 2026-12-06: --gate_init base --settle 0 --ctc_weight 0)
 budget=0.5                # fraction of the gated modules' FLOPs kept at decode time
 bench_utts=60             # utterances of the speed benchmark
-prune_args=""             # extra key=value overrides for every arm, e.g. "prune.alpha=4"
+prune_args=""             # extra key=value overrides for every arm, e.g. "prune.alpha=4"; decoder
+                          # pruning for batch-1 speed (costs translation, RESULTS.md):
+                          # "prune.split_budget=true model.gate_always_on=[cross_attn]"
 # Gated Whisper (stages 10-12; speechkit/models/gated_whisper.py, decoder gates only):
 whisper=whisper-tiny.en   # the zoo model to fine-tune (whisper-base: give a config with its languages)
 whisper_config=$conf/prune/whisper_prune.yaml

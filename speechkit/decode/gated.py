@@ -165,7 +165,7 @@ class GatedDecoding:
             "gflops_enc": (enc_kept + float(front[0])) / 1e9,
             "gflops_dec": (dec_kept + float(out[0]) + lid) / 1e9,
             "gflops_full": float(fe.sum() + fd.sum() + front[0] + out[0]) / 1e9,
-            "gflops_search": (enc_kept + front[0].item() + dec_kept_beam
+            "gflops_search": (enc_kept + float(front[0]) + dec_kept_beam
                               + self.beam * float(out[0]) + lid) / 1e9,
             "gflops_full_search": float(fe.sum() + fd_beam.sum() + front[0]
                                         + self.beam * out[0]) / 1e9,

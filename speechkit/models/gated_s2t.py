@@ -251,13 +251,11 @@ class GatedS2TModel(S2TModel):
             self._ctc_loss(ctc_logp, enc_lens, ctc_targets, ctc_target_lens)
             if ctc_logp is not None else torch.zeros((), device=enc.device)
         )  # fmt: skip
-        L = target_lengths(ys_out)
-        kept = self.kept_fraction(enc_lens[utt], L, enc_g[utt], dec_rows)
-        fd = decoder_module_flops(self.cfg, L, enc_lens[utt], ffn_groups=self.cfg.gate_ffn_groups,
-                                  rows=self.cfg.gate_decoder_rows)  # fmt: skip
-        fd = (fd * ~self.dec_fixed).to(dec_rows.dtype)  # gate_always_on: not gated
+        fe, fd = self._gated_flops(enc_lens[utt], target_lengths(ys_out), dec_rows.dtype)
+        enc_kept, dec_kept = (enc_g[utt] * fe).sum(-1), (dec_rows * fd).sum(-1)
+        kept = (enc_kept + dec_kept) / (fe.sum(-1) + fd.sum(-1))
         den = fd.sum(-1)
-        kept_dec = torch.where(den > 0, (dec_rows * fd).sum(-1) / den.clamp(min=1.0), 1.0)
+        kept_dec = torch.where(den > 0, dec_kept / den.clamp(min=1.0), 1.0)
         extra = {}
         if keep_logits:
             extra["logits"] = logits
@@ -287,11 +285,16 @@ class GatedS2TModel(S2TModel):
         """(N,) FLOP-weighted fraction of the gated modules' compute that runs, for rows with
         T encoder frames, L decoder tokens and gates (N, n_enc), (N, n_dec) (differentiable);
         the decoder counted for ``gate_decoder_rows`` hypotheses."""
-        groups, rows = self.cfg.gate_ffn_groups, self.cfg.gate_decoder_rows
-        fe = encoder_module_flops(self.cfg, T, ffn_groups=groups).to(enc_g.dtype)
-        fd = decoder_module_flops(self.cfg, L, T, ffn_groups=groups, rows=rows).to(dec_g.dtype)
-        fe, fd = fe * ~self.enc_fixed, fd * ~self.dec_fixed  # gate_always_on: not gated
+        fe, fd = self._gated_flops(T, L, enc_g.dtype)
         return ((enc_g * fe).sum(-1) + (dec_g * fd).sum(-1)) / (fe.sum(-1) + fd.sum(-1))
+
+    def _gated_flops(self, T: Tensor, L: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """(N, n_enc), (N, n_dec) FLOPs of each gated module, the decoder's for
+        ``gate_decoder_rows`` hypotheses; 0 for the ``gate_always_on`` ones (not gated)."""
+        groups, rows = self.cfg.gate_ffn_groups, self.cfg.gate_decoder_rows
+        fe = encoder_module_flops(self.cfg, T, ffn_groups=groups).to(dtype)
+        fd = decoder_module_flops(self.cfg, L, T, ffn_groups=groups, rows=rows).to(dtype)
+        return fe * ~self.enc_fixed, fd * ~self.dec_fixed
 
     # ---- inference --------------------------------------------------------------------------
 

@@ -16,7 +16,9 @@ per batch of ``--batch-duration`` seconds (batched) the two models run back to b
 alternating, so that both see the same machine state. Reported: RTFx (audio seconds / wall
 seconds) of each at batch 1 and batched, the median over utterances (batches) of the per-item
 speed-up, the ratio of total times, and the gated model's mean GFLOPs (encoder / decoder) and
-sparsity. GFLOPs saved are not time saved: this is the figure to quote for speed.
+sparsity. At batch 1 each model's encoding is also timed alone (an extra, separate call per
+utterance), giving the encoder's share of its batch-1 time; the search (decoder steps and beam
+bookkeeping) is the rest. GFLOPs saved are not time saved: this is the figure to quote for speed.
 """
 
 from __future__ import annotations
@@ -87,6 +89,18 @@ class _System:
                                      "none", self.gating)  # fmt: skip
         return time.perf_counter() - start
 
+    def encode(self, feats, feat_lens, items) -> float:
+        """Seconds to encode the batch alone (as ``decode_items`` does first)."""
+        start = time.perf_counter()
+        if self.gating is None:
+            self.pre.model.encode(feats, feat_lens)
+        else:
+            rows = {it.index: it for it in items}
+            rows = [rows[b] for b in range(feats.shape[0])]
+            self.gating.encode(feats, feat_lens, [it.cut_id for it in rows],
+                               [it.lang for it in rows])  # fmt: skip
+        return time.perf_counter() - start
+
 
 def _batches(cut_groups, systems, args) -> list[tuple[float, object, object, list]]:
     """(audio seconds, feats, feat_lens, items) per group of cuts (features computed once)."""
@@ -107,16 +121,22 @@ def _batches(cut_groups, systems, args) -> list[tuple[float, object, object, lis
     return out
 
 
-def measure(systems, batches, desc: str) -> dict:
-    """Interleaved timing; the order of the two systems alternates per batch."""
+def measure(systems, batches, desc: str, encoder: bool = False) -> dict:
+    """Interleaved timing; the order of the two systems alternates per batch. ``encoder``:
+    time each system's encoding alone too (``enc_share_<name>``: its share of the total)."""
     times = {s.name: [] for s in systems}
+    enc = {s.name: [] for s in systems}
     for i, (_, feats, lens, items) in enumerate(tqdm(batches, desc=desc)):
         order = systems if i % 2 == 0 else systems[::-1]
         for s in order:
             times[s.name].append(s(feats, lens, items))
+            if encoder:
+                enc[s.name].append(s.encode(feats, lens, items))
     audio = sum(b[0] for b in batches)
     gated, full = times["gated"], times["full"]
+    shares = {f"enc_share_{n}": sum(enc[n]) / sum(times[n]) for n in times if enc[n]}
     return {
+        **shares,
         "rtfx_gated": audio / sum(gated),
         "rtfx_full": audio / sum(full),
         "speedup_median": statistics.median(f / g for f, g in zip(full, gated)),
@@ -147,7 +167,7 @@ def run(args: argparse.Namespace) -> dict:
         for s in systems:  # warm-up (allocator, kernels): not timed
             s(*singles[0][1:])
         systems[0].gating.records.clear()
-        one = measure(systems, singles, "batch 1")
+        one = measure(systems, singles, "batch 1", encoder=True)
         gates = systems[0].gating.summary()
         many = measure(systems, batched, "batched")
     return {"batch1": one, "batched": many, "gates": gates, "utterances": len(singles)}
@@ -164,8 +184,12 @@ def report(res: dict, args, argv: list[str]) -> list[str]:
         label = "batch 1" if name == "batch1" else f"batched ({args.batch_duration:g} s)"
         lines.append(f"| {label} ({r['items']} runs) | {r['rtfx_gated']:.1f} | {r['rtfx_full']:.1f}"
                      f" | {r['speedup_median']:.2f}x | {r['speedup_total']:.2f}x |")  # fmt: skip
+    one = res["batch1"]
     lines += [
         "",
+        f"Encoder alone at batch 1: {one['enc_share_gated']:.0%} of the gated model's time, "
+        f"{one['enc_share_full']:.0%} of the full model's (the search, decoder steps included, "
+        "is the rest).",
         f"Gated model at budget {g['budget']}: GFLOPs per item {g['gflops_enc']:.3f} (encoder) / "
         f"{g['gflops_dec']:.3f} (decoder) of {g['gflops_full']:.3f} full; sparsity "
         f"{g['sparsity']:.1%}; {g['gate_patterns']} distinct gate patterns over {g['items']} items.",

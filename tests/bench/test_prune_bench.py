@@ -52,6 +52,8 @@ def test_bench_prune_reports_speed_at_batch_1_and_batched(tmp_path):
     for setting in ("batch1", "batched"):
         r = res[setting]
         assert r["rtfx_gated"] > 0 and r["rtfx_full"] > 0 and r["speedup_median"] > 0
+    assert all(0 < res["batch1"][f"enc_share_{n}"] < 1 for n in ("gated", "full"))
+    assert "enc_share_full" not in res["batched"]
     gates = res["gates"]
     assert gates["items"] == 3 and 0 < gates["sparsity"] < 1
     assert gates["gflops_dec"] < gates["gflops_full"]

@@ -31,32 +31,28 @@ Two options say where an identity figure stands:
 
 from __future__ import annotations
 
-import os
+import argparse
+import dataclasses
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as speechkit transcribe sets it
+import torch
 
-import argparse  # noqa: E402
-import dataclasses  # noqa: E402
-import logging  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import torch  # noqa: E402
-
-from speechkit.bench import add_cite_argument, testset, write_section  # noqa: E402
-from speechkit.bench.whisper_speed import (  # noqa: E402
+from speechkit.bench import add_cite_argument, testset, write_section
+from speechkit.bench.whisper_speed import (
     ct2_dir,
     fw_options,
     fw_text,
     identical_percent,
 )
-from speechkit.inference import TranscribeOptions, Transcriber, quantize_int8  # noqa: E402
-from speechkit.metrics import wer  # noqa: E402
-from speechkit.nn.int8 import ACT_SCALES, Int8Linear, full_range_is_exact  # noqa: E402
-from speechkit.pretrained import load_pretrained  # noqa: E402
+from speechkit.inference import TranscribeOptions, Transcriber, quantize_int8
+from speechkit.metrics import wer
+from speechkit.nn.int8 import ACT_SCALES, Int8Linear, full_range_is_exact
+from speechkit.pretrained import load_pretrained
 
 logger = logging.getLogger(__name__)
 TITLE = "Whisper int8: which layers to quantise"

@@ -14,22 +14,18 @@ shapes (torch.profiler).
 
 from __future__ import annotations
 
-import os
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as speechkit transcribe sets it
+import numpy as np
+import torch
 
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from speechkit.bench.whisper_speed import ct2_dir, fw_options  # noqa: E402
-from speechkit.data.audio import load_audio  # noqa: E402
-from speechkit.inference import TranscribeOptions, Transcriber  # noqa: E402
+from speechkit.bench.whisper_speed import ct2_dir, fw_options
+from speechkit.data.audio import load_audio
+from speechkit.inference import TranscribeOptions, Transcriber
 
 SENTENCE = "Where can I buy a bottle of water, please?"
 

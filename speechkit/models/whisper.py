@@ -31,6 +31,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -233,8 +234,18 @@ class TextDecoder(nn.Module):
         if x.shape[0] * x.shape[1] <= STEP_ROWS and not x.requires_grad:
             # Few rows (a search step): reading the 51,864 x D table row-major as the left
             # operand is about 2x faster on CPU than x @ weight.t(), which dominates the step.
-            return (weight @ x.reshape(-1, x.shape[-1]).t()).t().reshape(*x.shape[:2], -1)
+            out = weight @ x.reshape(-1, x.shape[-1]).t()  # (V, rows)
+            return _row_major(out).reshape(*x.shape[:2], -1)
         return x @ weight.t()
+
+
+def _row_major(t: Tensor) -> Tensor:
+    """(V, R) -> (R, V). On CPU a contiguous copy: the search's log-softmax and top-k over V
+    run about 3x faster on it than on the transposed view, and numpy's blocked transpose makes
+    that copy 3-4x faster than torch's for a few rows (80 against 330 us for 5 x 51,864)."""
+    if t.device.type != "cpu" or t.dtype != torch.float32:
+        return t.t()
+    return torch.from_numpy(np.ascontiguousarray(t.numpy().T))
 
 
 class WhisperModel(EncoderDecoder):

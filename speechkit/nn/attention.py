@@ -39,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from speechkit.nn.linear import linear
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -242,7 +244,7 @@ class MultiHeadAttention(nn.Module):
 
     def project_kv(self, memory: Tensor) -> tuple[Tensor, Tensor]:
         """Keys and values of ``memory`` (B, S, D): two tensors (B, H, S, Dh)."""
-        return self._split(self.k_proj(memory)), self._split(self.v_proj(memory))
+        return self._split(linear(self.k_proj, memory)), self._split(linear(self.v_proj, memory))
 
     def attend(
         self,
@@ -257,13 +259,13 @@ class MultiHeadAttention(nn.Module):
 
         ``pad_queries``, ``key_lens``: see :func:`scaled_dot_product` (``pad_queries`` is True
         for self-attention only)."""
-        q = self._split(self.q_proj(x))
+        q = self._split(linear(self.q_proj, x))
         p = self.dropout if self.training else 0.0
         out = scaled_dot_product(
             q, k, v, mask, self.backend, p, pad_queries=pad_queries, key_lens=key_lens
         )
         b, _, length, _ = out.shape
-        return self.out_proj(out.transpose(1, 2).reshape(b, length, -1))
+        return linear(self.out_proj, out.transpose(1, 2).reshape(b, length, -1))
 
     def forward(
         self, x: Tensor, mask: Tensor | None = None, key_lens: Tensor | None = None

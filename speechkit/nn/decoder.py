@@ -93,10 +93,11 @@ class DecoderCache:
 def intra_op_threads(n: int | None) -> Iterator[None]:
     """Runs the block with ``n`` CPU intra-op threads (None: unchanged), then restores them.
 
-    A search step is ~100 ops on a handful of rows: on CPU, waking a second thread for each costs
-    more than it saves, and far more on a busy machine, where the op waits until the other
-    thread is scheduled (cross-attention of 5 queries over 1500 frames: 0.4 ms on one thread, up
-    to 36 ms on two on the loaded 2-core machine).
+    A search step is ~100 ops on a handful of rows. On a busy machine, or with threads that
+    sleep between ops (``OMP_WAIT_POLICY=PASSIVE``), waking a second thread for each can cost
+    more than it saves: the op waits until the other thread is scheduled (cross-attention of 5
+    queries over 1500 frames: 0.4 ms on one thread, up to 36 ms on two on the loaded 2-core
+    machine). On an idle machine with OpenMP's default short spin, two threads are faster.
     """
     before = torch.get_num_threads()
     if n is None or n == before:

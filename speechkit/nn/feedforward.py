@@ -15,6 +15,8 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from speechkit.nn.linear import linear
+
 __all__ = ["FeedForward"]
 
 _ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "swish": nn.SiLU}
@@ -42,9 +44,9 @@ class FeedForward(nn.Module):
         """``groups``: None (every channel), a tuple of G bools (only the on groups are
         computed; none on gives zeros) or relaxed float gates (B, G); see the module
         docstring. G must divide ``d_ffn``."""
-        if groups is None:
-            return self.net(x)
         first, act, drop, second = self.net
+        if groups is None:
+            return linear(second, drop(act(linear(first, x))))
         n = len(groups) if isinstance(groups, tuple) else groups.shape[-1]
         width = first.out_features // n
         if width * n != first.out_features:

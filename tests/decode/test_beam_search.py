@@ -117,3 +117,35 @@ def test_beam_never_worse_than_greedy_on_random_trees():
     b = _run(model, opts_b, utts)
     for gh, bh in zip(g, b):
         assert bh[0].score >= gh[0].score - 1e-5
+
+
+@pytest.mark.parametrize("stop", ["bound", "count", "espnet"])
+def test_row_top_candidates_select_what_all_tokens_select(stop):
+    """Ranking each row's 2K best tokens picks the same beams, ended hypotheses and scores as
+    ranking all N x V candidates (random scores, no ties, some beams and tokens at -inf)."""
+    from speechkit.decode.beam_search import BeamSearch, _Candidates
+
+    K, A, V = 3, 2, 50
+    gen = torch.Generator().manual_seed(0)
+    opts = DecodeOptions(beam_size=K, max_len=20, stop=stop)
+    search = BeamSearch(None, opts, IDS)
+    for trial in range(20):
+        logp = torch.randn(A * K, V, generator=gen).log_softmax(-1)
+        logp[:, 0] = float("-inf")  # a suppressed token
+        logp[:, EOS] += 2.0 * (trial % 2)  # every other trial, <eos> ranks high
+        att = torch.randn(A * K, generator=gen)
+        att[1] = float("-inf")  # a dead beam
+        picked = []
+        for cand in (search._candidates(logp, att, None, None, 3),
+                     _Candidates(att[:, None] + logp, att[:, None] + logp, None, None, None)):  # fmt: skip
+            assert cand.total.shape[1] == (2 * K if cand.tokens is not None else V)
+            utts, ended = torch.arange(A), [[] for _ in range(A)]
+            budget = torch.full((A,), 20)
+            tokens = torch.arange(A * K)[:, None]
+            if stop == "espnet":
+                src, col, done, _ = search._select_espnet(cand, 3, utts, tokens, ended, budget)
+            else:
+                src, col, done = search._select(cand, 3, utts, tokens, ended, budget)
+            picked.append((src.tolist(), cand.token(src, col).tolist(), cand.att[src, col].tolist(),
+                           done.tolist(), ended))  # fmt: skip
+        assert picked[0] == picked[1]

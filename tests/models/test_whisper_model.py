@@ -158,4 +158,5 @@ def test_few_row_logits_match_the_batched_product(model):
             ys.repeat(3, 1), model.new_cache(enc.expand(12, -1, -1), enc_lens.expand(12))
         )
     assert few.shape == (4, 1, model.cfg.n_vocab)
+    assert few.is_contiguous()  # (rows, V) as the search's log-softmax and top-k read it
     torch.testing.assert_close(few, many[:4], rtol=1e-5, atol=1e-5)

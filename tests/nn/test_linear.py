@@ -1,0 +1,72 @@
+"""speechkit.nn.linear: the few-rows path agrees with the module and stays out of the way."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from speechkit.nn import linear as few
+from speechkit.nn.attention import MultiHeadAttention
+from speechkit.nn.feedforward import FeedForward
+
+
+def _calls_addmm(monkeypatch) -> list:
+    """Records the calls that take the ``W @ x.T`` path."""
+    calls, real = [], torch.addmm
+    monkeypatch.setattr(few.torch, "addmm", lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("shape", [(5, 48), (5, 1, 48), (1, 3, 48), (7, 48)])
+def test_few_rows_match_the_module(monkeypatch, bias, shape):
+    torch.manual_seed(0)
+    layer = nn.Linear(48, 96, bias=bias)
+    x = torch.randn(*shape)
+    calls = _calls_addmm(monkeypatch) if bias else []
+    with torch.inference_mode():
+        out = few.linear(layer, x)
+        ref = layer(x)
+    assert out.shape == ref.shape and out.is_contiguous()
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    assert len(calls) == int(bias)
+
+
+def test_other_calls_run_the_module(monkeypatch):
+    """More rows, a narrowing layer, autograd, other dtypes and hooked modules run the module."""
+    calls = _calls_addmm(monkeypatch)
+    wide, narrow = nn.Linear(16, 32), nn.Linear(32, 16)
+    with torch.inference_mode():
+        few.linear(wide, torch.randn(few.FEW_ROWS + 1, 16))
+        few.linear(narrow, torch.randn(5, 32))
+        few.linear(wide.double(), torch.randn(5, 16, dtype=torch.float64))
+    wide = wide.float()
+    x = torch.randn(5, 16, requires_grad=True)
+    few.linear(wide, x).sum().backward()  # the module's own autograd path
+    assert x.grad is not None and wide.weight.grad is not None
+    seen = []
+    wide.register_forward_hook(lambda *a: seen.append(1))
+    with torch.inference_mode():
+        few.linear(wide, torch.randn(5, 16))
+    assert calls == [] and seen == [1]
+
+
+def test_attention_and_ffn_steps_unchanged():
+    """A decoding step's attention and FFN through the few-rows path equal F.linear's."""
+    torch.manual_seed(1)
+    mha, ffn = MultiHeadAttention(64, 4).eval(), FeedForward(64, 256).eval()
+    x, mem = torch.randn(5, 1, 64), torch.randn(1, 30, 64)
+    with torch.inference_mode():
+        k, v = mha.project_kv(mem)
+        got = mha.attend(x.reshape(1, 5, 64), k, v), ffn(x)
+        few_rows, few.FEW_ROWS = few.FEW_ROWS, 0
+        try:
+            want = mha.attend(x.reshape(1, 5, 64), k, v), ffn(x)
+        finally:
+            few.FEW_ROWS = few_rows
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
+    ref = F.linear(F.gelu(F.linear(x, ffn.net[0].weight, ffn.net[0].bias)), ffn.net[3].weight)
+    torch.testing.assert_close(got[1], ref + ffn.net[3].bias, rtol=1e-5, atol=1e-5)

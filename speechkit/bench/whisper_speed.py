@@ -24,7 +24,10 @@ Both systems decode every utterance one at a time (faster-whisper's ``transcribe
 sequential; speechkit runs with ``--batch-size``, default 1), taking turns on each utterance so
 that a noisy spell of the machine slows both, beam 5, temperature 0 only,
 without timestamps, no previous-text conditioning, ``--threads`` CPU threads (speechkit:
-``torch.set_num_threads``; faster-whisper: ``cpu_threads``, ``num_workers=1``). Reported: WER
+``torch.set_num_threads``; faster-whisper: ``cpu_threads``, ``num_workers=1``), both under the
+caller's ``OMP_WAIT_POLICY`` (each system's libgomp reads it; unset, the default, is what both
+ship with: before 2026-12-06 this benchmark set ``PASSIVE`` for both, which slowed
+faster-whisper by about 10 %). Reported: WER
 (speechkit.metrics, normalised text), the fraction of utterances whose normalised transcripts
 are identical, RTFx = audio seconds / wall seconds (model loading and one warm-up utterance
 excluded), and the same for int8 (speechkit: ``quantize_int8``, dynamic int8 Linear layers and
@@ -42,6 +45,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import statistics
 import sys
 import tempfile
@@ -318,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
         + (f", faster-whisper BatchedInferencePipeline (batch size {args.batch_size}, one file "
            "per call)" if args.fw_batched else "") + ", "
         "temperature 0 (no fallback), no timestamps, no previous-text conditioning; "
-        "same weights (faster-whisper: the CTranslate2 files; speechkit: their conversion).",
+        "same weights (faster-whisper: the CTranslate2 files; speechkit: their conversion); "
+        f"OpenMP wait policy of both: {os.environ.get('OMP_WAIT_POLICY', 'unset (libgomp default)')}.",
         "- WER on normalised text (speechkit.metrics.normalize_text); BLEU: sacrebleu, cased 13a; "
         "identical % = normalised transcripts equal (int8 rows: also to speechkit's own "
         "float32 transcripts of the same set); RTFx = audio s / wall s (warm-up excluded); "

@@ -153,3 +153,28 @@ def test_int8_with_layers_kept_float(model_dir, good_wav, capsys, monkeypatch):
     with pytest.raises(SystemExit):
         cli.main(["transcribe", "--model", str(model_dir), "--int8-keep-float", "x", str(good_wav)])
     assert "goes with --int8" in capsys.readouterr().err
+
+
+def test_search_threads(model_dir, good_wav, capsys, monkeypatch):
+    """``--search-threads 1`` runs a one-file search's steps on one thread (the encoder keeps
+    ``--threads``); 0 keeps the caller's; a negative count is refused."""
+    import torch
+
+    from speechkit.decode import whisper as wd
+
+    seen = []
+    real = wd.WhisperWindowDecoder._search
+    monkeypatch.setattr(wd.WhisperWindowDecoder, "_search",
+                        lambda self, *a: seen.append(torch.get_num_threads()) or real(self, *a))  # fmt: skip
+    base = ["transcribe", "--model", str(model_dir), "--threads", "2", str(good_wav)]
+    before = torch.get_num_threads()
+    try:
+        assert cli.main([*base, "--search-threads", "1"]) == 0
+        assert cli.main(base) == 0
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1, 2]
+    assert "train station" in capsys.readouterr().out.lower()
+    with pytest.raises(SystemExit):
+        cli.main([*base, "--search-threads", "-1"])
+    assert "--search-threads must be >= 0" in capsys.readouterr().err

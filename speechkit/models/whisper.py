@@ -243,7 +243,7 @@ def _row_major(t: Tensor) -> Tensor:
     """(V, R) -> (R, V). On CPU a contiguous copy: the search's log-softmax and top-k over V
     run about 3x faster on it than on the transposed view, and numpy's blocked transpose makes
     that copy 3-4x faster than torch's for a few rows (80 against 330 us for 5 x 51,864)."""
-    if t.device.type != "cpu" or t.dtype != torch.float32:
+    if t.device.type != "cpu" or t.dtype != torch.float32 or t.requires_grad:
         return t.t()
     return torch.from_numpy(np.ascontiguousarray(t.numpy().T))
 

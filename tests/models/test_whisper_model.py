@@ -160,3 +160,14 @@ def test_few_row_logits_match_the_batched_product(model):
     assert few.shape == (4, 1, model.cfg.n_vocab)
     assert few.is_contiguous()  # (rows, V) as the search's log-softmax and top-k read it
     torch.testing.assert_close(few, many[:4], rtol=1e-5, atol=1e-5)
+
+
+def test_few_row_logits_keep_autograd(model):
+    """A step's logits in grad mode (the table trainable, the input not) still backpropagate."""
+    x = torch.randn(5, 1, model.cfg.n_text_state)
+    logits = model.decoder._logits(x)
+    assert logits.requires_grad
+    logits.sum().backward()
+    assert model.decoder.embed.weight.grad is not None
+    torch.testing.assert_close(logits.detach(), x @ model.decoder.embed.weight.detach().t(),
+                               rtol=1e-5, atol=1e-5)  # fmt: skip

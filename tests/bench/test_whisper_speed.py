@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from speechkit.bench import whisper_speed
@@ -29,6 +31,9 @@ def test_audio_dir_run_matches_faster_whisper_and_writes_its_section(tiny_en, sp
     assert cells[7] == "-"  # identity to speechkit's own float32: int8 rows only
     assert all(float(c) > 0 for c in cells[8:11])  # RTFx of both, and their ratio
     assert "- command: `python -m speechkit.bench.whisper_speed --models" in text
+    # Both systems run under the caller's OpenMP policy, and the section says which.
+    policy = os.environ.get("OMP_WAIT_POLICY", "unset (libgomp default)")
+    assert f"OpenMP wait policy of both: {policy}." in text
 
 
 def test_batched_run_against_the_pipeline_reports_peak_memory(tiny_en, speech_dir, capsys):

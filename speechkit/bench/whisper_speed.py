@@ -26,8 +26,8 @@ that a noisy spell of the machine slows both, beam 5, temperature 0 only,
 without timestamps, no previous-text conditioning, ``--threads`` CPU threads (speechkit:
 ``torch.set_num_threads``; faster-whisper: ``cpu_threads``, ``num_workers=1``), both under the
 caller's ``OMP_WAIT_POLICY`` (each system's libgomp reads it; unset, the default, is what both
-ship with: before 2026-12-06 this benchmark set ``PASSIVE`` for both, which slowed
-faster-whisper by about 10 %). Reported: WER
+ship with; forcing ``PASSIVE`` on both slows faster-whisper, egs/phrasebook/whisper1/RESULTS.md).
+Reported: WER
 (speechkit.metrics, normalised text), the fraction of utterances whose normalised transcripts
 are identical, RTFx = audio seconds / wall seconds (model loading and one warm-up utterance
 excluded), and the same for int8 (speechkit: ``quantize_int8``, dynamic int8 Linear layers and

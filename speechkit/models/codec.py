@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from speechkit.config import ConfigError
-from speechkit.models.vocoder import Vocoder, VocoderConfig
+from speechkit.models.vocoder import Spectra, Vocoder, VocoderConfig
 from speechkit.nn.convnext import ConvNeXtBlock
 from speechkit.nn.quantize import ResidualVQ, RVQConfig
 
@@ -268,13 +268,16 @@ def spectral_decoder(cfg: CodecConfig) -> Vocoder:
 class CodecOutput:
     """One training forward: ``wave`` (B, S') the reconstruction (S' = S padded to whole
     frames), ``codes`` (B, n, T), ``commit_loss`` scalar, ``first`` (B, D, T) the first
-    codebook's latent (straight-through), ``frame_mask`` (B, T) valid frames."""
+    codebook's latent (straight-through), ``frame_mask`` (B, T) valid frames, ``spectra`` the
+    spectral decoder's log amplitude, phase and complex spectrum (B, F, T), frame ``t`` centred
+    on sample ``t * hop`` (None for the conv backbone)."""
 
     wave: Tensor
     codes: Tensor
     commit_loss: Tensor
     first: Tensor
     frame_mask: Tensor
+    spectra: Spectra | None = None
 
 
 class Codec(nn.Module):
@@ -311,7 +314,11 @@ class Codec(nn.Module):
         else:
             mask = torch.arange(t, device=z.device)[None] < self.frames(lengths)[:, None]
         q = self.quantizer(z, n_q, mask)
-        return CodecOutput(self.decoder(q.quantized), q.codes, q.commit_loss, q.first, mask)
+        if not isinstance(self.decoder, Vocoder):
+            return CodecOutput(self.decoder(q.quantized), q.codes, q.commit_loss, q.first, mask)
+        spectra = self.decoder.spectra(q.quantized)
+        wave = self.decoder.istft(spectra.spec)
+        return CodecOutput(wave, q.codes, q.commit_loss, q.first, mask, spectra)
 
     @torch.no_grad()
     def encode(self, wave: Tensor, n_q: int | None = None) -> Tensor:

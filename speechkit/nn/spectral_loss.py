@@ -9,7 +9,13 @@ resolution) dominates what the generator learns:
   (Parallel WaveGAN's recipe);
 * ``MelLoss``: mean L1 distance of log mel spectrograms at several window sizes (EnCodec and
   DAC use it as their main reconstruction loss), also the benchmark's "mel distance";
-* ``si_sdr``: scale-invariant signal-to-distortion ratio in dB (a figure, not a loss here).
+* ``si_sdr``: scale-invariant signal-to-distortion ratio in dB (a figure, not a loss here);
+* ``spectrum_losses``: APNet's losses (Ai & Ling, arXiv 2305.07952) on the spectra that a
+  frame-level generator predicts (the vocoder, the codec's spectral decoder) against the
+  reference's STFT at the generator's own resolution: mean squared log-amplitude error, and
+  the anti-wrapped instantaneous phase, group delay and phase time difference errors
+  (``phase_losses``). They reach the phase directly, which the magnitude losses above see only
+  through the overlap-add of neighbouring frames.
 
 Written here rather than taken from ``auraloss``: the two losses are a few lines each, and this
 way their definitions (log floor, window, mel filters) are the ones the codec benchmark reports.
@@ -20,11 +26,22 @@ rest is padding and is left out of every frame sum), or None when all are valid.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torchaudio
 from torch import Tensor, nn
 
-__all__ = ["MelLoss", "MultiResolutionSTFTLoss", "frame_mask", "magnitude", "si_sdr"]
+__all__ = [
+    "MelLoss",
+    "MultiResolutionSTFTLoss",
+    "anti_wrap",
+    "frame_mask",
+    "magnitude",
+    "phase_losses",
+    "si_sdr",
+    "spectrum_losses",
+]
 
 _EPS = 1e-5  # log floor of magnitudes: about -100 dB below a full-scale sine
 
@@ -115,3 +132,33 @@ def si_sdr(est: Tensor, ref: Tensor, lens: Tensor | None = None) -> Tensor:
     noise = est - target
     ratio = target.pow(2).sum(1).clamp(min=1e-8) / noise.pow(2).sum(1).clamp(min=1e-8)
     return 10 * torch.log10(ratio)
+
+
+def anti_wrap(x: Tensor) -> Tensor:
+    """APNet's anti-wrapping function: |x - 2 pi round(x / 2 pi)|, the distance of a phase
+    difference to the nearest multiple of 2 pi (so pi and -pi are the same phase)."""
+    return (x - 2 * math.pi * torch.round(x / (2 * math.pi))).abs()
+
+
+def phase_losses(pred: Tensor, ref: Tensor, mask: Tensor) -> Tensor:
+    """Instantaneous phase + group delay + phase time difference losses (APNet), each the mean
+    anti-wrapped error over valid frames. ``pred``, ``ref``: (B, F, T) radians; ``mask``:
+    (B, 1, T) float, 1 on valid frames."""
+    ip = anti_wrap(pred - ref)
+    gd = anti_wrap(torch.diff(pred, dim=1) - torch.diff(ref, dim=1))  # along frequency
+    ptd = anti_wrap(torch.diff(pred, dim=2) - torch.diff(ref, dim=2))  # along time
+
+    def mean(x: Tensor, m: Tensor) -> Tensor:
+        return (x * m).sum() / (m.sum() * x.size(1)).clamp(min=1)
+
+    return mean(ip, mask) + mean(gd, mask) + mean(ptd, mask[..., 1:] * mask[..., :-1])
+
+
+def spectrum_losses(log_amp: Tensor, phase: Tensor, ref: Tensor, mask: Tensor) -> dict[str, Tensor]:
+    """APNet's ``amp`` (mean squared natural-log amplitude error over valid frames and bins)
+    and ``phase`` (``phase_losses``) of predicted spectra against the reference STFT ``ref``
+    (B, F, T) complex, taken with the generator's own window, hop and frame centres.
+    ``log_amp``, ``phase``: (B, F, T); ``mask``: (B, 1, T) float, 1 on valid frames."""
+    ref_log_amp = ref.abs().clamp(min=_EPS).log()
+    amp = ((log_amp - ref_log_amp).pow(2) * mask).sum() / (mask.sum() * ref.size(1)).clamp(min=1)
+    return {"amp": amp, "phase": phase_losses(phase, ref.angle(), mask)}

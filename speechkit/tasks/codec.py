@@ -7,7 +7,8 @@
 Two optimisers through the one trainer (``speechkit/tasks/base.py``):
 
 * ``gen`` (encoder, quantiser, decoder, distillation heads): multi-resolution STFT + mel
-  reconstruction losses, hinge adversarial and relative feature-matching losses against the
+  reconstruction losses (with the spectral backbone optionally APNet's amplitude and phase
+  losses on the decoder's predicted spectra, ``loss.amp`` / ``loss.phase``), hinge adversarial and relative feature-matching losses against the
   discriminator, the RVQ commitment loss, and the distillation losses below;
 * ``disc`` (``speechkit.models.codec_disc``): hinge loss on real against reconstructed waves,
   from update ``disc_start`` on, every ``disc_every`` updates. The generator's adversarial and
@@ -42,7 +43,7 @@ from speechkit.data.features import LogMel
 from speechkit.data.waves import WaveDataConfig
 from speechkit.models.codec import Codec, CodecConfig
 from speechkit.models.codec_disc import MultiScaleSTFTDiscriminator, STFTDiscConfig
-from speechkit.nn.spectral_loss import si_sdr
+from speechkit.nn.spectral_loss import si_sdr, spectrum_losses
 from speechkit.tasks import register_task
 from speechkit.tasks.base import OptimizerSpec, TaskInputs
 from speechkit.tasks.wave_gan import WaveGANTask, gan_optim
@@ -56,13 +57,17 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class CodecLossConfig:
-    """Weights of the generator's losses (0 switches one off)."""
+    """Weights of the generator's losses (0 switches one off). ``amp`` and ``phase``: APNet's
+    log-amplitude and phase losses on the spectral decoder's predicted spectra
+    (``speechkit.nn.spectral_loss.spectrum_losses``; spectral backbone only)."""
 
     stft: float = 1.0
     mel: float = 1.0
     adv: float = 1.0
     feat: float = 2.0
     commit: float = 1.0
+    amp: float = 0.0
+    phase: float = 0.0
 
 
 @dataclass
@@ -105,6 +110,11 @@ class CodecTaskConfig:
             )
         if self.disc_start < 0 or self.disc_every < 1:
             raise ConfigError("disc_start >= 0 and disc_every >= 1 needed")
+        if (self.loss.amp or self.loss.phase) and self.model.backbone != "spectral":
+            raise ConfigError(
+                "loss.amp and loss.phase act on predicted spectra: they need "
+                f"model.backbone: spectral, got {self.model.backbone!r}"
+            )
         if self.data.segment_seconds * self.model.sample_rate < max(self.disc.windows):
             raise ConfigError(
                 f"data.segment_seconds ({self.data.segment_seconds}) is shorter than the longest "
@@ -223,6 +233,9 @@ class CodecTask(WaveGANTask):
         stats = self._reconstruction(recon, audio, lens)
         w = self.cfg.loss
         loss = w.stft * stats["stft"] + w.mel * stats["mel"] + w.commit * out.commit_loss
+        if w.amp or w.phase:
+            stats.update(self._spectrum(model, out, audio))
+            loss = loss + w.amp * stats["amp"] + w.phase * stats["phase"]
         stats["commit"] = out.commit_loss.detach()
         adversarial = self.adversarial(model, recon, audio)
         for k, v in adversarial.items():
@@ -242,6 +255,20 @@ class CodecTask(WaveGANTask):
             "stft": self.stft_loss(recon, audio, lens),
             "mel": self.mel_loss(recon, audio, lens),
         }
+
+    def _spectrum(self, model: nn.Module, out, audio: Tensor) -> dict[str, Tensor]:
+        """APNet's ``amp`` and ``phase`` losses: the decoder's spectra against the STFT of the
+        input zero-padded to whole frames, taken as the decoder synthesises (its window and
+        hop, frame ``t`` centred on sample ``t * hop``), over valid frames."""
+        decoder = unwrap(model).generator.decoder
+        c = decoder.cfg
+        padded = unwrap(model).generator.pad(audio.float())
+        frames = out.spectra.spec.size(-1)
+        ref = torch.stft(
+            padded, c.n_fft, c.hop, c.win, window=decoder.window, center=True, return_complex=True
+        )[..., :frames]  # (B, F, T): the last centre, past the padded end, is not predicted
+        mask = out.frame_mask.float()[:, None]
+        return spectrum_losses(out.spectra.log_amp, out.spectra.phase, ref, mask)
 
     def regenerate(self, model: nn.Module, audio: Tensor, lens: Tensor) -> Tensor:
         # eval mode: quantiser statistics (EMA codebooks, dead-code restarts) stay untouched
@@ -270,12 +297,14 @@ class CodecTask(WaveGANTask):
 
     def validation_step(self, model: nn.Module, batch: dict) -> dict[str, Tensor]:
         """All codebooks: ``loss`` = mel distance (chooses the best checkpoints), STFT loss,
-        SI-SDR (dB); weighted by the number of crops."""
+        SI-SDR (dB), with the spectral backbone APNet's ``amp`` and ``phase`` losses; weighted by the number of crops."""
         audio, lens = batch["audio"], batch["audio_lens"]
         out = model(audio, lens, part="gen")
         recon = out.wave[:, : audio.size(1)]
         stats = self._reconstruction(recon, audio, lens)
         stats["sisdr"] = si_sdr(recon, audio, lens).mean()
+        if out.spectra is not None:
+            stats.update(self._spectrum(model, out, audio))
         if self.teacher is not None:
             stats.update(self._distill(model, out, audio, lens))
         return {"loss": stats["mel"], **stats, "weight": torch.tensor(float(audio.size(0)))}

@@ -32,7 +32,6 @@ Validation ``loss`` is the L1 distance of the vocoded crop's TTS log-mel to the 
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -43,6 +42,7 @@ from speechkit.config import ConfigError
 from speechkit.data.waves import MelCrops, WaveDataConfig, build_wave_dataloader
 from speechkit.models.codec_disc import MultiScaleSTFTDiscriminator, STFTDiscConfig
 from speechkit.models.vocoder import Spectra, Vocoder, VocoderConfig
+from speechkit.nn.spectral_loss import spectrum_losses
 from speechkit.tasks import register_task
 from speechkit.tasks.base import OptimizerSpec
 from speechkit.tasks.wave_gan import WaveGANTask, gan_optim
@@ -57,8 +57,6 @@ __all__ = [
     "VocoderLossConfig",
     "VocoderTask",
     "VocoderTaskConfig",
-    "anti_wrap",
-    "phase_losses",
 ]
 
 
@@ -112,26 +110,6 @@ class VocoderTaskConfig:
                 f"data.segment_seconds ({self.data.segment_seconds}) is shorter than the longest "
                 "discriminator window or the vocoder's n_fft"
             )
-
-
-def anti_wrap(x: Tensor) -> Tensor:
-    """APNet's anti-wrapping function: |x - 2 pi round(x / 2 pi)|, the distance of a phase
-    difference to the nearest multiple of 2 pi (so pi and -pi are the same phase)."""
-    return (x - 2 * math.pi * torch.round(x / (2 * math.pi))).abs()
-
-
-def phase_losses(pred: Tensor, ref: Tensor, mask: Tensor) -> Tensor:
-    """Instantaneous phase + group delay + phase time difference losses (APNet), each the mean
-    anti-wrapped error over valid frames. ``pred``, ``ref``: (B, F, T) radians; ``mask``:
-    (B, 1, T) float, 1 on valid frames."""
-    ip = anti_wrap(pred - ref)
-    gd = anti_wrap(torch.diff(pred, dim=1) - torch.diff(ref, dim=1))  # along frequency
-    ptd = anti_wrap(torch.diff(pred, dim=2) - torch.diff(ref, dim=2))  # along time
-
-    def mean(x: Tensor, m: Tensor) -> Tensor:
-        return (x * m).sum() / (m.sum() * x.size(1)).clamp(min=1)
-
-    return mean(ip, mask) + mean(gd, mask) + mean(ptd, mask[..., 1:] * mask[..., :-1])
 
 
 class VocoderGAN(nn.Module):
@@ -235,15 +213,10 @@ class VocoderTask(WaveGANTask):
             audio.float(), c.n_fft, c.hop, c.win, window=window, center=True, return_complex=True
         )  # (B, F, T), the frames the vocoder predicted
         mask = _frame_mask(lens, ref.size(-1), c.hop)
-        ref_log_amp = ref.abs().clamp(min=1e-5).log()
-        amp = ((spectra.log_amp - ref_log_amp).pow(2) * mask).sum() / (
-            mask.sum() * ref.size(1)
-        ).clamp(min=1)
         return {
             "mel": self.mel_loss.to(audio.device)(fake, audio, lens),
             "stft": self.stft_loss(fake, audio, lens),
-            "amp": amp,
-            "phase": phase_losses(spectra.phase, ref.angle(), mask),
+            **spectrum_losses(spectra.log_amp, spectra.phase, ref, mask),
         }
 
     def regenerate(self, model: nn.Module, audio: Tensor, lens: Tensor) -> Tensor:

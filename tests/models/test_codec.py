@@ -95,6 +95,13 @@ def test_spectral_backbone_trains_every_part_through_the_quantiser():
     (out.wave.pow(2).mean() + out.commit_loss).backward()
     for part in (model.encoder.embed, model.decoder.embed, model.decoder.phase_head):
         assert part.weight.grad is not None and part.weight.grad.abs().sum() > 0
+    # the spectra the training losses read are the ones the wave was made from, one per frame
+    assert out.spectra.log_amp.shape == (2, 513, 4)
+    torch.testing.assert_close(model.decoder.istft(out.spectra.spec), out.wave)
+    assert (
+        Codec(CodecConfig(channels=4, res_dilations=[1])).train()(torch.zeros(1, 640)).spectra
+        is None
+    )
 
 
 def test_spectral_receptive_field_bounds_encoder_and_decoder():

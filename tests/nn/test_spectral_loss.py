@@ -1,12 +1,21 @@
-"""speechkit.nn.spectral_loss: the codec's reconstruction losses and SI-SDR."""
+"""speechkit.nn.spectral_loss: the wave generators' reconstruction losses, APNet's spectrum
+losses and SI-SDR."""
 
 from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
-from speechkit.nn.spectral_loss import MelLoss, MultiResolutionSTFTLoss, si_sdr
+from speechkit.nn.spectral_loss import (
+    MelLoss,
+    MultiResolutionSTFTLoss,
+    anti_wrap,
+    phase_losses,
+    si_sdr,
+    spectrum_losses,
+)
 
 
 def tone(freq: float, seconds: float = 0.5, sr: int = 16000) -> torch.Tensor:
@@ -43,3 +52,30 @@ def test_si_sdr_matches_the_mixing_ratio_and_ignores_scale():
     assert abs(float(si_sdr(ref + noise, ref)[0]) - 10.0) < 0.1
     assert abs(float(si_sdr(3.0 * (ref + noise), ref)[0]) - 10.0) < 0.1
     assert float(si_sdr(ref, ref)[0]) > 60
+
+
+def test_anti_wrapping_treats_phases_modulo_two_pi():
+    x = torch.tensor([0.0, 2 * math.pi, -2 * math.pi + 0.1, math.pi - 0.1, 3 * math.pi])
+    torch.testing.assert_close(anti_wrap(x), torch.tensor([0.0, 0.0, 0.1, math.pi - 0.1, math.pi]))
+    ref = torch.rand(2, 9, 5) * 2 * math.pi - math.pi
+    mask = torch.ones(2, 1, 5)
+    assert phase_losses(ref + 2 * math.pi, ref, mask) < 1e-5  # the same phase, wrapped
+    assert phase_losses(ref + 1.0, ref, mask) == pytest.approx(1.0, abs=1e-4)  # IP only
+    mask[1] = 0
+    wrong = ref.clone()
+    wrong[1] += 1.0  # errors on masked frames do not count
+    assert phase_losses(wrong, ref, mask) < 1e-5
+
+
+def test_spectrum_losses_score_log_amplitude_and_phase_of_valid_frames():
+    torch.manual_seed(0)
+    ref = torch.polar(torch.rand(2, 9, 5) + 0.1, torch.rand(2, 9, 5) * 6 - 3)
+    mask = torch.ones(2, 1, 5)
+    exact = spectrum_losses(ref.abs().log(), ref.angle(), ref, mask)
+    assert float(exact["amp"]) < 1e-10 and float(exact["phase"]) < 1e-5
+    louder = spectrum_losses(ref.abs().log() + 0.5, ref.angle(), ref, mask)
+    assert float(louder["amp"]) == pytest.approx(0.25, rel=1e-4)  # squared natural-log error
+    mask[:, :, 3:] = 0
+    wrong = ref.abs().log().clone()
+    wrong[..., 3:] += 2.0  # errors on padded frames do not count
+    assert float(spectrum_losses(wrong, ref.angle(), ref, mask)["amp"]) < 1e-10

@@ -138,6 +138,38 @@ def test_ablation_without_a_teacher(setup):
     assert "gen_distill" not in rows[0] and "gen_mel" in rows[0]
 
 
+def test_apnet_spectrum_losses_train_the_spectral_decoder(setup):
+    out = setup / "exp_apnet"
+    spectral = (
+        "model.backbone=spectral",
+        "model.spectral.dim=16",
+        "model.spectral.enc_layers=1",
+        "model.spectral.dec_layers=1",
+        "distill.enabled=false",
+        "disc_start=100",
+        "trainer.max_steps=3",
+    )
+    assert train(setup, out, *spectral, "loss.amp=0.5", "loss.phase=0.3") == 0
+    rows = log_rows(out / "train_log.csv")
+    amp = [float(r["gen_amp"]) for r in rows]
+    phase = [float(r["gen_phase"]) for r in rows]
+    assert all(a > 0 for a in amp) and all(0 < p < 3 * math.pi for p in phase)
+    # the weighted terms are part of what the generator minimises
+    for r, a, p in zip(rows, amp, phase):
+        rest = float(r["gen_stft"]) + float(r["gen_mel"]) + float(r["gen_commit"])
+        assert float(r["gen_loss"]) == pytest.approx(rest + 0.5 * a + 0.3 * p, rel=1e-4)
+    assert {"valid_amp", "valid_phase"} <= set(log_rows(out / "valid_log.csv")[0])
+    # without the weights the run is the old one: no spectrum losses in its training log
+    assert train(setup, setup / "exp_noapnet", *spectral, "trainer.max_steps=1") == 0
+    assert "gen_amp" not in log_rows(setup / "exp_noapnet" / "train_log.csv")[0]
+
+
+def test_spectrum_losses_need_the_spectral_backbone(setup):
+    data = read_yaml(setup / "codec.yaml")
+    with pytest.raises(ConfigError, match="backbone: spectral"):
+        from_dict(get_task("codec").config_class, dict(data, loss={"phase": 0.3}))
+
+
 def test_distillation_needs_a_teacher_and_the_teacher_must_be_s2t(setup):
     data = read_yaml(setup / "codec.yaml")
     cfg = from_dict(get_task("codec").config_class, data)

@@ -15,7 +15,7 @@ from speechkit.bin.train import main as train_main
 from speechkit.config import ConfigError, from_dict, read_yaml
 from speechkit.synthesize import load_vocoder, pack_vocoder
 from speechkit.tasks import get_task
-from speechkit.tasks.vocoder import VocoderTaskConfig, anti_wrap, phase_losses
+from speechkit.tasks.vocoder import VocoderTaskConfig
 
 YAML = """
 task: vocoder
@@ -64,19 +64,6 @@ def test_mel_and_model_must_describe_the_same_frames():
         from_dict(VocoderTaskConfig, {"model": {"hop": 128, "win": 512, "n_fft": 512}})
     with pytest.raises(ConfigError, match="shorter than"):
         from_dict(VocoderTaskConfig, {"data": {"segment_seconds": 0.01}})
-
-
-def test_anti_wrapping_treats_phases_modulo_two_pi():
-    x = torch.tensor([0.0, 2 * math.pi, -2 * math.pi + 0.1, math.pi - 0.1, 3 * math.pi])
-    torch.testing.assert_close(anti_wrap(x), torch.tensor([0.0, 0.0, 0.1, math.pi - 0.1, math.pi]))
-    ref = torch.rand(2, 9, 5) * 2 * math.pi - math.pi
-    mask = torch.ones(2, 1, 5)
-    assert phase_losses(ref + 2 * math.pi, ref, mask) < 1e-5  # the same phase, wrapped
-    assert phase_losses(ref + 1.0, ref, mask) == pytest.approx(1.0, abs=1e-4)  # IP only
-    mask[1] = 0
-    wrong = ref.clone()
-    wrong[1] += 1.0  # errors on masked frames do not count
-    assert phase_losses(wrong, ref, mask) < 1e-5
 
 
 def test_generator_and_discriminator_steps_change_the_loss(data):

@@ -2,7 +2,8 @@
 
     speechkit bench codec --codec exp/codec/packed --cuts data/cuts_test_seen.jsonl.gz \\
         [--kbps 1.5 3 6] [--opus 6 8] [--codec2 1600 3200] [--s2t exp/s2t/model_avg.pt] \\
-        [--whisper whisper-tiny.en] [--limit 40] [--png exp/spec.png] [--results-md RESULTS.md]
+        [--whisper whisper-tiny.en] [--limit 40] [--png exp/spec.png] [--results-md RESULTS.md] \\
+        [--oracle]
 
 (or ``python -m speechkit.bench.codec ...``). English cuts of the manifests (``--limit`` in all,
 the first of each manifest in equal shares) are coded by each system, and each resynthesised
@@ -22,6 +23,12 @@ Opus (``opusenc``/``opusdec``, ``--opus`` kbps) and Codec2 (``c2enc``/``c2dec`` 
 aligned to the original (the lag of the cross-correlation peak within 100 ms) before the
 sample-wise metrics, so Codec2's delay does not count as distortion. ``--png`` draws the
 spectrograms of one utterance: original, the codec at each bitrate, Opus.
+
+``--oracle`` (spectral codecs) asks where the quality is lost. At the highest ``--kbps`` it adds
+two rows that are not codecs, since each reads the original: the decoder's predicted amplitude
+spectrum with the original's phase, and the original's amplitude with the predicted phase
+(``oracle_systems``). The row closer to the original's quality marks the half of the
+prediction that costs less.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 import torch
+from torch import Tensor
 
 from speechkit.bench import add_cite_argument, cited_command, read_paths_line, testset
 from speechkit.metrics import wer
@@ -96,6 +104,48 @@ def codec_system(codec, kbps: float) -> System:
 
     system.run = run
     return system
+
+
+def oracle_systems(codec, kbps: float) -> list[System]:
+    """The ``--oracle`` rows of a spectral codec at ``kbps`` (module docstring): its decoder's
+    log amplitude (B, F, T) with the phase of the original's STFT, taken as the decoder
+    synthesises (window, hop, frame ``t`` centred on sample ``t * hop``), and the other way
+    round; each spectrum goes through the decoder's own inverse STFT."""
+    model = codec.model
+    if model.cfg.backbone != "spectral":
+        raise ValueError(f"--oracle needs a spectral codec, got backbone {model.cfg.backbone!r}")
+    n_q = codec.n_quantizers(kbps=kbps)
+    decoder, c = model.decoder, model.decoder.cfg
+
+    @torch.no_grad()
+    def spectra(w: np.ndarray) -> tuple[Tensor, Tensor, Tensor]:
+        latent = model.quantizer.decode(codec.encode(w, n_q=n_q).to(codec.device))
+        log_amp, real, imag = decoder.heads(latent)  # (1, F, T) each
+        x = model.pad(torch.from_numpy(w)[None].float().to(codec.device))
+        window = decoder.window
+        ref = torch.stft(x, c.n_fft, c.hop, c.win, window=window, center=True, return_complex=True)
+        return log_amp, torch.atan2(imag, real), ref[..., : log_amp.size(-1)]
+
+    def system(name: str, amp_from_codec: bool) -> System:
+        def run(waves: list[np.ndarray]) -> list[np.ndarray]:
+            out = []
+            for w in waves:
+                log_amp, phase, ref = spectra(w)
+                if amp_from_codec:
+                    spec = torch.polar(log_amp.exp(), ref.angle())
+                else:
+                    spec = torch.polar(ref.abs(), phase)
+                with torch.no_grad():
+                    out.append(decoder.istft(spec)[0, : len(w)].cpu().numpy())
+            return out
+
+        return System(name, codec.bitrates()[n_q], run)
+
+    kb = f"{codec.bitrates()[n_q]:g} kbps"
+    return [
+        system(f"oracle: codec {kb} amplitude + original phase", True),
+        system(f"oracle: original amplitude + codec {kb} phase", False),
+    ]
 
 
 def _tool_run(cmd: list[str]) -> None:
@@ -360,6 +410,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="[LABEL=]MODEL",
         help="speechkit S2T models for more WER columns (log-mel or codec codes)",
     )
+    p.add_argument(
+        "--oracle",
+        action="store_true",
+        help="spectral codecs: add the predicted amplitude with the original phase and the other "
+        "way round, at the highest --kbps (where the quality is lost)",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads (RTFx is per thread)")
     p.add_argument("--png", type=Path, help="spectrograms of the first utterance")
     p.add_argument("--results-md", type=Path, help="write the section into this markdown file")
@@ -370,7 +426,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.oracle and not args.kbps:
+        parser.error("--oracle needs a codec bitrate (--kbps)")
     torch.set_num_threads(args.threads)
     from speechkit import codec as codec_api
     from speechkit.models import count_parameters
@@ -379,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     ref = english_set(args.cuts, args.limit)
 
     systems = [codec_system(codec, k) for k in args.kbps]
+    oracles = oracle_systems(codec, max(args.kbps)) if args.oracle else []
     notes = []
     if args.opus and shutil.which("opusenc") and shutil.which("opusdec"):
         systems += [opus_system(k) for k in args.opus]
@@ -401,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     original.wer = {name: wer(ref.refs, rec(ref.waves)).rate for name, rec in recognizers.items()}
     results = [(System("original", float("nan"), None), original)]
     outputs = {}
-    for system in systems:
+    for system in systems + oracles:
         outputs[system.name] = system.run(ref.waves)
         results.append((system, score(outputs[system.name], ref, quality, recognizers)))
         print(table(results[-1:], asr, quality.speaker is not None)[-1], flush=True)

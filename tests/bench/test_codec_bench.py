@@ -15,7 +15,7 @@ from lhotse import CutSet, Recording, SupervisionSegment
 from speechkit import codec as codec_api
 from speechkit.bench import BENCHMARKS
 from speechkit.bench import codec as bench
-from speechkit.models.codec import Codec, CodecConfig
+from speechkit.models.codec import Codec, CodecConfig, SpectralConfig
 from speechkit.nn.quantize import RVQConfig
 
 SR = 16000
@@ -150,3 +150,41 @@ def test_the_limit_is_shared_between_manifests(tmp_path):
         CutSet.from_cuts(cuts).to_file(tmp_path / f"{name}.jsonl.gz")
         paths.append(tmp_path / f"{name}.jsonl.gz")
     assert bench.english_set(paths, 5).ids == ["a0", "a1", "a2", "b0", "b1"]
+
+
+def test_oracle_rows_put_the_original_spectra_on_the_decoders_frames(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    cfg = CodecConfig(
+        backbone="spectral",
+        rvq=RVQConfig(dim=16, num_quantizers=4, codebook_size=32, kmeans_iters=2),
+        spectral=SpectralConfig(dim=24, enc_layers=1, dec_layers=1),
+    )
+    model = Codec(cfg).train()
+    model(torch.from_numpy(np.stack([voiced(1.0, s) for s in range(2)])))  # codebook init
+    codec = codec_api.load(codec_api.save(model.eval(), tmp_path / "codec"))
+    w = voiced(0.73, seed=3)  # not whole frames: the padding must line up too
+    decoder = codec.model.decoder
+    x = codec.model.pad(torch.from_numpy(w)[None])
+    ref = torch.stft(x, 1024, 320, 1024, window=decoder.window, center=True, return_complex=True)
+    ref = ref[..., :-1]  # the frames the decoder predicts
+    # a decoder that predicts the original's spectra exactly: both rows give the input back
+    monkeypatch.setattr(decoder, "heads", lambda latent: (ref.abs().log(), ref.real, ref.imag))
+    rows = bench.oracle_systems(codec, 1.0)
+    assert [r.name for r in rows] == [
+        "oracle: codec 1 kbps amplitude + original phase",
+        "oracle: original amplitude + codec 1 kbps phase",
+    ]
+    for row in rows:
+        (out,) = row.run([w])
+        assert out.shape == w.shape
+        np.testing.assert_allclose(out, w, atol=1e-4)
+    # the real decoder's phase with the original amplitude differs from the input
+    monkeypatch.undo()
+    (out,) = bench.oracle_systems(codec, 1.0)[1].run([w])
+    assert np.abs(out - w).max() > 1e-2
+
+
+def test_oracle_needs_a_spectral_codec():
+    conv = codec_api.CodecModel(Codec(CodecConfig(channels=4, res_dilations=[1])).eval())
+    with pytest.raises(ValueError, match="spectral codec"):
+        bench.oracle_systems(conv, 1.5)

@@ -17,8 +17,8 @@ resolution) dominates what the generator learns:
   (``phase_losses``). They reach the phase directly, which the magnitude losses above see only
   through the overlap-add of neighbouring frames.
 
-Written here rather than taken from ``auraloss``: the two losses are a few lines each, and this
-way their definitions (log floor, window, mel filters) are the ones the codec benchmark reports.
+Written here rather than taken from ``auraloss``: each loss is a few lines, and this way their
+definitions (log floor, window, mel filters) are the ones the codec benchmark reports.
 
 Shapes: waves (B, S) float, samples at ``sample_rate``; ``lengths`` (B,) valid samples (the
 rest is padding and is left out of every frame sum), or None when all are valid.

@@ -8,8 +8,9 @@ Two optimisers through the one trainer (``speechkit/tasks/base.py``):
 
 * ``gen`` (encoder, quantiser, decoder, distillation heads): multi-resolution STFT + mel
   reconstruction losses (with the spectral backbone optionally APNet's amplitude and phase
-  losses on the decoder's predicted spectra, ``loss.amp`` / ``loss.phase``), hinge adversarial and relative feature-matching losses against the
-  discriminator, the RVQ commitment loss, and the distillation losses below;
+  losses on the decoder's predicted spectra, ``loss.amp`` / ``loss.phase``), hinge adversarial
+  and relative feature-matching losses against the discriminator, the RVQ commitment loss, and
+  the distillation losses below;
 * ``disc`` (``speechkit.models.codec_disc``): hinge loss on real against reconstructed waves,
   from update ``disc_start`` on, every ``disc_every`` updates. The generator's adversarial and
   feature-matching losses start with the discriminator's first step.
@@ -297,7 +298,8 @@ class CodecTask(WaveGANTask):
 
     def validation_step(self, model: nn.Module, batch: dict) -> dict[str, Tensor]:
         """All codebooks: ``loss`` = mel distance (chooses the best checkpoints), STFT loss,
-        SI-SDR (dB), with the spectral backbone APNet's ``amp`` and ``phase`` losses; weighted by the number of crops."""
+        SI-SDR (dB), with the spectral backbone APNet's ``amp`` and ``phase`` losses; weighted
+        by the number of crops."""
         audio, lens = batch["audio"], batch["audio_lens"]
         out = model(audio, lens, part="gen")
         recon = out.wave[:, : audio.size(1)]

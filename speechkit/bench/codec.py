@@ -115,15 +115,13 @@ def oracle_systems(codec, kbps: float) -> list[System]:
     if model.cfg.backbone != "spectral":
         raise ValueError(f"--oracle needs a spectral codec, got backbone {model.cfg.backbone!r}")
     n_q = codec.n_quantizers(kbps=kbps)
-    decoder, c = model.decoder, model.decoder.cfg
+    decoder = model.decoder
 
     @torch.no_grad()
     def spectra(w: np.ndarray) -> tuple[Tensor, Tensor, Tensor]:
         latent = model.quantizer.decode(codec.encode(w, n_q=n_q).to(codec.device))
         log_amp, real, imag = decoder.heads(latent)  # (1, F, T) each
-        x = model.pad(torch.from_numpy(w)[None].float().to(codec.device))
-        window = decoder.window
-        ref = torch.stft(x, c.n_fft, c.hop, c.win, window=window, center=True, return_complex=True)
+        ref = decoder.stft(model.pad(torch.from_numpy(w)[None].to(codec.device)))
         return log_amp, torch.atan2(imag, real), ref[..., : log_amp.size(-1)]
 
     def system(name: str, amp_from_codec: bool) -> System:

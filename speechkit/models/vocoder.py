@@ -138,6 +138,21 @@ class Vocoder(nn.Module):
         log_amp, real, imag = self.heads(mel)
         return Spectra(log_amp, torch.atan2(imag, real), self.spectrum(log_amp, real, imag))
 
+    def stft(self, wave: Tensor) -> Tensor:
+        """(B, S) -> complex (B, F, S // hop + 1): the analysis that ``istft`` inverts (window,
+        hop, frame ``t`` centred on sample ``t * hop``), i.e. the spectra the heads should
+        predict for ``wave`` (APNet's losses compare against it)."""
+        c = self.cfg
+        return torch.stft(
+            wave.float(),
+            c.n_fft,
+            c.hop,
+            c.win,
+            window=self.window,
+            center=True,
+            return_complex=True,
+        )
+
     def istft(self, spec: Tensor) -> Tensor:
         """Complex (B, F, T) -> (B, T * hop) samples (centred frames; module docstring)."""
         c = self.cfg

@@ -261,13 +261,10 @@ class CodecTask(WaveGANTask):
         """APNet's ``amp`` and ``phase`` losses: the decoder's spectra against the STFT of the
         input zero-padded to whole frames, taken as the decoder synthesises (its window and
         hop, frame ``t`` centred on sample ``t * hop``), over valid frames."""
-        decoder = unwrap(model).generator.decoder
-        c = decoder.cfg
-        padded = unwrap(model).generator.pad(audio.float())
+        generator = unwrap(model).generator
         frames = out.spectra.spec.size(-1)
-        ref = torch.stft(
-            padded, c.n_fft, c.hop, c.win, window=decoder.window, center=True, return_complex=True
-        )[..., :frames]  # (B, F, T): the last centre, past the padded end, is not predicted
+        # (B, F, T): the last centre, past the padded end, is not predicted
+        ref = generator.decoder.stft(generator.pad(audio))[..., :frames]
         mask = out.frame_mask.float()[:, None]
         return spectrum_losses(out.spectra.log_amp, out.spectra.phase, ref, mask)
 

@@ -193,7 +193,7 @@ class VocoderTask(WaveGANTask):
             return self.disc_step(model, audio, lens)
         spectra, fake = model(audio, part="gen", mel=self._mel)
         self._fake = (audio, fake.detach())
-        stats = self._reconstruction(spectra, fake, audio, lens)
+        stats = self._reconstruction(model, spectra, fake, audio, lens)
         w = self.cfg.loss
         loss = w.mel * stats["mel"] + w.stft * stats["stft"]
         loss = loss + w.amp * stats["amp"] + w.phase * stats["phase"]
@@ -204,15 +204,11 @@ class VocoderTask(WaveGANTask):
         return {"loss": loss, **{k: v.detach() for k, v in stats.items()}}
 
     def _reconstruction(
-        self, spectra: Spectra, fake: Tensor, audio: Tensor, lens: Tensor
+        self, model: nn.Module, spectra: Spectra, fake: Tensor, audio: Tensor, lens: Tensor
     ) -> dict[str, Tensor]:
         """Wave losses (mel, stft) and APNet's spectrum losses (amp, phase)."""
-        c = self.cfg.model
-        window = torch.hann_window(c.win, device=audio.device)
-        ref = torch.stft(
-            audio.float(), c.n_fft, c.hop, c.win, window=window, center=True, return_complex=True
-        )  # (B, F, T), the frames the vocoder predicted
-        mask = _frame_mask(lens, ref.size(-1), c.hop)
+        ref = unwrap(model).generator.stft(audio)  # (B, F, T), the frames the vocoder predicted
+        mask = _frame_mask(lens, ref.size(-1), self.cfg.model.hop)
         return {
             "mel": self.mel_loss.to(audio.device)(fake, audio, lens),
             "stft": self.stft_loss(fake, audio, lens),
@@ -227,7 +223,7 @@ class VocoderTask(WaveGANTask):
         reconstruction losses; weighted by the number of crops."""
         audio, lens = batch["audio"], batch["audio_lens"]
         spectra, fake = model(audio, part="gen", mel=self._input_mel(batch))
-        stats = self._reconstruction(spectra, fake, audio, lens)
+        stats = self._reconstruction(model, spectra, fake, audio, lens)
         mel_fn = unwrap(model).mel
         ref_mel, fake_mel = mel_fn(audio), mel_fn(fake)
         mask = _frame_mask(lens, ref_mel.size(-1), self.cfg.mel.hop_length)

@@ -50,6 +50,8 @@ def test_istft_inverts_a_true_stft_exactly():
     out = voc.istft(spec)
     assert out.shape == (2, 65 * 256)
     torch.testing.assert_close(out[:, : wave.size(1)], wave, atol=1e-4, rtol=1e-4)
+    # Vocoder.stft is that analysis: the spectra its heads are trained toward
+    torch.testing.assert_close(voc.stft(wave), spec)
 
 
 def test_bad_mel_shape_and_bad_config_are_clear_errors():

@@ -175,3 +175,93 @@ def test_shape_mismatch_is_rejected():
     q = torch.zeros(2, 2, 5, 16)
     with pytest.raises(ValueError, match="do not fit"):
         flash_attention(q, torch.zeros(2, 2, 5, 8), torch.zeros(2, 2, 5, 8))
+
+
+class _AddressCheck:
+    """Stands in for the interpreter's C++ load/store module: every address a load or store
+    would touch (its mask on) must lie inside the storage of one of the launch's tensor
+    arguments, else it raises before anything is read or written."""
+
+    def __init__(self, real):
+        self.real, self.spans, self.checked = real, [], 0
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def _check(self, what, ptrs, mask, itemsize):
+        import numpy as np
+
+        ptrs = ptrs[np.broadcast_to(mask, ptrs.shape).astype(bool)]
+        inside = np.zeros(ptrs.shape, dtype=bool)
+        for start, nbytes in self.spans:
+            inside |= (ptrs >= start) & (ptrs + itemsize <= start + nbytes)
+        self.checked += ptrs.size
+        if not inside.all():
+            raise AssertionError(f"{what} of {int((~inside).sum())} elements outside the tensors")
+
+    def load(self, ptrs, mask, other, dtype):
+        import numpy as np
+
+        self._check("load", ptrs, mask, np.dtype(dtype).itemsize)
+        return self.real.load(ptrs, mask, other, dtype)
+
+    def store(self, ptrs, value, mask):
+        self._check("store", ptrs, mask, value.dtype.itemsize)
+        return self.real.store(ptrs, value, mask)
+
+
+@pytest.fixture
+def address_check(monkeypatch):
+    from triton.runtime import interpreter
+
+    check = _AddressCheck(interpreter._interpreter)
+    init = interpreter.GridExecutor._init_args_hst
+
+    def init_and_record(self, args, kwargs):
+        args_hst, kwargs_hst = init(self, args, kwargs)
+        tensors = [a for a in (*args_hst, *kwargs_hst.values()) if isinstance(a, torch.Tensor)]
+        check.spans = [
+            (t.untyped_storage().data_ptr(), t.untyped_storage().nbytes()) for t in tensors
+        ]
+        return args_hst, kwargs_hst
+
+    monkeypatch.setattr(interpreter, "_interpreter", check)
+    monkeypatch.setattr(interpreter.GridExecutor, "_init_args_hst", init_and_record)
+    return check
+
+
+@pytest.mark.skipif(DEVICE != "cpu", reason="checks the interpreter (on a GPU: compute-sanitizer)")
+@pytest.mark.parametrize(
+    "dtype, d, lens, transposed",
+    [(torch.float32, 16, (23, 6), False), (torch.float32, 40, (17, 0), True),
+     (torch.bfloat16, 59, (9, 33), False)],
+)  # fmt: skip
+def test_every_load_and_store_stays_inside_the_tensors(address_check, dtype, d, lens, transposed):
+    """The interpreter reads and writes through raw pointers, so an address outside the kernel's
+    tensors would corrupt the heap (kernels/README.md, Known issue). Forward and backward, with
+    padded and empty sequences, an odd head dim, and q, k, v laid out (B, L, H, D) as the model's
+    attention passes them."""
+    n = max(lens)
+    qkv, do = _inputs(2, 2, n, n, d, dtype, seed=d)
+    if transposed:
+        qkv = [
+            t.detach().transpose(1, 2).contiguous().transpose(1, 2).requires_grad_() for t in qkv
+        ]
+    got = _out_and_grads(_kernel, qkv, do, _lens(*lens), _lens(*lens))
+    assert address_check.checked > 0 and all(torch.isfinite(g).all() for g in got)
+
+
+@pytest.mark.skipif(DEVICE != "cpu", reason="checks the interpreter (on a GPU: compute-sanitizer)")
+def test_the_address_check_catches_a_store_past_the_end(address_check):
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def store_one_past(out, n):
+        offs = tl.arange(0, 16)
+        tl.store(out + offs, offs.to(tl.float32), mask=offs <= n)  # one past the last element
+
+    out = torch.zeros(8, device=DEVICE)
+    with pytest.raises(Exception, match="store of 1 elements outside the tensors"):
+        store_one_past[(1,)](out, 8)
+    assert torch.all(out == 0)  # refused before anything was written

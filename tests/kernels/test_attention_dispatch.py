@@ -22,6 +22,8 @@ from speechkit.nn.masks import causal_mask, lengths_to_mask
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # cpu: interpreted (conftest.py)
 
+pytestmark = pytest.mark.interpreter  # runs the kernels in this process (tests/conftest.py)
+
 
 @pytest.fixture(autouse=True)
 def _fresh_dispatch_state(monkeypatch):

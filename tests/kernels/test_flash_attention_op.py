@@ -8,6 +8,8 @@ from speechkit.kernels import flash_attention, kernel_available
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # cpu: interpreted (conftest.py)
 
+pytestmark = pytest.mark.interpreter  # runs the kernels in this process (tests/conftest.py)
+
 
 def _qkv(seed=0, b=2, h=1, n=21, d=16):
     g = torch.Generator().manual_seed(seed)

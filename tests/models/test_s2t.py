@@ -105,6 +105,7 @@ def test_sdpa_and_eager_agree():
         torch.testing.assert_close(out[key], ref[key], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.interpreter
 def test_triton_backend_builds_and_runs():
     model = tiny_model(attention_backend="triton")
     out = model(*make_batch())

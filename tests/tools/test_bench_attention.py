@@ -23,6 +23,7 @@ def _bench():
     return module
 
 
+@pytest.mark.interpreter
 def test_smoke_writes_a_row_per_backend_and_batch_kind(tmp_path, monkeypatch, capsys):
     pytest.importorskip("triton")
     if torch.cuda.is_available():

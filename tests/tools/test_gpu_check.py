@@ -126,6 +126,7 @@ def test_usage_error_without_out():
 # ---- helpers ------------------------------------------------------------------------------
 
 
+@pytest.mark.interpreter
 def test_kernel_case_acceptance_catches_a_wrong_kernel(monkeypatch):
     pytest.importorskip("triton")
     if os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available():

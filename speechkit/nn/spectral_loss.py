@@ -15,7 +15,12 @@ resolution) dominates what the generator learns:
   reference's STFT at the generator's own resolution: mean squared log-amplitude error, and
   the anti-wrapped instantaneous phase, group delay and phase time difference errors
   (``phase_losses``). They reach the phase directly, which the magnitude losses above see only
-  through the overlap-add of neighbouring frames.
+  through the overlap-add of neighbouring frames;
+* ``consistency_losses``: APNet's STFT-spectrum losses on the same predicted spectra:
+  ``consistency``, how far the predicted complex spectrogram moves when it is synthesised and
+  analysed again (an amplitude and a phase that each look right can still describe no signal,
+  and then the overlap-add smears them), and ``real_imag``, the real and imaginary parts
+  against the reference.
 
 Written here rather than taken from ``auraloss``: each loss is a few lines, and this way their
 definitions (log floor, window, mel filters) are the ones the codec benchmark reports.
@@ -36,6 +41,7 @@ __all__ = [
     "MelLoss",
     "MultiResolutionSTFTLoss",
     "anti_wrap",
+    "consistency_losses",
     "frame_mask",
     "magnitude",
     "phase_losses",
@@ -162,3 +168,23 @@ def spectrum_losses(log_amp: Tensor, phase: Tensor, ref: Tensor, mask: Tensor) -
     ref_log_amp = ref.abs().clamp(min=_EPS).log()
     amp = ((log_amp - ref_log_amp).pow(2) * mask).sum() / (mask.sum() * ref.size(1)).clamp(min=1)
     return {"amp": amp, "phase": phase_losses(phase, ref.angle(), mask)}
+
+
+def consistency_losses(
+    spec: Tensor, reanalysed: Tensor, ref: Tensor, mask: Tensor
+) -> dict[str, Tensor]:
+    """APNet's STFT-spectrum losses of predicted complex spectra ``spec`` (B, F, T).
+
+    ``consistency``: mean over valid frames and bins of ``|spec - reanalysed|^2`` (real and
+    imaginary parts), where ``reanalysed`` is the STFT, on the same frames, of the wave that
+    ``spec`` inverse-transforms to; zero exactly when ``spec`` is the STFT of some signal.
+    ``real_imag``: mean absolute error of the real plus that of the imaginary part against the
+    reference STFT ``ref``. Both in the STFT's own units (the wave's amplitude times the window's
+    sum); ``mask`` (B, 1, T) float, 1 on the frames to count.
+    """
+    denom = (mask.sum() * spec.size(1)).clamp(min=1)
+    diff = spec - reanalysed
+    consistency = ((diff.real.pow(2) + diff.imag.pow(2)) * mask).sum() / denom
+    err = spec - ref
+    real_imag = ((err.real.abs() + err.imag.abs()) * mask).sum() / denom
+    return {"consistency": consistency, "real_imag": real_imag}

@@ -7,8 +7,9 @@
 Two optimisers through the one trainer (``speechkit/tasks/base.py``):
 
 * ``gen`` (encoder, quantiser, decoder, distillation heads): multi-resolution STFT + mel
-  reconstruction losses (with the spectral backbone optionally APNet's amplitude and phase
-  losses on the decoder's predicted spectra, ``loss.amp`` / ``loss.phase``), hinge adversarial
+  reconstruction losses (with the spectral backbone optionally APNet's losses on the decoder's
+  predicted spectra: amplitude, phase, STFT consistency and real/imaginary parts, ``loss.amp``
+  / ``loss.phase`` / ``loss.consistency`` / ``loss.real_imag``), hinge adversarial
   and relative feature-matching losses against the discriminator, the RVQ commitment loss, and
   the distillation losses below;
 * ``disc`` (``speechkit.models.codec_disc``): hinge loss on real against reconstructed waves,
@@ -44,7 +45,7 @@ from speechkit.data.features import LogMel
 from speechkit.data.waves import WaveDataConfig
 from speechkit.models.codec import Codec, CodecConfig
 from speechkit.models.codec_disc import MultiScaleSTFTDiscriminator, STFTDiscConfig
-from speechkit.nn.spectral_loss import si_sdr, spectrum_losses
+from speechkit.nn.spectral_loss import consistency_losses, si_sdr, spectrum_losses
 from speechkit.tasks import register_task
 from speechkit.tasks.base import OptimizerSpec, TaskInputs
 from speechkit.tasks.wave_gan import WaveGANTask, gan_optim
@@ -60,7 +61,8 @@ logger = logging.getLogger(__name__)
 class CodecLossConfig:
     """Weights of the generator's losses (0 switches one off). ``amp`` and ``phase``: APNet's
     log-amplitude and phase losses on the spectral decoder's predicted spectra
-    (``speechkit.nn.spectral_loss.spectrum_losses``; spectral backbone only)."""
+    (``speechkit.nn.spectral_loss.spectrum_losses``); ``consistency`` and ``real_imag``: its
+    STFT-spectrum losses on them (``consistency_losses``). Spectral backbone only."""
 
     stft: float = 1.0
     mel: float = 1.0
@@ -69,6 +71,13 @@ class CodecLossConfig:
     commit: float = 1.0
     amp: float = 0.0
     phase: float = 0.0
+    consistency: float = 0.0
+    real_imag: float = 0.0
+
+    def spectral(self) -> dict[str, float]:
+        """The weights of the losses on predicted spectra that are switched on."""
+        names = ("amp", "phase", "consistency", "real_imag")
+        return {k: getattr(self, k) for k in names if getattr(self, k)}
 
 
 @dataclass
@@ -111,10 +120,11 @@ class CodecTaskConfig:
             )
         if self.disc_start < 0 or self.disc_every < 1:
             raise ConfigError("disc_start >= 0 and disc_every >= 1 needed")
-        if (self.loss.amp or self.loss.phase) and self.model.backbone != "spectral":
+        if self.loss.spectral() and self.model.backbone != "spectral":
+            on = ", ".join(f"loss.{k}" for k in self.loss.spectral())
             raise ConfigError(
-                "loss.amp and loss.phase act on predicted spectra: they need "
-                f"model.backbone: spectral, got {self.model.backbone!r}"
+                f"{on} act on predicted spectra: they need model.backbone: spectral, "
+                f"got {self.model.backbone!r}"
             )
         if self.data.segment_seconds * self.model.sample_rate < max(self.disc.windows):
             raise ConfigError(
@@ -234,9 +244,9 @@ class CodecTask(WaveGANTask):
         stats = self._reconstruction(recon, audio, lens)
         w = self.cfg.loss
         loss = w.stft * stats["stft"] + w.mel * stats["mel"] + w.commit * out.commit_loss
-        if w.amp or w.phase:
+        if w.spectral():
             stats.update(self._spectrum(model, out, audio))
-            loss = loss + w.amp * stats["amp"] + w.phase * stats["phase"]
+            loss = loss + sum(weight * stats[k] for k, weight in w.spectral().items())
         stats["commit"] = out.commit_loss.detach()
         adversarial = self.adversarial(model, recon, audio)
         for k, v in adversarial.items():
@@ -258,15 +268,26 @@ class CodecTask(WaveGANTask):
         }
 
     def _spectrum(self, model: nn.Module, out, audio: Tensor) -> dict[str, Tensor]:
-        """APNet's ``amp`` and ``phase`` losses: the decoder's spectra against the STFT of the
-        input zero-padded to whole frames, taken as the decoder synthesises (its window and
-        hop, frame ``t`` centred on sample ``t * hop``), over valid frames."""
+        """APNet's losses on the decoder's spectra: ``amp``, ``phase`` and ``real_imag`` against
+        the STFT of the input zero-padded to whole frames, taken as the decoder synthesises
+        (its window and hop, frame ``t`` centred on sample ``t * hop``), over valid frames;
+        ``consistency`` against the same analysis of the decoder's own output, over the valid
+        frames whose window lies inside that output (the inverse STFT drops what the edge
+        frames hold beyond it, so no prediction could be consistent there)."""
         generator = unwrap(model).generator
-        frames = out.spectra.spec.size(-1)
+        decoder = generator.decoder
+        spectra = out.spectra
+        frames = spectra.spec.size(-1)
         # (B, F, T): the last centre, past the padded end, is not predicted
-        ref = generator.decoder.stft(generator.pad(audio))[..., :frames]
+        ref = decoder.stft(generator.pad(audio))[..., :frames]
         mask = out.frame_mask.float()[:, None]
-        return spectrum_losses(out.spectra.log_amp, out.spectra.phase, ref, mask)
+        stats = spectrum_losses(spectra.log_amp, spectra.phase, ref, mask)
+        centres = torch.arange(frames, device=mask.device) * decoder.cfg.hop
+        half = decoder.cfg.n_fft // 2
+        inside = (centres >= half) & (centres + half <= out.wave.size(-1))
+        reanalysed = decoder.stft(out.wave)[..., :frames]
+        stats.update(consistency_losses(spectra.spec, reanalysed, ref, mask * inside))
+        return stats
 
     def regenerate(self, model: nn.Module, audio: Tensor, lens: Tensor) -> Tensor:
         # eval mode: quantiser statistics (EMA codebooks, dead-code restarts) stay untouched
@@ -295,7 +316,7 @@ class CodecTask(WaveGANTask):
 
     def validation_step(self, model: nn.Module, batch: dict) -> dict[str, Tensor]:
         """All codebooks: ``loss`` = mel distance (chooses the best checkpoints), STFT loss,
-        SI-SDR (dB), with the spectral backbone APNet's ``amp`` and ``phase`` losses; weighted
+        SI-SDR (dB), with the spectral backbone APNet's four spectrum losses; weighted
         by the number of crops."""
         audio, lens = batch["audio"], batch["audio_lens"]
         out = model(audio, lens, part="gen")

@@ -12,6 +12,7 @@ from speechkit.nn.spectral_loss import (
     MelLoss,
     MultiResolutionSTFTLoss,
     anti_wrap,
+    consistency_losses,
     phase_losses,
     si_sdr,
     spectrum_losses,
@@ -79,3 +80,37 @@ def test_spectrum_losses_score_log_amplitude_and_phase_of_valid_frames():
     wrong = ref.abs().log().clone()
     wrong[..., 3:] += 2.0  # errors on padded frames do not count
     assert float(spectrum_losses(wrong, ref.angle(), ref, mask)["amp"]) < 1e-10
+
+
+def _stft(wave: torch.Tensor) -> torch.Tensor:
+    return torch.stft(wave, 512, 160, 512, window=torch.hann_window(512), return_complex=True)
+
+
+def _istft(spec: torch.Tensor) -> torch.Tensor:
+    n = spec.size(-1) * 160
+    return torch.istft(spec, 512, 160, 512, window=torch.hann_window(512), length=n)
+
+
+def test_consistency_is_zero_for_a_signals_spectrogram_and_not_for_a_scrambled_phase():
+    g = torch.Generator().manual_seed(0)
+    wave = torch.randn(1, 8000, generator=g)
+    spec = _stft(wave)[..., :50]  # (1, 257, 50)
+    inside = torch.zeros(1, 1, 50)
+    inside[..., 2:-2] = 1  # frames whose window lies inside the synthesised wave
+    real = consistency_losses(spec, _stft(_istft(spec))[..., :50], spec, inside)
+    assert float(real["consistency"]) < 1e-8 and float(real["real_imag"]) == 0
+    # the same amplitudes with random phases describe no signal: synthesis changes them
+    phase = torch.rand(spec.shape, generator=g) * 2 * math.pi
+    scrambled = spec.abs() * torch.exp(1j * phase)
+    fake = consistency_losses(scrambled, _stft(_istft(scrambled))[..., :50], spec, inside)
+    power = float((spec.abs().pow(2) * inside).sum() / (inside.sum() * spec.size(1)))
+    assert float(fake["consistency"]) > 0.1 * power
+
+
+def test_real_imag_is_the_mean_absolute_error_of_both_parts_over_counted_frames():
+    ref = torch.zeros(1, 2, 3, dtype=torch.complex64)
+    spec = torch.tensor([[[1 + 2j, 0, 5j], [-3j, 1, 7]]], dtype=torch.complex64)
+    mask = torch.tensor([[[1.0, 1.0, 0.0]]])  # the last frame is not counted
+    stats = consistency_losses(spec, spec, ref, mask)
+    assert float(stats["real_imag"]) == pytest.approx((3 + 0 + 3 + 1) / 4)
+    assert float(stats["consistency"]) == 0

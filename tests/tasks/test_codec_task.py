@@ -158,16 +158,28 @@ def test_apnet_spectrum_losses_train_the_spectral_decoder(setup):
     for r, a, p in zip(rows, amp, phase):
         rest = float(r["gen_stft"]) + float(r["gen_mel"]) + float(r["gen_commit"])
         assert float(r["gen_loss"]) == pytest.approx(rest + 0.5 * a + 0.3 * p, rel=1e-4)
-    assert {"valid_amp", "valid_phase"} <= set(log_rows(out / "valid_log.csv")[0])
+    valid = {"valid_amp", "valid_phase", "valid_consistency", "valid_real_imag"}
+    assert valid <= set(log_rows(out / "valid_log.csv")[0])
     # without the weights the run is the old one: no spectrum losses in its training log
     assert train(setup, setup / "exp_noapnet", *spectral, "trainer.max_steps=1") == 0
     assert "gen_amp" not in log_rows(setup / "exp_noapnet" / "train_log.csv")[0]
+    # the STFT-spectrum losses, on their own, are what the generator adds to its loss
+    out = setup / "exp_consistency"
+    stft = ("loss.consistency=0.7", "loss.real_imag=0.2")
+    assert train(setup, out, *spectral, *stft) == 0
+    for r in log_rows(out / "train_log.csv"):
+        c, ri = float(r["gen_consistency"]), float(r["gen_real_imag"])
+        assert c > 0 and ri > 0  # amp and phase are logged too, with weight 0
+        rest = float(r["gen_stft"]) + float(r["gen_mel"]) + float(r["gen_commit"])
+        assert float(r["gen_loss"]) == pytest.approx(rest + 0.7 * c + 0.2 * ri, rel=1e-4)
 
 
 def test_spectrum_losses_need_the_spectral_backbone(setup):
     data = read_yaml(setup / "codec.yaml")
     with pytest.raises(ConfigError, match="backbone: spectral"):
         from_dict(get_task("codec").config_class, dict(data, loss={"phase": 0.3}))
+    with pytest.raises(ConfigError, match="loss.consistency act on predicted spectra"):
+        from_dict(get_task("codec").config_class, dict(data, loss={"consistency": 1.0}))
 
 
 def test_distillation_needs_a_teacher_and_the_teacher_must_be_s2t(setup):

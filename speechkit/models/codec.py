@@ -58,6 +58,9 @@ class SpectralConfig:
     blocks. enc_layers / dec_layers: blocks before / after the quantiser. ffn_mult: pointwise
     width in multiples of ``dim``. kernel: of the depthwise convolutions (odd), in frames.
     max_log_amp: clamp of the predicted natural-log amplitude before ``exp``.
+    encoder_input: what the encoder sees of each STFT frame: ``log_amp`` (the log magnitude,
+    no phase) or ``complex`` (the log magnitude and the real and imaginary parts of the
+    power-law compressed spectrum ``S |S|^-0.7``, so that the codes can carry phase).
     """
 
     hop: int = 320
@@ -68,8 +71,14 @@ class SpectralConfig:
     ffn_mult: int = 3
     kernel: int = 7
     max_log_amp: float = 5.0
+    encoder_input: str = "log_amp"
 
     def __post_init__(self) -> None:
+        if self.encoder_input not in ("log_amp", "complex"):
+            raise ConfigError(
+                "model.spectral.encoder_input must be log_amp or complex, "
+                f"got {self.encoder_input!r}"
+            )
         if not 0 < self.hop <= self.n_fft or self.n_fft % 2:
             raise ConfigError(
                 f"model.spectral: need an even n_fft >= hop > 0, got {self.n_fft}/{self.hop}"
@@ -208,14 +217,16 @@ class Decoder(nn.Module):
 
 
 class SpectralEncoder(nn.Module):
-    """(B, 1, S) -> (B, D, S / hop), S a multiple of the hop: log-magnitude STFT frames
-    (centred on ``t * hop``, zeros beyond the ends) -> ConvNeXt blocks -> latent."""
+    """(B, 1, S) -> (B, D, S / hop), S a multiple of the hop: STFT frames (centred on
+    ``t * hop``, zeros beyond the ends; their log magnitude, with ``encoder_input: complex`` also
+    the compressed complex spectrum) -> ConvNeXt blocks -> latent."""
 
     def __init__(self, cfg: CodecConfig):
         super().__init__()
         c = cfg.spectral
         self.cfg = c
-        self.embed = nn.Conv1d(c.freq_bins, c.dim, 3, padding=1)
+        channels = c.freq_bins * (3 if c.encoder_input == "complex" else 1)
+        self.embed = nn.Conv1d(channels, c.dim, 3, padding=1)
         self.norm_in = nn.LayerNorm(c.dim)
         self.blocks = nn.ModuleList(
             ConvNeXtBlock(c.dim, c.ffn_mult, c.kernel, 1.0 / c.enc_layers)
@@ -236,7 +247,12 @@ class SpectralEncoder(nn.Module):
             pad_mode="constant",
             return_complex=True,
         )[..., :-1]  # (B, F, S / hop): the frame centred past the end carries no own sample
-        h = self.embed(torch.log(spec.abs().clamp(min=1e-5)))  # (B, dim, T)
+        feats = torch.log(spec.abs().clamp(min=1e-5))  # (B, F, T)
+        if c.encoder_input == "complex":
+            # magnitude ** 0.3 with the phase: a scale at which quiet bins' phase still counts
+            compressed = spec * spec.abs().clamp(min=1e-5).pow(-0.7)
+            feats = torch.cat([feats, compressed.real, compressed.imag], dim=1)  # (B, 3F, T)
+        h = self.embed(feats)  # (B, dim, T)
         h = self.norm_in(h.transpose(1, 2)).transpose(1, 2)
         for block in self.blocks:
             h = block(h)

@@ -104,9 +104,21 @@ def test_spectral_backbone_trains_every_part_through_the_quantiser():
     )
 
 
-def test_spectral_receptive_field_bounds_encoder_and_decoder():
+def test_only_the_complex_encoder_input_sees_the_phase():
+    """-x has x's STFT magnitudes and every phase turned by pi: the magnitude encoder cannot tell
+    them apart, the complex one must (its codes can carry phase)."""
     torch.manual_seed(0)
-    model = Codec(spectral()).eval()
+    x = torch.randn(1, 320 * 8) * 0.1
+    for encoder_input, differs in (("log_amp", False), ("complex", True)):
+        model = Codec(spectral(encoder_input=encoder_input)).eval()
+        z, z_neg = model.encoder(x[:, None]), model.encoder(-x[:, None])
+        assert (not torch.allclose(z, z_neg, atol=1e-4)) == differs, encoder_input
+
+
+@pytest.mark.parametrize("encoder_input", ["log_amp", "complex"])
+def test_spectral_receptive_field_bounds_encoder_and_decoder(encoder_input):
+    torch.manual_seed(0)
+    model = Codec(spectral(encoder_input=encoder_input)).eval()
     rf, frame = model.receptive_field(), 30
     x = torch.randn(1, 320 * 60) * 0.1
     far = x.clone()
@@ -135,6 +147,8 @@ def test_codec_config_refuses_unknown_backbones_and_bad_spectral_shapes():
         SpectralConfig(hop=320, n_fft=256)
     with pytest.raises(ConfigError, match="kernel must be odd"):
         SpectralConfig(kernel=4)
+    with pytest.raises(ConfigError, match="encoder_input must be log_amp or complex"):
+        SpectralConfig(encoder_input="phase")
 
 
 def test_discriminator_gives_logits_and_features_per_window():

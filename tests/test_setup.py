@@ -141,3 +141,21 @@ def test_without_the_corpus_extra_the_generator_says_what_to_install(monkeypatch
     assert not cfg.uses_piper()  # espeak-ng voices only
     with pytest.raises(RuntimeError, match=r"--piper on, but .*speechkit\[corpus\]"):
         prepare_mod.PrepareConfig("x", languages=["eng"], piper="on").uses_piper()
+
+
+def test_flac_is_read_and_written_by_the_libsndfile_that_pip_installs(tmp_path):
+    """The tests and recipes write FLAC through soundfile. Its wheel bundles libsndfile with
+    FLAC, and that copy is the one loaded, so no flac, sox or ffmpeg binary, and no system
+    libsndfile, is needed on a fresh machine."""
+    import importlib.util
+
+    import numpy as np
+    import soundfile as sf
+
+    # soundfile keeps the path of the library it loaded (pinned 0.14.0): the wheel's data package
+    bundled = Path(importlib.util.find_spec("_soundfile_data").origin).resolve().parent
+    assert Path(sf._full_path).resolve().parent == bundled
+    wave = (0.1 * np.sin(np.arange(1600) / 5)).astype(np.float32)
+    sf.write(tmp_path / "a.flac", wave, 16000)
+    assert sf.info(tmp_path / "a.flac").format == "FLAC"
+    np.testing.assert_allclose(sf.read(tmp_path / "a.flac", dtype="float32")[0], wave, atol=1e-4)

@@ -247,10 +247,11 @@ class SpectralEncoder(nn.Module):
             pad_mode="constant",
             return_complex=True,
         )[..., :-1]  # (B, F, S / hop): the frame centred past the end carries no own sample
-        feats = torch.log(spec.abs().clamp(min=1e-5))  # (B, F, T)
+        mag = spec.abs().clamp(min=1e-5)
+        feats = torch.log(mag)  # (B, F, T)
         if c.encoder_input == "complex":
             # magnitude ** 0.3 with the phase: a scale at which quiet bins' phase still counts
-            compressed = spec * spec.abs().clamp(min=1e-5).pow(-0.7)
+            compressed = spec * mag.pow(-0.7)
             feats = torch.cat([feats, compressed.real, compressed.imag], dim=1)  # (B, 3F, T)
         h = self.embed(feats)  # (B, dim, T)
         h = self.norm_in(h.transpose(1, 2)).transpose(1, 2)

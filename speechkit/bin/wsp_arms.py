@@ -3,8 +3,8 @@
     speechkit wsp_arms train  --config conf/s2t/wsp_tiny.yaml --tokenizer data/tokenizer \\
         --splits data/splits --dev-cuts data/corpus/cuts_dev.jsonl.gz --exp exp \\
         --budgets 10 --conditions real --arms gold,mix,wsp,wsp_ctc --seeds 0 \\
-        --steps 800 --pretrain-steps 500 [--set trainer.num_threads=1 ...] [--dry-run]
-    speechkit wsp_arms decode ... --test-cuts data/corpus/cuts_test_*.jsonl.gz [--beam 5]
+        --steps 800 --pretrain-steps 500 [--set trainer.num_threads=1 ...] [--jobs 2] [--dry-run]
+    speechkit wsp_arms decode ... --test-cuts data/corpus/cuts_test_*.jsonl.gz [--beam 5] [--jobs 2]
     speechkit wsp_arms score  ...
 
 Arms, for a gold budget P and a weak condition C (``speechkit gold_split`` made
@@ -24,7 +24,12 @@ Every arm is ``speechkit train`` with the same config (``--set`` overrides added
 printed before each run reproduce it alone. Training resumes and skips finished runs. ``decode``
 decodes every test manifest with each arm's final model into ``<run>/decode_<test name>/``
 (``speechkit decode``, skipped when done since the model was written); ``score`` scores them
-(``speechkit score``); both run in this process. ``speechkit wsp_report`` makes the tables and plots.
+(``speechkit score``, in this process). ``speechkit wsp_report`` makes the tables and plots.
+
+``--jobs N`` trains (or decodes) N runs at a time, each in its own process with its output in
+``<run>/wsp_arms_train.log`` (``wsp_arms_decode.log``): the arms are independent, and a
+one-thread training leaves the other cores idle. A failed run does not stop the others; the command then exits non-zero and
+names the failed runs' logs.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ import argparse
 import shlex
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -168,27 +175,67 @@ def _check_nonempty(step: TrainStep) -> None:
             raise SystemExit(f"{path} has no cuts (its .json report says what was dropped)")
 
 
-def _decode_and_score(run: Run, test: Path, args: argparse.Namespace) -> None:
-    """Decodes one test manifest with the run's model (unless done since the model was
-    written) and scores it; both in this process, after printing the equivalent command."""
-    from speechkit.bin import decode, score
-
+def _decode_argv(run: Run, test: Path, args: argparse.Namespace) -> list[str] | None:
+    """The ``speechkit decode`` command of one test manifest; None when its hypotheses are newer
+    than the run's model."""
     out = run.dir / f"decode_{manifest_name(test)}"
-    if args.action == "decode":
-        done = out / "decode_stats.json"
-        if done.is_file() and done.stat().st_mtime > run.model.stat().st_mtime:
-            print(f"skip: {out} is newer than {run.model}", flush=True)
-            return
-        argv = ["--model", str(run.model), "--cuts", str(test), "--out", str(out)]
-        argv += ["--beam-size", str(args.beam), "--ctc-weight", str(args.ctc_weight)]
-        print("+ python -m speechkit.bin.decode " + shlex.join(argv), flush=True)
-        if not args.dry_run and decode.main(argv) != 0:
-            raise SystemExit(f"decoding {test} with {run.model} failed")
-    else:
-        argv = ["--decode-dir", str(out)]
-        print("+ python -m speechkit.bin.score " + shlex.join(argv), flush=True)
-        if not args.dry_run and score.main(argv) != 0:
-            raise SystemExit(f"scoring {out} failed")
+    done = out / "decode_stats.json"
+    if done.is_file() and done.stat().st_mtime > run.model.stat().st_mtime:
+        print(f"skip: {out} is newer than {run.model}", flush=True)
+        return None
+    argv = [sys.executable, "-m", "speechkit.bin.decode", "--model", str(run.model)]
+    argv += ["--cuts", str(test), "--out", str(out)]
+    return argv + ["--beam-size", str(args.beam), "--ctc-weight", str(args.ctc_weight)]
+
+
+def _score(run: Run, test: Path, args: argparse.Namespace) -> None:
+    from speechkit.bin import score
+
+    argv = ["--decode-dir", str(run.dir / f"decode_{manifest_name(test)}")]
+    print("+ python -m speechkit.bin.score " + shlex.join(argv), flush=True)
+    if not args.dry_run and score.main(argv) != 0:
+        raise SystemExit(f"scoring {argv[-1]} failed")
+
+
+def _run_logged(run: Run, commands: list[list[str]], log: Path) -> str | None:
+    """Runs one run's commands in turn, their output appended to ``log``; returns None on
+    success, else what failed."""
+    start = time.monotonic()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as f:
+        for argv in commands:
+            f.write("+ " + shlex.join(argv) + "\n")
+            f.flush()
+            code = subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT).returncode
+            if code != 0:
+                print(f"FAILED: {run.dir} (exit {code}; log: {log})", flush=True)
+                return f"{run.dir}: exit {code}, see {log}"
+    print(f"done: {run.dir} in {time.monotonic() - start:.0f} s", flush=True)
+    return None
+
+
+def _execute(work: list[tuple[Run, list[list[str]]]], args: argparse.Namespace) -> None:
+    """Runs each run's commands: in turn in this terminal (``--jobs 1``), or ``--jobs`` runs at
+    a time with one log per run."""
+    if args.jobs <= 1 or args.dry_run:
+        for _, commands in work:
+            for argv in commands:
+                _call(argv, args.dry_run)
+        return
+    logs = {}
+    for run, commands in work:
+        logs[run.dir] = run.dir / f"wsp_arms_{args.action}.log"  # train.log is the trainer's
+        for argv in commands:
+            print("+ " + shlex.join(argv), flush=True)
+        print(f"  (log: {logs[run.dir]})", flush=True)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        failed = [
+            f
+            for f in pool.map(lambda w: _run_logged(w[0], w[1], logs[w[0].dir]), work)
+            if f is not None
+        ]
+    if failed:
+        raise SystemExit(f"{len(failed)} of {len(work)} runs failed:\n" + "\n".join(failed))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -212,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="for the fine-tuning stage of the wsp arms")  # fmt: skip
     p.add_argument("--beam", type=int, default=5)
     p.add_argument("--ctc-weight", type=float, default=0.3)
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs at a time (train, decode), each in its own process and log")  # fmt: skip
     p.add_argument("--dry-run", action="store_true", help="print the commands only")
     return p
 
@@ -241,16 +290,24 @@ def main(argv: list[str] | None = None) -> int:
         runs = plan(grid_from_args(args))
     except ValueError as e:
         build_parser().error(str(e))
+    if args.action == "score":
+        for run in runs:
+            for test in args.test_cuts:
+                _score(run, test, args)
+        return 0
+    work = []
     for run in runs:
         args.run_seed = run.seed
         if args.action == "train":
-            for step in run.steps:
-                if not args.dry_run:
+            if not args.dry_run:
+                for step in run.steps:
                     _check_nonempty(step)
-                _call(train_argv(step, args), args.dry_run)
-            continue
-        for test in args.test_cuts:
-            _decode_and_score(run, test, args)
+            commands = [train_argv(step, args) for step in run.steps]
+        else:
+            commands = [a for t in args.test_cuts if (a := _decode_argv(run, t, args)) is not None]
+        if commands:
+            work.append((run, commands))
+    _execute(work, args)
     return 0
 
 

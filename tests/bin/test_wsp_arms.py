@@ -1,5 +1,7 @@
 """Tests for speechkit/bin/wsp_arms.py: every arm gets the same updates; the train commands."""
 
+import argparse
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,3 +66,47 @@ def test_dry_run_prints_reproducible_train_commands(capsys):
 def test_decode_needs_test_cuts():
     with pytest.raises(SystemExit):
         wsp_arms.main(["decode", "--splits", "s", "--exp", "e", "--budgets", "10"])
+
+
+def _run(tmp_path, name):
+    return wsp_arms.Run("gold", "10", "", 0, tmp_path / name, [])
+
+
+def _script(code):
+    return [sys.executable, "-c", code]
+
+
+def test_jobs_run_side_by_side_each_with_its_log(tmp_path):
+    # Each run waits for the other to have started: only concurrent runs both finish.
+    wait = (
+        "import pathlib, sys, time; me, other = sys.argv[1:]; pathlib.Path(me).touch(); "
+        "t = time.time()\n"
+        "while not pathlib.Path(other).exists():\n"
+        "    time.sleep(0.05)\n"
+        "    if time.time() - t > 30: sys.exit(3)\n"
+        "print('ran', me)"
+    )
+    a, b = str(tmp_path / "a.started"), str(tmp_path / "b.started")
+    work = [(_run(tmp_path, "ra"), [_script(wait) + [a, b]]),
+            (_run(tmp_path, "rb"), [_script(wait) + [b, a]])]  # fmt: skip
+    args = argparse.Namespace(jobs=2, dry_run=False, action="train")
+    wsp_arms._execute(work, args)
+    assert "ran " + a in (tmp_path / "ra" / "wsp_arms_train.log").read_text()
+    assert "ran " + b in (tmp_path / "rb" / "wsp_arms_train.log").read_text()
+
+
+def test_a_failed_job_does_not_stop_the_others_and_is_named(tmp_path, capsys):
+    work = [
+        (_run(tmp_path, "bad"), [_script("import sys; print('boom'); sys.exit(2)"), _script("")]),
+        (_run(tmp_path, "good"), [_script("print('one')"), _script("print('two')")]),
+    ]
+    args = argparse.Namespace(jobs=2, dry_run=False, action="decode")
+    with pytest.raises(SystemExit, match=r"1 of 2 runs failed") as e:
+        wsp_arms._execute(work, args)
+    bad_log = tmp_path / "bad" / "wsp_arms_decode.log"
+    assert str(bad_log) in str(e.value) and "boom" in bad_log.read_text()
+    # The failed run stopped at its failing command; the other ran both of its commands.
+    assert bad_log.read_text().count("+ ") == 1
+    good = (tmp_path / "good" / "wsp_arms_decode.log").read_text()
+    assert "one" in good and "two" in good
+    assert f"done: {tmp_path / 'good'}" in capsys.readouterr().out

@@ -18,7 +18,7 @@ hours=1.0            # corpus audio (train 85 %); the target domain is hard on p
 snr_min=5
 snr_max=20
 language_weights=eng=3
-nj=2
+nj=2                 # parallel jobs: corpus synthesis, and arms trained or decoded at a time
 seed_percent=10      # gold slice (disjoint from the pool) that trains the weak speechkit recogniser
 seed_steps=400       # updates of that deliberately weak recogniser
 whisper=true         # English weak transcripts from whisper-tiny.en (about 1 s of CPU per utt);
@@ -97,12 +97,12 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   log "stage 6: train the arms ($arms), $steps updates each"
   python -m speechkit.bin.wsp_arms train "${grid[@]}" --config $config --tokenizer $data/tokenizer \
     --dev-cuts $corpus/cuts_dev.jsonl.gz --steps $steps --pretrain-steps $pretrain_steps \
-    --finetune-set $finetune_args ${train_args:+--set $train_args}
+    --finetune-set $finetune_args ${train_args:+--set $train_args} --jobs $nj
 fi
 
 if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   log "stage 7: decode the test sets with every arm"
-  python -m speechkit.bin.wsp_arms decode "${grid[@]}" --test-cuts "${tests[@]}"
+  python -m speechkit.bin.wsp_arms decode "${grid[@]}" --test-cuts "${tests[@]}" --jobs $nj
 fi
 
 if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then

@@ -3,7 +3,8 @@
     python -m speechkit.bin.average_checkpoints --exp exp/run --best 5          # -> exp/run/model_avg.pt
     python -m speechkit.bin.average_checkpoints --inputs a.pt b.pt --out avg.pt
 
-``--best N`` picks the N checkpoints of ``EXP/checkpoints`` with the lowest valid loss.
+``--best N`` picks the N best checkpoints of ``EXP/checkpoints`` by the training's
+``trainer.select_by`` (the validation loss unless the config says otherwise).
 """
 
 from __future__ import annotations

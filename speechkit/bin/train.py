@@ -15,7 +15,7 @@ The config's ``task:`` key picks the family (``speechkit/tasks/``; ``s2t`` when 
 
 Writes ``OUT/config.yaml`` (the full experiment config), ``OUT/checkpoints/``,
 ``OUT/train_log.csv``, ``OUT/valid_log.csv``, ``OUT/tensorboard/``, ``OUT/train.log`` and finally
-``OUT/model_avg.pt`` (the best ``trainer.average_best`` checkpoints by valid loss, averaged;
+``OUT/model_avg.pt`` (the best ``trainer.average_best`` checkpoints by ``trainer.select_by``, averaged;
 loadable by decode and pack_model). ``OUT/train_done.json`` marks a finished schedule: a
 ``--resume`` with the same config (a field added since counts as its default) then does
 nothing.
@@ -81,7 +81,7 @@ def build_task(args: argparse.Namespace) -> Task:
 
 
 def average_best(out: Path, n: int) -> Path | None:
-    """Averages the best ``n`` checkpoints by valid loss into ``out/model_avg.pt``."""
+    """Averages the best ``n`` checkpoints (``trainer.select_by``) into ``out/model_avg.pt``."""
     best = best_checkpoints(out / "checkpoints", n)
     if not best:
         logger.warning("no checkpoints in %s; nothing to average", out / "checkpoints")

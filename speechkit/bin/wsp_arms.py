@@ -20,16 +20,26 @@ Arms, for a gold budget P and a weak condition C (``speechkit gold_split`` made
     allgold   every pool cut with its gold text: the ceiling    -> EXP/allgold/s<seed>
 
 Every arm is ``speechkit train`` with the same config (``--set`` overrides added: the step count,
-``data.text_field``, ``trainer.seed``; fine-tuning also gets ``--finetune-set``), so the commands
-printed before each run reproduce it alone. Training resumes and skips finished runs. ``decode``
-decodes every test manifest with each arm's final model into ``<run>/decode_<test name>/``
-(``speechkit decode``, skipped when done since the model was written); ``score`` scores them
-(``speechkit score``, in this process). ``speechkit wsp_report`` makes the tables and plots.
+``data.text_field``, ``trainer.seed``; fine-tuning also gets ``--finetune-set``, pretraining
+``--pretrain-set``), so the commands printed before each run reproduce it alone.
+
+The pretraining's model, the one fine-tuning starts from, is the average of its last
+checkpoints (``--pretrain-set`` defaults to ``trainer.select_by=step trainer.select_mode=max``),
+not of its best by dev loss: trained on weak text, the model grows confident in its errors and
+the gold dev loss rises while its accuracy still improves, so the loss picked checkpoints
+500-800 updates before the end and made the seed decide the result
+(egs/phrasebook/wsp1/RESULTS.md). Every arm's final model is selected alike, by the config's
+``trainer.select_by``.
+
+Training resumes and skips finished runs. ``decode`` decodes every test manifest with each
+arm's final model into ``<run>/decode_<test name>/`` (``speechkit decode``, skipped when done
+since the model was written); ``score`` scores them (``speechkit score``, in this process).
+``speechkit wsp_report`` makes the tables and plots.
 
 ``--jobs N`` trains (or decodes) N runs at a time, each in its own process with its output in
 ``<run>/wsp_arms_train.log`` (``wsp_arms_decode.log``): the arms are independent, and a
-one-thread training leaves the other cores idle. A failed run does not stop the others; the command then exits non-zero and
-names the failed runs' logs.
+one-thread training leaves the other cores idle. A failed run does not stop the others; the
+command then exits non-zero and names the failed runs' logs.
 """
 
 from __future__ import annotations
@@ -46,6 +56,9 @@ from pathlib import Path
 from speechkit.bin.gold_split import manifest_name
 from speechkit.data.weak import read_manifest
 
+# The pretraining's model averages its newest checkpoints (see the module docstring).
+PRETRAIN_DEFAULT = ["trainer.select_by=step", "trainer.select_mode=max"]
+
 __all__ = ["Grid", "Run", "TrainStep", "grid_from_args", "make_run", "plan"]
 
 
@@ -59,6 +72,7 @@ class TrainStep:
     text_field: str = "text"
     init: Path | None = None  # a checkpoint (fine-tuning); None: the tokenizer, from scratch
     finetune: bool = False
+    pretrain: bool = False  # a wsp arm's first stage: its model is an intermediate
 
 
 @dataclass
@@ -126,7 +140,7 @@ def make_run(grid: Grid, arm: str, budget: str, cond: str, seed: int) -> Run:
         )
     suffix = arm[len("wsp") :]  # "" or "_ctc"
     weak = split / f"weak_{cond}{suffix}.jsonl.gz"
-    pre = TrainStep(d / "pre", [weak], grid.pretrain_steps, "weak_text")
+    pre = TrainStep(d / "pre", [weak], grid.pretrain_steps, "weak_text", pretrain=True)
     ft = TrainStep(
         d / "ft",
         [gold],
@@ -159,6 +173,7 @@ def train_argv(step: TrainStep, args: argparse.Namespace) -> list[str]:
     argv += ["--out", str(step.out), "--resume", "--set", f"trainer.max_steps={step.steps}"]
     argv += [f"data.text_field={step.text_field}", f"trainer.seed={args.run_seed}"]
     argv += args.overrides + (args.finetune_overrides if step.finetune else [])
+    argv += args.pretrain_overrides if step.pretrain else []
     return argv
 
 
@@ -257,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="config overrides for every training")  # fmt: skip
     p.add_argument("--finetune-set", dest="finetune_overrides", nargs="+", action="extend", default=[],
                    help="for the fine-tuning stage of the wsp arms")  # fmt: skip
+    p.add_argument("--pretrain-set", dest="pretrain_overrides", nargs="+", action="extend",
+                   help="for the pretraining stage of the wsp arms (default: "
+                   f"{' '.join(PRETRAIN_DEFAULT)}: its model is its last checkpoints)")  # fmt: skip
     p.add_argument("--beam", type=int, default=5)
     p.add_argument("--ctc-weight", type=float, default=0.3)
     p.add_argument("--jobs", type=int, default=1,
@@ -282,6 +300,8 @@ def grid_from_args(args: argparse.Namespace) -> Grid:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.pretrain_overrides is None:
+        args.pretrain_overrides = list(PRETRAIN_DEFAULT)
     if args.action == "train" and not (args.config and args.tokenizer and args.dev_cuts):
         build_parser().error("train needs --config, --tokenizer and --dev-cuts")
     if args.action != "train" and not args.test_cuts:

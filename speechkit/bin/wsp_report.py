@@ -172,11 +172,19 @@ def plot(grid: Grid, table: dict, weak_dir: Path, out_dir: Path) -> list[Path]:
     for arm in grid.arms:
         pts = [(float(b), mean((b, cond, arm))) for b in budgets]
         pts = [(x, y) for x, y in pts if y is not None]
-        if pts:
-            ax.plot(*zip(*pts), marker="o", label=arm)
+        if not pts:
+            continue
+        (line,) = ax.plot(*zip(*pts), marker="o", label=arm)
+        for b in budgets:  # each seed's figure, where there are several: the spread
+            values = table.get((b, cond, arm), {}).get("eng") or []
+            if len(values) > 1:
+                ax.scatter(
+                    [float(b)] * len(values), values, s=14, color=line.get_color(), alpha=0.45
+                )
     ax.set(xlabel="gold transcripts (% of training audio)", ylabel="English test WER (%)",
-           title=f"WER against gold budget (weak: {cond})")  # fmt: skip
+           title=f"WER against gold budget (weak: {cond}; line: mean, dots: seeds)")  # fmt: skip
     ax.set_xscale("log")
+    ax.minorticks_off()  # log-scale minor labels (3x10^0, ...) would crowd the budgets
     ax.set_xticks([float(b) for b in budgets], budgets)
     ax.grid(alpha=0.3)
     ax.legend()

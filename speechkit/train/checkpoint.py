@@ -2,12 +2,13 @@
 
 A checkpoint is one ``torch.save`` dict at ``<exp>/checkpoints/step-<N>.pt`` (layout in
 docs/design.md: ``model, optimizer, scheduler, sampler, step, epoch, config, tokenizer,
-speechkit_version, valid_loss``; the trainer adds ``epoch_done, rng, elapsed``).
+speechkit_version, valid_loss``; the trainer adds ``epoch_done, rng, elapsed, select_score``).
 
 Saving writes ``step-<N>.pt.tmp``, fsyncs it and renames it over the final name, so a crash or
 Ctrl-C never leaves a truncated file under a name that resume or averaging would pick up.
-Validation losses of the checkpoints are also kept in ``checkpoints/index.json`` so retention
-and "best N" selection do not have to load every file.
+Each checkpoint's selection score (lower is better: the validation figure that
+``trainer.select_by`` names, negated where higher is better) is also kept in
+``checkpoints/index.json`` so retention and "best N" selection do not have to load every file.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ __all__ = [
     "load_checkpoint",
     "prune_checkpoints",
     "read_index",
-    "record_valid_loss",
+    "record_score",
     "save_averaged",
     "save_checkpoint",
 ]
@@ -64,9 +65,10 @@ def latest_checkpoint(ckpt_dir: str | Path) -> Path | None:
 
 
 def read_index(ckpt_dir: str | Path) -> dict[str, float | None]:
-    """``{file name: valid loss or None}`` for existing checkpoints.
+    """``{file name: selection score or None}`` for existing checkpoints (lower is better).
 
-    Names missing from ``index.json`` (e.g. the index was deleted) are filled by loading the file.
+    Names missing from ``index.json`` (e.g. the index was deleted) are filled by loading the file
+    (its ``select_score``; checkpoints older than ``trainer.select_by`` rank by ``valid_loss``).
     """
     ckpt_dir = Path(ckpt_dir)
     index_file = ckpt_dir / _INDEX
@@ -74,40 +76,41 @@ def read_index(ckpt_dir: str | Path) -> dict[str, float | None]:
     out = {}
     for p in list_checkpoints(ckpt_dir):
         if p.name not in index:
-            index[p.name] = load_checkpoint(p).get("valid_loss")
+            ckpt = load_checkpoint(p)
+            index[p.name] = ckpt.get("select_score", ckpt.get("valid_loss"))
         out[p.name] = index[p.name]
     return out
 
 
-def record_valid_loss(ckpt_dir: str | Path, name: str, valid_loss: float | None) -> None:
-    """Adds/overwrites one entry of ``index.json`` (atomically)."""
+def record_score(ckpt_dir: str | Path, name: str, score: float | None) -> None:
+    """Adds/overwrites one entry of ``index.json`` (atomically); ``score``: lower is better."""
     ckpt_dir = Path(ckpt_dir)
     index = read_index(ckpt_dir)
-    index[name] = valid_loss
+    index[name] = score
     text = json.dumps(index, indent=1).encode()
     atomic_write(ckpt_dir / _INDEX, lambda f: f.write(text))
 
 
 def best_checkpoints(ckpt_dir: str | Path, n: int) -> list[Path]:
-    """Up to ``n`` checkpoints with the lowest valid loss (best first).
+    """Up to ``n`` checkpoints with the lowest selection score (best first).
 
-    Checkpoints without a valid loss (Ctrl-C saves) are not ranked. If none has one, the newest
+    Checkpoints without a score (Ctrl-C saves) are not ranked. If none has one, the newest
     ``n`` are returned instead, newest first, with a warning.
     """
     ckpt_dir = Path(ckpt_dir)
     index = read_index(ckpt_dir)
-    scored = sorted((loss, name) for name, loss in index.items() if loss is not None)
+    scored = sorted((score, name) for name, score in index.items() if score is not None)
     if scored:
         return [ckpt_dir / name for _, name in scored[:n]]
     newest = list_checkpoints(ckpt_dir)[::-1][:n]
     if newest:
-        logger.warning("no checkpoint in %s has a valid loss; using the newest %d", ckpt_dir, n)
+        logger.warning("no checkpoint in %s has a score; using the newest %d", ckpt_dir, n)
     return newest
 
 
 def prune_checkpoints(ckpt_dir: str | Path, keep_last: int, keep_best: int) -> list[Path]:
     """Deletes checkpoints that are neither among the newest ``keep_last`` nor the best
-    ``keep_best`` by valid loss. Returns the deleted paths."""
+    ``keep_best`` by selection score. Returns the deleted paths."""
     ckpt_dir = Path(ckpt_dir)
     all_ckpts = list_checkpoints(ckpt_dir)
     keep = {p.name for p in all_ckpts[-keep_last:]} if keep_last > 0 else set()
@@ -177,6 +180,7 @@ def save_averaged(paths: list[str | Path], out: str | Path) -> Path:
     state.update(
         model=average_checkpoints(paths),
         valid_loss=None,
+        select_score=None,
         averaged_from=[p.name for p in paths],
     )
     logger.info(

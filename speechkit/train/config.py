@@ -76,6 +76,12 @@ class TrainerConfig:
     ``fsdp`` (parameters sharded over ranks). ``global_micro_batches`` > 0 fixes the micro-batches
     of one update over all ranks (each rank accumulates ``global_micro_batches / world_size``;
     ``trainer.accum_grad`` is then ignored), so the update does not change with the process count.
+
+    ``select_by`` ranks the checkpoints that retention keeps and ``average_best`` averages: a
+    figure of the task's validation output (``loss``, ``acc``, ...), best at its
+    ``select_mode`` (``min`` or ``max``), or ``step`` with ``max`` for the newest (icefall's
+    "average the last N"). A dev loss can rise while accuracy still improves (a model trained on
+    noisy labels grows confident), and then the loss picks an early, weaker checkpoint.
     """
 
     max_epochs: int = 20
@@ -93,6 +99,8 @@ class TrainerConfig:
     strategy: Literal["ddp", "fsdp"] = "ddp"
     global_micro_batches: int = 0
     accum_grad: int = 1
+    select_by: str = "loss"
+    select_mode: Literal["min", "max"] = "min"
 
     def __post_init__(self) -> None:
         if self.global_micro_batches < 0:
@@ -115,6 +123,12 @@ class TrainerConfig:
                 )
         if self.log_every_steps < 1:
             raise ConfigError(f"trainer.log_every_steps must be >= 1, got {self.log_every_steps}")
+        if self.select_mode not in ("min", "max"):
+            raise ConfigError(
+                f"trainer.select_mode must be 'min' or 'max', got {self.select_mode!r}"
+            )
+        if not self.select_by:
+            raise ConfigError("trainer.select_by must name a validation figure (e.g. loss) or step")
         if self.device != "auto" and not self.device.startswith(("cpu", "cuda", "mps")):
             raise ConfigError(
                 f"trainer.device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {self.device!r}"

@@ -52,7 +52,7 @@ from speechkit.train.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
     prune_checkpoints,
-    record_valid_loss,
+    record_score,
     save_checkpoint,
 )
 from speechkit.train.config import TrainerConfig
@@ -537,8 +537,30 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
 
+    def _select_score(self, valid: dict[str, float] | None) -> float | None:
+        """The checkpoint's rank for retention and averaging, lower is better
+        (``trainer.select_by`` / ``select_mode``); None without a validation."""
+        name = self.cfg.select_by
+        if name == "step":
+            value = float(self.step)
+        elif valid is None:
+            return None
+        elif name not in valid:
+            raise ConfigError(
+                f"trainer.select_by={name!r} is not a figure of the {self.task.name} task's "
+                f"validation: {sorted(valid)} (or 'step')"
+            )
+        else:
+            value = valid[name]
+        return value if self.cfg.select_mode == "min" else -value
+
     def _save(self, valid: dict[str, float] | None) -> Path:
         valid_loss = valid.get("loss") if valid else None
+        score, bad_select = None, None
+        try:
+            score = self._select_score(valid)
+        except ConfigError as e:  # keep the updates made so far: save unranked, then stop
+            bad_select = e
         state = {
             "model": dist_utils.model_state(self.model),  # unwrapped: any world size resumes
             "optimizers": {
@@ -555,17 +577,20 @@ class Trainer:
             **self.task.checkpoint_extras(),
             "speechkit_version": speechkit.__version__,
             "valid_loss": valid_loss,
+            "select_score": score,
             "rng": _rng_state(),
             "elapsed": self._elapsed(),
         }
         path = checkpoint_path(self.ckpt_dir, self.step)
         if self.dist.is_main:  # one writer; the others wait below until the file is complete
             save_checkpoint(state, path)
-            record_valid_loss(self.ckpt_dir, path.name, valid_loss)
+            record_score(self.ckpt_dir, path.name, score)
             prune_checkpoints(self.ckpt_dir, self.cfg.keep_checkpoints, self.cfg.average_best)
             logger.info("saved %s (valid loss %s)", path, valid_loss)
         dist_utils.barrier()
         self._saved_step = self.step
+        if bad_select is not None:
+            raise bad_select
         return path
 
     def _resume(self) -> Path | None:

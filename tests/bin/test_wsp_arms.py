@@ -61,6 +61,20 @@ def test_dry_run_prints_reproducible_train_commands(capsys):
     assert "trainer.num_threads=1" in pre and "optim.lr=0.001" not in pre
     assert "--init e/gold10/real/wsp/s0/pre/model_avg.pt" in ft and "--tokenizer" not in ft
     assert "trainer.max_steps=20 data.text_field=text" in ft and ft.endswith("optim.lr=0.001")
+    # The pretraining's model is its newest checkpoints; the fine-tuned one is chosen as configured.
+    assert pre.endswith("trainer.select_by=step trainer.select_mode=max")
+    assert "select_by" not in ft
+
+
+def test_pretrain_set_replaces_the_default_selection(capsys):
+    argv = ["train", "--config", "c.yaml", "--tokenizer", "tok", "--splits", "s", "--exp", "e",
+            "--dev-cuts", "dev.jsonl.gz", "--budgets", "10", "--arms", "wsp,gold", "--steps", "60",
+            "--pretrain-steps", "40", "--pretrain-set", "trainer.select_by=acc",
+            "trainer.select_mode=max", "--dry-run"]  # fmt: skip
+    assert wsp_arms.main(argv) == 0
+    pre, ft, gold = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("+ ")]
+    assert pre.endswith("trainer.select_by=acc trainer.select_mode=max")
+    assert "select_by" not in gold and "select_by" not in ft
 
 
 def test_decode_needs_test_cuts():

@@ -29,7 +29,7 @@ def save(tmp_path, step, valid_loss=None, weight=0.0):
     path = ck.save_checkpoint(
         fake_ckpt(step, valid_loss, weight), ck.checkpoint_path(tmp_path, step)
     )
-    ck.record_valid_loss(tmp_path, path.name, valid_loss)
+    ck.record_score(tmp_path, path.name, valid_loss)
     return path
 
 

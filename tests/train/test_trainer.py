@@ -310,3 +310,47 @@ def test_gradient_accumulation_counts_updates(tmp_path):
     accumulated = make_trainer(tmp_path / "b", max_epochs=1, accum_grad=2)
     n_plain = plain.fit()["step"]
     assert accumulated.fit()["step"] == (n_plain + 1) // 2
+
+
+def _ranked(tmp_path):
+    """``{step: (valid loss, select score)}`` of the saved checkpoints."""
+    out = {}
+    for p in list_checkpoints(tmp_path / "checkpoints"):
+        ck = load_checkpoint(p)
+        out[ck["step"]] = (ck["valid_loss"], ck["select_score"])
+    return out
+
+
+@pytest.mark.parametrize(("select_by", "mode"), [("loss", "min"), ("acc", "max"), ("step", "max")])
+def test_select_by_ranks_checkpoints_for_retention_and_averaging(tmp_path, select_by, mode):
+    from speechkit.train.checkpoint import best_checkpoints
+
+    trainer = make_trainer(
+        tmp_path, max_steps=8, valid_every_steps=2, select_by=select_by, select_mode=mode
+    )
+    trainer.fit()
+    saved = _ranked(tmp_path)
+    assert {2, 4, 6, 8} <= set(saved)  # and the epoch ends
+    rows = list(csv.DictReader(open(tmp_path / "valid_log.csv")))
+    figures = {int(r["step"]): float(r[f"valid_{select_by}"]) for r in rows if select_by != "step"}
+    for step, (_, score) in saved.items():
+        value = float(step) if select_by == "step" else figures[step]
+        assert score == pytest.approx(value if mode == "min" else -value, rel=1e-4)  # csv: 6 digits
+    best = [int(p.stem.split("-")[1]) for p in best_checkpoints(tmp_path / "checkpoints", 2)]
+    order = sorted(saved, key=lambda s: saved[s][1])
+    assert best == order[:2]
+    if select_by == "step":
+        assert best == [8, 6]
+
+
+def test_select_by_an_unknown_figure_saves_then_stops_with_a_clear_error(tmp_path):
+    trainer = make_trainer(tmp_path, max_steps=8, valid_every_steps=2, select_by="bleu")
+    with pytest.raises(ConfigError, match=r"select_by='bleu'.*\['acc', 'loss'\]"):
+        trainer.fit()
+    # The updates made before the first validation are on disk, unranked.
+    assert _ranked(tmp_path) == {2: (pytest.approx(_ranked(tmp_path)[2][0]), None)}
+
+
+def test_select_mode_is_checked():
+    with pytest.raises(ConfigError, match="select_mode"):
+        TrainerConfig(select_mode="best")

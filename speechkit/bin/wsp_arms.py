@@ -27,7 +27,7 @@ The pretraining's model, the one fine-tuning starts from, is the average of its 
 checkpoints (``--pretrain-set`` defaults to ``trainer.select_by=step trainer.select_mode=max``),
 not of its best by dev loss: trained on weak text, the model grows confident in its errors and
 the gold dev loss rises while its accuracy still improves, so the loss picked checkpoints
-500-800 updates before the end and made the seed decide the result
+360-800 updates before the end and made the seed decide the result
 (egs/phrasebook/wsp1/RESULTS.md). Every arm's final model is selected alike, by the config's
 ``trainer.select_by``.
 

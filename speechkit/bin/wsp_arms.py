@@ -29,7 +29,7 @@ not of its best by dev loss: trained on weak text, the model grows confident in 
 the gold dev loss rises while its accuracy still improves, so the loss picked checkpoints
 360-800 updates before the end and made the seed decide the result
 (egs/phrasebook/wsp1/RESULTS.md). Every arm's final model is selected alike, by the config's
-``trainer.select_by``.
+``trainer.select_by`` (dev accuracy in ``conf/s2t/wsp_tiny.yaml``).
 
 Training resumes and skips finished runs. ``decode`` decodes every test manifest with each
 arm's final model into ``<run>/decode_<test name>/`` (``speechkit decode``, skipped when done

@@ -15,10 +15,10 @@ The config's ``task:`` key picks the family (``speechkit/tasks/``; ``s2t`` when 
 
 Writes ``OUT/config.yaml`` (the full experiment config), ``OUT/checkpoints/``,
 ``OUT/train_log.csv``, ``OUT/valid_log.csv``, ``OUT/tensorboard/``, ``OUT/train.log`` and finally
-``OUT/model_avg.pt`` (the best ``trainer.average_best`` checkpoints by ``trainer.select_by``, averaged;
-loadable by decode and pack_model). ``OUT/train_done.json`` marks a finished schedule: a
-``--resume`` with the same config (a field added since counts as its default) then does
-nothing.
+``OUT/model_avg.pt`` (the best ``trainer.average_best`` checkpoints by ``trainer.select_by``,
+averaged; loadable by decode and pack_model). ``OUT/train_done.json`` marks a finished
+schedule: a ``--resume`` with the same config (a field added since counts as its default) then
+does nothing.
 
 Data-parallel on N processes (docs/distributed.md)::
 

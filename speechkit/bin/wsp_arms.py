@@ -237,18 +237,13 @@ def _execute(work: list[tuple[Run, list[list[str]]]], args: argparse.Namespace) 
             for argv in commands:
                 _call(argv, args.dry_run)
         return
-    logs = {}
-    for run, commands in work:
-        logs[run.dir] = run.dir / f"wsp_arms_{args.action}.log"  # train.log is the trainer's
+    jobs = [(run, cmds, run.dir / f"wsp_arms_{args.action}.log") for run, cmds in work]
+    for _, commands, log in jobs:  # log: train.log is the trainer's own
         for argv in commands:
             print("+ " + shlex.join(argv), flush=True)
-        print(f"  (log: {logs[run.dir]})", flush=True)
+        print(f"  (log: {log})", flush=True)
     with ThreadPoolExecutor(args.jobs) as pool:
-        failed = [
-            f
-            for f in pool.map(lambda w: _run_logged(w[0], w[1], logs[w[0].dir]), work)
-            if f is not None
-        ]
+        failed = [f for f in pool.map(lambda job: _run_logged(*job), jobs) if f is not None]
     if failed:
         raise SystemExit(f"{len(failed)} of {len(work)} runs failed:\n" + "\n".join(failed))
 

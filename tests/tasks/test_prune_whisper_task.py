@@ -34,7 +34,8 @@ data:
   st_directions: [deu-eng]
 optim: {lr: 0.001, warmup_steps: 1, scheduler: constant, weight_decay: 0.0}
 trainer: {max_steps: 30, max_epochs: 100, log_every_steps: 1, valid_every_steps: 15,
-          device: cpu, keep_checkpoints: 1, average_best: 1}
+          device: cpu, keep_checkpoints: 1, average_best: 1,
+          select_by: step, select_mode: max}  # the last model: the best by loss may predate pruning
 """
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "WEAK_SOURCE",
     "WEAK_TEXT",
     "WeakChecks",
+    "admitted_sources",
     "attach_weak",
     "cut_texts",
     "drop_bad_weak",
@@ -86,14 +87,23 @@ def with_sup_custom(cut, **custom_updates):
     return dataclasses.replace(cut, supervisions=[new_sup, *cut.supervisions[1:]])
 
 
-def attach_weak(cuts: Iterable, hyps: Mapping[str, Mapping[str, str]]) -> tuple[list, Counter]:
+def attach_weak(
+    cuts: Iterable,
+    hyps: Mapping[str, Mapping[str, str]],
+    admitted: Mapping[str, Iterable[str]] | None = None,
+) -> tuple[list, Counter]:
     """Attaches weak transcripts from several sources.
 
     ``hyps``: ``{source: {cut_id: text}}``, in order of preference: a cut's ``weak_text`` comes
     from the first source that has a hypothesis for it, and every source's text goes into
-    ``weak_hyps``. Cuts no source covers are returned unchanged. Returns the cuts and how many
-    got their weak text from each source (``"none"`` for uncovered cuts).
+    ``weak_hyps``. ``admitted``: ``{source: languages}`` (:func:`admitted_sources`); when given,
+    a source serves only cuts of its languages, and a cut that only rejected sources cover gets
+    ``weak_hyps`` but no ``weak_text`` (:func:`weak_problem` then calls it
+    ``source_rejected``). Cuts no source covers are returned unchanged. Returns the cuts and how
+    many got their weak text from each source (``"none"``: uncovered, ``"rejected"``: covered
+    by rejected sources only).
     """
+    allowed = None if admitted is None else {s: set(langs) for s, langs in admitted.items()}
     out, chosen = [], Counter()
     for cut in cuts:
         found = {src: h[cut.id] for src, h in hyps.items() if cut.id in h}
@@ -101,7 +111,13 @@ def attach_weak(cuts: Iterable, hyps: Mapping[str, Mapping[str, str]]) -> tuple[
             chosen["none"] += 1
             out.append(cut)
             continue
-        source = next(iter(found))
+        lang = cut.supervisions[0].language
+        usable = [s for s in found if allowed is None or lang in allowed.get(s, ())]
+        if not usable:
+            chosen["rejected"] += 1
+            out.append(with_sup_custom(cut, **{WEAK_HYPS: found}))
+            continue
+        source = usable[0]
         chosen[source] += 1
         out.append(
             with_sup_custom(
@@ -109,6 +125,21 @@ def attach_weak(cuts: Iterable, hyps: Mapping[str, Mapping[str, str]]) -> tuple[
             )
         )
     return out, chosen
+
+
+def admitted_sources(
+    dev_rates: Mapping[str, Mapping[str, Mapping]], max_wer: float
+) -> dict[str, list[str]]:
+    """Per source, the languages in which its WER on a gold dev set is at most ``max_wer`` (%).
+
+    ``dev_rates``: ``{source: {language: {"rate": WER %, ...}}}``, :func:`weak_error_rates` of
+    the dev cuts with that source's hypotheses attached. A language a source was not measured
+    in is not admitted: a recogniser of unknown quality does not supply training text.
+    """
+    return {
+        src: sorted(lg for lg, e in rates.items() if lg != "all" and e["rate"] <= max_wer)
+        for src, rates in dev_rates.items()
+    }
 
 
 def strip_weak(cut):
@@ -170,9 +201,13 @@ def weak_error_rates(cuts: Iterable, source: str | None = None) -> dict[str, dic
     refs, hyps = defaultdict(list), defaultdict(list)
     for cut in cuts:
         sup = cut.supervisions[0] if cut.supervisions else None
-        if sup is None or not has_weak(sup):
+        if sup is None:
             continue
-        text = sup.custom[WEAK_TEXT] if source is None else sup.custom[WEAK_HYPS].get(source)
+        custom = sup.custom or {}
+        if source is None:
+            text = custom[WEAK_TEXT] if has_weak(sup) else None
+        else:  # also of cuts whose source was rejected: they carry weak_hyps only
+            text = custom.get(WEAK_HYPS, {}).get(source)
         if text is None:
             continue
         for key in (sup.language, "all"):
@@ -238,10 +273,11 @@ def _coverage(words: Sequence[str], vocab: set[str]) -> float:
 
 def weak_problem(cut, checks: WeakChecks) -> str | None:
     """Why the cut's weak transcript is unusable (``empty``, ``too_long``, ``wrong_language``,
-    ``no_weak_text``), or None when it is fine."""
+    ``no_weak_text``; ``source_rejected``: only sources :func:`admitted_sources` rejected for
+    its language transcribed it), or None when it is fine."""
     sup = cut.supervisions[0] if cut.supervisions else None
     if sup is None or not has_weak(sup):
-        return "no_weak_text"
+        return "source_rejected" if WEAK_HYPS in (sup.custom or {}) else "no_weak_text"
     words = _words(sup.custom[WEAK_TEXT])
     if not words:
         return "empty"

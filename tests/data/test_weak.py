@@ -6,6 +6,7 @@ from weak_cuts import TEXTS, corpus, text_cut
 
 from speechkit.data.weak import (
     WeakChecks,
+    admitted_sources,
     attach_weak,
     drop_bad_weak,
     language_vocabularies,
@@ -28,6 +29,37 @@ def test_attach_prefers_the_first_source_and_keeps_every_hypothesis():
     assert chosen == {"whisper": 1, "seed": 1}
     assert a.text == "where is the station"  # the gold text stays the reference
     assert a.custom["translations"] == {"fra": "bonjour"}
+
+
+def test_admitted_sources_keep_the_languages_at_or_below_the_threshold():
+    rates = {
+        "whisper": {"eng": {"rate": 28.0}, "all": {"rate": 28.0}},
+        "seed": {"eng": {"rate": 81.0}, "deu": {"rate": 50.0}, "all": {"rate": 70.0}},
+    }
+    assert admitted_sources(rates, 50.0) == {"whisper": ["eng"], "seed": ["deu"]}
+    assert admitted_sources(rates, 20.0) == {"whisper": [], "seed": []}
+
+
+def test_attach_with_admitted_sources_falls_back_and_rejects_per_language():
+    cuts = [text_cut("a", "eng", "where is the station"), text_cut("b", "deu", "wo ist er"),
+            text_cut("c", "eng", "the bus")]  # fmt: skip
+    hyps = {"whisper": {"a": "where is a station"}, "seed": {"a": "we is", "b": "wo", "c": "bus"}}
+    out, chosen = attach_weak(cuts, hyps, admitted={"whisper": ["eng"], "seed": ["deu"]})
+    a, b, c = out
+    assert a.supervisions[0].custom["weak_source"] == "whisper"
+    assert b.supervisions[0].custom["weak_source"] == "seed"
+    # Only the seed transcribed c, and it is not admitted for English: no weak text, so the
+    # cut cannot pass for a gold one, and it is dropped by name.
+    assert "weak_text" not in c.supervisions[0].custom
+    assert c.supervisions[0].custom["weak_hyps"] == {"seed": "bus"}
+    assert chosen == {"whisper": 1, "seed": 1, "rejected": 1}
+    assert weak_problem(c, _checks()) == "source_rejected"
+    # The rejected source's text is still scored per source (for the report), not as weak_text.
+    assert weak_error_rates(out, "seed")["eng"]["utts"] == 2
+    assert weak_error_rates(out)["eng"]["utts"] == 1
+    # Admitting nothing in a language a source was trusted with before changes the choice.
+    out, _ = attach_weak(cuts, hyps, admitted={"whisper": [], "seed": ["eng", "deu"]})
+    assert out[0].supervisions[0].custom["weak_source"] == "seed"
 
 
 def test_transcript_chooses_gold_or_weak_text_per_cut():

@@ -70,6 +70,24 @@ def test_weak_transcripts_are_written_with_their_source_and_wer(recipe):
     assert "| s2t-seed | all |" in (recipe / "RESULTS.md").read_text()
 
 
+def test_realsel_keeps_only_the_sources_the_dev_set_admits(recipe):
+    weak = recipe / "data" / "weak"
+    sel = json.loads((weak / "realsel.json").read_text())
+    assert sel["max_dev_wer"] == 50 and set(sel["admitted"]) == {"s2t-seed"}
+    dev_wer = sel["dev_wer"]["s2t-seed"]
+    assert dev_wer["all"]["utts"] == len(CutSet.from_file(recipe / "data/corpus/cuts_dev.jsonl.gz"))
+    for cut in CutSet.from_file(weak / "realsel.jsonl.gz") or []:  # empty: nothing admitted
+        lang = cut.supervisions[0].language
+        assert lang in sel["admitted"]["s2t-seed"] and dev_wer[lang]["rate"] <= 50
+    rejected = sum(c for k, c in sel["dropped"].items() if k.startswith("source_rejected/"))
+    assert rejected == sum(
+        e["utts"] for lg, e in sel["wer"]["s2t-seed"].items()
+        if lg != "all" and lg not in sel["admitted"]["s2t-seed"]
+    )  # fmt: skip
+    assert (recipe / "data/splits/gold25/weak_realsel.jsonl.gz").is_file()
+    assert "Sources chosen by their WER on the gold dev set" in (recipe / "RESULTS.md").read_text()
+
+
 def test_splits_keep_gold_and_weak_apart(recipe):
     split = recipe / "data" / "splits" / "gold25"
     gold = {c.id for c in CutSet.from_file(split / "gold.jsonl.gz")}

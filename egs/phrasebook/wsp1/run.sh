@@ -2,9 +2,10 @@
 # Weakly supervised pretraining (WSP, arXiv 2505.17088) on the phrasebook corpus: lots of audio with
 # cheap, inaccurate transcripts, a little with gold ones. Arms with the same number of updates:
 # gold only, weak + gold mixed, WSP (pretrain on weak, fine-tune on gold), WSP on filtered weak pairs.
-#   ./run.sh       # the default: 10 % gold, real weak transcripts, gold-only against WSP
-#   ./run.sh --budgets 2,5,10,25 --syn_wers 10,25,40 --arms gold,mix,wsp,wsp_ctc --seeds 0,1
-#                  # the full grid (about 50 times the default's training)
+#   ./run.sh       # the default: 10 % gold, real weak transcripts from the recognisers whose
+#                  # dev WER is at most 50 %, gold-only against WSP
+#   ./run.sh --budgets 2,5,10,25 --syn_wers 10,25,40 --conditions realsel,real,syn10,syn25,syn40 \
+#            --arms gold,mix,wsp,wsp_ctc --seeds 0,1   # the full grid (~50 times the default)
 # Stages: 1 corpus, 2 seed recogniser (a small disjoint gold slice), 3 real weak transcripts,
 #         4 synthetic weak transcripts, 5 gold-budget splits + filtering, 6 train the arms,
 #         7 decode, 8 score, 9 tables and plots -> RESULTS.md.
@@ -23,9 +24,12 @@ seed_percent=10      # gold slice (disjoint from the pool) that trains the weak 
 seed_steps=400       # updates of that deliberately weak recogniser
 whisper=true         # English weak transcripts from whisper-tiny.en (about 1 s of CPU per utt);
                      # false: the seed recogniser's for every language (82-98 % WER: see RESULTS.md)
+max_weak_wer=50      # realsel: a recogniser serves only the languages where its WER on the gold
+                     # dev set is at most this (%); "" skips the choice (real only). On the
+                     # phrasebook it keeps whisper's English and drops the seed's 90 %-WER text
 syn_wers=""          # synthetic weak transcripts at these WERs (%), e.g. 10,25,40
 budgets=10           # gold budgets, % of the pool's audio per language
-conditions=real      # weak transcripts the arms use: real, syn<W>
+conditions=realsel   # weak transcripts the arms use: realsel, real (every source), syn<W>
 arms=gold,wsp        # also: mix, wsp_ctc (WSP on CTC-filtered weak pairs), allgold (the ceiling)
 seeds=0
 steps=1500           # updates per arm (at 600, 400 of them pretraining, WSP lost: RESULTS.md)
@@ -41,7 +45,7 @@ results=RESULTS.md
 . "$SPEECHKIT_ROOT/tools/parse_options.sh" "$@"
 
 log() { echo "[$(date '+%H:%M:%S')] (run.sh) $*"; }
-repro="cd egs/phrasebook/wsp1 && ./run.sh --hours $hours --budgets $budgets --conditions $conditions --arms $arms --seeds $seeds --steps $steps --pretrain_steps $pretrain_steps --whisper $whisper${syn_wers:+ --syn_wers $syn_wers}"
+repro="cd egs/phrasebook/wsp1 && ./run.sh --hours $hours --budgets $budgets --conditions $conditions --arms $arms --seeds $seeds --steps $steps --pretrain_steps $pretrain_steps --whisper $whisper --max_weak_wer '$max_weak_wer'${syn_wers:+ --syn_wers $syn_wers}"
 corpus=$data/corpus
 seed_cuts=$data/seed/gold$seed_percent/gold.jsonl.gz   # the seed recogniser's gold slice
 pool=$data/seed/gold$seed_percent/rest.jsonl.gz        # everything else: the training pool
@@ -65,18 +69,33 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
 fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
-  log "stage 3: real weak transcripts of the pool (seed recogniser; whisper-tiny.en: $whisper)"
-  python -m speechkit.bin.decode --model $exp/seed/model_avg.pt --cuts $pool --out $exp/seed/decode_pool \
-    --tasks asr --beam-size 1
-  hyps=(--hyps s2t-seed=$exp/seed/decode_pool)
+  log "stage 3: real weak transcripts of the pool and dev set (seed recogniser; whisper-tiny.en: $whisper)"
+  sets=(pool); [ -n "$max_weak_wer" ] && sets+=(dev)  # the dev set's WERs choose the sources
+  hyps=(); dev_hyps=()
   if [ "$whisper" = true ]; then  # English only; preferred to the seed recogniser's output
-    python -m speechkit.bin.select_cuts --cuts $pool --languages eng --out $data/pool_eng.jsonl.gz
-    python -m speechkit.bin.transcribe --model whisper-tiny.en --cuts $data/pool_eng.jsonl.gz \
-      --language en --threads 1 > $exp/whisper_pool.tsv
-    hyps=(--hyps whisper-tiny.en=$exp/whisper_pool.tsv "${hyps[@]}")
+    for set in "${sets[@]}"; do
+      src=$pool; [ $set = dev ] && src=$corpus/cuts_dev.jsonl.gz
+      python -m speechkit.bin.select_cuts --cuts $src --languages eng --out $data/${set}_eng.jsonl.gz
+      python -m speechkit.bin.transcribe --model whisper-tiny.en --cuts $data/${set}_eng.jsonl.gz \
+        --language en --threads 1 > $exp/whisper_$set.tsv
+    done
+    hyps+=(--hyps whisper-tiny.en=$exp/whisper_pool.tsv)
+    dev_hyps+=(--dev-hyps whisper-tiny.en=$exp/whisper_dev.tsv)
   fi
-  python -m speechkit.bin.weak_transcripts --cuts $pool --vocab-cuts $seed_cuts \
-    --out $data/weak/real.jsonl.gz "${hyps[@]}" --results-md $results --command "$repro"
+  for set in "${sets[@]}"; do
+    src=$pool; [ $set = dev ] && src=$corpus/cuts_dev.jsonl.gz
+    python -m speechkit.bin.decode --model $exp/seed/model_avg.pt --cuts $src \
+      --out $exp/seed/decode_$set --tasks asr --beam-size 1
+  done
+  hyps+=(--hyps s2t-seed=$exp/seed/decode_pool)
+  dev_hyps+=(--dev-hyps s2t-seed=$exp/seed/decode_dev)
+  weak=(python -m speechkit.bin.weak_transcripts --cuts $pool --vocab-cuts $seed_cuts "${hyps[@]}"
+        --results-md $results --command "$repro")
+  "${weak[@]}" --out $data/weak/real.jsonl.gz
+  if [ -n "$max_weak_wer" ]; then
+    "${weak[@]}" --out $data/weak/realsel.jsonl.gz --title "Weak transcripts, sources chosen on dev" \
+      --dev-cuts $corpus/cuts_dev.jsonl.gz "${dev_hyps[@]}" --max-dev-wer $max_weak_wer
+  fi
 fi
 
 if [ -n "$syn_wers" ] && [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
@@ -86,11 +105,11 @@ if [ -n "$syn_wers" ] && [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
 fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
-  log "stage 5: gold-budget splits ($budgets %) and CTC filtering of the weak pairs (keep $keep)"
+  log "stage 5: gold-budget splits ($budgets %) and CTC filtering of $conditions (keep $keep)"
   python -m speechkit.bin.gold_split --pool $pool --percents $budgets --out-dir $data/splits \
-    --weak $data/weak/real.jsonl.gz $(ls $data/weak/syn*.jsonl.gz 2>/dev/null)
+    --weak $data/weak/*.jsonl.gz
   python -m speechkit.bin.weak_filter --method ctc --model $exp/seed/model_avg.pt --keep $keep \
-    --cuts $(ls $data/splits/gold*/weak_*.jsonl.gz | grep -v '_ctc\.jsonl\.gz$')
+    --cuts $(for c in ${conditions//,/ }; do ls $data/splits/gold*/weak_$c.jsonl.gz; done)
 fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then

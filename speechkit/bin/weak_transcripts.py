@@ -19,7 +19,9 @@ a gold dev set (``--dev-hyps``, the same recognisers run on ``--dev-cuts``) are 
 language, and a source serves only the languages where its dev WER is at most W %. A pool cut
 that only rejected sources transcribed is dropped (counted as ``source_rejected``), not kept as a
 gold cut: under ``text_field: weak_text`` a cut without weak text trains on its gold text. The
-pool's gold text never decides anything; its WERs are reported for the study only. Measured on
+pool's gold text never decides anything; its WERs are reported for the study only. Any gold
+manifest disjoint from the pool can judge; a dev set that also chose a recogniser's checkpoints
+flatters that recogniser a little. Measured on
 the phrasebook (egs/phrasebook/wsp1/RESULTS.md): the seed recogniser's 91-99 %-WER German,
 Spanish and French text made WSP's English worse than pretraining on whisper-tiny.en's English
 alone.

@@ -17,6 +17,9 @@ Arms, for a gold budget P and a weak condition C (``speechkit gold_split`` made
               the updates on the gold cuts from it (``--init``) -> EXP/gold<P>/<C>/wsp/s<seed>/{pre,ft}
     wsp_<F>   wsp on the weak cuts kept by a filter F (``weak_<C>_<F>.jsonl.gz``, written by
               ``speechkit weak_filter --method F``)             -> EXP/gold<P>/<C>/wsp_<F>/s<seed>
+    mixft     mix for ``--pretrain-steps`` updates, then fine-tune the rest on the gold cuts, as
+              wsp does: is it the fine-tuning or the weak-only pretraining that pays?
+                                                                -> EXP/gold<P>/<C>/mixft/s<seed>
     allgold   every pool cut with its gold text: the ceiling    -> EXP/allgold/s<seed>
 
 Every arm is ``speechkit train`` with the same config (``--set`` overrides added: the step count,
@@ -58,6 +61,7 @@ from speechkit.data.weak import read_manifest
 
 # The pretraining's model averages its newest checkpoints (see the module docstring).
 PRETRAIN_DEFAULT = ["trainer.select_by=step", "trainer.select_mode=max"]
+ARMS = ("gold", "mix", "wsp", "mixft", "allgold")  # and wsp_<filter>
 
 __all__ = ["Grid", "Run", "TrainStep", "grid_from_args", "make_run", "plan"]
 
@@ -117,8 +121,8 @@ class Grid:
                 f"pretrain steps ({self.pretrain_steps}) must lie in (0, steps={self.steps})"
             )
         for arm in self.arms:
-            if arm not in ("gold", "mix", "wsp", "allgold") and not arm.startswith("wsp_"):
-                raise ValueError(f"unknown arm {arm!r}: gold, mix, wsp, wsp_<filter>, allgold")
+            if arm not in ARMS and not arm.startswith("wsp_"):
+                raise ValueError(f"unknown arm {arm!r}: {', '.join(ARMS)}, wsp_<filter>")
 
 
 def make_run(grid: Grid, arm: str, budget: str, cond: str, seed: int) -> Run:
@@ -138,9 +142,11 @@ def make_run(grid: Grid, arm: str, budget: str, cond: str, seed: int) -> Run:
         return Run(
             arm, budget, cond, seed, d, [TrainStep(d, [gold, weak], grid.steps, "weak_text")]
         )
-    suffix = arm[len("wsp") :]  # "" or "_ctc"
-    weak = split / f"weak_{cond}{suffix}.jsonl.gz"
-    pre = TrainStep(d / "pre", [weak], grid.pretrain_steps, "weak_text", pretrain=True)
+    if arm == "mixft":
+        first = [gold, split / f"weak_{cond}.jsonl.gz"]
+    else:
+        first = [split / f"weak_{cond}{arm[len('wsp') :]}.jsonl.gz"]  # suffix: "" or "_ctc"
+    pre = TrainStep(d / "pre", first, grid.pretrain_steps, "weak_text", pretrain=True)
     ft = TrainStep(
         d / "ft",
         [gold],

@@ -88,7 +88,7 @@ def weak_wer(weak_dir: Path, cond: str, lang: str = "eng") -> float | None:
 def filter_summary(splits: Path, budget: str, cond: str, arm: str) -> str:
     """``kept 70 % (weak WER 31.2 -> 24.0)`` for a filtered wsp arm, from the filter report."""
     path = splits / f"gold{budget}" / f"weak_{cond}{arm[len('wsp') :]}.json"
-    if arm in ("gold", "mix", "wsp", "allgold") or not path.is_file():
+    if not arm.startswith("wsp_") or not path.is_file():
         return ""
     r = json.loads(path.read_text())
     before = r["wer_all"].get("all", {}).get("rate", float("nan"))

@@ -34,6 +34,19 @@ def test_every_arm_has_the_same_number_of_updates():
     assert mix.steps[0].text_field == "weak_text"
 
 
+def test_mixft_mixes_for_the_pretraining_updates_then_fine_tunes_on_gold():
+    (run,) = plan(_grid(budgets=["5"], conditions=["realsel"], arms=["mixft"], seeds=[1]))
+    pre, ft = run.steps
+    assert pre.train_cuts == [Path("s/gold5/gold.jsonl.gz"), Path("s/gold5/weak_realsel.jsonl.gz")]
+    assert (pre.steps, pre.text_field, pre.pretrain) == (400, "weak_text", True)
+    assert (ft.train_cuts, ft.steps, ft.init) == (
+        [Path("s/gold5/gold.jsonl.gz")],
+        200,
+        pre.out / "model_avg.pt",
+    )
+    assert ft.finetune and run.dir == Path("e/gold5/realsel/mixft/s1")
+
+
 def test_arms_without_a_condition_are_planned_once():
     runs = plan(_grid())
     dirs = [r.dir for r in runs]

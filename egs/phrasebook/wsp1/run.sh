@@ -5,7 +5,7 @@
 #   ./run.sh       # the default: 10 % gold, real weak transcripts from the recognisers whose
 #                  # dev WER is at most 50 %, gold-only against WSP
 #   ./run.sh --budgets 2,5,10,25 --syn_wers 10,25,40 --conditions realsel,real,syn10,syn25,syn40 \
-#            --arms gold,mix,wsp,wsp_ctc --seeds 0,1   # the full grid (~50 times the default)
+#            --arms gold,mix,wsp,wsp_ctc,mixft --seeds 0,1   # the full grid (~60 times the default)
 # Stages: 1 corpus, 2 seed recogniser (a small disjoint gold slice), 3 real weak transcripts,
 #         4 synthetic weak transcripts, 5 gold-budget splits + filtering, 6 train the arms,
 #         7 decode, 8 score, 9 tables and plots -> RESULTS.md.
@@ -30,7 +30,8 @@ max_weak_wer=50      # realsel: a recogniser serves only the languages where its
 syn_wers=""          # synthetic weak transcripts at these WERs (%), e.g. 10,25,40
 budgets=10           # gold budgets, % of the pool's audio per language
 conditions=realsel   # weak transcripts the arms use: realsel, real (every source), syn<W>
-arms=gold,wsp        # also: mix, wsp_ctc (WSP on CTC-filtered weak pairs), allgold (the ceiling)
+arms=gold,wsp        # also: mix, wsp_ctc (WSP on CTC-filtered weak pairs), allgold (the ceiling),
+                     # mixft (mix for pretrain_steps, then fine-tune on gold)
 seeds=0
 steps=1500           # updates per arm (at 600, 400 of them pretraining, WSP lost: RESULTS.md)
 pretrain_steps=1200  # of which on weak text (wsp arms)

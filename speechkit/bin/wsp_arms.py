@@ -137,13 +137,13 @@ def make_run(grid: Grid, arm: str, budget: str, cond: str, seed: int) -> Run:
         d = grid.exp / f"gold{budget}" / "gold" / f"s{seed}"
         return Run(arm, budget, "", seed, d, [TrainStep(d, [gold], grid.steps)])
     d = grid.exp / f"gold{budget}" / cond / arm / f"s{seed}"
+    weak = split / f"weak_{cond}.jsonl.gz"
     if arm == "mix":
-        weak = split / f"weak_{cond}.jsonl.gz"
         return Run(
             arm, budget, cond, seed, d, [TrainStep(d, [gold, weak], grid.steps, "weak_text")]
         )
     if arm == "mixft":
-        first = [gold, split / f"weak_{cond}.jsonl.gz"]
+        first = [gold, weak]
     else:
         first = [split / f"weak_{cond}{arm[len('wsp') :]}.jsonl.gz"]  # suffix: "" or "_ctc"
     pre = TrainStep(d / "pre", first, grid.pretrain_steps, "weak_text", pretrain=True)

@@ -71,12 +71,13 @@ fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   log "stage 3: real weak transcripts of the pool and dev set (seed recogniser; whisper-tiny.en: $whisper)"
+  declare -A cuts_of=([pool]=$pool [dev]=$corpus/cuts_dev.jsonl.gz)
   sets=(pool); [ -n "$max_weak_wer" ] && sets+=(dev)  # the dev set's WERs choose the sources
   hyps=(); dev_hyps=()
   if [ "$whisper" = true ]; then  # English only; preferred to the seed recogniser's output
     for set in "${sets[@]}"; do
-      src=$pool; [ $set = dev ] && src=$corpus/cuts_dev.jsonl.gz
-      python -m speechkit.bin.select_cuts --cuts $src --languages eng --out $data/${set}_eng.jsonl.gz
+      python -m speechkit.bin.select_cuts --cuts ${cuts_of[$set]} --languages eng \
+        --out $data/${set}_eng.jsonl.gz
       python -m speechkit.bin.transcribe --model whisper-tiny.en --cuts $data/${set}_eng.jsonl.gz \
         --language en --threads 1 > $exp/whisper_$set.tsv
     done
@@ -84,8 +85,7 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
     dev_hyps+=(--dev-hyps whisper-tiny.en=$exp/whisper_dev.tsv)
   fi
   for set in "${sets[@]}"; do
-    src=$pool; [ $set = dev ] && src=$corpus/cuts_dev.jsonl.gz
-    python -m speechkit.bin.decode --model $exp/seed/model_avg.pt --cuts $src \
+    python -m speechkit.bin.decode --model $exp/seed/model_avg.pt --cuts ${cuts_of[$set]} \
       --out $exp/seed/decode_$set --tasks asr --beam-size 1
   done
   hyps+=(--hyps s2t-seed=$exp/seed/decode_pool)
@@ -95,7 +95,7 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   "${weak[@]}" --out $data/weak/real.jsonl.gz
   if [ -n "$max_weak_wer" ]; then
     "${weak[@]}" --out $data/weak/realsel.jsonl.gz --title "Weak transcripts, sources chosen on dev" \
-      --dev-cuts $corpus/cuts_dev.jsonl.gz "${dev_hyps[@]}" --max-dev-wer $max_weak_wer
+      --dev-cuts ${cuts_of[dev]} "${dev_hyps[@]}" --max-dev-wer $max_weak_wer
   fi
 fi
 

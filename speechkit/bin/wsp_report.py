@@ -16,6 +16,10 @@ Plots (matplotlib, ``pip install -e .[plot]``): ``wsp_wer_vs_gold.png`` (English
 gold budget, one line per arm, the first condition's weak transcripts) and
 ``wsp_wer_vs_weak_wer.png`` (English WER against the English weak transcripts' WER, one line per
 arm and budget).
+
+With several weak conditions, the section also says where pretraining stops paying: per budget
+and arm, the gain over gold-only at each condition's English weak WER, and the weak WER where
+the gain reaches zero, interpolated linearly between the two conditions around it.
 """
 
 from __future__ import annotations
@@ -150,6 +154,54 @@ def markdown(grid: Grid, table: dict, weak_dir: Path) -> list[str]:
     return lines
 
 
+def break_even(points: list[tuple[float, float]]) -> str:
+    """Where a gain turns to a loss: ``points`` are (weak WER %, gain %) pairs; returns the weak
+    WER at which the gain is zero, interpolated between the last gain and the first loss (in
+    order of weak WER), or which side of the measured range it lies on."""
+    points = sorted(points)
+    if not points:
+        return ""
+    for (w0, g0), (w1, g1) in zip(points, points[1:]):
+        if g0 > 0 >= g1:
+            return f"{w0 + (w1 - w0) * g0 / (g0 - g1):.0f} % (between {w0:.1f} and {w1:.1f})"
+    if all(g > 0 for _, g in points):
+        return f"above {points[-1][0]:.1f} % (gains at every weak WER measured)"
+    if all(g <= 0 for _, g in points):
+        return f"below {points[0][0]:.1f} % (loses at every weak WER measured)"
+    return "no single crossing: " + ", ".join(f"{w:.1f}: {g:+.0f} %" for w, g in points)
+
+
+def stops_paying(grid: Grid, table: dict, weak_dir: Path) -> list[str]:
+    """A table per (budget, arm) of the gain over gold-only against the English weak WER, and
+    the break-even weak WER; empty with fewer than two conditions of known weak WER."""
+    rates = {c: weak_wer(weak_dir, c) for c in grid.conditions}
+    conds = sorted((c for c in grid.conditions if rates[c] is not None), key=lambda c: rates[c])
+    if len(conds) < 2:
+        return []
+    lines = ["### Where pretraining stops paying (English test WER against gold-only)", ""]
+    lines += ["| gold % | arm | " + " | ".join(f"{c} ({rates[c]:.1f})" for c in conds)
+              + " | gain reaches 0 at weak WER |"]  # fmt: skip
+    lines += ["|---" * (len(conds) + 3) + "|"]
+    for budget in grid.budgets:
+        for arm in grid.arms:
+            if arm in ("gold", "allgold"):
+                continue
+            cells, points = [], []
+            for c in conds:
+                base = table.get((budget, c, "gold"), {}).get("eng")
+                ours = table.get((budget, c, arm), {}).get("eng")
+                if not (base and ours):
+                    cells.append("")
+                    continue
+                b, o = statistics.mean(base), statistics.mean(ours)
+                points.append((rates[c], 100 * (b - o) / b))
+                cells.append(f"{o:.1f} ({points[-1][1]:+.0f} %)")
+            if points:
+                lines.append(f"| {budget} | {arm} | " + " | ".join(cells)
+                             + f" | {break_even(points)} |")  # fmt: skip
+    return lines + [""]
+
+
 def plot(grid: Grid, table: dict, weak_dir: Path, out_dir: Path) -> list[Path]:
     """The two PNGs (see the module docstring); returns their paths."""
     try:
@@ -247,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     plots_dir = args.plots_dir or args.results_md.parent
     pngs = plot(grid, table, args.weak_dir, plots_dir)
     lines = [f"## {args.title}", "", *markdown(grid, table, args.weak_dir)]
+    lines += stops_paying(grid, table, args.weak_dir)
     for png in pngs:
         rel = os.path.relpath(png.resolve(), args.results_md.resolve().parent)
         lines += [f"![{png.stem}]({rel})", ""]

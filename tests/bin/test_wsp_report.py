@@ -62,3 +62,34 @@ def test_table_pools_test_sets_and_reports_the_gain_over_gold(exp):
     assert "| +83 % |" in wsp_row  # (40 - 6.7) / 40
     for png in ("wsp_wer_vs_gold.png", "wsp_wer_vs_weak_wer.png"):
         assert (exp / png).read_bytes()[:4] == b"\x89PNG" and f"]({png})" in text
+
+
+def test_break_even_interpolates_between_the_last_gain_and_the_first_loss():
+    # gains +30 % at 20, +10 % at 30, -10 % at 50: zero halfway between 30 and 50.
+    assert wsp_report.break_even([(50.0, -10.0), (20.0, 30.0), (30.0, 10.0)]).startswith("40 %")
+    assert wsp_report.break_even([(10.0, 5.0), (25.0, 1.0)]).startswith("above 25.0 %")
+    assert wsp_report.break_even([(10.0, -5.0), (25.0, -9.0)]).startswith("below 10.0 %")
+    assert wsp_report.break_even([(10.0, -5.0), (25.0, 3.0)]).startswith("no single crossing")
+    assert wsp_report.break_even([]) == ""
+
+
+def test_section_says_where_pretraining_stops_paying(exp):
+    ref = "one two three four five"
+    worse = exp / "exp/gold10/syn45/wsp/s0"  # 9 errors / 15 words: 60 %, gold-only has 40 %
+    _decoded(worse, "t1", "asr_eng", {"a": (ref, "one"), "b": (ref, "one two three")})
+    _decoded(worse, "t2", "asr_eng", {"c": (ref, "one two")})
+    rates = {"weak_text": {"all": {"rate": 50.0}, "eng": {"rate": 45.0}}}
+    (exp / "weak" / "syn45.json").write_text(json.dumps({"wer_kept": rates}))
+    md = exp / "RESULTS.md"
+    argv = ["--exp", str(exp / "exp"), "--splits", str(exp / "splits"), "--budgets", "10",
+            "--conditions", "syn45,real", "--arms", "gold,wsp", "--test-cuts",
+            str(exp / "t1.jsonl.gz"), str(exp / "t2.jsonl.gz"), "--weak-dir", str(exp / "weak"),
+            "--results-md", str(md)]  # fmt: skip
+    assert wsp_report.main(argv) == 0
+    lines = md.read_text().splitlines()
+    head = lines.index("### Where pretraining stops paying (English test WER against gold-only)")
+    assert lines[head + 2].startswith("| gold % | arm | real (31.5) | syn45 (45.0) |")  # by rate
+    row = next(ln for ln in lines[head:] if ln.startswith("| 10 | wsp |"))
+    # +83 % at 31.5, -50 % at 45: zero at 31.5 + 13.5 * 83.3 / 133.3 = 39.9.
+    assert "| 6.7 (+83 %) | 60.0 (-50 %) | 40 % (between 31.5 and 45.0) |" in row
+    assert not any(ln.startswith("| 10 | gold |") for ln in lines[head : head + 6])

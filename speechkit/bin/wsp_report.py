@@ -19,12 +19,16 @@ arm and budget).
 
 With several weak conditions, the section also says where pretraining stops paying: per budget
 and arm, the gain over gold-only at each condition's English weak WER, and the weak WER where
-the gain reaches zero, interpolated linearly between the two conditions around it.
+the gain reaches zero, interpolated linearly between the two conditions around it. The crossing
+is read from the synthetic conditions (``syn*``) where there are two or more: real weak text
+differs from them in kind (which languages it covers, which errors it makes), so it is shown
+beside them (a column; a separate marker in the plot), not interpolated with them.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -154,6 +158,11 @@ def markdown(grid: Grid, table: dict, weak_dir: Path) -> list[str]:
     return lines
 
 
+def is_synthetic(cond: str) -> bool:
+    """``syn25`` (``speechkit corrupt_text``), also filtered (``syn25_ctc``)."""
+    return cond.startswith("syn")
+
+
 def break_even(points: list[tuple[float, float]]) -> str:
     """Where a gain turns to a loss: ``points`` are (weak WER %, gain %) pairs; returns the weak
     WER at which the gain is zero, interpolated between the last gain and the first loss (in
@@ -178,7 +187,11 @@ def stops_paying(grid: Grid, table: dict, weak_dir: Path) -> list[str]:
     conds = sorted((c for c in grid.conditions if rates[c] is not None), key=lambda c: rates[c])
     if len(conds) < 2:
         return []
+    series = [c for c in conds if is_synthetic(c)]
+    series = series if len(series) >= 2 else conds
     lines = ["### Where pretraining stops paying (English test WER against gold-only)", ""]
+    if series != conds:
+        lines += [f"The crossing is interpolated on {', '.join(series)} only.", ""]
     lines += ["| gold % | arm | " + " | ".join(f"{c} ({rates[c]:.1f})" for c in conds)
               + " | gain reaches 0 at weak WER |"]  # fmt: skip
     lines += ["|---" * (len(conds) + 3) + "|"]
@@ -194,9 +207,11 @@ def stops_paying(grid: Grid, table: dict, weak_dir: Path) -> list[str]:
                     cells.append("")
                     continue
                 b, o = statistics.mean(base), statistics.mean(ours)
-                points.append((rates[c], 100 * (b - o) / b))
-                cells.append(f"{o:.1f} ({points[-1][1]:+.0f} %)")
-            if points:
+                gain = 100 * (b - o) / b
+                if c in series:
+                    points.append((rates[c], gain))
+                cells.append(f"{o:.1f} ({gain:+.0f} %)")
+            if any(cells):
                 lines.append(f"| {budget} | {arm} | " + " | ".join(cells)
                              + f" | {break_even(points)} |")  # fmt: skip
     return lines + [""]
@@ -247,14 +262,28 @@ def plot(grid: Grid, table: dict, weak_dir: Path, out_dir: Path) -> list[Path]:
     written.append(path)
 
     fig, ax = plt.subplots(figsize=(6, 4))
+    colors = itertools.cycle(plt.rcParams["axes.prop_cycle"].by_key()["color"])
     for budget in budgets:
         for arm in grid.arms:
-            pts = [(weak_wer(weak_dir, c), mean((budget, c, arm))) for c in grid.conditions]
-            pts = sorted((x, y) for x, y in pts if x is not None and y is not None)
-            if pts:
-                ax.plot(*zip(*pts), marker="o", label=f"{arm}, {budget} % gold")
+            pts = [(weak_wer(weak_dir, c), mean((budget, c, arm)), c) for c in grid.conditions]
+            pts = sorted(p for p in pts if p[0] is not None and p[1] is not None)
+            if not pts:
+                continue
+            label, color = f"{arm}, {budget} % gold", next(colors)
+            if arm in ("gold", "allgold"):  # no weak text: one level, whatever the condition
+                ax.axhline(pts[0][1], linestyle="--", color=color, label=label)
+                continue
+            syn = [(x, y) for x, y, c in pts if is_synthetic(c)]
+            if syn:  # the synthetic series is a line; real weak text a marker of its own
+                ax.plot(*zip(*syn), marker="o", color=color, label=label)
+                label = None
+            for x, y, c in pts:
+                if not is_synthetic(c):
+                    ax.scatter([x], [y], marker="*", s=110, color=color, label=label, zorder=3)
+                    ax.annotate(c, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
+                    label = None
     ax.set(xlabel="English weak transcripts' WER (%)", ylabel="English test WER (%)",
-           title="WER against the weak transcripts' WER")  # fmt: skip
+           title="WER against the weak transcripts' WER (o: synthetic, *: real)")  # fmt: skip
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     path = out_dir / "wsp_wer_vs_weak_wer.png"

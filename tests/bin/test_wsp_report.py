@@ -93,3 +93,29 @@ def test_section_says_where_pretraining_stops_paying(exp):
     # +83 % at 31.5, -50 % at 45: zero at 31.5 + 13.5 * 83.3 / 133.3 = 39.9.
     assert "| 6.7 (+83 %) | 60.0 (-50 %) | 40 % (between 31.5 and 45.0) |" in row
     assert not any(ln.startswith("| 10 | gold |") for ln in lines[head : head + 6])
+
+
+def test_the_crossing_is_read_from_the_synthetic_series_when_there_is_one(exp):
+    ref = "one two three four five"
+    for cond, rate, hyps in (
+        ("syn20", 20.0, ("one two three four five", "one two three four", "one two three four")),
+        ("syn45", 45.0, ("one", "one two three", "one two")),
+    ):
+        run = exp / f"exp/gold10/{cond}/wsp/s0"
+        _decoded(run, "t1", "asr_eng", {"a": (ref, hyps[0]), "b": (ref, hyps[1])})
+        _decoded(run, "t2", "asr_eng", {"c": (ref, hyps[2])})
+        rates = {"weak_text": {"all": {"rate": rate}, "eng": {"rate": rate}}}
+        (exp / "weak" / f"{cond}.json").write_text(json.dumps({"wer_kept": rates}))
+    md = exp / "RESULTS.md"
+    argv = ["--exp", str(exp / "exp"), "--splits", str(exp / "splits"), "--budgets", "10",
+            "--conditions", "real,syn20,syn45", "--arms", "gold,wsp", "--test-cuts",
+            str(exp / "t1.jsonl.gz"), str(exp / "t2.jsonl.gz"), "--weak-dir", str(exp / "weak"),
+            "--results-md", str(md)]  # fmt: skip
+    assert wsp_report.main(argv) == 0
+    text = md.read_text()
+    assert "The crossing is interpolated on syn20, syn45 only." in text
+    row = next(ln for ln in text.split("stops paying")[1].splitlines() if ln.startswith("| 10 |"))
+    # syn20 +67 % (2 / 15 errors), real +83 % (shown, not used), syn45 -50 %: zero at
+    # 20 + 25 * 66.7 / 116.7 = 34.3; with the real point it would have been 40.
+    assert "| 13.3 (+67 %) | 6.7 (+83 %) | 60.0 (-50 %) |" in row
+    assert row.endswith("| 34 % (between 20.0 and 45.0) |")

@@ -159,7 +159,7 @@ def markdown(grid: Grid, table: dict, weak_dir: Path) -> list[str]:
 
 
 def is_synthetic(cond: str) -> bool:
-    """``syn25`` (``speechkit corrupt_text``), also filtered (``syn25_ctc``)."""
+    """``syn25``: gold text corrupted at a chosen WER by ``speechkit corrupt_text``."""
     return cond.startswith("syn")
 
 

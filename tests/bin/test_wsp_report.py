@@ -73,20 +73,31 @@ def test_break_even_interpolates_between_the_last_gain_and_the_first_loss():
     assert wsp_report.break_even([]) == ""
 
 
-def test_section_says_where_pretraining_stops_paying(exp):
+def _weak_condition(exp: Path, cond: str, rate: float, hyps: tuple[str, str, str]) -> None:
+    """A wsp run on weak condition ``cond`` (English weak WER ``rate``) with these hypotheses
+    for the cuts a, b (test 1) and c (test 2), whose reference is five words."""
     ref = "one two three four five"
-    worse = exp / "exp/gold10/syn45/wsp/s0"  # 9 errors / 15 words: 60 %, gold-only has 40 %
-    _decoded(worse, "t1", "asr_eng", {"a": (ref, "one"), "b": (ref, "one two three")})
-    _decoded(worse, "t2", "asr_eng", {"c": (ref, "one two")})
-    rates = {"weak_text": {"all": {"rate": 50.0}, "eng": {"rate": 45.0}}}
-    (exp / "weak" / "syn45.json").write_text(json.dumps({"wer_kept": rates}))
+    run = exp / f"exp/gold10/{cond}/wsp/s0"
+    _decoded(run, "t1", "asr_eng", {"a": (ref, hyps[0]), "b": (ref, hyps[1])})
+    _decoded(run, "t2", "asr_eng", {"c": (ref, hyps[2])})
+    rates = {"weak_text": {"all": {"rate": rate}, "eng": {"rate": rate}}}
+    (exp / "weak" / f"{cond}.json").write_text(json.dumps({"wer_kept": rates}))
+
+
+def _report(exp: Path, conditions: str) -> str:
     md = exp / "RESULTS.md"
     argv = ["--exp", str(exp / "exp"), "--splits", str(exp / "splits"), "--budgets", "10",
-            "--conditions", "syn45,real", "--arms", "gold,wsp", "--test-cuts",
+            "--conditions", conditions, "--arms", "gold,wsp", "--test-cuts",
             str(exp / "t1.jsonl.gz"), str(exp / "t2.jsonl.gz"), "--weak-dir", str(exp / "weak"),
             "--results-md", str(md)]  # fmt: skip
     assert wsp_report.main(argv) == 0
-    lines = md.read_text().splitlines()
+    return md.read_text()
+
+
+def test_section_says_where_pretraining_stops_paying(exp):
+    # 9 errors / 15 words: 60 %, where gold-only has 40 %.
+    _weak_condition(exp, "syn45", 45.0, ("one", "one two three", "one two"))
+    lines = _report(exp, "syn45,real").splitlines()
     head = lines.index("### Where pretraining stops paying (English test WER against gold-only)")
     assert lines[head + 2].startswith("| gold % | arm | real (31.5) | syn45 (45.0) |")  # by rate
     row = next(ln for ln in lines[head:] if ln.startswith("| 10 | wsp |"))
@@ -96,23 +107,10 @@ def test_section_says_where_pretraining_stops_paying(exp):
 
 
 def test_the_crossing_is_read_from_the_synthetic_series_when_there_is_one(exp):
-    ref = "one two three four five"
-    for cond, rate, hyps in (
-        ("syn20", 20.0, ("one two three four five", "one two three four", "one two three four")),
-        ("syn45", 45.0, ("one", "one two three", "one two")),
-    ):
-        run = exp / f"exp/gold10/{cond}/wsp/s0"
-        _decoded(run, "t1", "asr_eng", {"a": (ref, hyps[0]), "b": (ref, hyps[1])})
-        _decoded(run, "t2", "asr_eng", {"c": (ref, hyps[2])})
-        rates = {"weak_text": {"all": {"rate": rate}, "eng": {"rate": rate}}}
-        (exp / "weak" / f"{cond}.json").write_text(json.dumps({"wer_kept": rates}))
-    md = exp / "RESULTS.md"
-    argv = ["--exp", str(exp / "exp"), "--splits", str(exp / "splits"), "--budgets", "10",
-            "--conditions", "real,syn20,syn45", "--arms", "gold,wsp", "--test-cuts",
-            str(exp / "t1.jsonl.gz"), str(exp / "t2.jsonl.gz"), "--weak-dir", str(exp / "weak"),
-            "--results-md", str(md)]  # fmt: skip
-    assert wsp_report.main(argv) == 0
-    text = md.read_text()
+    full = "one two three four five"
+    _weak_condition(exp, "syn20", 20.0, (full, "one two three four", "one two three four"))
+    _weak_condition(exp, "syn45", 45.0, ("one", "one two three", "one two"))
+    text = _report(exp, "real,syn20,syn45")
     assert "The crossing is interpolated on syn20, syn45 only." in text
     row = next(ln for ln in text.split("stops paying")[1].splitlines() if ln.startswith("| 10 |"))
     # syn20 +67 % (2 / 15 errors), real +83 % (shown, not used), syn45 -50 %: zero at

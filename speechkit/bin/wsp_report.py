@@ -45,6 +45,7 @@ from speechkit.metrics import bleu, wer
 from speechkit.report import provenance_lines, update_markdown
 
 HARD_EVENTS = ("babble", "noise")
+NO_WEAK_ARMS = ("gold", "allgold")  # trained on gold text only: the same under every condition
 LANGS = ("eng", "deu", "spa", "fra")
 COLUMNS = ["eng", "deu", "spa", "fra", "eng_hard", "x_en", "en_x"]
 HEADER = ["WER eng", "WER deu", "WER spa", "WER fra", "WER eng babble/noise", "BLEU X->en",
@@ -197,7 +198,7 @@ def stops_paying(grid: Grid, table: dict, weak_dir: Path) -> list[str]:
     lines += ["|---" * (len(conds) + 3) + "|"]
     for budget in grid.budgets:
         for arm in grid.arms:
-            if arm in ("gold", "allgold"):
+            if arm in NO_WEAK_ARMS:
                 continue
             cells, points = [], []
             for c in conds:
@@ -263,14 +264,15 @@ def plot(grid: Grid, table: dict, weak_dir: Path, out_dir: Path) -> list[Path]:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     colors = itertools.cycle(plt.rcParams["axes.prop_cycle"].by_key()["color"])
+    rates = {c: weak_wer(weak_dir, c) for c in grid.conditions}
     for budget in budgets:
         for arm in grid.arms:
-            pts = [(weak_wer(weak_dir, c), mean((budget, c, arm)), c) for c in grid.conditions]
+            pts = [(rates[c], mean((budget, c, arm)), c) for c in grid.conditions]
             pts = sorted(p for p in pts if p[0] is not None and p[1] is not None)
             if not pts:
                 continue
             label, color = f"{arm}, {budget} % gold", next(colors)
-            if arm in ("gold", "allgold"):  # no weak text: one level, whatever the condition
+            if arm in NO_WEAK_ARMS:  # one level, whatever the condition
                 ax.axhline(pts[0][1], linestyle="--", color=color, label=label)
                 continue
             syn = [(x, y) for x, y, c in pts if is_synthetic(c)]

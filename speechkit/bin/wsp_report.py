@@ -14,8 +14,8 @@ mean, followed by each seed's figure. Each condition's weak WER is read from the
 
 Plots (matplotlib, ``pip install -e .[plot]``): ``wsp_wer_vs_gold.png`` (English WER against the
 gold budget, one line per arm, the first condition's weak transcripts) and
-``wsp_wer_vs_weak_wer.png`` (English WER against the English weak transcripts' WER, one line per
-arm and budget).
+``wsp_wer_vs_weak_wer.png`` (English WER against the English weak transcripts' WER, a panel per
+budget, a line per arm).
 
 With several weak conditions, the section also says where pretraining stops paying: per budget
 and arm, the gain over gold-only at each condition's English weak WER, and the weak WER where
@@ -262,16 +262,27 @@ def plot(grid: Grid, table: dict, weak_dir: Path, out_dir: Path) -> list[Path]:
     plt.close(fig)
     written.append(path)
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    colors = itertools.cycle(plt.rcParams["axes.prop_cycle"].by_key()["color"])
+    # One panel per budget: an arm keeps its colour across panels, and a grid of four budgets
+    # does not run out of distinct colours.
+    fig, axes = plt.subplots(
+        1,
+        len(budgets),
+        figsize=(1 + 4.2 * len(budgets), 4),
+        sharex=True,
+        sharey=True,
+        squeeze=False,
+    )
+    colors = dict(
+        zip(grid.arms, itertools.cycle(plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    )
     rates = {c: weak_wer(weak_dir, c) for c in grid.conditions}
-    for budget in budgets:
+    for ax, budget in zip(axes[0], budgets):
         for arm in grid.arms:
             pts = [(rates[c], mean((budget, c, arm)), c) for c in grid.conditions]
             pts = sorted(p for p in pts if p[0] is not None and p[1] is not None)
             if not pts:
                 continue
-            label, color = f"{arm}, {budget} % gold", next(colors)
+            label, color = arm, colors[arm]
             if arm in NO_WEAK_ARMS:  # one level, whatever the condition
                 ax.axhline(pts[0][1], linestyle="--", color=color, label=label)
                 continue
@@ -284,12 +295,13 @@ def plot(grid: Grid, table: dict, weak_dir: Path, out_dir: Path) -> list[Path]:
                     ax.scatter([x], [y], marker="*", s=110, color=color, label=label, zorder=3)
                     ax.annotate(c, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
                     label = None
-    ax.set(xlabel="English weak transcripts' WER (%)", ylabel="English test WER (%)",
-           title="WER against the weak transcripts' WER (o: synthetic, *: real)")  # fmt: skip
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    path = out_dir / "wsp_wer_vs_weak_wer.png"
+        ax.set(xlabel="English weak transcripts' WER (%)", title=f"{budget} % gold")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("English test WER (%)")
+    fig.suptitle("WER against the weak transcripts' WER (o: synthetic, *: real)")
     fig.tight_layout()
+    path = out_dir / "wsp_wer_vs_weak_wer.png"
     fig.savefig(path, dpi=120)
     plt.close(fig)
     written.append(path)

@@ -117,3 +117,33 @@ def test_the_crossing_is_read_from_the_synthetic_series_when_there_is_one(exp):
     # 20 + 25 * 66.7 / 116.7 = 34.3; with the real point it would have been 40.
     assert "| 13.3 (+67 %) | 6.7 (+83 %) | 60.0 (-50 %) |" in row
     assert row.endswith("| 34 % (between 20.0 and 45.0) |")
+
+
+def _png_width(path: Path) -> int:
+    return int.from_bytes(path.read_bytes()[16:20], "big")  # the IHDR chunk's width
+
+
+def test_weak_wer_plot_has_a_panel_per_budget(exp):
+    ref = "one two three four five"
+    for budget in ("5", "10"):
+        gold = exp / f"exp/gold{budget}/gold/s0"
+        if not gold.is_dir():
+            _decoded(gold, "t1", "asr_eng", {"a": (ref, "one"), "b": (ref, "one")})
+            _decoded(gold, "t2", "asr_eng", {"c": (ref, "one")})
+
+    def grid(budgets):
+        return wsp_report.Grid(exp / "splits", exp / "exp", budgets, ["real"], ["gold", "wsp"])
+
+    table = wsp_report.collect(grid(["5", "10"]), [exp / "t1.jsonl.gz", exp / "t2.jsonl.gz"], set())
+    assert {key for key, row in table.items() if row} == {
+        ("5", "real", "gold"),
+        ("10", "real", "gold"),
+        ("10", "real", "wsp"),
+    }
+    widths = []
+    for budgets in (["10"], ["5", "10"]):
+        out = exp / f"plots{len(budgets)}"
+        wsp_report.plot(grid(budgets), table, exp / "weak", out)
+        widths.append(_png_width(out / "wsp_wer_vs_weak_wer.png"))
+    # A second budget adds a panel of its own (4.2 inches at 120 dpi), not a line in the first.
+    assert widths[1] - widths[0] == pytest.approx(4.2 * 120, abs=2)

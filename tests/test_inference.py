@@ -122,6 +122,24 @@ def test_int8_copies_the_model_unless_told_to_quantize_it_in_place():
     assert isinstance(model.decoder.output, torch.ao.nn.quantized.dynamic.Linear)
 
 
+def test_int8_of_the_decoder_only_keeps_every_encoder_linear_float():
+    from speechkit.inference import quantize_int8
+    from speechkit.models.whisper import WhisperConfig, WhisperModel
+
+    cfg = WhisperConfig(n_audio_state=16, n_audio_head=2, n_audio_layer=2, n_vocab=100,
+                        n_text_ctx=8, n_text_state=16, n_text_head=2, n_text_layer=2)  # fmt: skip
+    model = WhisperModel(cfg).eval()
+    q = quantize_int8(model, keep_float=["encoder."])  # speechkit transcribe --int8-keep-float
+    kinds = {name: type(m) for name, m in q.named_modules() if "Linear" in type(m).__name__}
+    enc = {k: v for k, v in kinds.items() if k.startswith("encoder.")}
+    dec = {k: v for k, v in kinds.items() if k.startswith("decoder.")}
+    assert enc and set(enc.values()) == {torch.nn.Linear}
+    assert dec and torch.nn.Linear not in set(dec.values())  # the output projection too
+    assert "decoder.output" in dec
+    for name in enc:  # float32 and untouched
+        assert torch.equal(q.get_submodule(name).weight, model.get_submodule(name).weight)
+
+
 def test_long_audio_is_decoded_in_timestamped_windows(tiny, english):
     texts, waves = english
     gap = np.zeros(int(16000 * 11.5), dtype=np.float32)

@@ -124,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
                    default=[], metavar="PATTERN[,PATTERN...]",
                    help="with --int8: Linear layers left float32, by part of their name "
                    "(ffn.net.3 = every second FFN projection; decoder.output = the output "
-                   "projection): closer to float32's transcripts, slower "
+                   "projection; encoder. = int8 for the decoder only): closer to float32's "
+                   "transcripts, slower "
                    "(speechkit bench whisper-int8)")  # fmt: skip
     p.add_argument("--budget", type=float, default=None,
                    help="gated Whisper models: fraction of the decoder modules' FLOPs to keep, "

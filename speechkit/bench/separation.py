@@ -17,6 +17,12 @@ torchmetrics' SI-SDR; the improvement is over the unprocessed mixture. Query typ
 A model without text or speaker queries (the Conv-TasNet baseline, ``query_kinds``) is scored on
 the class queries only.
 
+``--oracle irm|psm|ibm``: the same rows for an oracle mask computed from the true sources on the
+STFT of ``--oracle-stft`` (default 512/128, the separator's): the ideal ratio mask, the
+phase-sensitive mask (clipped to [0, 1]) and the ideal binary mask. They are the ceiling of a
+real-valued mask at that resolution, so a target above them asks for phase (a complex mask
+learned from more than the magnitude, or a time-domain model).
+
 Speed: separation real-time factor (wall / audio seconds, one thread) over those mixtures.
 Pictures: mixture / estimate / reference spectrograms of one example per query type (PNG).
 ``--wer-model``: Whisper (zoo name or packed dir) on English mixtures at 0 dB and below, with
@@ -118,6 +124,51 @@ def evaluate(model: nn.Module, cuts, queries: _Queries, figures: Path | None, ta
     return {"scores": scores, "rtf": wall / max(seconds, 1e-9)}
 
 
+ORACLES = ("irm", "psm", "ibm")
+
+
+def oracle_mask(target: torch.Tensor, other: torch.Tensor, kind: str) -> torch.Tensor:
+    """Real mask (F, T) in [0, 1] for the complex STFTs ``target`` and ``other`` (F, T) of a
+    mixture's two parts: ``irm`` |T| / sqrt(|T|^2 + |O|^2), ``psm`` |T| cos(angle(T) - angle(M))
+    / |M| with M = T + O, clipped to [0, 1], ``ibm`` 1 where |T| > |O|."""
+    eps = 1e-12
+    if kind == "irm":
+        power = target.abs().square()
+        return (power / (power + other.abs().square() + eps)).sqrt()
+    if kind == "psm":
+        mix = target + other
+        cos = torch.cos(target.angle() - mix.angle())
+        return (target.abs() * cos / (mix.abs() + eps)).clamp(0.0, 1.0)
+    if kind == "ibm":
+        return (target.abs() > other.abs()).to(target.real.dtype)
+    raise ValueError(f"unknown oracle mask {kind!r}; choose from {list(ORACLES)}")
+
+
+def oracle_scores(cuts, kind: str, n_fft: int = 512, hop: int = 128) -> dict:
+    """SI-SDRi lists by (query type, band) of the oracle mask ``kind`` on each mixture: the
+    speech and the background of background mixtures (``class: ...``), one talker of the
+    two-talker mixtures that have an enrollment (``enrolled speaker``)."""
+    window = torch.hann_window(n_fft)
+
+    def stft(x: np.ndarray) -> torch.Tensor:
+        return torch.stft(torch.from_numpy(x), n_fft, hop, window=window, return_complex=True)
+
+    scores: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for cut in cuts:
+        mix, speech, rest = load_mixture(cut)
+        if cut.custom["event"] == "speaker":
+            pairs = [("enrolled speaker", speech, rest)] if "enroll" in cut.custom else []
+        else:
+            pairs = [("class: speech", speech, rest), ("class: background", rest, speech)]
+        for qtype, target, other in pairs:
+            spec = stft(mix)
+            mask = oracle_mask(stft(target), stft(other), kind)
+            est = torch.istft(spec * mask, n_fft, hop, window=window, length=len(mix)).numpy()
+            gain = _sisdr(est, target) - _sisdr(mix, target)
+            scores[(qtype, snr_band(cut.custom["snr_db"]))].append(gain)
+    return scores
+
+
 def _spectrograms(mix, est, ref, path: Path, title: str) -> None:
     import matplotlib
 
@@ -167,41 +218,71 @@ def _wer_rows(whisper: str, model: Separator, cuts, max_utts: int) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", action="append", required=True, help="NAME=DIR of a separator")
+    p.add_argument("--model", action="append", default=[], help="NAME=DIR of a separator")
     p.add_argument("--cuts", required=True, help="test mixtures (prepare_mixtures)")
     p.add_argument("--figures", help="directory for the spectrogram PNGs")
     p.add_argument("--wer-model", help="Whisper zoo name or packed dir for the downstream WER")
     p.add_argument("--wer-max", type=int, default=40, help="mixtures in the WER subset")
+    p.add_argument(
+        "--oracle",
+        action="append",
+        default=[],
+        choices=ORACLES,
+        help="also score this oracle mask (the ceiling of a real mask); repeatable",
+    )
+    p.add_argument(
+        "--oracle-stft",
+        default="512/128",
+        metavar="N_FFT/HOP",
+        help="STFT of the oracle masks, in samples (default: the separator's 512/128)",
+    )
     p.add_argument("--results-md", help="write the tables into this RESULTS.md")
     add_cite_argument(p)
     args = p.parse_args(argv)
+    try:
+        n_fft, hop = (int(x) for x in args.oracle_stft.split("/"))
+        if not 0 < hop <= n_fft:
+            raise ValueError
+    except ValueError:
+        p.error(f"--oracle-stft: give N_FFT/HOP in samples (0 < HOP <= N_FFT), for example "
+                f"512/128, not {args.oracle_stft!r}")  # fmt: skip
+    if not args.model and not args.oracle:
+        p.error("give at least one --model NAME=DIR or --oracle MASK")
+    if args.wer_model and not args.model:
+        p.error("--wer-model needs a --model (the front end whose WER it measures)")
     torch.set_num_threads(1)
     cuts = list(CutSet.from_file(args.cuts))
-    queries = _Queries()
+    queries = _Queries() if args.model else None  # encoders load only for models
     lines = ["| model | query | " + " | ".join(f"SI-SDRi {b} dB" for b in BANDS)
              + " | mean | n |", "|---|---|" + "---|" * (len(BANDS) + 2)]  # fmt: skip
     speed, wer_lines = [], []
     first = None
-    for spec in args.model:
-        name, _, path = spec.partition("=")
-        model = load_trained(path, ("separator", "convtasnet"))
-        first = first or model
-        res = evaluate(model, cuts, queries, Path(args.figures) if args.figures else None, name)
+
+    def add_rows(name: str, scores: dict) -> None:
         for qtype in QUERY_TYPES:
-            by_band = [res["scores"].get((qtype, b), []) for b in BANDS]
+            by_band = [scores.get((qtype, b), []) for b in BANDS]
             every = [x for s in by_band for x in s]
             if not every:
                 continue
             cells = [f"{np.mean(s):.2f}" if s else "-" for s in by_band]
             lines.append(f"| {name} | {qtype} | {' | '.join(cells)} | {np.mean(every):.2f} | "
                          f"{len(every)} |")  # fmt: skip
+
+    for spec in args.model:
+        name, _, path = spec.partition("=")
+        model = load_trained(path, ("separator", "convtasnet"))
+        first = first or model
+        res = evaluate(model, cuts, queries, Path(args.figures) if args.figures else None, name)
+        add_rows(name, res["scores"])
         params = sum(p.numel() for p in model.parameters()) / 1e6
         speed.append(f"| {name} | {params:.2f} M | {res['rtf']:.3f} |")
+    for kind in args.oracle:
+        add_rows(f"oracle {kind.upper()} {n_fft}/{hop}", oracle_scores(cuts, kind, n_fft, hop))
     if args.wer_model:
         wer_lines = ["| audio (English, SNR <= 0 dB) | utterances | WER % |", "|---|---|---|",
                      *_wer_rows(args.wer_model, first, cuts, args.wer_max)]  # fmt: skip
-    report = "\n".join(lines + ["", "| model | parameters | RTF (1 thread) |", "|---|---|---|",
-                                *speed, "", *wer_lines])  # fmt: skip
+    speed_lines = ["", "| model | parameters | RTF (1 thread) |", "|---|---|---|", *speed]
+    report = "\n".join(lines + (speed_lines if speed else []) + ["", *wer_lines])
     print(report)
     if args.results_md:
         command = cited_command("separation", argv if argv is not None else sys.argv[1:],

@@ -21,7 +21,7 @@ from collections import defaultdict
 import torch
 from lhotse import CutSet
 
-from speechkit.data.anchors import anchor_cuts, clip_labels, pick_anchors
+from speechkit.data.anchors import anchor_cuts, cut_labels, pick_anchors
 from speechkit.data.audio import AudioError, load_audio
 from speechkit.separate import load_trained
 from speechkit.tasks.tagger import pad_waves
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         with torch.no_grad():
             out = tagger(wave, lengths)
         for i, (cut, _) in enumerate(batch):
-            labels = [t for t in clip_labels(cut.custom.get("event", "clean")) if t in tags]
+            labels = [t for t in cut_labels(cut) if t in tags]
             valid = int(out["frame_mask"][i].sum())
             probs = out["frame_probs"][i, :valid].numpy()
             picked = [

@@ -7,7 +7,8 @@ classes, with the query naming one anchor's class and that anchor as the target,
 query-conditioned separator without clean sources.
 
 Here a clip's labels come from the corpus's clip-level annotation (``cut.custom["event"]``:
-``clean`` = {speech}, ``music`` = {speech, music}, ...). For each label the anchor is the window
+``clean`` = {speech}, ``music`` = {speech, music}, ...), or from ``cut.custom["clip_labels"]``
+where a clip gives them (speech-free background clips: {music}, ...). For each label the anchor is the window
 of ``window`` frames maximising the mean of ``p_label - max(p_other labels)`` (the class present
 and the clip's other classes absent), so a background anchor is where the speech is weakest.
 
@@ -19,12 +20,19 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["anchor_cuts", "clip_labels", "pick_anchors"]
+__all__ = ["anchor_cuts", "clip_labels", "cut_labels", "pick_anchors"]
 
 
 def clip_labels(event: str) -> list[str]:
     """The weak labels of a phrasebook clip of ``event``: speech, plus the background if any."""
     return ["speech"] if event == "clean" else ["speech", event]
+
+
+def cut_labels(cut) -> list[str]:
+    """The weak labels of a clip: ``cut.custom["clip_labels"]`` where the clip says them (the
+    speech-free clips of ``speechkit.data.background_clips``), else from its corpus event."""
+    custom = cut.custom or {}
+    return list(custom.get("clip_labels") or clip_labels(custom.get("event", "clean")))
 
 
 def pick_anchors(
@@ -65,7 +73,7 @@ def anchor_cuts(cut, windows: list[tuple[str, int, float]], frame_s: float, wind
             **(cut.custom or {}),
             "anchor_class": tag,
             "anchor_score": round(score, 4),
-            "clip_labels": clip_labels(cut.custom.get("event", "clean")),
+            "clip_labels": cut_labels(cut),
         }
         out.append(anchor)
     return out

@@ -211,7 +211,8 @@ class SeparationData(Dataset):
         """A weak-arm example: this anchor mixed with a partner anchor of another class."""
         name = cut.custom["anchor_class"]
         wave = load_audio(cut)
-        speaker = cut.supervisions[0].speaker
+        # (a speech-free background clip has no supervision, so no speaker)
+        speaker = cut.supervisions[0].speaker if cut.supervisions else None
         same = [c for c in self.by_speaker.get(speaker, []) if c.id != cut.id]
         others = [c for s, cs in self.by_speaker.items() if s != speaker for c in cs]
         allowed = ["class", "text"] + (["speaker"] if name == "speech" and same and others else [])

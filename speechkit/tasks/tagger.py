@@ -5,7 +5,8 @@
         --out exp/tagger
 
 A clip's labels are its corpus event (``speechkit.data.anchors.clip_labels``: ``clean`` ->
-{speech}, ``music`` -> {speech, music} ...): weak labels, no timing. The loss is binary
+{speech}, ``music`` -> {speech, music} ...), or the clip's own ``custom["clip_labels"]`` (the
+speech-free clips of ``speechkit.data.background_clips``): weak labels, no timing. The loss is binary
 cross-entropy of the clip posteriors (``speechkit.models.tagger``); validation adds the accuracy
 of the event read back from them (``event_of``).
 
@@ -30,7 +31,7 @@ from lhotse.dataset import DynamicCutSampler
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from speechkit.data.anchors import clip_labels
+from speechkit.data.anchors import cut_labels
 from speechkit.data.audio import AudioError, load_audio
 from speechkit.models import build_model
 from speechkit.models.tagger import TaggerConfig, event_of
@@ -88,7 +89,7 @@ class TaggerData(Dataset):
                 continue
             event = cut.custom.get("event", "clean")
             label = torch.zeros(len(self.tags))
-            for tag in clip_labels(event):
+            for tag in cut_labels(cut):
                 label[self.tags.index(tag)] = 1.0
             labels.append(label)
             events.append(event)

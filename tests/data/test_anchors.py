@@ -5,13 +5,19 @@ from __future__ import annotations
 import numpy as np
 from lhotse.testing.dummies import dummy_cut
 
-from speechkit.data.anchors import anchor_cuts, clip_labels, pick_anchors
+from speechkit.data.anchors import anchor_cuts, clip_labels, cut_labels, pick_anchors
 
 TAGS = ["speech", "noise", "babble", "beeps", "music"]
 
 
 def test_labels_of_clips():
     assert clip_labels("clean") == ["speech"] and clip_labels("music") == ["speech", "music"]
+    cut = dummy_cut(0, duration=2.0)
+    cut.custom = {"event": "music"}
+    assert cut_labels(cut) == ["speech", "music"]
+    cut.custom["clip_labels"] = ["music"]  # a speech-free clip says so
+    assert cut_labels(cut) == ["music"]
+    assert anchor_cuts(cut, [("music", 0, 0.9)], 0.02, 1.0)[0].custom["clip_labels"] == ["music"]
 
 
 def test_each_label_gets_the_window_where_it_dominates_the_other_labels():

@@ -127,3 +127,33 @@ def test_init_continues_from_a_trained_separator(data):
     for name in a:
         torch.testing.assert_close(b[name], a[name], atol=1e-6, rtol=0)
     assert any(not torch.allclose(c[n], a[n], atol=1e-4) for n in a)
+
+
+def test_weak_arm_mixes_speech_anchors_with_speech_free_clips_where_there_are_some(data):
+    """A speech anchor's partner must not hold speech: with speech-free background clips in the
+    pool, the partner comes from them, never from a (speech + music) clip of the corpus."""
+    from speechkit.data.anchors import anchor_cuts
+    from speechkit.data.background_clips import BackgroundClipConfig, make_background_clips
+
+    make_background_clips(BackgroundClipConfig(str(data / "corpus"), str(data / "bg"),
+                                               classes=["noise"], per_class=3,
+                                               seconds=(1.0, 1.5)))  # fmt: skip
+    corpus = list(CutSet.from_file(data / "corpus" / "cuts_train.jsonl.gz"))
+    clips = list(CutSet.from_file(data / "bg" / "cuts_train.jsonl.gz"))
+    anchors = []
+    for cut in corpus:  # clean clips: a speech anchor; music clips: speech and music anchors
+        tags = ["speech"] + ([cut.custom["event"]] if cut.custom["event"] != "clean" else [])
+        anchors += anchor_cuts(cut, [(t, 0, 0.5) for t in tags], 0.02, 0.8)
+    noise = [a for c in clips for a in anchor_cuts(c, [("noise", 0, 0.9)], 0.02, 0.8)]
+    classes = ["speech", "noise", "babble", "beeps", "music"]
+    cfg = SeparationDataConfig(arm="weak", query_weights={"class": 1.0}, background_prob=0)
+    speech = [a for a in anchors if a.custom["anchor_class"] == "speech"]
+    with_clips = SeparationData(cfg, classes, train=True, pool=anchors + noise)
+    partners = {e for _ in range(4) for e in with_clips[speech]["events"]}
+    assert partners == {"noise"}
+    # without them the corpus's music anchors (speech underneath) are the only partners left
+    without = SeparationData(cfg, classes, train=True, pool=anchors)
+    assert {e for e in without[speech]["events"]} == {"music"}
+    # a background clip's anchor (no supervision, no speaker) is a target too
+    batch = with_clips[noise]
+    assert batch["class_id"].tolist() == [classes.index("noise")] * len(noise)

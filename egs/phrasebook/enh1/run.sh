@@ -3,10 +3,12 @@
 # trained supervised and from weak clip labels (USS-style), judged by SI-SDRi and by Whisper.
 #   ./run.sh                          # all stages (2 CPU cores: about 45 minutes)
 #   ./run.sh --stage 4 --stop_stage 6
-# Stages: 1 corpus, 2 mixtures (sources kept), 3 event tagger, 4 anchors from clip labels,
+# Stages: 1 corpus, 2 mixtures (sources kept) and speech-free background clips (clip labels
+#         only, as AudioSet has them), 3 event tagger, 4 anchors from clip labels,
 #         5 separator, supervised arm, and asteroid's Conv-TasNet baseline on the same mixtures
-#         and budget, 6 separator, weak arm, 7 evaluation -> RESULTS.md,
-#         8 a 10-minute file through `speechkit separate` (RTF, peak memory) -> RESULTS.md.
+#         and budget, 6 separator, weak arm, 7 evaluation (with the oracle-mask ceiling) ->
+#         RESULTS.md, 8 a 10-minute file through `speechkit separate` (RTF, peak memory) ->
+#         RESULTS.md.
 # Needs the separation extra: pip install -e '.[separation]' (tools/setup.sh installs .[dev]);
 # the baseline needs asteroid: pip install --no-deps asteroid asteroid-filterbanks (its pinned
 # torchmetrics conflicts; none of its dependencies is needed), or --baseline_config "" skips it.
@@ -22,6 +24,9 @@ seed=0
 corpus=data/phrasebook
 mixtures=data/mixtures
 per_utterance=train=4,dev=2,test=5
+background_clips=100   # speech-free clips per background class, clip labels only (0: none)
+backgrounds=data/backgrounds
+anchor_min_score=-1    # drop anchors whose tagger margin is below this (-1: keep all)
 conf=../../../conf/separation
 sup_config=$conf/tfnet_supervised.yaml    # *_gpu.yaml for a GPU run
 weak_config=$conf/tfnet_weak.yaml
@@ -44,19 +49,26 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   log "stage 2: mixtures with their sources, SNR -5..15 dB, in $mixtures"
   python -m speechkit.bin.prepare_mixtures --corpus $corpus --out $mixtures \
     --per-utterance $per_utterance --snr-min -5 --snr-max 15 --seed $seed
+  if [ "$background_clips" -gt 0 ]; then
+    log "stage 2: $background_clips speech-free clips per background class (weak labels) in $backgrounds"
+    python -m speechkit.bin.prepare_background_clips --corpus $corpus --out $backgrounds \
+      --per-class $background_clips --seed $seed
+  fi
 fi
+weak_clips=$corpus/cuts_train.jsonl.gz
+if [ "$background_clips" -gt 0 ]; then weak_clips="$weak_clips $backgrounds/cuts_train.jsonl.gz"; fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   log "stage 3: event tagger on the corpus's clip labels"
-  python -m speechkit.bin.train --config $conf/tagger.yaml --train-cuts $corpus/cuts_train.jsonl.gz \
+  python -m speechkit.bin.train --config $conf/tagger.yaml --train-cuts $weak_clips \
     --dev-cuts $corpus/cuts_dev.jsonl.gz --out $exp/tagger --resume
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   log "stage 4: anchor segments of the weakly labelled training clips"
   mkdir -p data/anchors
-  python -m speechkit.bin.mine_anchors --tagger $exp/tagger --cuts $corpus/cuts_train.jsonl.gz \
-    --out data/anchors/cuts_train.jsonl.gz --window-s 1.0
+  python -m speechkit.bin.mine_anchors --tagger $exp/tagger --cuts $weak_clips \
+    --out data/anchors/cuts_train.jsonl.gz --window-s 1.0 --min-score $anchor_min_score
 fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
@@ -80,7 +92,7 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   log "stage 7: SI-SDRi by query and SNR band, spectrograms, downstream WER -> $results"
   python -m speechkit.bench.separation --model supervised=$exp/sep_supervised \
     --model weak=$exp/sep_weak ${baseline_config:+--model convtasnet=$exp/convtasnet} \
-    --cuts $mixtures/cuts_test.jsonl.gz --figures figures \
+    --cuts $mixtures/cuts_test.jsonl.gz --figures figures --oracle irm --oracle psm \
     ${wer_model:+--wer-model $wer_model} --results-md $results
 fi
 

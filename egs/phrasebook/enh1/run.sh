@@ -26,7 +26,7 @@ mixtures=data/mixtures
 per_utterance=train=4,dev=2,test=5
 background_clips=100   # speech-free clips per background class, clip labels only (0: none)
 backgrounds=data/backgrounds
-anchor_min_score=-1    # drop anchors whose tagger margin is below this (-1: keep all)
+anchor_min_score=0     # drop anchors whose tagger margin is below this (-1: keep all; RESULTS.md)
 conf=../../../conf/separation
 sup_config=$conf/tfnet_supervised.yaml    # *_gpu.yaml for a GPU run
 weak_config=$conf/tfnet_weak.yaml
@@ -59,7 +59,7 @@ weak_clips=$corpus/cuts_train.jsonl.gz
 if [ "$background_clips" -gt 0 ]; then weak_clips="$weak_clips $backgrounds/cuts_train.jsonl.gz"; fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
-  log "stage 3: event tagger on the corpus's clip labels"
+  log "stage 3: event tagger on the clip labels of $weak_clips"
   python -m speechkit.bin.train --config $conf/tagger.yaml --train-cuts $weak_clips \
     --dev-cuts $corpus/cuts_dev.jsonl.gz --out $exp/tagger --resume
 fi

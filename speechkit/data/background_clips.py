@@ -95,12 +95,12 @@ def make_background_clips(cfg: BackgroundClipConfig) -> dict[str, int]:
     (out / "audio").mkdir(parents=True, exist_ok=True)
     rng = random.Random(f"background-clips/{cfg.seed}")
     cuts = []
-    for k, name in enumerate(cfg.classes):
+    for name in cfg.classes:
         for i in range(cfg.per_class):
             clip_id = f"bg-{name}-{i:04d}"
             n = int(rng.uniform(*cfg.seconds) * SAMPLE_RATE)
             # A seed space of its own (a leading 1000 + class): never a mixture's background.
-            nprng = np.random.default_rng([1000 + k, cfg.seed, i])
+            nprng = np.random.default_rng([1000 + BACKGROUNDS.index(name), cfg.seed, i])
             sources = rng.sample(talkers, min(len(talkers), rng.randint(*cfg.babble_talkers)))
             wave = make_background(name, n, nprng, sources if name == "babble" else (),
                                    SAMPLE_RATE)  # fmt: skip

@@ -8,9 +8,10 @@ query-conditioned separator without clean sources.
 
 Here a clip's labels come from the corpus's clip-level annotation (``cut.custom["event"]``:
 ``clean`` = {speech}, ``music`` = {speech, music}, ...), or from ``cut.custom["clip_labels"]``
-where a clip gives them (speech-free background clips: {music}, ...). For each label the anchor is the window
-of ``window`` frames maximising the mean of ``p_label - max(p_other labels)`` (the class present
-and the clip's other classes absent), so a background anchor is where the speech is weakest.
+where a clip gives them (speech-free background clips: {music}, ...). For each label the anchor
+is the window of ``window`` frames maximising the mean of ``p_label - max(p_other labels)`` (the
+class present and the clip's other classes absent), so a background anchor in a clip with speech
+is where the speech is weakest.
 
     windows = pick_anchors(frame_probs, labels, tags, window)   # [(tag, start, score), ...]
     anchor_cuts(cut, windows, frame_s, window_s)                 # truncated lhotse cuts

@@ -11,9 +11,9 @@ seed of their own, so no clip equals a background of a mixture.
 
 A clip carries its clip-level label and nothing else: no source, no supervision, no timing::
 
-    audio/bg-<class>-<index>.flac        16 kHz mono, 16-bit
-    cuts_train.jsonl.gz                  MonoCut, custom {"event": <class>, "clip_labels": [<class>]}
-    clip_args.json                       the arguments; written last, marks a complete build
+    audio/bg-<class>-<index>.flac   16 kHz mono, 16-bit
+    cuts_train.jsonl.gz             MonoCut, custom {"event": <class>, "clip_labels": [<class>]}
+    clip_args.json                  the arguments; written last, marks a complete build
 
     make_background_clips(BackgroundClipConfig("data/phrasebook", "data/backgrounds"))
 """

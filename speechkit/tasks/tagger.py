@@ -7,8 +7,8 @@
 A clip's labels are its corpus event (``speechkit.data.anchors.clip_labels``: ``clean`` ->
 {speech}, ``music`` -> {speech, music} ...), or the clip's own ``custom["clip_labels"]`` (the
 speech-free clips of ``speechkit.data.background_clips``): weak labels, no timing. The loss is
-binary cross-entropy of the clip posteriors (``speechkit.models.tagger``); validation adds the accuracy
-of the event read back from them (``event_of``).
+binary cross-entropy of the clip posteriors (``speechkit.models.tagger``); validation adds the
+accuracy of the event read back from them (``event_of``).
 
 Batch layout::
 

@@ -157,14 +157,17 @@ def oracle_scores(cuts, kind: str, n_fft: int = 512, hop: int = 128) -> dict:
     for cut in cuts:
         mix, speech, rest = load_mixture(cut)
         if cut.custom["event"] == "speaker":
-            pairs = [("enrolled speaker", speech, rest)] if "enroll" in cut.custom else []
+            pairs = [("enrolled speaker", 0)] if "enroll" in cut.custom else []
         else:
-            pairs = [("class: speech", speech, rest), ("class: background", rest, speech)]
-        for qtype, target, other in pairs:
-            spec = stft(mix)
-            mask = oracle_mask(stft(target), stft(other), kind)
+            pairs = [("class: speech", 0), ("class: background", 1)]
+        if not pairs:
+            continue
+        waves = (speech, rest)
+        spec, parts = stft(mix), (stft(speech), stft(rest))
+        for qtype, t in pairs:
+            mask = oracle_mask(parts[t], parts[1 - t], kind)
             est = torch.istft(spec * mask, n_fft, hop, window=window, length=len(mix)).numpy()
-            gain = _sisdr(est, target) - _sisdr(mix, target)
+            gain = _sisdr(est, waves[t]) - _sisdr(mix, waves[t])
             scores[(qtype, snr_band(cut.custom["snr_db"]))].append(gain)
     return scores
 

@@ -50,6 +50,19 @@ def test_chunked_overlap_add_equals_one_pass(model):
     assert len(ex(x[:100])) == 100  # shorter than one STFT window
 
 
+def test_remix_adds_the_input_back_in_the_given_share(model):
+    """``remix`` r: (1 - r) * estimate + r * input, the same chunked as in one pass."""
+    x = np.random.default_rng(4).standard_normal(16000 * 3 + 11).astype(np.float32) * 0.1
+    est = Extractor(model, query="speech", chunk_s=1.0)(x)
+    half = Extractor(model, query="speech", chunk_s=1.0, remix=0.25)(x)
+    np.testing.assert_allclose(half, 0.75 * est + 0.25 * x, atol=1e-5)
+    np.testing.assert_allclose(Extractor(model, query="speech", remix=1.0)(x), x, atol=1e-6)
+    assert not np.allclose(est, x, atol=1e-3)  # so the checks above could fail
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match=r"remix must lie in \[0, 1\]"):
+            Extractor(model, query="speech", remix=bad)
+
+
 def test_memory_is_bounded_by_the_chunk_not_the_length(model, tmp_path):
     ex = Extractor(model, query="speech", chunk_s=1.0)
     peaks = {}
@@ -96,10 +109,17 @@ def test_cli_on_a_file_and_its_errors(model_dir, tmp_path, capsys):
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["seconds"] == 3.0 and report["peak_rss_mib"] > 0
     assert sf.info(tmp_path / "out.wav").frames == 48000
+    # --remix 1 gives the input back (to 16-bit PCM), whatever the model does
+    assert separate_main(["--model", str(model_dir), "--query", "speech", str(src), "--remix",
+                          "1", "-o", str(tmp_path / "same.wav")]) == 0  # fmt: skip
+    capsys.readouterr()
+    same, _ = sf.read(tmp_path / "same.wav", dtype="float32")
+    np.testing.assert_allclose(same, sf.read(src, dtype="float32")[0], atol=1e-4)
     silent = tmp_path / "silent.wav"
     sf.write(silent, np.zeros(32000), 16000)
     for args, message in ((["--enroll", str(silent)], "silent"),
-                          (["--query", "sirens"], "unknown query class")):  # fmt: skip
+                          (["--query", "sirens"], "unknown query class"),
+                          (["--query", "speech", "--remix", "2"], "remix must lie")):  # fmt: skip
         with pytest.raises(SystemExit) as err:
             separate_main(
                 ["--model", str(model_dir), *args, str(src), "-o", str(tmp_path / "x.wav")]

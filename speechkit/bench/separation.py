@@ -25,8 +25,11 @@ learned from more than the magnitude, or a time-domain model).
 
 Speed: separation real-time factor (wall / audio seconds, one thread) over those mixtures.
 Pictures: mixture / estimate / reference spectrograms of one example per query type (PNG).
-``--wer-model``: Whisper (zoo name or packed dir) on English mixtures at 0 dB and below, with
-and without the front end (class ``speech``), and on their clean speech with and without it.
+``--wer-model``: Whisper (zoo name or packed dir) on English mixtures at 0 dB and below (of
+``--wer-cuts``, default ``--cuts``), with and without the first model as front end (class
+``speech``; ``--wer-remix r`` adds a share r of the mixture back, see
+``speechkit.separate.Extractor``), and on their clean speech with and without it. Each
+``--oracle`` mask adds a row: the WER a perfect mask of that kind would give.
 """
 
 from __future__ import annotations
@@ -191,31 +194,64 @@ def _spectrograms(mix, est, ref, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def _wer_rows(whisper: str, model: Separator, cuts, max_utts: int) -> list[str]:
-    """Whisper WER on English mixtures at <= 0 dB and on their clean speech, +/- front end."""
+def _oracle_front(kind: str, mix: np.ndarray, speech: np.ndarray, rest: np.ndarray,
+                  n_fft: int, hop: int) -> np.ndarray:  # fmt: skip
+    """The speech of ``mix`` through the oracle mask ``kind`` (the front end's ceiling)."""
+    window = torch.hann_window(n_fft)
+    spec = [torch.stft(torch.from_numpy(x), n_fft, hop, window=window, return_complex=True)
+            for x in (mix, speech, rest)]  # fmt: skip
+    mask = oracle_mask(spec[1], spec[2], kind)
+    return torch.istft(spec[0] * mask, n_fft, hop, window=window, length=len(mix)).numpy()
+
+
+def _wer_rows(whisper: str, model: Separator | None, cuts, max_utts: int,
+              remixes: list[float], oracles: list[str], stft: tuple[int, int]) -> list[str]:  # fmt: skip
+    """Whisper WER on English mixtures at <= 0 dB and on their clean speech, without and with
+    the front end (class ``speech``, for each share ``remixes`` of the input added back), and
+    on the mixtures through each oracle mask of ``oracles``."""
     from speechkit.inference import TranscribeOptions, Transcriber
     from speechkit.metrics import wer
 
     low = [c for c in cuts if c.custom["event"] != "speaker" and c.custom["snr_db"] <= 0
            and c.supervisions[0].language == "eng"][:max_utts]  # fmt: skip
     tr = Transcriber.load(whisper, TranscribeOptions(beam=1, language="en"))
-    q = (torch.tensor([0]), torch.tensor([model.class_index("speech")]),
-         torch.zeros(1, TEXT_DIM), torch.zeros(1, SPEAKER_DIM))  # fmt: skip
-
-    def front(wave):
-        with torch.no_grad():
-            return model(torch.from_numpy(wave)[None], *q)[0].numpy()
-
     refs = [c.supervisions[0].text for c in low]
     loaded = [load_mixture(c) for c in low]
     mixes, cleans = [x[0] for x in loaded], [x[1] for x in loaded]
+    if model is not None:
+        q = (torch.tensor([0]), torch.tensor([model.class_index("speech")]),
+             torch.zeros(1, TEXT_DIM), torch.zeros(1, SPEAKER_DIM))  # fmt: skip
+
+    def front(r: float):
+        """The front end with a share ``r`` of the input added back (as ``Extractor(remix=r)``);
+        whole mixtures in one pass, so the Conv-TasNet baseline serves too."""
+
+        def run(wave: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                est = model(torch.from_numpy(wave)[None], *q)[0].numpy()
+            return (1.0 - r) * est + r * wave
+
+        return run
+
+    fronts = {r: front(r) for r in remixes} if model is not None else {}
+    runs = [("noisy, no front end", mixes)]
+    runs += [(f"noisy, front end, remix {r:g}", [f(w) for w in mixes]) for r, f in fronts.items()]
+    runs += [(f"noisy, oracle {k.upper()} mask (ceiling)",
+              [_oracle_front(k, *x, *stft) for x in loaded]) for k in oracles]  # fmt: skip
+    runs += [("clean speech, no front end", cleans)]
+    runs += [(f"clean speech, front end, remix {r:g}", [f(w) for w in cleans])
+             for r, f in fronts.items()]  # fmt: skip
+    base = {}
     rows = []
-    for name, waves in (("noisy, no front end", mixes),
-                        ("noisy, with front end", [front(w) for w in mixes]),
-                        ("clean speech, no front end", cleans),
-                        ("clean speech, with front end", [front(w) for w in cleans])):  # fmt: skip
-        hyps = [r.text for r in tr(waves)]
-        rows.append(f"| {name} | {len(refs)} | {wer(refs, hyps).rate:.1f} |")
+    for name, waves in runs:
+        rate = wer(refs, [r.text for r in tr(waves)]).rate
+        key = name.split(",")[0]  # each row against its audio's "no front end" row
+        rel = "-"
+        if key not in base:
+            base[key] = rate
+        elif base[key]:
+            rel = f"{100.0 * (rate - base[key]) / base[key]:+.0f} %"
+        rows.append(f"| {name} | {len(refs)} | {rate:.1f} | {rel} |")
     return rows
 
 
@@ -226,6 +262,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--figures", help="directory for the spectrogram PNGs")
     p.add_argument("--wer-model", help="Whisper zoo name or packed dir for the downstream WER")
     p.add_argument("--wer-max", type=int, default=40, help="mixtures in the WER subset")
+    p.add_argument(
+        "--wer-cuts",
+        help="mixtures for the WER rows (default: --cuts); a larger set narrows the WER's spread",
+    )
+    p.add_argument(
+        "--wer-remix",
+        action="append",
+        type=float,
+        help="share of the input the front end adds back, 0..1; repeatable (default: 0)",
+    )
     p.add_argument(
         "--oracle",
         action="append",
@@ -251,8 +297,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"512/128, not {args.oracle_stft!r}")  # fmt: skip
     if not args.model and not args.oracle:
         p.error("give at least one --model NAME=DIR or --oracle MASK")
-    if args.wer_model and not args.model:
-        p.error("--wer-model needs a --model (the front end whose WER it measures)")
+    if args.wer_model and not (args.model or args.oracle):
+        p.error("--wer-model needs a --model or an --oracle (a front end whose WER it measures)")
+    remixes = args.wer_remix or [0.0]
+    if not all(0.0 <= r <= 1.0 for r in remixes):
+        p.error(f"--wer-remix: give shares in [0, 1], not {remixes}")
     torch.set_num_threads(1)
     cuts = list(CutSet.from_file(args.cuts))
     queries = _Queries() if args.model else None  # encoders load only for models
@@ -282,8 +331,11 @@ def main(argv: list[str] | None = None) -> int:
     for kind in args.oracle:
         add_rows(f"oracle {kind.upper()} {n_fft}/{hop}", oracle_scores(cuts, kind, n_fft, hop))
     if args.wer_model:
-        wer_lines = ["| audio (English, SNR <= 0 dB) | utterances | WER % |", "|---|---|---|",
-                     *_wer_rows(args.wer_model, first, cuts, args.wer_max)]  # fmt: skip
+        wer_cuts = list(CutSet.from_file(args.wer_cuts)) if args.wer_cuts else cuts
+        wer_lines = ["| audio (English, SNR <= 0 dB) | utterances | WER % | vs. no front end |",
+                     "|---|---|---|---|",
+                     *_wer_rows(args.wer_model, first, wer_cuts, args.wer_max, remixes,
+                                args.oracle, (n_fft, hop))]  # fmt: skip
     speed_lines = ["", "| model | parameters | RTF (1 thread) |", "|---|---|---|", *speed]
     report = "\n".join(lines + (speed_lines if speed else []) + ["", *wer_lines])
     print(report)

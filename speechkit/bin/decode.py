@@ -122,6 +122,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="speech",
         help="the sound class the front end extracts (default: speech)",
     )
+    p.add_argument(
+        "--frontend-remix",
+        type=float,
+        default=0.0,
+        help="share of the input the front end adds back to its estimate, 0..1 "
+        "(observation adding; default 0)",
+    )
     p.add_argument("--tasks", default="auto", help="auto, or a comma list: asr,st_deu,...")
     p.add_argument("--languages", help="decode only cuts spoken in these (comma list)")
     p.add_argument("--beam-size", type=int, default=5)
@@ -196,18 +203,19 @@ def make_batches(cuts: list, max_duration: float) -> list[list]:
     return batches
 
 
-def audio_reader(frontend: str | None, query: str):
+def audio_reader(frontend: str | None, query: str, remix: float = 0.0):
     """``read(cut, sample_rate) -> wave``: ``load_audio``, then the separation front end's
-    extraction of ``query`` when ``frontend`` names a trained separator."""
+    extraction of ``query`` when ``frontend`` names a trained separator, with ``remix`` of the
+    input added back (``speechkit.separate.Extractor``)."""
     if frontend is None:
         return load_audio
     from speechkit.separate import Extractor  # (the separation extra's query encoders)
 
     try:
-        extractor = Extractor.from_dir(frontend, query=query)
+        extractor = Extractor.from_dir(frontend, query=query, remix=remix)
     except (ValueError, FileNotFoundError) as e:  # unknown query, not a separator, no file
         raise ConfigError(f"--frontend {frontend}: {e}") from None
-    logger.info("front end: %s extracts %r before recognition", frontend, query)
+    logger.info("front end: %s extracts %r before recognition (remix %g)", frontend, query, remix)
     return lambda cut, sample_rate: extractor(load_audio(cut, sample_rate), sample_rate)
 
 
@@ -547,7 +555,9 @@ def run(args: argparse.Namespace) -> dict:
     dynamic = getattr(pre.model, "predictor", None) is not None
     # before any decoding: a budget missing, out of range or given to a model without gates
     budget = decoding_budget(args.budget, str(args.model), pre.model_type in GATED_TYPES, dynamic)
-    read = audio_reader(args.frontend, args.frontend_query)  # (loaded before the clock starts)
+    read = audio_reader(
+        args.frontend, args.frontend_query, args.frontend_remix
+    )  # (loaded before the clock starts)
     audio_s, start = sum(c.duration for c, _ in plan), time.perf_counter()
     bar = tqdm(total=round(audio_s), unit="s", desc="decode (audio s)")
     st_prompt = args.st_prompt
@@ -585,7 +595,12 @@ def run(args: argparse.Namespace) -> dict:
         "options": options,
         "st_prompt": st_prompt,
         "max_per_output": args.max_per_output or None,
-        "frontend": args.frontend and {"model": str(args.frontend), "query": args.frontend_query},
+        "frontend": args.frontend
+        and {
+            "model": str(args.frontend),
+            "query": args.frontend_query,
+            "remix": args.frontend_remix,
+        },
     }
     if gating is not None:
         gates = gating.summary()

@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", help="with --cuts: where audio/ and cuts.jsonl.gz go")
     p.add_argument("--chunk-s", type=float, default=8.0, help="seconds per model pass")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    p.add_argument("--remix", type=float, default=0.0,
+                   help="share of the input added back, 0..1: (1 - r) * estimate + r * input "
+                   "(for a recogniser downstream; default 0, the pure estimate)")  # fmt: skip
     return p
 
 
@@ -106,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.enroll and args.enroll != "cut" and enroll_wave is None:
                 enroll_wave = read_enrollment(args.enroll)
             return Extractor(model, query=args.query, text=args.text, enroll=enroll_wave,
-                             chunk_s=args.chunk_s)  # fmt: skip
+                             chunk_s=args.chunk_s, remix=args.remix)  # fmt: skip
 
         if args.cuts:
             seconds = _extract_cuts(args, load_extractor)

@@ -305,7 +305,9 @@ def test_separation_front_end_runs_before_recognition(setup, tmp_path, monkeypat
     calls = []
     real = Extractor.__call__
     monkeypatch.setattr(
-        Extractor, "__call__", lambda self, w, sr=16000: calls.append(len(w)) or real(self, w, sr)
+        Extractor,
+        "__call__",
+        lambda self, w, sr=16000: calls.append((len(w), self.remix)) or real(self, w, sr),
     )
     out = tmp_path / "out"
     args = ["--model", str(setup / "packed"), "--cuts", str(setup / "cuts.jsonl.gz"),
@@ -313,9 +315,18 @@ def test_separation_front_end_runs_before_recognition(setup, tmp_path, monkeypat
             "--frontend", str(sep_dir)]  # fmt: skip
     assert decode_bin.main(args) == 0
     stats = json.loads((out / "decode_stats.json").read_text())
-    assert stats["frontend"] == {"model": str(sep_dir), "query": "speech"}
+    assert stats["frontend"] == {"model": str(sep_dir), "query": "speech", "remix": 0.0}
     assert len(calls) == 3  # the three readable inputs (the broken one is skipped)
-    # A query the separator does not know: a clear error, exit status 2.
-    bad = [*args, "--frontend-query", "thunder"]
-    bad[bad.index("--out") + 1] = str(tmp_path / "bad")
-    assert decode_bin.main(bad) == 2
+    assert {remix for _, remix in calls} == {0.0}
+    # The input's share added back reaches the extractor and the stats.
+    again = [*args, "--frontend-remix", "0.25"]
+    again[again.index("--out") + 1] = str(tmp_path / "remix")
+    assert decode_bin.main(again) == 0
+    assert {remix for _, remix in calls[3:]} == {0.25} and len(calls) == 6
+    stats = json.loads((tmp_path / "remix" / "decode_stats.json").read_text())
+    assert stats["frontend"]["remix"] == 0.25
+    # A query the separator does not know, a share outside [0, 1]: a clear error, status 2.
+    for extra in (["--frontend-query", "thunder"], ["--frontend-remix", "1.5"]):
+        bad = [*args, *extra]
+        bad[bad.index("--out") + 1] = str(tmp_path / "bad")
+        assert decode_bin.main(bad) == 2

@@ -8,10 +8,11 @@
     ex = Extractor.from_dir(model_dir, query="speech", remix=0.3)  # for a recogniser
 
 ``remix`` r adds the input back: the output is (1 - r) * estimate + r * input. Recognisers
-trained on noisy speech (Whisper) suffer more from a separator's artifacts than from the
+trained on noisy speech (Whisper) can suffer more from a separator's artifacts than from the
 interference it removes; a little of the observation masks those artifacts (observation adding,
-Iwamoto et al., Interspeech 2022). r = 0 (the default) is the pure estimate; RESULTS.md of
-``egs/phrasebook/enh1`` measures the WER over r.
+Iwamoto et al., Interspeech 2022). For the separator's mask M it is the mask (1 - r) M + r on
+the same STFT. r = 0 (the default) is the pure estimate; RESULTS.md of ``egs/phrasebook/enh1``
+measures the WER over r.
 
 Input audio of another sample rate is resampled to the model's (16 kHz) and the result back to
 the input's rate; several channels are averaged to mono (with a log line). A query class the
@@ -156,7 +157,8 @@ class Extractor:
     def _mono(self, wave: np.ndarray) -> np.ndarray:
         wave = np.asarray(wave, np.float32)
         if wave.ndim == 2:
-            logger.info("averaging %d channels to mono", wave.shape[0])
+            if wave.shape[0] > 1:
+                logger.info("averaging %d channels to mono", wave.shape[0])
             wave = wave.mean(0)
         if wave.ndim != 1 or wave.size == 0:
             raise ValueError(f"expected audio (samples,) or (channels, samples), got {wave.shape}")

@@ -77,10 +77,14 @@ def test_memory_is_bounded_by_the_chunk_not_the_length(model, tmp_path):
     assert peaks[40] < 1.3 * peaks[10]  # 4x the audio, about the same peak
 
 
-def test_other_rates_and_channels_are_resampled_and_mixed_down(model, tmp_path):
+def test_other_rates_and_channels_are_resampled_and_mixed_down(model, tmp_path, caplog):
     ex = Extractor(model, query="music", chunk_s=2.0)
     stereo = np.random.default_rng(2).standard_normal((2, 8000 * 3)).astype(np.float32) * 0.1
-    out = ex(stereo, sample_rate=8000)
+    with caplog.at_level("INFO", logger="speechkit.separate"):
+        ex(stereo[:1], sample_rate=8000)  # (1, samples), as lhotse loads a mono cut: no log
+        assert "averaging" not in caplog.text
+        out = ex(stereo, sample_rate=8000)
+        assert "averaging 2 channels to mono" in caplog.text
     assert out.shape == (8000 * 3,) and np.isfinite(out).all()
     np.testing.assert_allclose(out, ex(stereo.mean(0), sample_rate=8000), atol=1e-6)
     sf.write(tmp_path / "st.wav", stereo.T, 44100)

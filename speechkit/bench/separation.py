@@ -28,7 +28,7 @@ Pictures: mixture / estimate / reference spectrograms of one example per query t
 ``--wer-model``: Whisper (zoo name or packed dir) on English mixtures at 0 dB and below (of
 ``--wer-cuts``, default ``--cuts``), with and without the first model as front end (class
 ``speech``; ``--wer-remix r`` adds a share r of the mixture back, see
-``speechkit.separate.Extractor``), and on their clean speech with and without it. Each
+``speechkit.separate.Extractor``; several shares give a row each), and on their clean speech with and without it. Each
 ``--oracle`` mask adds a row: the WER a perfect mask of that kind would give.
 """
 
@@ -268,9 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--wer-remix",
-        action="append",
+        nargs="+",
         type=float,
-        help="share of the input the front end adds back, 0..1; repeatable (default: 0)",
+        help="shares of the input the front end adds back, 0..1, a row each (default: 0)",
     )
     p.add_argument(
         "--oracle",

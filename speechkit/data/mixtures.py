@@ -14,6 +14,8 @@ Layout of ``out_dir`` (16 kHz mono 24-bit FLAC; 24 bits keep the quantisation er
     audio/<split>/<mix_id>.speech.flac   the target speech, scaled as it is in the mixture
     audio/<split>/<mix_id>.interf.flac   everything else in the mixture (background or speaker)
     cuts_<split>.jsonl.gz                one MonoCut per mixture (below)
+    cuts_<split>_speech.jsonl.gz         the target speech of each mixture as a cut of its own
+                                         (``speech_cuts``: the clean condition for a recogniser)
     mix_args.json                        the arguments; written last, marks a complete build
 
 A mixture cut carries the supervision of its speech (text, language, speaker, translations) and:
@@ -60,6 +62,7 @@ __all__ = [
     "load_mixture",
     "make_mixtures",
     "snr_band",
+    "speech_cuts",
 ]
 
 logger = logging.getLogger(__name__)
@@ -88,6 +91,24 @@ def load_mixture(cut) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     speech, interference = (np.pad(x[:size], (0, max(0, size - len(x))))
                             for x in (speech, interference))  # fmt: skip
     return speech + interference, speech, interference
+
+
+def speech_cuts(cuts) -> list:
+    """The target speech of each mixture cut as a cut of its own, id ``<mix_id>.speech``, with
+    the mixture's supervision (text, language, translations) and ``custom["event"] = "clean"``,
+    so that ``speechkit decode`` scores a recogniser on exactly the speech under the mixtures."""
+    from lhotse import MonoCut
+    from lhotse.utils import fastcopy
+
+    out = []
+    for cut in cuts:
+        rec = cut.custom["speech"]
+        sup = fastcopy(cut.supervisions[0], id=rec.id, recording_id=rec.id)
+        custom = {k: cut.custom[k] for k in ("sentence_id", "source_cut") if k in cut.custom}
+        out.append(MonoCut(id=rec.id, start=0.0, duration=cut.duration, channel=0, recording=rec,
+                           supervisions=[sup], custom={**custom, "event": "clean",
+                                                       "mixture": cut.id}))  # fmt: skip
+    return out
 
 
 def snr_band(snr_db: float) -> str:
@@ -312,7 +333,9 @@ def is_complete(cfg: MixtureConfig) -> bool:
         return False
     done = json.loads(marker.read_text()) == cfg.build_args()
     return done and all(
-        (Path(cfg.out_dir) / f"cuts_{s}.jsonl.gz").is_file() for s in cfg.per_utterance
+        (Path(cfg.out_dir) / f"cuts_{s}{part}.jsonl.gz").is_file()
+        for s in cfg.per_utterance
+        for part in ("", "_speech")
     )
 
 
@@ -333,6 +356,7 @@ def make_mixtures(cfg: MixtureConfig) -> dict[str, int]:
     for split in cfg.per_utterance:
         cuts = _make_split(cfg, split, out_dir)
         CutSet.from_cuts(cuts).to_file(out_dir / f"cuts_{split}.jsonl.gz")
+        CutSet.from_cuts(speech_cuts(cuts)).to_file(out_dir / f"cuts_{split}_speech.jsonl.gz")
         counts[split] = len(cuts)
         logger.info("mixtures: %s: %d mixtures", split, len(cuts))
     marker = out_dir / "mix_args.json"

@@ -121,8 +121,8 @@ def test_wer_rows_feed_the_front_end_the_remix_and_the_oracle(tmp_path, monkeypa
                     tmp_path / "sep" / "model_avg.pt")  # fmt: skip
     results = tmp_path / "RESULTS.md"
     assert main(["--cuts", str(cuts_path), "--model", f"untrained={tmp_path / 'sep'}",
-                 "--oracle", "irm", "--wer-model", "whisper-tiny.en", "--wer-remix", "0",
-                 "--wer-remix", "1", "--results-md", str(results)]) == 0  # fmt: skip
+                 "--oracle", "irm", "--wer-model", "whisper-tiny.en", "--wer-remix", "0", "1",
+                 "--results-md", str(results)]) == 0  # fmt: skip
     wer = {}
     for line in results.read_text().splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]

@@ -1,5 +1,6 @@
 """Separation mixtures: sources kept and adding up to the mixture, SNRs exact, enrollments of
-the same speaker, test SNR bands filled, rebuilds skipped, bad arguments refused."""
+the same speaker, test SNR bands filled, the clean speech as cuts of its own, rebuilds skipped,
+bad arguments refused."""
 
 from __future__ import annotations
 
@@ -55,6 +56,21 @@ def test_load_mixture_reads_the_sources_of_file_mixtures(built):
     np.testing.assert_array_equal(mix, cut.load_audio()[0])
     np.testing.assert_array_equal(speech, cut.load_speech()[0])
     np.testing.assert_array_equal(interf, cut.load_interference()[0])
+
+
+def test_speech_cuts_are_the_clean_speech_under_each_mixture(built):
+    cfg, counts = built
+    out = Path(cfg.out_dir)
+    mixes = {c.id: c for c in CutSet.from_file(out / "cuts_test.jsonl.gz")}
+    speech = list(CutSet.from_file(out / "cuts_test_speech.jsonl.gz"))
+    assert len(speech) == counts["test"] and len({c.id for c in speech}) == len(speech)
+    for cut in speech:
+        mix = mixes[cut.custom["mixture"]]
+        assert cut.id == f"{mix.id}.speech" and cut.custom["event"] == "clean"
+        assert cut.supervisions[0].text == mix.supervisions[0].text
+        assert cut.supervisions[0].recording_id == cut.recording.id
+        np.testing.assert_array_equal(cut.load_audio()[0], load_mixture(mix)[1])
+    assert (out / "cuts_train_speech.jsonl.gz").is_file()
 
 
 def test_events_enrollments_and_interferers(built):

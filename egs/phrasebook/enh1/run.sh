@@ -8,7 +8,8 @@
 #         5 separator, supervised arm, and asteroid's Conv-TasNet baseline on the same mixtures
 #         and budget, 6 separator, weak arm, 7 evaluation (with the oracle-mask ceiling) ->
 #         RESULTS.md, 8 a 10-minute file through `speechkit separate` (RTF, peak memory) ->
-#         RESULTS.md.
+#         RESULTS.md, 9 the s2t1 model's WER and BLEU on English at -5..0 dB and on the same
+#         speech clean, with and without the front end -> RESULTS.md.
 # Needs the separation extra: pip install -e '.[separation]' (tools/setup.sh installs .[dev]);
 # the baseline needs asteroid: pip install --no-deps asteroid asteroid-filterbanks (its pinned
 # torchmetrics conflicts; none of its dependencies is needed), or --baseline_config "" skips it.
@@ -17,12 +18,13 @@ cd "$(dirname "$0")"
 . ./path.sh
 
 stage=1
-stop_stage=8
+stop_stage=9
 hours=1.0          # phrasebook corpus size (only its `clean` utterances become mixture targets)
 nj=2
 seed=0
 corpus=data/phrasebook
 mixtures=data/mixtures
+wer_mixtures=data/mixtures_wer   # speech in backgrounds at -5..0 dB only, for the downstream WER
 per_utterance=train=4,dev=2,test=5
 background_clips=100   # speech-free clips per background class, clip labels only (0: none)
 backgrounds=data/backgrounds
@@ -33,6 +35,8 @@ weak_config=$conf/tfnet_weak.yaml
 baseline_config=$conf/convtasnet_baseline.yaml   # "" skips the Conv-TasNet baseline
 exp=exp
 wer_model=whisper-tiny.en   # "" skips the downstream WER
+wer_remix="0 0.3"           # shares of the mixture the front end adds back (RESULTS.md)
+s2t_model=../s2t1/exp/s2t_tiny/model_avg.pt   # stage 9's recogniser (run ../s2t1 first; "" skips)
 results=RESULTS.md
 
 . "$SPEECHKIT_ROOT/tools/parse_options.sh" "$@"
@@ -54,6 +58,9 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
     python -m speechkit.bin.prepare_background_clips --corpus $corpus --out $backgrounds \
       --per-class $background_clips --seed $seed
   fi
+  log "stage 2: background mixtures at -5..0 dB for the downstream WER, in $wer_mixtures"
+  python -m speechkit.bin.prepare_mixtures --corpus $corpus --out $wer_mixtures \
+    --per-utterance test=5 --snr-min -5 --snr-max 0 --speaker-share 0 --seed $((seed + 1))
 fi
 weak_clips=$corpus/cuts_train.jsonl.gz
 if [ "$background_clips" -gt 0 ]; then weak_clips="$weak_clips $backgrounds/cuts_train.jsonl.gz"; fi
@@ -93,12 +100,28 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   python -m speechkit.bench.separation --model supervised=$exp/sep_supervised \
     --model weak=$exp/sep_weak ${baseline_config:+--model convtasnet=$exp/convtasnet} \
     --cuts $mixtures/cuts_test.jsonl.gz --figures figures --oracle irm --oracle psm \
-    ${wer_model:+--wer-model $wer_model} --results-md $results
+    ${wer_model:+--wer-model $wer_model --wer-cuts $wer_mixtures/cuts_test.jsonl.gz --wer-max 200} \
+    ${wer_model:+--wer-remix $wer_remix} --results-md $results
 fi
 
 if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
   log "stage 8: a 10-minute recording through speechkit separate (bounded memory)"
   python -m speechkit.bench.separation_long --model $exp/sep_supervised --minutes 10 \
     --cuts $mixtures/cuts_test.jsonl.gz --work data/long --results-md $results
+fi
+if [ $stage -le 9 ] && [ $stop_stage -ge 9 ] && [ -n "$s2t_model" ]; then
+  log "stage 9: $s2t_model on $wer_mixtures, noisy and clean, with and without the front end"
+  for cond in noisy clean; do
+    cuts=$wer_mixtures/cuts_test.jsonl.gz
+    if [ $cond = clean ]; then cuts=$wer_mixtures/cuts_test_speech.jsonl.gz; fi
+    python -m speechkit.bin.decode --model $s2t_model --cuts $cuts --languages eng \
+      --beam-size 5 --ctc-weight 0.3 --out $exp/s2t_decode/${cond}
+    python -m speechkit.bin.decode --model $s2t_model --cuts $cuts --languages eng \
+      --beam-size 5 --ctc-weight 0.3 --frontend $exp/sep_supervised --out $exp/s2t_decode/${cond}_frontend
+    for dir in ${cond} ${cond}_frontend; do
+      python -m speechkit.bin.score --decode-dir $exp/s2t_decode/$dir --results-md $results \
+        --title "Downstream: s2t1 model, English of $wer_mixtures, $dir"
+    done
+  done
 fi
 log "done"

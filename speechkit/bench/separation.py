@@ -26,10 +26,10 @@ learned from more than the magnitude, or a time-domain model).
 Speed: separation real-time factor (wall / audio seconds, one thread) over those mixtures.
 Pictures: mixture / estimate / reference spectrograms of one example per query type (PNG).
 ``--wer-model``: Whisper (zoo name or packed dir) on English mixtures at 0 dB and below (of
-``--wer-cuts``, default ``--cuts``), with and without the first model as front end (class
-``speech``; ``--wer-remix r`` adds a share r of the mixture back, see
-``speechkit.separate.Extractor``; several shares give a row each), and on their clean speech with and without it. Each
-``--oracle`` mask adds a row: the WER a perfect mask of that kind would give.
+``--wer-cuts``, default ``--cuts``), greedy or with ``--wer-beam N``: without and with the first
+model as front end (class ``speech``; ``--wer-remix r ...`` adds a share r of the mixture back,
+a row each, see ``speechkit.separate.Extractor``), and on their clean speech without and with
+it. Each ``--oracle`` mask adds a row: the WER a perfect mask of that kind would give.
 """
 
 from __future__ import annotations
@@ -204,8 +204,8 @@ def _oracle_front(kind: str, mix: np.ndarray, speech: np.ndarray, rest: np.ndarr
     return torch.istft(spec[0] * mask, n_fft, hop, window=window, length=len(mix)).numpy()
 
 
-def _wer_rows(whisper: str, model: Separator | None, cuts, max_utts: int,
-              remixes: list[float], oracles: list[str], stft: tuple[int, int]) -> list[str]:  # fmt: skip
+def _wer_rows(whisper: str, model: Separator | None, cuts, max_utts: int, remixes: list[float],
+              oracles: list[str], stft: tuple[int, int], beam: int = 1) -> list[str]:  # fmt: skip
     """Whisper WER on English mixtures at <= 0 dB and on their clean speech, without and with
     the front end (class ``speech``, for each share ``remixes`` of the input added back), and
     on the mixtures through each oracle mask of ``oracles``."""
@@ -214,7 +214,7 @@ def _wer_rows(whisper: str, model: Separator | None, cuts, max_utts: int,
 
     low = [c for c in cuts if c.custom["event"] != "speaker" and c.custom["snr_db"] <= 0
            and c.supervisions[0].language == "eng"][:max_utts]  # fmt: skip
-    tr = Transcriber.load(whisper, TranscribeOptions(beam=1, language="en"))
+    tr = Transcriber.load(whisper, TranscribeOptions(beam=beam, language="en"))
     refs = [c.supervisions[0].text for c in low]
     loaded = [load_mixture(c) for c in low]
     mixes, cleans = [x[0] for x in loaded], [x[1] for x in loaded]
@@ -262,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--figures", help="directory for the spectrogram PNGs")
     p.add_argument("--wer-model", help="Whisper zoo name or packed dir for the downstream WER")
     p.add_argument("--wer-max", type=int, default=40, help="mixtures in the WER subset")
+    p.add_argument("--wer-beam", type=int, default=1, help="Whisper's beam (1: greedy)")
     p.add_argument(
         "--wer-cuts",
         help="mixtures for the WER rows (default: --cuts); a larger set narrows the WER's spread",
@@ -302,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     remixes = args.wer_remix or [0.0]
     if not all(0.0 <= r <= 1.0 for r in remixes):
         p.error(f"--wer-remix: give shares in [0, 1], not {remixes}")
+    if args.wer_beam < 1:
+        p.error(f"--wer-beam must be >= 1, got {args.wer_beam}")
     torch.set_num_threads(1)
     cuts = list(CutSet.from_file(args.cuts))
     queries = _Queries() if args.model else None  # encoders load only for models
@@ -335,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         wer_lines = ["| audio (English, SNR <= 0 dB) | utterances | WER % | vs. no front end |",
                      "|---|---|---|---|",
                      *_wer_rows(args.wer_model, first, wer_cuts, args.wer_max, remixes,
-                                args.oracle, (n_fft, hop))]  # fmt: skip
+                                args.oracle, (n_fft, hop), args.wer_beam)]  # fmt: skip
     speed_lines = ["", "| model | parameters | RTF (1 thread) |", "|---|---|---|", *speed]
     report = "\n".join(lines + (speed_lines if speed else []) + ["", *wer_lines])
     print(report)

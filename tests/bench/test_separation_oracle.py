@@ -74,6 +74,10 @@ def test_bad_arguments_are_refused(mixtures, capsys):
         main(["--cuts", str(mixtures), "--oracle", "irm", "--wer-model", "whisper-tiny.en",
               "--wer-remix", "-0.5"])  # fmt: skip
     assert "--wer-remix: give shares in [0, 1]" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--cuts", str(mixtures), "--oracle", "irm", "--wer-model", "whisper-tiny.en",
+              "--wer-beam", "0"])  # fmt: skip
+    assert "--wer-beam must be >= 1" in capsys.readouterr().err
 
 
 class _Recogniser:

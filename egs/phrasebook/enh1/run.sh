@@ -35,7 +35,7 @@ weak_config=$conf/tfnet_weak.yaml
 baseline_config=$conf/convtasnet_baseline.yaml   # "" skips the Conv-TasNet baseline
 exp=exp
 wer_model=whisper-tiny.en   # "" skips the downstream WER
-wer_remix="0 0.3"           # shares of the mixture the front end adds back (RESULTS.md)
+wer_remix=0        # shares of the mixture added back to the front end's output, e.g. "0 0.3"
 s2t_model=../s2t1/exp/s2t_tiny/model_avg.pt   # stage 9's recogniser (run ../s2t1 first; "" skips)
 results=RESULTS.md
 
@@ -100,8 +100,8 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   python -m speechkit.bench.separation --model supervised=$exp/sep_supervised \
     --model weak=$exp/sep_weak ${baseline_config:+--model convtasnet=$exp/convtasnet} \
     --cuts $mixtures/cuts_test.jsonl.gz --figures figures --oracle irm --oracle psm \
-    ${wer_model:+--wer-model $wer_model --wer-cuts $wer_mixtures/cuts_test.jsonl.gz --wer-max 200} \
-    ${wer_model:+--wer-remix $wer_remix} --results-md $results
+    ${wer_model:+--wer-model $wer_model --wer-cuts $wer_mixtures/cuts_test.jsonl.gz} \
+    ${wer_model:+--wer-max 200 --wer-beam 5 --wer-remix $wer_remix} --results-md $results
 fi
 
 if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
@@ -109,7 +109,9 @@ if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
   python -m speechkit.bench.separation_long --model $exp/sep_supervised --minutes 10 \
     --cuts $mixtures/cuts_test.jsonl.gz --work data/long --results-md $results
 fi
-if [ $stage -le 9 ] && [ $stop_stage -ge 9 ] && [ -n "$s2t_model" ]; then
+if [ $stage -le 9 ] && [ $stop_stage -ge 9 ] && [ -n "$s2t_model" ] && [ ! -e "$s2t_model" ]; then
+  log "stage 9: skipped, no $s2t_model: run ../s2t1/run.sh first, or give --s2t_model"
+elif [ $stage -le 9 ] && [ $stop_stage -ge 9 ] && [ -n "$s2t_model" ]; then
   log "stage 9: $s2t_model on $wer_mixtures, noisy and clean, with and without the front end"
   for cond in noisy clean; do
     cuts=$wer_mixtures/cuts_test.jsonl.gz

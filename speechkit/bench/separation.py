@@ -244,14 +244,16 @@ def _wer_rows(whisper: str, model: Separator | None, cuts, max_utts: int, remixe
     base = {}
     rows = []
     for name, waves in runs:
-        rate = wer(refs, [r.text for r in tr(waves)]).rate
+        err = wer(refs, [r.text for r in tr(waves)])
+        rate = err.rate
         key = name.split(",")[0]  # each row against its audio's "no front end" row
         rel = "-"
         if key not in base:
             base[key] = rate
         elif base[key]:
             rel = f"{100.0 * (rate - base[key]) / base[key]:+.0f} %"
-        rows.append(f"| {name} | {len(refs)} | {rate:.1f} | {rel} |")
+        counts = f"{err.substitutions}s/{err.deletions}d/{err.insertions}i"
+        rows.append(f"| {name} | {len(refs)} | {rate:.1f} ({counts}) | {rel} |")
     return rows
 
 

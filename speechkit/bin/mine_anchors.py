@@ -17,6 +17,7 @@ import json
 import logging
 import sys
 from collections import defaultdict
+from pathlib import Path
 
 import torch
 from lhotse import CutSet
@@ -60,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)  # before the tagger pass, not after
     tagger = load_trained(args.tagger, "tagger")
     tags = list(tagger.cfg.tags)
     window = max(1, round(args.window_s / FRAME_S))

@@ -58,7 +58,7 @@ def test_tagger_anchors_and_both_arms_train_through_the_cli(data):
                   str(corpus / "cuts_train.jsonl.gz"), "--dev-cuts", str(corpus / "cuts_dev.jsonl.gz"),
                   "--out", str(data / "tagger")]) == 0  # fmt: skip
     assert "valid_event_acc" in _valid_rows(data / "tagger")[0]
-    anchors = data / "anchors.jsonl.gz"
+    anchors = data / "anchors" / "cuts_train.jsonl.gz"  # a directory mine-anchors makes
     assert mine(["--tagger", str(data / "tagger"), "--cuts", str(corpus / "cuts_train.jsonl.gz"),
                  "--out", str(anchors), "--window-s", "0.5"]) == 0  # fmt: skip
     mined = CutSet.from_file(anchors)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Phrasebook separation front end: query-conditioned extraction (class, text, enrolled speaker),
 # trained supervised and from weak clip labels (USS-style), judged by SI-SDRi and by Whisper.
-#   ./run.sh                          # all stages (2 CPU cores: about 45 minutes)
+#   ./run.sh                          # all stages (2 CPU cores: about 55 minutes, estimated)
 #   ./run.sh --stage 4 --stop_stage 6
 # Stages: 1 corpus, 2 mixtures (sources kept) and speech-free background clips (clip labels
 #         only, as AudioSet has them), 3 event tagger, 4 anchors from clip labels,
@@ -28,7 +28,7 @@ wer_mixtures=data/mixtures_wer   # speech in backgrounds at -5..0 dB only, for t
 per_utterance=train=4,dev=2,test=5
 background_clips=100   # speech-free clips per background class, clip labels only (0: none)
 backgrounds=data/backgrounds
-anchor_min_score=0     # drop anchors whose tagger margin is below this (-1: keep all; RESULTS.md)
+anchor_min_score=0.5   # drop anchors whose tagger margin is below this (-1: keep all; RESULTS.md)
 conf=../../../conf/separation
 sup_config=$conf/tfnet_supervised.yaml    # *_gpu.yaml for a GPU run
 weak_config=$conf/tfnet_weak.yaml

@@ -555,9 +555,8 @@ def run(args: argparse.Namespace) -> dict:
     dynamic = getattr(pre.model, "predictor", None) is not None
     # before any decoding: a budget missing, out of range or given to a model without gates
     budget = decoding_budget(args.budget, str(args.model), pre.model_type in GATED_TYPES, dynamic)
-    read = audio_reader(
-        args.frontend, args.frontend_query, args.frontend_remix
-    )  # (loaded before the clock starts)
+    # (the front end is loaded before the clock starts)
+    read = audio_reader(args.frontend, args.frontend_query, args.frontend_remix)
     audio_s, start = sum(c.duration for c, _ in plan), time.perf_counter()
     bar = tqdm(total=round(audio_s), unit="s", desc="decode (audio s)")
     st_prompt = args.st_prompt

@@ -94,9 +94,10 @@ def load_mixture(cut) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def speech_cuts(cuts) -> list:
-    """The target speech of each mixture cut as a cut of its own, id ``<mix_id>.speech``, with
-    the mixture's supervision (text, language, translations) and ``custom["event"] = "clean"``,
-    so that ``speechkit decode`` scores a recogniser on exactly the speech under the mixtures."""
+    """The target speech of each file mixture cut (``make_mixtures``; not LibriMix's tracks) as
+    a cut of its own, id ``<mix_id>.speech``, with the mixture's supervision (text, language,
+    translations) and ``custom["event"] = "clean"``, so that ``speechkit decode`` scores a
+    recogniser on exactly the speech under the mixtures."""
     from lhotse import MonoCut
     from lhotse.utils import fastcopy
 

@@ -47,7 +47,7 @@ from speechkit.models import MODEL_CONFIGS, build_model
 from speechkit.models.query_encoders import SPEAKER_DIM, TEXT_DIM, SentenceEncoder, SpeakerEncoder
 from speechkit.models.separation import QUERY_KINDS, Separator
 
-__all__ = ["Extractor", "load_trained"]
+__all__ = ["Extractor", "load_trained", "remix"]
 
 logger = logging.getLogger(__name__)
 _FADE_S = 0.25  # cross-fade between chunks, in the middle of their overlap
@@ -80,6 +80,11 @@ def load_trained(path: str | Path, model_type: str | tuple[str, ...]) -> nn.Modu
     model = build_model(cfg, found)
     model.load_state_dict(ckpt["model"])
     return model.eval()
+
+
+def remix(estimate: np.ndarray, mixture: np.ndarray, share: float) -> np.ndarray:
+    """(1 - share) * estimate + share * mixture: the input added back (module docstring)."""
+    return (1.0 - share) * estimate + share * mixture if share else estimate
 
 
 def _resample(wave: np.ndarray, orig: int, target: int) -> np.ndarray:
@@ -152,7 +157,7 @@ class Extractor:
         est = self.model(x, kind, torch.tensor([self.class_id]), self.text_vec, self.speaker_vec)
         est = est[0, :n].numpy()
         # Per chunk is the same as after overlap-add: the cross-fade is linear in its inputs.
-        return (1.0 - self.remix) * est + self.remix * wave[:n] if self.remix else est
+        return remix(est, wave[:n], self.remix)
 
     def _mono(self, wave: np.ndarray) -> np.ndarray:
         wave = np.asarray(wave, np.float32)

@@ -52,9 +52,9 @@ from speechkit.data.queries import describe
 from speechkit.models.query_encoders import SPEAKER_DIM, TEXT_DIM, SentenceEncoder, SpeakerEncoder
 from speechkit.models.separation import QUERY_KINDS, Separator
 from speechkit.report import provenance_lines, update_markdown
-from speechkit.separate import load_trained
+from speechkit.separate import load_trained, remix
 
-__all__ = ["evaluate", "main"]
+__all__ = ["evaluate", "main", "oracle_estimates", "oracle_mask", "oracle_scores"]
 
 QUERY_TYPES = ("class: speech", "class: background", "text (held-out)", "enrolled speaker")
 BANDS = ("[-5,0)", "[0,5)", "[5,10)", "[10,15]")
@@ -147,15 +147,22 @@ def oracle_mask(target: torch.Tensor, other: torch.Tensor, kind: str) -> torch.T
     raise ValueError(f"unknown oracle mask {kind!r}; choose from {list(ORACLES)}")
 
 
+def oracle_estimates(mix: np.ndarray, speech: np.ndarray, rest: np.ndarray, kind: str,
+                     n_fft: int, hop: int, targets=(0, 1)) -> dict[int, np.ndarray]:  # fmt: skip
+    """The oracle mask ``kind`` applied to ``mix`` (samples,) for each of ``targets`` (0: the
+    speech, 1: the rest), the other part as interference; each STFT computed once."""
+    window = torch.hann_window(n_fft)
+    spec, *parts = (torch.stft(torch.from_numpy(x), n_fft, hop, window=window,
+                               return_complex=True) for x in (mix, speech, rest))  # fmt: skip
+    return {t: torch.istft(spec * oracle_mask(parts[t], parts[1 - t], kind), n_fft, hop,
+                           window=window, length=len(mix)).numpy()
+            for t in targets}  # fmt: skip
+
+
 def oracle_scores(cuts, kind: str, n_fft: int = 512, hop: int = 128) -> dict:
     """SI-SDRi lists by (query type, band) of the oracle mask ``kind`` on each mixture: the
     speech and the background of background mixtures (``class: ...``), one talker of the
     two-talker mixtures that have an enrollment (``enrolled speaker``)."""
-    window = torch.hann_window(n_fft)
-
-    def stft(x: np.ndarray) -> torch.Tensor:
-        return torch.stft(torch.from_numpy(x), n_fft, hop, window=window, return_complex=True)
-
     scores: dict[tuple[str, str], list[float]] = defaultdict(list)
     for cut in cuts:
         mix, speech, rest = load_mixture(cut)
@@ -166,11 +173,9 @@ def oracle_scores(cuts, kind: str, n_fft: int = 512, hop: int = 128) -> dict:
         if not pairs:
             continue
         waves = (speech, rest)
-        spec, parts = stft(mix), (stft(speech), stft(rest))
+        ests = oracle_estimates(mix, speech, rest, kind, n_fft, hop, [t for _, t in pairs])
         for qtype, t in pairs:
-            mask = oracle_mask(parts[t], parts[1 - t], kind)
-            est = torch.istft(spec * mask, n_fft, hop, window=window, length=len(mix)).numpy()
-            gain = _sisdr(est, waves[t]) - _sisdr(mix, waves[t])
+            gain = _sisdr(ests[t], waves[t]) - _sisdr(mix, waves[t])
             scores[(qtype, snr_band(cut.custom["snr_db"]))].append(gain)
     return scores
 
@@ -192,16 +197,6 @@ def _spectrograms(mix, est, ref, path: Path, title: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)
     plt.close(fig)
-
-
-def _oracle_front(kind: str, mix: np.ndarray, speech: np.ndarray, rest: np.ndarray,
-                  n_fft: int, hop: int) -> np.ndarray:  # fmt: skip
-    """The speech of ``mix`` through the oracle mask ``kind`` (the front end's ceiling)."""
-    window = torch.hann_window(n_fft)
-    spec = [torch.stft(torch.from_numpy(x), n_fft, hop, window=window, return_complex=True)
-            for x in (mix, speech, rest)]  # fmt: skip
-    mask = oracle_mask(spec[1], spec[2], kind)
-    return torch.istft(spec[0] * mask, n_fft, hop, window=window, length=len(mix)).numpy()
 
 
 def _wer_rows(whisper: str, model: Separator | None, cuts, max_utts: int, remixes: list[float],
@@ -229,7 +224,7 @@ def _wer_rows(whisper: str, model: Separator | None, cuts, max_utts: int, remixe
         def run(wave: np.ndarray) -> np.ndarray:
             with torch.no_grad():
                 est = model(torch.from_numpy(wave)[None], *q)[0].numpy()
-            return (1.0 - r) * est + r * wave
+            return remix(est, wave, r)
 
         return run
 
@@ -237,7 +232,8 @@ def _wer_rows(whisper: str, model: Separator | None, cuts, max_utts: int, remixe
     runs = [("noisy, no front end", mixes)]
     runs += [(f"noisy, front end, remix {r:g}", [f(w) for w in mixes]) for r, f in fronts.items()]
     runs += [(f"noisy, oracle {k.upper()} mask (ceiling)",
-              [_oracle_front(k, *x, *stft) for x in loaded]) for k in oracles]  # fmt: skip
+              [oracle_estimates(*x, k, *stft, targets=(0,))[0] for x in loaded])
+             for k in oracles]  # fmt: skip
     runs += [("clean speech, no front end", cleans)]
     runs += [(f"clean speech, front end, remix {r:g}", [f(w) for w in cleans])
              for r, f in fronts.items()]  # fmt: skip

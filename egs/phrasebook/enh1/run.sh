@@ -109,21 +109,24 @@ if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
   python -m speechkit.bench.separation_long --model $exp/sep_supervised --minutes 10 \
     --cuts $mixtures/cuts_test.jsonl.gz --work data/long --results-md $results
 fi
-if [ $stage -le 9 ] && [ $stop_stage -ge 9 ] && [ -n "$s2t_model" ] && [ ! -e "$s2t_model" ]; then
-  log "stage 9: skipped, no $s2t_model: run ../s2t1/run.sh first, or give --s2t_model"
-elif [ $stage -le 9 ] && [ $stop_stage -ge 9 ] && [ -n "$s2t_model" ]; then
-  log "stage 9: $s2t_model on $wer_mixtures, noisy and clean, with and without the front end"
-  for cond in noisy clean; do
-    cuts=$wer_mixtures/cuts_test.jsonl.gz
-    if [ $cond = clean ]; then cuts=$wer_mixtures/cuts_test_speech.jsonl.gz; fi
-    python -m speechkit.bin.decode --model $s2t_model --cuts $cuts --languages eng \
-      --beam-size 5 --ctc-weight 0.3 --out $exp/s2t_decode/${cond}
-    python -m speechkit.bin.decode --model $s2t_model --cuts $cuts --languages eng \
-      --beam-size 5 --ctc-weight 0.3 --frontend $exp/sep_supervised --out $exp/s2t_decode/${cond}_frontend
-    for dir in ${cond} ${cond}_frontend; do
-      python -m speechkit.bin.score --decode-dir $exp/s2t_decode/$dir --results-md $results \
-        --title "Downstream: s2t1 model, English of $wer_mixtures, $dir"
+if [ $stage -le 9 ] && [ $stop_stage -ge 9 ] && [ -n "$s2t_model" ]; then
+  if [ ! -e "$s2t_model" ]; then
+    log "stage 9: skipped, no $s2t_model: run ../s2t1/run.sh first, or give --s2t_model"
+  else
+    log "stage 9: $s2t_model on $wer_mixtures, noisy and clean, with and without the front end"
+    for cond in noisy clean; do
+      cuts=$wer_mixtures/cuts_test.jsonl.gz
+      if [ $cond = clean ]; then cuts=$wer_mixtures/cuts_test_speech.jsonl.gz; fi
+      python -m speechkit.bin.decode --model $s2t_model --cuts $cuts --languages eng \
+        --beam-size 5 --ctc-weight 0.3 --out $exp/s2t_decode/${cond}
+      python -m speechkit.bin.decode --model $s2t_model --cuts $cuts --languages eng \
+        --beam-size 5 --ctc-weight 0.3 --frontend $exp/sep_supervised \
+        --out $exp/s2t_decode/${cond}_frontend
+      for dir in ${cond} ${cond}_frontend; do
+        python -m speechkit.bin.score --decode-dir $exp/s2t_decode/$dir --results-md $results \
+          --title "Downstream: s2t1 model, English of $wer_mixtures, $dir"
+      done
     done
-  done
+  fi
 fi
 log "done"

@@ -127,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "projection; encoder. = int8 for the decoder only): closer to float32's "
                    "transcripts, slower "
                    "(speechkit bench whisper-int8)")  # fmt: skip
+    p.add_argument("--output-kernel", choices=("packed", "plain"), default="packed",
+                   help="CPU float32 output projection of a one-file beam step: packed = MKL's "
+                   "packed copy of the token table (faster, costs the table's size in memory "
+                   "again: 76 MiB tiny, 101 MiB base), plain = the table as it is")  # fmt: skip
     p.add_argument("--budget", type=float, default=None,
                    help="gated Whisper models: fraction of the decoder modules' FLOPs to keep, "
                    "in [0, 1] (required for them, an error for other models)")  # fmt: skip
@@ -184,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.search_threads < 0:
         build_parser().error(f"--search-threads must be >= 0, got {args.search_threads}")
     transcriber.windows.search_threads = args.search_threads or None
+    transcriber.model.decoder.output_kernel = args.output_kernel
     shown = "txt" if out_dir else args.output_format
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -178,3 +178,30 @@ def test_search_threads(model_dir, good_wav, capsys, monkeypatch):
     with pytest.raises(SystemExit):
         cli.main([*base, "--search-threads", "-1"])
     assert "--search-threads must be >= 0" in capsys.readouterr().err
+
+
+def test_output_kernel(model_dir, good_wav, capsys, monkeypatch):
+    """``--output-kernel`` reaches the decoder: the default multiplies a beam step by MKL's
+    packed table, ``plain`` never does; both give the same transcript."""
+    from speechkit.nn import linear as few
+
+    if not few.PackedWeight.available():
+        pytest.skip("torch built without MKL (the packed path is MKL's)")
+    served, real = [], few.PackedWeight.__call__
+
+    def recorded(self, weight, x):
+        out = real(self, weight, x)
+        served.append(out is not None)
+        return out
+
+    monkeypatch.setattr(few.PackedWeight, "__call__", recorded)
+    base = ["transcribe", "--model", str(model_dir), "--batch-size", "1", str(good_wav)]
+    assert cli.main(base) == 0
+    packed_text = capsys.readouterr().out
+    assert served and all(served)
+    served.clear()
+    assert cli.main([*base, "--output-kernel", "plain"]) == 0
+    assert capsys.readouterr().out == packed_text and served == []
+    assert "train station" in packed_text.lower()
+    with pytest.raises(SystemExit):
+        cli.main([*base, "--output-kernel", "fast"])

@@ -93,6 +93,23 @@ def test_last_only_and_output_threads_keep_the_logits(model):
     torch.testing.assert_close(step, full[:, 3:4], atol=1e-5, rtol=1e-5)
 
 
+def test_output_kernels_give_the_same_steps(model):
+    """A search step's logits through MKL's packed table (the default) equal the plain
+    product's, and the packed copy stays out of the saved state."""
+    torch.manual_seed(5)
+    enc, enc_lens = model.encode(torch.randn(1, 30, 8), torch.tensor([30]))
+    ys = torch.randint(0, V, (5, 3))
+    steps = {}
+    for kernel in ("packed", "plain"):
+        model.decoder.output_kernel = kernel
+        cache = model.new_cache(enc.expand(5, -1, -1), enc_lens.expand(5))
+        with torch.inference_mode():
+            steps[kernel] = model.decode_step(ys, cache, last_only=True)
+    model.decoder.output_kernel = "packed"
+    torch.testing.assert_close(steps["packed"], steps["plain"], rtol=1e-5, atol=1e-5)
+    assert not any("packed" in k for k in model.state_dict())
+
+
 def test_backends_agree(model):
     torch.manual_seed(3)
     feats, lens = torch.randn(2, 40, 8), torch.tensor([40, 33])

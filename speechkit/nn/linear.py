@@ -19,9 +19,9 @@ token table) is the one product that no layout of a plain call makes fast. MKL's
 the table into its blocked layout on every call, so the step reads and writes 80-106 MB more
 than the product needs. ``PackedWeight`` keeps MKL's packed copy (``torch.ops.mkl``'s
 ``_mkl_reorder_linear_weight`` / ``_mkl_linear``, what inductor's CPU weight prepacking uses) and
-reuses it: 8.8 -> 5.3 ms for 51,864 x 384 and 10.7 -> 6.2 ms for 51,865 x 512 with 5 rows, 2
+reuses it: 9.7 -> 5.4 ms for 51,864 x 384 and 11.6 -> 6.7 ms for 51,865 x 512 with 5 rows, 2
 threads, cold weights; the results equal ``x @ W.T``'s. From 6 rows on it is no faster for
-whisper-base's table (11.5 against 11.9 ms at 6, 12.1 against 18.1 at 8), so it serves at most
+whisper-base's table (12.7 against 12.7 ms at 6, 13.5 against 19.1 at 8), so it serves at most
 ``PACKED_ROWS``. The copy costs the weight's size again in memory. Figures and the command that
 measures them: egs/phrasebook/whisper1/RESULTS.md.
 """

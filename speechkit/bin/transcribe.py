@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-kernel", choices=("packed", "plain"), default="packed",
                    help="CPU float32 output projection of a one-file beam step: packed = MKL's "
                    "packed copy of the token table (faster, costs the table's size in memory "
-                   "again: 76 MiB tiny, 101 MiB base), plain = the table as it is")  # fmt: skip
+                   "again: about 80 MiB tiny, 120 MiB base), plain = the table as it is")  # fmt: skip
     p.add_argument("--budget", type=float, default=None,
                    help="gated Whisper models: fraction of the decoder modules' FLOPs to keep, "
                    "in [0, 1] (required for them, an error for other models)")  # fmt: skip

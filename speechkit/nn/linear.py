@@ -82,6 +82,14 @@ class PackedWeight:
         self._key: tuple | None = None
         self._packed: Tensor | None = None
 
+    def __deepcopy__(self, memo: dict) -> PackedWeight:
+        # A copy of a model (e.g. the one ``quantize_int8`` changes) packs its own weight when
+        # it first needs to, rather than carrying a copy of this one's.
+        return PackedWeight()
+
+    def __getstate__(self) -> dict:
+        return {"_key": None, "_packed": None}
+
     @staticmethod
     def available() -> bool:
         return torch.backends.mkl.is_available() and hasattr(torch.ops.mkl, "_mkl_linear")

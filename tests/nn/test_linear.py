@@ -115,3 +115,17 @@ def test_packed_weight_declines_other_calls():
         assert packed(weight.detach(), torch.randn(few.PACKED_ROWS + 1, 16)) is None
         assert packed(weight.detach().double(), torch.randn(2, 16, dtype=torch.float64)) is None
     assert packed(weight, torch.randn(2, 16)) is None  # gradients wanted
+
+
+@needs_mkl
+def test_packed_weight_copies_start_empty():
+    """A deep copy or a pickled copy of a packed weight carries no stale copy of the table."""
+    import copy
+    import pickle
+
+    packed, weight = few.PackedWeight(), torch.randn(64, 16)
+    with torch.inference_mode():
+        packed(weight, torch.randn(2, 16))
+    assert packed._packed is not None
+    for other in (copy.deepcopy(packed), pickle.loads(pickle.dumps(packed))):
+        assert other._packed is None and other._key is None

@@ -15,15 +15,16 @@ calls the module as before. Results agree with ``F.linear`` to float32 rounding 
 in another order).
 
 ``PackedWeight``: the output projection of a Whisper search step (5 rows against the 51,864 x D
-token table) is the one product that no layout of a plain call makes fast. MKL's sgemm packs
-the table into its blocked layout on every call, so the step reads and writes 80-106 MB more
-than the product needs. ``PackedWeight`` keeps MKL's packed copy (``torch.ops.mkl``'s
-``_mkl_reorder_linear_weight`` / ``_mkl_linear``, what inductor's CPU weight prepacking uses) and
-reuses it: 9.7 -> 5.4 ms for 51,864 x 384 and 11.6 -> 6.7 ms for 51,865 x 512 with 5 rows, 2
-threads, cold weights; the results equal ``x @ W.T``'s. From 6 rows on it is no faster for
-whisper-base's table (12.7 against 12.7 ms at 6, 13.5 against 19.1 at 8), so it serves at most
-``PACKED_ROWS``. The copy costs the weight's size again in memory. Figures and the command that
-measures them: egs/phrasebook/whisper1/RESULTS.md.
+token table, 80-106 MB) is the one product that no layout of a plain call makes fast. MKL's
+sgemm packs its operands into blocked panels inside every call (the usual GEMM design); MKL's
+packed API does that once for a fixed weight. ``PackedWeight`` keeps that packed copy
+(``torch.ops.mkl``'s ``_mkl_reorder_linear_weight`` / ``_mkl_linear``, what inductor's CPU
+weight prepacking uses) and reuses it: 9.7 -> 5.4 ms for 51,864 x 384 and 11.6 -> 6.7 ms for
+51,865 x 512 with 5 rows, 2 threads, cold weights; the results agree with ``x @ W.T``'s to
+float32 rounding. From 6 rows on it is no faster for whisper-base's table (12.7 against 12.7 ms
+at 6, 13.5 against 19.1 at 8), so it serves at most ``PACKED_ROWS``. The copy costs the
+weight's size again in memory. Figures and the command that measures them:
+egs/phrasebook/whisper1/RESULTS.md.
 """
 
 from __future__ import annotations

@@ -236,11 +236,12 @@ class TextDecoder(nn.Module):
         """(B, l, D) -> (B, l, V) through the tied embedding (or ``self.output``)."""
         if self.output is not None:
             return self.output(x)
-        weight = self.embed.weight.to(x.dtype)  # (V, D)
         if self.output_kernel == "packed":
-            out = self._packed(weight, x.reshape(-1, x.shape[-1]))  # (rows, V) or None
+            # The parameter itself, not a cast copy: a new tensor per call would be repacked.
+            out = self._packed(self.embed.weight, x.reshape(-1, x.shape[-1]))  # (rows, V) | None
             if out is not None:
                 return out.reshape(*x.shape[:2], -1)
+        weight = self.embed.weight.to(x.dtype)  # (V, D)
         if x.shape[0] * x.shape[1] <= STEP_ROWS and not x.requires_grad:
             # Few rows (a search step): reading the 51,864 x D table row-major as the left
             # operand is about 2x faster on CPU than x @ weight.t(), which dominates the step.

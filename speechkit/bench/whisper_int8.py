@@ -129,11 +129,11 @@ class FasterWhisper:
 def _plain_output(tr: Transcriber, wave: np.ndarray) -> str:
     """``tr``'s float32 transcript of ``wave`` with the plain output projection."""
     decoder = tr.model.decoder
-    decoder.output_kernel = "plain"
+    kernel, decoder.output_kernel = decoder.output_kernel, "plain"
     try:
         return tr([wave])[0].text
     finally:
-        decoder.output_kernel = "packed"
+        decoder.output_kernel = kernel
 
 
 def parse_variant(text: str) -> tuple[str, tuple[str, ...], str]:

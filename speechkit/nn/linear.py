@@ -29,6 +29,8 @@ egs/phrasebook/whisper1/RESULTS.md.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor, nn
 
@@ -92,6 +94,7 @@ class PackedWeight:
         return {"_key": None, "_packed": None}
 
     @staticmethod
+    @functools.cache  # asked at every search step; the answer is fixed by the torch build
     def available() -> bool:
         return torch.backends.mkl.is_available() and hasattr(torch.ops.mkl, "_mkl_linear")
 

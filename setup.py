@@ -24,6 +24,7 @@ setup(
     # RESULTS) and are installed as the subpackage speechkit.kernels.
     packages=[*find_packages(include=["speechkit", "speechkit.*"]), "speechkit.kernels"],
     package_dir={"speechkit.kernels": "kernels"},
+    package_data={"speechkit.kernels": ["*.cpp"]},  # compiled on first use
     install_requires=[
         "torch==2.14.1",
         "torchaudio==2.11.0",
@@ -42,6 +43,8 @@ setup(
         "huggingface_hub==2.4.0",
         "safetensors==0.8.0",
         "soxr==1.1.0",
+        # builds the CPU kernel of a Whisper search step (kernels/half_linear.py) on first use
+        "ninja==1.13.0",
     ],
     # The core (install_requires) trains, decodes, scores and serves the zoo. Extras:
     # corpus: the phrasebook generator's neural English voice (espeak-ng, a system tool, speaks

@@ -42,7 +42,7 @@ from speechkit.decode.whisper import (
     WhisperSegmenter,
     WhisperWindowDecoder,
 )
-from speechkit.models.whisper import WhisperModel
+from speechkit.models.whisper import StepKernel, WhisperModel
 from speechkit.nn.gates import decoding_budget
 from speechkit.nn.int8 import quantize_linears
 from speechkit.pretrained import WHISPER_TYPES, Pretrained, load_pretrained
@@ -118,6 +118,11 @@ class Transcriber:
     its errors); each window is decoded with its own gate pattern (``decode/whisper.py``).
     ``task`` (``asr`` / ``st_eng``, from ``options.task``) and ``opt.batch_size`` are read at
     each call.
+    ``step_kernel``: how a search step's few-row products run on CPU
+    (``TextDecoder.set_step_kernel``): ``"half"`` (default) reads float16 copies of the decoder's
+    weights, exact for Whisper's released weights (float16 values) and multiplied in float32;
+    weights that float16 cannot hold run as ``"plain"``. Not with ``int8``, whose layers have
+    their own kernels (``"plain"`` then).
     """
 
     def __init__(
@@ -130,6 +135,7 @@ class Transcriber:
         name: str = "this model",
         keep_float: Collection[str] = (),
         owns_model: bool = False,
+        step_kernel: StepKernel | None = None,
     ):
         if pretrained.model_type not in WHISPER_TYPES:
             raise ValueError(
@@ -144,8 +150,13 @@ class Transcriber:
         model = pretrained.model.to(self.device).eval()
         if keep_float and not int8:
             raise ValueError("keep_float names layers kept float32 by int8: give int8=True")
+        if int8 and step_kernel not in (None, "plain"):
+            raise ValueError(f"step_kernel {step_kernel!r} does not go with int8")
+        step_kernel = step_kernel or ("plain" if int8 else "half")
+        model.decoder.set_step_kernel("plain")  # int8 quantises plain nn.Linear layers only
         if int8:
             model = quantize_int8(model, inplace=owns_model, keep_float=keep_float)
+        model.decoder.set_step_kernel(step_kernel)
         if self.budget is not None:
             model.budget = self.budget  # read by decoder_gates (decode/whisper.py)
         self.model = model
@@ -172,6 +183,7 @@ class Transcriber:
         int8: bool = False,
         budget: float | None = None,
         keep_float: Collection[str] = (),
+        step_kernel: StepKernel | None = None,
     ) -> Transcriber:
         """``model``: a packed model directory, a checkpoint ``.pt``, or a zoo name."""
         if Path(model).exists():
@@ -181,7 +193,7 @@ class Transcriber:
 
             pretrained = zoo.load(str(model))
         return cls(pretrained, options, device, int8, budget, str(model), keep_float,
-                   owns_model=True)  # fmt: skip
+                   owns_model=True, step_kernel=step_kernel)  # fmt: skip
 
     def features(self, wave: np.ndarray | Tensor) -> Tensor:
         """(S,) 16 kHz samples -> (S // 160 + 1, n_mels) Whisper log-mel (faster-whisper's

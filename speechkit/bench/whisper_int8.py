@@ -28,16 +28,18 @@ Two options say where an identity figure stands:
   (``--ct2-dir``, or the zoo name's PyPI package), interleaved with the rest: how far the
   reference implementation's own int8 stays from its own float32 on the same audio.
 
-``--plain-output`` adds speechkit float32 with its search steps' output projection on the plain
-token table (``speechkit transcribe --output-kernel plain``) beside the default MKL-packed one
-(``speechkit.nn.linear.PackedWeight``), the same model in turn with the others: what the packed
-table gains, and that it changes no transcript.
+``--step-kernels packed,plain`` adds speechkit float32 with each named step kernel
+(``speechkit transcribe --step-kernel``; ``TextDecoder.set_step_kernel``) beside the default
+(``half``: the decoder's weights read from float16 copies), the same model in turn with the
+others: what each kernel gains, and that it changes no transcript. ``--plain-output`` is
+``--step-kernels plain``.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import logging
 import statistics
 import sys
@@ -57,13 +59,15 @@ from speechkit.bench.whisper_speed import (
 )
 from speechkit.inference import TranscribeOptions, Transcriber, quantize_int8
 from speechkit.metrics import wer
+from speechkit.models.whisper import STEP_KERNELS
 from speechkit.nn.int8 import ACT_SCALES, Int8Linear, full_range_is_exact
 from speechkit.pretrained import load_pretrained
 
 logger = logging.getLogger(__name__)
 TITLE = "Whisper int8: which layers to quantise"
 FW_ROWS = {"faster-whisper float32": "float32", "faster-whisper int8": "int8"}
-PLAIN = "float32, plain output"  # --plain-output
+STEP_ROW = "float32, step kernel {}"  # --step-kernels
+STEP_ROWS = {STEP_ROW.format(k) for k in STEP_KERNELS}
 # row name -> (rounding simulated, activation scales)
 SPLIT_ROWS = {
     "int8 weights only": ("weights", "row"),
@@ -126,14 +130,16 @@ class FasterWhisper:
         return fw_text(self.model.transcribe(wave, **self.kwargs)[0])
 
 
-def _plain_output(tr: Transcriber, wave: np.ndarray) -> str:
-    """``tr``'s float32 transcript of ``wave`` with the plain output projection."""
+def _with_step_kernel(tr: Transcriber, kernel: str, wave: np.ndarray) -> str:
+    """``tr``'s float32 transcript of ``wave`` with step kernel ``kernel``, then ``tr``'s own
+    kernel again."""
     decoder = tr.model.decoder
-    kernel, decoder.output_kernel = decoder.output_kernel, "plain"
+    own = decoder.step_kernel
+    decoder.set_step_kernel(kernel)
     try:
         return tr([wave])[0].text
     finally:
-        decoder.output_kernel = kernel
+        decoder.set_step_kernel(own)
 
 
 def parse_variant(text: str) -> tuple[str, tuple[str, ...], str]:
@@ -167,10 +173,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="add faster-whisper float32 and int8 on the same weights",
     )
     p.add_argument(
-        "--plain-output",
-        action="store_true",
-        help="add speechkit float32 with the plain (not MKL-packed) output projection",
+        "--step-kernels",
+        type=lambda t: [x for x in t.split(",") if x],
+        default=[],
+        help=f"add speechkit float32 with these step kernels (of {', '.join(STEP_KERNELS)})",
     )
+    p.add_argument("--plain-output", action="store_true", help="= --step-kernels plain")
     p.add_argument(
         "--ct2-dir",
         type=Path,
@@ -182,13 +190,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--results-md", type=Path, default=None, help="write the section here")
     add_cite_argument(p)
     args = p.parse_args(argv)
+    if args.plain_output and "plain" not in args.step_kernels:
+        args.step_kernels.append("plain")
+    bad = [k for k in args.step_kernels if k not in STEP_KERNELS]
+    if bad or len(set(args.step_kernels)) != len(args.step_kernels):
+        p.error(
+            f"--step-kernels: distinct names of {', '.join(STEP_KERNELS)}, got {bad or args.step_kernels}"
+        )
     names = [name for name, _, _ in args.variant]
-    reserved = {"float32", PLAIN, *SPLIT_ROWS, *FW_ROWS}
+    reserved = {"float32", *STEP_ROWS, *SPLIT_ROWS, *FW_ROWS}
     if len(set(names)) != len(names) or reserved & set(names):
         p.error(f"--variant names must be distinct and none of {sorted(reserved)}")
-    if not (args.variant or args.split_error or args.faster_whisper or args.plain_output):
+    if not (args.variant or args.split_error or args.faster_whisper or args.step_kernels):
         p.error(
-            "nothing to compare: give --variant, --split-error, --faster-whisper or --plain-output"
+            "nothing to compare: give --variant, --split-error, --faster-whisper or --step-kernels"
         )
     if args.ct2_dir and not args.faster_whisper:
         p.error("--ct2-dir goes with --faster-whisper")
@@ -218,8 +233,10 @@ def main(argv: list[str] | None = None) -> int:
             model = split_error_model(pretrained.model, part, scales)
             transcribers[name] = Transcriber(dataclasses.replace(pretrained, model=model), options)
     systems = {n: (lambda wave, tr=tr: tr([wave])[0].text) for n, tr in transcribers.items()}
-    if args.plain_output:
-        systems[PLAIN] = lambda wave: _plain_output(transcribers["float32"], wave)
+    for kernel in args.step_kernels:
+        systems[STEP_ROW.format(kernel)] = functools.partial(
+            _with_step_kernel, transcribers["float32"], kernel
+        )
     if args.faster_whisper:
         from speechkit.text.whisper import WHISPER_TO_ISO639_3
 
@@ -245,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     for n in names:
         ratios = [a / b for a, b in zip(took["float32"], took[n])]
         own = "faster-whisper float32" if n in FW_ROWS else "float32"
-        if n in FW_ROWS or n in ("float32", PLAIN):
+        if n in FW_ROWS or n == "float32" or n in STEP_ROWS:
             kept = "-"
         elif n in SPLIT_ROWS:
             kept = "(none), simulated"

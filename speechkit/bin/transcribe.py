@@ -48,6 +48,7 @@ from speechkit.data.audio import AudioError, load_audio
 from speechkit.data.inputs import Inputs, collect_inputs
 from speechkit.data.kaldi import KaldiDataError
 from speechkit.inference import Result, TranscribeOptions, Transcriber
+from speechkit.models.whisper import STEP_KERNELS
 
 logger = logging.getLogger("speechkit.bin.transcribe")
 
@@ -127,10 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "projection; encoder. = int8 for the decoder only): closer to float32's "
                    "transcripts, slower "
                    "(speechkit bench whisper-int8)")  # fmt: skip
-    p.add_argument("--output-kernel", choices=("packed", "plain"), default="packed",
-                   help="CPU float32 output projection of a one-file beam step: packed = MKL's "
-                   "packed copy of the token table (faster, costs the table's size in memory "
-                   "again: about 80 MiB tiny, 120 MiB base), plain = the table as it is")  # fmt: skip
+    p.add_argument("--step-kernel", "--output-kernel", choices=STEP_KERNELS, default=None,
+                   help="CPU float32 products of a beam step: half (default without --int8) = "
+                   "the decoder's weights read from float16 copies, exact for Whisper's "
+                   "released weights, multiplied in float32 (costs half the decoder's weights "
+                   "in memory again: about 60 MiB tiny, 100 MiB base); packed = MKL's packed copy "
+                   "of the token table (faster on Intel, slower on AMD CPUs; costs the table "
+                   "again); plain = the weights as they are (the only choice with --int8)")  # fmt: skip
     p.add_argument("--budget", type=float, default=None,
                    help="gated Whisper models: fraction of the decoder modules' FLOPs to keep, "
                    "in [0, 1] (required for them, an error for other models)")  # fmt: skip
@@ -172,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.output_dir) if args.output_dir else None
     if args.int8_keep_float and not args.int8:
         build_parser().error("--int8-keep-float goes with --int8")
+    if args.int8 and args.step_kernel not in (None, "plain"):
+        build_parser().error(f"--step-kernel {args.step_kernel} does not go with --int8")
     if out_dir is None and args.output_format == "all":
         build_parser().error("--output-format all writes files: give --output-dir")
     if out_dir is None and args.output_format == "srt" and len(inputs) > 1:
@@ -182,13 +188,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         options = TranscribeOptions(args.beam, args.language, args.task, args.batch_size)
         transcriber = Transcriber.load(args.model, options, args.device, args.int8, args.budget,
-                                       keep_float=args.int8_keep_float)  # fmt: skip
+                                       keep_float=args.int8_keep_float,
+                                       step_kernel=args.step_kernel)  # fmt: skip
     except (ConfigError, KeyError) as e:  # bad option, or a language/task the model lacks
         build_parser().error(str(e).strip("'\""))
     if args.search_threads < 0:
         build_parser().error(f"--search-threads must be >= 0, got {args.search_threads}")
     transcriber.windows.search_threads = args.search_threads or None
-    transcriber.model.decoder.output_kernel = args.output_kernel
     shown = "txt" if out_dir else args.output_format
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from speechkit.config import ConfigError
 from speechkit.nn.decoder import DecoderCache, EncoderDecoder, intra_op_threads, token_loss
-from speechkit.nn.linear import PackedWeight
+from speechkit.nn.linear import HalfWeight, PackedWeight, half_linears
 from speechkit.nn.masks import causal_mask, lengths_to_mask
 from speechkit.nn.transformer import TransformerDecoderLayer, TransformerEncoderLayer
 
@@ -165,6 +165,9 @@ class AudioEncoder(nn.Module):
         return self.norm(x), lens
 
 
+StepKernel = Literal["half", "packed", "plain"]
+STEP_KERNELS: tuple[str, ...] = ("half", "packed", "plain")
+
 # Output rows (hypotheses x positions) up to which the logits are computed as (W @ x.T).T: a
 # search step's, for any beam and batch size speechkit decodes with.
 STEP_ROWS = 64
@@ -193,11 +196,26 @@ class TextDecoder(nn.Module):
         # runs). A search may run its small per-step ops on one thread (``WhisperWindowDecoder``)
         # and still read the V x D table, most of a step's memory traffic, with several.
         self.output_threads: int | None = None
-        # How a search step's (few rows) tied projection is computed on CPU: "packed" reuses
-        # MKL's packed copy of the table (``nn.linear.PackedWeight``: 1.7x faster for 5 rows,
-        # costs the table's size again in memory), "plain" multiplies the table as it is.
-        self.output_kernel: Literal["packed", "plain"] = "packed"
+        # How a search step's (few rows) products are computed on CPU: ``set_step_kernel``.
+        self.step_kernel: StepKernel = "plain"
         self._packed = PackedWeight()
+        self._half = HalfWeight()
+
+    def set_step_kernel(self, kind: StepKernel) -> None:
+        """How a search step's few-row products run on CPU (``nn/linear.py``):
+
+        * ``"half"``: the layers' projections and the tied output read float16 copies of their
+          weights, multiplied in float32 (``HalfLinear`` / ``HalfWeight``): exact for weights
+          that are float16 values, as Whisper's released ones are; any other weight runs as
+          ``"plain"``. Costs half the decoder's weights again in memory.
+        * ``"packed"``: the tied output reuses MKL's packed copy of the table (``PackedWeight``;
+          faster on Intel CPUs, slower on AMD ones; costs the table again in memory).
+        * ``"plain"``: the weights as they are.
+        """
+        if kind not in STEP_KERNELS:
+            raise ValueError(f"step kernel must be one of {', '.join(STEP_KERNELS)}, got {kind!r}")
+        half_linears(self.layers, on=kind == "half")
+        self.step_kernel = kind
 
     def new_cache(self, enc: Tensor, enc_lens: Tensor, gates: list | None = None) -> DecoderCache:
         """Cross-attention K/V of ``enc`` (B, T', D) with valid lengths ``enc_lens`` (B,).
@@ -236,9 +254,10 @@ class TextDecoder(nn.Module):
         """(B, l, D) -> (B, l, V) through the tied embedding (or ``self.output``)."""
         if self.output is not None:
             return self.output(x)
-        if self.output_kernel == "packed":
+        if self.step_kernel != "plain":
             # The parameter itself, not a cast copy: a new tensor per call would be repacked.
-            out = self._packed(self.embed.weight, x.reshape(-1, x.shape[-1]))  # (rows, V) | None
+            cached = self._half if self.step_kernel == "half" else self._packed
+            out = cached(self.embed.weight, x.reshape(-1, x.shape[-1]))  # (rows, V) | None
             if out is not None:
                 return out.reshape(*x.shape[:2], -1)
         weight = self.embed.weight.to(x.dtype)  # (V, D)

@@ -26,12 +26,15 @@ its dynamic kernel has no per-row activation scales.
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Collection
 
 import torch
 from torch import Tensor, nn
 from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+from speechkit.nn.linear import half_linears
 
 __all__ = ["ACT_SCALES", "Int8Linear", "full_range_is_exact", "quantize_linears"]
 
@@ -98,6 +101,9 @@ def quantize_linears(
 
     if act_scales not in ACT_SCALES:
         raise ValueError(f"act_scales must be one of {ACT_SCALES}, got {act_scales!r}")
+    if not inplace:
+        module, inplace = copy.deepcopy(module), True
+    half_linears(module, on=False)  # float16-read layers (nn/linear.py) are Linear layers too
     names = {name for name, m in module.named_modules() if type(m) is nn.Linear}
     spec = {n: per_channel_dynamic_qconfig for n in names if not any(k in n for k in keep_float)}
     out = quantize_dynamic(module, spec, torch.qint8, mapping={nn.Linear: Int8Linear},

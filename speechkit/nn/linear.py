@@ -23,28 +23,60 @@ weight prepacking uses) and reuses it: 9.7 -> 5.4 ms for 51,864 x 384 and 11.6 -
 51,865 x 512 with 5 rows, 2 threads, cold weights; the results agree with ``x @ W.T``'s to
 float32 rounding. From 6 rows on it is no faster for whisper-base's table (12.7 against 12.7 ms
 at 6, 13.5 against 19.1 at 8), so it serves at most ``PACKED_ROWS``. The copy costs the
-weight's size again in memory. Figures and the command that measures them:
-egs/phrasebook/whisper1/RESULTS.md.
+weight's size again in memory. Those figures are from an Intel CPU; on an AMD EPYC (Zen 3) the
+packed call is 2x *slower* than the plain one (12.3 against 6.2 ms, 5 rows, tiny.en's table).
+Figures and the commands that measure them: egs/phrasebook/whisper1/RESULTS.md.
+
+``HalfWeight`` / ``HalfLinear``: a float16 copy of a weight whose values are all float16 values
+(Whisper's released checkpoints), multiplied in float32 by the CPU kernel
+``speechkit.kernels.half_linear`` (``kernels/half_linear.py`` says why it is written here). A
+search step is bound by reading the weights, so reading half the bytes makes the table's product
+2.3x faster for 5 rows (10.4 -> 4.6 ms, 51,865 x 512, AMD EPYC, 2 threads) and the decoder
+layers' 1.6-2x; results agree with ``x @ W.T``'s to float32 rounding. A weight that is not
+exactly float16 is never rounded: it is declined (with one warning) and runs as float32. The copy
+costs half the weight's size in memory.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["FEW_ROWS", "PACKED_ROWS", "PackedWeight", "linear"]
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "FEW_ROWS",
+    "HALF_ROWS",
+    "PACKED_ROWS",
+    "HalfLinear",
+    "HalfWeight",
+    "PackedWeight",
+    "half_linears",
+    "linear",
+]
 
 FEW_ROWS = 7  # most rows of a call that take the ``W @ x.T`` path
 PACKED_ROWS = 5  # most rows of a call that ``PackedWeight`` serves
+# Most rows of a call that ``HalfWeight`` serves: the kernel reads the weight once per 6 rows,
+# and at 12 rows it is still 1.9x faster than float32 for whisper-base's shapes.
+HALF_ROWS = 12
 
 
 def linear(layer: nn.Module, x: Tensor) -> Tensor:
     """``layer(x)`` for ``x`` (..., in) -> (..., out), through ``W @ x.T`` where that is faster
     (see the module docstring)."""
-    if type(layer) is not nn.Linear or not _few_rows(layer, x):
+    if type(layer) is HalfLinear:
+        out = layer.half(layer.weight, x.reshape(-1, layer.in_features), layer.bias)
+        if out is not None:
+            return out.reshape(*x.shape[:-1], layer.out_features)
+    elif type(layer) is not nn.Linear:
         return layer(x)
+    if not _few_rows(layer, x):
+        return F.linear(x, layer.weight, layer.bias) if type(layer) is HalfLinear else layer(x)
     flat = x.reshape(-1, layer.in_features).t()  # (in, rows)
     if layer.bias is None:
         out = layer.weight @ flat
@@ -118,3 +150,101 @@ class PackedWeight:
             self._key = key
         return torch.ops.mkl._mkl_linear(x.contiguous(), self._packed, weight.detach(), None,
                                          PACKED_ROWS)  # fmt: skip
+
+
+class HalfWeight:
+    """A float16 copy of one float32 weight (out, in) on CPU whose values are all float16 values,
+    for ``x @ W.T + b`` with at most ``HALF_ROWS`` rows (see the module docstring).
+
+    ``__call__(weight, x, bias=None)`` returns (rows, out) for ``x`` (rows, in), or None where
+    this path does not apply (no kernel, another device or dtype, too many rows, autograd, a
+    weight that float16 cannot hold exactly), and the caller computes the product its own way.
+    The copy is made on the first call and again whenever ``weight`` is another tensor or was
+    changed in place (its version counter moved; a weight made under ``torch.inference_mode``
+    has none and is declined), as ``PackedWeight`` does. Not a module: the copy is not saved
+    with the model's state.
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._packed: Tensor | None = None  # None with a key set: the weight was declined
+
+    def __deepcopy__(self, memo: dict) -> HalfWeight:
+        return HalfWeight()
+
+    def __getstate__(self) -> dict:
+        return {"_key": None, "_packed": None}
+
+    @staticmethod
+    @functools.cache  # asked at every search step; fixed for the process
+    def available() -> bool:
+        try:
+            from speechkit.kernels.half_linear import kernel_available
+        except ImportError:  # a bare source checkout has no speechkit.kernels (kernels/README.md)
+            return False
+        return kernel_available()
+
+    def __call__(self, weight: Tensor, x: Tensor, bias: Tensor | None = None) -> Tensor | None:
+        if not (
+            x.dim() == 2
+            and x.shape[0] <= HALF_ROWS
+            and x.device.type == "cpu"
+            and weight.device.type == "cpu"
+            and x.dtype == torch.float32
+            and weight.dtype == torch.float32
+            and (bias is None or bias.dtype == torch.float32)
+            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)))
+            and not weight.is_inference()
+            and self.available()
+        ):  # fmt: skip
+            return None
+        from speechkit.kernels.half_linear import half_linear, pack_half
+
+        key = (weight.data_ptr(), weight._version, tuple(weight.shape), weight.stride())
+        if key != self._key:
+            w = weight.detach()
+            self._packed = None
+            if torch.equal(w.to(torch.float16).float(), w):
+                self._packed = pack_half(w)
+            else:
+                logger.warning(
+                    "a %s weight is not exactly float16: its products stay float32",
+                    "x".join(map(str, w.shape)),
+                )
+            self._key = key
+        if self._packed is None:
+            return None
+        b = None if bias is None else bias.detach().contiguous()
+        return half_linear(x.contiguous(), self._packed, b, weight.shape[0])
+
+
+class HalfLinear(nn.Linear):
+    """An ``nn.Linear`` whose few-row products (a search step's) read a float16 copy of its
+    weight through ``HalfWeight``; every other call, and a weight that float16 cannot hold
+    exactly, runs as ``nn.Linear``. Same parameters and state dict as ``nn.Linear``. Made from
+    one by ``half_linears``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.half = HalfWeight()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return linear(self, x)
+
+
+def half_linears(module: nn.Module, on: bool = True) -> int:
+    """Turns every ``nn.Linear`` inside ``module`` into a ``HalfLinear`` sharing its parameters
+    (``on``), or every ``HalfLinear`` back into an ``nn.Linear``. Returns how many changed."""
+    old, new = (nn.Linear, HalfLinear) if on else (HalfLinear, nn.Linear)
+    changed = 0
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is not old:
+                continue
+            swapped = new(child.in_features, child.out_features, bias=child.bias is not None,
+                          device="meta")  # fmt: skip
+            swapped.weight, swapped.bias = child.weight, child.bias
+            swapped.train(child.training)
+            setattr(parent, name, swapped)
+            changed += 1
+    return changed

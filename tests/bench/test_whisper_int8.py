@@ -19,17 +19,18 @@ def test_variants_are_compared_with_float32_and_the_section_is_written(tiny_en, 
     argv = ["--model", str(packed), "--audio-dir", str(speech_dir), "--text",
             str(speech_dir / "text"), "--threads", "1", "--variant", "all=",
             "--variant", "none=encoder.,decoder.,decoder.output", "--variant", "t=/tensor",
-            "--plain-output", "--results-md", str(results)]  # fmt: skip
+            "--step-kernels", "plain,packed", "--results-md", str(results)]  # fmt: skip
     assert whisper_int8.main(argv) == 0
     text = results.read_text()
     assert f"## Whisper int8: which layers to quantise ({packed.name})" in text
+    plain, packed_row = (whisper_int8.STEP_ROW.format(k) for k in ("plain", "packed"))
     rows = {ln.split("|")[1].strip(): [c.strip() for c in ln.split("|")[2:-1]]
             for ln in text.splitlines() if ln.startswith("| ")
-            and ln.split("|")[1].strip() in ("float32", "all", "none", "t",
-                                             whisper_int8.PLAIN)}  # fmt: skip
+            and ln.split("|")[1].strip() in ("float32", "all", "none", "t", plain,
+                                             packed_row)}  # fmt: skip
     assert rows["float32"][:2] == ["-", "100"]
-    # the plain output projection: the same model, the same transcripts
-    assert rows[whisper_int8.PLAIN][:2] == ["-", "100"]
+    # the other step kernels: the same model, the same transcripts as the default (half)
+    assert rows[plain][:2] == ["-", "100"] and rows[packed_row][:2] == ["-", "100"]
     # every layer kept float32, the output projection too: float32's transcripts exactly
     assert rows["none"][0] == "encoder., decoder., decoder.output" and rows["all"][0] == "(none)"
     assert rows["t"][0] == "(none); per-call scales"
@@ -99,3 +100,8 @@ def test_bad_variants_are_refused(capsys):
     with pytest.raises(SystemExit):
         whisper_int8.parse_args(["--cuts", "c.jsonl", "--variant", "a=", "--ct2-dir", "x"])
     assert "--ct2-dir goes with --faster-whisper" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        whisper_int8.parse_args(["--cuts", "c.jsonl", "--step-kernels", "plain,fast"])
+    assert "--step-kernels" in capsys.readouterr().err
+    args = whisper_int8.parse_args(["--cuts", "c.jsonl", "--plain-output"])
+    assert args.step_kernels == ["plain"]

@@ -93,21 +93,37 @@ def test_last_only_and_output_threads_keep_the_logits(model):
     torch.testing.assert_close(step, full[:, 3:4], atol=1e-5, rtol=1e-5)
 
 
-def test_output_kernels_give_the_same_steps(model):
-    """A search step's logits through MKL's packed table (the default) equal the plain
-    product's, and the packed copy stays out of the saved state."""
+def test_step_kernels_give_the_same_steps(model):
+    """A search step's logits with the decoder's weights read from float16 copies ("half") or
+    through MKL's packed table ("packed") equal the plain products' for weights that are float16
+    values; the copies stay out of the saved state and "plain" puts nn.Linear layers back."""
+    import copy
+
+    from torch import nn
+
+    from speechkit.nn.linear import HalfLinear
+
+    model = copy.deepcopy(model)  # its weights are rounded to float16 values here
     torch.manual_seed(5)
+    with torch.no_grad():
+        for p in model.decoder.parameters():
+            p.copy_(p.half().float())
+    state = model.state_dict().keys()
     enc, enc_lens = model.encode(torch.randn(1, 30, 8), torch.tensor([30]))
     ys = torch.randint(0, V, (5, 3))
     steps = {}
-    for kernel in ("packed", "plain"):
-        model.decoder.output_kernel = kernel
+    for kernel in ("half", "packed", "plain"):
+        model.decoder.set_step_kernel(kernel)
+        layer_type = HalfLinear if kernel == "half" else nn.Linear
+        assert type(model.decoder.layers[0].ffn.net[0]) is layer_type
         cache = model.new_cache(enc.expand(5, -1, -1), enc_lens.expand(5))
         with torch.inference_mode():
             steps[kernel] = model.decode_step(ys, cache, last_only=True)
-    model.decoder.output_kernel = "packed"
-    torch.testing.assert_close(steps["packed"], steps["plain"], rtol=1e-5, atol=1e-5)
-    assert not any("packed" in k for k in model.state_dict())
+        assert model.state_dict().keys() == state
+    for kernel in ("half", "packed"):
+        torch.testing.assert_close(steps[kernel], steps["plain"], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="step kernel must be one of"):
+        model.decoder.set_step_kernel("fast")
 
 
 def test_backends_agree(model):

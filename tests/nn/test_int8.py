@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from speechkit.nn.int8 import Int8Linear, full_range_is_exact, quantize_linears
+from speechkit.nn.linear import HalfLinear, half_linears
 
 
 def _outlier_inputs(rows: int, dim: int) -> torch.Tensor:
@@ -26,6 +27,16 @@ def test_every_linear_becomes_int8_and_the_copy_leaves_the_float_model():
     ref = model(x)
     assert ((copy(x) - ref).norm() / ref.norm()) < 0.05
     assert quantize_linears(model, inplace=True) is model and type(model[0]) is Int8Linear
+
+
+def test_float16_read_layers_are_quantised_too():
+    """A HalfLinear (nn/linear.py: a Linear whose steps read a float16 copy) is a Linear
+    layer to int8; the float model keeps its own layers."""
+    model = nn.Sequential(nn.Linear(32, 64), nn.GELU(), nn.Linear(64, 16))
+    assert half_linears(model) == 2
+    copy = quantize_linears(model)
+    assert all(type(m) is Int8Linear for m in (copy[0], copy[2]))
+    assert all(type(m) is HalfLinear for m in (model[0], model[2]))
 
 
 def test_full_range_activations_are_used_where_exact_and_halve_the_error():
@@ -55,7 +66,9 @@ def test_row_scales_keep_small_rows_as_exact_as_large_ones():
         assert layer.per_row == (scales == "row")
         y = layer(x)
         rel[scales] = (y - ref).norm(dim=-1) / ref.norm(dim=-1)  # per row
-    assert rel["row"].max() < 0.05  # every row, the smallest included
+    # every row, the smallest included; 7-bit activations (a CPU whose int8 kernel saturates
+    # at 8 bits, e.g. AMD Zen 3) have twice the step
+    assert rel["row"].max() < (0.05 if full_range_is_exact() else 0.1)
     assert rel["tensor"][:10].mean() > 5 * rel["row"][:10].mean()
     # the bias is added once, outside the kernel: a zero input gives exactly the bias
     row = quantize_linears(nn.Sequential(lin))[0]

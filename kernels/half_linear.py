@@ -1,0 +1,114 @@
+"""``x @ W.T + b`` for a few float32 rows against a weight stored in float16: the products of a
+Whisper beam-search step on CPU, at half the bytes read.
+
+Why: a search step multiplies 5 rows (the beams) by every decoder weight and by the 51,864 x D
+token table. With so few rows each weight is read once per step and used 5 times, so the step
+is bound by memory traffic, not arithmetic: whisper-base reads about 190 MB of float32 weights
+per step. Whisper's released checkpoints (and the CTranslate2 files of the zoo) hold float16
+weights, so storing them as float16 loses nothing; widening each one to float32 as it is loaded
+(F16C) and doing every product and sum in float32 computes ``x @ W.T`` to float32 rounding while
+reading half the bytes. No library the field uses does this on CPU: torch's and oneDNN's float16
+CPU paths round the activations to float16 too (another result), and MKL's ``cblas_gemm_f16f16f32``
+takes float16 inputs on both sides, so the kernel is written here (``half_linear.cpp``, AVX2 +
+FMA + F16C). ``half_linear_ref`` is its reference in plain PyTorch; the test compares them.
+
+Layout: ``pack_half`` turns a (V, D) weight into (NB, D, 16) float16 blocks, NB = ceil(V / 16),
+block ``nb`` holding output rows 16 nb .. 16 nb + 15 column by column (rows past V are zeros), so
+the kernel streams one 32-byte line per input channel and keeps 2 x rows accumulators in
+registers. Rows are processed in groups of 6; each group reads the weight again, so only calls
+with at most ``MAX_ROWS`` rows should come here (the caller decides; see
+``speechkit/nn/half.py``).
+
+The kernel is compiled on first use with the C++ compiler that PyTorch's extension builder finds
+(``torch.utils.cpp_extension.load``, ninja from PyPI; about a minute, once per machine: the build
+is cached under ``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``). Where it cannot
+run (no x86-64 CPU with AVX2, no compiler) ``kernel_available()`` is False, saying why once in the
+log, and callers use float32 weights.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import platform
+import time
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["BLOCK", "MAX_ROWS", "half_linear", "half_linear_ref", "kernel_available", "pack_half"]
+
+BLOCK = 16  # output channels per packed block (half_linear.cpp: kBlock)
+MAX_ROWS = 6  # most rows of a call worth sending to the kernel: one pass over the weight
+
+
+def pack_half(weight: Tensor) -> Tensor:
+    """(V, D) float weight -> (ceil(V / 16), D, 16) float16 blocks (see the module docstring).
+    Values are rounded to float16: exact only for weights that are float16 values."""
+    v, d = weight.shape
+    nb = -(-v // BLOCK)
+    padded = weight.new_zeros(nb * BLOCK, d, dtype=torch.float16)
+    padded[:v] = weight.detach()
+    return padded.view(nb, BLOCK, d).transpose(1, 2).contiguous()
+
+
+def unpack_half(packed: Tensor, v: int) -> Tensor:
+    """(NB, D, 16) float16 blocks -> the (v, D) float32 weight they hold (exact)."""
+    nb, d, _ = packed.shape
+    return packed.transpose(1, 2).reshape(nb * BLOCK, d)[:v].float()
+
+
+def half_linear_ref(x: Tensor, packed: Tensor, bias: Tensor | None, v: int) -> Tensor:
+    """Reference: (R, D) float32 rows -> (R, v) ``x @ W.T + bias`` in float32 PyTorch."""
+    out = x @ unpack_half(packed, v).t()
+    return out if bias is None else out + bias
+
+
+def half_linear(x: Tensor, packed: Tensor, bias: Tensor | None, v: int) -> Tensor:
+    """The kernel: (R, D) float32 CPU rows -> (R, v) float32, as ``half_linear_ref``. Check
+    ``kernel_available()`` first."""
+    return torch.ops.speechkit_cpu.half_linear(x, packed, bias, v)
+
+
+@functools.cache
+def kernel_available() -> bool:
+    """True when the CPU kernel runs here: an x86-64 CPU with AVX2 (PyTorch's own dispatch
+    level; every such CPU has FMA and F16C) and a build that compiles and loads."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        logger.info(
+            "half_linear: no kernel for %s CPUs; float32 weights are used", platform.machine()
+        )
+        return False
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+        logger.info("half_linear: the CPU has no AVX2; float32 weights are used")
+        return False
+    try:
+        _build()
+    except Exception as err:  # no compiler, no ninja, a failed build: say so, run float32
+        logger.warning("half_linear: the CPU kernel could not be built (%s); float32 weights "
+                       "are used", str(err).strip().splitlines()[-1] if str(err) else type(err).__name__)  # fmt: skip
+        return False
+    return True
+
+
+def _build() -> None:
+    from torch.utils.cpp_extension import load
+
+    if hasattr(torch.ops.speechkit_cpu, "half_linear"):
+        return
+    start = time.perf_counter()
+    source = Path(__file__).with_name("half_linear.cpp")
+    load(
+        name="speechkit_half_linear",
+        sources=[str(source)],
+        extra_cflags=["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp"],
+        extra_ldflags=["-fopenmp"],
+        is_python_module=False,
+        verbose=False,
+    )
+    elapsed = time.perf_counter() - start
+    if elapsed > 5:
+        logger.info("half_linear: CPU kernel built in %.0f s (cached for later runs)", elapsed)

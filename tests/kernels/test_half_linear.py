@@ -1,0 +1,77 @@
+"""speechkit.kernels.half_linear: the CPU kernel against its PyTorch reference."""
+
+from __future__ import annotations
+
+import platform
+
+import pytest
+import torch
+
+from speechkit.kernels import half_linear as hl
+
+X86_AVX2 = platform.machine().lower() in ("x86_64", "amd64") and (
+    torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
+)
+# Only the CPUs the kernel is written for; there the set-up installs the compiler that builds it.
+pytestmark = pytest.mark.skipif(not X86_AVX2, reason="the kernel is for x86-64 CPUs with AVX2")
+
+
+def _half_exact(*shape: int) -> torch.Tensor:
+    return torch.randn(*shape).half().float()
+
+
+def test_the_kernel_builds_here():
+    assert hl.kernel_available()
+
+
+@pytest.mark.parametrize("v, d", [(51, 20), (64, 48), (37, 7), (1, 3), (300, 96)])
+@pytest.mark.parametrize("rows", [1, 2, 5, 6, 7, 13])
+@pytest.mark.parametrize("bias", [True, False])
+def test_kernel_matches_the_reference(v, d, rows, bias):
+    """Any number of outputs (a partial last block), any width, rows past one group of 6."""
+    torch.manual_seed(v * 100 + d + rows)
+    w, x = _half_exact(v, d), torch.randn(rows, d)
+    b = torch.randn(v) if bias else None
+    packed = hl.pack_half(w)
+    assert packed.shape == (-(-v // hl.BLOCK), d, hl.BLOCK) and packed.dtype == torch.float16
+    ref = hl.half_linear_ref(x, packed, b, v)
+    torch.testing.assert_close(ref, x @ w.t() + (0 if b is None else b), rtol=0, atol=0)
+    out = hl.half_linear(x, packed, b, v)
+    assert out.shape == (rows, v) and out.dtype == torch.float32
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_strided_rows_and_threads():
+    """A non-contiguous x is read as its values; one thread gives what two do."""
+    w = _half_exact(200, 64)
+    packed = hl.pack_half(w)
+    x = torch.randn(64, 5).t()  # (5, 64), strided
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = hl.half_linear(x, packed, None, 200)
+        torch.set_num_threads(2)
+        two = hl.half_linear(x, packed, None, 200)
+    finally:
+        torch.set_num_threads(before)
+    torch.testing.assert_close(one, x @ w.t(), rtol=1e-5, atol=1e-5)
+    assert torch.equal(one, two)  # the same sums in the same order per output
+
+
+def test_unpack_is_exact_and_packing_rounds():
+    w = _half_exact(33, 10)
+    assert torch.equal(hl.unpack_half(hl.pack_half(w), 33), w)
+    fine = w + 1e-4  # not float16 values: pack_half rounds them
+    assert not torch.equal(hl.unpack_half(hl.pack_half(fine), 33), fine)
+
+
+def test_bad_inputs_are_refused():
+    packed = hl.pack_half(_half_exact(40, 8))
+    with pytest.raises(RuntimeError, match="channels"):
+        hl.half_linear(torch.randn(2, 9), packed, None, 40)
+    with pytest.raises(RuntimeError, match="outputs do not fit"):
+        hl.half_linear(torch.randn(2, 8), packed, None, 60)
+    with pytest.raises(RuntimeError, match="float32"):
+        hl.half_linear(torch.randn(2, 8, dtype=torch.float64), packed, None, 40)
+    with pytest.raises(RuntimeError, match="bias"):
+        hl.half_linear(torch.randn(2, 8), packed, torch.randn(39), 40)

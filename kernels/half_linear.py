@@ -15,12 +15,11 @@ FMA + F16C). ``half_linear_ref`` is its reference in plain PyTorch; the test com
 Layout: ``pack_half`` turns a (V, D) weight into (NB, D, 16) float16 blocks, NB = ceil(V / 16),
 block ``nb`` holding output rows 16 nb .. 16 nb + 15 column by column (rows past V are zeros), so
 the kernel streams one 32-byte line per input channel and keeps 2 x rows accumulators in
-registers. Rows are processed in groups of 6; each group reads the weight again, so only calls
-with at most ``MAX_ROWS`` rows should come here (the caller decides; see
-``speechkit/nn/half.py``).
+registers. Rows are processed in groups of 6; each group reads the weight again, so callers send
+only a few rows (``speechkit.nn.linear.HALF_ROWS``).
 
 The kernel is compiled on first use with the C++ compiler that PyTorch's extension builder finds
-(``torch.utils.cpp_extension.load``, ninja from PyPI; about a minute, once per machine: the build
+(``torch.utils.cpp_extension.load``, ninja from PyPI; about 10 s, once per machine: the build
 is cached under ``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``). Where it cannot
 run (no x86-64 CPU with AVX2, no compiler) ``kernel_available()`` is False, saying why once in the
 log, and callers use float32 weights.
@@ -39,20 +38,38 @@ from torch import Tensor
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BLOCK", "MAX_ROWS", "half_linear", "half_linear_ref", "kernel_available", "pack_half"]
+__all__ = [
+    "BLOCK",
+    "half_linear",
+    "half_linear_ref",
+    "is_half_exact",
+    "kernel_available",
+    "pack_half",
+    "unpack_half",
+]
 
 BLOCK = 16  # output channels per packed block (half_linear.cpp: kBlock)
-MAX_ROWS = 6  # most rows of a call worth sending to the kernel: one pass over the weight
 
 
 def pack_half(weight: Tensor) -> Tensor:
     """(V, D) float weight -> (ceil(V / 16), D, 16) float16 blocks (see the module docstring).
-    Values are rounded to float16: exact only for weights that are float16 values."""
+    Values are rounded to float16: exact only for weights that are float16 values. Written
+    straight into the blocks, with no full-size temporary (the token table is 80-106 MB)."""
     v, d = weight.shape
-    nb = -(-v // BLOCK)
-    padded = weight.new_zeros(nb * BLOCK, d, dtype=torch.float16)
-    padded[:v] = weight.detach()
-    return padded.view(nb, BLOCK, d).transpose(1, 2).contiguous()
+    w = weight.detach()
+    full, tail = divmod(v, BLOCK)
+    packed = w.new_zeros(full + (tail > 0), d, BLOCK, dtype=torch.float16)
+    packed[:full].copy_(w[: full * BLOCK].view(full, BLOCK, d).transpose(1, 2))
+    if tail:
+        packed[full, :, :tail].copy_(w[full * BLOCK :].t())
+    return packed
+
+
+def is_half_exact(weight: Tensor, rows: int = 4096) -> bool:
+    """True when every value of ``weight`` (V, D) is a float16 value (converts exactly), checked
+    ``rows`` rows at a time so that no full-size temporary is made."""
+    w = weight.detach().reshape(-1, weight.shape[-1])
+    return all(torch.equal(c.to(torch.float16).to(c.dtype), c) for c in w.split(rows))
 
 
 def unpack_half(packed: Tensor, v: int) -> Tensor:

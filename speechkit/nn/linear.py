@@ -198,13 +198,13 @@ class HalfWeight:
             and self.available()
         ):  # fmt: skip
             return None
-        from speechkit.kernels.half_linear import half_linear, pack_half
+        from speechkit.kernels.half_linear import half_linear, is_half_exact, pack_half
 
         key = (weight.data_ptr(), weight._version, tuple(weight.shape), weight.stride())
         if key != self._key:
             w = weight.detach()
             self._packed = None
-            if torch.equal(w.to(torch.float16).float(), w):
+            if is_half_exact(w):
                 self._packed = pack_half(w)
             else:
                 logger.warning(

@@ -42,7 +42,6 @@ __all__ = [
     "BLOCK",
     "half_linear",
     "half_linear_ref",
-    "is_half_exact",
     "kernel_available",
     "pack_half",
     "unpack_half",
@@ -63,13 +62,6 @@ def pack_half(weight: Tensor) -> Tensor:
     if tail:
         packed[full, :, :tail].copy_(w[full * BLOCK :].t())
     return packed
-
-
-def is_half_exact(weight: Tensor, rows: int = 4096) -> bool:
-    """True when every value of ``weight`` (V, D) is a float16 value (converts exactly), checked
-    ``rows`` rows at a time so that no full-size temporary is made."""
-    w = weight.detach().reshape(-1, weight.shape[-1])
-    return all(torch.equal(c.to(torch.float16).to(c.dtype), c) for c in w.split(rows))
 
 
 def unpack_half(packed: Tensor, v: int) -> Tensor:

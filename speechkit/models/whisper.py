@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from speechkit.config import ConfigError
 from speechkit.nn.decoder import DecoderCache, EncoderDecoder, intra_op_threads, token_loss
-from speechkit.nn.linear import HalfWeight, PackedWeight, half_linears
+from speechkit.nn.linear import HalfWeight, PackedWeight, half_linears, is_half_exact
 from speechkit.nn.masks import causal_mask, lengths_to_mask
 from speechkit.nn.transformer import TransformerDecoderLayer, TransformerEncoderLayer
 
@@ -206,14 +206,19 @@ class TextDecoder(nn.Module):
 
         * ``"half"``: the layers' projections and the tied output read float16 copies of their
           weights, multiplied in float32 (``HalfLinear`` / ``HalfWeight``): exact for weights
-          that are float16 values, as Whisper's released ones are; any other weight runs as
-          ``"plain"``. Costs half the decoder's weights again in memory.
+          that are float16 values, as Whisper's released ones are. A decoder with other weights
+          (fine-tuned in float32) gets ``"plain"``, saying so in the log. Costs half the
+          decoder's weights again in memory.
         * ``"packed"``: the tied output reuses MKL's packed copy of the table (``PackedWeight``;
           faster on Intel CPUs, slower on AMD ones; costs the table again in memory).
         * ``"plain"``: the weights as they are.
         """
         if kind not in STEP_KERNELS:
             raise ValueError(f"step kernel must be one of {', '.join(STEP_KERNELS)}, got {kind!r}")
+        if kind == "half" and not all(is_half_exact(p) for p in self.parameters() if p.dim() == 2):
+            logger.info("the decoder's weights are not all float16 values (fine-tuned in "
+                        "float32?): search steps use the plain float32 kernel")  # fmt: skip
+            kind = "plain"
         half_linears(self.layers, on=kind == "half")
         self.step_kernel = kind
 

@@ -56,6 +56,7 @@ __all__ = [
     "HalfWeight",
     "PackedWeight",
     "half_linears",
+    "is_half_exact",
     "linear",
 ]
 
@@ -198,7 +199,7 @@ class HalfWeight:
             and self.available()
         ):  # fmt: skip
             return None
-        from speechkit.kernels.half_linear import half_linear, is_half_exact, pack_half
+        from speechkit.kernels.half_linear import half_linear, pack_half
 
         key = (weight.data_ptr(), weight._version, tuple(weight.shape), weight.stride())
         if key != self._key:
@@ -207,15 +208,30 @@ class HalfWeight:
             if is_half_exact(w):
                 self._packed = pack_half(w)
             else:
-                logger.warning(
-                    "a %s weight is not exactly float16: its products stay float32",
-                    "x".join(map(str, w.shape)),
-                )
+                _warn_inexact(tuple(w.shape))
             self._key = key
         if self._packed is None:
             return None
         b = None if bias is None else bias.detach().contiguous()
         return half_linear(x.contiguous(), self._packed, b, weight.shape[0])
+
+
+def is_half_exact(weight: Tensor, rows: int = 4096) -> bool:
+    """True when every value of ``weight`` is a float16 value (converts exactly), checked
+    ``rows`` rows at a time so that no full-size temporary is made."""
+    w = weight.detach().reshape(-1, weight.shape[-1] if weight.dim() else 1)
+    return all(torch.equal(c.to(torch.float16).to(c.dtype), c) for c in w.split(rows))
+
+
+def _warn_inexact(shape: tuple[int, ...], _said: list = []) -> None:  # noqa: B006
+    """Once per process: a fine-tuned model would say it for every layer."""
+    if not _said:
+        _said.append(shape)
+        logger.warning(
+            "a %s weight is not exactly float16 (fine-tuned in float32?): its products, and "
+            "those of any other such weight, stay float32",
+            "x".join(map(str, shape)),
+        )
 
 
 class HalfLinear(nn.Linear):

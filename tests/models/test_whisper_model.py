@@ -96,7 +96,8 @@ def test_last_only_and_output_threads_keep_the_logits(model):
 def test_step_kernels_give_the_same_steps(model):
     """A search step's logits with the decoder's weights read from float16 copies ("half") or
     through MKL's packed table ("packed") equal the plain products' for weights that are float16
-    values; the copies stay out of the saved state and "plain" puts nn.Linear layers back."""
+    values; the copies stay out of the saved state and "plain" puts nn.Linear layers back. A
+    decoder whose weights are not float16 values gets "plain" when "half" is asked for."""
     import copy
 
     from torch import nn
@@ -104,6 +105,9 @@ def test_step_kernels_give_the_same_steps(model):
     from speechkit.nn.linear import HalfLinear
 
     model = copy.deepcopy(model)  # its weights are rounded to float16 values here
+    model.decoder.set_step_kernel("half")  # float32 weights: half would not be exact
+    assert model.decoder.step_kernel == "plain"
+    assert type(model.decoder.layers[0].ffn.net[0]) is nn.Linear
     torch.manual_seed(5)
     with torch.no_grad():
         for p in model.decoder.parameters():

@@ -235,3 +235,10 @@ def test_half_linear_serves_a_step(monkeypatch):
     with torch.inference_mode():
         out = few.linear(layer, torch.randn(3, 16))
     assert served == [1] and out.shape == (3, 24)
+
+
+def test_is_half_exact_checks_every_chunk():
+    w = _half_exact(50, 8)
+    assert few.is_half_exact(w) and few.is_half_exact(w, rows=7)
+    w[43, 5] += 1e-4  # one value, in the last chunk
+    assert not few.is_half_exact(w, rows=7) and not few.is_half_exact(w)

@@ -30,16 +30,16 @@ Two options say where an identity figure stands:
 
 ``--step-kernels packed,plain`` adds speechkit float32 with each named step kernel
 (``speechkit transcribe --step-kernel``; ``TextDecoder.set_step_kernel``) beside the default
-(``half``: the decoder's weights read from float16 copies), the same model in turn with the
-others: what each kernel gains, and that it changes no transcript. ``--plain-output`` is
-``--step-kernels plain``.
+(``half``: the decoder's weights read from float16 copies), each on its own copy of the model,
+in turn with the others: what each kernel gains, and that it changes no transcript.
+``--plain-output`` is ``--step-kernels plain``.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
-import functools
 import logging
 import statistics
 import sys
@@ -47,7 +47,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from speechkit.bench import add_cite_argument, testset, write_section
@@ -128,18 +127,6 @@ class FasterWhisper:
 
     def __call__(self, wave) -> str:
         return fw_text(self.model.transcribe(wave, **self.kwargs)[0])
-
-
-def _with_step_kernel(tr: Transcriber, kernel: str, wave: np.ndarray) -> str:
-    """``tr``'s float32 transcript of ``wave`` with step kernel ``kernel``, then ``tr``'s own
-    kernel again."""
-    decoder = tr.model.decoder
-    own = decoder.step_kernel
-    decoder.set_step_kernel(kernel)
-    try:
-        return tr([wave])[0].text
-    finally:
-        decoder.set_step_kernel(own)
 
 
 def parse_variant(text: str) -> tuple[str, tuple[str, ...], str]:
@@ -224,7 +211,16 @@ def main(argv: list[str] | None = None) -> int:
         pretrained = zoo.load(args.model)
     code = "en" if args.language == "eng" else args.language
     options = TranscribeOptions(beam=args.beam, language=code)
-    transcribers = {"float32": Transcriber(pretrained, options)}
+    # Each step kernel gets its own copy of the model, so no timed call switches kernels (and
+    # repacks or rechecks weights).
+    transcribers = {
+        STEP_ROW.format(k): Transcriber(
+            dataclasses.replace(pretrained, model=copy.deepcopy(pretrained.model)), options,
+            step_kernel=k,
+        )
+        for k in args.step_kernels
+    }  # fmt: skip
+    transcribers = {"float32": Transcriber(pretrained, options), **transcribers}
     for name, keep, scales in args.variant:
         model = quantize_int8(pretrained.model, keep_float=keep, act_scales=scales)
         transcribers[name] = Transcriber(dataclasses.replace(pretrained, model=model), options)
@@ -233,10 +229,6 @@ def main(argv: list[str] | None = None) -> int:
             model = split_error_model(pretrained.model, part, scales)
             transcribers[name] = Transcriber(dataclasses.replace(pretrained, model=model), options)
     systems = {n: (lambda wave, tr=tr: tr([wave])[0].text) for n, tr in transcribers.items()}
-    for kernel in args.step_kernels:
-        systems[STEP_ROW.format(kernel)] = functools.partial(
-            _with_step_kernel, transcribers["float32"], kernel
-        )
     if args.faster_whisper:
         from speechkit.text.whisper import WHISPER_TO_ISO639_3
 

@@ -71,7 +71,7 @@ def linear(layer: nn.Module, x: Tensor) -> Tensor:
     """``layer(x)`` for ``x`` (..., in) -> (..., out), through ``W @ x.T`` where that is faster
     (see the module docstring)."""
     if type(layer) is HalfLinear:
-        out = layer.half(layer.weight, x.reshape(-1, layer.in_features), layer.bias)
+        out = layer.half_weight(layer.weight, x.reshape(-1, layer.in_features), layer.bias)
         if out is not None:
             return out.reshape(*x.shape[:-1], layer.out_features)
     elif type(layer) is not nn.Linear:
@@ -242,7 +242,7 @@ class HalfLinear(nn.Linear):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.half = HalfWeight()
+        self.half_weight = HalfWeight()
 
     def forward(self, x: Tensor) -> Tensor:
         return linear(self, x)

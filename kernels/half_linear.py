@@ -19,8 +19,9 @@ registers. Rows are processed in groups of 6; each group reads the weight again,
 only a few rows (``speechkit.nn.linear.HALF_ROWS``).
 
 The kernel is compiled on first use with the C++ compiler that PyTorch's extension builder finds
-(``torch.utils.cpp_extension.load``, ninja from PyPI; about 10 s, once per machine: the build
-is cached under ``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``). Where it cannot
+(``torch.utils.cpp_extension.load`` in a child interpreter, ninja from PyPI; about 10 s, once
+per machine: the build is cached in ``build_directory()``, under ``TORCH_EXTENSIONS_DIR``,
+default ``~/.cache/torch_extensions``; later processes only load it). Where it cannot
 run (no x86-64 CPU with AVX2, no compiler) ``kernel_available()`` is False, saying why once in the
 log, and callers use float32 weights.
 """
@@ -28,8 +29,12 @@ log, and callers use float32 weights.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
+import os
 import platform
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -103,21 +108,56 @@ def kernel_available() -> bool:
     return True
 
 
-def _build() -> None:
-    from torch.utils.cpp_extension import load
+NAME = "speechkit_half_linear"
+CFLAGS = ["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp"]
+LDFLAGS = ["-fopenmp"]
 
+# Run in a child interpreter: torch's extension builder imports setuptools, which refuses to load
+# into a process that imported the standard library's distutils first (Python 3.11; some
+# libraries and test suites do), and it need not sit in the memory of every transcription.
+_CHILD_BUILD = """
+import sys
+from torch.utils.cpp_extension import load
+load(name=sys.argv[1], sources=[sys.argv[2]], build_directory=sys.argv[3],
+     extra_cflags=sys.argv[4].split(), extra_ldflags=sys.argv[5].split(),
+     is_python_module=False, verbose=False)
+"""
+
+
+def build_directory() -> Path:
+    """Where the built library lives: ``TORCH_EXTENSIONS_DIR`` (default
+    ``~/.cache/torch_extensions``) / a name that changes with the source, the flags and torch."""
+    source = Path(__file__).with_name("half_linear.cpp")
+    key = hashlib.sha256(
+        "\0".join([source.read_text(), *CFLAGS, *LDFLAGS, torch.__version__]).encode()
+    ).hexdigest()[:12]
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or Path.home() / ".cache" / "torch_extensions"
+    return Path(root) / f"{NAME}_{key}"
+
+
+def _build() -> None:
+    """Loads the kernel into this process, building it first (in a child process) when no
+    finished build is cached. Raises with the build's own message when it fails."""
     if hasattr(torch.ops.speechkit_cpu, "half_linear"):
         return
-    start = time.perf_counter()
-    source = Path(__file__).with_name("half_linear.cpp")
-    load(
-        name="speechkit_half_linear",
-        sources=[str(source)],
-        extra_cflags=["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp"],
-        extra_ldflags=["-fopenmp"],
-        is_python_module=False,
-        verbose=False,
-    )
-    elapsed = time.perf_counter() - start
-    if elapsed > 5:
-        logger.info("half_linear: CPU kernel built in %.0f s (cached for later runs)", elapsed)
+    build = build_directory()
+    library, done = build / f"{NAME}.so", build / "built"
+    if not done.is_file():  # the marker comes after a whole build: never load a half-written one
+        build.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        env = dict(os.environ)
+        # ninja from PyPI sits beside this interpreter; a script run without activating the
+        # virtual environment has no such directory on PATH.
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        source = Path(__file__).with_name("half_linear.cpp")
+        run = subprocess.run(
+            [sys.executable, "-c", _CHILD_BUILD, NAME, str(source), str(build), " ".join(CFLAGS),
+             " ".join(LDFLAGS)],
+            env=env, capture_output=True, text=True,
+        )  # fmt: skip
+        if run.returncode != 0 or not library.is_file():
+            raise RuntimeError(f"building {source.name} failed:\n{run.stderr.strip()[-2000:]}")
+        done.touch()
+        logger.info("half_linear: CPU kernel built in %.0f s (cached in %s)",
+                    time.perf_counter() - start, build)  # fmt: skip
+    torch.ops.load_library(str(library))

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import platform
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,7 +25,30 @@ def _half_exact(*shape: int) -> torch.Tensor:
 
 
 def test_the_kernel_builds_here():
+    hl._build()  # raises the build's own error, which kernel_available() only logs
     assert hl.kernel_available()
+
+
+def test_a_process_that_imported_distutils_first_builds_it(tmp_path):
+    """The build runs in a child interpreter: setuptools (which torch's extension builder
+    imports) refuses a process that imported the standard library's distutils first, as a long
+    test run or another library may. A fresh extension directory forces a real build."""
+    pytest.importorskip("distutils", reason="Python 3.12+ has no standard-library distutils")
+    probe = (
+        "import distutils.core\n"
+        "import torch\n"
+        "from speechkit.kernels import half_linear as hl\n"
+        "hl._build()\n"
+        "w, x = torch.randn(40, 8).half().float(), torch.randn(3, 8)\n"
+        "assert torch.allclose(hl.half_linear(x, hl.pack_half(w), None, 40), x @ w.t(), atol=1e-5)\n"
+        "print(hl.build_directory())\n"
+    )
+    env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                         timeout=600)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    built = Path(run.stdout.strip().splitlines()[-1])
+    assert built.parent == tmp_path and (built / "built").is_file()
 
 
 @pytest.mark.parametrize("v, d", [(51, 20), (64, 48), (37, 7), (1, 3), (300, 96)])

@@ -210,7 +210,7 @@ class TextDecoder(nn.Module):
           (fine-tuned in float32) gets ``"plain"``, saying so in the log. Costs half the
           decoder's weights again in memory.
         * ``"packed"``: the tied output reuses MKL's packed copy of the table (``PackedWeight``;
-          faster on Intel CPUs, slower on AMD ones; costs the table again in memory).
+          faster than plain on one host, 2x slower on an AMD EPYC; costs the table again).
         * ``"plain"``: the weights as they are.
         """
         if kind not in STEP_KERNELS:

@@ -23,16 +23,16 @@ weight prepacking uses) and reuses it: 9.7 -> 5.4 ms for 51,864 x 384 and 11.6 -
 51,865 x 512 with 5 rows, 2 threads, cold weights; the results agree with ``x @ W.T``'s to
 float32 rounding. From 6 rows on it is no faster for whisper-base's table (12.7 against 12.7 ms
 at 6, 13.5 against 19.1 at 8), so it serves at most ``PACKED_ROWS``. The copy costs the
-weight's size again in memory. Those figures are from an Intel CPU; on an AMD EPYC (Zen 3) the
-packed call is 2x *slower* than the plain one (12.3 against 6.2 ms, 5 rows, tiny.en's table).
+weight's size again in memory. Those figures are from one host; on an AMD EPYC (Zen 3) the
+packed call is 2x *slower* than the plain one (14.9 against 7.9 ms, 5 rows, tiny.en's table).
 Figures and the commands that measure them: egs/phrasebook/whisper1/RESULTS.md.
 
 ``HalfWeight`` / ``HalfLinear``: a float16 copy of a weight whose values are all float16 values
 (Whisper's released checkpoints), multiplied in float32 by the CPU kernel
 ``speechkit.kernels.half_linear`` (``kernels/half_linear.py`` says why it is written here). A
 search step is bound by reading the weights, so reading half the bytes makes the table's product
-2.3x faster for 5 rows (10.4 -> 4.6 ms, 51,865 x 512, AMD EPYC, 2 threads) and the decoder
-layers' 1.6-2x; results agree with ``x @ W.T``'s to float32 rounding. A weight that is not
+2.1x faster for 5 rows (9.3 -> 4.5 ms, 51,865 x 512, AMD EPYC, 2 threads) and the decoder
+layers' 1.8-2.1x; results agree with ``x @ W.T``'s to float32 rounding. A weight that is not
 exactly float16 is never rounded: it is declined (with one warning) and runs as float32. The copy
 costs half the weight's size in memory.
 """
@@ -63,7 +63,7 @@ __all__ = [
 FEW_ROWS = 7  # most rows of a call that take the ``W @ x.T`` path
 PACKED_ROWS = 5  # most rows of a call that ``PackedWeight`` serves
 # Most rows of a call that ``HalfWeight`` serves: the kernel reads the weight once per 6 rows,
-# and at 12 rows it is still 1.9x faster than float32 for whisper-base's shapes.
+# and at 12 rows it is still 1.6-2.0x faster than float32 for whisper-base's shapes.
 HALF_ROWS = 12
 
 

@@ -101,6 +101,21 @@ def _few_rows(layer: nn.Linear, x: Tensor) -> bool:
     )
 
 
+def _cached_weight_call(weight: Tensor, x: Tensor, bias: Tensor | None, max_rows: int) -> bool:
+    """Whether a product of ``x`` (rows, in) with ``weight`` (out, in) (and ``bias``) may use a
+    cached copy of the weight: at most ``max_rows`` float32 CPU rows, float32 CPU tensors, no
+    gradient wanted, and a weight with a version counter (one made under
+    ``torch.inference_mode`` has none to notice an in-place change)."""
+    tensors = (weight, x) if bias is None else (weight, x, bias)
+    return (
+        x.dim() == 2
+        and x.shape[0] <= max_rows
+        and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+        and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+        and not weight.is_inference()
+    )
+
+
 class PackedWeight:
     """MKL's packed copy of one float32 weight (out, in) on CPU, for ``x @ W.T`` with at most
     ``PACKED_ROWS`` rows (see the module docstring).
@@ -132,17 +147,7 @@ class PackedWeight:
         return torch.backends.mkl.is_available() and hasattr(torch.ops.mkl, "_mkl_linear")
 
     def __call__(self, weight: Tensor, x: Tensor) -> Tensor | None:
-        if not (
-            x.dim() == 2
-            and x.shape[0] <= PACKED_ROWS
-            and x.device.type == "cpu"
-            and weight.device.type == "cpu"
-            and x.dtype == torch.float32
-            and weight.dtype == torch.float32
-            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
-            and not weight.is_inference()  # no version counter to notice an in-place change
-            and self.available()
-        ):
+        if not (_cached_weight_call(weight, x, None, PACKED_ROWS) and self.available()):
             return None
         key = (weight.data_ptr(), weight._version, tuple(weight.shape), weight.stride())
         if key != self._key:
@@ -186,18 +191,7 @@ class HalfWeight:
         return kernel_available()
 
     def __call__(self, weight: Tensor, x: Tensor, bias: Tensor | None = None) -> Tensor | None:
-        if not (
-            x.dim() == 2
-            and x.shape[0] <= HALF_ROWS
-            and x.device.type == "cpu"
-            and weight.device.type == "cpu"
-            and x.dtype == torch.float32
-            and weight.dtype == torch.float32
-            and (bias is None or bias.dtype == torch.float32)
-            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)))
-            and not weight.is_inference()
-            and self.available()
-        ):  # fmt: skip
+        if not (_cached_weight_call(weight, x, bias, HALF_ROWS) and self.available()):
             return None
         from speechkit.kernels.half_linear import half_linear, pack_half
 

@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CPU float32 products of a beam step: half (default without --int8) = "
                    "the decoder's weights read from float16 copies, exact for Whisper's "
                    "released weights, multiplied in float32 (costs half the decoder's weights "
-                   "in memory again: about 60 MiB tiny, 100 MiB base); packed = MKL's packed copy "
+                   "in memory again: about 55 MiB tiny, 120 MiB base); packed = MKL's packed copy "
                    "of the token table (faster on some CPUs, slower on AMD EPYC; costs the table "
                    "again); plain = the weights as they are (the only choice with --int8)")  # fmt: skip
     p.add_argument("--budget", type=float, default=None,

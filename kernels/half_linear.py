@@ -109,6 +109,7 @@ def kernel_available() -> bool:
 
 
 NAME = "speechkit_half_linear"
+SOURCE = Path(__file__).with_name("half_linear.cpp")
 CFLAGS = ["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp"]
 LDFLAGS = ["-fopenmp"]
 
@@ -127,9 +128,8 @@ load(name=sys.argv[1], sources=[sys.argv[2]], build_directory=sys.argv[3],
 def build_directory() -> Path:
     """Where the built library lives: ``TORCH_EXTENSIONS_DIR`` (default
     ``~/.cache/torch_extensions``) / a name that changes with the source, the flags and torch."""
-    source = Path(__file__).with_name("half_linear.cpp")
     key = hashlib.sha256(
-        "\0".join([source.read_text(), *CFLAGS, *LDFLAGS, torch.__version__]).encode()
+        "\0".join([SOURCE.read_text(), *CFLAGS, *LDFLAGS, torch.__version__]).encode()
     ).hexdigest()[:12]
     root = os.environ.get("TORCH_EXTENSIONS_DIR") or Path.home() / ".cache" / "torch_extensions"
     return Path(root) / f"{NAME}_{key}"
@@ -149,14 +149,13 @@ def _build() -> None:
         # ninja from PyPI sits beside this interpreter; a script run without activating the
         # virtual environment has no such directory on PATH.
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-        source = Path(__file__).with_name("half_linear.cpp")
         run = subprocess.run(
-            [sys.executable, "-c", _CHILD_BUILD, NAME, str(source), str(build), " ".join(CFLAGS),
+            [sys.executable, "-c", _CHILD_BUILD, NAME, str(SOURCE), str(build), " ".join(CFLAGS),
              " ".join(LDFLAGS)],
             env=env, capture_output=True, text=True,
         )  # fmt: skip
         if run.returncode != 0 or not library.is_file():
-            raise RuntimeError(f"building {source.name} failed:\n{run.stderr.strip()[-2000:]}")
+            raise RuntimeError(f"building {SOURCE.name} failed:\n{run.stderr.strip()[-2000:]}")
         done.touch()
         logger.info("half_linear: CPU kernel built in %.0f s (cached in %s)",
                     time.perf_counter() - start, build)  # fmt: skip

@@ -153,7 +153,6 @@ class Transcriber:
         if int8 and step_kernel not in (None, "plain"):
             raise ValueError(f"step_kernel {step_kernel!r} does not go with int8")
         step_kernel = step_kernel or ("plain" if int8 else "half")
-        model.decoder.set_step_kernel("plain")  # int8 quantises plain nn.Linear layers only
         if int8:
             model = quantize_int8(model, inplace=owns_model, keep_float=keep_float)
         model.decoder.set_step_kernel(step_kernel)

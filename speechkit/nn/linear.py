@@ -101,85 +101,94 @@ def _few_rows(layer: nn.Linear, x: Tensor) -> bool:
     )
 
 
-def _cached_weight_call(weight: Tensor, x: Tensor, bias: Tensor | None, max_rows: int) -> bool:
-    """Whether a product of ``x`` (rows, in) with ``weight`` (out, in) (and ``bias``) may use a
-    cached copy of the weight: at most ``max_rows`` float32 CPU rows, float32 CPU tensors, no
-    gradient wanted, and a weight with a version counter (one made under
-    ``torch.inference_mode`` has none to notice an in-place change)."""
-    tensors = (weight, x) if bias is None else (weight, x, bias)
-    return (
-        x.dim() == 2
-        and x.shape[0] <= max_rows
-        and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
-        and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
-        and not weight.is_inference()
-    )
+class _WeightCopy:
+    """The mechanism ``PackedWeight`` and ``HalfWeight`` share: a copy of one float32 weight
+    (out, in) on CPU, made by ``_make`` on the first call and again whenever the weight is
+    another tensor or was changed in place (its version counter moved), so a fine-tuned or
+    reloaded weight is never multiplied by a stale copy. It serves products with at most
+    ``max_rows`` float32 CPU rows and no gradient wanted; a weight made under
+    ``torch.inference_mode`` has no version counter and is declined. Not a module: the copy is
+    not saved with the model's state, and deep or pickled copies start without it (a copied
+    model makes its own when it first needs it)."""
 
-
-class PackedWeight:
-    """MKL's packed copy of one float32 weight (out, in) on CPU, for ``x @ W.T`` with at most
-    ``PACKED_ROWS`` rows (see the module docstring).
-
-    ``__call__(weight, x)`` returns (rows, out) for ``x`` (rows, in), or None where this path
-    does not apply (no MKL, another device or dtype, too many rows, autograd), and the caller
-    computes the product its own way. The copy is made on the first call and again whenever
-    ``weight`` is another tensor or was changed in place (its version counter moved), so a
-    fine-tuned or reloaded weight is never multiplied by a stale copy; a weight made under
-    ``torch.inference_mode`` has no such counter and is declined. Not a module: the copy is not
-    saved with the model's state.
-    """
+    max_rows: int
 
     def __init__(self) -> None:
         self._key: tuple | None = None
-        self._packed: Tensor | None = None
+        self._packed: Tensor | None = None  # None with a key set: ``_make`` declined the weight
 
-    def __deepcopy__(self, memo: dict) -> PackedWeight:
-        # A copy of a model (e.g. the one ``quantize_int8`` changes) packs its own weight when
-        # it first needs to, rather than carrying a copy of this one's.
-        return PackedWeight()
+    def __deepcopy__(self, memo: dict) -> _WeightCopy:
+        return type(self)()
 
     def __getstate__(self) -> dict:
         return {"_key": None, "_packed": None}
+
+    @staticmethod
+    def available() -> bool:
+        raise NotImplementedError
+
+    def _make(self, weight: Tensor) -> Tensor | None:
+        """The copy of ``weight`` (detached), or None to decline it."""
+        raise NotImplementedError
+
+    def _copy(self, weight: Tensor, x: Tensor, bias: Tensor | None) -> Tensor | None:
+        """The current copy of ``weight``, or None where this path does not apply."""
+        tensors = (weight, x) if bias is None else (weight, x, bias)
+        if not (
+            x.dim() == 2
+            and x.shape[0] <= self.max_rows
+            and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+            and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+            and not weight.is_inference()
+            and self.available()
+        ):
+            return None
+        key = (weight.data_ptr(), weight._version, tuple(weight.shape), weight.stride())
+        if key != self._key:
+            self._packed = None  # a failed ``_make`` leaves no stale copy behind
+            self._packed = self._make(weight.detach())
+            self._key = key
+        return self._packed
+
+
+class PackedWeight(_WeightCopy):
+    """MKL's packed copy of one float32 weight (out, in) on CPU, for ``x @ W.T`` with at most
+    ``PACKED_ROWS`` rows (see the module docstring and ``_WeightCopy``).
+
+    ``__call__(weight, x)`` returns (rows, out) for ``x`` (rows, in), or None where this path
+    does not apply (no MKL, another device or dtype, too many rows, autograd), and the caller
+    computes the product its own way.
+    """
+
+    max_rows = PACKED_ROWS
 
     @staticmethod
     @functools.cache  # asked at every search step; the answer is fixed by the torch build
     def available() -> bool:
         return torch.backends.mkl.is_available() and hasattr(torch.ops.mkl, "_mkl_linear")
 
+    def _make(self, weight: Tensor) -> Tensor:
+        return torch.ops.mkl._mkl_reorder_linear_weight(weight.contiguous(), PACKED_ROWS)
+
     def __call__(self, weight: Tensor, x: Tensor) -> Tensor | None:
-        if not (_cached_weight_call(weight, x, None, PACKED_ROWS) and self.available()):
+        packed = self._copy(weight, x, None)
+        if packed is None:
             return None
-        key = (weight.data_ptr(), weight._version, tuple(weight.shape), weight.stride())
-        if key != self._key:
-            w = weight.detach()
-            self._packed = torch.ops.mkl._mkl_reorder_linear_weight(w.contiguous(), PACKED_ROWS)
-            self._key = key
-        return torch.ops.mkl._mkl_linear(x.contiguous(), self._packed, weight.detach(), None,
+        return torch.ops.mkl._mkl_linear(x.contiguous(), packed, weight.detach(), None,
                                          PACKED_ROWS)  # fmt: skip
 
 
-class HalfWeight:
+class HalfWeight(_WeightCopy):
     """A float16 copy of one float32 weight (out, in) on CPU whose values are all float16 values,
-    for ``x @ W.T + b`` with at most ``HALF_ROWS`` rows (see the module docstring).
+    for ``x @ W.T + b`` with at most ``HALF_ROWS`` rows (see the module docstring and
+    ``_WeightCopy``).
 
     ``__call__(weight, x, bias=None)`` returns (rows, out) for ``x`` (rows, in), or None where
     this path does not apply (no kernel, another device or dtype, too many rows, autograd, a
     weight that float16 cannot hold exactly), and the caller computes the product its own way.
-    The copy is made on the first call and again whenever ``weight`` is another tensor or was
-    changed in place (its version counter moved; a weight made under ``torch.inference_mode``
-    has none and is declined), as ``PackedWeight`` does. Not a module: the copy is not saved
-    with the model's state.
     """
 
-    def __init__(self) -> None:
-        self._key: tuple | None = None
-        self._packed: Tensor | None = None  # None with a key set: the weight was declined
-
-    def __deepcopy__(self, memo: dict) -> HalfWeight:
-        return HalfWeight()
-
-    def __getstate__(self) -> dict:
-        return {"_key": None, "_packed": None}
+    max_rows = HALF_ROWS
 
     @staticmethod
     @functools.cache  # asked at every search step; fixed for the process
@@ -190,24 +199,20 @@ class HalfWeight:
             return False
         return kernel_available()
 
-    def __call__(self, weight: Tensor, x: Tensor, bias: Tensor | None = None) -> Tensor | None:
-        if not (_cached_weight_call(weight, x, bias, HALF_ROWS) and self.available()):
-            return None
-        from speechkit.kernels.half_linear import half_linear, pack_half
+    def _make(self, weight: Tensor) -> Tensor | None:
+        from speechkit.kernels.half_linear import pack_half
 
-        key = (weight.data_ptr(), weight._version, tuple(weight.shape), weight.stride())
-        if key != self._key:
-            w = weight.detach()
-            self._packed = None
-            if is_half_exact(w):
-                self._packed = pack_half(w)
-            else:
-                _warn_inexact(tuple(w.shape))
-            self._key = key
-        if self._packed is None:
+        if not is_half_exact(weight):
+            _warn_inexact(tuple(weight.shape))
+            return None
+        return pack_half(weight)
+
+    def __call__(self, weight: Tensor, x: Tensor, bias: Tensor | None = None) -> Tensor | None:
+        packed = self._copy(weight, x, bias)
+        if packed is None:
             return None
         b = None if bias is None else bias.detach().contiguous()
-        return half_linear(x.contiguous(), self._packed, b, weight.shape[0])
+        return torch.ops.speechkit_cpu.half_linear(x.contiguous(), packed, b, weight.shape[0])
 
 
 def is_half_exact(weight: Tensor, rows: int = 4096) -> bool:

@@ -18,6 +18,11 @@ the kernel streams one 32-byte line per input channel and keeps 2 x rows accumul
 registers. Rows are processed in groups of 6; each group reads the weight again, so callers send
 only a few rows (``speechkit.nn.linear.HALF_ROWS``).
 
+``block_linear`` runs the same loop over float32 blocks (``pack_blocks``, no rounding) for N
+weights at once; ``blocked_attention`` uses it for a search step's cross-attention, whose keys
+and transposed values ``pack_kv`` packs once per utterance (sdpa reads them in tiles, about 1.8x
+slower for 5 queries over 1,500 frames with cold caches).
+
 The kernel is compiled on first use with the C++ compiler that PyTorch's extension builder finds
 (``torch.utils.cpp_extension.load`` in a child interpreter, ninja from PyPI; about 10 s, once
 per machine: the build is cached in ``build_directory()``, under ``TORCH_EXTENSIONS_DIR``,
@@ -45,10 +50,17 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "BLOCK",
+    "block_linear",
+    "block_linear_ref",
+    "blocked_attention",
+    "blocked_attention_ref",
     "half_linear",
     "half_linear_ref",
     "kernel_available",
+    "pack_blocks",
+    "pack_kv",
     "pack_half",
+    "unpack_blocks",
     "unpack_half",
 ]
 
@@ -85,6 +97,63 @@ def half_linear(x: Tensor, packed: Tensor, bias: Tensor | None, v: int) -> Tenso
     """The kernel: (R, D) float32 CPU rows -> (R, v) float32, as ``half_linear_ref``. Check
     ``kernel_available()`` first."""
     return torch.ops.speechkit_cpu.half_linear(x, packed, bias, v)
+
+
+def pack_blocks(weight: Tensor) -> Tensor:
+    """(..., V, D) float32 -> (..., ceil(V / 16), D, 16) float32 blocks, the layout of
+    ``pack_half`` without rounding (zeros past V); exact."""
+    *lead, v, d = weight.shape
+    full, tail = divmod(v, BLOCK)
+    packed = weight.new_zeros(*lead, full + (tail > 0), d, BLOCK)
+    body = weight[..., : full * BLOCK, :].reshape(*lead, full, BLOCK, d)
+    packed[..., :full, :, :].copy_(body.transpose(-1, -2))
+    if tail:
+        packed[..., full, :, :tail].copy_(weight[..., full * BLOCK :, :].transpose(-1, -2))
+    return packed
+
+
+def unpack_blocks(packed: Tensor, v: int) -> Tensor:
+    """(..., NB, D, 16) blocks -> the (..., v, D) weight they hold."""
+    *lead, nb, d, _ = packed.shape
+    return packed.transpose(-1, -2).reshape(*lead, nb * BLOCK, d)[..., :v, :]
+
+
+def block_linear_ref(x: Tensor, packed: Tensor, v: int) -> Tensor:
+    """Reference: x (N, R, D) and N packed float32 weights -> (N, R, v) ``x[n] @ W[n].T``."""
+    return x @ unpack_blocks(packed, v).transpose(-1, -2)
+
+
+def block_linear(x: Tensor, packed: Tensor, v: int) -> Tensor:
+    """The kernel: as ``block_linear_ref`` for float32 CPU tensors. Check
+    ``kernel_available()`` first."""
+    return torch.ops.speechkit_cpu.block_linear(x, packed, v)
+
+
+def pack_kv(k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    """Attention keys and values (U, H, S, Dh) -> blocked (U, H, ceil(S / 16), Dh, 16) keys and
+    (U, H, ceil(Dh / 16), S, 16) transposed values, for ``blocked_attention``. A search step
+    attends from a few queries (the beams) over the same S encoder frames at every step; packed
+    once per utterance, each step reads them as one stream per head instead of sdpa's tiles
+    (``egs/phrasebook/whisper1/RESULTS.md``, "tenth session")."""
+    return pack_blocks(k), pack_blocks(v.transpose(-1, -2))
+
+
+def blocked_attention_ref(q: Tensor, kp: Tensor, vp: Tensor) -> Tensor:
+    """Reference: softmax(q K^T / sqrt(Dh)) V for q (U, H, L, Dh) and ``pack_kv``'s blocks."""
+    s, dh = vp.shape[-2], q.shape[-1]
+    scores = q @ unpack_blocks(kp, s).transpose(-1, -2) * dh**-0.5
+    return scores.softmax(-1) @ unpack_blocks(vp, dh).transpose(-1, -2)
+
+
+def blocked_attention(q: Tensor, kp: Tensor, vp: Tensor) -> Tensor:
+    """The kernel's attention: q (U, H, L, Dh) float32 CPU queries over ``pack_kv``'s blocks
+    -> (U, H, L, Dh), as ``blocked_attention_ref``. No mask: every key is attended to."""
+    u, h, length, dh = q.shape
+    s = vp.shape[-2]
+    kp, vp = kp.flatten(0, 1), vp.flatten(0, 1)
+    scores = block_linear(q.reshape(u * h, length, dh), kp, s)  # (U H, L, S)
+    probs = (scores * dh**-0.5).softmax(-1)
+    return block_linear(probs, vp, dh).view(u, h, length, dh)
 
 
 @functools.cache

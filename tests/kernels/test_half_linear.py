@@ -102,3 +102,49 @@ def test_bad_inputs_are_refused():
         hl.half_linear(torch.randn(2, 8, dtype=torch.float64), packed, None, 40)
     with pytest.raises(RuntimeError, match="bias"):
         hl.half_linear(torch.randn(2, 8), packed, torch.randn(39), 40)
+
+
+@pytest.mark.parametrize("n,rows,d,v", [(1, 1, 64, 1500), (8, 5, 64, 1500), (3, 7, 1500, 64),
+                                        (2, 13, 20, 37), (5, 6, 9, 16)])  # fmt: skip
+def test_block_linear_matches_the_reference(n, rows, d, v):
+    """N float32 weights at once (a cross-attention's heads), any row count and a last block
+    that is partly past V."""
+    assert hl.kernel_available()
+    torch.manual_seed(n * rows + v)
+    w, x = torch.randn(n, v, d), torch.randn(n, rows, d)
+    packed = hl.pack_blocks(w)
+    assert packed.shape == (n, -(-v // hl.BLOCK), d, hl.BLOCK) and packed.dtype == torch.float32
+    assert torch.equal(hl.unpack_blocks(packed, v), w)  # packing is exact
+    ref = hl.block_linear_ref(x, packed, v)
+    torch.testing.assert_close(ref, x @ w.transpose(1, 2), rtol=0, atol=0)
+    out = hl.block_linear(x, packed, v)
+    assert out.shape == (n, rows, v)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6 * d)  # sums of d products
+
+
+@pytest.mark.parametrize("u,h,length,s,dh", [(1, 6, 5, 1500, 64), (2, 8, 10, 1500, 64),
+                                             (3, 2, 13, 37, 20), (1, 1, 1, 1, 8)])  # fmt: skip
+def test_blocked_attention_is_sdpa_over_packed_keys_and_values(u, h, length, s, dh):
+    assert hl.kernel_available()
+    torch.manual_seed(s + length)
+    q, k, v = torch.randn(u, h, length, dh), torch.randn(u, h, s, dh), torch.randn(u, h, s, dh)
+    kp, vp = hl.pack_kv(k, v)
+    assert kp.shape == (u, h, -(-s // hl.BLOCK), dh, hl.BLOCK)
+    assert vp.shape == (u, h, -(-dh // hl.BLOCK), s, hl.BLOCK)
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    torch.testing.assert_close(hl.blocked_attention_ref(q, kp, vp), expected)
+    strided = q.transpose(1, 2).contiguous().transpose(1, 2)  # as attention's split heads
+    torch.testing.assert_close(hl.blocked_attention(strided, kp, vp), expected)
+
+
+def test_block_linear_refuses_bad_inputs():
+    assert hl.kernel_available()
+    packed = hl.pack_blocks(torch.randn(2, 40, 8))
+    with pytest.raises(RuntimeError, match="channels"):
+        hl.block_linear(torch.randn(2, 3, 9), packed, 40)
+    with pytest.raises(RuntimeError, match="3 inputs, 2 weights"):
+        hl.block_linear(torch.randn(3, 3, 8), packed, 40)
+    with pytest.raises(RuntimeError, match="outputs do not fit"):
+        hl.block_linear(torch.randn(2, 3, 8), packed, 60)
+    with pytest.raises(RuntimeError, match="float32"):
+        hl.block_linear(torch.randn(2, 3, 8), packed.half(), 40)

@@ -102,7 +102,7 @@ def test_step_kernels_give_the_same_steps(model):
 
     from torch import nn
 
-    from speechkit.nn.linear import HalfLinear
+    from speechkit.nn.linear import HalfLinear, HalfWeight
 
     model = copy.deepcopy(model)  # its weights are rounded to float16 values here
     model.decoder.set_step_kernel("half")  # float32 weights: half would not be exact
@@ -120,12 +120,18 @@ def test_step_kernels_give_the_same_steps(model):
         model.decoder.set_step_kernel(kernel)
         layer_type = HalfLinear if kernel == "half" else nn.Linear
         assert type(model.decoder.layers[0].ffn.net[0]) is layer_type
-        cache = model.new_cache(enc.expand(5, -1, -1), enc_lens.expand(5))
         with torch.inference_mode():
+            cache = model.new_cache(enc.expand(5, -1, -1), enc_lens.expand(5))
             steps[kernel] = model.decode_step(ys, cache, last_only=True)
+        # "half" packs the unpadded window's cross-attention K/V for the kernel (5-D blocks).
+        assert cache.cross[0][0].dim() == (5 if kernel == "half" and HalfWeight.available() else 4)
         assert model.state_dict().keys() == state
     for kernel in ("half", "packed"):
         torch.testing.assert_close(steps[kernel], steps["plain"], rtol=1e-5, atol=1e-5)
+    model.decoder.set_step_kernel("half")
+    with torch.inference_mode():
+        padded = model.new_cache(enc.expand(2, -1, -1), torch.tensor([15, 9]))
+    assert padded.cross[0][0].dim() == 4  # a padded window keeps sdpa and its mask
     with pytest.raises(ValueError, match="step kernel must be one of"):
         model.decoder.set_step_kernel("fast")
 

@@ -147,3 +147,50 @@ def test_eager_keeps_input_dtype():
     q, k, v = (t.to(torch.bfloat16) for t in _qkv())
     out = scaled_dot_product(q, k, v, backend="eager")
     assert out.dtype == torch.bfloat16
+
+
+def test_a_mask_that_keeps_every_key_is_dropped_with_the_same_result(monkeypatch):
+    q, k, v = _qkv(b=1, lq=4, s=1500, dh=64)
+    full = torch.ones(1, 1, 1, 1500, dtype=torch.bool)
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    masks = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(*args, attn_mask=None, **kwargs):
+        masks.append(attn_mask)
+        return sdpa(*args, attn_mask=attn_mask, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    assert torch.equal(scaled_dot_product(q, k, v, full), expected)
+    assert masks == [None]
+    part = full.clone()
+    part[..., -1] = False  # one padded key: the mask is kept
+    out = scaled_dot_product(q, k, v, part)
+    assert masks[-1] is not None and not torch.equal(out, expected)
+    torch.testing.assert_close(out, sdpa(q, k[:, :, :-1], v[:, :, :-1]))
+
+
+def test_blocked_keys_and_values_attend_like_sdpa():
+    """``block_kv`` packs keys/values for the CPU kernel (``kernels/half_linear.py``); attention
+    over them is sdpa's, with a mask only when it keeps every key."""
+    pytest.importorskip("speechkit.kernels.half_linear")
+    from speechkit.kernels.half_linear import kernel_available
+    from speechkit.nn.attention import block_kv
+
+    q, k, v = _qkv(b=2, lq=5, s=40, dh=16)
+    if not kernel_available():
+        assert block_kv(k, v) is None  # callers keep k and v
+        return
+    kp, vp = block_kv(k, v)
+    assert kp.dim() == vp.dim() == 5
+    reset_attention_calls()
+    full = torch.ones(2, 1, 1, 40, dtype=torch.bool)
+    out = scaled_dot_product(q, kp, vp, full)
+    torch.testing.assert_close(out, torch.nn.functional.scaled_dot_product_attention(q, k, v))
+    assert attention_calls()["blocked"] == 1
+    with pytest.raises(ValueError, match="every key"):
+        scaled_dot_product(q, kp, vp, lengths_to_mask(torch.tensor([40, 30]), 40)[:, None, None])
+    with pytest.raises(ValueError, match="without dropout"):
+        scaled_dot_product(q, kp, vp, dropout_p=0.1)
+    assert block_kv(k.requires_grad_(), v) is None  # training: autograd needs sdpa
+    assert block_kv(k.detach().double(), v.double()) is None

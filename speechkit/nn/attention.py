@@ -211,12 +211,15 @@ def scaled_dot_product(
     if (
         mask is not None
         and mask.device.type == "cpu"
-        and not (torch.is_grad_enabled() and (q.requires_grad or k.requires_grad))
+        and not (
+            torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
+        )
         and not torch.compiler.is_compiling()
         and bool(mask.all())
     ):
         # Every key kept (a full 30 s Whisper window): without a mask sdpa adds nothing to the
-        # scores, the same result bit for bit and 5-10 % faster. Only on CPU, where the check
+        # scores, the same result bit for bit, and skips the guard of fully masked rows below
+        # (a step's cross-attention: 0.31 against 0.34 ms). Only on CPU, where the check
         # costs no wait for a device, and at inference: with autograd sdpa would pick another
         # kernel, which saves other tensors (train.batch_search measures them), and a compiled
         # graph would break on the check.
